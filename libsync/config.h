@@ -1,0 +1,254 @@
+// Service configuration: the one YAML file both services read (--config).
+//
+// The Helm chart renders its values into this same file, so this comment is
+// the schema reference for both. `*` marks required keys; everything else
+// has the default shown. Unknown keys are errors at every level. A null
+// value (`key:` or `key: null`) is the same as leaving the key out.
+//
+//   site:                              # *
+//     name: branch1                    # * this site's name: letters, digits,
+//                                      #   '.', '_', '-'; it is the
+//                                      #   remote_site_name on consumers
+//   database:
+//     url: "postgresql:///branch1"     # * unless ES_DATABASE_URL is set
+//                                      #   (ES_DATABASE_URL wins when set)
+//   log:
+//     level: info                      # debug | info | warn | error
+//     format: text                     # text | json
+//   doctypes:                          # the DocType registry (doctype.h)
+//     - name: Note                     # *
+//       table: tabNote                 # default "tab" + name
+//       autoname: hash                 # hash | uuid | field:<fieldname> |
+//                                      #   series:NOTE-.#####
+//       istable: false                 # a child DocType
+//       is_submittable: false
+//       fields:
+//         - fieldname: title           # * an identifier, not a standard column
+//           fieldtype: Data            # * see KnownFieldtypes() in doctype.h
+//           options: ""                # Link: target DocType; Table: child
+//                                      #   DocType; Dynamic Link: the field
+//                                      #   holding the target DocType
+//           reqd: false
+//           default: ""                # default value (as text)
+//
+//   producer:                          # present = this site runs a producer
+//     listen: "0.0.0.0:50051"
+//     metrics_listen: ""               # host:port for /metrics; "" = off
+//     api_keys:                        # who may call the producer
+//       - key: branch1                 # * a consumer key's id is the
+//                                      #   consumer's site name
+//         secret_env: ES_SECRET_BRANCH1   # * exactly one of secret_env
+//         secret_file: /run/secrets/x     #   and secret_file
+//         role: consumer               # * consumer | admin
+//     consumers:                       # pre-approvals; they hold whenever
+//       - site: branch1                # * that consumer asks for the DocType
+//         doctypes:
+//           - doctype: Note            # * a non-child DocType of the registry
+//             status: approved         # approved | pending | rejected
+//             condition: ""            # expression or cmd:schema.function
+//
+//   consumer:                          # present = this site runs a consumer
+//     listen: "0.0.0.0:50052"
+//     advertise: ""                    # host:port producers send Notify to;
+//                                      #   "" = no notifies, polling only
+//     metrics_listen: ""
+//     api_keys: [...]                  # as producer.api_keys; role: admin
+//     poll_interval: 30s               # a duration: 500ms, 30s, 2m, 1h
+//     producers:
+//       - name: hq                     # * unique
+//         url: "hq-producer:50051"     # * host:port of the producer
+//         api_key: branch1             # *
+//         api_secret_env: ES_SECRET_BRANCH1  # * exactly one of these two
+//         api_secret_file: /run/secrets/y
+//         doctypes:
+//           - doctype: Note            # * the LOCAL DocType (registry);
+//                                      #   with `mapping`, it must be the
+//                                      #   mapping's local_doctype
+//             use_same_name: false     # Frappe's default: local naming via
+//                                      #   autoname, remote name kept in
+//                                      #   remote_docname/remote_site_name
+//             condition: ""            # expression or cmd:schema.function
+//             mapping: ""              # name of a mapping below
+//             unsubscribe: false
+//     mappings:                        # Document Type Mappings (mapping.h)
+//       - name: so-to-po               # * unique
+//         local_doctype: Purchase Order   # * a DocType of the registry
+//         remote_doctype: Sales Order     # * the producer's DocType
+//         field_mapping:
+//           - remote_fieldname: customer  # *
+//             local_fieldname: supplier_ref  # * a field of local_doctype
+//             mapping_type: ""         # "" | Child Table | Document
+//             mapping: ""              # * for Child Table / Document
+//             default_value: ""
+//             remote_value_filters: {} # Document: filters for the fetch
+//
+// Conditions are either a Python-style expression checked with
+// Condition::Parse (expr.h) or `cmd:schema.function`, a PostgreSQL function
+// (consumer text, doc jsonb, update_log jsonb) -> boolean.
+//
+// Loading is pure: ParseConfig/LoadConfigFile read nothing but the text, so
+// `--check-config` validates a file on any machine. ApplyEnvironment then
+// fills in what the deployment supplies through the environment, and
+// secrets are read by ResolveSecret only when a service needs them.
+//
+// Errors are INVALID_ARGUMENT with the message
+//   `<file>: <key path>: <what was expected>`
+// e.g. `config.yaml: consumer.producers[0].doctypes[1].doctype: required`,
+// and for YAML syntax errors `<file>:<line>:<column>: invalid YAML: ...`.
+//
+// Adding a section (e.g. producer.webhooks): add a struct and a vector of it
+// to the owning config struct here, a Parse function for it in config.cc,
+// and its key to that section's list of allowed keys there.
+#ifndef EVENTSTREAM_LIBSYNC_CONFIG_H_
+#define EVENTSTREAM_LIBSYNC_CONFIG_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libsync/doctype.h"
+#include "libsync/mapping.h"
+
+namespace eventstream {
+
+// Where a secret comes from. Exactly one of `env` and `file` is set.
+struct SecretRef {
+  std::string env;   // name of an environment variable holding the secret
+  std::string file;  // path of a file holding it (one trailing newline is
+                     // ignored, as `kubectl create secret --from-file` adds)
+  // `<file>: <key path>` of the key that named it, so that a failure to
+  // resolve points at the config line without ever showing the secret.
+  std::string origin;
+};
+
+enum class ApiKeyRole { kConsumer, kAdmin };
+
+struct ApiKeyConfig {
+  std::string key;  // the id half of `authorization: token KEY:SECRET`
+  SecretRef secret;
+  ApiKeyRole role = ApiKeyRole::kConsumer;
+};
+
+enum class SubscriptionStatus { kPending, kApproved, kRejected };
+
+struct SiteConfig {
+  std::string name;
+};
+
+struct DatabaseConfig {
+  std::string url;  // libpq connection string or URI
+};
+
+enum class LogFormat { kText, kJson };
+
+struct LogConfig {
+  std::string level = "info";  // debug | info | warn | error
+  LogFormat format = LogFormat::kText;
+};
+
+// ---- producer --------------------------------------------------------------
+
+// A config pre-approval of one DocType for one consumer site.
+struct ConsumerDocTypeConfig {
+  std::string doctype;
+  SubscriptionStatus status = SubscriptionStatus::kApproved;
+  std::string condition;  // "" = every document
+};
+
+struct ConsumerSiteConfig {
+  std::string site;
+  std::vector<ConsumerDocTypeConfig> doctypes;
+};
+
+struct ProducerConfig {
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen;  // "" = no metrics endpoint
+  std::vector<ApiKeyConfig> api_keys;
+  std::vector<ConsumerSiteConfig> consumers;
+
+  const ApiKeyConfig* FindApiKey(std::string_view key) const;
+  const ConsumerSiteConfig* FindConsumer(std::string_view site) const;
+};
+
+// ---- consumer --------------------------------------------------------------
+
+// One row of an Event Producer's DocType list.
+struct ProducerDocTypeConfig {
+  std::string doctype;         // local DocType
+  bool use_same_name = false;  // Frappe's default (a Check defaulting to 0)
+  std::string condition;       // sent to the producer at registration
+  std::string mapping;         // "" = none; else a ConsumerConfig::mappings name
+  bool unsubscribe = false;
+};
+
+// An Event Producer: a producer this site's consumer follows.
+struct EventProducerConfig {
+  std::string name;
+  std::string url;  // host:port of its gRPC endpoint
+  std::string api_key;
+  SecretRef api_secret;
+  std::vector<ProducerDocTypeConfig> doctypes;
+};
+
+struct ConsumerConfig {
+  std::string listen = "0.0.0.0:50052";
+  std::string advertise;       // "" = producers cannot Notify; poll only
+  std::string metrics_listen;  // "" = no metrics endpoint
+  std::vector<ApiKeyConfig> api_keys;  // operators' keys; role admin
+  absl::Duration poll_interval = absl::Seconds(30);
+  std::vector<EventProducerConfig> producers;
+  std::vector<DocTypeMapping> mappings;
+
+  const ApiKeyConfig* FindApiKey(std::string_view key) const;
+  const EventProducerConfig* FindProducer(std::string_view name) const;
+  const DocTypeMapping* FindMapping(std::string_view name) const;
+};
+
+// ---- the whole file --------------------------------------------------------
+
+struct Config {
+  std::string source;  // the path the config was loaded from, as given
+  SiteConfig site;
+  DatabaseConfig database;
+  LogConfig log;
+  DocTypeRegistry registry;  // from `doctypes:`, validated
+  std::optional<ProducerConfig> producer;  // absent: no producer on this site
+  std::optional<ConsumerConfig> consumer;  // absent: no consumer on this site
+};
+
+// Parses and validates `yaml_text`; `filename` is only used in messages.
+absl::StatusOr<Config> ParseConfig(std::string_view yaml_text,
+                                   std::string_view filename);
+// Reads `path` and parses it; errors name `path` exactly as given.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// Looks up an environment variable; nullopt when unset. Tests pass a fake.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
+// The real process environment (getenv).
+EnvLookup ProcessEnvironment();
+
+// Applies the environment overrides (ES_DATABASE_URL replaces database.url
+// when set and non-empty) and then requires database.url, naming both
+// ways to set it. Services call this after loading and before connecting;
+// --check-config does not, so a file whose URL comes from a Secret checks.
+absl::Status ApplyEnvironment(Config& config,
+                              const EnvLookup& env = ProcessEnvironment());
+
+// Reads a secret now. FAILED_PRECONDITION naming the key path and the
+// variable or file when it is unset, unreadable or empty. The secret's
+// value never appears in a message.
+absl::StatusOr<std::string> ResolveSecret(
+    const SecretRef& ref, const EnvLookup& env = ProcessEnvironment());
+
+// Names as they appear in the config (and in logs).
+std::string_view ToString(SubscriptionStatus status);
+std::string_view ToString(ApiKeyRole role);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_LIBSYNC_CONFIG_H_

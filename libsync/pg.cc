@@ -1,0 +1,220 @@
+#include "libsync/pg.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace eventstream::pg {
+namespace {
+
+constexpr char kSqlStatePayload[] = "type.eventstream/sqlstate";
+
+// Maps SQLSTATE classes onto the closest absl code so callers can branch on
+// the code and users still see the exact SQLSTATE in the message.
+absl::StatusCode CodeForSqlState(absl::string_view state) {
+  if (state.size() < 2) return absl::StatusCode::kInternal;
+  absl::string_view cls = state.substr(0, 2);
+  if (state == "23505") return absl::StatusCode::kAlreadyExists;
+  if (cls == "23" || cls == "22") return absl::StatusCode::kInvalidArgument;
+  if (state == "42P01" || state == "42703" || state == "42883")
+    return absl::StatusCode::kNotFound;
+  if (cls == "42") return absl::StatusCode::kInvalidArgument;
+  if (cls == "40") return absl::StatusCode::kAborted;  // serialization, deadlock
+  if (cls == "08" || cls == "57") return absl::StatusCode::kUnavailable;
+  if (cls == "28") return absl::StatusCode::kPermissionDenied;
+  if (cls == "P0") return absl::StatusCode::kFailedPrecondition;  // RAISE
+  return absl::StatusCode::kInternal;
+}
+
+absl::Status ErrorFrom(pg_conn* conn, PGresult* res) {
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string message =
+      res ? PQresultErrorMessage(res) : (conn ? PQerrorMessage(conn) : "");
+  if (message.empty() && conn) message = PQerrorMessage(conn);
+  message = std::string(absl::StripTrailingAsciiWhitespace(message));
+  if (state == nullptr) {
+    // No server answer at all: the connection is gone.
+    return absl::UnavailableError(absl::StrCat("PostgreSQL: ", message));
+  }
+  absl::Status status(CodeForSqlState(state),
+                      absl::StrCat("SQLSTATE ", state, ": ", message));
+  status.SetPayload(kSqlStatePayload, absl::Cord(state));
+  return status;
+}
+
+absl::StatusOr<Result> Check(pg_conn* conn, PGresult* res) {
+  Result result(res);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
+  return ErrorFrom(conn, res);
+}
+
+// libpq wants parallel arrays of C strings.
+struct ParamArrays {
+  std::vector<const char*> values;
+  explicit ParamArrays(const Params& params) {
+    values.reserve(params.size());
+    for (const Param& p : params)
+      values.push_back(p.value() ? p.value()->c_str() : nullptr);
+  }
+};
+
+}  // namespace
+
+// ---- Result ----------------------------------------------------------------
+
+Result::Result(pg_result* res) : res_(res) {}
+Result::Result(Result&& other) noexcept : res_(other.res_) { other.res_ = nullptr; }
+Result& Result::operator=(Result&& other) noexcept {
+  if (this != &other) {
+    if (res_) PQclear(res_);
+    res_ = other.res_;
+    other.res_ = nullptr;
+  }
+  return *this;
+}
+Result::~Result() {
+  if (res_) PQclear(res_);
+}
+int Result::rows() const { return res_ ? PQntuples(res_) : 0; }
+int Result::columns() const { return res_ ? PQnfields(res_) : 0; }
+absl::string_view Result::column_name(int col) const { return PQfname(res_, col); }
+int Result::ColumnIndex(absl::string_view name) const {
+  for (int c = 0; c < columns(); ++c)
+    if (column_name(c) == name) return c;
+  return -1;
+}
+bool Result::IsNull(int row, int col) const { return PQgetisnull(res_, row, col); }
+absl::string_view Result::Get(int row, int col) const {
+  return absl::string_view(PQgetvalue(res_, row, col), PQgetlength(res_, row, col));
+}
+std::optional<std::string> Result::GetOptional(int row, int col) const {
+  if (IsNull(row, col)) return std::nullopt;
+  return std::string(Get(row, col));
+}
+int64_t Result::GetInt64(int row, int col) const {
+  if (IsNull(row, col)) return 0;
+  return std::strtoll(PQgetvalue(res_, row, col), nullptr, 10);
+}
+bool Result::GetBool(int row, int col) const {
+  return !IsNull(row, col) && PQgetvalue(res_, row, col)[0] == 't';
+}
+pg_result* Result::raw() const { return res_; }
+int64_t Result::affected_rows() const {
+  const char* n = res_ ? PQcmdTuples(res_) : "";
+  return *n ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+// ---- Connection ------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& url) {
+  pg_conn* conn = PQconnectdb(url.c_str());
+  if (conn == nullptr) return absl::ResourceExhaustedError("PostgreSQL: out of memory");
+  if (PQstatus(conn) != CONNECTION_OK) {
+    // The URL may carry a password: name only what libpq said.
+    std::string message(absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn)));
+    PQfinish(conn);
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to PostgreSQL: ", message));
+  }
+  auto result = std::unique_ptr<Connection>(new Connection(conn));
+  // Quiet NOTICEs (e.g. "relation already exists, skipping") instead of
+  // letting libpq print them on stderr.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  return result;
+}
+
+Connection::~Connection() {
+  if (conn_) PQfinish(conn_);
+}
+
+bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+
+absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
+  std::string text(sql);
+  ParamArrays arrays(params);
+  return Check(conn_, PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
+                                   nullptr, arrays.values.data(), nullptr, nullptr, 0));
+}
+
+absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
+                                                absl::string_view sql,
+                                                const Params& params) {
+  if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
+    std::string text(sql);
+    auto prepared = Check(conn_, PQprepare(conn_, name.c_str(), text.c_str(),
+                                           static_cast<int>(params.size()), nullptr));
+    if (!prepared.ok()) return prepared.status();
+    prepared_.push_back(name);
+  }
+  ParamArrays arrays(params);
+  return Check(conn_, PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
+                                     arrays.values.data(), nullptr, nullptr, 0));
+}
+
+absl::Status Connection::ExecScript(absl::string_view sql) {
+  std::string text(sql);
+  PGresult* res = PQexec(conn_, text.c_str());
+  auto result = Check(conn_, res);
+  // PQexec returns only the last result; drain nothing more (sync API).
+  return result.status();
+}
+
+absl::Status Connection::SetApplicationName(absl::string_view name) {
+  return Exec("SELECT set_config('application_name', $1, false)", {name}).status();
+}
+
+// ---- Transaction -----------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
+    Connection* conn, absl::string_view options) {
+  auto begun = conn->Exec(absl::StrCat("BEGIN ", options));
+  if (!begun.ok()) return begun.status();
+  return std::unique_ptr<Transaction>(new Transaction(conn));
+}
+
+Transaction::~Transaction() {
+  if (!done_) (void)conn_->Exec("ROLLBACK");
+}
+
+absl::Status Transaction::Commit() {
+  done_ = true;
+  auto committed = conn_->Exec("COMMIT");
+  if (!committed.ok()) return committed.status();
+  // COMMIT of a transaction that already failed "succeeds" with the tag
+  // ROLLBACK: report it, or a caller would believe its writes landed.
+  if (std::strcmp(PQcmdStatus(committed->raw()), "ROLLBACK") == 0)
+    return absl::AbortedError("transaction was rolled back: an earlier statement failed");
+  return absl::OkStatus();
+}
+
+// ---- names -----------------------------------------------------------------
+
+std::string QuoteIdentifier(absl::string_view identifier) {
+  std::string out;
+  out.reserve(identifier.size() + 2);
+  out.push_back('"');
+  for (char c : identifier) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string QuoteQualified(absl::string_view schema, absl::string_view name) {
+  return absl::StrCat(QuoteIdentifier(schema), ".", QuoteIdentifier(name));
+}
+
+std::string SqlStateOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kSqlStatePayload);
+  return payload ? std::string(*payload) : std::string();
+}
+
+}  // namespace eventstream::pg

@@ -1,0 +1,58 @@
+// Authenticator: checks the `authorization: token KEY:SECRET` metadata that
+// every RPC carries (DESIGN.md, "Protocol").
+//
+// A missing, malformed or wrong token is UNAUTHENTICATED; a valid key whose
+// role is not allowed for the RPC is PERMISSION_DENIED. Secrets are compared
+// in constant time and never appear in a status message or a log line.
+#ifndef EVENTSTREAM_SERVICES_COMMON_AUTH_H_
+#define EVENTSTREAM_SERVICES_COMMON_AUTH_H_
+
+#include <map>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/server_context.h"
+
+namespace eventstream {
+
+enum class Role { kConsumer, kAdmin, kProducer /* a Notify caller */ };
+
+struct Principal {
+  std::string key;  // for kConsumer: the consumer site it is bound to
+  Role role;
+};
+
+struct Credential {
+  std::string key;
+  std::string secret;
+  Role role;
+};
+
+class Authenticator {
+ public:
+  explicit Authenticator(std::vector<Credential> credentials);
+
+  // Adds or replaces one credential at run time (e.g. a producer's Notify
+  // token learned at registration). Thread-safe.
+  void Put(Credential credential);
+
+  // Checks the metadata value itself ("token KEY:SECRET").
+  absl::StatusOr<Principal> Authenticate(absl::string_view authorization) const;
+  // Reads the metadata from `context`, then requires one of `allowed`.
+  absl::StatusOr<Principal> Authorize(const grpc::ServerContext* context,
+                                      std::initializer_list<Role> allowed) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, Credential, std::less<>> by_key_ ABSL_GUARDED_BY(mu_);
+};
+
+// absl::Status -> grpc::Status, keeping code and message.
+grpc::Status ToGrpc(const absl::Status& status);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_COMMON_AUTH_H_

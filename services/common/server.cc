@@ -1,0 +1,64 @@
+#include "services/common/server.h"
+
+#include <signal.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    const std::string& name, const std::string& listen,
+    const std::vector<grpc::Service*>& services) {
+  // The default health service answers from gRPC core, which does not put
+  // grpc.health.v1's descriptors in the protobuf pool. Touching the
+  // compiled health.proto links them in, so reflection can serve them and
+  // `grpcurl ... grpc.health.v1.Health/Check` works.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  auto server = std::unique_ptr<GrpcServer>(new GrpcServer());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &server->port_);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  server->server_ = builder.BuildAndStart();
+  if (!server->server_ || server->port_ == 0)
+    return absl::UnavailableError(
+        absl::StrCat(name, ": cannot listen on \"", listen,
+                     "\" (address in use, or not a host:port?)"));
+  std::string host = listen.substr(0, listen.rfind(':'));
+  spdlog::info("{} listening on {}:{}", name, host, server->port_);
+  return server;
+}
+
+void GrpcServer::Shutdown(int grace_seconds) {
+  if (auto* health = server_->GetHealthCheckService()) health->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(grace_seconds));
+}
+
+void BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace eventstream

@@ -1,0 +1,26 @@
+// eventstream-consumer: wires the consumer's parts together; logic lives in
+// services/consumer/*.cc and libsync.
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "libsync/migrate.h"
+#include "services/common/service_main.h"
+#include "services/consumer/consumer_service.h"
+
+int main(int argc, char** argv) {
+  using namespace eventstream;
+  ServiceMainSpec spec;
+  spec.binary = "eventstream-consumer";
+  spec.about =
+      "Follows producers: pulls their Event Update Logs and replays each change\n"
+      "into this site's database, recording every attempt in the Event Sync Log.";
+  spec.schema = "es_consumer";
+  spec.migrations = &ConsumerMigrations();
+  spec.check_section = [](const Config& c) {
+    return c.consumer ? absl::OkStatus()
+                      : absl::InvalidArgumentError(absl::StrCat(
+                            c.source, ": consumer: required to run eventstream-consumer"));
+  };
+  spec.listen = [](const Config& c) { return c.consumer->listen; };
+  spec.create = CreateConsumer;
+  return RunServiceMain(argc, argv, spec);
+}

@@ -1,0 +1,56 @@
+// ProducerService: the gRPC face of the producer (proto/eventstream/v1/
+// producer.proto). Every RPC authenticates first; consumer-role keys are
+// bound to the consumer site of the same name, admin keys may call the
+// admin RPCs. RPCs not built yet answer UNIMPLEMENTED — after
+// authentication, so an unauthenticated caller learns nothing.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
+
+#include <memory>
+
+#include "eventstream/v1/producer.grpc.pb.h"
+#include "libsync/config.h"
+#include "services/common/auth.h"
+#include "services/common/service_main.h"
+
+namespace eventstream {
+
+class ProducerService final : public v1::Producer::Service {
+ public:
+  explicit ProducerService(std::shared_ptr<const Authenticator> auth)
+      : auth_(std::move(auth)) {}
+
+  grpc::Status RegisterConsumer(grpc::ServerContext* context,
+                                const v1::RegisterConsumerRequest* request,
+                                v1::RegisterConsumerResponse* response) override;
+  grpc::Status UpdateSubscription(grpc::ServerContext* context,
+                                  const v1::UpdateSubscriptionRequest* request,
+                                  v1::UpdateSubscriptionResponse* response) override;
+  grpc::Status PullUpdates(grpc::ServerContext* context,
+                           const v1::PullUpdatesRequest* request,
+                           v1::PullUpdatesResponse* response) override;
+  grpc::Status GetDocument(grpc::ServerContext* context,
+                           const v1::GetDocumentRequest* request,
+                           v1::GetDocumentResponse* response) override;
+  grpc::Status FindDocuments(grpc::ServerContext* context,
+                             const v1::FindDocumentsRequest* request,
+                             v1::FindDocumentsResponse* response) override;
+  grpc::Status ListConsumers(grpc::ServerContext* context,
+                             const v1::ListConsumersRequest* request,
+                             v1::ListConsumersResponse* response) override;
+  grpc::Status SetSubscriptionStatus(grpc::ServerContext* context,
+                                     const v1::SetSubscriptionStatusRequest* request,
+                                     v1::SetSubscriptionStatusResponse* response) override;
+
+ private:
+  // OK, or the UNAUTHENTICATED / PERMISSION_DENIED status to return.
+  grpc::Status Check(grpc::ServerContext* context, std::initializer_list<Role> roles);
+  std::shared_ptr<const Authenticator> auth_;
+};
+
+// Builds the producer from its config (resolving api key secrets).
+absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_

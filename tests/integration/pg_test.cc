@@ -1,0 +1,200 @@
+// The PostgreSQL access layer, migrations and the naming-series counter
+// against a real throwaway cluster.
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libsync/migrate.h"
+#include "libsync/naming.h"
+#include "libsync/pg.h"
+#include "tests/support/pg_cluster.h"
+
+namespace eventstream::testing {
+namespace {
+
+std::unique_ptr<pg::Connection> Connect(const std::string& db) {
+  auto conn = pg::Connection::Open(SharedCluster().Url(db));
+  EXPECT_TRUE(conn.ok()) << conn.status();
+  return conn.ok() ? std::move(*conn) : nullptr;
+}
+
+TEST(Pg, ParametersRoundTripExactly) {
+  auto conn = Connect("hq");
+  auto r = conn->Exec("SELECT $1::numeric(30,9)::text, $2::bigint::text, $3::text IS NULL, $4",
+                      {"12345678901234567.123456789", "9223372036854775807", pg::Param(),
+                       "it's \"quoted\"; DROP TABLE x"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Get(0, 0), "12345678901234567.123456789");
+  EXPECT_EQ(r->Get(0, 1), "9223372036854775807");
+  EXPECT_TRUE(r->GetBool(0, 2));
+  EXPECT_EQ(r->Get(0, 3), "it's \"quoted\"; DROP TABLE x");
+}
+
+TEST(Pg, QuotedIdentifiersWithSpacesAndQuotes) {
+  auto conn = Connect(FreshDatabase("ident"));
+  std::string table = pg::QuoteIdentifier("tabSales \"Odd\" Invoice");
+  ASSERT_TRUE(conn->Exec(absl::StrCat("CREATE TABLE ", table, " (name text primary key)")).ok());
+  ASSERT_TRUE(conn->Exec(absl::StrCat("INSERT INTO ", table, " VALUES ($1)"), {"A"}).ok());
+  auto r = conn->Exec(absl::StrCat("SELECT count(*) FROM ", table));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->GetInt64(0, 0), 1);
+}
+
+TEST(Pg, ErrorsCarrySqlState) {
+  auto conn = Connect(FreshDatabase("err"));
+  ASSERT_TRUE(conn->Exec("CREATE TABLE t (name text primary key)").ok());
+  ASSERT_TRUE(conn->Exec("INSERT INTO t VALUES ('a')").ok());
+  auto dup = conn->Exec("INSERT INTO t VALUES ($1)", {"a"});
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(pg::SqlStateOf(dup.status()), "23505");
+  EXPECT_NE(dup.status().message().find("SQLSTATE 23505"), absl::string_view::npos);
+  auto missing = conn->Exec("SELECT * FROM nope");
+  EXPECT_EQ(pg::SqlStateOf(missing.status()), "42P01");
+}
+
+TEST(Pg, TransactionRollsBackUnlessCommitted) {
+  auto conn = Connect(FreshDatabase("tx"));
+  ASSERT_TRUE(conn->Exec("CREATE TABLE t (v int)").ok());
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(conn->Exec("INSERT INTO t VALUES (1)").ok());
+  }  // no Commit: rolled back
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(conn->Exec("INSERT INTO t VALUES (2)").ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  {
+    // A failed statement poisons the transaction; Commit must say so.
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(conn->Exec("INSERT INTO t VALUES (3)").ok());
+    EXPECT_FALSE(conn->Exec("INSERT INTO t VALUES ('x')").ok());
+    absl::Status committed = (*tx)->Commit();
+    EXPECT_EQ(committed.code(), absl::StatusCode::kAborted) << committed;
+  }
+  auto r = conn->Exec("SELECT string_agg(v::text, ',') FROM t");
+  EXPECT_EQ(r->Get(0, 0), "2");
+}
+
+TEST(Pg, PreparedStatementsAreReused) {
+  auto conn = Connect("hq");
+  for (int i = 0; i < 3; ++i) {
+    auto r = conn->ExecPrepared("add_one", "SELECT $1::int + 1", {i});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->GetInt64(0, 0), i + 1);
+  }
+}
+
+TEST(Pg, ConnectErrorIsUnavailableAndHidesPassword) {
+  auto conn = pg::Connection::Open("postgresql://u:hunter2@/x?host=/nonexistent-dir");
+  ASSERT_FALSE(conn.ok());
+  EXPECT_EQ(conn.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(conn.status().message().find("hunter2"), absl::string_view::npos);
+}
+
+const std::vector<Migration> kMigrations = {
+    {1, "first", "CREATE TABLE a (x int);"},
+    {2, "second", "CREATE TABLE b (y int); INSERT INTO b VALUES (1);"},
+};
+
+TEST(Migrations, ApplyOnceAndRecordChecksums) {
+  std::string db = FreshDatabase("mig");
+  auto conn = Connect(db);
+  int applied = 0;
+  ASSERT_TRUE(ApplyMigrations(conn.get(), "es_test", kMigrations, &applied).ok());
+  EXPECT_EQ(applied, 2);
+  ASSERT_TRUE(ApplyMigrations(conn.get(), "es_test", kMigrations, &applied).ok());
+  EXPECT_EQ(applied, 0);
+  auto r = conn->Exec("SELECT count(*) FROM es_test.b");
+  EXPECT_EQ(r->GetInt64(0, 0), 1);
+
+  auto edited = kMigrations;
+  edited[1].sql = "CREATE TABLE b (y int);";
+  absl::Status s = ApplyMigrations(conn.get(), "es_test", edited);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("0002_second"), absl::string_view::npos) << s;
+}
+
+TEST(Migrations, ConcurrentStartsApplyEachOnce) {
+  std::string db = FreshDatabase("migc");
+  std::vector<std::thread> threads;
+  std::atomic<int> total{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto conn = pg::Connection::Open(SharedCluster().Url(db));
+      ASSERT_TRUE(conn.ok());
+      int applied = 0;
+      absl::Status s = ApplyMigrations(conn->get(), "es_test", kMigrations, &applied);
+      EXPECT_TRUE(s.ok()) << s;
+      total += applied;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(total.load(), 2);
+}
+
+TEST(Migrations, FailingMigrationLeavesNothing) {
+  std::string db = FreshDatabase("migf");
+  auto conn = Connect(db);
+  std::vector<Migration> bad = {{1, "broken", "CREATE TABLE c (x int); SELECT 1/0;"}};
+  absl::Status s = ApplyMigrations(conn.get(), "es_test", bad);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("0001_broken"), absl::string_view::npos) << s;
+  auto r = conn->Exec("SELECT to_regclass('es_test.c') IS NULL");
+  EXPECT_TRUE(r->GetBool(0, 0));
+}
+
+TEST(Migrations, ServiceMigrationsApply) {
+  std::string db = FreshDatabase("svc");
+  auto conn = Connect(db);
+  EXPECT_TRUE(ApplyMigrations(conn.get(), "es_producer", ProducerMigrations()).ok());
+  EXPECT_TRUE(ApplyMigrations(conn.get(), "es_consumer", ConsumerMigrations()).ok());
+}
+
+TEST(NamingSeries, GapFreeUnderConcurrencyAndRollback) {
+  std::string db = FreshDatabase("series");
+  {
+    auto conn = Connect(db);
+    ASSERT_TRUE(ApplyMigrations(conn.get(), "es_consumer", ConsumerMigrations()).ok());
+  }
+  auto policy = NamingPolicy::Parse("series:NOTE-.#####");
+  ASSERT_TRUE(policy.ok());
+  constexpr int kThreads = 6, kEach = 40;
+  std::mutex mu;
+  std::vector<std::string> committed;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = pg::Connection::Open(SharedCluster().Url(db));
+      ASSERT_TRUE(conn.ok());
+      PgSeriesCounter counter(conn->get(), "es_consumer.series");
+      for (int i = 0; i < kEach; ++i) {
+        auto tx = pg::Transaction::Begin(conn->get());
+        ASSERT_TRUE(tx.ok());
+        auto name = policy->NewName(Value(), &counter);
+        ASSERT_TRUE(name.ok()) << name.status();
+        if ((i + t) % 3 == 0) continue;  // rolled back: the number returns
+        ASSERT_TRUE((*tx)->Commit().ok());
+        std::lock_guard<std::mutex> lock(mu);
+        committed.push_back(*name);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> unique(committed.begin(), committed.end());
+  ASSERT_EQ(unique.size(), committed.size()) << "a series number was handed out twice";
+  // Gap-free: exactly NOTE-00001 .. NOTE-<count>.
+  int n = 0;
+  for (const std::string& name : unique) {
+    ++n;
+    char expected[32];
+    snprintf(expected, sizeof expected, "NOTE-%05d", n);
+    EXPECT_EQ(name, expected);
+  }
+}
+
+}  // namespace
+}  // namespace eventstream::testing
