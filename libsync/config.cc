@@ -6,7 +6,6 @@
 #include <exception>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -24,14 +23,24 @@
 #include "libsync/expr.h"
 #include "yaml-cpp/yaml.h"
 
+// Internally this file uses absl::string_view: Debian's Abseil is built with
+// its own string_view type, which StrCat/StrSplit need; the public API keeps
+// std::string_view.
+
 namespace eventstream {
 namespace {
 
-#define ES_CONFIG_RETURN_IF_ERROR(expr)  \
-  do {                                   \
-    absl::Status es_config_status = (expr); \
+#define ES_CONFIG_RETURN_IF_ERROR(expr)                  \
+  do {                                                   \
+    absl::Status es_config_status = (expr);              \
     if (!es_config_status.ok()) return es_config_status; \
   } while (0)
+
+// A default-constructed YAML::Node is a (defined) null; a missing key and
+// `key: null` / `key:` all mean "not set".
+bool Present(const YAML::Node& node) {
+  return node.IsDefined() && !node.IsNull();
+}
 
 std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
@@ -63,23 +72,24 @@ bool IsPlainName(absl::string_view s) {
   return true;
 }
 
-// host:port (port 1-65535; host may be [v6]) or a unix: socket path, the
-// forms gRPC servers and the metrics endpoint bind to.
+// host:port (port 0-65535; host may be [v6]) or a unix: socket path, the
+// forms gRPC servers and the metrics endpoint bind to. Port 0 lets a server
+// pick a free port and log it (tests and ad-hoc runs use it).
 bool IsListenAddress(absl::string_view s) {
   if (absl::StartsWith(s, "unix:")) return s.size() > 5;
   size_t colon = s.rfind(':');
   if (colon == absl::string_view::npos || colon == 0) return false;
   int port = 0;
   absl::string_view port_text = s.substr(colon + 1);
-  if (port_text.empty() || port_text.find_first_not_of("0123456789") !=
-                               absl::string_view::npos) {
+  if (port_text.empty() ||
+      port_text.find_first_not_of("0123456789") != absl::string_view::npos) {
     return false;
   }
   if (!absl::SimpleAtoi(port_text, &port)) return false;
   for (char c : s) {
     if (absl::ascii_isspace(c)) return false;
   }
-  return port >= 1 && port <= 65535;
+  return port >= 0 && port <= 65535;
 }
 
 // Returns "" when `condition` is acceptable, else what is wrong with it.
@@ -111,8 +121,7 @@ class Errors {
 
   absl::Status At(absl::string_view path, absl::string_view message) const {
     if (path.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(filename_, ": ", message));
+      return absl::InvalidArgumentError(absl::StrCat(filename_, ": ", message));
     }
     return absl::InvalidArgumentError(
         absl::StrCat(filename_, ": ", path, ": ", message));
@@ -136,7 +145,7 @@ class MapReader {
 
   absl::Status Open(const YAML::Node& node,
                     const std::vector<absl::string_view>& allowed) {
-    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+    if (!Present(node)) return absl::OkStatus();
     if (!node.IsMap()) {
       return errors_.At(path_, absl::StrCat("expected a mapping with keys: ",
                                             absl::StrJoin(allowed, ", ")));
@@ -169,13 +178,14 @@ class MapReader {
   }
   const std::string& path() const { return path_; }
 
-  // The value under `key`, or an undefined node when absent or null.
+  // The value under `key`; check it with Present() (absent and null are
+  // both "not set").
   YAML::Node Get(absl::string_view key) const {
     auto it = values_.find(key);
-    if (it == values_.end() || it->second.IsNull()) return YAML::Node();
+    if (it == values_.end()) return YAML::Node(YAML::NodeType::Undefined);
     return it->second;
   }
-  bool Has(absl::string_view key) const { return Get(key).IsDefined(); }
+  bool Has(absl::string_view key) const { return Present(Get(key)); }
 
   absl::Status Required(absl::string_view key) const {
     if (Has(key)) return absl::OkStatus();
@@ -187,9 +197,8 @@ class MapReader {
   absl::Status String(absl::string_view key, std::string* out,
                       bool required = false) const {
     YAML::Node node = Get(key);
-    if (!node.IsDefined()) {
-      return required ? errors_.At(PathOf(key), "required")
-                      : absl::OkStatus();
+    if (!Present(node)) {
+      return required ? errors_.At(PathOf(key), "required") : absl::OkStatus();
     }
     if (!node.IsScalar()) return errors_.At(PathOf(key), "expected a string");
     *out = node.Scalar();
@@ -200,7 +209,7 @@ class MapReader {
   // true/false in any case, or 1/0 as Frappe's Check fields are written.
   absl::Status Bool(absl::string_view key, bool* out) const {
     YAML::Node node = Get(key);
-    if (!node.IsDefined()) return absl::OkStatus();
+    if (!Present(node)) return absl::OkStatus();
     std::string text =
         node.IsScalar() ? absl::AsciiStrToLower(node.Scalar()) : "";
     if (text == "true" || text == "1") {
@@ -266,14 +275,15 @@ class MapReader {
   absl::Status List(absl::string_view key, std::vector<T>* out,
                     ParseFn parse) const {
     YAML::Node node = Get(key);
-    if (!node.IsDefined()) return absl::OkStatus();
+    if (!Present(node)) return absl::OkStatus();
     if (!node.IsSequence()) {
       return errors_.At(PathOf(key), "expected a list");
     }
     out->clear();
     for (size_t i = 0; i < node.size(); ++i) {
       T item;
-      ES_CONFIG_RETURN_IF_ERROR(parse(node[i], IndexPath(PathOf(key), i), &item));
+      ES_CONFIG_RETURN_IF_ERROR(
+          parse(node[i], IndexPath(PathOf(key), i), &item));
       out->push_back(std::move(item));
     }
     return absl::OkStatus();
@@ -311,7 +321,8 @@ Value YamlToValue(const YAML::Node& node) {
   return Value::String(text);
 }
 
-// ---- section parsers ---------------------------------------------------------
+// ---- section parsers
+// ---------------------------------------------------------
 
 class Parser {
  public:
@@ -327,16 +338,16 @@ class Parser {
     }
     MapReader top(errors_, "");
     ES_CONFIG_RETURN_IF_ERROR(top.Open(
-        root,
-        {"site", "database", "log", "doctypes", "producer", "consumer"}));
+        root, {"site", "database", "log", "doctypes", "producer", "consumer"}));
 
     ES_CONFIG_RETURN_IF_ERROR(top.Required("site"));
     MapReader site(errors_, "site");
     ES_CONFIG_RETURN_IF_ERROR(site.Open(top.Get("site"), {"name"}));
     ES_CONFIG_RETURN_IF_ERROR(site.String("name", &config.site.name, true));
     if (!IsPlainName(config.site.name)) {
-      return errors_.At("site.name", "expected a site name (letters, digits, "
-                                     "'.', '_', '-')");
+      return errors_.At("site.name",
+                        "expected a site name (letters, digits, "
+                        "'.', '_', '-')");
     }
 
     MapReader database(errors_, "database");
@@ -345,21 +356,21 @@ class Parser {
 
     MapReader log(errors_, "log");
     ES_CONFIG_RETURN_IF_ERROR(log.Open(top.Get("log"), {"level", "format"}));
-    ES_CONFIG_RETURN_IF_ERROR(log.Enum<std::string>(
-        "level",
-        {{"debug", "debug"}, {"info", "info"}, {"warn", "warn"},
-         {"error", "error"}},
-        &config.log.level));
+    ES_CONFIG_RETURN_IF_ERROR(log.Enum<std::string>("level",
+                                                    {{"debug", "debug"},
+                                                     {"info", "info"},
+                                                     {"warn", "warn"},
+                                                     {"error", "error"}},
+                                                    &config.log.level));
     ES_CONFIG_RETURN_IF_ERROR(log.Enum<LogFormat>(
         "format", {{"text", LogFormat::kText}, {"json", LogFormat::kJson}},
         &config.log.format));
 
     std::vector<DocTypeDef> defs;
-    ES_CONFIG_RETURN_IF_ERROR(top.List(
-        "doctypes", &defs,
-        [this](const YAML::Node& n, const std::string& p, DocTypeDef* d) {
-          return ParseDocType(n, p, d);
-        }));
+    ES_CONFIG_RETURN_IF_ERROR(
+        top.List("doctypes", &defs,
+                 [this](const YAML::Node& n, const std::string& p,
+                        DocTypeDef* d) { return ParseDocType(n, p, d); }));
     DocTypeProblem problem;
     absl::StatusOr<DocTypeRegistry> registry =
         DocTypeRegistry::Create(std::move(defs), &problem);
@@ -374,15 +385,13 @@ class Parser {
 
     if (top.Has("producer")) {
       config.producer.emplace();
-      ES_CONFIG_RETURN_IF_ERROR(ParseProducer(top.Get("producer"),
-                                              config.registry,
-                                              &*config.producer));
+      ES_CONFIG_RETURN_IF_ERROR(ParseProducer(
+          top.Get("producer"), config.registry, &*config.producer));
     }
     if (top.Has("consumer")) {
       config.consumer.emplace();
-      ES_CONFIG_RETURN_IF_ERROR(ParseConsumer(top.Get("consumer"),
-                                              config.registry,
-                                              &*config.consumer));
+      ES_CONFIG_RETURN_IF_ERROR(ParseConsumer(
+          top.Get("consumer"), config.registry, &*config.consumer));
     }
     return config;
   }
@@ -391,9 +400,9 @@ class Parser {
   absl::Status ParseDocType(const YAML::Node& node, const std::string& path,
                             DocTypeDef* def) {
     MapReader m(errors_, path);
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(node, {"name", "table", "autoname",
-                                            "istable", "is_submittable",
-                                            "fields"}));
+    ES_CONFIG_RETURN_IF_ERROR(m.Open(
+        node,
+        {"name", "table", "autoname", "istable", "is_submittable", "fields"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("name", &def->name, true));
     ES_CONFIG_RETURN_IF_ERROR(m.String("table", &def->table));
     ES_CONFIG_RETURN_IF_ERROR(m.String("autoname", &def->autoname));
@@ -408,8 +417,8 @@ class Parser {
   absl::Status ParseField(const YAML::Node& node, const std::string& path,
                           FieldDef* field) {
     MapReader m(errors_, path);
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(
-        node, {"fieldname", "fieldtype", "options", "reqd", "default"}));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"fieldname", "fieldtype", "options", "reqd", "default"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("fieldname", &field->fieldname, true));
     ES_CONFIG_RETURN_IF_ERROR(m.String("fieldtype", &field->fieldtype, true));
     ES_CONFIG_RETURN_IF_ERROR(m.String("options", &field->options));
@@ -470,11 +479,11 @@ class Parser {
             ES_CONFIG_RETURN_IF_ERROR(m.Enum<ApiKeyRole>(
                 "role", {{"admin", ApiKeyRole::kAdmin}}, &k->role, true));
           } else {
-            ES_CONFIG_RETURN_IF_ERROR(m.Enum<ApiKeyRole>(
-                "role",
-                {{"consumer", ApiKeyRole::kConsumer},
-                 {"admin", ApiKeyRole::kAdmin}},
-                &k->role, true));
+            ES_CONFIG_RETURN_IF_ERROR(
+                m.Enum<ApiKeyRole>("role",
+                                   {{"consumer", ApiKeyRole::kConsumer},
+                                    {"admin", ApiKeyRole::kAdmin}},
+                                   &k->role, true));
           }
           return absl::OkStatus();
         }));
@@ -522,8 +531,8 @@ class Parser {
                              const DocTypeRegistry& registry,
                              ProducerConfig* producer) {
     MapReader m(errors_, "producer");
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(
-        node, {"listen", "metrics_listen", "api_keys", "consumers"}));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
     ES_CONFIG_RETURN_IF_ERROR(
@@ -532,8 +541,7 @@ class Parser {
 
     ES_CONFIG_RETURN_IF_ERROR(m.List(
         "consumers", &producer->consumers,
-        [&](const YAML::Node& n, const std::string& p,
-            ConsumerSiteConfig* c) {
+        [&](const YAML::Node& n, const std::string& p, ConsumerSiteConfig* c) {
           MapReader cm(errors_, p);
           ES_CONFIG_RETURN_IF_ERROR(cm.Open(n, {"site", "doctypes"}));
           ES_CONFIG_RETURN_IF_ERROR(cm.String("site", &c->site, true));
@@ -571,10 +579,10 @@ class Parser {
       std::string path = IndexPath("producer.consumers", i);
       auto [it, inserted] = sites.emplace(c.site, i);
       if (!inserted) {
-        return errors_.At(ChildPath(path, "site"),
-                          absl::StrCat("duplicate consumer site ",
-                                       Quote(c.site), " (also consumers[",
-                                       it->second, "])"));
+        return errors_.At(
+            ChildPath(path, "site"),
+            absl::StrCat("duplicate consumer site ", Quote(c.site),
+                         " (also consumers[", it->second, "])"));
       }
       std::map<std::string, size_t> doctypes;
       for (size_t j = 0; j < c.doctypes.size(); ++j) {
@@ -593,9 +601,9 @@ class Parser {
   absl::Status ParseFieldMapping(const YAML::Node& node,
                                  const std::string& path, FieldMapping* f) {
     MapReader m(errors_, path);
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(
-        node, {"remote_fieldname", "local_fieldname", "mapping_type",
-               "mapping", "default_value", "remote_value_filters"}));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"remote_fieldname", "local_fieldname", "mapping_type",
+                      "mapping", "default_value", "remote_value_filters"}));
     ES_CONFIG_RETURN_IF_ERROR(
         m.String("remote_fieldname", &f->remote_fieldname, true));
     ES_CONFIG_RETURN_IF_ERROR(
@@ -612,42 +620,71 @@ class Parser {
                         "Document");
     }
     if (!f->mapping_type.empty() && f->mapping.empty()) {
-      return errors_.At(m.PathOf("mapping"),
-                        absl::StrCat("required with mapping_type ",
-                                     f->mapping_type));
+      return errors_.At(
+          m.PathOf("mapping"),
+          absl::StrCat("required with mapping_type ", f->mapping_type));
+    }
+    if (f->mapping_type == "Child Table" && !f->default_value.empty()) {
+      return errors_.At(m.PathOf("default_value"),
+                        "not used with mapping_type Child Table (rows come "
+                        "from the remote table or not at all)");
     }
     YAML::Node filters = m.Get("remote_value_filters");
-    if (filters.IsDefined()) {
-      if (f->mapping_type != "Document") {
+    if (!Present(filters)) {
+      if (f->mapping_type == "Document") {
         return errors_.At(m.PathOf("remote_value_filters"),
-                          "only used with mapping_type Document");
+                          absl::StrCat("required with mapping_type Document: "
+                                       "{field: value} selecting the remote "
+                                       "document, e.g. {name: doc.",
+                                       f->remote_fieldname, "}"));
       }
-      if (!filters.IsMap()) {
-        return errors_.At(m.PathOf("remote_value_filters"),
-                          "expected a mapping of remote field to value");
-      }
-      f->remote_value_filters = YamlToValue(filters);
+      return absl::OkStatus();
     }
+    if (f->mapping_type != "Document") {
+      return errors_.At(m.PathOf("remote_value_filters"),
+                        "only used with mapping_type Document");
+    }
+    if (!filters.IsMap() || filters.size() == 0) {
+      return errors_.At(m.PathOf("remote_value_filters"),
+                        "expected a non-empty mapping of remote field to "
+                        "value");
+    }
+    // The same rules MappingSet::Create applies, reported at the key.
+    for (const auto& entry : filters) {
+      std::string path =
+          ChildPath(m.PathOf("remote_value_filters"), entry.first.Scalar());
+      if (Present(entry.second) && !entry.second.IsScalar()) {
+        return errors_.At(path, "expected a value or \"doc.<field>\"");
+      }
+      std::string text = Present(entry.second) ? entry.second.Scalar() : "";
+      if (absl::StartsWith(text, "eval:")) {
+        return errors_.At(path,
+                          "\"eval:\" expressions are not supported; use "
+                          "doc.<field> to take a field of the remote document");
+      }
+      if (text == "doc.") {
+        return errors_.At(path, "expected doc.<field>");
+      }
+    }
+    f->remote_value_filters = YamlToValue(filters);
     return absl::OkStatus();
   }
 
   absl::Status ParseMapping(const YAML::Node& node, const std::string& path,
                             DocTypeMapping* mapping) {
     MapReader m(errors_, path);
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(node, {"name", "local_doctype",
-                                            "remote_doctype",
-                                            "field_mapping"}));
+    ES_CONFIG_RETURN_IF_ERROR(m.Open(
+        node, {"name", "local_doctype", "remote_doctype", "field_mapping"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("name", &mapping->name, true));
     ES_CONFIG_RETURN_IF_ERROR(
         m.String("local_doctype", &mapping->local_doctype, true));
     ES_CONFIG_RETURN_IF_ERROR(
         m.String("remote_doctype", &mapping->remote_doctype, true));
     ES_CONFIG_RETURN_IF_ERROR(m.Required("field_mapping"));
-    ES_CONFIG_RETURN_IF_ERROR(m.List(
-        "field_mapping", &mapping->field_mapping,
-        [this](const YAML::Node& n, const std::string& p, FieldMapping* f) {
-          return ParseFieldMapping(n, p, f);
-        }));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.List("field_mapping", &mapping->field_mapping,
+               [this](const YAML::Node& n, const std::string& p,
+                      FieldMapping* f) { return ParseFieldMapping(n, p, f); }));
     if (mapping->field_mapping.empty()) {
       // Fields without a rule are dropped, so an empty mapping would
       // replicate empty documents.
@@ -667,10 +704,10 @@ class Parser {
       std::string path = IndexPath("consumer.mappings", i);
       auto [it, inserted] = names.emplace(mapping.name, i);
       if (!inserted) {
-        return errors_.At(ChildPath(path, "name"),
-                          absl::StrCat("duplicate mapping ",
-                                       Quote(mapping.name), " (also mappings[",
-                                       it->second, "])"));
+        return errors_.At(
+            ChildPath(path, "name"),
+            absl::StrCat("duplicate mapping ", Quote(mapping.name),
+                         " (also mappings[", it->second, "])"));
       }
     }
     for (size_t i = 0; i < consumer.mappings.size(); ++i) {
@@ -678,21 +715,30 @@ class Parser {
       std::string path = IndexPath("consumer.mappings", i);
       const DocTypeDef* local = registry.Find(mapping.local_doctype);
       if (local == nullptr) {
-        return errors_.At(ChildPath(path, "local_doctype"),
-                          absl::StrCat("unknown DocType ",
-                                       Quote(mapping.local_doctype),
-                                       " (add it under doctypes:)"));
+        return errors_.At(
+            ChildPath(path, "local_doctype"),
+            absl::StrCat("unknown DocType ", Quote(mapping.local_doctype),
+                         " (add it under doctypes:)"));
       }
+      std::map<std::string, size_t> written;
       for (size_t j = 0; j < mapping.field_mapping.size(); ++j) {
         const FieldMapping& f = mapping.field_mapping[j];
         std::string fpath = IndexPath(ChildPath(path, "field_mapping"), j);
+        auto [wit, winserted] = written.emplace(f.local_fieldname, j);
+        if (!winserted) {
+          return errors_.At(ChildPath(fpath, "local_fieldname"),
+                            absl::StrCat(Quote(f.local_fieldname),
+                                         " is already written by "
+                                         "field_mapping[",
+                                         wit->second, "]"));
+        }
         const FieldDef* field = local->FindField(f.local_fieldname);
         if (field == nullptr &&
             !IsStandardColumn(f.local_fieldname, local->istable)) {
-          return errors_.At(ChildPath(fpath, "local_fieldname"),
-                            absl::StrCat(Quote(f.local_fieldname),
-                                         " is not a field of DocType ",
-                                         Quote(local->name)));
+          return errors_.At(
+              ChildPath(fpath, "local_fieldname"),
+              absl::StrCat(Quote(f.local_fieldname),
+                           " is not a field of DocType ", Quote(local->name)));
         }
         if (f.mapping_type.empty()) continue;
         const DocTypeMapping* inner = consumer.FindMapping(f.mapping);
@@ -745,14 +791,14 @@ class Parser {
                                     const std::string& path,
                                     ProducerDocTypeConfig* d) {
     MapReader m(errors_, path);
-    ES_CONFIG_RETURN_IF_ERROR(m.Open(node, {"doctype", "use_same_name",
-                                            "condition", "mapping",
-                                            "unsubscribe"}));
+    ES_CONFIG_RETURN_IF_ERROR(m.Open(
+        node,
+        {"doctype", "use_same_name", "condition", "mapping", "unsubscribe"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &d->doctype, true));
     ES_CONFIG_RETURN_IF_ERROR(m.Bool("use_same_name", &d->use_same_name));
     ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &d->condition));
-    ES_CONFIG_RETURN_IF_ERROR(CheckCondition(m.PathOf("condition"),
-                                             d->condition));
+    ES_CONFIG_RETURN_IF_ERROR(
+        CheckCondition(m.PathOf("condition"), d->condition));
     ES_CONFIG_RETURN_IF_ERROR(m.String("mapping", &d->mapping));
     return m.Bool("unsubscribe", &d->unsubscribe);
   }
@@ -811,8 +857,7 @@ class Parser {
           const DocTypeMapping* mapping = consumer.FindMapping(d.mapping);
           if (mapping == nullptr) {
             return errors_.At(ChildPath(dpath, "mapping"),
-                              absl::StrCat("unknown mapping ",
-                                           Quote(d.mapping),
+                              absl::StrCat("unknown mapping ", Quote(d.mapping),
                                            " (expected the name of one of "
                                            "consumer.mappings)"));
           }
@@ -829,12 +874,12 @@ class Parser {
         }
         auto [rit, rinserted] = remote.emplace(remote_doctype, j);
         if (!rinserted) {
-          return errors_.At(ChildPath(dpath, "doctype"),
-                            absl::StrCat("the producer's DocType ",
-                                         Quote(remote_doctype),
-                                         " is already subscribed by "
-                                         "doctypes[",
-                                         rit->second, "]"));
+          return errors_.At(
+              ChildPath(dpath, "doctype"),
+              absl::StrCat("the producer's DocType ", Quote(remote_doctype),
+                           " is already subscribed by "
+                           "doctypes[",
+                           rit->second, "]"));
         }
       }
     }
@@ -856,18 +901,24 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, true, &consumer->api_keys));
     ES_CONFIG_RETURN_IF_ERROR(
         m.Duration("poll_interval", &consumer->poll_interval));
-    ES_CONFIG_RETURN_IF_ERROR(m.List(
-        "producers", &consumer->producers,
-        [this](const YAML::Node& n, const std::string& p,
-               EventProducerConfig* e) {
-          return ParseEventProducer(n, p, e);
-        }));
-    ES_CONFIG_RETURN_IF_ERROR(m.List(
-        "mappings", &consumer->mappings,
-        [this](const YAML::Node& n, const std::string& p, DocTypeMapping* d) {
-          return ParseMapping(n, p, d);
-        }));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.List("producers", &consumer->producers,
+               [this](const YAML::Node& n, const std::string& p,
+                      EventProducerConfig* e) {
+                 return ParseEventProducer(n, p, e);
+               }));
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.List("mappings", &consumer->mappings,
+               [this](const YAML::Node& n, const std::string& p,
+                      DocTypeMapping* d) { return ParseMapping(n, p, d); }));
     ES_CONFIG_RETURN_IF_ERROR(CheckMappings(registry, *consumer));
+    // The consumer builds a MappingSet from these; whatever it would refuse
+    // must fail here, before the service starts. The checks above report
+    // the known cases at their key; this catches any rule added there later.
+    absl::StatusOr<MappingSet> set = MappingSet::Create(consumer->mappings);
+    if (!set.ok()) {
+      return errors_.At("consumer.mappings", set.status().message());
+    }
     return CheckProducers(registry, *consumer);
   }
 
@@ -908,8 +959,7 @@ const EventProducerConfig* ConsumerConfig::FindProducer(
   return nullptr;
 }
 
-const DocTypeMapping* ConsumerConfig::FindMapping(
-    std::string_view name) const {
+const DocTypeMapping* ConsumerConfig::FindMapping(std::string_view name) const {
   for (const DocTypeMapping& m : mappings) {
     if (m.name == name) return &m;
   }
@@ -938,7 +988,8 @@ std::string_view ToString(ApiKeyRole role) {
   return "unknown";
 }
 
-// ---- loading -----------------------------------------------------------------
+// ---- loading
+// -----------------------------------------------------------------
 
 absl::StatusOr<Config> ParseConfig(std::string_view yaml_text,
                                    std::string_view filename_sv) {
@@ -956,9 +1007,9 @@ absl::StatusOr<Config> ParseConfig(std::string_view yaml_text,
       return absl::InvalidArgumentError(
           absl::StrCat(filename, ": invalid YAML: ", e.msg));
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        filename, ":", e.mark.line + 1, ":", e.mark.column + 1,
-        ": invalid YAML: ", e.msg));
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename, ":", e.mark.line + 1, ":", e.mark.column + 1,
+                     ": invalid YAML: ", e.msg));
   } catch (const std::exception& e) {
     return absl::InternalError(
         absl::StrCat(filename, ": cannot load config: ", e.what()));
@@ -1039,3 +1090,5 @@ absl::StatusOr<std::string> ResolveSecret(const SecretRef& ref,
 }
 
 }  // namespace eventstream
+
+#undef ES_CONFIG_RETURN_IF_ERROR

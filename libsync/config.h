@@ -78,9 +78,13 @@
 //           - remote_fieldname: customer  # *
 //             local_fieldname: supplier_ref  # * a field of local_doctype
 //             mapping_type: ""         # "" | Child Table | Document
-//             mapping: ""              # * for Child Table / Document
-//             default_value: ""
-//             remote_value_filters: {} # Document: filters for the fetch
+//             mapping: ""              # * for Child Table / Document: an
+//                                      #   inner mapping producing the
+//                                      #   Table's child / the Link's target
+//             default_value: ""        # not for Child Table
+//             remote_value_filters:    # * for Document (only): selects the
+//               name: doc.customer     #   remote document; "doc.<field>"
+//                                      #   = a field of the outer document
 //
 // Conditions are either a Python-style expression checked with
 // Condition::Parse (expr.h) or `cmd:schema.function`, a PostgreSQL function
@@ -182,7 +186,7 @@ struct ProducerDocTypeConfig {
   std::string doctype;         // local DocType
   bool use_same_name = false;  // Frappe's default (a Check defaulting to 0)
   std::string condition;       // sent to the producer at registration
-  std::string mapping;         // "" = none; else a ConsumerConfig::mappings name
+  std::string mapping;  // "" = none; else a ConsumerConfig::mappings name
   bool unsubscribe = false;
 };
 
@@ -216,7 +220,7 @@ struct Config {
   SiteConfig site;
   DatabaseConfig database;
   LogConfig log;
-  DocTypeRegistry registry;  // from `doctypes:`, validated
+  DocTypeRegistry registry;                // from `doctypes:`, validated
   std::optional<ProducerConfig> producer;  // absent: no producer on this site
   std::optional<ConsumerConfig> consumer;  // absent: no consumer on this site
 };

@@ -145,8 +145,7 @@ absl::Status Validate(const DocDiff& d) {
   if (!d.changed.is_object()) {
     return absl::InvalidArgumentError("diff: \"changed\" must be an object");
   }
-  absl::Status s =
-      CheckTables(d.added, "added", Value::Kind::kObject, false);
+  absl::Status s = CheckTables(d.added, "added", Value::Kind::kObject, false);
   if (!s.ok()) return s;
   s = CheckTables(d.removed, "removed", Value::Kind::kString, false);
   if (!s.ok()) return s;
@@ -170,9 +169,9 @@ absl::StatusOr<DocDiff> DocDiff::FromJson(const Value& json) {
     } else if (key == "row_changed") {
       d.row_changed = v;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "diff: unknown key \"", key,
-          "\" (expected changed, added, removed, row_changed)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("diff: unknown key \"", key,
+                       "\" (expected changed, added, removed, row_changed)"));
     }
   }
   absl::Status s = Validate(d);
@@ -250,9 +249,8 @@ Value* FindRow(Value::Array* rows, std::string_view name) {
 
 absl::Status RowNotFound(absl::string_view op, absl::string_view table,
                          absl::string_view row) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("patch ", op, ": child table \"", table,
-                   "\" has no row \"", row, "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "patch ", op, ": child table \"", table, "\" has no row \"", row, "\""));
 }
 
 void SortByIdx(Value::Array* rows) {

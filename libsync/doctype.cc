@@ -1,5 +1,7 @@
 #include "libsync/doctype.h"
 
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -57,15 +59,18 @@ const std::vector<std::string_view>& KnownFieldtypes() {
   // Frappe's data fieldtypes (those that own a column). Table MultiSelect is
   // left out on purpose: its rows are not replicated like a Table's yet.
   static const auto* const kTypes = new std::vector<std::string_view>{
-      "Data",         "Small Text",    "Text",        "Long Text",
-      "Text Editor",  "Markdown Editor", "HTML Editor", "Code",
-      "Int",          "Float",         "Currency",    "Percent",
-      "Check",        "Date",          "Datetime",    "Time",
-      "Duration",     "Select",        "Link",        "Dynamic Link",
-      "Table",        "JSON",          "Password",    "Read Only",
-      "Attach",       "Attach Image",  "Color",       "Phone",
-      "Rating",       "Signature",     "Barcode",     "Geolocation",
-      "Autocomplete", "Icon",
+      "Data",        "Small Text",   "Text",
+      "Long Text",   "Text Editor",  "Markdown Editor",
+      "HTML Editor", "Code",         "Int",
+      "Float",       "Currency",     "Percent",
+      "Check",       "Date",         "Datetime",
+      "Time",        "Duration",     "Select",
+      "Link",        "Dynamic Link", "Table",
+      "JSON",        "Password",     "Read Only",
+      "Attach",      "Attach Image", "Color",
+      "Phone",       "Rating",       "Signature",
+      "Barcode",     "Geolocation",  "Autocomplete",
+      "Icon",
   };
   return *kTypes;
 }
@@ -164,7 +169,8 @@ absl::StatusOr<DocTypeRegistry> DocTypeRegistry::Create(
     if (def.table.empty()) def.table = "tab" + def.name;
     if (def.table.size() > kMaxIdentifierBytes) {
       return fail(d, std::nullopt, "table",
-                  absl::StrCat("table name ", Quote(def.table), " is longer "
+                  absl::StrCat("table name ", Quote(def.table),
+                               " is longer "
                                "than PostgreSQL's 63 bytes; shorten the name "
                                "or set table:"));
     }
@@ -197,16 +203,15 @@ absl::StatusOr<DocTypeRegistry> DocTypeRegistry::Create(
                                  "table and must not be listed"));
       }
       if (!seen.insert(field.fieldname).second) {
-        return fail(d, f, "fieldname",
-                    absl::StrCat("duplicate fieldname ",
-                                 Quote(field.fieldname)));
+        return fail(
+            d, f, "fieldname",
+            absl::StrCat("duplicate fieldname ", Quote(field.fieldname)));
       }
       if (field.fieldtype.empty()) return fail(d, f, "fieldtype", "required");
       if (!IsKnownFieldtype(field.fieldtype)) {
         return fail(d, f, "fieldtype",
                     absl::StrCat("unknown fieldtype ", Quote(field.fieldtype),
-                                 " (expected one of: ",
-                                 JoinFieldtypes(), ")"));
+                                 " (expected one of: ", JoinFieldtypes(), ")"));
       }
       if (field.is_link() && field.options.empty()) {
         return fail(d, f, "options", "required: the DocType this Link targets");

@@ -35,9 +35,10 @@ struct FieldDef {
 
 struct DocTypeDef {
   std::string name;
-  std::string table;          // defaults to "tab" + name
-  std::string autoname = "hash";  // hash | uuid | field:<f> | series:PREFIX-.#####
-  bool istable = false;       // a child DocType
+  std::string table;  // defaults to "tab" + name
+  std::string autoname =
+      "hash";            // hash | uuid | field:<f> | series:PREFIX-.#####
+  bool istable = false;  // a child DocType
   bool is_submittable = false;
   std::vector<FieldDef> fields;
 
@@ -59,10 +60,10 @@ std::string AutonameProblem(std::string_view autoname);
 // Where DocTypeRegistry::Create found a problem, so that the config loader
 // can report it as `doctypes[2].fields[0].options: ...`.
 struct DocTypeProblem {
-  size_t doctype_index = 0;              // index into the defs given
-  std::optional<size_t> field_index;     // set when the problem is a field's
-  std::string key;                       // "name", "autoname", "options" ...
-  std::string message;                   // what is wrong / what was expected
+  size_t doctype_index = 0;           // index into the defs given
+  std::optional<size_t> field_index;  // set when the problem is a field's
+  std::string key;                    // "name", "autoname", "options" ...
+  std::string message;                // what is wrong / what was expected
 };
 
 // Columns every DocType table has; never listed under `fields:`.

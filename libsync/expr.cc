@@ -859,7 +859,8 @@ absl::StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b,
   }
 }
 
-// Reads field `name` of the value held by `base`, borrowing when possible.
+// The result of reading `field` out of `base`: borrowed when `base` is, so
+// large document parts are not copied; a missing field (nullptr) is None.
 Val ReadField(Val base, const Value* field) {
   if (field == nullptr) return Val{};
   if (base.ref != nullptr) return Borrow(field);

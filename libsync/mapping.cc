@@ -83,11 +83,10 @@ absl::StatusOr<MappingSet> MappingSet::Create(
           absl::StrCat("mapping \"", m.name, "\" is defined twice"));
     }
     if (m.local_doctype.empty() || m.remote_doctype.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("mapping \"", m.name, "\": ",
-                       m.local_doctype.empty() ? "local_doctype"
-                                               : "remote_doctype",
-                       " is required"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mapping \"", m.name,
+          "\": ", m.local_doctype.empty() ? "local_doctype" : "remote_doctype",
+          " is required"));
     }
   }
   set.mappings_ = std::move(mappings);
@@ -154,9 +153,9 @@ absl::StatusOr<MappingSet> MappingSet::Create(
       size_t next = set.index_.find(f.mapping)->second;
       if (color[next] == kGrey) {
         path.push_back(f.mapping);
-        cycle = absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": Child Table mappings form a cycle: ",
-            absl::StrJoin(path, " -> ")));
+        cycle = absl::InvalidArgumentError(
+            absl::StrCat(Where(m, i), ": Child Table mappings form a cycle: ",
+                         absl::StrJoin(path, " -> ")));
         return false;
       }
       if (color[next] == kWhite && !visit(next)) return false;
@@ -212,7 +211,8 @@ class Mapper {
     for (const auto& [key, v] : remote.as_object()) {
       if (PassesThrough(key)) out[key] = v;
     }
-    if (!is_row || doctype != nullptr) out["doctype"] = Value::String(m.local_doctype);
+    if (!is_row || doctype != nullptr)
+      out["doctype"] = Value::String(m.local_doctype);
 
     for (const FieldMapping& f : m.field_mapping) {
       const Value* rv = remote.Find(f.remote_fieldname);
@@ -223,8 +223,8 @@ class Mapper {
         out[f.local_fieldname] = *std::move(rows);
         continue;
       }
-      absl::Status s = MapScalar(m, f, rv, remote, depth, /*in_diff=*/false,
-                                 &out);
+      absl::Status s =
+          MapScalar(m, f, rv, remote, depth, /*in_diff=*/false, &out);
       if (!s.ok()) return s;
     }
     return out;
@@ -258,7 +258,8 @@ class Mapper {
     return out;
   }
 
-  absl::StatusOr<DocDiff> MapDiff(const DocTypeMapping& m, const DocDiff& diff) {
+  absl::StatusOr<DocDiff> MapDiff(const DocTypeMapping& m,
+                                  const DocDiff& diff) {
     DocDiff out;
     if (!diff.changed.is_object()) {
       return absl::InvalidArgumentError("diff: \"changed\" must be an object");
@@ -388,10 +389,10 @@ class Mapper {
         std::string field = v.as_string().substr(sizeof(kDocPrefix) - 1);
         const Value* fv = context.Find(field);
         if (IsEmptyFieldValue(fv)) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              Where(m, f), ": remote_value_filters.", key, " takes doc.", field,
-              ", which the remote ", in_diff ? "update" : "document",
-              " does not set"));
+          return absl::FailedPreconditionError(
+              absl::StrCat(Where(m, f), ": remote_value_filters.", key,
+                           " takes doc.", field, ", which the remote ",
+                           in_diff ? "update" : "document", " does not set"));
         }
         filters[key] = *fv;
       } else {
@@ -401,15 +402,15 @@ class Mapper {
     absl::StatusOr<std::optional<Value>> found =
         fetcher_->FindRemote(inner->remote_doctype, filters);
     if (!found.ok()) {
-      return absl::Status(found.status().code(),
-                          absl::StrCat(Where(m, f), ": fetching ",
-                                       inner->remote_doctype, ": ",
-                                       found.status().message()));
+      return absl::Status(
+          found.status().code(),
+          absl::StrCat(Where(m, f), ": fetching ", inner->remote_doctype, ": ",
+                       found.status().message()));
     }
     if (!found->has_value()) {
-      return absl::NotFoundError(absl::StrCat(
-          Where(m, f), ": no ", inner->remote_doctype,
-          " on the producer matches ", filters.ToJson()));
+      return absl::NotFoundError(
+          absl::StrCat(Where(m, f), ": no ", inner->remote_doctype,
+                       " on the producer matches ", filters.ToJson()));
     }
     absl::StatusOr<Value> mapped =
         MapObject(*inner, **found, /*is_row=*/false, depth + 1);

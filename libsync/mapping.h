@@ -32,8 +32,8 @@ namespace eventstream {
 struct FieldMapping {
   std::string remote_fieldname;
   std::string local_fieldname;
-  std::string mapping_type;  // "" (plain), "Child Table" or "Document"
-  std::string mapping;       // name of the inner mapping for the two above
+  std::string mapping_type;   // "" (plain), "Child Table" or "Document"
+  std::string mapping;        // name of the inner mapping for the two above
   std::string default_value;  // used when the remote value is missing/empty
   // For "Document" only: a non-empty JSON object {remote field: value}
   // selecting the remote document (of the inner mapping's remote_doctype).
@@ -82,7 +82,8 @@ class MappingSet {
   // exists; Document rules have usable remote_value_filters; Child Table
   // rules have no default_value and form no cycle. INVALID_ARGUMENT naming
   // the mapping and field_mapping[i] otherwise.
-  static absl::StatusOr<MappingSet> Create(std::vector<DocTypeMapping> mappings);
+  static absl::StatusOr<MappingSet> Create(
+      std::vector<DocTypeMapping> mappings);
 
   const DocTypeMapping* Find(std::string_view name) const;
   const std::vector<DocTypeMapping>& all() const { return mappings_; }

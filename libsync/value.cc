@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <utility>
 
@@ -135,13 +136,27 @@ void AppendQuoted(std::string_view s, std::string* out) {
   for (char ch : s) {
     unsigned char c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (c < 0x20) {
           out->append("\\u00");
@@ -230,8 +245,9 @@ size_t ScanNumber(std::string_view text, size_t pos, std::string* error,
   if (text[i] == '0') {
     ++i;
     if (i < text.size() && IsDigit(text[i])) {
-      return fail(i, "expected '.', 'e' or end of number after leading 0 "
-                     "(leading zeros are not allowed)");
+      return fail(i,
+                  "expected '.', 'e' or end of number after leading 0 "
+                  "(leading zeros are not allowed)");
     }
   } else {
     while (i < text.size() && IsDigit(text[i])) ++i;
@@ -340,8 +356,9 @@ class Parser {
         return true;
       default:
         if (c == '-' || IsDigit(c)) return ParseNumber(out);
-        return Fail(pos_, "expected a JSON value (object, array, string, "
-                          "number, true, false or null)");
+        return Fail(pos_,
+                    "expected a JSON value (object, array, string, "
+                    "number, true, false or null)");
     }
   }
 
@@ -540,8 +557,9 @@ class Parser {
         return true;
       }
       if (c < 0x20) {
-        return Fail(pos_, "expected an escape (\\n, \\u00XX) instead of a "
-                          "raw control character in string");
+        return Fail(pos_,
+                    "expected an escape (\\n, \\u00XX) instead of a "
+                    "raw control character in string");
       }
       if (c >= 0x80) {
         if (!CopyUtf8(out)) return false;
@@ -559,34 +577,53 @@ class Parser {
       }
       char e = text_[pos_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!ReadHex4(&cp)) return false;
           if (cp >= 0xdc00 && cp <= 0xdfff) {
-            return Fail(esc_at, "expected a high surrogate before low "
-                                "surrogate \\u escape");
+            return Fail(esc_at,
+                        "expected a high surrogate before low "
+                        "surrogate \\u escape");
           }
           if (cp >= 0xd800 && cp <= 0xdbff) {
             if (pos_ + 1 >= text_.size() || text_[pos_] != '\\' ||
                 text_[pos_ + 1] != 'u') {
-              return Fail(pos_, "expected a \\u low surrogate after high "
-                                "surrogate \\u escape");
+              return Fail(pos_,
+                          "expected a \\u low surrogate after high "
+                          "surrogate \\u escape");
             }
             size_t low_at = pos_;
             pos_ += 2;
             uint32_t low = 0;
             if (!ReadHex4(&low)) return false;
             if (low < 0xdc00 || low > 0xdfff) {
-              return Fail(low_at, "expected a \\u low surrogate (DC00-DFFF) "
-                                  "after high surrogate \\u escape");
+              return Fail(low_at,
+                          "expected a \\u low surrogate (DC00-DFFF) "
+                          "after high surrogate \\u escape");
             }
             cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
           }
@@ -594,8 +631,9 @@ class Parser {
           break;
         }
         default:
-          return Fail(pos_ - 1, "expected one of \\\" \\\\ \\/ \\b \\f \\n "
-                                "\\r \\t \\u after '\\'");
+          return Fail(pos_ - 1,
+                      "expected one of \\\" \\\\ \\/ \\b \\f \\n "
+                      "\\r \\t \\u after '\\'");
       }
     }
   }
@@ -610,5 +648,7 @@ class Parser {
 absl::StatusOr<Value> Value::ParseJson(std::string_view text) {
   return Parser(text).ParseDocument();
 }
+
+void PrintTo(const Value& v, std::ostream* os) { *os << v.ToJson(); }
 
 }  // namespace eventstream

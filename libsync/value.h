@@ -11,6 +11,7 @@
 #define EVENTSTREAM_LIBSYNC_VALUE_H_
 
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <string>
 #include <string_view>
@@ -91,6 +92,9 @@ class Value {
   std::variant<std::monostate, bool, NumberText, std::string, Array, Object>
       data_;
 };
+
+// Lets GoogleTest (and logs) show a Value as its JSON.
+void PrintTo(const Value& v, std::ostream* os);
 
 }  // namespace eventstream
 

@@ -104,7 +104,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
 
 std::string BinDir() {
   const char* d = getenv("ES_BIN_DIR");
-  return d ? d : "build/bin";
+  if (d) return d;
+  // Test binaries sit next to the service binaries in build/bin.
+  return std::filesystem::canonical("/proc/self/exe").parent_path().string();
 }
 
 std::string SourceDir() {

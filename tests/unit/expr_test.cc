@@ -535,11 +535,12 @@ TEST(ExprFuzz, RandomAndMutatedInputsNeverCrashOrHang) {
     auto value = cond->EvaluateValue(doc);
     ASSERT_EQ(truth.ok(), value.ok()) << input;
   }
+  // No time assertion (speed lives in benchmarks); a hang would trip the
+  // ctest timeout.
   double seconds = std::chrono::duration<double>(
                        std::chrono::steady_clock::now() - start).count();
   // The fuzzer must actually reach the evaluator, not only the parser.
   EXPECT_GT(parsed, kRuns / 5);
-  EXPECT_LT(seconds, 2.0);
   std::printf("fuzz: %d inputs, %d parsed, %.3f s\n", kRuns, parsed, seconds);
 }
 

@@ -52,8 +52,7 @@ std::vector<DocTypeMapping> SalesToPurchase() {
        {Plain("customer_ref", "supplier_ref"),
         Plain("delivery_date", "schedule_date"),
         Plain("company", "company", "Branch Ltd"),
-        Plain("terms", "terms", "Net 30"),
-        Plain("discount", "discount", "0.5"),
+        Plain("terms", "terms", "Net 30"), Plain("discount", "discount", "0.5"),
         Table("items", "items", "soi-to-poi"),
         Doc("customer", "supplier", "customer-to-supplier",
             R"({"name": "doc.customer", "disabled": 0})")}},
@@ -137,7 +136,8 @@ TEST(MappingTest, MapsFullDocument) {
       {"doctype": "Purchase Order Item", "name": "soi-2", "idx": 2,
        "docstatus": 1, "item_code": "GADGET", "qty": 1, "price": "1"}
     ]
-  })")) << po->ToJson();
+  })"))
+      << po->ToJson();
   EXPECT_TRUE(fetcher.finds.empty());
 }
 
@@ -187,14 +187,16 @@ TEST(MappingTest, DocumentRuleErrors) {
   fetcher.find_error = absl::UnavailableError("producer down");
   po = set.MapDocument("so-to-po", so, &fetcher);
   EXPECT_EQ(po.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(po.status().message(), HasSubstr("fetching Customer: producer down"));
+  EXPECT_THAT(po.status().message(),
+              HasSubstr("fetching Customer: producer down"));
 
   po = set.MapDocument("so-to-po", so, nullptr);
   EXPECT_EQ(po.status().code(), absl::StatusCode::kFailedPrecondition);
 
   // A filter on a field the remote document leaves empty.
   std::vector<DocTypeMapping> m = SalesToPurchase();
-  m[0].field_mapping[6].remote_value_filters = J(R"({"name":"doc.customer_code"})");
+  m[0].field_mapping[6].remote_value_filters =
+      J(R"({"name":"doc.customer_code"})");
   MappingSet set2 = MustCreate(m);
   po = set2.MapDocument("so-to-po", so, &fetcher);
   EXPECT_EQ(po.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -204,9 +206,11 @@ TEST(MappingTest, DocumentRuleErrors) {
 }
 
 TEST(MappingTest, DocumentRulesThatLoopStop) {
-  MappingSet set = MustCreate({{"self", "Node", "Node",
-                                {Doc("next", "next", "self",
-                                     R"({"name":"doc.next"})")}}});
+  MappingSet set =
+      MustCreate({{"self",
+                   "Node",
+                   "Node",
+                   {Doc("next", "next", "self", R"({"name":"doc.next"})")}}});
   FakeFetcher fetcher;
   fetcher.remote.push_back(J(R"({"doctype":"Node","name":"a","next":"a"})"));
   absl::StatusOr<Value> out =
@@ -228,8 +232,8 @@ TEST(MappingTest, DocumentShapeErrors) {
   EXPECT_THAT(out.status().message(),
               HasSubstr("field \"items\": expected a child table (array)"));
   out = set.MapDocument(
-      "so-to-po",
-      J(R"({"name":"S","items":[{"doctype":"Item","name":"r1"}]})"), nullptr);
+      "so-to-po", J(R"({"name":"S","items":[{"doctype":"Item","name":"r1"}]})"),
+      nullptr);
   EXPECT_THAT(out.status().message(),
               HasSubstr("field \"items\" row \"r1\": mapping \"soi-to-poi\" "
                         "maps Sales Order Item, not Item"));
@@ -259,7 +263,8 @@ TEST(MappingTest, MapsUpdateDiff) {
                          "price": "1"}]},
     "removed": {"items": ["soi-1"]},
     "row_changed": {"items": [{"name": "soi-2", "qty": 4, "idx": 1}]}
-  })")) << mapped->ToJson().ToJson();
+  })"))
+      << mapped->ToJson().ToJson();
 }
 
 TEST(MappingTest, UpdateDiffWithDocumentRule) {
@@ -315,7 +320,9 @@ TEST(MappingTest, ValidationNamesMappingAndField) {
       {[](auto* m) { (*m)[0].field_mapping[0].mapping = "soi-to-poi"; },
        "field_mapping[0] (customer_ref): mapping \"soi-to-poi\" needs "
        "mapping_type"},
-      {[](auto* m) { (*m)[0].field_mapping[1].local_fieldname = "supplier_ref"; },
+      {[](auto* m) {
+         (*m)[0].field_mapping[1].local_fieldname = "supplier_ref";
+       },
        "field_mapping[1] (delivery_date): local field \"supplier_ref\" is "
        "already written by another rule"},
       {[](auto* m) { (*m)[0].field_mapping[5].default_value = "x"; },
@@ -339,7 +346,8 @@ TEST(MappingTest, ValidationNamesMappingAndField) {
        "mapping \"soi-to-poi\" field_mapping[3] (sub): Child Table mappings "
        "form a cycle: so-to-po -> soi-to-poi -> so-to-po"},
       {[](auto* m) {
-         (*m)[2].field_mapping.push_back(Table("self", "self", "customer-to-supplier"));
+         (*m)[2].field_mapping.push_back(
+             Table("self", "self", "customer-to-supplier"));
        },
        "Child Table mappings form a cycle: customer-to-supplier -> "
        "customer-to-supplier"},
@@ -353,9 +361,11 @@ TEST(MappingTest, ValidationNamesMappingAndField) {
     EXPECT_THAT(set.status().message(), HasSubstr(c.message));
   }
   // A Document rule may point back at its own mapping (checked at run time).
-  EXPECT_TRUE(MappingSet::Create({{"self", "Node", "Node",
-                                   {Doc("next", "next", "self",
-                                        R"({"name":"doc.next"})")}}})
+  EXPECT_TRUE(MappingSet::Create(
+                  {{"self",
+                    "Node",
+                    "Node",
+                    {Doc("next", "next", "self", R"({"name":"doc.next"})")}}})
                   .ok());
 }
 

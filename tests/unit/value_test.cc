@@ -34,9 +34,11 @@ TEST(ValueTest, NumbersRoundTripExactly) {
     EXPECT_EQ(v.number_text(), text);
     EXPECT_EQ(v.ToJson(), text);
   }
-  Value doc = Parse(R"({"amount":12345678901234567.123456789,"id":9223372036854775807})");
-  EXPECT_EQ(doc.ToJson(),
-            R"({"amount":12345678901234567.123456789,"id":9223372036854775807})");
+  Value doc = Parse(
+      R"({"amount":12345678901234567.123456789,"id":9223372036854775807})");
+  EXPECT_EQ(
+      doc.ToJson(),
+      R"({"amount":12345678901234567.123456789,"id":9223372036854775807})");
   EXPECT_EQ(doc.Find("amount")->ToText(), "12345678901234567.123456789");
 }
 
@@ -51,8 +53,8 @@ TEST(ValueTest, IsNumberText) {
   for (const char* ok : {"0", "-0.5", "1e10", "1E-10", "9223372036854775807"}) {
     EXPECT_TRUE(Value::IsNumberText(ok)) << ok;
   }
-  for (const char* bad : {"", "-", "01", "1.", ".5", "+1", "1e", "1e+",
-                          "0x10", "NaN", "Infinity", " 1", "1 "}) {
+  for (const char* bad : {"", "-", "01", "1.", ".5", "+1", "1e", "1e+", "0x10",
+                          "NaN", "Infinity", " 1", "1 "}) {
     EXPECT_FALSE(Value::IsNumberText(bad)) << bad;
   }
 }
@@ -64,15 +66,16 @@ TEST(ValueTest, TimestampStaysAString) {
 }
 
 TEST(ValueTest, KeysAreSortedAndOutputCompact) {
-  Value v = Parse(" { \"b\" : [ 1 , 2 ] ,\n\t\"a\" : { \"z\" : null , \"y\" : true } , \"c\" : false } ");
+  Value v = Parse(
+      " { \"b\" : [ 1 , 2 ] ,\n\t\"a\" : { \"z\" : null , \"y\" : true } , "
+      "\"c\" : false } ");
   EXPECT_EQ(v.ToJson(), R"({"a":{"y":true,"z":null},"b":[1,2],"c":false})");
   EXPECT_EQ(Parse(v.ToJson()), v);
 }
 
 TEST(ValueTest, StringEscapes) {
   Value v = Parse(R"("q\" b\\ s\/ \b\f\n\r\t \u0001 \u00e9 \u20AC")");
-  EXPECT_EQ(v.as_string(),
-            "q\" b\\ s/ \b\f\n\r\t \x01 \xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(v.as_string(), "q\" b\\ s/ \b\f\n\r\t \x01 \xc3\xa9 \xe2\x82\xac");
   // Serializer: control characters escaped, '/' and non-ASCII as is.
   EXPECT_EQ(v.ToJson(),
             "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001 \xc3\xa9 \xe2\x82\xac\"");
@@ -102,50 +105,64 @@ TEST(ValueTest, ParseErrorsNameOffsetAndExpectation) {
   } cases[] = {
       {"", "invalid JSON at byte 0: expected a JSON value"},
       {"   ", "at byte 3: expected a JSON value, found end of input"},
-      {"@", "at byte 0: expected a JSON value (object, array, string, "
-            "number, true, false or null), found '@'"},
+      {"@",
+       "at byte 0: expected a JSON value (object, array, string, "
+       "number, true, false or null), found '@'"},
       {"tru", "at byte 3: expected literal 'true', found end of input"},
       {"nulL", "at byte 3: expected literal 'null', found 'L'"},
       {"fals", "at byte 4: expected literal 'false'"},
-      {"1 2", "at byte 2: expected end of input after the JSON value, "
-              "found '2'"},
+      {"1 2",
+       "at byte 2: expected end of input after the JSON value, "
+       "found '2'"},
       {"01", "at byte 1: expected '.', 'e' or end of number after leading 0"},
       {"-", "at byte 1: expected a digit in number"},
       {"-a", "at byte 1: expected a digit in number, found 'a'"},
       {"1.", "at byte 2: expected a digit after '.' in number"},
       {"1e+", "at byte 3: expected a digit in number exponent"},
       {"[1,]", "at byte 3: expected a JSON value"},
-      {"[1 2]", "at byte 3: expected ',' or ']' after array element, "
-                "found '2'"},
-      {"[1", "at byte 2: expected ',' or ']' after array element, found "
-             "end of input"},
+      {"[1 2]",
+       "at byte 3: expected ',' or ']' after array element, "
+       "found '2'"},
+      {"[1",
+       "at byte 2: expected ',' or ']' after array element, found "
+       "end of input"},
       {"{1:2}", "at byte 1: expected '\"' to begin an object key, found '1'"},
       {"{\"a\" 1}", "at byte 5: expected ':' after object key, found '1'"},
-      {"{\"a\":1,}", "at byte 7: expected '\"' to begin an object key, "
-                     "found '}'"},
-      {"{\"a\":1 \"b\":2}", "at byte 7: expected ',' or '}' after object "
-                            "member"},
+      {"{\"a\":1,}",
+       "at byte 7: expected '\"' to begin an object key, "
+       "found '}'"},
+      {"{\"a\":1 \"b\":2}",
+       "at byte 7: expected ',' or '}' after object "
+       "member"},
       {"{\"a\":1,\"a\":2}", "at byte 7: duplicate key \"a\" in object"},
-      {"\"abc", "at byte 4: expected '\"' to close the string, found end "
-                "of input"},
-      {"\"a\nb\"", "at byte 2: expected an escape (\\n, \\u00XX) instead of "
-                   "a raw control character in string, found byte 0x0a"},
-      {"\"\\x\"", "at byte 2: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r "
-                  "\\t \\u after '\\', found 'x'"},
+      {"\"abc",
+       "at byte 4: expected '\"' to close the string, found end "
+       "of input"},
+      {"\"a\nb\"",
+       "at byte 2: expected an escape (\\n, \\u00XX) instead of "
+       "a raw control character in string, found byte 0x0a"},
+      {"\"\\x\"",
+       "at byte 2: expected one of \\\" \\\\ \\/ \\b \\f \\n \\r "
+       "\\t \\u after '\\', found 'x'"},
       {"\"\\", "at byte 2: expected an escape character after '\\'"},
-      {"\"\\u12G4\"", "at byte 5: expected 4 hex digits after \\u, "
-                      "found 'G'"},
-      {"\"\\ud83d\"", "at byte 7: expected a \\u low surrogate after high "
-                      "surrogate \\u escape"},
-      {"\"\\ud83d\\u0041\"", "at byte 7: expected a \\u low surrogate "
-                             "(DC00-DFFF)"},
-      {"\"\\ude00\"", "at byte 1: expected a high surrogate before low "
-                      "surrogate"},
-      {"\"\xff\"", "at byte 1: expected valid UTF-8 in string, found byte "
-                   "0xff"},
+      {"\"\\u12G4\"",
+       "at byte 5: expected 4 hex digits after \\u, "
+       "found 'G'"},
+      {"\"\\ud83d\"",
+       "at byte 7: expected a \\u low surrogate after high "
+       "surrogate \\u escape"},
+      {"\"\\ud83d\\u0041\"",
+       "at byte 7: expected a \\u low surrogate "
+       "(DC00-DFFF)"},
+      {"\"\\ude00\"",
+       "at byte 1: expected a high surrogate before low "
+       "surrogate"},
+      {"\"\xff\"",
+       "at byte 1: expected valid UTF-8 in string, found byte "
+       "0xff"},
       {"\"\xc3(\"", "at byte 2: expected UTF-8 continuation byte in string"},
-      {"\"\xc0\xaf\"", "at byte 1: expected valid UTF-8"},          // overlong
-      {"\"\xed\xa0\x80\"", "at byte 1: expected valid UTF-8"},      // surrogate
+      {"\"\xc0\xaf\"", "at byte 1: expected valid UTF-8"},      // overlong
+      {"\"\xed\xa0\x80\"", "at byte 1: expected valid UTF-8"},  // surrogate
       {"\"\xe2\x82\"", "at byte 3: expected UTF-8 continuation byte"},
   };
   for (const Case& c : cases) {
@@ -191,7 +208,8 @@ TEST(ValueTest, ToText) {
 }
 
 TEST(ValueTest, Equality) {
-  EXPECT_EQ(Parse(R"({"a":[1,{"b":null}]})"), Parse(R"({ "a" : [1, {"b": null}] })"));
+  EXPECT_EQ(Parse(R"({"a":[1,{"b":null}]})"),
+            Parse(R"({ "a" : [1, {"b": null}] })"));
   EXPECT_NE(Parse(R"({"a":1})"), Parse(R"({"a":"1"})"));
   EXPECT_NE(Value(), Value::String(""));
   EXPECT_NE(Value::Bool(false), Value::Int(0));
