@@ -1,0 +1,744 @@
+// Capture triggers + assembler against a real PostgreSQL: every update type,
+// transactions, origins, commit order, concurrency.
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libsync/diff.h"
+#include "libsync/doctype.h"
+#include "libsync/migrate.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+#include "services/producer/assembler.h"
+#include "services/producer/capture.h"
+#include "tests/support/pg_cluster.h"
+
+namespace eventstream::testing {
+namespace {
+
+constexpr char kNumeric[] = "12345678901234567.123456789";
+constexpr char kBigint[] = "9223372036854775807";
+
+FieldDef Field(std::string name, std::string type, std::string options = "") {
+  FieldDef f;
+  f.fieldname = std::move(name);
+  f.fieldtype = std::move(type);
+  f.options = std::move(options);
+  return f;
+}
+
+DocTypeRegistry MakeRegistry() {
+  std::vector<DocTypeDef> defs(4);
+  defs[0].name = "Note";
+  defs[0].is_submittable = true;
+  defs[0].fields = {Field("title", "Data"), Field("amount", "Currency"),
+                    Field("big", "Int"), Field("items", "Table", "Note Item")};
+  defs[1].name = "Note Item";
+  defs[1].istable = true;
+  defs[1].fields = {Field("item", "Data"), Field("qty", "Float"),
+                    Field("big", "Int")};
+  defs[2].name = "Other";  // shares the child DocType, never captured
+  defs[2].fields = {Field("title", "Data"),
+                    Field("items", "Table", "Note Item")};
+  defs[3].name = "Missing";  // registered, but its table is never created
+  auto registry = DocTypeRegistry::Create(std::move(defs));
+  EXPECT_TRUE(registry.ok()) << registry.status();
+  return registry.ok() ? std::move(*registry) : DocTypeRegistry();
+}
+
+struct Entry {
+  int64_t seq = 0;
+  std::string doctype, docname, type;
+  Value data;
+  std::optional<std::string> origin;
+};
+
+class CaptureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = FreshDatabase("capture");
+    conn_ = Connect();
+    ASSERT_NE(conn_, nullptr);
+    const char* standard =
+        "name text PRIMARY KEY, creation timestamp(6) DEFAULT now(),"
+        " modified timestamp(6) DEFAULT now(), modified_by text DEFAULT "
+        "'Administrator',"
+        " owner text DEFAULT 'Administrator', docstatus int NOT NULL DEFAULT 0,"
+        " idx int NOT NULL DEFAULT 0";
+    Exec(absl::StrCat("CREATE TABLE \"tabNote\" (", standard,
+                      ", title text, amount numeric(30,9), big bigint)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabNote Item\" (", standard,
+                      ", parent text, parenttype text, parentfield text,"
+                      " item text, qty numeric(30,9), big bigint)"));
+    Exec(
+        absl::StrCat("CREATE TABLE \"tabOther\" (", standard, ", title text)"));
+    ASSERT_TRUE(
+        ApplyMigrations(conn_.get(), "es_producer", ProducerMigrations()).ok());
+    registry_ = MakeRegistry();
+    absl::Status s = installer_.SyncTriggers(conn_.get(), registry_, {"Note"});
+    ASSERT_TRUE(s.ok()) << s;
+  }
+
+  std::unique_ptr<pg::Connection> Connect() {
+    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    return conn.ok() ? std::move(*conn) : nullptr;
+  }
+
+  void Exec(const std::string& sql, const pg::Params& params = {},
+            pg::Connection* conn = nullptr) {
+    auto r = (conn ? conn : conn_.get())->Exec(sql, params);
+    ASSERT_TRUE(r.ok()) << sql << ": " << r.status();
+  }
+
+  int Assemble(Assembler* assembler = nullptr) {
+    Assembler local(registry_);
+    auto n = (assembler ? assembler : &local)->AssembleOnce(conn_.get());
+    EXPECT_TRUE(n.ok()) << n.status();
+    return n.ok() ? *n : -1;
+  }
+
+  std::vector<Entry> Entries(int64_t after = 0) {
+    auto r = conn_->Exec(
+        "SELECT seq, doctype, docname, update_type, data::text, origin"
+        " FROM es_producer.update_log WHERE seq > $1 ORDER BY seq",
+        {after});
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<Entry> out;
+    if (!r.ok()) return out;
+    for (int i = 0; i < r->rows(); ++i) {
+      Entry e;
+      e.seq = r->GetInt64(i, 0);
+      e.doctype = std::string(r->Get(i, 1));
+      e.docname = std::string(r->Get(i, 2));
+      e.type = std::string(r->Get(i, 3));
+      if (!r->IsNull(i, 4)) {
+        absl::string_view text = r->Get(i, 4);
+        auto v = Value::ParseJson(std::string_view(text.data(), text.size()));
+        EXPECT_TRUE(v.ok()) << v.status();
+        if (v.ok()) e.data = *v;
+      }
+      e.origin = r->GetOptional(i, 5);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  int64_t Count(const std::string& sql) {
+    auto r = conn_->Exec(sql);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->GetInt64(0, 0) : -1;
+  }
+
+  // A Note with two items, inserted in one transaction (items out of idx
+  // order on purpose).
+  void InsertNote(const std::string& name, pg::Connection* conn = nullptr) {
+    auto c = conn ? conn : conn_.get();
+    auto tx = pg::Transaction::Begin(c);
+    ASSERT_TRUE(tx.ok());
+    Exec(
+        "INSERT INTO \"tabNote\" (name, title, amount, big) VALUES ($1, "
+        "'hello', $2, $3)",
+        {name, kNumeric, kBigint}, c);
+    Exec(
+        "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+        "idx, item, qty,"
+        " big) VALUES ($1, $2, 'Note', 'items', 2, 'second', '2.5', 2)",
+        {name + "-i2", name}, c);
+    Exec(
+        "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+        "idx, item, qty,"
+        " big) VALUES ($1, $2, 'Note', 'items', 1, 'first', $3, $4)",
+        {name + "-i1", name, kNumeric, kBigint}, c);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+
+  std::string db_;
+  std::unique_ptr<pg::Connection> conn_;
+  DocTypeRegistry registry_;
+  CaptureInstaller installer_;
+};
+
+const Value& At(const Value& v, std::string_view key) {
+  static const Value kNull;
+  const Value* f = v.Find(key);
+  return f ? *f : kNull;
+}
+
+TEST_F(CaptureTest, CreateIsWholeDocumentWithChildrenAndExactNumbers) {
+  InsertNote("N1");
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  const Entry& e = entries[0];
+  EXPECT_EQ(e.doctype, "Note");
+  EXPECT_EQ(e.docname, "N1");
+  EXPECT_EQ(e.type, "Create");
+  EXPECT_FALSE(e.origin.has_value());
+  EXPECT_EQ(At(e.data, "doctype"), Value::String("Note"));
+  EXPECT_EQ(At(e.data, "name"), Value::String("N1"));
+  EXPECT_EQ(At(e.data, "title"), Value::String("hello"));
+  EXPECT_EQ(At(e.data, "amount"), Value::Number(kNumeric));
+  EXPECT_EQ(At(e.data, "big"), Value::Number(kBigint));
+  EXPECT_EQ(At(e.data, "docstatus"), Value::Int(0));
+  ASSERT_TRUE(At(e.data, "items").is_array());
+  const auto& items = At(e.data, "items").as_array();
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(At(items[0], "name"), Value::String("N1-i1"));  // ordered by idx
+  EXPECT_EQ(At(items[0], "doctype"), Value::String("Note Item"));
+  EXPECT_EQ(At(items[0], "qty"), Value::Number(kNumeric));
+  EXPECT_EQ(At(items[0], "big"), Value::Number(kBigint));
+  EXPECT_EQ(At(items[0], "parent"), Value::String("N1"));
+  EXPECT_EQ(At(items[1], "name"), Value::String("N1-i2"));
+  EXPECT_EQ(At(items[1], "qty"),
+            Value::Number("2.500000000"));  // the column's scale
+  // Consumed: nothing left, a second pass writes nothing.
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Assemble(), 0);
+}
+
+TEST_F(CaptureTest, CreateWithoutChildrenHasEmptyTable) {
+  Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N0', 'x')");
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(At(entries[0].data, "items"), Value::EmptyArray());
+}
+
+TEST_F(CaptureTest, UpdateReportsChangedAddedRemovedRowChanged) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec(
+        "UPDATE \"tabNote\" SET title = 'changed', amount = '0.000000001',"
+        " modified = now() + interval '1 second' WHERE name = 'N1'");
+    Exec(
+        "UPDATE \"tabNote Item\" SET qty = '99999999999999999.999999999' WHERE "
+        "name = 'N1-i1'");
+    Exec("DELETE FROM \"tabNote Item\" WHERE name = 'N1-i2'");
+    Exec(
+        "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+        "idx, item)"
+        " VALUES ('N1-i3', 'N1', 'Note', 'items', 3, 'third')");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].type, "Update");
+  EXPECT_EQ(entries[0].docname, "N1");
+  auto diff = DocDiff::FromJson(entries[0].data);
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  Value changed = Value::EmptyObject();
+  changed["title"] = Value::String("changed");
+  changed["amount"] = Value::Number("0.000000001");
+  EXPECT_EQ(diff->changed, changed);  // modified is bookkeeping, not reported
+  ASSERT_EQ(At(diff->added, "items").as_array().size(), 1u);
+  EXPECT_EQ(At(At(diff->added, "items").as_array()[0], "name"),
+            Value::String("N1-i3"));
+  EXPECT_EQ(At(diff->removed, "items"),
+            Value::FromArray({Value::String("N1-i2")}));
+  ASSERT_EQ(At(diff->row_changed, "items").as_array().size(), 1u);
+  const Value& rc = At(diff->row_changed, "items").as_array()[0];
+  EXPECT_EQ(At(rc, "name"), Value::String("N1-i1"));
+  EXPECT_EQ(At(rc, "qty"), Value::Number("99999999999999999.999999999"));
+}
+
+TEST_F(CaptureTest, ChildOnlyChangeIsUpdateOfParent) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  Exec(
+      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+      "idx, item)"
+      " VALUES ('N1-i3', 'N1', 'Note', 'items', 3, 'third')");
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].type, "Update");
+  EXPECT_EQ(entries[0].doctype, "Note");
+  EXPECT_EQ(entries[0].docname, "N1");
+  EXPECT_EQ(At(entries[0].data, "changed"), Value::EmptyObject());
+  EXPECT_EQ(At(At(entries[0].data, "added"), "items").as_array().size(), 1u);
+}
+
+TEST_F(CaptureTest, BookkeepingOnlyOrNoopUpdateIsNoEntry) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  Exec(
+      "UPDATE \"tabNote\" SET modified = now() + interval '1 hour',"
+      " modified_by = 'someone' WHERE name = 'N1'");
+  Exec("UPDATE \"tabNote\" SET title = title WHERE name = 'N1'");  // not even
+                                                                   // captured
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 1);
+  EXPECT_EQ(Assemble(), 0);
+  EXPECT_EQ(Entries(1).size(), 0u);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+}
+
+TEST_F(CaptureTest, SubmitIsUpdateAndCancelIsCancel) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("UPDATE \"tabNote\" SET docstatus = 1 WHERE name = 'N1'");
+    Exec("UPDATE \"tabNote Item\" SET docstatus = 1 WHERE parent = 'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("UPDATE \"tabNote\" SET docstatus = 2 WHERE name = 'N1'");
+    Exec("UPDATE \"tabNote Item\" SET docstatus = 2 WHERE parent = 'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 1);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].type, "Update");
+  EXPECT_EQ(At(At(entries[0].data, "changed"), "docstatus"), Value::Int(1));
+  EXPECT_EQ(entries[1].type, "Cancel");
+  EXPECT_EQ(At(At(entries[1].data, "changed"), "docstatus"), Value::Int(2));
+  // Child docstatus follows the parent's: not reported per row.
+  EXPECT_EQ(At(entries[1].data, "row_changed"), Value::EmptyObject());
+}
+
+TEST_F(CaptureTest, RenameMovesChildrenWithoutDiff) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("UPDATE \"tabNote\" SET name = 'N1-renamed' WHERE name = 'N1'");
+    Exec(
+        "UPDATE \"tabNote Item\" SET parent = 'N1-renamed' WHERE parent = "
+        "'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 1);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].type, "Rename");
+  EXPECT_EQ(entries[0].docname, "N1-renamed");
+  Value data = Value::EmptyObject();
+  data["old_name"] = Value::String("N1");
+  data["new_name"] = Value::String("N1-renamed");
+  EXPECT_EQ(entries[0].data, data);
+}
+
+TEST_F(CaptureTest, RenamePlusEditIsRenameThenUpdate) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec(
+        "UPDATE \"tabNote\" SET name = 'N2', title = 'moved' WHERE name = "
+        "'N1'");
+    Exec("UPDATE \"tabNote Item\" SET parent = 'N2' WHERE parent = 'N1'");
+    Exec("UPDATE \"tabNote Item\" SET item = 'edited' WHERE name = 'N1-i2'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 2);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].type, "Rename");
+  EXPECT_EQ(entries[1].type, "Update");
+  EXPECT_EQ(entries[1].docname, "N2");
+  Value changed = Value::EmptyObject();
+  changed["title"] = Value::String("moved");
+  EXPECT_EQ(At(entries[1].data, "changed"), changed);
+  const auto& rows = At(At(entries[1].data, "row_changed"), "items").as_array();
+  ASSERT_EQ(rows.size(), 1u);  // the other row's parent move is the rename's
+  Value row = Value::EmptyObject();
+  row["name"] = Value::String("N1-i2");
+  row["item"] = Value::String("edited");
+  EXPECT_EQ(rows[0], row);
+}
+
+TEST_F(CaptureTest, DeleteWithChildrenIsOneDelete) {
+  InsertNote("N1");
+  ASSERT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("DELETE FROM \"tabNote Item\" WHERE parent = 'N1'");
+    Exec("DELETE FROM \"tabNote\" WHERE name = 'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 1);
+  auto entries = Entries(1);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].type, "Delete");
+  EXPECT_EQ(entries[0].docname, "N1");
+  EXPECT_TRUE(entries[0].data.is_null());
+  EXPECT_EQ(
+      Count("SELECT count(*) FROM es_producer.update_log WHERE data IS NULL"),
+      1);
+}
+
+TEST_F(CaptureTest, SeveralChangesInOneTransactionAreOneEntry) {
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'a')");
+    Exec("UPDATE \"tabNote\" SET title = 'b' WHERE name = 'N1'");
+    Exec(
+        "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+        "idx, item)"
+        " VALUES ('c1', 'N1', 'Note', 'items', 1, 'x')");
+    Exec("UPDATE \"tabNote Item\" SET item = 'y' WHERE name = 'c1'");
+    Exec("UPDATE \"tabNote\" SET title = 'c' WHERE name = 'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(Assemble(), 1);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("UPDATE \"tabNote\" SET title = 'd' WHERE name = 'N1'");
+    Exec("UPDATE \"tabNote\" SET title = 'e' WHERE name = 'N1'");
+    Exec("UPDATE \"tabNote Item\" SET item = 'z' WHERE name = 'c1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].type, "Create");
+  EXPECT_EQ(At(entries[0].data, "title"), Value::String("c"));
+  EXPECT_EQ(At(At(entries[0].data, "items").as_array()[0], "item"),
+            Value::String("y"));
+  EXPECT_EQ(entries[1].type, "Update");
+  EXPECT_EQ(At(At(entries[1].data, "changed"), "title"), Value::String("e"));
+}
+
+TEST_F(CaptureTest, InsertAndDeleteInOneTransactionIsNothing) {
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'a')");
+    Exec(
+        "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+        "idx, item)"
+        " VALUES ('c1', 'N1', 'Note', 'items', 1, 'x')");
+    Exec("DELETE FROM \"tabNote Item\" WHERE parent = 'N1'");
+    Exec("DELETE FROM \"tabNote\" WHERE name = 'N1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(Assemble(), 0);
+  EXPECT_EQ(Entries().size(), 0u);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+}
+
+TEST_F(CaptureTest, RollbackLeavesNothing) {
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'a')");
+  }  // rolled back
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Assemble(), 0);
+  EXPECT_EQ(Entries().size(), 0u);
+}
+
+TEST_F(CaptureTest, OriginIsRecorded) {
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("SET LOCAL eventstream.origin = 'hq'");
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'from hq')");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  Exec(
+      "INSERT INTO \"tabNote\" (name, title) VALUES ('N2', 'local')");  // after
+                                                                        // SET
+                                                                        // LOCAL
+                                                                        // ended
+  EXPECT_EQ(Assemble(), 2);
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].origin, std::optional<std::string>("hq"));
+  EXPECT_EQ(entries[1].origin, std::nullopt);
+}
+
+TEST_F(CaptureTest, UncapturedDocTypesAndParentsAreNotLogged) {
+  Exec("INSERT INTO \"tabOther\" (name, title) VALUES ('O1', 'x')");
+  // A row of the shared child DocType that belongs to the uncaptured parent.
+  Exec(
+      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+      "idx, item)"
+      " VALUES ('o-c1', 'O1', 'Other', 'items', 1, 'x')");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Assemble(), 0);
+}
+
+// A transaction that starts first and commits last is not skipped by a
+// consumer whose watermark already passed entries committed in between.
+TEST_F(CaptureTest, LateCommitGetsHigherSeqThanEntriesCommittedMeanwhile) {
+  auto a = Connect();
+  auto b = Connect();
+  auto tx_a = pg::Transaction::Begin(a.get());
+  ASSERT_TRUE(tx_a.ok());
+  Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('A', 'first writer')", {},
+       a.get());
+  {
+    auto tx_b = pg::Transaction::Begin(b.get());
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('B', 'second writer')",
+         {}, b.get());
+    ASSERT_TRUE((*tx_b)->Commit().ok());
+  }
+  ASSERT_EQ(Assemble(), 1);  // B only: A's rows are invisible until it commits
+  auto seen = Entries();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].docname, "B");
+  int64_t watermark = seen.back().seq;  // a consumer pulled B
+
+  ASSERT_TRUE((*tx_a)->Commit().ok());
+  ASSERT_EQ(Assemble(), 1);
+  auto next = Entries(watermark);  // the consumer's next pull: seq > watermark
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].docname, "A");
+  EXPECT_GT(next[0].seq, watermark);
+}
+
+// The case that rules out a `txid < snapshot xmin` filter: S has the lower
+// txid but writes row X after T committed its own write of X, while an
+// unrelated transaction R stays open. X's entries must be T's, then S's.
+TEST_F(CaptureTest, SameRowOrderHoldsWithLongRunningTransactionOpen) {
+  InsertNote("X");
+  InsertNote("Y");
+  ASSERT_EQ(Assemble(), 2);
+  auto s = Connect(), r = Connect(), t = Connect();
+  auto tx_s = pg::Transaction::Begin(s.get());
+  Exec("UPDATE \"tabNote\" SET title = 's-was-here' WHERE name = 'Y'", {},
+       s.get());  // S: xid
+  auto tx_r = pg::Transaction::Begin(r.get());
+  Exec("SELECT pg_current_xact_id()", {},
+       r.get());  // R: a later xid, stays open
+  {
+    auto tx_t = pg::Transaction::Begin(t.get());
+    Exec("UPDATE \"tabNote\" SET title = 'by T' WHERE name = 'X'", {}, t.get());
+    ASSERT_TRUE((*tx_t)->Commit().ok());
+  }
+  Exec("UPDATE \"tabNote\" SET title = 'by S' WHERE name = 'X'", {}, s.get());
+  ASSERT_TRUE((*tx_s)->Commit().ok());
+  ASSERT_EQ(Assemble(), 3);
+  ASSERT_TRUE((*tx_r)->Commit().ok());
+  auto entries = Entries(2);
+  std::vector<std::string> x_titles;
+  for (const Entry& e : entries) {
+    if (e.docname == "X") {
+      x_titles.push_back(At(At(e.data, "changed"), "title").as_string());
+    }
+  }
+  EXPECT_EQ(x_titles, (std::vector<std::string>{"by T", "by S"}));
+}
+
+TEST_F(CaptureTest, BatchLimitNeverSplitsATransactionAndKeepsOrder) {
+  // 3 transactions of 3 raw rows each (parent + 2 children), plus one of
+  // 10 rows; limit 4 raw rows per call.
+  for (const char* n : {"B1", "B2", "B3"}) InsertNote(n);
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    for (int i = 0; i < 10; ++i) {
+      Exec("INSERT INTO \"tabNote\" (name, title) VALUES ($1, 'big tx')",
+           {absl::StrCat("L", i)});
+    }
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  Assembler small(registry_, Assembler::Options{4});
+  std::vector<int> per_call;
+  while (true) {
+    bool more = false;
+    auto n = small.AssembleOnce(conn_.get(), nullptr, &more);
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0 && !more) break;
+    per_call.push_back(*n);
+    ASSERT_LT(per_call.size(), 10u);
+  }
+  // Each call takes whole transactions: 1, 1, 1 (3 rows each), then 10.
+  EXPECT_EQ(per_call, (std::vector<int>{1, 1, 1, 10}));
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 13u);
+  EXPECT_EQ(entries[0].docname, "B1");
+  EXPECT_EQ(entries[2].docname, "B3");
+  EXPECT_EQ(entries[3].docname, "L0");
+}
+
+TEST_F(CaptureTest, TriggerRemovalStopsCaptureAndSyncIsIdempotent) {
+  CaptureInstaller::Summary summary;
+  ASSERT_TRUE(
+      installer_.SyncTriggers(conn_.get(), registry_, {"Note"}, &summary).ok());
+  EXPECT_EQ(summary.created, 0);
+  EXPECT_EQ(summary.unchanged, 2);  // tabNote and tabNote Item
+  EXPECT_EQ(
+      Count("SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"), 2);
+
+  // Capturing Other too changes the shared child table's arguments.
+  ASSERT_TRUE(
+      installer_
+          .SyncTriggers(conn_.get(), registry_, {"Note", "Other"}, &summary)
+          .ok());
+  EXPECT_EQ(summary.created, 2);  // tabOther, tabNote Item (re-created)
+  EXPECT_EQ(summary.unchanged, 1);
+  Exec(
+      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, "
+      "idx, item)"
+      " VALUES ('o-c1', 'O1', 'Other', 'items', 1, 'x')");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 1);
+  ASSERT_EQ(Assemble(), 1);
+
+  ASSERT_TRUE(
+      installer_.SyncTriggers(conn_.get(), registry_, {}, &summary).ok());
+  EXPECT_EQ(summary.dropped, 3);
+  EXPECT_EQ(
+      Count("SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"), 0);
+  InsertNote("N9");
+  Exec("UPDATE \"tabOther\" SET title = 'y'");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Assemble(), 0);
+}
+
+TEST_F(CaptureTest, SyncErrorsNameTheDocTypeOrTable) {
+  absl::Status s =
+      installer_.SyncTriggers(conn_.get(), registry_, {"Note", "Nope"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("Nope"), absl::string_view::npos) << s;
+  s = installer_.SyncTriggers(conn_.get(), registry_, {"Missing"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("\"tabMissing\""), absl::string_view::npos) << s;
+  s = installer_.SyncTriggers(conn_.get(), registry_, {"Note Item"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  // Failed syncs changed nothing.
+  EXPECT_EQ(
+      Count("SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"), 2);
+}
+
+TEST_F(CaptureTest, TwoAssemblersDoNotDuplicate) {
+  constexpr int kDocs = 300;
+  for (int i = 0; i < kDocs; ++i) {
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ($1, 'x')",
+         {absl::StrCat("D", i)});
+  }
+  Assembler small(registry_, Assembler::Options{7});
+  std::atomic<int> total{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      auto conn = Connect();
+      auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (total.load() < kDocs &&
+             std::chrono::steady_clock::now() < deadline) {
+        auto n = small.AssembleOnce(conn.get());
+        ASSERT_TRUE(n.ok()) << n.status();
+        total += *n;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(total.load(), kDocs);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log"), kDocs);
+  EXPECT_EQ(Count("SELECT count(DISTINCT docname) FROM es_producer.update_log"),
+            kDocs);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+}
+
+// 8 writers, each creating documents (parent + child in one statement) and
+// then updating them, some updates rolled back, while two assembler loops
+// (two "replicas") run: exactly one entry per committed change, and each
+// document's Create precedes its Update.
+TEST_F(CaptureTest, ConcurrentWritersGetExactlyOneEntryPerCommittedChange) {
+  constexpr int kThreads = 8;
+  constexpr int kDocsPerThread = 2000;
+  Assembler assembler(registry_);
+  std::atomic<int64_t> notified{0};
+  AssemblerLoop::Options loop_options;
+  loop_options.database_url = SharedCluster().Url(db_);
+  auto on_entries = [&](int64_t seq) {
+    int64_t prev = notified.load();
+    while (seq > prev && !notified.compare_exchange_weak(prev, seq)) {
+    }
+  };
+  AssemblerLoop loop1(&assembler, loop_options, on_entries);
+  AssemblerLoop loop2(&assembler, loop_options, on_entries);
+  loop1.Start();
+  loop2.Start();
+
+  auto start = std::chrono::steady_clock::now();
+  std::atomic<int> rolled_back{0};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      auto conn = Connect();
+      ASSERT_NE(conn, nullptr);
+      for (int i = 0; i < kDocsPerThread; ++i) {
+        std::string name = absl::StrCat("W", t, "-", i);
+        auto ins = conn->ExecPrepared(
+            "ins",
+            "WITH p AS (INSERT INTO \"tabNote\" (name, title, amount) VALUES "
+            "($1, 'v1', $2)"
+            "           RETURNING name)"
+            " INSERT INTO \"tabNote Item\" (name, parent, parenttype, "
+            "parentfield, idx, item)"
+            " SELECT name || '-c', name, 'Note', 'items', 1, 'c' FROM p",
+            {name, kNumeric});
+        ASSERT_TRUE(ins.ok()) << ins.status();
+        if (i % 10 == 0) {
+          auto tx = pg::Transaction::Begin(conn.get());
+          ASSERT_TRUE(conn->ExecPrepared("upd_rb",
+                                         "UPDATE \"tabNote\" SET title = 'lost'"
+                                         " WHERE name = $1",
+                                         {name})
+                          .ok());
+          ++rolled_back;
+        }  // rolled back
+        auto upd = conn->ExecPrepared(
+            "upd", "UPDATE \"tabNote\" SET title = 'v2' WHERE name = $1",
+            {name});
+        ASSERT_TRUE(upd.ok()) << upd.status();
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  auto wrote = std::chrono::steady_clock::now();
+
+  const int64_t expected = 2LL * kThreads * kDocsPerThread;
+  for (int i = 0;
+       i < 1000 && Count("SELECT count(*) FROM es_producer.raw_change") > 0;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  loop1.Stop();
+  loop2.Stop();
+  auto done = std::chrono::steady_clock::now();
+  auto ms = [](auto d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  std::cout << "[ info ] " << kThreads << "x" << kDocsPerThread
+            << " docs: writes " << ms(wrote - start) << " ms, drained "
+            << ms(done - wrote) << " ms later\n";
+
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log"), expected);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log WHERE "
+                  "update_type = 'Create'"),
+            expected / 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log WHERE "
+                  "update_type = 'Update'"
+                  " AND data->'changed'->>'title' = 'v2'"),
+            expected / 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log WHERE "
+                  "data::text LIKE '%lost%'"),
+            0);
+  // Per document: exactly Create then Update, in that seq order.
+  EXPECT_EQ(Count("SELECT count(*) FROM (SELECT docname,"
+                  "   array_agg(update_type ORDER BY seq) AS types"
+                  "   FROM es_producer.update_log GROUP BY docname) d"
+                  " WHERE types <> ARRAY['Create', 'Update']"),
+            0);
+  EXPECT_EQ(Count("SELECT count(DISTINCT seq) FROM es_producer.update_log"),
+            expected);
+  EXPECT_EQ(notified.load(),
+            Count("SELECT max(seq) FROM es_producer.update_log"));
+  EXPECT_GT(rolled_back.load(), 0);
+}
+
+}  // namespace
+}  // namespace eventstream::testing
