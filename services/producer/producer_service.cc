@@ -1,7 +1,58 @@
 #include "services/producer/producer_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "services/producer/capture.h"
+#include "spdlog/spdlog.h"
+
 namespace eventstream {
 namespace {
+
+v1::SubscriptionStatus ToProto(SubscriptionStatus status) {
+  switch (status) {
+    case SubscriptionStatus::kPending: return v1::SUBSCRIPTION_STATUS_PENDING;
+    case SubscriptionStatus::kApproved: return v1::SUBSCRIPTION_STATUS_APPROVED;
+    case SubscriptionStatus::kRejected: return v1::SUBSCRIPTION_STATUS_REJECTED;
+  }
+  return v1::SUBSCRIPTION_STATUS_UNSPECIFIED;
+}
+
+void ToProto(const SubscriptionRow& row, v1::DocTypeSubscription* out) {
+  out->set_doctype(row.doctype);
+  out->set_status(ToProto(row.status));
+  out->set_condition(row.condition);
+  out->set_unsubscribed(row.unsubscribed);
+  out->set_producer_condition(row.producer_condition);
+  out->set_from_config(row.from_config);
+}
+
+template <typename Request>
+ConsumerRegistration FromProto(const Request& request, const std::string& key) {
+  ConsumerRegistration reg;
+  reg.site = request.consumer_site();
+  reg.api_key = key;
+  reg.notify_address = request.notify_address();
+  reg.notify_token = request.notify_token();
+  for (const v1::SubscriptionRequest& d : request.doctypes())
+    reg.doctypes.push_back({d.doctype(), d.condition(), d.unsubscribe()});
+  return reg;
+}
+
+// Store errors to gRPC; an unexpected (database) failure is logged here,
+// once, since the caller only sees its code and message.
+grpc::Status Answer(const char* rpc, const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kPermissionDenied:
+      break;
+    default:
+      spdlog::error("Producer.{} failed: {}", rpc, std::string(status.message()));
+  }
+  return ToGrpc(status);
+}
 
 grpc::Status NotBuiltYet(const char* rpc) {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
@@ -10,8 +61,7 @@ grpc::Status NotBuiltYet(const char* rpc) {
 
 class ProducerInstance : public ServiceInstance {
  public:
-  explicit ProducerInstance(std::shared_ptr<const Authenticator> auth)
-      : service_(std::move(auth)) {}
+  explicit ProducerInstance(ProducerService::Deps deps) : service_(std::move(deps)) {}
   std::vector<grpc::Service*> services() override { return {&service_}; }
 
  private:
@@ -22,25 +72,52 @@ class ProducerInstance : public ServiceInstance {
 
 grpc::Status ProducerService::Check(grpc::ServerContext* context,
                                     std::initializer_list<Role> roles) {
-  auto principal = auth_->Authorize(context, roles);
+  auto principal = deps_.auth->Authorize(context, roles);
   return principal.ok() ? grpc::Status::OK : ToGrpc(principal.status());
+}
+
+grpc::Status ProducerService::CheckSite(grpc::ServerContext* context,
+                                        const std::string& site, std::string* key) {
+  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  if (!principal.ok()) return ToGrpc(principal.status());
+  if (site.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "consumer_site: required (your site name, the same as your api key)");
+  }
+  if (principal->key != site) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        absl::StrCat("key \"", principal->key, "\" may only act for site \"",
+                                     principal->key, "\", not \"", site, "\""));
+  }
+  *key = principal->key;
+  return grpc::Status::OK;
 }
 
 #define ES_AUTHORIZE(...)                                   \
   if (grpc::Status s = Check(context, {__VA_ARGS__}); !s.ok()) return s
 
 grpc::Status ProducerService::RegisterConsumer(grpc::ServerContext* context,
-                                               const v1::RegisterConsumerRequest*,
-                                               v1::RegisterConsumerResponse*) {
-  ES_AUTHORIZE(Role::kConsumer);
-  return NotBuiltYet("RegisterConsumer");
+                                               const v1::RegisterConsumerRequest* request,
+                                               v1::RegisterConsumerResponse* response) {
+  std::string key;
+  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
+  auto result = deps_.consumers->Register(FromProto(*request, key));
+  if (!result.ok()) return Answer("RegisterConsumer", result.status());
+  response->set_last_seq(result->watermark);
+  for (const SubscriptionRow& row : result->subscriptions)
+    ToProto(row, response->add_subscriptions());
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
-                                                 const v1::UpdateSubscriptionRequest*,
-                                                 v1::UpdateSubscriptionResponse*) {
-  ES_AUTHORIZE(Role::kConsumer);
-  return NotBuiltYet("UpdateSubscription");
+                                                 const v1::UpdateSubscriptionRequest* request,
+                                                 v1::UpdateSubscriptionResponse* response) {
+  std::string key;
+  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
+  auto rows = deps_.consumers->UpdateSubscription(FromProto(*request, key));
+  if (!rows.ok()) return Answer("UpdateSubscription", rows.status());
+  for (const SubscriptionRow& row : *rows) ToProto(row, response->add_subscriptions());
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
@@ -66,23 +143,64 @@ grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
 
 grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
                                             const v1::ListConsumersRequest*,
-                                            v1::ListConsumersResponse*) {
+                                            v1::ListConsumersResponse* response) {
   ES_AUTHORIZE(Role::kAdmin);
-  return NotBuiltYet("ListConsumers");
+  auto listing = deps_.consumers->List();
+  if (!listing.ok()) return Answer("ListConsumers", listing.status());
+  response->set_log_position(listing->log_position);
+  for (const ConsumerSummary& c : listing->consumers) {
+    v1::ConsumerInfo* info = response->add_consumers();
+    info->set_site(c.site);
+    info->set_notify_address(c.notify_address);
+    info->set_acknowledged_seq(c.acknowledged_seq);
+    info->set_lag_entries(c.lag_entries);
+    info->set_last_pull_at(c.last_pull_at);
+    for (const SubscriptionRow& row : c.subscriptions) ToProto(row, info->add_subscriptions());
+  }
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::SetSubscriptionStatus(
-    grpc::ServerContext* context, const v1::SetSubscriptionStatusRequest*,
-    v1::SetSubscriptionStatusResponse*) {
+    grpc::ServerContext* context, const v1::SetSubscriptionStatusRequest* request,
+    v1::SetSubscriptionStatusResponse* response) {
   ES_AUTHORIZE(Role::kAdmin);
-  return NotBuiltYet("SetSubscriptionStatus");
+  SubscriptionStatus status;
+  switch (request->status()) {
+    case v1::SUBSCRIPTION_STATUS_PENDING: status = SubscriptionStatus::kPending; break;
+    case v1::SUBSCRIPTION_STATUS_APPROVED: status = SubscriptionStatus::kApproved; break;
+    case v1::SUBSCRIPTION_STATUS_REJECTED: status = SubscriptionStatus::kRejected; break;
+    default:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "status: expected SUBSCRIPTION_STATUS_APPROVED, "
+                          "SUBSCRIPTION_STATUS_REJECTED or SUBSCRIPTION_STATUS_PENDING");
+  }
+  if (request->consumer_site().empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "consumer_site: required");
+  if (request->doctype().empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
+  auto row = deps_.consumers->SetStatus(request->consumer_site(), request->doctype(), status);
+  if (!row.ok()) return Answer("SetSubscriptionStatus", row.status());
+  ToProto(*row, response->mutable_subscription());
+  return grpc::Status::OK;
 }
 
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config) {
   auto credentials = ResolveCredentials(config.producer->api_keys);
   if (!credentials.ok()) return credentials.status();
-  auto auth = std::make_shared<Authenticator>(std::move(*credentials));
-  return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(auth)));
+  ProducerService::Deps deps;
+  deps.auth = std::make_shared<Authenticator>(std::move(*credentials));
+  deps.config = std::make_shared<const Config>(config);
+  deps.pool = std::make_shared<pg::ConnectionPool>(config.database.url,
+                                                   "eventstream-producer");
+  auto installer = std::make_shared<CaptureInstaller>();
+  std::shared_ptr<const Config> cfg = deps.config;
+  deps.consumers = std::make_shared<ConsumerStore>(
+      deps.config.get(), deps.pool.get(),
+      [installer, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
+        return installer->SyncTriggers(conn, cfg->registry, doctypes);
+      });
+  if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
+  return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps)));
 }
 
 }  // namespace eventstream

@@ -1,8 +1,12 @@
 // ProducerService: the gRPC face of the producer (proto/eventstream/v1/
 // producer.proto). Every RPC authenticates first; consumer-role keys are
-// bound to the consumer site of the same name, admin keys may call the
-// admin RPCs. RPCs not built yet answer UNIMPLEMENTED — after
+// bound to the consumer site of the same name (RegisterConsumer and
+// UpdateSubscription for another site are PERMISSION_DENIED), admin keys
+// may call the admin RPCs. RPCs not built yet answer UNIMPLEMENTED — after
 // authentication, so an unauthenticated caller learns nothing.
+//
+// The consumer registry RPCs delegate to ConsumerStore (consumer_store.h);
+// this layer only checks the caller and maps absl::Status to gRPC codes.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 
@@ -10,15 +14,23 @@
 
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/config.h"
+#include "libsync/pg_pool.h"
 #include "services/common/auth.h"
 #include "services/common/service_main.h"
+#include "services/producer/consumer_store.h"
 
 namespace eventstream {
 
 class ProducerService final : public v1::Producer::Service {
  public:
-  explicit ProducerService(std::shared_ptr<const Authenticator> auth)
-      : auth_(std::move(auth)) {}
+  // What the RPCs need; each must outlive the service.
+  struct Deps {
+    std::shared_ptr<const Authenticator> auth;
+    std::shared_ptr<const Config> config;
+    std::shared_ptr<pg::ConnectionPool> pool;
+    std::shared_ptr<ConsumerStore> consumers;
+  };
+  explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 
   grpc::Status RegisterConsumer(grpc::ServerContext* context,
                                 const v1::RegisterConsumerRequest* request,
@@ -45,10 +57,15 @@ class ProducerService final : public v1::Producer::Service {
  private:
   // OK, or the UNAUTHENTICATED / PERMISSION_DENIED status to return.
   grpc::Status Check(grpc::ServerContext* context, std::initializer_list<Role> roles);
-  std::shared_ptr<const Authenticator> auth_;
+  // As Check for role consumer, and the key must be bound to `site`.
+  grpc::Status CheckSite(grpc::ServerContext* context, const std::string& site,
+                         std::string* key);
+  Deps deps_;
 };
 
-// Builds the producer from its config (resolving api key secrets).
+// Builds the producer from its config (resolving api key secrets), applies
+// the config's pre-approvals and syncs capture with the approvals; an error
+// there (e.g. an approved DocType's table is missing) stops the start.
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config);
 
 }  // namespace eventstream
