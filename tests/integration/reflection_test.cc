@@ -173,7 +173,8 @@ TEST(Cli, HelpExitsZeroForBothBinaries) {
 }
 
 TEST(Cli, BadConfigNamesTheKeyAndExitsNonZero) {
-  std::string dir = MakeTempDir("badcfg");
+  ScopedTempDir tmp("badcfg");
+  const std::string& dir = tmp.path();
   WriteFile(dir + "/bad.yaml", R"(site: {name: branch1}
 database: {url: "postgresql:///nowhere"}
 consumer:
@@ -193,7 +194,8 @@ consumer:
 }
 
 TEST(Cli, CheckConfigNeedsNoDatabaseOrSecrets) {
-  std::string dir = MakeTempDir("okcfg");
+  ScopedTempDir tmp("okcfg");
+  const std::string& dir = tmp.path();
   WriteFile(dir + "/ok.yaml", Config("postgresql:///does-not-exist?host=/nonexistent"));
   for (const char* b : {"eventstream-producer", "eventstream-consumer"}) {
     auto r = RunCommand({BinDir() + "/" + b, "--check-config", "--config", dir + "/ok.yaml"});
@@ -202,7 +204,8 @@ TEST(Cli, CheckConfigNeedsNoDatabaseOrSecrets) {
 }
 
 TEST(Cli, MissingSecretIsNamed) {
-  std::string dir = MakeTempDir("nosecret");
+  ScopedTempDir tmp("nosecret");
+  const std::string& dir = tmp.path();
   WriteFile(dir + "/c.yaml", Config(SharedCluster().Url("hq")));
   auto r = RunCommand({BinDir() + "/eventstream-producer", "--config", dir + "/c.yaml"});
   EXPECT_NE(r.exit_code, 0);

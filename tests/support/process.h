@@ -59,6 +59,18 @@ std::string BinDir();
 std::string SourceDir();
 // A fresh temporary directory under $TMPDIR, removed by the caller.
 std::string MakeTempDir(const std::string& prefix);
+// A temporary directory removed (with its contents) when this goes away.
+class ScopedTempDir {
+ public:
+  explicit ScopedTempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
+  ~ScopedTempDir();
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& content);
 

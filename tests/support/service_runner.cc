@@ -1,10 +1,19 @@
 #include "tests/support/service_runner.h"
 
+#include <filesystem>
 #include <regex>
 
 #include "absl/strings/str_cat.h"
 
 namespace eventstream::testing {
+
+RunningService::~RunningService() {
+  process.reset();  // kills it if still running
+  if (!dir.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
+}
 
 absl::StatusOr<RunningService> StartService(
     const std::string& binary, const std::string& config_yaml,

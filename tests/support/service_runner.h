@@ -13,6 +13,17 @@
 namespace eventstream::testing {
 
 struct RunningService {
+  RunningService() = default;
+  RunningService(RunningService&& other) noexcept { *this = std::move(other); }
+  RunningService& operator=(RunningService&& other) noexcept {
+    std::swap(process, other.process);
+    std::swap(dir, other.dir);
+    std::swap(port, other.port);
+    return *this;
+  }
+  // Stops the process (if still running) and removes `dir`.
+  ~RunningService();
+
   std::unique_ptr<Process> process;
   std::string dir;      // holds config.yaml and the log
   int port = 0;
