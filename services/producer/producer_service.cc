@@ -1,6 +1,7 @@
 #include "services/producer/producer_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/producer/assembler.h"
 #include "services/producer/capture.h"
 #include "spdlog/spdlog.h"
 
@@ -54,18 +55,35 @@ grpc::Status Answer(const char* rpc, const absl::Status& status) {
   return ToGrpc(status);
 }
 
-grpc::Status NotBuiltYet(const char* rpc) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      std::string("Producer.") + rpc + " is not implemented yet");
+v1::UpdateType UpdateTypeToProto(const std::string& type) {
+  if (type == "Create") return v1::UPDATE_TYPE_CREATE;
+  if (type == "Update") return v1::UPDATE_TYPE_UPDATE;
+  if (type == "Cancel") return v1::UPDATE_TYPE_CANCEL;
+  if (type == "Rename") return v1::UPDATE_TYPE_RENAME;
+  if (type == "Delete") return v1::UPDATE_TYPE_DELETE;
+  return v1::UPDATE_TYPE_UNSPECIFIED;
 }
 
+// Owns the RPC handlers and the assembler thread. The assembler starts
+// before the server accepts RPCs and stops in Stop(), after the server
+// stopped; AssemblerLoop::Stop waits for the pass in flight, which commits
+// or rolls back as a whole (assembler.h), so stopping mid-pass loses nothing.
 class ProducerInstance : public ServiceInstance {
  public:
-  explicit ProducerInstance(ProducerService::Deps deps) : service_(std::move(deps)) {}
+  ProducerInstance(ProducerService::Deps deps, const Config& config)
+      : service_(std::move(deps)),
+        assembler_(config.registry),
+        loop_(&assembler_, AssemblerLoop::Options{config.database.url}) {
+    loop_.Start();
+  }
+  ~ProducerInstance() override { loop_.Stop(); }
   std::vector<grpc::Service*> services() override { return {&service_}; }
+  void Stop() override { loop_.Stop(); }
 
  private:
   ProducerService service_;
+  Assembler assembler_;
+  AssemblerLoop loop_;
 };
 
 }  // namespace
@@ -121,24 +139,52 @@ grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
 }
 
 grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
-                                          const v1::PullUpdatesRequest*,
-                                          v1::PullUpdatesResponse*) {
-  ES_AUTHORIZE(Role::kConsumer);
-  return NotBuiltYet("PullUpdates");
+                                          const v1::PullUpdatesRequest* request,
+                                          v1::PullUpdatesResponse* response) {
+  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  if (!principal.ok()) return ToGrpc(principal.status());
+  auto pulled =
+      deps_.feed->Pull(principal->key, request->after_seq(), request->limit());
+  if (!pulled.ok()) return Answer("PullUpdates", pulled.status());
+  for (FeedEntry& e : pulled->entries) {
+    v1::UpdateLogEntry* out = response->add_entries();
+    out->set_seq(e.seq);
+    out->set_doctype(std::move(e.doctype));
+    out->set_docname(std::move(e.docname));
+    out->set_update_type(UpdateTypeToProto(e.update_type));
+    if (e.data_json) out->set_data_json(std::move(*e.data_json));
+    out->set_origin(std::move(e.origin));
+    out->set_created_at(std::move(e.created_at));
+  }
+  response->set_next_after_seq(pulled->next_after_seq);
+  response->set_more(pulled->more);
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
-                                          const v1::GetDocumentRequest*,
-                                          v1::GetDocumentResponse*) {
-  ES_AUTHORIZE(Role::kConsumer);
-  return NotBuiltYet("GetDocument");
+                                          const v1::GetDocumentRequest* request,
+                                          v1::GetDocumentResponse* response) {
+  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  if (!principal.ok()) return ToGrpc(principal.status());
+  auto doc = deps_.feed->GetDocument(principal->key, request->doctype(),
+                                     request->name());
+  if (!doc.ok()) return Answer("GetDocument", doc.status());
+  response->set_document_json(std::move(*doc));
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
-                                            const v1::FindDocumentsRequest*,
-                                            v1::FindDocumentsResponse*) {
-  ES_AUTHORIZE(Role::kConsumer);
-  return NotBuiltYet("FindDocuments");
+                                            const v1::FindDocumentsRequest* request,
+                                            v1::FindDocumentsResponse* response) {
+  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  if (!principal.ok()) return ToGrpc(principal.status());
+  std::map<std::string, std::string> filters(request->filters().begin(),
+                                             request->filters().end());
+  auto docs = deps_.feed->FindDocuments(principal->key, request->doctype(),
+                                        filters, request->limit());
+  if (!docs.ok()) return Answer("FindDocuments", docs.status());
+  for (std::string& d : *docs) response->add_documents_json(std::move(d));
+  return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
@@ -200,7 +246,8 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
         return installer->SyncTriggers(conn, cfg->registry, doctypes);
       });
   if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
-  return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps)));
+  deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get());
+  return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));
 }
 
 }  // namespace eventstream

@@ -2,11 +2,13 @@
 // producer.proto). Every RPC authenticates first; consumer-role keys are
 // bound to the consumer site of the same name (RegisterConsumer and
 // UpdateSubscription for another site are PERMISSION_DENIED), admin keys
-// may call the admin RPCs. RPCs not built yet answer UNIMPLEMENTED — after
-// authentication, so an unauthenticated caller learns nothing.
+// may call the admin RPCs.
 //
-// The consumer registry RPCs delegate to ConsumerStore (consumer_store.h);
+// The consumer registry RPCs delegate to ConsumerStore (consumer_store.h),
+// PullUpdates / GetDocument / FindDocuments to UpdateFeed (update_feed.h);
 // this layer only checks the caller and maps absl::Status to gRPC codes.
+// PullUpdates and the dependency RPCs act for the site the caller's
+// consumer key is bound to.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 
@@ -18,6 +20,7 @@
 #include "services/common/auth.h"
 #include "services/common/service_main.h"
 #include "services/producer/consumer_store.h"
+#include "services/producer/update_feed.h"
 
 namespace eventstream {
 
@@ -29,6 +32,7 @@ class ProducerService final : public v1::Producer::Service {
     std::shared_ptr<const Config> config;
     std::shared_ptr<pg::ConnectionPool> pool;
     std::shared_ptr<ConsumerStore> consumers;
+    std::shared_ptr<UpdateFeed> feed;
   };
   explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 
@@ -65,7 +69,9 @@ class ProducerService final : public v1::Producer::Service {
 
 // Builds the producer from its config (resolving api key secrets), applies
 // the config's pre-approvals and syncs capture with the approvals; an error
-// there (e.g. an approved DocType's table is missing) stops the start.
+// there (e.g. an approved DocType's table is missing) stops the start. The
+// instance runs the assembler (AssemblerLoop, assembler.h) on its own
+// thread until Stop().
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config);
 
 }  // namespace eventstream

@@ -1,0 +1,33 @@
+// Reading whole documents from the site's DocType tables, in the shape the
+// Event Update Log's Create entries have (assembler.h): the parent row as
+// to_jsonb gives it, "doctype", and every Table field of the registry as an
+// array of its child rows (ordered by idx, then name), each child row with
+// its own "doctype". Numbers and timestamps are exactly what to_jsonb
+// renders, so a document read here equals a Create built from the same rows.
+//
+// Reads only; identifiers come from the registry and are quoted, values are
+// parameters.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "libsync/doctype.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+
+namespace eventstream {
+
+// The current version of document `name` of parent DocType `def`, or
+// nullopt when there is no such row. Errors are the database's (e.g. the
+// table is missing), naming the DocType.
+absl::StatusOr<std::optional<Value>> ReadDocument(
+    pg::Connection* conn, const DocTypeRegistry& registry,
+    const DocTypeDef& def, absl::string_view name);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_

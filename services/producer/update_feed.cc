@@ -1,0 +1,613 @@
+#include "services/producer/update_feed.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "libsync/expr.h"
+#include "services/producer/document_reader.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+namespace {
+
+std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
+
+// A PostgreSQL text[] literal: {"a","b"} with " and \ escaped.
+std::string TextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
+                        absl::string_view name) {
+  return absl::PermissionDeniedError(
+      absl::StrCat("document ", Quote(name), " of DocType ", Quote(doctype),
+                   " is not visible to site ", Quote(site)));
+}
+
+// Columns of update_log as FeedEntry reads them (EntryAt).
+constexpr char kEntryColumns[] =
+    "seq, doctype, docname, update_type, data::text, coalesce(origin, ''),"
+    " to_char(created_at AT TIME ZONE 'UTC',"
+    "         'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+FeedEntry EntryAt(const pg::Result& r, int i) {
+  FeedEntry e;
+  e.seq = r.GetInt64(i, 0);
+  e.doctype = std::string(r.Get(i, 1));
+  e.docname = std::string(r.Get(i, 2));
+  e.update_type = std::string(r.Get(i, 3));
+  e.data_json = r.GetOptional(i, 4);
+  e.origin = std::string(r.Get(i, 5));
+  e.created_at = std::string(r.Get(i, 6));
+  return e;
+}
+
+std::optional<Value> ParseData(const FeedEntry& e) {
+  if (!e.data_json) return std::nullopt;
+  auto v = Value::ParseJson(*e.data_json);
+  if (!v.ok()) return std::nullopt;
+  return std::move(*v);
+}
+
+// {"seq", "doctype", "docname", "update_type", "data", "origin"}: the
+// update_log jsonb a cmd: condition receives.
+Value EntryJson(const FeedEntry& e) {
+  Value v = Value::EmptyObject();
+  v["seq"] = Value::Int(e.seq);
+  v["doctype"] = Value::String(e.doctype);
+  v["docname"] = Value::String(e.docname);
+  v["update_type"] = Value::String(e.update_type);
+  std::optional<Value> data = ParseData(e);
+  v["data"] = data ? std::move(*data) : Value();
+  v["origin"] = e.origin.empty() ? Value() : Value::String(e.origin);
+  return v;
+}
+
+std::string OldName(const FeedEntry& e) {
+  std::optional<Value> data = ParseData(e);
+  if (!data) return "";
+  const Value* old_name = data->Find("old_name");
+  return old_name != nullptr && old_name->is_string() ? old_name->as_string()
+                                                      : "";
+}
+
+}  // namespace
+
+absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
+    pg::Connection* conn, absl::string_view site) {
+  auto r = conn->ExecPrepared(
+      "es_feed_subs",
+      "SELECT d.doctype, d.condition, d.producer_condition"
+      " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"
+      "   ON d.site = c.site AND d.status = 'approved' AND NOT d.unsubscribed"
+      " WHERE c.site = $1",
+      {site});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) {
+    return absl::NotFoundError(absl::StrCat(
+        "site ", Quote(site), " is not registered; call RegisterConsumer first"));
+  }
+  Subscriptions subs;
+  for (int i = 0; i < r->rows(); ++i) {
+    if (r->IsNull(i, 0)) continue;
+    const DocTypeDef* def = config_->registry.Find(std::string(r->Get(i, 0)));
+    if (def == nullptr || def->istable) continue;
+    Subscription& sub = subs[def->name];
+    sub.def = def;
+    for (int col : {1, 2}) {
+      if (!r->Get(i, col).empty()) sub.conditions.emplace_back(r->Get(i, col));
+    }
+  }
+  return subs;
+}
+
+void UpdateFeed::LogConditionError(absl::string_view site,
+                                   absl::string_view doctype,
+                                   const std::string& condition,
+                                   const absl::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!logged_.emplace(std::string(site), std::string(doctype), condition)
+             .second) {
+      return;
+    }
+  }
+  spdlog::warn(
+      "condition {} of site \"{}\" for DocType \"{}\" failed: {}; the "
+      "documents it is evaluated for are not visible to that site (logged "
+      "once)",
+      condition, std::string(site), std::string(doctype),
+      std::string(status.message()));
+}
+
+bool UpdateFeed::PassesConditions(pg::Connection* conn, absl::string_view site,
+                                  absl::string_view doctype,
+                                  const Subscription& sub, const Value& doc,
+                                  const Value& entry) {
+  for (const std::string& condition : sub.conditions) {
+    absl::string_view rest = condition;
+    if (absl::ConsumePrefix(&rest, "cmd:")) {
+      std::vector<std::string> parts =
+          absl::StrSplit(absl::StripAsciiWhitespace(rest), '.');
+      if (parts.size() != 2) {
+        LogConditionError(site, doctype, condition,
+                          absl::InvalidArgumentError("expected cmd:schema.function"));
+        return false;
+      }
+      auto r = conn->Exec(
+          absl::StrCat("SELECT ", pg::QuoteQualified(parts[0], parts[1]),
+                       "($1::text, $2::jsonb, $3::jsonb)"),
+          {site, doc.ToJson(), entry.ToJson()});
+      if (!r.ok()) {
+        LogConditionError(site, doctype, condition, r.status());
+        return false;
+      }
+      if (r->rows() != 1 || r->IsNull(0, 0) || !r->GetBool(0, 0)) return false;
+      continue;
+    }
+    auto parsed = Condition::Parse(condition);
+    if (!parsed.ok()) {
+      LogConditionError(site, doctype, condition, parsed.status());
+      return false;
+    }
+    auto result = parsed->Evaluate(doc);
+    if (!result.ok()) {
+      LogConditionError(site, doctype, condition, result.status());
+      return false;
+    }
+    if (!*result) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::vector<FeedEntry>> UpdateFeed::History(
+    pg::Connection* conn, const std::string& doctype, std::string name,
+    int64_t bound) {
+  std::vector<std::vector<FeedEntry>> segments;  // newest first
+  // A chain of renames longer than this is cut (the consumer then fetches
+  // the document with GetDocument when an Update finds it missing).
+  for (int hop = 0; hop < 32; ++hop) {
+    auto r = conn->ExecPrepared(
+        "es_feed_history",
+        absl::StrCat("SELECT ", kEntryColumns,
+                     " FROM es_producer.update_log"
+                     " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+                     " ORDER BY seq"),
+        {doctype, name, bound});
+    if (!r.ok()) return r.status();
+    std::vector<FeedEntry> rows;
+    for (int i = 0; i < r->rows(); ++i) rows.push_back(EntryAt(*r, i));
+    // The document's life under this name starts at its Create, at the
+    // Rename that gave it this name, or after the name's last Delete.
+    size_t start = 0;
+    bool renamed_in = false;
+    for (size_t i = rows.size(); i-- > 0;) {
+      const std::string& type = rows[i].update_type;
+      if (type == "Delete") {
+        start = i + 1;
+        break;
+      }
+      if (type == "Create" || type == "Rename") {
+        start = i;
+        renamed_in = type == "Rename";
+        break;
+      }
+    }
+    std::string old_name = renamed_in ? OldName(rows[start]) : "";
+    int64_t rename_seq = renamed_in ? rows[start].seq : 0;
+    segments.emplace_back(std::make_move_iterator(rows.begin() + start),
+                          std::make_move_iterator(rows.end()));
+    if (!renamed_in || old_name.empty() || old_name == name) break;
+    name = std::move(old_name);
+    bound = rename_seq;
+  }
+  std::vector<FeedEntry> out;
+  for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+    for (FeedEntry& e : *it) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
+                                            int64_t after_seq, int limit) {
+  if (after_seq < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("after_seq: must be >= 0, got ", after_seq));
+  }
+  if (limit <= 0) limit = options_.default_limit;
+  limit = std::min(limit, options_.max_limit);
+  auto lease = pool_->Acquire();
+  if (!lease.ok()) return lease.status();
+  pg::Connection* conn = lease->get();
+  auto subs = LoadSubscriptions(conn, site);
+  if (!subs.ok()) return subs.status();
+  std::vector<std::string> doctypes;
+  for (const auto& [doctype, sub] : *subs) doctypes.push_back(doctype);
+
+  // One more than `limit`, to tell whether there is more. Entries of other
+  // DocTypes and of the caller's own origin are examined without their data.
+  auto rows = conn->ExecPrepared(
+      "es_feed_pull",
+      "SELECT seq, doctype, docname, update_type,"
+      "  CASE WHEN wanted THEN data::text END, coalesce(origin, ''),"
+      "  to_char(created_at AT TIME ZONE 'UTC',"
+      "          'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), wanted"
+      " FROM (SELECT *, (doctype = ANY($3::text[])"
+      "                  AND origin IS DISTINCT FROM $4) AS wanted"
+      "       FROM es_producer.update_log WHERE seq > $1"
+      "       ORDER BY seq LIMIT $2) AS e"
+      " ORDER BY seq",
+      {after_seq, limit + 1, TextArray(doctypes), site});
+  if (!rows.ok()) return rows.status();
+  PullResult result;
+  result.next_after_seq = after_seq;
+  int examined = std::min(rows->rows(), limit);
+  result.more = rows->rows() > limit;
+  std::vector<FeedEntry> wanted;
+  for (int i = 0; i < examined; ++i) {
+    result.next_after_seq = rows->GetInt64(i, 0);
+    if (rows->GetBool(i, 7)) wanted.push_back(EntryAt(*rows, i));
+  }
+
+  // Which of the documents concerned the site was sent before, and since
+  // when entries of them were withheld.
+  std::map<DocKey, std::optional<int64_t>> initial;  // -> hidden_from
+  if (!wanted.empty()) {
+    std::vector<std::string> kd, kn;
+    for (const FeedEntry& e : wanted) {
+      kd.push_back(e.doctype);
+      kn.push_back(e.docname);
+      if (e.update_type == "Rename") {
+        kd.push_back(e.doctype);
+        kn.push_back(OldName(e));
+      }
+    }
+    auto known = conn->ExecPrepared(
+        "es_feed_known",
+        "SELECT DISTINCT cd.doctype, cd.docname, cd.hidden_from"
+        " FROM es_producer.consumer_document cd"
+        " JOIN unnest($2::text[], $3::text[]) AS u(doctype, docname)"
+        "   ON cd.doctype = u.doctype AND cd.docname = u.docname"
+        " WHERE cd.site = $1",
+        {site, TextArray(kd), TextArray(kn)});
+    if (!known.ok()) return known.status();
+    for (int i = 0; i < known->rows(); ++i) {
+      std::optional<int64_t> hidden_from;
+      if (!known->IsNull(i, 2)) hidden_from = known->GetInt64(i, 2);
+      initial.emplace(DocKey(std::string(known->Get(i, 0)),
+                             std::string(known->Get(i, 1))),
+                      hidden_from);
+    }
+  }
+  // The same, as of the entry being looked at.
+  std::map<DocKey, std::optional<int64_t>> state = initial;
+  std::set<int64_t> sent_seqs;
+  std::map<DocKey, std::optional<Value>> current;  // documents read
+
+  // A Rename moves the record to the new name, sent or not.
+  auto follow_rename = [&](const FeedEntry& e) {
+    if (e.update_type != "Rename") return;
+    auto old = state.find({e.doctype, OldName(e)});
+    if (old == state.end()) return;
+    std::optional<int64_t> hidden_from = old->second;
+    state.erase(old);
+    state[{e.doctype, e.docname}] = hidden_from;
+  };
+  auto send = [&](FeedEntry e) {
+    sent_seqs.insert(e.seq);
+    follow_rename(e);
+    if (e.update_type == "Delete") {
+      state.erase({e.doctype, e.docname});
+    } else {
+      state[{e.doctype, e.docname}] = std::nullopt;
+    }
+    result.entries.push_back(std::move(e));
+  };
+  // Sends the entries of the document `e` concerns that come before `e`,
+  // from seq `from` on, which this pull did not send yet.
+  auto send_history = [&](const FeedEntry& e, int64_t from) -> absl::Status {
+    std::string name = e.update_type == "Rename" ? OldName(e) : e.docname;
+    auto history = History(conn, e.doctype, name, e.seq);
+    if (!history.ok()) return history.status();
+    for (FeedEntry& h : *history) {
+      if (h.seq < from || h.origin == site || sent_seqs.count(h.seq)) continue;
+      send(std::move(h));
+    }
+    return absl::OkStatus();
+  };
+
+  for (FeedEntry& e : wanted) {
+    const Subscription& sub = subs->find(e.doctype)->second;
+    DocKey key{e.doctype, e.docname};
+    if (e.update_type == "Delete") {
+      // Only to a consumer that has the document.
+      if (state.count(key)) send(std::move(e));
+      continue;
+    }
+    if (sub.conditions.empty()) {
+      send(std::move(e));
+      continue;
+    }
+    // The record of the document as the consumer knows it: under the old
+    // name for a Rename.
+    DocKey known_key =
+        e.update_type == "Rename" ? DocKey(e.doctype, OldName(e)) : key;
+    auto known = state.find(known_key);
+    bool is_known = known != state.end();
+    // Seqs start at 1: 0 = nothing withheld.
+    int64_t hidden_from = is_known && known->second ? *known->second : 0;
+
+    auto it = current.find(key);
+    if (it == current.end()) {
+      auto doc = ReadDocument(conn, config_->registry, *sub.def, e.docname);
+      if (!doc.ok()) return doc.status();
+      it = current.emplace(key, std::move(*doc)).first;
+    }
+    std::optional<Value> doc = it->second;
+    if (!doc && e.update_type == "Create") doc = ParseData(e);
+    bool visible =
+        doc ? PassesConditions(conn, site, e.doctype, sub, *doc, EntryJson(e))
+            : is_known;  // gone since (deleted or renamed): only if it has it
+    if (!visible) {
+      follow_rename(e);
+      if (is_known) {
+        std::optional<int64_t>& rec = state[key];  // moved by a Rename
+        if (!rec) rec = e.seq;
+      }
+      continue;
+    }
+    // Access flipped: first the document's earlier entries it lacks (all of
+    // them for a document it never had, the withheld ones otherwise).
+    if (!is_known && e.update_type != "Create") {
+      if (absl::Status s = send_history(e, 0); !s.ok()) return s;
+    } else if (is_known && hidden_from > 0) {
+      if (absl::Status s = send_history(e, hidden_from); !s.ok()) return s;
+    }
+    send(std::move(e));
+  }
+
+  // Record what was sent and the acknowledged position: one transaction,
+  // O(1) statements. Dying before COMMIT records nothing (see header).
+  std::vector<std::string> up_d, up_n, up_h, del_d, del_n;
+  for (const auto& [k, hidden_from] : state) {
+    auto before = initial.find(k);
+    if (before != initial.end() && before->second == hidden_from) continue;
+    up_d.push_back(k.first);
+    up_n.push_back(k.second);
+    up_h.push_back(hidden_from ? std::to_string(*hidden_from) : "");
+  }
+  for (const auto& [k, hidden_from] : initial) {
+    if (!state.count(k)) {
+      del_d.push_back(k.first);
+      del_n.push_back(k.second);
+    }
+  }
+  auto tx = pg::Transaction::Begin(conn);
+  if (!tx.ok()) return tx.status();
+  if (!up_d.empty()) {
+    auto r = conn->ExecPrepared(
+        "es_feed_upsert",
+        "INSERT INTO es_producer.consumer_document"
+        "   (site, doctype, docname, hidden_from)"
+        " SELECT $1, u.doctype, u.docname, nullif(u.hidden_from, '')::bigint"
+        " FROM unnest($2::text[], $3::text[], $4::text[])"
+        "   AS u(doctype, docname, hidden_from)"
+        " ON CONFLICT (site, doctype, docname)"
+        " DO UPDATE SET hidden_from = EXCLUDED.hidden_from",
+        {site, TextArray(up_d), TextArray(up_n), TextArray(up_h)});
+    if (!r.ok()) return r.status();
+  }
+  if (!del_d.empty()) {
+    auto r = conn->ExecPrepared(
+        "es_feed_del",
+        "DELETE FROM es_producer.consumer_document cd"
+        " USING unnest($2::text[], $3::text[]) AS u(doctype, docname)"
+        " WHERE cd.site = $1 AND cd.doctype = u.doctype"
+        "   AND cd.docname = u.docname",
+        {site, TextArray(del_d), TextArray(del_n)});
+    if (!r.ok()) return r.status();
+  }
+  auto ack = conn->ExecPrepared(
+      "es_feed_ack",
+      "UPDATE es_producer.consumer SET acknowledged_seq = $2,"
+      " last_pull_at = now() WHERE site = $1",
+      {site, after_seq});
+  if (!ack.ok()) return ack.status();
+  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<const DocTypeDef*> UpdateFeed::ServedDocType(
+    absl::string_view doctype) const {
+  if (doctype.empty()) return absl::InvalidArgumentError("doctype: required");
+  const DocTypeDef* def =
+      config_->registry.Find(std::string_view(doctype.data(), doctype.size()));
+  if (def == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown DocType ", Quote(doctype),
+        ": this producer's config (doctypes:) does not define it"));
+  }
+  if (def->istable) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DocType ", Quote(doctype),
+        " is a child table; its rows come inside their parent documents"));
+  }
+  return def;
+}
+
+absl::StatusOr<bool> UpdateFeed::LinkedFromSent(pg::Connection* conn,
+                                                absl::string_view site,
+                                                const Subscriptions& subs,
+                                                const DocTypeDef& target,
+                                                absl::string_view name) {
+  // One EXISTS query per linking field; the first hit decides.
+  for (const auto& [doctype, sub] : subs) {
+    const DocTypeDef& def = *sub.def;
+    std::string from = absl::StrCat(
+        " FROM es_producer.consumer_document cd JOIN ",
+        pg::QuoteIdentifier(def.table),
+        " AS p ON p.name = cd.docname WHERE cd.site = $1 AND cd.doctype = $2");
+    auto check = [&](const std::string& sql,
+                     pg::Params params) -> absl::StatusOr<bool> {
+      auto r = conn->Exec(absl::StrCat("SELECT EXISTS (SELECT 1", sql, ")"),
+                          params);
+      if (!r.ok()) return r.status();
+      return r->GetBool(0, 0);
+    };
+    // Link / Dynamic Link columns of `row_alias` that can point at target;
+    // $3 is the target's name, `doctype_param` its DocType (Dynamic Link).
+    // Each statement gets exactly the parameters it uses (PostgreSQL cannot
+    // type an unused one).
+    struct Clause {
+      std::string sql;
+      bool dynamic = false;
+    };
+    auto clauses = [&](const DocTypeDef& holder, absl::string_view row_alias,
+                       absl::string_view doctype_param) {
+      std::vector<Clause> out;
+      for (const FieldDef& f : holder.fields) {
+        std::string col =
+            absl::StrCat(row_alias, ".", pg::QuoteIdentifier(f.fieldname));
+        if (f.is_link() && f.options == target.name) {
+          out.push_back({absl::StrCat(col, "::text = $3"), false});
+        } else if (f.is_dynamic_link()) {
+          out.push_back({absl::StrCat(col, "::text = $3 AND ", row_alias, ".",
+                                      pg::QuoteIdentifier(f.options),
+                                      "::text = ", doctype_param),
+                         true});
+        }
+      }
+      return out;
+    };
+    for (const Clause& clause : clauses(def, "p", "$4")) {
+      pg::Params params = {site, def.name, name};
+      if (clause.dynamic) params.emplace_back(target.name);
+      auto hit = check(absl::StrCat(from, " AND ", clause.sql), params);
+      if (!hit.ok()) return hit.status();
+      if (*hit) return true;
+    }
+    for (const FieldDef& table : def.fields) {
+      if (!table.is_table()) continue;
+      const DocTypeDef* child = config_->registry.Find(table.options);
+      if (child == nullptr) continue;
+      for (const Clause& clause : clauses(*child, "c", "$5")) {
+        pg::Params params = {site, def.name, name, table.fieldname};
+        if (clause.dynamic) params.emplace_back(target.name);
+        auto hit = check(
+            absl::StrCat(from, " AND EXISTS (SELECT 1 FROM ",
+                         pg::QuoteIdentifier(child->table),
+                         " AS c WHERE c.parent = p.name AND c.parenttype = $2"
+                         " AND c.parentfield = $4 AND ",
+                         clause.sql, ")"),
+            params);
+        if (!hit.ok()) return hit.status();
+        if (*hit) return true;
+      }
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<std::optional<Value>> UpdateFeed::Serve(
+    pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
+    const DocTypeDef& def, absl::string_view name) {
+  auto doc = ReadDocument(conn, config_->registry, def, name);
+  if (!doc.ok()) return doc.status();
+  if (!doc->has_value()) return std::optional<Value>();
+  auto sub = subs.find(def.name);
+  if (sub != subs.end() &&
+      PassesConditions(conn, site, def.name, sub->second, **doc, Value())) {
+    return doc;
+  }
+  auto linked = LinkedFromSent(conn, site, subs, def, name);
+  if (!linked.ok()) return linked.status();
+  if (*linked) return doc;
+  return std::optional<Value>();
+}
+
+absl::StatusOr<std::string> UpdateFeed::GetDocument(absl::string_view site,
+                                                    absl::string_view doctype,
+                                                    absl::string_view name) {
+  auto def = ServedDocType(doctype);
+  if (!def.ok()) return def.status();
+  if (name.empty()) return absl::InvalidArgumentError("name: required");
+  auto lease = pool_->Acquire();
+  if (!lease.ok()) return lease.status();
+  auto subs = LoadSubscriptions(lease->get(), site);
+  if (!subs.ok()) return subs.status();
+  auto doc = Serve(lease->get(), site, *subs, **def, name);
+  if (!doc.ok()) return doc.status();
+  if (!doc->has_value()) return NotVisible(site, doctype, name);
+  return (*doc)->ToJson();
+}
+
+absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
+    absl::string_view site, absl::string_view doctype,
+    const std::map<std::string, std::string>& filters, int limit) {
+  auto def = ServedDocType(doctype);
+  if (!def.ok()) return def.status();
+  if (limit <= 0) limit = options_.default_find_limit;
+  limit = std::min(limit, options_.max_find_limit);
+  std::string where = "TRUE";
+  pg::Params params;
+  for (const auto& [field, value] : filters) {
+    const FieldDef* f = (*def)->FindField(field);
+    bool ok = f != nullptr ? !f->is_table() : IsStandardColumn(field, false);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "filters: ", Quote(field), " is not a field of DocType ",
+          Quote(doctype), f != nullptr ? " that has a column (it is a Table)" : ""));
+    }
+    params.emplace_back(value);
+    absl::StrAppend(&where, " AND t.", pg::QuoteIdentifier(field), "::text = $",
+                    params.size());
+  }
+  auto lease = pool_->Acquire();
+  if (!lease.ok()) return lease.status();
+  pg::Connection* conn = lease->get();
+  auto subs = LoadSubscriptions(conn, site);
+  if (!subs.ok()) return subs.status();
+  // Pages of matching names; invisible ones are skipped, so more may be
+  // read than returned. Bounded so a filter matching mostly invisible rows
+  // cannot make one call scan the whole table.
+  constexpr int kPage = 200;
+  const int max_scanned = std::max(10 * limit, 2000);
+  std::vector<std::string> out;
+  std::string last;  // "" sorts before every name
+  int scanned = 0;
+  while (static_cast<int>(out.size()) < limit && scanned < max_scanned) {
+    pg::Params page = params;
+    page.emplace_back(last);
+    std::string sql = absl::StrCat(
+        "SELECT t.name FROM ", pg::QuoteIdentifier((*def)->table), " AS t WHERE ",
+        where, " AND t.name > $", page.size(), " ORDER BY t.name LIMIT ", kPage);
+    auto r = conn->Exec(sql, page);
+    if (!r.ok()) return r.status();
+    for (int i = 0; i < r->rows() && static_cast<int>(out.size()) < limit; ++i) {
+      ++scanned;
+      last = std::string(r->Get(i, 0));
+      auto doc = Serve(conn, site, *subs, **def, last);
+      if (!doc.ok()) return doc.status();
+      if (doc->has_value()) out.push_back((*doc)->ToJson());
+    }
+    if (r->rows() < kPage) break;
+  }
+  return out;
+}
+
+}  // namespace eventstream

@@ -1,0 +1,185 @@
+// UpdateFeed: what a consumer may see of the Event Update Log and of the
+// site's documents (DESIGN.md "Producer / Notify / pull" and
+// "Dependencies"; issue 3 items 4, 5 and 8).
+//
+// Visibility of a document to a consumer site: its DocType is approved for
+// the site and not unsubscribed, and both the consumer's `condition` and the
+// producer's `producer_condition` hold ("" holds always). A condition is an
+// expression (libsync/expr.h) evaluated against the CURRENT document (read
+// from the site's tables, document_reader.h), or `cmd:schema.fn`, called as
+// `SELECT schema.fn(consumer_site, doc::jsonb, entry::jsonb)` (entry = the
+// log entry as JSON {seq, doctype, docname, update_type, data, origin}, or
+// null for GetDocument/FindDocuments); NULL counts as false. A condition
+// that fails to parse or errors makes the document invisible; it is logged
+// once per (site, DocType, condition) per process, and never fails the RPC.
+//
+// Pull(site, after_seq, limit):
+//  * Examines the next `limit` entries after after_seq (default 500, at most
+//    5000) in seq order and returns the visible ones; next_after_seq is the
+//    last seq examined, so invisible entries are skipped for good, and
+//    `more` says whether entries beyond it exist.
+//  * Never returns an entry whose origin is the caller's site (no echoes).
+//  * Create/Update/Cancel/Rename of a subscription with a condition: visible
+//    when the current document passes the conditions. A document that no
+//    longer exists (deleted, or renamed later) is judged by the entry's data
+//    for a Create, else it is visible only if the consumer was sent it.
+//    Without conditions every such entry is visible.
+//  * Delete: visible only if the consumer was sent the document (per-site
+//    record es_producer.consumer_document, kept under the document's
+//    current name: a Rename moves it, sent or not; a sent Delete removes it).
+//  * Access flip: when an entry becomes visible for a document the consumer
+//    was never sent, the response also carries the document's earlier
+//    entries, in seq order, right before that entry and with their original
+//    seqs — these may be <= after_seq, and the consumer must apply them even
+//    though they are below its watermark. "Earlier entries" follow the
+//    document back through its Renames to its Create (or the oldest entry in
+//    the log, for documents that predate capture), never past a Delete of
+//    the name. A Create has no earlier entries. For a document the consumer
+//    was sent but whose entries were then withheld (condition false;
+//    consumer_document.hidden_from records the first one), the withheld
+//    entries come first the same way when it becomes visible again.
+//    Entries of the caller's own origin are never part of this.
+//  * Writes (issue 3 item 8: O(1) statements per pull, not one per entry):
+//    one transaction with at most one multi-row upsert and one multi-row
+//    DELETE on consumer_document (documents sent or withheld; documents
+//    deleted or renamed away) and one UPDATE of the consumer's acknowledged_seq
+//    (= after_seq: everything up to there has arrived) and last_pull_at.
+//    If the process dies before COMMIT nothing is recorded and the repeated
+//    pull computes the same answer. If it commits but the response is lost,
+//    a repeated pull no longer sees a flipped document as "not sent" and
+//    sends its entry without the history; the consumer then takes its
+//    "Update of a missing document -> GetDocument" path (DESIGN.md
+//    "Consumer / Failures"), so nothing is lost.
+//
+// GetDocument / FindDocuments (dependencies): a document is served when it
+// is visible to the caller (above), or when a document the caller was sent
+// (consumer_document, of a DocType it is approved for) links to it through a
+// Link field, a Link field of one of its child rows, or a Dynamic Link
+// (parent or child row) whose DocType field names this DocType. Anything
+// else is PERMISSION_DENIED with the same message whether or not the
+// document exists ("document \"N\" of DocType \"D\" is not visible to site
+// \"S\""): existence is not revealed. An unknown or child DocType is
+// INVALID_ARGUMENT. Dependencies are one level deep: a document served only
+// as a dependency does not make its own links visible.
+//
+// Thread-safe; each call takes its own pooled connection. Two pulls of the
+// same site at once (a consumer pulls serially) may record consumer_document
+// in either order; the worst outcome is one flip sent without its history,
+// which the consumer repairs with GetDocument as above.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_UPDATE_FEED_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_UPDATE_FEED_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "libsync/config.h"
+#include "libsync/pg.h"
+#include "libsync/pg_pool.h"
+#include "libsync/value.h"
+
+namespace eventstream {
+
+// One update_log entry as served.
+struct FeedEntry {
+  int64_t seq = 0;
+  std::string doctype;
+  std::string docname;
+  std::string update_type;  // Create | Update | Cancel | Rename | Delete
+  std::optional<std::string> data_json;  // absent for Delete
+  std::string origin;                     // "" = local
+  std::string created_at;                 // RFC 3339 UTC
+};
+
+struct PullResult {
+  std::vector<FeedEntry> entries;
+  int64_t next_after_seq = 0;
+  bool more = false;
+};
+
+class UpdateFeed {
+ public:
+  struct Options {
+    int default_limit = 500;
+    int max_limit = 5000;
+    int default_find_limit = 100;
+    int max_find_limit = 1000;
+  };
+  // `config` and `pool` must outlive the feed.
+  UpdateFeed(const Config* config, pg::ConnectionPool* pool)
+      : UpdateFeed(config, pool, Options()) {}
+  UpdateFeed(const Config* config, pg::ConnectionPool* pool, Options options)
+      : config_(config), pool_(pool), options_(options) {}
+
+  // NOT_FOUND when `site` never registered; INVALID_ARGUMENT for a negative
+  // after_seq.
+  absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
+                                  int limit);
+  // The document as JSON text (document_reader.h shape).
+  absl::StatusOr<std::string> GetDocument(absl::string_view site,
+                                          absl::string_view doctype,
+                                          absl::string_view name);
+  // Documents of `doctype` whose fields equal the filters (compared in
+  // PostgreSQL's text form), ordered by name, invisible ones left out.
+  // INVALID_ARGUMENT naming an unknown DocType or filter field.
+  absl::StatusOr<std::vector<std::string>> FindDocuments(
+      absl::string_view site, absl::string_view doctype,
+      const std::map<std::string, std::string>& filters, int limit);
+
+ private:
+  struct Subscription {
+    const DocTypeDef* def = nullptr;
+    std::vector<std::string> conditions;  // the non-empty ones
+  };
+  using Subscriptions = std::map<std::string, Subscription, std::less<>>;
+  using DocKey = std::pair<std::string, std::string>;  // doctype, name
+
+  // The site's approved, subscribed parent DocTypes; NOT_FOUND naming the
+  // site when it never registered.
+  absl::StatusOr<Subscriptions> LoadSubscriptions(pg::Connection* conn,
+                                                  absl::string_view site);
+  // Whether `doc` passes every condition of `sub` (see file comment).
+  bool PassesConditions(pg::Connection* conn, absl::string_view site,
+                        absl::string_view doctype, const Subscription& sub,
+                        const Value& doc, const Value& entry);
+  void LogConditionError(absl::string_view site, absl::string_view doctype,
+                         const std::string& condition,
+                         const absl::Status& status);
+  // The entries of the document now called `name` before `bound`, back
+  // through its renames to its beginning (see file comment), in seq order.
+  absl::StatusOr<std::vector<FeedEntry>> History(pg::Connection* conn,
+                                                 const std::string& doctype,
+                                                 std::string name,
+                                                 int64_t bound);
+  // Whether a document the site was sent links to `doctype`/`name`.
+  absl::StatusOr<bool> LinkedFromSent(pg::Connection* conn,
+                                      absl::string_view site,
+                                      const Subscriptions& subs,
+                                      const DocTypeDef& target,
+                                      absl::string_view name);
+  // The document if the site may see it, else nullopt (also when missing).
+  absl::StatusOr<std::optional<Value>> Serve(pg::Connection* conn,
+                                             absl::string_view site,
+                                             const Subscriptions& subs,
+                                             const DocTypeDef& def,
+                                             absl::string_view name);
+  absl::StatusOr<const DocTypeDef*> ServedDocType(absl::string_view doctype) const;
+
+  const Config* config_;
+  pg::ConnectionPool* pool_;
+  Options options_;
+  absl::Mutex mu_;
+  std::set<std::tuple<std::string, std::string, std::string>> logged_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_UPDATE_FEED_H_

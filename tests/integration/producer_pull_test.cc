@@ -1,0 +1,575 @@
+// PullUpdates, GetDocument and FindDocuments end to end: the real
+// eventstream-producer binary (with its assembler thread) on a fresh
+// database, called over gRPC. Whole documents in Create entries, updates and
+// deletes, no echoes of a consumer's own writes, conditions with access flip
+// (earlier entries arrive in order), Delete only to consumers that were sent
+// the document, conditions that error, the acknowledged position, and the
+// dependency RPCs' visibility (Link, child-row Link, Dynamic Link).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "eventstream/v1/producer.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
+#include "tests/support/service_runner.h"
+
+namespace eventstream::testing {
+namespace {
+
+const std::map<std::string, std::string> kSecrets = {
+    {"ES_T_B1", "b1-secret-pq"},
+    {"ES_T_B2", "b2-secret-pq"},
+    {"ES_T_B3", "b3-secret-pq"},
+    {"ES_T_OPS", "ops-secret-pq"}};
+const char kB1[] = "token branch1:b1-secret-pq";
+const char kB2[] = "token branch2:b2-secret-pq";
+const char kB3[] = "token branch3:b3-secret-pq";
+const char kOps[] = "token ops:ops-secret-pq";
+
+std::string Config(const std::string& url) {
+  return absl::StrCat(R"(site: {name: hq}
+database: {url: ")", url, R"("}
+doctypes:
+  - name: Note
+    fields:
+      - {fieldname: title, fieldtype: Data}
+      - {fieldname: public, fieldtype: Check}
+      - {fieldname: amount, fieldtype: Currency}
+      - {fieldname: author, fieldtype: Link, options: User}
+      - {fieldname: ref_type, fieldtype: Data}
+      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
+      - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
+  - name: Note Seen By
+    istable: true
+    fields:
+      - {fieldname: user, fieldtype: Link, options: User}
+  - name: User
+    fields:
+      - {fieldname: full_name, fieldtype: Data}
+  - name: Project
+    fields:
+      - {fieldname: title, fieldtype: Data}
+producer:
+  listen: "127.0.0.1:0"
+  api_keys:
+    - {key: branch1, secret_env: ES_T_B1, role: consumer}
+    - {key: branch2, secret_env: ES_T_B2, role: consumer}
+    - {key: branch3, secret_env: ES_T_B3, role: consumer}
+    - {key: ops, secret_env: ES_T_OPS, role: admin}
+)");
+}
+
+constexpr char kSiteTables[] = R"(
+CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, title text, public int DEFAULT 0, amount numeric(30,9),
+  author text, ref_type text, ref_name text);
+CREATE TABLE "tabNote Seen By" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, parent text, parenttype text, parentfield text, "user" text);
+CREATE TABLE "tabUser" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, full_name text);
+CREATE TABLE "tabProject" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, title text);
+CREATE FUNCTION public.starts_with_a(consumer text, doc jsonb, entry jsonb)
+  RETURNS boolean LANGUAGE sql AS $$ SELECT doc->>'title' LIKE 'a%' $$;
+)";
+
+v1::SubscriptionRequest Sub(const std::string& doctype,
+                            const std::string& condition = "") {
+  v1::SubscriptionRequest s;
+  s.set_doctype(doctype);
+  s.set_condition(condition);
+  return s;
+}
+
+Value Json(const std::string& text) {
+  auto v = Value::ParseJson(text);
+  EXPECT_TRUE(v.ok()) << v.status() << ": " << text;
+  return v.ok() ? *v : Value();
+}
+
+std::string Str(const Value& doc, const std::string& key) {
+  const Value* v = doc.Find(key);
+  return v != nullptr && v->is_string() ? v->as_string() : std::string("<none>");
+}
+
+// "Create:N1 Update:N1 ..." of a response, for compact assertions.
+std::string Summary(const v1::PullUpdatesResponse& resp) {
+  std::string out;
+  for (const auto& e : resp.entries()) {
+    if (!out.empty()) out += " ";
+    std::string type = v1::UpdateType_Name(e.update_type());
+    absl::StrAppend(&out, type.substr(std::string("UPDATE_TYPE_").size()), ":",
+                    e.docname());
+  }
+  return out;
+}
+
+class PullTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = FreshDatabase("pull");
+    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    conn_ = std::move(*conn);
+    ASSERT_TRUE(conn_->ExecScript(kSiteTables).ok());
+    auto svc = StartService("eventstream-producer",
+                            Config(SharedCluster().Url(db_)), kSecrets);
+    ASSERT_TRUE(svc.ok()) << svc.status();
+    service_ = std::move(*svc);
+    stub_ = v1::Producer::NewStub(grpc::CreateChannel(
+        service_.address(), grpc::InsecureChannelCredentials()));
+  }
+
+  // Registers `site` for `subs` and approves each; returns the watermark.
+  int64_t Subscribe(const std::string& auth, const std::string& site,
+                    const std::vector<v1::SubscriptionRequest>& subs) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    v1::RegisterConsumerRequest req;
+    req.set_consumer_site(site);
+    for (const auto& s : subs) *req.add_doctypes() = s;
+    v1::RegisterConsumerResponse resp;
+    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    for (const auto& sub : subs) {
+      grpc::ClientContext actx;
+      actx.AddMetadata("authorization", kOps);
+      v1::SetSubscriptionStatusRequest areq;
+      areq.set_consumer_site(site);
+      areq.set_doctype(sub.doctype());
+      areq.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
+      v1::SetSubscriptionStatusResponse aresp;
+      grpc::Status a = stub_->SetSubscriptionStatus(&actx, areq, &aresp);
+      EXPECT_TRUE(a.ok()) << a.error_message();
+    }
+    return resp.last_seq();
+  }
+
+  // Runs `sql` (several statements allowed) and waits until the producer's
+  // assembler consumed every raw change: the entries are then in the log.
+  void Write(const std::string& sql) {
+    ASSERT_TRUE(conn_->ExecScript(sql).ok()) << sql;
+    absl::Time deadline = absl::Now() + absl::Seconds(15);
+    while (true) {
+      auto r = conn_->Exec("SELECT count(*) FROM es_producer.raw_change");
+      ASSERT_TRUE(r.ok()) << r.status();
+      if (r->GetInt64(0, 0) == 0) return;
+      ASSERT_LT(absl::Now(), deadline) << "the assembler did not run";
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  }
+
+  int64_t LogPosition() {
+    auto r = conn_->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->GetInt64(0, 0) : -1;
+  }
+
+  grpc::Status Pull(const std::string& auth, int64_t after_seq,
+                    v1::PullUpdatesResponse* resp, int limit = 0) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    v1::PullUpdatesRequest req;
+    req.set_after_seq(after_seq);
+    req.set_limit(limit);
+    return stub_->PullUpdates(&ctx, req, resp);
+  }
+
+  // Pull that must succeed.
+  v1::PullUpdatesResponse MustPull(const std::string& auth, int64_t after_seq,
+                                   int limit = 0) {
+    v1::PullUpdatesResponse resp;
+    grpc::Status s = Pull(auth, after_seq, &resp, limit);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  grpc::Status Get(const std::string& auth, const std::string& doctype,
+                   const std::string& name, std::string* json = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    v1::GetDocumentRequest req;
+    req.set_doctype(doctype);
+    req.set_name(name);
+    v1::GetDocumentResponse resp;
+    grpc::Status s = stub_->GetDocument(&ctx, req, &resp);
+    if (json != nullptr) *json = resp.document_json();
+    return s;
+  }
+
+  grpc::Status Find(const std::string& auth, const std::string& doctype,
+                    const std::map<std::string, std::string>& filters,
+                    std::vector<std::string>* names) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    v1::FindDocumentsRequest req;
+    req.set_doctype(doctype);
+    for (const auto& [k, v] : filters) (*req.mutable_filters())[k] = v;
+    v1::FindDocumentsResponse resp;
+    grpc::Status s = stub_->FindDocuments(&ctx, req, &resp);
+    names->clear();
+    for (const auto& d : resp.documents_json()) names->push_back(Str(Json(d), "name"));
+    return s;
+  }
+
+  v1::ConsumerInfo Consumer(const std::string& site) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kOps);
+    v1::ListConsumersResponse resp;
+    grpc::Status s = stub_->ListConsumers(&ctx, v1::ListConsumersRequest(), &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    for (const auto& c : resp.consumers())
+      if (c.site() == site) return c;
+    ADD_FAILURE() << "no consumer " << site;
+    return {};
+  }
+
+  std::string db_;
+  std::unique_ptr<pg::Connection> conn_;
+  RunningService service_;
+  std::unique_ptr<v1::Producer::Stub> stub_;
+};
+
+TEST_F(PullTest, CreateCarriesWholeDocumentThenUpdatesAndDeletes) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note")});
+  Write(R"(BEGIN;
+    INSERT INTO "tabNote" (name, title, public, amount)
+      VALUES ('N1', 'hello', 1, 12345678901234567890.123456789);
+    INSERT INTO "tabNote Seen By" (name, idx, parent, parenttype, parentfield, "user")
+      VALUES ('c2', 2, 'N1', 'Note', 'seen_by', 'U2'),
+             ('c1', 1, 'N1', 'Note', 'seen_by', 'U1');
+    COMMIT;)");
+  v1::PullUpdatesResponse resp = MustPull(kB1, wm);
+  ASSERT_EQ(Summary(resp), "CREATE:N1");
+  const v1::UpdateLogEntry& create = resp.entries(0);
+  EXPECT_EQ(create.doctype(), "Note");
+  EXPECT_FALSE(create.created_at().empty());
+  EXPECT_EQ(resp.next_after_seq(), create.seq());
+  EXPECT_FALSE(resp.more());
+  Value doc = Json(create.data_json());
+  EXPECT_EQ(Str(doc, "doctype"), "Note");
+  EXPECT_EQ(Str(doc, "title"), "hello");
+  ASSERT_NE(doc.Find("amount"), nullptr);
+  EXPECT_EQ(doc.Find("amount")->number_text(), "12345678901234567890.123456789");
+  const Value* rows = doc.Find("seen_by");
+  ASSERT_TRUE(rows != nullptr && rows->is_array());
+  ASSERT_EQ(rows->as_array().size(), 2u);
+  EXPECT_EQ(Str(rows->as_array()[0], "user"), "U1");
+  EXPECT_EQ(Str(rows->as_array()[0], "doctype"), "Note Seen By");
+  EXPECT_EQ(Str(rows->as_array()[1], "user"), "U2");
+
+  // The pull recorded its after_seq as the acknowledged position.
+  v1::ConsumerInfo info = Consumer("branch1");
+  EXPECT_EQ(info.acknowledged_seq(), wm);
+  EXPECT_FALSE(info.last_pull_at().empty());
+
+  int64_t after = resp.next_after_seq();
+  Write(R"(UPDATE "tabNote" SET title = 'hello again' WHERE name = 'N1';)");
+  Write(R"(DELETE FROM "tabNote Seen By" WHERE parent = 'N1';
+           DELETE FROM "tabNote" WHERE name = 'N1';)");
+  resp = MustPull(kB1, after);
+  ASSERT_EQ(Summary(resp), "UPDATE:N1 DELETE:N1");
+  Value diff = Json(resp.entries(0).data_json());
+  ASSERT_NE(diff.Find("changed"), nullptr) << resp.entries(0).data_json();
+  EXPECT_EQ(resp.entries(1).data_json(), "");
+  EXPECT_EQ(resp.next_after_seq(), LogPosition());
+  EXPECT_EQ(Consumer("branch1").acknowledged_seq(), after);
+
+  // Nothing new: empty answer, the position stays.
+  after = resp.next_after_seq();
+  resp = MustPull(kB1, after);
+  EXPECT_EQ(resp.entries_size(), 0);
+  EXPECT_EQ(resp.next_after_seq(), after);
+  EXPECT_EQ(Consumer("branch1").acknowledged_seq(), after);
+
+  // limit and more.
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('L1', 'a');
+           INSERT INTO "tabNote" (name, title) VALUES ('L2', 'b');
+           INSERT INTO "tabNote" (name, title) VALUES ('L3', 'c');)");
+  resp = MustPull(kB1, after, 2);
+  EXPECT_EQ(Summary(resp), "CREATE:L1 CREATE:L2");
+  EXPECT_TRUE(resp.more());
+  resp = MustPull(kB1, resp.next_after_seq(), 2);
+  EXPECT_EQ(Summary(resp), "CREATE:L3");
+  EXPECT_FALSE(resp.more());
+
+  // Errors: negative position, unregistered site, no key.
+  v1::PullUpdatesResponse bad;
+  EXPECT_EQ(Pull(kB1, -1, &bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status s = Pull(kB2, 0, &bad);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_NE(s.error_message().find("branch2"), std::string::npos);
+  EXPECT_EQ(Pull("", 0, &bad).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(PullTest, PullWritesAConstantNumberOfStatements) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  // Count the statements (not rows) that write the pull's bookkeeping.
+  ASSERT_TRUE(conn_->ExecScript(R"(
+    CREATE TABLE stmt_count (tbl text, n int);
+    CREATE FUNCTION count_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO stmt_count VALUES (TG_TABLE_NAME, 1); RETURN NULL; END $$;
+    CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.consumer_document
+      FOR EACH STATEMENT EXECUTE FUNCTION count_stmt();
+    CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.consumer
+      FOR EACH STATEMENT EXECUTE FUNCTION count_stmt();)").ok());
+  Write(R"(INSERT INTO "tabNote" (name, title, public)
+           SELECT 'M' || g, 't', g % 2 FROM generate_series(1, 60) g;)");
+  Write(R"(UPDATE "tabNote" SET public = 1 - public;)");
+  Write(R"(DELETE FROM "tabNote" WHERE name <= 'M3';)");
+  ASSERT_TRUE(conn_->Exec("DELETE FROM stmt_count").ok());
+  v1::PullUpdatesResponse resp = MustPull(kB1, wm);
+  // Conditions see the current document: the 19 remaining even-numbered
+  // Notes (public now 1) send Create + Update; the 23 deleted ones are judged
+  // by their Create's data (public = g % 2): the 12 odd ones send Create,
+  // Update and Delete.
+  EXPECT_EQ(resp.entries_size(), 19 * 2 + 12 * 3);
+  auto r = conn_->Exec(
+      "SELECT tbl, count(*) FROM stmt_count GROUP BY tbl ORDER BY tbl");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->rows(), 2);
+  EXPECT_EQ(r->Get(0, 0), "consumer");
+  EXPECT_EQ(r->GetInt64(0, 1), 1);
+  EXPECT_EQ(r->Get(1, 0), "consumer_document");
+  EXPECT_LE(r->GetInt64(1, 1), 2);
+  auto docs = conn_->Exec(
+      "SELECT count(*) FROM es_producer.consumer_document WHERE site = 'branch1'");
+  ASSERT_TRUE(docs.ok());
+  EXPECT_EQ(docs->GetInt64(0, 0), 19);
+}
+
+TEST_F(PullTest, OwnOriginEntriesAreNotReturned) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note")});
+  Subscribe(kB3, "branch3", {Sub("Note")});
+  Write(R"(BEGIN;
+    SET LOCAL eventstream.origin = 'branch1';
+    INSERT INTO "tabNote" (name, title) VALUES ('FromB1', 'echo?');
+    COMMIT;
+    INSERT INTO "tabNote" (name, title) VALUES ('Local', 'mine');)");
+  v1::PullUpdatesResponse resp = MustPull(kB1, wm);
+  EXPECT_EQ(Summary(resp), "CREATE:Local");
+  EXPECT_EQ(resp.next_after_seq(), LogPosition());  // skipped past its own
+  resp = MustPull(kB3, wm);
+  EXPECT_EQ(Summary(resp), "CREATE:FromB1 CREATE:Local");
+  EXPECT_EQ(resp.entries(0).origin(), "branch1");
+}
+
+TEST_F(PullTest, AccessFlipSendsEarlierEntriesInOrderAndDeletesOnlyToReceivers) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Subscribe(kB3, "branch3", {Sub("Note")});
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N1', 'draft', 0);)");
+  Write(R"(UPDATE "tabNote" SET title = 'draft 2' WHERE name = 'N1';)");
+  v1::PullUpdatesResponse b1 = MustPull(kB1, wm);
+  EXPECT_EQ(Summary(b1), "");
+  EXPECT_EQ(b1.next_after_seq(), LogPosition());  // the invisible ones skipped
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:N1 UPDATE:N1");
+
+  // Access flips: the earlier entries come first, with their own seqs.
+  int64_t after = b1.next_after_seq();
+  Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'N1';)");
+  b1 = MustPull(kB1, after);
+  ASSERT_EQ(Summary(b1), "CREATE:N1 UPDATE:N1 UPDATE:N1");
+  EXPECT_LE(b1.entries(0).seq(), after);
+  EXPECT_LT(b1.entries(0).seq(), b1.entries(1).seq());
+  EXPECT_LT(b1.entries(1).seq(), b1.entries(2).seq());
+  EXPECT_EQ(b1.entries(2).seq(), LogPosition());
+  EXPECT_EQ(Str(Json(b1.entries(0).data_json()), "title"), "draft");
+
+  // Later entries come alone, once.
+  after = b1.next_after_seq();
+  Write(R"(UPDATE "tabNote" SET title = 'final' WHERE name = 'N1';)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");  // a repeated pull
+  after = LogPosition();
+
+  // Hidden again, edited, visible again: the withheld entries come first.
+  Write(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'N1';)");
+  Write(R"(UPDATE "tabNote" SET title = 'hidden edit' WHERE name = 'N1';)");
+  b1 = MustPull(kB1, after);
+  EXPECT_EQ(Summary(b1), "");
+  after = b1.next_after_seq();
+  Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'N1';)");
+  b1 = MustPull(kB1, after);
+  ASSERT_EQ(Summary(b1), "UPDATE:N1 UPDATE:N1 UPDATE:N1");
+  EXPECT_EQ(b1.entries(0).seq(), after - 1);
+  EXPECT_EQ(b1.entries(1).seq(), after);
+  EXPECT_EQ(b1.entries(2).seq(), after + 1);
+  after = b1.next_after_seq();
+  Write(R"(UPDATE "tabNote" SET title = 'visible edit' WHERE name = 'N1';)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");
+  after = LogPosition();
+
+  // A document branch1 never saw: its Delete goes to branch3 only.
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N2', 'secret', 0);)");
+  Write(R"(DELETE FROM "tabNote" WHERE name = 'N2';)");
+  Write(R"(DELETE FROM "tabNote" WHERE name = 'N1';)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:N1");
+  EXPECT_EQ(Summary(MustPull(kB3, after)), "CREATE:N2 DELETE:N2 DELETE:N1");
+
+  // A Create that is visible from the start brings no history.
+  after = LogPosition();
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N3', 'open', 1);)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "CREATE:N3");
+}
+
+TEST_F(PullTest, RenamesAreFollowed) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Subscribe(kB3, "branch3", {Sub("Note", "doc.public == 1")});
+  auto sent = [&] {
+    auto r = conn_->Exec(
+        "SELECT coalesce(string_agg(docname, ' ' ORDER BY docname), '')"
+        " FROM es_producer.consumer_document WHERE site = 'branch1'");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? std::string(r->Get(0, 0)) : "";
+  };
+  // A document branch1 was sent: the Rename reaches it, the record follows.
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('R1', 'x', 1);)");
+  int64_t after = MustPull(kB1, wm).next_after_seq();
+  EXPECT_EQ(sent(), "R1");
+  Write(R"(UPDATE "tabNote" SET name = 'R2' WHERE name = 'R1';)");
+  Write(R"(UPDATE "tabNote" SET name = 'R3' WHERE name = 'R2';)");
+  v1::PullUpdatesResponse resp = MustPull(kB1, after);
+  EXPECT_EQ(Summary(resp), "RENAME:R2 RENAME:R3");
+  EXPECT_EQ(sent(), "R3");
+  after = resp.next_after_seq();
+  Write(R"(DELETE FROM "tabNote" WHERE name = 'R3';)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:R3");
+  EXPECT_EQ(sent(), "");
+
+  // A hidden document renamed, then made visible: its history under the old
+  // name comes along, in order.
+  after = LogPosition();
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('H1', 'x', 0);)");
+  Write(R"(UPDATE "tabNote" SET title = 'y' WHERE name = 'H1';)");
+  Write(R"(UPDATE "tabNote" SET name = 'H2' WHERE name = 'H1';)");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "");
+  int64_t hidden = LogPosition();
+  Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'H2';)");
+  EXPECT_EQ(Summary(MustPull(kB1, hidden)), "CREATE:H1 UPDATE:H1 RENAME:H2 UPDATE:H2");
+  EXPECT_EQ(sent(), "H2");
+  // All in one pull (another consumer) gives the same.
+  EXPECT_EQ(Summary(MustPull(kB3, after)), "CREATE:H1 UPDATE:H1 RENAME:H2 UPDATE:H2");
+}
+
+TEST_F(PullTest, ConditionsThatErrorHideEntriesWithoutFailingThePull) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.title < 1")});
+  Subscribe(kB2, "branch2", {Sub("Note", "cmd:public.no_such_function")});
+  Subscribe(kB3, "branch3", {Sub("Note", "cmd:public.starts_with_a")});
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('A', 'apple');
+           INSERT INTO "tabNote" (name, title) VALUES ('B', 'banana');)");
+  for (int i = 0; i < 2; ++i) {
+    v1::PullUpdatesResponse b1 = MustPull(kB1, wm);
+    EXPECT_EQ(Summary(b1), "");
+    EXPECT_EQ(b1.next_after_seq(), LogPosition());
+    EXPECT_EQ(Summary(MustPull(kB2, wm)), "");
+  }
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:A");
+
+  // Logged once per (consumer, DocType, condition), not per entry or pull.
+  std::string log = service_.process->Log();
+  auto count = [&](const std::string& needle) {
+    int n = 0;
+    for (size_t p = log.find(needle); p != std::string::npos; p = log.find(needle, p + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("condition doc.title < 1 of site \"branch1\""), 1) << log;
+  EXPECT_EQ(count("condition cmd:public.no_such_function of site \"branch2\""), 1) << log;
+}
+
+TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Subscribe(kB3, "branch3", {Sub("Project")});
+  Write(R"(
+    INSERT INTO "tabUser" (name, full_name) VALUES ('U1', 'Ann'), ('U2', 'Bob'),
+      ('U3', 'Ann'), ('U4', 'Dan');
+    INSERT INTO "tabProject" (name, title) VALUES ('PR1', 'one'), ('PR2', 'two');
+    BEGIN;
+    INSERT INTO "tabNote" (name, title, public, author, ref_type, ref_name)
+      VALUES ('P1', 'open', 1, 'U1', 'Project', 'PR1');
+    INSERT INTO "tabNote Seen By" (name, idx, parent, parenttype, parentfield, "user")
+      VALUES ('s1', 1, 'P1', 'Note', 'seen_by', 'U2');
+    COMMIT;
+    INSERT INTO "tabNote" (name, title, public, author, ref_type, ref_name)
+      VALUES ('Q1', 'closed', 0, 'U3', 'Project', 'PR2');
+    INSERT INTO "tabNote" (name, title, public, author)
+      VALUES ('P2', 'open but unsent', 1, 'U4');)");
+  // branch1 is sent P1 (and P2), not Q1. Only P1's links count as sent
+  // below once P2 is deleted from the record of sent documents.
+  EXPECT_EQ(Summary(MustPull(kB1, wm)), "CREATE:P1 CREATE:P2");
+  ASSERT_TRUE(conn_->Exec("DELETE FROM es_producer.consumer_document"
+                          " WHERE site = 'branch1' AND docname = 'P2'").ok());
+
+  std::string json;
+  grpc::Status s = Get(kB1, "Note", "P1", &json);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  Value p1 = Json(json);
+  EXPECT_EQ(Str(p1, "title"), "open");
+  ASSERT_NE(p1.Find("seen_by"), nullptr);
+  EXPECT_EQ(p1.Find("seen_by")->as_array().size(), 1u);
+  EXPECT_TRUE(Get(kB1, "Note", "P2").ok());  // visible though not sent
+
+  // Invisible and nonexistent look the same.
+  s = Get(kB1, "Note", "Q1");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(s.error_message(),
+            "document \"Q1\" of DocType \"Note\" is not visible to site \"branch1\"");
+  s = Get(kB1, "Note", "Nope");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(s.error_message(),
+            "document \"Nope\" of DocType \"Note\" is not visible to site \"branch1\"");
+
+  // Dependencies of what branch1 was sent: Link, child-row Link, Dynamic Link.
+  EXPECT_TRUE(Get(kB1, "User", "U1", &json).ok());
+  EXPECT_EQ(Str(Json(json), "full_name"), "Ann");
+  EXPECT_EQ(Str(Json(json), "doctype"), "User");
+  EXPECT_TRUE(Get(kB1, "User", "U2").ok());
+  EXPECT_TRUE(Get(kB1, "Project", "PR1").ok());
+  EXPECT_EQ(Get(kB1, "User", "U3").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Get(kB1, "User", "U4").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Get(kB1, "Project", "PR2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Get(kB1, "User", "U9").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  // Another site with no approval for Note sees none of it.
+  EXPECT_EQ(Get(kB3, "Note", "P1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Get(kB3, "Project", "PR2").ok());
+
+  // Unknown or child DocTypes are the caller's mistake.
+  s = Get(kB1, "Nope", "x");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("Nope"), std::string::npos);
+  EXPECT_EQ(Get(kB1, "Note Seen By", "s1").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // FindDocuments: equality filters, invisible matches dropped.
+  std::vector<std::string> names;
+  ASSERT_TRUE(Find(kB1, "Note", {}, &names).ok());
+  EXPECT_EQ(names, (std::vector<std::string>{"P1", "P2"}));
+  ASSERT_TRUE(Find(kB1, "Note", {{"title", "open"}}, &names).ok());
+  EXPECT_EQ(names, (std::vector<std::string>{"P1"}));
+  ASSERT_TRUE(Find(kB1, "Note", {{"public", "0"}}, &names).ok());
+  EXPECT_TRUE(names.empty());
+  ASSERT_TRUE(Find(kB1, "User", {{"full_name", "Ann"}}, &names).ok());
+  EXPECT_EQ(names, (std::vector<std::string>{"U1"}));  // U3 is not linked
+  ASSERT_TRUE(Find(kB1, "User", {{"name", "U2"}}, &names).ok());
+  EXPECT_EQ(names, (std::vector<std::string>{"U2"}));
+  s = Find(kB1, "User", {{"nickname", "x"}}, &names);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("nickname"), std::string::npos) << s.error_message();
+  EXPECT_EQ(Find(kB1, "Nope", {}, &names).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace eventstream::testing
