@@ -162,6 +162,22 @@ const ConsumerDocTypeConfig* ConsumerStore::ConfigFor(
   return nullptr;
 }
 
+absl::StatusOr<std::vector<NotifyTarget>> ConsumerStore::NotifyTargets() {
+  auto conn = pool_->Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->Exec(
+      "SELECT c.site, c.notify_address, c.notify_token FROM es_producer.consumer c"
+      " WHERE c.notify_address <> '' AND EXISTS (SELECT 1 FROM"
+      " es_producer.consumer_doctype d WHERE d.site = c.site"
+      " AND d.status = 'approved' AND NOT d.unsubscribed) ORDER BY c.site");
+  if (!r.ok()) return r.status();
+  std::vector<NotifyTarget> out;
+  for (int i = 0; i < r->rows(); ++i)
+    out.push_back(NotifyTarget{std::string(r->Get(i, 0)), std::string(r->Get(i, 1)),
+                               std::string(r->Get(i, 2))});
+  return out;
+}
+
 absl::StatusOr<int64_t> ConsumerStore::LogPosition(pg::Connection* conn) {
   auto r = conn->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
   if (!r.ok()) return r.status();

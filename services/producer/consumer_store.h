@@ -49,6 +49,7 @@
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "libsync/pg_pool.h"
+#include "services/producer/notifier.h"
 
 namespace eventstream {
 
@@ -131,6 +132,10 @@ class ConsumerStore {
   // On start: applies the config's pre-approvals to existing rows and syncs
   // the capture triggers with the approved set.
   absl::Status ApplyConfig();
+
+  // Where to send Notify: every consumer with at least one approved,
+  // subscribed DocType and a notify address.
+  absl::StatusOr<std::vector<NotifyTarget>> NotifyTargets();
 
   // max(seq) of es_producer.update_log, or 0.
   static absl::StatusOr<int64_t> LogPosition(pg::Connection* conn);

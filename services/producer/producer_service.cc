@@ -70,17 +70,28 @@ v1::UpdateType UpdateTypeToProto(const std::string& type) {
 // or rolls back as a whole (assembler.h), so stopping mid-pass loses nothing.
 class ProducerInstance : public ServiceInstance {
  public:
+  // The assembler's passes signal the notifier; the notifier coalesces, so a
+  // burst of writes becomes a handful of Notify calls per consumer.
   ProducerInstance(ProducerService::Deps deps, const Config& config)
-      : service_(std::move(deps)),
+      : notifier_(deps.notifier),
+        service_(std::move(deps)),
         assembler_(config.registry),
-        loop_(&assembler_, AssemblerLoop::Options{config.database.url}) {
+        loop_(&assembler_, AssemblerLoop::Options{config.database.url},
+              [notifier = notifier_](int64_t last_seq) {
+                if (notifier) notifier->SignalAll(last_seq);
+              }) {
+    if (notifier_) notifier_->Start();
     loop_.Start();
   }
-  ~ProducerInstance() override { loop_.Stop(); }
+  ~ProducerInstance() override { Stop(); }
   std::vector<grpc::Service*> services() override { return {&service_}; }
-  void Stop() override { loop_.Stop(); }
+  void Stop() override {
+    loop_.Stop();
+    if (notifier_) notifier_->Stop();
+  }
 
  private:
+  std::shared_ptr<Notifier> notifier_;
   ProducerService service_;
   Assembler assembler_;
   AssemblerLoop loop_;
@@ -121,6 +132,7 @@ grpc::Status ProducerService::RegisterConsumer(grpc::ServerContext* context,
   if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
   auto result = deps_.consumers->Register(FromProto(*request, key));
   if (!result.ok()) return Answer("RegisterConsumer", result.status());
+  if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   response->set_last_seq(result->watermark);
   for (const SubscriptionRow& row : result->subscriptions)
     ToProto(row, response->add_subscriptions());
@@ -134,6 +146,7 @@ grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
   if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
   auto rows = deps_.consumers->UpdateSubscription(FromProto(*request, key));
   if (!rows.ok()) return Answer("UpdateSubscription", rows.status());
+  if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   for (const SubscriptionRow& row : *rows) ToProto(row, response->add_subscriptions());
   return grpc::Status::OK;
 }
@@ -226,8 +239,19 @@ grpc::Status ProducerService::SetSubscriptionStatus(
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
   auto row = deps_.consumers->SetStatus(request->consumer_site(), request->doctype(), status);
   if (!row.ok()) return Answer("SetSubscriptionStatus", row.status());
+  if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   ToProto(*row, response->mutable_subscription());
   return grpc::Status::OK;
+}
+
+void RefreshNotifyTargets(ConsumerStore* consumers, Notifier* notifier) {
+  auto targets = consumers->NotifyTargets();
+  if (!targets.ok()) {
+    spdlog::warn("cannot read notify targets (consumers still poll): {}",
+                 std::string(targets.status().message()));
+    return;
+  }
+  notifier->SetTargets(std::move(*targets));
 }
 
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config) {
@@ -247,6 +271,8 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
       });
   if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
   deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get());
+  deps.notifier = std::make_shared<Notifier>(config.site.name);
+  RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());
   return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));
 }
 

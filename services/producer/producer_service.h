@@ -20,6 +20,7 @@
 #include "services/common/auth.h"
 #include "services/common/service_main.h"
 #include "services/producer/consumer_store.h"
+#include "services/producer/notifier.h"
 #include "services/producer/update_feed.h"
 
 namespace eventstream {
@@ -33,6 +34,8 @@ class ProducerService final : public v1::Producer::Service {
     std::shared_ptr<pg::ConnectionPool> pool;
     std::shared_ptr<ConsumerStore> consumers;
     std::shared_ptr<UpdateFeed> feed;
+    // Null in tests that need no notifies.
+    std::shared_ptr<Notifier> notifier;
   };
   explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 
@@ -66,6 +69,11 @@ class ProducerService final : public v1::Producer::Service {
                          std::string* key);
   Deps deps_;
 };
+
+// Points the notifier at the consumers that have an approval now. Called on
+// start and after every RPC that changes registrations or approvals; a
+// failure only delays notifies (consumers also poll), so it is logged.
+void RefreshNotifyTargets(ConsumerStore* consumers, Notifier* notifier);
 
 // Builds the producer from its config (resolving api key secrets), applies
 // the config's pre-approvals and syncs capture with the approvals; an error

@@ -6,6 +6,7 @@
 // the document, conditions that error, the acknowledged position, and the
 // dependency RPCs' visibility (Link, child-row Link, Dynamic Link).
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "eventstream/v1/consumer.grpc.pb.h"
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -569,6 +571,94 @@ TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("nickname"), std::string::npos) << s.error_message();
   EXPECT_EQ(Find(kB1, "Nope", {}, &names).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+}  // namespace
+}  // namespace eventstream::testing
+
+namespace eventstream::testing {
+namespace {
+
+// Records Notify calls that carry the expected token.
+class NotifyRecorder : public v1::Consumer::Service {
+ public:
+  grpc::Status Notify(grpc::ServerContext* context, const v1::NotifyRequest* request,
+                      v1::NotifyResponse*) override {
+    auto it = context->client_metadata().find("authorization");
+    std::string auth = it == context->client_metadata().end()
+                           ? "" : std::string(it->second.data(), it->second.size());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auth != "token hq:tok-123") {
+      ++rejected_;
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong notify token");
+    }
+    positions_.push_back(request->log_position());
+    return grpc::Status::OK;
+  }
+  std::vector<int64_t> positions() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return positions_;
+  }
+  int rejected() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rejected_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<int64_t> positions_;
+  int rejected_ = 0;
+};
+
+// The producer binary notifies an approved consumer after new entries,
+// with the token the consumer registered, coalescing a burst of writes.
+TEST_F(PullTest, NewEntriesNotifyApprovedConsumersCoalesced) {
+  NotifyRecorder recorder;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&recorder);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server != nullptr && port != 0);
+
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kB1);
+  v1::RegisterConsumerRequest req;
+  req.set_consumer_site("branch1");
+  req.set_notify_address(absl::StrCat("127.0.0.1:", port));
+  req.set_notify_token("tok-123");
+  *req.add_doctypes() = Sub("Note");
+  v1::RegisterConsumerResponse resp;
+  ASSERT_TRUE(stub_->RegisterConsumer(&ctx, req, &resp).ok());
+  grpc::ClientContext actx;
+  actx.AddMetadata("authorization", kOps);
+  v1::SetSubscriptionStatusRequest areq;
+  areq.set_consumer_site("branch1");
+  areq.set_doctype("Note");
+  areq.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
+  v1::SetSubscriptionStatusResponse aresp;
+  ASSERT_TRUE(stub_->SetSubscriptionStatus(&actx, areq, &aresp).ok());
+
+  std::string burst = "BEGIN;";
+  for (int i = 0; i < 200; ++i) {
+    absl::StrAppend(&burst, "COMMIT; BEGIN; INSERT INTO \"tabNote\" (name, title) VALUES ('B",
+                    i, "', 't');");
+  }
+  absl::StrAppend(&burst, "COMMIT;");
+  Write(burst);
+  int64_t position = LogPosition();
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline &&
+         (recorder.positions().empty() || recorder.positions().back() < position)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  auto positions = recorder.positions();
+  ASSERT_FALSE(positions.empty()) << "no Notify arrived";
+  EXPECT_EQ(positions.back(), position);
+  EXPECT_LT(positions.size(), 50u) << "200 writes should coalesce into a few notifies";
+  EXPECT_EQ(recorder.rejected(), 0);
+  EXPECT_EQ(service_.process->Log().find("tok-123"), std::string::npos);
+  server->Shutdown();
 }
 
 }  // namespace

@@ -1,0 +1,317 @@
+#include "services/producer/notifier.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// One Notify call; shared by the notifier (to cancel it) and its callback.
+struct Notifier::Call {
+  grpc::ClientContext context;
+  eventstream::v1::NotifyRequest request;
+  eventstream::v1::NotifyResponse response;
+};
+
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN_CODE";
+  }
+}
+
+}  // namespace
+
+Notifier::Notifier(std::string producer_site, Options options)
+    : producer_site_(std::move(producer_site)),
+      options_(options),
+      rng_(std::random_device{}()) {}
+
+Notifier::~Notifier() { Stop(); }
+
+void Notifier::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_ || stop_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Notifier::Stop() {
+  std::vector<std::shared_ptr<Call>> calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable() && in_flight_ == 0) return;
+    stop_ = true;
+    for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
+  }
+  cv_.notify_all();
+  // Outside mu_: a cancelled call's callback may run inside TryCancel().
+  // TryCancel() before the call has started makes it fail at start.
+  for (const auto& call : calls) call->context.TryCancel();
+  if (thread_.joinable()) thread_.join();
+  // The worker may have started calls after the snapshot above; it has
+  // exited now, so this list is final.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls.clear();
+    for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
+  }
+  for (const auto& call : calls) call->context.TryCancel();
+  calls.clear();
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
+}
+
+std::shared_ptr<grpc::Channel> Notifier::ChannelLocked(
+    const std::string& address) {
+  auto& channel = channels_[address];
+  if (channel == nullptr) {
+    grpc::ChannelArguments args;
+    // Keep gRPC's own reconnect backoff in step with ours, so a consumer
+    // that comes back is reached on our next attempt rather than after the
+    // channel's default (up to two minutes) reconnect delay. The minimum
+    // connect timeout (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS) keeps its default.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options_.initial_backoff.count()));
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                static_cast<int>(options_.max_backoff.count()));
+    channel = grpc::CreateCustomChannel(
+        address, grpc::InsecureChannelCredentials(), args);
+  }
+  return channel;
+}
+
+void Notifier::SetTargets(std::vector<NotifyTarget> targets) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::map<std::string, std::shared_ptr<Target>> next;
+    for (auto& config : targets) {
+      if (config.address.empty()) continue;
+      auto it = targets_.find(config.site);
+      if (it != targets_.end() && it->second->config.address == config.address &&
+          it->second->config.token == config.token) {
+        next[config.site] = it->second;
+        continue;
+      }
+      auto target = std::make_shared<Target>();
+      target->stub =
+          eventstream::v1::Consumer::NewStub(ChannelLocked(config.address));
+      target->stats.address = config.address;
+      if (it != targets_.end()) {
+        // New address or token: keep what is owed, forget the backoff. A
+        // call in flight to the old one may yet fail, so it counts as owed
+        // (an extra Notify is harmless; a lost one is not).
+        target->dirty = it->second->dirty || it->second->stats.in_flight;
+        target->pending_position = it->second->pending_position;
+        target->stats.pending_position = target->pending_position;
+        target->stats.dirty = target->dirty;
+        spdlog::info("notify: consumer {} target changed, now at {}",
+                     config.site, config.address);
+      }
+      target->config = std::move(config);
+      next[target->config.site] = std::move(target);
+    }
+    targets_.swap(next);
+    // Drop channels no target uses any more (a call in flight keeps its
+    // own reference through its stub).
+    for (auto it = channels_.begin(); it != channels_.end();) {
+      bool used = std::any_of(targets_.begin(), targets_.end(),
+                              [&](const auto& entry) {
+                                return entry.second->config.address ==
+                                       it->first;
+                              });
+      it = used ? std::next(it) : channels_.erase(it);
+    }
+  }
+  cv_.notify_all();
+}
+
+bool Notifier::MarkDirtyLocked(Target& target, int64_t log_position) {
+  target.pending_position = std::max(target.pending_position, log_position);
+  target.stats.pending_position = target.pending_position;
+  if (target.dirty) return false;
+  target.dirty = true;
+  target.stats.dirty = true;
+  return true;  // only on the clean -> dirty transition, so a burst wakes once
+}
+
+void Notifier::Signal(const std::set<std::string>& sites,
+                      int64_t log_position) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++totals_.signals;
+    for (const auto& site : sites) {
+      auto it = targets_.find(site);
+      if (it == targets_.end()) continue;
+      wake = MarkDirtyLocked(*it->second, log_position) || wake;
+    }
+  }
+  if (wake) cv_.notify_all();
+}
+
+void Notifier::SignalAll(int64_t log_position) {
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++totals_.signals;
+    for (auto& [site, target] : targets_) {
+      wake = MarkDirtyLocked(*target, log_position) || wake;
+    }
+  }
+  if (wake) cv_.notify_all();
+}
+
+Notifier::Stats Notifier::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats stats = totals_;
+  for (const auto& [site, target] : targets_) {
+    stats.targets[site] = target->stats;
+  }
+  return stats;
+}
+
+milliseconds Notifier::NextBackoffLocked(Target& target) {
+  milliseconds base = target.backoff.count() == 0
+                          ? options_.initial_backoff
+                          : std::min(options_.max_backoff, target.backoff * 2);
+  target.backoff = base;
+  double jitter = std::clamp(options_.jitter, 0.0, 1.0);
+  std::uniform_real_distribution<double> factor(1.0 - jitter, 1.0 + jitter);
+  auto delay = static_cast<int64_t>(
+      std::llround(static_cast<double>(base.count()) * factor(rng_)));
+  return milliseconds(std::max<int64_t>(1, delay));
+}
+
+void Notifier::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    const auto now = Clock::now();
+    std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>>
+        to_start;
+    Clock::time_point wake_at = Clock::time_point::max();
+    for (auto& [site, target] : targets_) {
+      if (!target->dirty || target->stats.in_flight) continue;
+      if (target->next_attempt > now) {
+        wake_at = std::min(wake_at, target->next_attempt);
+        continue;
+      }
+      auto call = std::make_shared<Call>();
+      call->context.set_deadline(std::chrono::system_clock::now() +
+                                 options_.rpc_timeout);
+      call->context.AddMetadata(
+          "authorization",
+          absl::StrCat("token ", producer_site_, ":", target->config.token));
+      call->request.set_producer(producer_site_);
+      call->request.set_log_position(target->pending_position);
+      target->dirty = false;
+      target->stats.dirty = false;
+      target->stats.in_flight = true;
+      ++target->stats.attempts;
+      ++totals_.attempts;
+      ++in_flight_;
+      live_calls_[call.get()] = call;
+      to_start.emplace_back(target, std::move(call));
+    }
+    if (!to_start.empty()) {
+      // Start outside mu_: a callback may run before Notify() returns.
+      // Target::stub is immutable once the target is created.
+      lock.unlock();
+      for (auto& [target, call] : to_start) {
+        target->stub->async()->Notify(
+            &call->context, &call->request, &call->response,
+            [this, target = target, call = call](grpc::Status status) {
+              OnDone(target, call, status);
+            });
+      }
+      to_start.clear();
+      lock.lock();
+      continue;
+    }
+    if (wake_at == Clock::time_point::max()) {
+      cv_.wait(lock);
+    } else {
+      cv_.wait_until(lock, wake_at);
+    }
+  }
+}
+
+void Notifier::OnDone(const std::shared_ptr<Target>& target,
+                      const std::shared_ptr<Call>& call,
+                      const grpc::Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_calls_.erase(call.get());
+  TargetStats& stats = target->stats;
+  stats.in_flight = false;
+  const int64_t position = call->request.log_position();
+  auto it = targets_.find(target->config.site);
+  const bool current = it != targets_.end() && it->second == target;
+  if (status.ok()) {
+    ++stats.successes;
+    ++totals_.successes;
+    stats.delivered_position = std::max(stats.delivered_position, position);
+    if (stats.consecutive_failures > 0 && current) {
+      spdlog::info("notify: consumer {} at {} reachable again after {} failed "
+                   "attempt(s)",
+                   target->config.site, target->config.address,
+                   stats.consecutive_failures);
+    }
+    stats.consecutive_failures = 0;
+    stats.last_error.clear();
+    target->last_code = grpc::StatusCode::OK;
+    target->backoff = milliseconds(0);
+    target->next_attempt = Clock::time_point();
+  } else {
+    ++stats.failures;
+    ++totals_.failures;
+    ++stats.consecutive_failures;
+    stats.last_error =
+        absl::StrCat(CodeName(status.error_code()), ": ", status.error_message());
+    // Still owed: retry with the newest position after the backoff.
+    target->dirty = true;
+    stats.dirty = true;
+    target->pending_position = std::max(target->pending_position, position);
+    stats.pending_position = target->pending_position;
+    const milliseconds delay = NextBackoffLocked(*target);
+    target->next_attempt = Clock::now() + delay;
+    if (!stop_ && current && status.error_code() != target->last_code) {
+      spdlog::warn("notify: consumer {} at {} failing ({}: {}); retrying with "
+                   "backoff from {} ms up to {} ms",
+                   target->config.site, target->config.address,
+                   CodeName(status.error_code()), status.error_message(),
+                   delay.count(), options_.max_backoff.count());
+    }
+    target->last_code = status.error_code();
+  }
+  --in_flight_;
+  // Notified under mu_: once Stop() sees in_flight_ == 0 it may destroy us,
+  // and this callback touches nothing after releasing mu_.
+  cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
+}  // namespace eventstream

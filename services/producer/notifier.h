@@ -1,0 +1,162 @@
+// Notifier: tells consumers "there is news" by calling
+// eventstream.v1.Consumer/Notify (DESIGN.md "Producer / Notify / pull").
+//
+// Contract:
+//  * Targets are the approved consumers with a notify address, given as a
+//    whole by SetTargets() (site, host:port, notify token). A target with an
+//    empty address is ignored (that consumer only polls). A target whose
+//    address or token changes starts afresh (no backoff carried over; what
+//    it was owed, or had in flight, is sent to the new address/token, which
+//    may overlap a call still in flight to the old one).
+//  * Signal(sites, position) marks each named target dirty with the newest
+//    position and wakes the worker; it never does I/O. Sites that are not
+//    targets are ignored. Calls are coalesced: per target at most one Notify
+//    is in flight, and a target signalled while its call is in flight gets
+//    exactly one more call afterwards, carrying the newest position. A burst
+//    of any number of Signals thus causes a handful of calls.
+//  * Each call carries `authorization: token <producer site>:<token>` and
+//    NotifyRequest{producer = producer site, log_position = newest position},
+//    with a deadline of Options::rpc_timeout.
+//  * Any failed call (UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED, ...)
+//    keeps the target dirty and retries it after an exponential backoff
+//    (initial_backoff doubling up to max_backoff, each delay scaled by a
+//    random factor in [1 - jitter, 1 + jitter]); a success resets it. An
+//    unreachable consumer is not an error for anyone else: other targets,
+//    Signal, capture and pulls are never held up by it.
+//  * Logging: one line per state change of a target (starts failing, fails
+//    with a different status code, recovers), never one per attempt. The
+//    token is never logged.
+//  * Stop() is prompt: it cancels in-flight calls, does not wait out any
+//    backoff, and returns once no callback can run any more. Signals still
+//    pending at Stop() are dropped (consumers also poll).
+//
+// Thread-safety: all public methods are thread-safe. Signal(), SetTargets()
+// and stats() only hold a mutex briefly and never wait for a call. Calls are
+// started from the notifier's own thread and complete on gRPC's callback
+// threads.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_NOTIFIER_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_NOTIFIER_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eventstream/v1/consumer.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace eventstream {
+
+struct NotifyTarget {
+  std::string site;     // the consumer's site name
+  std::string address;  // host:port of its Consumer service; "" = poll only
+  std::string token;    // the notify token it registered; never logged
+};
+
+class Notifier {
+ public:
+  struct Options {
+    std::chrono::milliseconds initial_backoff{200};
+    std::chrono::milliseconds max_backoff{60000};
+    std::chrono::milliseconds rpc_timeout{2000};
+    double jitter = 0.2;  // each backoff delay is scaled by 1 ± jitter
+  };
+
+  struct TargetStats {
+    std::string address;
+    int64_t attempts = 0;   // Notify calls started
+    int64_t successes = 0;
+    int64_t failures = 0;
+    int consecutive_failures = 0;  // 0 = reachable (or never tried)
+    int64_t delivered_position = 0;  // last position a Notify succeeded with
+    int64_t pending_position = 0;    // newest position signalled
+    bool dirty = false;              // a Notify is still owed
+    bool in_flight = false;
+    std::string last_error;  // "CODE: message" of the last failure; "" if ok
+  };
+
+  struct Stats {
+    int64_t signals = 0;  // Signal() calls
+    int64_t attempts = 0;
+    int64_t successes = 0;
+    int64_t failures = 0;
+    std::map<std::string, TargetStats> targets;  // by site
+  };
+
+  Notifier(std::string producer_site, Options options);
+  explicit Notifier(std::string producer_site)
+      : Notifier(std::move(producer_site), Options()) {}
+  ~Notifier();  // Stop()
+
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  // Starts the worker thread. Call at most once.
+  void Start();
+  // Cancels in-flight calls, joins the worker and waits for their callbacks.
+  // Idempotent; not to be called concurrently with itself.
+  void Stop();
+
+  // Replaces the set of targets (keyed by site; see file comment). Targets
+  // that stay keep their pending signal.
+  void SetTargets(std::vector<NotifyTarget> targets);
+
+  // Marks `sites` as owed a Notify with `log_position` (the newest seq; a
+  // lower position than one already pending is kept at the higher one).
+  void Signal(const std::set<std::string>& sites, int64_t log_position);
+  // Same, for every target.
+  void SignalAll(int64_t log_position);
+
+  Stats stats() const;
+
+ private:
+  struct Call;
+  struct Target {
+    NotifyTarget config;
+    std::unique_ptr<eventstream::v1::Consumer::Stub> stub;  // immutable
+    bool dirty = false;
+    int64_t pending_position = 0;
+    std::chrono::steady_clock::time_point next_attempt{};
+    std::chrono::milliseconds backoff{0};  // last delay before jitter
+    grpc::StatusCode last_code = grpc::StatusCode::OK;
+    TargetStats stats;
+  };
+
+  void Run();
+  // Requires mu_. Marks `target` dirty at `log_position`; true if it was
+  // clean (the worker needs waking).
+  bool MarkDirtyLocked(Target& target, int64_t log_position);
+  std::shared_ptr<grpc::Channel> ChannelLocked(const std::string& address);
+  // Runs on a gRPC thread when a call finishes.
+  void OnDone(const std::shared_ptr<Target>& target,
+              const std::shared_ptr<Call>& call, const grpc::Status& status);
+  std::chrono::milliseconds NextBackoffLocked(Target& target);
+
+  const std::string producer_site_;
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // wakes the worker
+  std::condition_variable idle_cv_;  // in_flight_ reached 0
+  bool started_ = false;
+  bool stop_ = false;
+  int in_flight_ = 0;
+  // shared_ptr: a call's completion may outlive the target's removal.
+  std::map<std::string, std::shared_ptr<Target>> targets_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<Call*, std::shared_ptr<Call>> live_calls_;  // started, not done
+  std::mt19937_64 rng_;
+  Stats totals_;  // targets is filled in by stats()
+  std::thread thread_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_NOTIFIER_H_
