@@ -5,8 +5,12 @@
 // (earlier entries arrive in order), Delete only to consumers that were sent
 // the document, conditions that error, the acknowledged position, and the
 // dependency RPCs' visibility (Link, child-row Link, Dynamic Link).
+#include <signal.h>
+
 #include <map>
+#include <atomic>
 #include <mutex>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -659,6 +663,67 @@ TEST_F(PullTest, NewEntriesNotifyApprovedConsumersCoalesced) {
   EXPECT_EQ(recorder.rejected(), 0);
   EXPECT_EQ(service_.process->Log().find("tok-123"), std::string::npos);
   server->Shutdown();
+}
+
+}  // namespace
+}  // namespace eventstream::testing
+
+namespace eventstream::testing {
+namespace {
+
+// kill -9 of the producer (its assembler mid-pass, at random moments) while
+// writers keep committing: after a restart every committed change is in the
+// log exactly once.
+TEST_F(PullTest, KilledProducerLosesNothingCommitted) {
+  Subscribe(kB1, "branch1", {Sub("Note")});
+  constexpr int kDocs = 600;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
+    ASSERT_TRUE(conn.ok());
+    for (int i = 0; i < kDocs; ++i) {
+      ASSERT_TRUE((*conn)
+                      ->Exec("INSERT INTO \"tabNote\" (name, title) VALUES ($1, 't')",
+                             {absl::StrCat("K", i)})
+                      .ok());
+      if (i % 3 == 0) {
+        ASSERT_TRUE((*conn)
+                        ->Exec("UPDATE \"tabNote\" SET title = 'u' WHERE name = $1",
+                               {absl::StrCat("K", i)})
+                        .ok());
+      }
+    }
+    done = true;
+  });
+  const std::string config = Config(SharedCluster().Url(db_));
+  for (int round = 0; round < 4 && !done; ++round) {
+    absl::SleepFor(absl::Milliseconds(30 + 40 * round));
+    service_.process->Signal(SIGKILL);
+    ASSERT_TRUE(service_.process->Wait(absl::Seconds(10)).ok());
+    auto svc = StartService("eventstream-producer", config, kSecrets);
+    ASSERT_TRUE(svc.ok()) << svc.status();
+    service_ = std::move(*svc);
+  }
+  writer.join();
+  stub_ = v1::Producer::NewStub(
+      grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
+  Write("SELECT 1");  // waits until the assembler has drained raw_change
+
+  std::map<std::string, int> creates, updates;
+  int64_t after = 0;
+  for (;;) {
+    v1::PullUpdatesResponse resp = MustPull(kB1, after, 5000);
+    for (const auto& e : resp.entries()) {
+      if (e.update_type() == v1::UPDATE_TYPE_CREATE) ++creates[e.docname()];
+      if (e.update_type() == v1::UPDATE_TYPE_UPDATE) ++updates[e.docname()];
+    }
+    after = resp.next_after_seq();
+    if (!resp.more()) break;
+  }
+  EXPECT_EQ(creates.size(), static_cast<size_t>(kDocs));
+  EXPECT_EQ(updates.size(), static_cast<size_t>((kDocs + 2) / 3));
+  for (const auto& [name, n] : creates) EXPECT_EQ(n, 1) << name;
+  for (const auto& [name, n] : updates) EXPECT_EQ(n, 1) << name;
 }
 
 }  // namespace
