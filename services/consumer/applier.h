@@ -1,0 +1,117 @@
+// Applier: replays a producer's Event Update Log entries into this site.
+//
+// Lifecycle of one entry (DESIGN.md "Consumer"): mapping -> dependencies ->
+// validation -> apply (insert / update / cancel / rename / delete), tagged
+// with the producer as origin (`SET LOCAL eventstream.origin`) so this
+// site's own producer never sends the change back.
+//
+// Exactly once: ApplyBatch runs one transaction per batch; each entry runs in
+// its own savepoint, and the same transaction writes each entry's Event Sync
+// Log row and advances the producer's watermark (es_consumer.last_update) to
+// `next_after_seq`. If the process dies anywhere before COMMIT, nothing of the
+// batch is visible and the next pull fetches the same entries again; after
+// COMMIT, the watermark says they are done. A failing entry rolls back to its
+// savepoint, is logged Failed, and later entries of the same document are
+// logged Parked behind it (not applied) until Resync succeeds.
+//
+// Thread-compatible: one Applier per pulling thread, or guard it.
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "eventstream/v1/common.pb.h"
+#include "libsync/config.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+
+namespace eventstream {
+
+// Where missing link targets and `Document` mapping sources come from: the
+// consumer implements it with Producer.GetDocument / FindDocuments.
+class DependencySource {
+ public:
+  virtual ~DependencySource() = default;
+  // nullopt when the producer has no such document (or may not show it).
+  virtual absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,
+                                                           const std::string& name) = 0;
+  virtual absl::StatusOr<std::vector<Value>> FindDocuments(
+      const std::string& doctype, const std::map<std::string, std::string>& filters, int limit) = 0;
+};
+
+struct ApplyResult {
+  int64_t synced = 0;
+  int64_t failed = 0;
+  int64_t parked = 0;
+  int64_t last_seq = 0;  // the watermark after the batch
+};
+
+// One Event Sync Log row as Resync / ListSyncLog report it.
+struct SyncLogRow {
+  int64_t id = 0;
+  std::string producer;
+  int64_t seq = 0;
+  std::string doctype;
+  std::string docname;
+  std::string update_type;  // Create | Update | Cancel | Rename | Delete
+  std::string status;       // Synced | Failed | Parked
+  std::string error;        // why it Failed ("" otherwise)
+  std::string note;         // what a Synced row did besides a plain write
+  std::string data;
+  std::string created_at;
+  int64_t parked_behind = 0;
+  std::string local_doctype;
+  std::string local_docname;
+};
+
+namespace apply {
+class TableCache;
+}
+
+class Applier {
+ public:
+  // `config` must have a consumer section; it outlives the Applier.
+  explicit Applier(const Config& config);
+  ~Applier();
+
+  // Applies `entries` (ascending seq) pulled from `producer` (a name from
+  // consumer.producers), then sets its watermark to `next_after_seq`.
+  absl::StatusOr<ApplyResult> ApplyBatch(pg::Connection* conn, const std::string& producer,
+                                         const std::vector<v1::UpdateLogEntry>& entries,
+                                         int64_t next_after_seq, DependencySource* deps);
+
+  // Replays the Failed sync log row `id`; on success also the rows parked
+  // behind it, in order. Returns the rows written (the retried one first).
+  // Everything happens in one transaction (a savepoint per entry): the row
+  // is updated in place (Synced, or Failed with the new error; attempts + 1)
+  // and so are the released ones; when a released row fails, it becomes
+  // Failed and the rows after it are re-parked behind it. The watermark is
+  // not touched (the batch that logged the rows already passed them).
+  // NOT_FOUND for no such row, FAILED_PRECONDITION if it is not Failed.
+  // `deps_for(producer)` gives the DependencySource of the row's producer.
+  absl::StatusOr<std::vector<SyncLogRow>> Resync(
+      pg::Connection* conn, int64_t id,
+      const std::function<DependencySource*(const std::string& producer)>& deps_for);
+
+ private:
+  // remote_docname / remote_site_name on the tables (and child tables) of
+  // the producer's use_same_name: false DocTypes; DDL outside any batch
+  // transaction, once per table. Failures are logged: the entries then
+  // fail with a message naming the table.
+  void PrepareTables(pg::Connection* conn, const EventProducerConfig& producer);
+
+  const Config& config_;
+  absl::StatusOr<MappingSet> mappings_;
+  std::unique_ptr<apply::TableCache> tables_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_

@@ -1,0 +1,173 @@
+// DocumentApplier: applies one Event Update Log entry to this site's tables,
+// inside the caller's transaction (the Applier wraps it in a savepoint and
+// writes the sync log; see applier.h). Lifecycle per entry: mapping ->
+// dependencies -> validation -> write.
+//
+// Decisions (DESIGN.md "Consumer" leaves these open):
+//  * Columns written are the document's keys that are columns of the table
+//    (read once per table from pg_attribute, resolved through search_path);
+//    other keys are ignored. "" for a non-text column is written as NULL.
+//  * use_same_name: false. The parent gets a name from its DocType's
+//    autoname; child rows get names from their child DocType's autoname
+//    too (child names are unique per table). Both store the producer's
+//    name in remote_docname and the producer (consumer.producers[].name) in
+//    remote_site_name; Update/Cancel/Rename/Delete find the parent by that
+//    pair, and child rows by (parent, remote_docname).
+//  * Dependencies (Link, Link in child rows, Dynamic Link) are inserted
+//    under the producer's name, as Frappe's sync_dependencies did; when the
+//    target table has remote columns they are filled too, and a link value
+//    that matches a remote_docname of this producer is rewritten to the
+//    local name. Targets outside the registry, and links to child DocTypes,
+//    are left as they are.
+//  * Cycles (A -> B -> A): every document being inserted by the current
+//    entry is "pending" under its local name; a link to a pending document
+//    counts as present. All of them are inserted in the entry's savepoint,
+//    so links are plain columns (Frappe has no foreign keys); a site with
+//    foreign keys on link columns needs them DEFERRABLE INITIALLY DEFERRED.
+//  * Update of an existing document: removed, row_changed, changed, added,
+//    as libsync Patch does. An added row that already exists is updated
+//    (an Update-missing fetch may have brought it already); row_changed or
+//    removed for a row that does not exist changes nothing (as Frappe). A
+//    parent docstatus change is copied to the child rows.
+//  * Update/Cancel/Rename of a document missing here: the current document
+//    is fetched with GetDocument and inserted (note says so); when the
+//    producer does not have it, the entry fails.
+//  * Rename does not rewrite links in other documents: the producer's own
+//    rename updates those documents, which reach us as their Updates.
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "eventstream/v1/common.pb.h"
+#include "libsync/config.h"
+#include "libsync/doctype.h"
+#include "libsync/mapping.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+#include "services/consumer/applier.h"
+
+namespace eventstream::apply {
+
+// Runs `sql` as a prepared statement named after its text.
+absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& sql,
+                                       const pg::Params& params = {});
+
+struct TableInfo {
+  std::string table;
+  std::map<std::string, std::string> columns;  // name -> format_type
+  bool Has(const std::string& column) const { return columns.count(column) > 0; }
+  bool has_remote() const { return Has("remote_docname") && Has("remote_site_name"); }
+};
+
+// Columns of the site's tables, read once per table.
+class TableCache {
+ public:
+  // NOT_FOUND naming the table when it does not exist.
+  absl::StatusOr<const TableInfo*> Get(pg::Connection* conn, const std::string& table);
+  void Invalidate(const std::string& table) { tables_.erase(table); }
+
+  // Adds remote_docname / remote_site_name (and their index) to `table`
+  // when missing. Each statement is idempotent (IF NOT EXISTS) and commits
+  // on its own: dying in between leaves a column without the index, which
+  // the next call adds.
+  absl::Status EnsureRemoteColumns(pg::Connection* conn, const std::string& table);
+
+ private:
+  std::map<std::string, TableInfo> tables_;
+};
+
+struct Outcome {
+  std::string note;
+  std::string local_doctype;
+  std::string local_docname;
+};
+
+std::string UpdateTypeName(v1::UpdateType type);
+// UPDATE_TYPE_UNSPECIFIED for an unknown name.
+v1::UpdateType UpdateTypeFromName(const std::string& name);
+
+class DocumentApplier : public DocumentFetcher {
+ public:
+  // `mappings` may be null when the config has none. All pointers outlive
+  // this object.
+  DocumentApplier(pg::Connection* conn, const Config& config, const MappingSet* mappings,
+                  TableCache* tables, std::string producer, DependencySource* deps);
+
+  // Applies `entry`; an error leaves partial writes that the caller must
+  // roll back (to its savepoint). Messages name the DocType, document and
+  // field concerned.
+  absl::StatusOr<Outcome> Apply(const v1::UpdateLogEntry& entry);
+
+  // DocumentFetcher, for `Document` mappings.
+  absl::StatusOr<std::optional<Value>> FindRemote(const std::string& remote_doctype,
+                                                  const Value& filters) override;
+  absl::StatusOr<std::string> InsertLocal(const Value& mapped_doc) override;
+
+ private:
+  struct Target {
+    const DocTypeDef* def = nullptr;
+    const DocTypeMapping* mapping = nullptr;
+    bool same_name = false;
+    std::string remote_doctype;
+  };
+  // For a column of the local row that an object does not carry (the
+  // DocType of a Dynamic Link in a diff): "" when unknown.
+  using Fallback = std::function<absl::StatusOr<std::string>(const std::string& column)>;
+
+  absl::StatusOr<Target> Resolve(const std::string& remote_doctype) const;
+  absl::StatusOr<Outcome> Create(const Target& t, const std::string& remote_name, Value doc,
+                                 std::string note);
+  absl::StatusOr<Outcome> Update(const Target& t, const v1::UpdateLogEntry& e, bool cancel);
+  absl::StatusOr<Outcome> Rename(const Target& t, const v1::UpdateLogEntry& e);
+  absl::StatusOr<Outcome> Delete(const Target& t, const v1::UpdateLogEntry& e);
+  absl::StatusOr<Outcome> InsertFetched(const Target& t, const std::string& remote_name,
+                                        const std::string& why);
+
+  absl::StatusOr<std::optional<std::string>> FindLocal(const DocTypeDef& def,
+                                                       const std::string& remote_name,
+                                                       bool same_name);
+  absl::StatusOr<std::string> EnsureDocument(const std::string& doctype, const std::string& name,
+                                             const std::string& via);
+  absl::StatusOr<std::string> InsertDependency(const DocTypeDef& def, Value doc);
+  absl::Status ResolveLinks(const DocTypeDef& def, Value& obj, const std::string& where,
+                            const Fallback& fallback);
+  absl::Status Validate(const DocTypeDef& def, const Value& obj, bool partial,
+                        const std::string& where) const;
+  void FillDefaults(const DocTypeDef& def, Value& doc) const;
+
+  absl::Status InsertDocument(const DocTypeDef& def, const Value& doc,
+                              const std::string& local_name, const std::string& remote_name,
+                              bool same_name);
+  absl::Status UpsertChildRow(const DocTypeDef& parent_def, const FieldDef& table_field,
+                              const std::string& parent_local, const Value& row, bool same_name,
+                              bool may_exist);
+  absl::Status InsertRow(const TableInfo& info, std::map<std::string, Value> values,
+                         const std::string& what);
+  absl::Status UpdateRow(const TableInfo& info, const std::map<std::string, Value>& values,
+                         const std::string& where_sql, const pg::Params& where_params,
+                         const std::string& what);
+  std::map<std::string, Value> RowValues(const TableInfo& info, const Value& obj,
+                                         const std::set<std::string>& skip) const;
+  absl::StatusOr<std::string> NewName(const DocTypeDef& def, const Value& doc);
+
+  pg::Connection* conn_;
+  const Config& config_;
+  const MappingSet* mappings_;
+  TableCache* tables_;
+  std::string producer_;
+  DependencySource* deps_;
+  // Documents being inserted by the current entry: DocType + '\0' + the
+  // producer's name -> local name (cycles resolve to these).
+  std::map<std::string, std::string> pending_;
+  int depth_ = 0;
+};
+
+}  // namespace eventstream::apply
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_

@@ -1,0 +1,619 @@
+// The consumer's replay lifecycle (services/consumer/applier.h) against a
+// real PostgreSQL: every update type, naming, dependencies, mapping,
+// validation, failures / parking / Resync, watermark and origin. Update log
+// entries are built by hand and dependencies come from an in-test fake of
+// the producer (the end-to-end tests use the real one).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libsync/config.h"
+#include "libsync/document.h"
+#include "libsync/migrate.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+#include "services/consumer/applier.h"
+#include "tests/support/pg_cluster.h"
+
+namespace eventstream::testing {
+namespace {
+
+constexpr char kNumeric[] = "12345678901234567.123456789";
+
+constexpr char kConfig[] = R"yaml(
+site: {name: branch}
+database: {url: "postgresql:///unused"}
+doctypes:
+  - name: Note
+    is_submittable: true
+    fields:
+      - {fieldname: title, fieldtype: Data, reqd: true}
+      - {fieldname: amount, fieldtype: Currency}
+      - {fieldname: body, fieldtype: Text, default: "(empty)"}
+      - {fieldname: customer, fieldtype: Link, options: Customer}
+      - {fieldname: ref_type, fieldtype: Data}
+      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
+      - {fieldname: items, fieldtype: Table, options: Note Item}
+  - name: Note Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+      - {fieldname: customer, fieldtype: Link, options: Customer}
+  - name: Customer
+    fields:
+      - {fieldname: customer_name, fieldtype: Data}
+      - {fieldname: parent_customer, fieldtype: Link, options: Customer}
+  - name: Supplier
+    fields:
+      - {fieldname: supplier_name, fieldtype: Data}
+  - name: Task
+    autoname: "series:TASK-.#####"
+    fields:
+      - {fieldname: subject, fieldtype: Data}
+      - {fieldname: items, fieldtype: Table, options: Task Item}
+  - name: Task Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+  - name: Memo
+    fields:
+      - {fieldname: code, fieldtype: Data}
+      - {fieldname: text, fieldtype: Data}
+  - name: Purchase Order
+    fields:
+      - {fieldname: supplier_ref, fieldtype: Data}
+      - {fieldname: customer_link, fieldtype: Link, options: Customer}
+      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
+  - name: Purchase Order Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+consumer:
+  producers:
+    - name: hq
+      url: "hq:50051"
+      api_key: branch
+      api_secret_env: ES_TEST_SECRET
+      doctypes:
+        - {doctype: Note, use_same_name: true}
+        - {doctype: Task, use_same_name: false}
+        - {doctype: Memo, use_same_name: true}
+        - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}
+  mappings:
+    - name: so-to-po
+      local_doctype: Purchase Order
+      remote_doctype: Sales Order
+      field_mapping:
+        - {remote_fieldname: customer, local_fieldname: supplier_ref}
+        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
+        - remote_fieldname: customer
+          local_fieldname: customer_link
+          mapping_type: Document
+          mapping: cust
+          remote_value_filters: {name: doc.customer}
+    - name: soi-to-poi
+      local_doctype: Purchase Order Item
+      remote_doctype: Sales Order Item
+      field_mapping:
+        - {remote_fieldname: item_code, local_fieldname: item}
+        - {remote_fieldname: qty, local_fieldname: qty}
+    - name: cust
+      local_doctype: Customer
+      remote_doctype: Customer
+      field_mapping:
+        - {remote_fieldname: customer_name, local_fieldname: customer_name}
+)yaml";
+
+Value Json(const std::string& text) {
+  auto v = Value::ParseJson(text);
+  EXPECT_TRUE(v.ok()) << v.status() << ": " << text;
+  return v.ok() ? *v : Value();
+}
+
+// The producer, as far as dependencies go.
+class FakeProducer : public DependencySource {
+ public:
+  void Put(const std::string& json) {
+    Value doc = Json(json);
+    docs_[{DocTypeOf(doc), NameOf(doc)}] = doc;
+  }
+  absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,
+                                                   const std::string& name) override {
+    ++get_calls;
+    auto it = docs_.find({doctype, name});
+    if (it == docs_.end()) return std::optional<Value>();
+    return std::optional<Value>(it->second);
+  }
+  absl::StatusOr<std::vector<Value>> FindDocuments(
+      const std::string& doctype, const std::map<std::string, std::string>& filters,
+      int limit) override {
+    ++find_calls;
+    std::vector<Value> out;
+    for (const auto& [key, doc] : docs_) {
+      if (key.first != doctype) continue;
+      bool match = true;
+      for (const auto& [f, v] : filters) {
+        const Value* dv = doc.Find(f);
+        if (dv == nullptr || dv->ToText() != v) match = false;
+      }
+      if (match) out.push_back(doc);
+      if (static_cast<int>(out.size()) >= limit) break;
+    }
+    return out;
+  }
+  int get_calls = 0;
+  int find_calls = 0;
+
+ private:
+  std::map<std::pair<std::string, std::string>, Value> docs_;
+};
+
+v1::UpdateLogEntry Entry(int64_t seq, const std::string& doctype, const std::string& name,
+                         v1::UpdateType type, const std::string& json = "") {
+  v1::UpdateLogEntry e;
+  e.set_seq(seq);
+  e.set_doctype(doctype);
+  e.set_docname(name);
+  e.set_update_type(type);
+  e.set_data_json(json);
+  return e;
+}
+
+class ApplyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto config = ParseConfig(kConfig, "test.yaml");
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = std::make_unique<Config>(*std::move(config));
+    db_ = FreshDatabase("apply");
+    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    conn_ = *std::move(conn);
+    absl::Status s = ApplyMigrations(conn_.get(), "es_consumer", ConsumerMigrations());
+    ASSERT_TRUE(s.ok()) << s;
+    Exec(
+        "CREATE TABLE IF NOT EXISTS es_consumer.last_update (producer text PRIMARY KEY,"
+        " last_seq bigint NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL DEFAULT now())");
+    const std::string standard =
+        "name text PRIMARY KEY, creation timestamptz, modified timestamptz, modified_by text,"
+        " owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0";
+    const std::string child = ", parent text, parenttype text, parentfield text";
+    Exec(absl::StrCat("CREATE TABLE \"tabNote\" (", standard,
+                      ", title text, amount numeric(30,9), body text, customer text,"
+                      " ref_type text, ref_name text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabNote Item\" (", standard, child,
+                      ", item text, qty numeric(30,9), customer text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabCustomer\" (", standard,
+                      ", customer_name text, parent_customer text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabSupplier\" (", standard, ", supplier_name text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabTask\" (", standard, ", subject text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabTask Item\" (", standard, child, ", item text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabMemo\" (", standard, ", code text NOT NULL, text text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabPurchase Order\" (", standard,
+                      ", supplier_ref text, customer_link text)"));
+    Exec(absl::StrCat("CREATE TABLE \"tabPurchase Order Item\" (", standard, child,
+                      ", item text, qty numeric(30,9))"));
+    // The origin every write to tabNote saw.
+    Exec("CREATE TABLE origin_seen (doc text, origin text)");
+    Exec(
+        "CREATE FUNCTION see_origin() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " INSERT INTO origin_seen VALUES (NEW.name,"
+        " current_setting('eventstream.origin', true)); RETURN NEW; END $$");
+    Exec(
+        "CREATE TRIGGER see_origin AFTER INSERT OR UPDATE ON \"tabNote\""
+        " FOR EACH ROW EXECUTE FUNCTION see_origin()");
+    applier_ = std::make_unique<Applier>(*config_);
+  }
+
+  void Exec(const std::string& sql, const pg::Params& params = {}) {
+    auto r = conn_->Exec(sql, params);
+    ASSERT_TRUE(r.ok()) << sql << ": " << r.status();
+  }
+  // The first column of the first row ("<none>" when no row, "<null>").
+  std::string One(const std::string& sql, const pg::Params& params = {}) {
+    auto r = conn_->Exec(sql, params);
+    EXPECT_TRUE(r.ok()) << sql << ": " << r.status();
+    if (!r.ok() || r->rows() == 0) return "<none>";
+    if (r->IsNull(0, 0)) return "<null>";
+    return std::string(r->Get(0, 0));
+  }
+  // Every row, columns joined with '|', rows with ';'.
+  std::string All(const std::string& sql) {
+    auto r = conn_->Exec(sql);
+    EXPECT_TRUE(r.ok()) << sql << ": " << r.status();
+    std::string out;
+    if (!r.ok()) return out;
+    for (int i = 0; i < r->rows(); ++i) {
+      if (i > 0) out += ";";
+      for (int c = 0; c < r->columns(); ++c) {
+        if (c > 0) out += "|";
+        out += r->IsNull(i, c) ? "<null>" : std::string(r->Get(i, c));
+      }
+    }
+    return out;
+  }
+
+  ApplyResult Apply(const std::vector<v1::UpdateLogEntry>& entries, int64_t next = -1) {
+    if (next < 0) next = entries.empty() ? 0 : entries.back().seq();
+    auto r = applier_->ApplyBatch(conn_.get(), "hq", entries, next, &producer_);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : ApplyResult{};
+  }
+  std::string Status(int64_t seq) {
+    return One("SELECT status FROM es_consumer.sync_log WHERE seq = $1", {seq});
+  }
+  std::string Error(int64_t seq) {
+    return One("SELECT error FROM es_consumer.sync_log WHERE seq = $1", {seq});
+  }
+  int64_t Id(int64_t seq) {
+    return std::stoll(One("SELECT id FROM es_consumer.sync_log WHERE seq = $1", {seq}));
+  }
+
+  std::unique_ptr<Config> config_;
+  std::string db_;
+  std::unique_ptr<pg::Connection> conn_;
+  std::unique_ptr<Applier> applier_;
+  FakeProducer producer_;
+};
+
+const char kNote1[] = R"({"doctype":"Note","name":"N1","title":"First","amount":%s,
+  "creation":"2024-01-02T03:04:05.5","modified":"2024-01-02T03:04:05.5","docstatus":0,"idx":0,
+  "unknown_field":"ignored",
+  "items":[
+    {"doctype":"Note Item","name":"r1","parent":"N1","parenttype":"Note","parentfield":"items",
+     "idx":1,"item":"a","qty":%s},
+    {"doctype":"Note Item","name":"r2","parent":"N1","parenttype":"Note","parentfield":"items",
+     "idx":2,"item":"b","qty":2}]})";
+
+std::string Note1() {
+  std::string s = kNote1;
+  s.replace(s.find("%s"), 2, kNumeric);
+  s.replace(s.find("%s"), 2, kNumeric);
+  return s;
+}
+
+TEST_F(ApplyTest, CreateWithChildrenExactNumbersOriginAndWatermark) {
+  ApplyResult r = Apply({Entry(5, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1())}, 7);
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(r.last_seq, 7);
+  EXPECT_EQ(All("SELECT name, title, amount::text, body, creation = '2024-01-02T03:04:05.5'"
+                " FROM \"tabNote\""),
+            absl::StrCat("N1|First|", kNumeric, "|(empty)|t"));
+  EXPECT_EQ(All("SELECT name, parent, parenttype, parentfield, idx, item, qty::text"
+                " FROM \"tabNote Item\" ORDER BY idx"),
+            absl::StrCat("r1|N1|Note|items|1|a|", kNumeric, ";r2|N1|Note|items|2|b|2.000000000"));
+  EXPECT_EQ(All("SELECT producer, seq, doctype, docname, update_type, status, local_docname"
+                " FROM es_consumer.sync_log"),
+            "hq|5|Note|N1|Create|Synced|N1");
+  EXPECT_EQ(One("SELECT data FROM es_consumer.sync_log"), Note1());
+  EXPECT_EQ(One("SELECT last_seq FROM es_consumer.last_update WHERE producer = 'hq'"), "7");
+  EXPECT_EQ(All("SELECT doc, origin FROM origin_seen"), "N1|hq");
+  // The same batch again (an overlapping pull): nothing applied twice.
+  r = Apply({Entry(5, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1())}, 7);
+  EXPECT_EQ(r.synced, 0);
+  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log"), "1");
+}
+
+TEST_F(ApplyTest, UpdateChangedAddedRemovedRowChanged) {
+  Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1())});
+  ApplyResult r = Apply({Entry(2, "Note", "N1", v1::UPDATE_TYPE_UPDATE, R"({
+    "changed": {"title": "Second", "amount": 1.5},
+    "removed": {"items": ["r1"]},
+    "row_changed": {"items": [{"name": "r2", "qty": 7, "idx": 1}]},
+    "added": {"items": [{"doctype":"Note Item","name":"r3","parent":"N1","parenttype":"Note",
+              "parentfield":"items","idx":2,"item":"c","qty":3}]}})")});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(All("SELECT title, amount::text FROM \"tabNote\""), "Second|1.500000000");
+  EXPECT_EQ(All("SELECT name, idx, item, qty::text FROM \"tabNote Item\" ORDER BY idx"),
+            "r2|1|b|7.000000000;r3|2|c|3.000000000");
+  EXPECT_EQ(All("SELECT doc, origin FROM origin_seen ORDER BY 1"), "N1|hq;N1|hq");
+}
+
+TEST_F(ApplyTest, CancelRenameDelete) {
+  std::string doc = Note1();
+  doc.replace(doc.find("\"docstatus\":0"), 13, "\"docstatus\":1");
+  Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, doc),
+         Entry(2, "Note", "N1", v1::UPDATE_TYPE_CANCEL, R"({"changed":{"docstatus":2}})")});
+  EXPECT_EQ(One("SELECT docstatus FROM \"tabNote\""), "2");
+  EXPECT_EQ(One("SELECT string_agg(DISTINCT docstatus::text, ',') FROM \"tabNote Item\""), "2");
+
+  Apply({Entry(3, "Note", "N2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"N1","new_name":"N2"})")});
+  EXPECT_EQ(One("SELECT name FROM \"tabNote\""), "N2");
+  EXPECT_EQ(One("SELECT string_agg(DISTINCT parent, ',') FROM \"tabNote Item\""), "N2");
+
+  ApplyResult r = Apply({Entry(4, "Note", "N2", v1::UPDATE_TYPE_DELETE),
+                         Entry(5, "Note", "N-never", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(r.synced, 2);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote Item\""), "0");
+  EXPECT_EQ(Status(5), "Synced");
+  EXPECT_EQ(One("SELECT note FROM es_consumer.sync_log WHERE seq = 5"),
+            "not present here; nothing to delete");
+}
+
+TEST_F(ApplyTest, UpdateOfMissingDocumentFetchesIt) {
+  producer_.Put(R"({"doctype":"Note","name":"N9","title":"Fetched","amount":2,
+    "items":[{"doctype":"Note Item","name":"x1","idx":1,"item":"z","qty":1}]})");
+  ApplyResult r =
+      Apply({Entry(1, "Note", "N9", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"Fetched"}})"),
+             Entry(2, "Note", "N404", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"x"}})")});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_EQ(All("SELECT name, title FROM \"tabNote\""), "N9|Fetched");
+  EXPECT_EQ(All("SELECT name, parent FROM \"tabNote Item\""), "x1|N9");
+  EXPECT_NE(One("SELECT note FROM es_consumer.sync_log WHERE seq = 1").find("GetDocument"),
+            std::string::npos);
+  EXPECT_NE(Error(2).find("does not have it"), std::string::npos) << Error(2);
+}
+
+TEST_F(ApplyTest, CreateOfExistingDocumentLeavesItAlone) {
+  Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'local')");
+  ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1())});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(One("SELECT title FROM \"tabNote\""), "local");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote Item\""), "0");
+  EXPECT_NE(One("SELECT note FROM es_consumer.sync_log").find("left alone"), std::string::npos);
+}
+
+TEST_F(ApplyTest, LocalNamesWithRemoteDocnameAndSeries) {
+  const char* task = R"({"doctype":"Task","name":"%s","subject":"s",
+    "items":[{"doctype":"Task Item","name":"%s-i1","idx":1,"item":"one"},
+             {"doctype":"Task Item","name":"%s-i2","idx":2,"item":"two"}]})";
+  auto make = [&](const std::string& n) {
+    std::string s = task;
+    for (int i = 0; i < 3; ++i) s.replace(s.find("%s"), 2, n);
+    return s;
+  };
+  ApplyResult r = Apply({Entry(1, "Task", "hq-1", v1::UPDATE_TYPE_CREATE, make("hq-1")),
+                         Entry(2, "Task", "hq-2", v1::UPDATE_TYPE_CREATE, make("hq-2"))});
+  EXPECT_EQ(r.synced, 2);
+  EXPECT_EQ(All("SELECT name, remote_docname, remote_site_name FROM \"tabTask\" ORDER BY name"),
+            "TASK-00001|hq-1|hq;TASK-00002|hq-2|hq");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabTask Item\" WHERE name NOT LIKE 'hq-%'"
+                " AND remote_site_name = 'hq'"),
+            "4");
+  EXPECT_EQ(One("SELECT local_docname FROM es_consumer.sync_log WHERE seq = 2"), "TASK-00002");
+  EXPECT_EQ(One("SELECT count(*) FROM pg_indexes WHERE tablename = 'tabTask'"
+                " AND indexdef LIKE '%remote_site_name, remote_docname%'"),
+            "1");
+
+  r = Apply({Entry(3, "Task", "hq-1", v1::UPDATE_TYPE_UPDATE, R"({
+      "changed":{"subject":"changed"},"removed":{"items":["hq-1-i1"]},
+      "row_changed":{"items":[{"name":"hq-1-i2","item":"TWO"}]},
+      "added":{"items":[{"doctype":"Task Item","name":"hq-1-i3","idx":3,"item":"three"}]}})"),
+             Entry(4, "Task", "hq-1b", v1::UPDATE_TYPE_RENAME,
+                   R"({"old_name":"hq-1","new_name":"hq-1b"})"),
+             Entry(5, "Task", "hq-2", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(r.synced, 3);
+  EXPECT_EQ(All("SELECT name, subject, remote_docname FROM \"tabTask\""),
+            "TASK-00001|changed|hq-1b");
+  EXPECT_EQ(All("SELECT parent, remote_docname, item FROM \"tabTask Item\" ORDER BY idx"),
+            "TASK-00001|hq-1-i2|TWO;TASK-00001|hq-1-i3|three");
+}
+
+TEST_F(ApplyTest, LinkChildLinkAndDynamicLinkDependencies) {
+  producer_.Put(R"({"doctype":"Customer","name":"C1","customer_name":"One"})");
+  producer_.Put(R"({"doctype":"Customer","name":"C2","customer_name":"Two"})");
+  producer_.Put(R"({"doctype":"Supplier","name":"S1","supplier_name":"Sup"})");
+  ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, R"({
+    "doctype":"Note","name":"N1","title":"t","customer":"C1","ref_type":"Supplier",
+    "ref_name":"S1","items":[{"doctype":"Note Item","name":"r1","idx":1,"customer":"C2"}]})")});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(All("SELECT name, customer_name FROM \"tabCustomer\" ORDER BY name"), "C1|One;C2|Two");
+  EXPECT_EQ(All("SELECT name FROM \"tabSupplier\""), "S1");
+  // A dependency in an Update (Dynamic Link whose DocType is in the row).
+  producer_.Put(R"({"doctype":"Customer","name":"C3","customer_name":"Three"})");
+  r = Apply({Entry(2, "Note", "N1", v1::UPDATE_TYPE_UPDATE,
+                   R"({"changed":{"ref_type":"Customer","ref_name":"C3"}})")});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabCustomer\" WHERE name = 'C3'"), "1");
+  // A missing dependency fails the entry, naming the field.
+  r = Apply({Entry(3, "Note", "N2", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Note","name":"N2","title":"t","customer":"nobody"})")});
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_NE(Error(3).find("field \"customer\""), std::string::npos) << Error(3);
+  EXPECT_NE(Error(3).find("Customer \"nobody\""), std::string::npos) << Error(3);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\" WHERE name = 'N2'"), "0");
+}
+
+TEST_F(ApplyTest, DependencyChainAndCycle) {
+  producer_.Put(R"({"doctype":"Customer","name":"A","parent_customer":"B"})");
+  producer_.Put(R"({"doctype":"Customer","name":"B","parent_customer":"C"})");
+  producer_.Put(R"({"doctype":"Customer","name":"C"})");
+  producer_.Put(R"({"doctype":"Customer","name":"X","parent_customer":"Y"})");
+  producer_.Put(R"({"doctype":"Customer","name":"Y","parent_customer":"X"})");
+  ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE,
+                               R"({"doctype":"Note","name":"N1","title":"t","customer":"A"})"),
+                         Entry(2, "Note", "N2", v1::UPDATE_TYPE_CREATE,
+                               R"({"doctype":"Note","name":"N2","title":"t","customer":"X"})")});
+  EXPECT_EQ(r.synced, 2) << Error(1) << Error(2);
+  EXPECT_EQ(All("SELECT name, coalesce(parent_customer, '-') FROM \"tabCustomer\" ORDER BY name"),
+            "A|B;B|C;C|-;X|Y;Y|X");
+}
+
+TEST_F(ApplyTest, ValidationNamesDocTypeDocumentAndField) {
+  ApplyResult r =
+      Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, R"({"doctype":"Note","name":"N1"})"),
+             Entry(2, "Note", "N2", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Note","name":"N2","title":"t","amount":"lots"})"),
+             Entry(3, "Note", "N3", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Note","name":"N3","title":"t","items":[
+                 {"doctype":"Note Item","name":"r","qty":"x"}]})"),
+             Entry(4, "Unknown", "U", v1::UPDATE_TYPE_CREATE, "{}")});
+  EXPECT_EQ(r.failed, 4);
+  EXPECT_EQ(Error(1), "Note \"N1\": field \"title\" is required (reqd) but empty");
+  EXPECT_EQ(Error(2), "Note \"N2\": field \"amount\" (Currency) must be a number, got \"lots\"");
+  EXPECT_EQ(Error(3),
+            "Note \"N3\" row Note Item \"r\": field \"qty\" (Float) must be a number, got \"x\"");
+  EXPECT_NE(Error(4).find("not subscribed"), std::string::npos);
+  // An update emptying a required field fails too; the document is unchanged.
+  Apply({Entry(5, "Note", "N5", v1::UPDATE_TYPE_CREATE,
+               R"({"doctype":"Note","name":"N5","title":"t"})"),
+         Entry(6, "Note", "N5", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":""}})")});
+  EXPECT_EQ(Status(6), "Failed");
+  EXPECT_EQ(One("SELECT title FROM \"tabNote\" WHERE name = 'N5'"), "t");
+}
+
+TEST_F(ApplyTest, MappingWithChildTableAndDocumentRule) {
+  producer_.Put(R"({"doctype":"Customer","name":"CUST-1","customer_name":"Acme"})");
+  ApplyResult r = Apply({Entry(1, "Sales Order", "SO-1", v1::UPDATE_TYPE_CREATE, R"({
+    "doctype":"Sales Order","name":"SO-1","customer":"CUST-1","docstatus":0,
+    "items":[{"doctype":"Sales Order Item","name":"soi-1","parent":"SO-1","idx":1,
+              "item_code":"W","qty":3}]})")});
+  EXPECT_EQ(r.synced, 1) << Error(1);
+  EXPECT_EQ(All("SELECT name, supplier_ref, customer_link FROM \"tabPurchase Order\""),
+            "SO-1|CUST-1|CUST-1");
+  EXPECT_EQ(All("SELECT name, parent, parenttype, item, qty::text FROM"
+                " \"tabPurchase Order Item\""),
+            "soi-1|SO-1|Purchase Order|W|3.000000000");
+  EXPECT_EQ(All("SELECT name, customer_name FROM \"tabCustomer\""), "CUST-1|Acme");
+  EXPECT_EQ(producer_.find_calls, 1);
+  r = Apply({Entry(2, "Sales Order", "SO-1", v1::UPDATE_TYPE_UPDATE, R"({
+      "row_changed":{"items":[{"name":"soi-1","qty":4}]},
+      "added":{"items":[{"doctype":"Sales Order Item","name":"soi-2","idx":2,
+                         "item_code":"V","qty":1}]}})"),
+             Entry(3, "Sales Order", "SO-1", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(r.synced, 2) << Error(2) << Error(3);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabPurchase Order\""), "0");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabPurchase Order Item\""), "0");
+}
+
+TEST_F(ApplyTest, MappedUpdateChangesRows) {
+  producer_.Put(R"({"doctype":"Customer","name":"CUST-1","customer_name":"Acme"})");
+  Apply({Entry(1, "Sales Order", "SO-1", v1::UPDATE_TYPE_CREATE, R"({
+    "doctype":"Sales Order","name":"SO-1","customer":"CUST-1",
+    "items":[{"doctype":"Sales Order Item","name":"soi-1","idx":1,"item_code":"W","qty":3}]})"),
+         Entry(2, "Sales Order", "SO-1", v1::UPDATE_TYPE_UPDATE, R"({
+      "row_changed":{"items":[{"name":"soi-1","qty":4}]},
+      "added":{"items":[{"doctype":"Sales Order Item","name":"soi-2","idx":2,
+                         "item_code":"V","qty":1}]}})")});
+  EXPECT_EQ(Status(2), "Synced") << Error(2);
+  EXPECT_EQ(All("SELECT name, item, qty::text FROM \"tabPurchase Order Item\" ORDER BY idx"),
+            "soi-1|W|4.000000000;soi-2|V|1.000000000");
+}
+
+TEST_F(ApplyTest, FailureParksLaterEntriesUntilResync) {
+  ApplyResult r =
+      Apply({Entry(1, "Memo", "M1", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Memo","name":"M1","text":"no code"})"),
+             Entry(2, "Memo", "M2", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Memo","name":"M2","code":"c","text":"fine"})"),
+             Entry(3, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"v2"}})")});
+  EXPECT_EQ(r.synced, 1);
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_EQ(r.parked, 1);
+  EXPECT_EQ(Status(1), "Failed");
+  EXPECT_NE(Error(1).find("SQLSTATE 23502"), std::string::npos) << Error(1);
+  EXPECT_NE(Error(1).find("Memo \"M1\""), std::string::npos) << Error(1);
+  EXPECT_EQ(Status(2), "Synced");
+  const int64_t failed = Id(1);
+  EXPECT_EQ(One("SELECT parked_behind FROM es_consumer.sync_log WHERE seq = 3"),
+            std::to_string(failed));
+  EXPECT_EQ(One("SELECT data FROM es_consumer.sync_log WHERE seq = 1"),
+            R"({"doctype":"Memo","name":"M1","text":"no code"})");
+  // A later batch: parked behind the same Failed row.
+  r = Apply({Entry(4, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"v3"}})")});
+  EXPECT_EQ(r.parked, 1);
+  EXPECT_EQ(One("SELECT parked_behind FROM es_consumer.sync_log WHERE seq = 4"),
+            std::to_string(failed));
+  EXPECT_EQ(One("SELECT last_seq FROM es_consumer.last_update"), "4");
+
+  auto deps = [&](const std::string&) -> DependencySource* { return &producer_; };
+  // Still failing: the row stays Failed, the parked ones stay parked.
+  auto again = applier_->Resync(conn_.get(), failed, deps);
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ((*again)[0].status, "Failed");
+  EXPECT_EQ(One("SELECT attempts FROM es_consumer.sync_log WHERE seq = 1"), "2");
+  EXPECT_EQ(Status(3), "Parked");
+
+  Exec("ALTER TABLE \"tabMemo\" ALTER COLUMN code DROP NOT NULL");
+  auto done = applier_->Resync(conn_.get(), failed, deps);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->size(), 3u);
+  EXPECT_EQ((*done)[0].id, failed);
+  EXPECT_EQ((*done)[0].status, "Synced");
+  EXPECT_EQ((*done)[1].seq, 3);
+  EXPECT_EQ((*done)[1].status, "Synced");
+  EXPECT_EQ((*done)[2].seq, 4);
+  EXPECT_EQ((*done)[2].status, "Synced");
+  EXPECT_EQ(All("SELECT seq, status, error, coalesce(parked_behind, 0)"
+                " FROM es_consumer.sync_log ORDER BY seq"),
+            "1|Synced||0;2|Synced||0;3|Synced||0;4|Synced||0");
+  EXPECT_EQ(One("SELECT text FROM \"tabMemo\" WHERE name = 'M1'"), "v3");
+  // New entries of M1 apply normally now.
+  r = Apply({Entry(5, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"v4"}})")});
+  EXPECT_EQ(r.synced, 1);
+
+  auto not_failed = applier_->Resync(conn_.get(), failed, deps);
+  EXPECT_EQ(not_failed.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto missing = applier_->Resync(conn_.get(), 999999, deps);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ApplyTest, ResyncReleasedEntryThatFailsBecomesTheNewBlocker) {
+  Apply({Entry(1, "Memo", "M1", v1::UPDATE_TYPE_CREATE, R"({"doctype":"Memo","name":"M1"})"),
+         Entry(2, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"code":null}})"),
+         Entry(3, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"t"}})")});
+  // Now the Create gets a code via a trigger-free fix: give it a default.
+  Exec("ALTER TABLE \"tabMemo\" ALTER COLUMN code SET DEFAULT 'd'");
+  auto done = applier_->Resync(conn_.get(), Id(1), nullptr);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(Status(1), "Synced");
+  EXPECT_EQ(Status(2), "Failed");  // code := null still violates NOT NULL
+  EXPECT_EQ(Status(3), "Parked");
+  EXPECT_EQ(One("SELECT parked_behind FROM es_consumer.sync_log WHERE seq = 3"),
+            std::to_string(Id(2)));
+}
+
+TEST_F(ApplyTest, RenameOfFailedDocumentIsParkedUnderBothNames) {
+  Apply({Entry(1, "Memo", "M1", v1::UPDATE_TYPE_CREATE, R"({"doctype":"Memo","name":"M1"})"),
+         Entry(2, "Memo", "M2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"M1","new_name":"M2"})"),
+         Entry(3, "Memo", "M2", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"t"}})")});
+  EXPECT_EQ(Status(2), "Parked");
+  EXPECT_EQ(Status(3), "Parked");
+}
+
+TEST_F(ApplyTest, WatermarkIsNotAdvancedWhenTheBatchDoesNotCommit) {
+  // Fails at COMMIT only: a deferred constraint trigger.
+  Exec(
+      "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+      " IF NEW.title = 'boom' THEN RAISE EXCEPTION 'boom at commit'; END IF;"
+      " RETURN NEW; END $$");
+  Exec(
+      "CREATE CONSTRAINT TRIGGER boom AFTER INSERT ON \"tabNote\""
+      " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom()");
+  Exec("INSERT INTO es_consumer.last_update (producer, last_seq) VALUES ('hq', 10)");
+  auto r = applier_->ApplyBatch(conn_.get(), "hq",
+                                {Entry(11, "Note", "ok", v1::UPDATE_TYPE_CREATE,
+                                       R"({"doctype":"Note","name":"ok","title":"fine"})"),
+                                 Entry(12, "Note", "bad", v1::UPDATE_TYPE_CREATE,
+                                       R"({"doctype":"Note","name":"bad","title":"boom"})")},
+                                12, &producer_);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(One("SELECT last_seq FROM es_consumer.last_update"), "10");
+  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log"), "0");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
+  // Entries at or below the watermark are skipped.
+  ApplyResult ok = Apply({Entry(9, "Note", "old", v1::UPDATE_TYPE_CREATE,
+                                R"({"doctype":"Note","name":"old","title":"t"})"),
+                          Entry(11, "Note", "ok", v1::UPDATE_TYPE_CREATE,
+                                R"({"doctype":"Note","name":"ok","title":"fine"})")},
+                         11);
+  EXPECT_EQ(ok.synced, 1);
+  EXPECT_EQ(ok.last_seq, 11);
+  EXPECT_EQ(All("SELECT name FROM \"tabNote\""), "ok");
+}
+
+TEST_F(ApplyTest, UnknownProducerIsAnError) {
+  auto r = applier_->ApplyBatch(conn_.get(), "nobody", {}, 1, &producer_);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace eventstream::testing
