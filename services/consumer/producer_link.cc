@@ -1,0 +1,134 @@
+#include "services/consumer/producer_link.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+
+namespace eventstream {
+
+bool IsUnreachable(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         status.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+ProducerLink::ProducerLink(std::string name, std::string url, std::string api_key,
+                           std::string api_secret, Options options)
+    : name_(std::move(name)),
+      url_(std::move(url)),
+      authorization_(absl::StrCat("token ", api_key, ":", api_secret)),
+      options_(options) {
+  grpc::ChannelArguments args;
+  // Reconnect promptly once a producer comes back; the puller's own backoff
+  // decides how often we try.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  stub_ = v1::Producer::NewStub(
+      grpc::CreateCustomChannel(url_, grpc::InsecureChannelCredentials(), args));
+}
+
+void ProducerLink::Prepare(grpc::ClientContext* context) const {
+  context->AddMetadata("authorization", authorization_);
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options_.rpc_timeout));
+}
+
+absl::Status ProducerLink::Convert(const char* rpc, const grpc::Status& status) const {
+  if (status.ok()) return absl::OkStatus();
+  // gRPC and absl share the numeric codes.
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat("producer ", name_, " (", url_, "): Producer.", rpc,
+                                   ": ", status.error_message()));
+}
+
+absl::StatusOr<v1::RegisterConsumerResponse> ProducerLink::Register(
+    const v1::RegisterConsumerRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::RegisterConsumerResponse response;
+  if (absl::Status s = Convert("RegisterConsumer",
+                               stub_->RegisterConsumer(&context, request, &response));
+      !s.ok())
+    return s;
+  return response;
+}
+
+absl::StatusOr<v1::UpdateSubscriptionResponse> ProducerLink::UpdateSubscription(
+    const v1::UpdateSubscriptionRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::UpdateSubscriptionResponse response;
+  if (absl::Status s = Convert("UpdateSubscription",
+                               stub_->UpdateSubscription(&context, request, &response));
+      !s.ok())
+    return s;
+  return response;
+}
+
+absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(int64_t after_seq,
+                                                                  int limit) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::PullUpdatesRequest request;
+  request.set_after_seq(after_seq);
+  request.set_limit(limit);
+  v1::PullUpdatesResponse response;
+  if (absl::Status s =
+          Convert("PullUpdates", stub_->PullUpdates(&context, request, &response));
+      !s.ok())
+    return s;
+  return response;
+}
+
+absl::StatusOr<std::optional<Value>> ProducerLink::GetDocument(const std::string& doctype,
+                                                               const std::string& name) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::GetDocumentRequest request;
+  request.set_doctype(doctype);
+  request.set_name(name);
+  v1::GetDocumentResponse response;
+  grpc::Status status = stub_->GetDocument(&context, request, &response);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
+      status.error_code() == grpc::StatusCode::PERMISSION_DENIED)
+    return std::optional<Value>();
+  if (absl::Status s = Convert("GetDocument", status); !s.ok()) return s;
+  auto doc = Value::ParseJson(response.document_json());
+  if (!doc.ok()) {
+    return absl::DataLossError(absl::StrCat("producer ", name_, ": GetDocument(", doctype,
+                                            ", ", name, ") sent invalid JSON: ",
+                                            doc.status().message()));
+  }
+  return std::optional<Value>(std::move(*doc));
+}
+
+absl::StatusOr<std::vector<Value>> ProducerLink::FindDocuments(
+    const std::string& doctype, const std::map<std::string, std::string>& filters,
+    int limit) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::FindDocumentsRequest request;
+  request.set_doctype(doctype);
+  for (const auto& [field, value] : filters) (*request.mutable_filters())[field] = value;
+  request.set_limit(limit);
+  v1::FindDocumentsResponse response;
+  if (absl::Status s =
+          Convert("FindDocuments", stub_->FindDocuments(&context, request, &response));
+      !s.ok())
+    return s;
+  std::vector<Value> out;
+  out.reserve(response.documents_json_size());
+  for (const std::string& json : response.documents_json()) {
+    auto doc = Value::ParseJson(json);
+    if (!doc.ok()) {
+      return absl::DataLossError(absl::StrCat("producer ", name_, ": FindDocuments(",
+                                              doctype, ") sent invalid JSON: ",
+                                              doc.status().message()));
+    }
+    out.push_back(std::move(*doc));
+  }
+  return out;
+}
+
+}  // namespace eventstream

@@ -1,0 +1,85 @@
+// ProducerLink: this consumer's gRPC client to one producer
+// (proto/eventstream/v1/producer.proto).
+//
+// Contract:
+//  * Every call carries `authorization: token API_KEY:SECRET` (the
+//    producer's consumer key for this site) and a deadline
+//    (Options::rpc_timeout). The secret is never logged nor put in a status.
+//  * Failures come back as absl::Status with the gRPC code kept (UNAVAILABLE
+//    and DEADLINE_EXCEEDED mean "unreachable", see IsUnreachable) and a
+//    message naming the producer, its address and the RPC.
+//  * As a DependencySource (applier.h): GetDocument answers nullopt when the
+//    producer has no such document or may not show it (NOT_FOUND,
+//    PERMISSION_DENIED); documents are parsed from their JSON text.
+//  * Constructing one does no I/O (the channel connects on first use), so
+//    tests can build it for an address nothing listens on.
+//
+// Thread-safe (gRPC stubs are).
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_PRODUCER_LINK_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_PRODUCER_LINK_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "eventstream/v1/producer.grpc.pb.h"
+#include "services/consumer/applier.h"
+
+namespace eventstream {
+
+// True for the codes that mean the producer could not be reached (or did
+// not answer in time), as opposed to an answer that refused the call.
+bool IsUnreachable(const absl::Status& status);
+
+class ProducerLink : public DependencySource {
+ public:
+  struct Options {
+    absl::Duration rpc_timeout = absl::Seconds(15);
+  };
+
+  // `name` is the producer's name (for messages), `url` its host:port.
+  ProducerLink(std::string name, std::string url, std::string api_key,
+               std::string api_secret, Options options);
+  ProducerLink(std::string name, std::string url, std::string api_key,
+               std::string api_secret)
+      : ProducerLink(std::move(name), std::move(url), std::move(api_key),
+                     std::move(api_secret), Options()) {}
+  ~ProducerLink() override = default;
+
+  const std::string& name() const { return name_; }
+  const std::string& url() const { return url_; }
+
+  virtual absl::StatusOr<v1::RegisterConsumerResponse> Register(
+      const v1::RegisterConsumerRequest& request);
+  virtual absl::StatusOr<v1::UpdateSubscriptionResponse> UpdateSubscription(
+      const v1::UpdateSubscriptionRequest& request);
+  virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(int64_t after_seq,
+                                                              int limit);
+
+  // DependencySource.
+  absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,
+                                                   const std::string& name) override;
+  absl::StatusOr<std::vector<Value>> FindDocuments(
+      const std::string& doctype, const std::map<std::string, std::string>& filters,
+      int limit) override;
+
+ private:
+  void Prepare(grpc::ClientContext* context) const;
+  absl::Status Convert(const char* rpc, const grpc::Status& status) const;
+
+  const std::string name_;
+  const std::string url_;
+  const std::string authorization_;  // "token KEY:SECRET"; never logged
+  const Options options_;
+  std::unique_ptr<v1::Producer::Stub> stub_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_PRODUCER_LINK_H_

@@ -1,0 +1,379 @@
+#include "services/consumer/puller.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+namespace {
+
+// Marks a failure that happened on this side (the database), so it does not
+// count as the producer being unreachable.
+absl::Status Local(const absl::Status& status, bool* local_failure) {
+  *local_failure = true;
+  return absl::Status(status.code(), absl::StrCat("local database: ", status.message()));
+}
+
+std::string Describe(const std::vector<ProducerDocTypeRow>& rows) {
+  std::vector<std::string> parts;
+  for (const ProducerDocTypeRow& r : rows) {
+    parts.push_back(absl::StrCat(r.doctype, " ", StatusText(r.status),
+                                 r.unsubscribe ? " unsubscribed" : ""));
+  }
+  return parts.empty() ? "no DocTypes" : absl::StrJoin(parts, ", ");
+}
+
+template <typename Request>
+Request MakeRequest(const std::string& site, const std::string& notify_address,
+                    const std::string& token, const std::vector<ProducerDocTypeRow>& rows) {
+  Request request;
+  request.set_consumer_site(site);
+  request.set_notify_address(notify_address);
+  request.set_notify_token(token);
+  for (const ProducerDocTypeRow& r : rows) {
+    v1::SubscriptionRequest* s = request.add_doctypes();
+    s->set_doctype(r.doctype);
+    s->set_condition(r.condition);
+    s->set_unsubscribe(r.unsubscribe);
+  }
+  return request;
+}
+
+// `rows` with the statuses the producer answered (Pending when it did not
+// mention a DocType).
+void MergeStatuses(const google::protobuf::RepeatedPtrField<v1::DocTypeSubscription>& subs,
+                   std::vector<ProducerDocTypeRow>* rows) {
+  std::map<std::string, v1::SubscriptionStatus> by_doctype;
+  for (const v1::DocTypeSubscription& s : subs) by_doctype[s.doctype()] = s.status();
+  for (ProducerDocTypeRow& r : *rows) {
+    auto it = by_doctype.find(r.doctype);
+    r.status = it == by_doctype.end() ? v1::SUBSCRIPTION_STATUS_PENDING : it->second;
+  }
+}
+
+bool AllApproved(const std::vector<ProducerDocTypeRow>& rows) {
+  return std::all_of(rows.begin(), rows.end(), [](const ProducerDocTypeRow& r) {
+    return r.unsubscribe || r.status == v1::SUBSCRIPTION_STATUS_APPROVED;
+  });
+}
+
+}  // namespace
+
+Puller::Puller(const Config& config, const EventProducerConfig& producer,
+               std::unique_ptr<ProducerLink> link, Options options)
+    : config_(config),
+      producer_(producer),
+      link_(std::move(link)),
+      options_(std::move(options)),
+      applier_(config),
+      backoff_(options_.initial_backoff) {}
+
+Puller::~Puller() { Stop(); }
+
+void Puller::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Puller::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    stop_batches_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Puller::Notify() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++requested_;
+    pending_triggers_ |= kNotify;
+  }
+  cv_.notify_all();
+}
+
+int64_t Puller::RequestPull() {
+  int64_t ticket;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ticket = ++requested_;
+    pending_triggers_ |= kPullNow;
+  }
+  cv_.notify_all();
+  return ticket;
+}
+
+absl::StatusOr<PullOutcome> Puller::WaitForPull(int64_t ticket, absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (completed_ < ticket) {
+    if (stopping_ || !started_) {
+      return absl::UnavailableError(
+          absl::StrCat("the consumer is stopping; producer ", name(), " was not pulled"));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("the pull from producer ", name(), " is still running"));
+    }
+    // Wake up now and then to notice the deadline.
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  return last_outcome_;
+}
+
+PullerState Puller::State() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_;
+}
+
+absl::StatusOr<std::vector<SyncLogRow>> Puller::Resync(int64_t id) {
+  std::lock_guard<std::mutex> pull_lock(pull_mu_);
+  auto conn = Connection();
+  if (!conn.ok()) return conn.status();
+  ProducerLink* link = link_.get();
+  const std::string& own = name();
+  return applier_.Resync(*conn, id, [link, &own](const std::string& producer) {
+    return producer == own ? static_cast<DependencySource*>(link) : nullptr;
+  });
+}
+
+absl::StatusOr<pg::Connection*> Puller::Connection() {
+  if (conn_ == nullptr || !conn_->ok()) {
+    conn_.reset();
+    auto conn = pg::Connection::Open(options_.database_url);
+    if (!conn.ok()) return conn.status();
+    (void)(*conn)->SetApplicationName("eventstream-consumer");
+    conn_ = std::move(*conn);
+  }
+  return conn_.get();
+}
+
+void Puller::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    // Due: a request not yet served, or the timer (poll or retry).
+    while (!stopping_ && requested_ <= completed_ && absl::Now() < next_due_) {
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(next_due_ - absl::Now()) +
+                             std::chrono::milliseconds(1));
+    }
+    if (stopping_) break;
+    const int64_t ticket = requested_;
+    const unsigned triggers = pending_triggers_;
+    pending_triggers_ = 0;
+    const int64_t number = ++state_.pulls;
+    lock.unlock();
+
+    spdlog::debug("pull #{} from producer {} started ({})", number, name(),
+                  (triggers & kPullNow) ? "PullNow"
+                  : (triggers & kNotify) ? "Notify"
+                                         : "timer");
+    bool local_failure = false;
+    PullOutcome outcome;
+    {
+      std::lock_guard<std::mutex> pull_lock(pull_mu_);
+      outcome = PullOnce(triggers, &local_failure);
+    }
+    spdlog::debug("pull #{} from producer {} done: {} entries, watermark {}", number,
+                  name(), outcome.pulled, outcome.last_seq);
+    if (outcome.status.ok() && outcome.pulled > 0) {
+      spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked), "
+                   "watermark {}",
+                   name(), outcome.pulled, outcome.synced, outcome.failed,
+                   outcome.parked, outcome.last_seq);
+    }
+
+    lock.lock();
+    Record(outcome, local_failure);
+    completed_ = std::max(completed_, ticket);
+    last_outcome_ = outcome;
+    cv_.notify_all();
+  }
+}
+
+// Called with mu_ held.
+void Puller::Record(const PullOutcome& outcome, bool local_failure) {
+  const absl::Time now = absl::Now();
+  if (outcome.status.ok()) {
+    if (state_.consecutive_failures > 0) {
+      spdlog::info("producer {} ({}): pulling again after {} failed attempts", name(),
+                   link_->url(), state_.consecutive_failures);
+    }
+    state_.reachable = true;
+    state_.last_error.clear();
+    state_.consecutive_failures = 0;
+    state_.last_pull_at = now;
+    backoff_ = options_.initial_backoff;
+    next_due_ = now + options_.poll_interval;
+    return;
+  }
+  const std::string error(outcome.status.message());
+  const bool unreachable = !local_failure && IsUnreachable(outcome.status);
+  // One line per state change, not one per retry.
+  if (state_.consecutive_failures == 0 || state_.reachable == unreachable ||
+      state_.last_error.substr(0, 60) != error.substr(0, 60)) {
+    spdlog::warn("producer {}: pull failed ({}), retrying with backoff up to {}s: {}",
+                 name(), absl::StatusCodeToString(outcome.status.code()),
+                 absl::ToInt64Seconds(options_.max_backoff), error);
+  }
+  state_.reachable = !unreachable;
+  state_.last_error = error;
+  ++state_.consecutive_failures;
+  next_due_ = now + backoff_;
+  backoff_ = std::min(backoff_ * 2, options_.max_backoff);
+}
+
+absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
+                               bool* local_failure) {
+  auto desired = DesiredDocTypes(*config_.consumer, producer_);
+  if (!desired.ok()) return desired.status();
+  auto stored = LoadProducer(conn, name());
+  if (!stored.ok()) return Local(stored.status(), local_failure);
+  if (!stored->has_value()) {
+    return Local(absl::NotFoundError(absl::StrCat("no event_producer row for ", name(),
+                                                  " (the consumer creates it at start)")),
+                 local_failure);
+  }
+  const StoredProducer& p = **stored;
+  const std::string& address = options_.notify_address;
+
+  if (!p.registered) {
+    auto response = link_->Register(MakeRequest<v1::RegisterConsumerRequest>(
+        options_.site, address, p.notify_token, *desired));
+    if (!response.ok()) {
+      if (response.status().code() == absl::StatusCode::kAlreadyExists) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            response.status().message(),
+            " -- another consumer deployment registered site ", options_.site,
+            " there with another notify token, or this consumer's database was reset; "
+            "an operator of producer ", name(), " must remove the old registration"));
+      }
+      return response.status();
+    }
+    MergeStatuses(response->subscriptions(), &*desired);
+    if (absl::Status s =
+            SaveSubscription(conn, name(), address, *desired, response->last_seq());
+        !s.ok())
+      return Local(s, local_failure);
+    spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
+                 link_->url(), options_.site, Describe(*desired), response->last_seq());
+    reconciled_ = true;
+    refreshed_at_ = absl::Now();
+    all_approved_ = AllApproved(*desired);
+    return absl::OkStatus();
+  }
+
+  bool changed = p.notify_address != address || p.doctypes.size() != desired->size();
+  bool local_changed = false;
+  for (size_t i = 0; !changed && i < desired->size(); ++i) {
+    const ProducerDocTypeRow& want = (*desired)[i];
+    const ProducerDocTypeRow& have = p.doctypes[i];
+    if (!want.SameRequest(have)) changed = true;
+    local_changed = local_changed || want.local_doctype != have.local_doctype ||
+                    want.use_same_name != have.use_same_name ||
+                    want.mapping != have.mapping;
+  }
+  const absl::Time now = absl::Now();
+  const bool refresh =
+      (triggers & kPullNow) ||
+      (!all_approved_ && reconciled_ &&
+       ((triggers & kNotify) || now - refreshed_at_ >= options_.poll_interval)) ||
+      (reconciled_ && now - refreshed_at_ >= options_.status_refresh);
+
+  if (!reconciled_ && !changed) {
+    // Unchanged since the last run: keep everything (statuses as stored).
+    for (size_t i = 0; i < desired->size(); ++i) (*desired)[i].status = p.doctypes[i].status;
+    if (local_changed) {
+      if (absl::Status s = SaveSubscription(conn, name(), address, *desired, std::nullopt);
+          !s.ok())
+        return Local(s, local_failure);
+    }
+    reconciled_ = true;
+    refreshed_at_ = now;
+    all_approved_ = AllApproved(*desired);
+    if (!refresh) return absl::OkStatus();
+  }
+  if (reconciled_ && !changed && !refresh) return absl::OkStatus();
+
+  auto response = link_->UpdateSubscription(MakeRequest<v1::UpdateSubscriptionRequest>(
+      options_.site, address, p.notify_token, *desired));
+  if (!response.ok()) {
+    if (response.status().code() == absl::StatusCode::kNotFound) {
+      // The producer forgot us (its database was reset): register again next
+      // time; the stored watermark stays.
+      spdlog::warn("producer {} does not know site {} any more; registering again",
+                   name(), options_.site);
+      if (absl::Status s = ClearRegistration(conn, name()); !s.ok())
+        return Local(s, local_failure);
+      reconciled_ = false;
+    }
+    return response.status();
+  }
+  MergeStatuses(response->subscriptions(), &*desired);
+  if (absl::Status s = SaveSubscription(conn, name(), address, *desired, std::nullopt);
+      !s.ok())
+    return Local(s, local_failure);
+  if (changed) {
+    spdlog::info("updated subscription at producer {}: {}", name(), Describe(*desired));
+  } else if (AllApproved(*desired) != all_approved_) {
+    spdlog::info("producer {} statuses: {}", name(), Describe(*desired));
+  }
+  reconciled_ = true;
+  refreshed_at_ = now;
+  all_approved_ = AllApproved(*desired);
+  return absl::OkStatus();
+}
+
+PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
+  PullOutcome outcome;
+  auto conn = Connection();
+  if (!conn.ok()) {
+    outcome.status = Local(conn.status(), local_failure);
+    return outcome;
+  }
+  if (absl::Status s = Reconcile(*conn, triggers, local_failure); !s.ok()) {
+    outcome.status = s;
+    return outcome;
+  }
+  auto watermark = LoadWatermark(*conn, name());
+  if (!watermark.ok()) {
+    outcome.status = Local(watermark.status(), local_failure);
+    return outcome;
+  }
+  outcome.last_seq = *watermark;
+  while (true) {
+    auto batch = link_->PullUpdates(outcome.last_seq, options_.batch_limit);
+    if (!batch.ok()) {
+      outcome.status = batch.status();
+      return outcome;
+    }
+    std::vector<v1::UpdateLogEntry> entries(batch->entries().begin(),
+                                            batch->entries().end());
+    if (!entries.empty() || batch->next_after_seq() > outcome.last_seq) {
+      auto applied = applier_.ApplyBatch(*conn, name(), entries,
+                                         batch->next_after_seq(), link_.get());
+      if (!applied.ok()) {
+        outcome.status = Local(applied.status(), local_failure);
+        return outcome;
+      }
+      outcome.pulled += static_cast<int64_t>(entries.size());
+      outcome.synced += applied->synced;
+      outcome.failed += applied->failed;
+      outcome.parked += applied->parked;
+      outcome.last_seq = applied->last_seq;
+    }
+    // A producer that says "more" without moving forward would spin.
+    if (!batch->more() || stop_batches_ ||
+        (entries.empty() && batch->next_after_seq() <= outcome.last_seq))
+      break;
+  }
+  return outcome;
+}
+
+}  // namespace eventstream

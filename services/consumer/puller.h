@@ -1,0 +1,156 @@
+// Puller: follows one producer -- keeps this consumer's subscription there in
+// line with the config and pulls its Event Update Log into the Applier.
+//
+// Contract:
+//  * One thread per producer; one pull at a time. Triggers: Start(), Notify()
+//    (a producer's Notify), PullNow() (an operator), and a timer every
+//    poll_interval. Requests coalesce: any number of them arriving during a
+//    pull cause exactly one more pull after it, not one each.
+//  * A pull first reconciles the subscription (the first time, and until it
+//    succeeds): not registered -> RegisterConsumer, storing the returned
+//    watermark only if none is stored; registered but the DocTypes,
+//    conditions, unsubscribe flags or notify address changed ->
+//    UpdateSubscription; otherwise nothing is sent. The approval statuses
+//    the producer answers are stored (producer_doctype.status). They are
+//    refreshed with an (idempotent) UpdateSubscription on PullNow, on a
+//    Notify or once per poll_interval while some DocType is not approved,
+//    and every Options::status_refresh otherwise.
+//  * Then it loops PullUpdates(after_seq = watermark, batch_limit) ->
+//    Applier::ApplyBatch (which commits the batch and advances the
+//    watermark) until the producer says there is no more. Stop() lets the
+//    batch in flight finish, then returns.
+//  * A failed pull (producer unreachable, refused, local database down) is
+//    never fatal: the next try waits an exponential backoff (initial_backoff
+//    doubling up to max_backoff; Notify/PullNow try at once). Reachability,
+//    the last error and the consecutive failures are in State(). One log
+//    line per state change (starts failing, fails differently, recovers).
+//  * Constructing one does no I/O; the thread opens its own database
+//    connection (and reopens it after a failure) when it first needs it.
+//
+// Thread-safety: all public methods are thread-safe.
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_PULLER_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_PULLER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libsync/config.h"
+#include "libsync/pg.h"
+#include "services/consumer/applier.h"
+#include "services/consumer/producer_link.h"
+#include "services/consumer/producer_store.h"
+
+namespace eventstream {
+
+// The result of one pull (all its batches).
+struct PullOutcome {
+  absl::Status status;  // OK, or why the pull stopped
+  int64_t pulled = 0;   // entries received
+  int64_t synced = 0;
+  int64_t failed = 0;
+  int64_t parked = 0;
+  int64_t last_seq = 0;  // the watermark afterwards
+};
+
+// What ListProducers reports about a producer's reachability.
+struct PullerState {
+  bool reachable = false;  // the last pull reached the producer
+  std::string last_error;  // "" after a successful pull
+  int consecutive_failures = 0;
+  absl::Time last_pull_at = absl::InfinitePast();  // last successful pull
+  int64_t pulls = 0;  // pulls started since the process started
+};
+
+class Puller {
+ public:
+  struct Options {
+    std::string database_url;
+    std::string site;            // this consumer's site name
+    std::string notify_address;  // consumer.advertise ("" = poll only)
+    absl::Duration poll_interval = absl::Seconds(30);
+    absl::Duration initial_backoff = absl::Milliseconds(200);
+    absl::Duration max_backoff = absl::Seconds(30);
+    absl::Duration status_refresh = absl::Minutes(10);
+    int batch_limit = 500;
+  };
+
+  // `config` (with a consumer section) and `producer` (one of its
+  // consumer.producers) must outlive the Puller.
+  Puller(const Config& config, const EventProducerConfig& producer,
+         std::unique_ptr<ProducerLink> link, Options options);
+  ~Puller();
+  Puller(const Puller&) = delete;
+  Puller& operator=(const Puller&) = delete;
+
+  const std::string& name() const { return producer_.name; }
+  ProducerLink* link() { return link_.get(); }
+
+  // Starts the thread, which pulls at once.
+  void Start();
+  // Stops the thread after the batch in flight; idempotent.
+  void Stop();
+
+  // Schedules a pull (a producer's Notify); returns at once.
+  void Notify();
+  // Returns a ticket; a pull that starts after this call will complete it.
+  // Also refreshes the approval statuses in that pull.
+  int64_t RequestPull();
+  // Waits until the pull for `ticket` finished (its outcome) or `deadline`
+  // (DEADLINE_EXCEEDED) or Stop() (UNAVAILABLE).
+  absl::StatusOr<PullOutcome> WaitForPull(int64_t ticket, absl::Time deadline);
+
+  PullerState State() const;
+
+  // Runs Applier::Resync for a sync log row of this producer, never at the
+  // same time as a pull of it.
+  absl::StatusOr<std::vector<SyncLogRow>> Resync(int64_t id);
+
+ private:
+  enum Trigger : unsigned { kTimer = 0, kNotify = 1, kPullNow = 2 };
+
+  void Run();
+  PullOutcome PullOnce(unsigned triggers, bool* local_failure);
+  absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure);
+  absl::StatusOr<pg::Connection*> Connection();
+  void Record(const PullOutcome& outcome, bool local_failure);
+
+  const Config& config_;
+  const EventProducerConfig& producer_;
+  std::unique_ptr<ProducerLink> link_;
+  const Options options_;
+  Applier applier_;
+
+  // Held for a whole pull (and a Resync): the connection and applier.
+  std::mutex pull_mu_;
+  std::unique_ptr<pg::Connection> conn_;
+  bool reconciled_ = false;
+  absl::Time refreshed_at_ = absl::InfinitePast();
+  bool all_approved_ = false;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> stop_batches_{false};
+  int64_t requested_ = 0;   // tickets handed out
+  int64_t completed_ = 0;   // the highest ticket whose pull finished
+  unsigned pending_triggers_ = 0;
+  PullOutcome last_outcome_;
+  PullerState state_;
+  absl::Duration backoff_;
+  absl::Time next_due_ = absl::InfinitePast();
+  std::thread thread_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_PULLER_H_
