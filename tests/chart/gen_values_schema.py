@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Generates k8s/charts/eventstream/values.schema.json (the chart tests check
+that the committed file is what this prints).
+
+The config part mirrors the schema documented at the top of libsync/config.h:
+same keys, required keys, enums and patterns (DocType names, identifiers,
+host:port, durations). Change both together. Usage:
+  python3 tests/chart/gen_values_schema.py > k8s/charts/eventstream/values.schema.json
+"""
+import json
+FIELDTYPES = ["Data","Small Text","Text","Long Text","Text Editor","Markdown Editor","HTML Editor","Code","Int","Float","Currency","Percent","Check","Date","Datetime","Time","Duration","Select","Link","Dynamic Link","Table","JSON","Password","Read Only","Attach","Attach Image","Color","Phone","Rating","Signature","Barcode","Geolocation","Autocomplete","Icon"]
+def obj(props, required=(), desc=None, extra=None):
+    o = {"type": "object", "additionalProperties": False, "properties": props}
+    if required: o["required"] = list(required)
+    if desc: o["description"] = desc
+    if extra: o.update(extra)
+    return o
+def ref(n): return {"$ref": "#/definitions/" + n}
+def s(desc=None, **kw):
+    o = {"type": "string"}
+    if desc: o["description"] = desc
+    o.update(kw); return o
+D = {}
+D["plainName"] = s("letters, digits, '.', '_', '-'", pattern=r"^[A-Za-z0-9._-]+$")
+D["envName"] = s("an environment variable name like ES_SECRET_BRANCH1", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+D["requiredText"] = s(minLength=1)
+D["docTypeName"] = s("a DocType name: a letter, then letters, digits, spaces, '_', '-'", pattern=r"^[A-Za-z]([A-Za-z0-9 _-]*[A-Za-z0-9_-])?$")
+D["fieldname"] = s("an identifier (letters, digits, '_', not starting with a digit)", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+D["address"] = s("host:port (e.g. 0.0.0.0:50051) or unix:/path; \"\" = default/off", pattern=r"^(|unix:.+|\S+:[0-9]{1,5})$")
+D["duration"] = s("a duration: 500ms, 30s, 2m, 1h", pattern=r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|ms|s|m|h))+$")
+D["flag"] = {"description": "true/false (or 1/0)", "enum": [True, False, 0, 1, "true", "false", "True", "False", "0", "1"]}
+D["scalar"] = {"type": ["string", "number", "boolean"]}
+D["condition"] = s("a Python-style expression over doc, or cmd:schema.function; \"\" = every document")
+D["apiKey"] = obj({
+    "key": ref("plainName"),
+    "secret_env": ref("envName"),
+    "secret_file": s("path of a file holding the secret", minLength=1),
+    "role": {"enum": ["consumer", "admin"]},
+}, ["key", "role"], extra={"oneOf": [
+    {"required": ["secret_env"], "not": {"required": ["secret_file"]}},
+    {"required": ["secret_file"], "not": {"required": ["secret_env"]}}]})
+D["adminApiKey"] = {"allOf": [ref("apiKey"), {"properties": {"role": {"const": "admin"}}}]}
+D["field"] = obj({
+    "fieldname": ref("fieldname"),
+    "fieldtype": {"enum": FIELDTYPES},
+    "options": s(),
+    "reqd": ref("flag"),
+    "default": ref("scalar"),
+}, ["fieldname", "fieldtype"])
+D["doctype"] = obj({
+    "name": ref("docTypeName"),
+    "table": s("the table; default \"tab\" + name"),
+    "autoname": s("hash | uuid | field:<fieldname> | series:PREFIX-.#####", pattern=r"^(|hash|uuid|field:[A-Za-z_][A-Za-z0-9_]*|series:.+#)$"),
+    "istable": ref("flag"),
+    "is_submittable": ref("flag"),
+    "fields": {"type": "array", "items": ref("field")},
+}, ["name"])
+D["consumerSite"] = obj({
+    "site": ref("plainName"),
+    "doctypes": {"type": "array", "items": obj({
+        "doctype": ref("docTypeName"),
+        "status": {"enum": ["approved", "pending", "rejected", ""]},
+        "condition": ref("condition"),
+    }, ["doctype"], "a pre-approval of one DocType")},
+}, ["site"])
+D["webhookHeader"] = obj({
+    "key": s("an HTTP header name", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"),
+    "value": ref("scalar"),
+    "value_env": ref("envName"),
+    "value_file": s(minLength=1),
+}, ["key"], extra={"oneOf": [
+    {"required": ["value"], "not": {"anyOf": [{"required": ["value_env"]}, {"required": ["value_file"]}]}},
+    {"required": ["value_env"], "not": {"anyOf": [{"required": ["value"]}, {"required": ["value_file"]}]}},
+    {"required": ["value_file"], "not": {"anyOf": [{"required": ["value"]}, {"required": ["value_env"]}]}}]})
+D["webhook"] = obj({
+    "name": s("unique; letters, digits, '.', '_', '-', ' '", pattern=r"^[A-Za-z0-9._ -]+$"),
+    "doctype": ref("docTypeName"),
+    "doc_event": {"enum": ["after_insert", "on_update", "on_submit", "on_cancel", "on_trash",
+                           "on_update_after_submit", "on_change"]},
+    "enabled": ref("flag"),
+    "condition": ref("condition"),
+    "request_url": s("http(s) URL; may use {{ doc.field }}", pattern=r"^https?://"),
+    "request_method": {"enum": ["POST", "PUT", "PATCH", "DELETE", ""]},
+    "headers": {"type": "array", "items": ref("webhookHeader")},
+    "request_structure": {"enum": ["Form", "JSON", ""]},
+    "webhook_data": {"type": "array", "items": obj({"fieldname": ref("requiredText"), "key": s()}, ["fieldname"])},
+    "webhook_json": s(),
+    "timeout": ref("duration"),
+    "enable_security": ref("flag"),
+    "secret_env": ref("envName"),
+    "secret_file": s(minLength=1),
+}, ["name", "doctype", "doc_event", "request_url"], "an outgoing webhook (Frappe's Webhook)",
+   extra={"not": {"required": ["secret_env", "secret_file"]}})
+D["webhookDelivery"] = obj({
+    "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+    "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+    "initial_backoff": ref("duration"),
+    "max_backoff": ref("duration"),
+    "poll_interval": ref("duration"),
+    "retention": ref("duration"),
+})
+D["producerDocType"] = obj({
+    "doctype": ref("docTypeName"),
+    "use_same_name": ref("flag"),
+    "condition": ref("condition"),
+    "mapping": s("the name of one of consumer.mappings; \"\" = none"),
+    "unsubscribe": ref("flag"),
+}, ["doctype"], "one DocType followed from this producer (the LOCAL DocType)")
+D["eventProducer"] = obj({
+    "name": ref("requiredText"),
+    "url": s("the producer's gRPC address host:port (not an http URL)", pattern=r"^[^\s]+$", minLength=1, **{"not": {"pattern": "^https?://"}}),
+    "api_key": ref("requiredText"),
+    "api_secret_env": ref("envName"),
+    "api_secret_file": s(minLength=1),
+    "doctypes": {"type": "array", "items": ref("producerDocType")},
+}, ["name", "url", "api_key"], extra={"oneOf": [
+    {"required": ["api_secret_env"], "not": {"required": ["api_secret_file"]}},
+    {"required": ["api_secret_file"], "not": {"required": ["api_secret_env"]}}]})
+D["fieldMapping"] = obj({
+    "remote_fieldname": ref("requiredText"),
+    "local_fieldname": ref("requiredText"),
+    "mapping_type": {"enum": ["", "Child Table", "Document"]},
+    "mapping": s(),
+    "default_value": ref("scalar"),
+    "remote_value_filters": {"type": "object", "minProperties": 1,
+                             "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+}, ["remote_fieldname", "local_fieldname"], extra={"allOf": [
+    {"if": {"required": ["mapping_type"], "properties": {"mapping_type": {"const": "Child Table"}}},
+     "then": {"required": ["mapping"], "properties": {"mapping": {"minLength": 1}}}},
+    {"if": {"required": ["mapping_type"], "properties": {"mapping_type": {"const": "Document"}}},
+     "then": {"required": ["mapping", "remote_value_filters"], "properties": {"mapping": {"minLength": 1}}}},
+]})
+D["mapping"] = obj({
+    "name": ref("requiredText"),
+    "local_doctype": ref("docTypeName"),
+    "remote_doctype": ref("docTypeName"),
+    "field_mapping": {"type": "array", "minItems": 1, "items": ref("fieldMapping")},
+}, ["name", "local_doctype", "remote_doctype", "field_mapping"], "a Document Type Mapping")
+D["secretKeyRef"] = obj({"name": ref("requiredText"), "key": ref("requiredText")}, ["name", "key"])
+D["probe"] = {"type": "object", "properties": {k: {"type": "integer", "minimum": 0} for k in
+              ["initialDelaySeconds", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"]}}
+D["deployment"] = obj({
+    "replicas": {"type": "integer", "minimum": 0},
+    "resources": {"type": "object"},
+    "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+    "livenessProbe": ref("probe"),
+    "readinessProbe": ref("probe"),
+    "service": obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                    "annotations": {"type": "object"}}),
+    "podDisruptionBudget": obj({"enabled": {"type": "boolean"},
+                                "maxUnavailable": {"type": ["integer", "string"]},
+                                "minAvailable": {"type": ["integer", "string"]}}),
+    "podAnnotations": {"type": "object"},
+    "podLabels": {"type": "object"},
+    "extraEnv": {"type": "array"},
+    "nodeSelector": {"type": "object"},
+    "tolerations": {"type": "array"},
+    "affinity": {"type": "object"},
+})
+peers = {"type": "array", "items": {"type": "object"}}
+schema = {
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "eventstream chart values",
+  "description": "site, database, log, doctypes, producer and consumer are the service config of libsync/config.h (its header comment is the reference; this schema mirrors it). The other keys are deployment-only.",
+  "type": "object",
+  "additionalProperties": False,
+  "required": ["site", "producer", "consumer"],
+  "properties": {
+    "site": obj({"name": ref("plainName")}, ["name"]),
+    "database": obj({"url": s("libpq URL; \"\" = ES_DATABASE_URL from a Secret")}),
+    "log": obj({"level": {"enum": ["debug", "info", "warn", "error", ""]},
+                "format": {"enum": ["text", "json", ""]}}),
+    "doctypes": {"type": "array", "items": ref("doctype")},
+    "producer": obj({
+        "enabled": {"type": "boolean", "description": "chart only: run the producer"},
+        "listen": ref("address"),
+        "metrics_listen": ref("address"),
+        "api_keys": {"type": "array", "items": ref("apiKey")},
+        "consumers": {"type": "array", "items": ref("consumerSite")},
+        "webhooks": {"type": "array", "items": ref("webhook")},
+        "webhook_delivery": ref("webhookDelivery"),
+    }, ["enabled"]),
+    "consumer": obj({
+        "enabled": {"type": "boolean", "description": "chart only: run the consumer"},
+        "listen": ref("address"),
+        "advertise": ref("address"),
+        "metrics_listen": ref("address"),
+        "api_keys": {"type": "array", "items": ref("adminApiKey")},
+        "poll_interval": ref("duration"),
+        "producers": {"type": "array", "items": ref("eventProducer")},
+        "mappings": {"type": "array", "items": ref("mapping")},
+    }, ["enabled"]),
+    "image": obj({"repository": ref("requiredText"), "tag": s(), "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]}}, ["repository"]),
+    "imagePullSecrets": {"type": "array"},
+    "nameOverride": s(),
+    "fullnameOverride": s(),
+    "existingSecret": s("a Secret whose keys are the env var names (ES_DATABASE_URL, secret_env, api_secret_env)"),
+    "secrets": {"type": "object", "propertyNames": ref("envName"), "additionalProperties": ref("secretKeyRef")},
+    "secretMounts": {"type": "array", "items": obj({"name": ref("requiredText"), "mountPath": ref("requiredText")}, ["name", "mountPath"])},
+    "serviceAccount": obj({"create": {"type": "boolean"}, "name": s(), "annotations": {"type": "object"},
+                           "automountServiceAccountToken": {"type": "boolean"}}),
+    "podSecurityContext": {"type": "object"},
+    "securityContext": {"type": "object"},
+    "producerDeployment": ref("deployment"),
+    "consumerDeployment": ref("deployment"),
+    "networkPolicy": obj({"enabled": {"type": "boolean"}, "producerFrom": peers, "consumerFrom": peers, "metricsFrom": peers}),
+    "global": {"type": "object"},
+  },
+  "definitions": D,
+}
+
+if __name__ == "__main__":
+    print(json.dumps(schema, indent=2))
