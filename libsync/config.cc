@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "libsync/expr.h"
+#include "libsync/webhook_template.h"
 #include "yaml-cpp/yaml.h"
 
 // Internally this file uses absl::string_view: Debian's Abseil is built with
@@ -527,12 +528,120 @@ class Parser {
     return absl::OkStatus();
   }
 
+  // An integer in [lo, hi].
+  absl::Status Int(const MapReader& m, absl::string_view key, int lo, int hi,
+                   int* out) {
+    if (!m.Has(key)) return absl::OkStatus();
+    std::string text;
+    ES_CONFIG_RETURN_IF_ERROR(m.String(key, &text));
+    int value = 0;
+    if (!absl::SimpleAtoi(text, &value) || value < lo || value > hi) {
+      return errors_.At(m.PathOf(key), absl::StrCat("expected an integer from ",
+                                                    lo, " to ", hi));
+    }
+    *out = value;
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseWebhookDelivery(const YAML::Node& node,
+                                    WebhookDeliveryConfig* d) {
+    MapReader m(errors_, "producer.webhook_delivery");
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"workers", "max_attempts", "initial_backoff",
+                      "max_backoff", "poll_interval", "retention"}));
+    ES_CONFIG_RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
+    ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_attempts", 1, 100, &d->max_attempts));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("initial_backoff", &d->initial_backoff));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("max_backoff", &d->max_backoff));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("poll_interval", &d->poll_interval));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("retention", &d->retention));
+    if (d->max_backoff < d->initial_backoff) {
+      return errors_.At(m.PathOf("max_backoff"),
+                        "expected at least initial_backoff");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseWebhook(const YAML::Node& node, const std::string& path,
+                            const DocTypeRegistry& registry,
+                            WebhookConfig* w) {
+    MapReader m(errors_, path);
+    ES_CONFIG_RETURN_IF_ERROR(m.Open(
+        node, {"name", "doctype", "doc_event", "enabled", "condition",
+               "request_url", "request_method", "headers", "request_structure",
+               "webhook_data", "webhook_json", "timeout", "enable_security",
+               "secret_env", "secret_file", "webhook_secret"}));
+    if (m.Has("webhook_secret")) {
+      return errors_.At(m.PathOf("webhook_secret"),
+                        "secrets are never inline; use secret_env or "
+                        "secret_file");
+    }
+    ES_CONFIG_RETURN_IF_ERROR(m.String("name", &w->name, true));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &w->doctype, true));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("doc_event", &w->doc_event, true));
+    ES_CONFIG_RETURN_IF_ERROR(m.Bool("enabled", &w->enabled));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &w->condition));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("request_url", &w->request_url, true));
+    ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
+        "request_method",
+        {{"POST", "POST"}, {"PUT", "PUT"}, {"PATCH", "PATCH"},
+         {"DELETE", "DELETE"}},
+        &w->request_method));
+    ES_CONFIG_RETURN_IF_ERROR(m.List(
+        "headers", &w->headers,
+        [&](const YAML::Node& n, const std::string& p, WebhookHeaderConfig* h) {
+          MapReader hm(errors_, p);
+          ES_CONFIG_RETURN_IF_ERROR(
+              hm.Open(n, {"key", "value", "value_env", "value_file"}));
+          ES_CONFIG_RETURN_IF_ERROR(hm.String("key", &h->key, true));
+          ES_CONFIG_RETURN_IF_ERROR(hm.String("value", &h->value));
+          int set = (hm.Has("value") ? 1 : 0) + (hm.Has("value_env") ? 1 : 0) +
+                    (hm.Has("value_file") ? 1 : 0);
+          if (set != 1) {
+            return errors_.At(p, "expected exactly one of value, value_env "
+                                 "and value_file");
+          }
+          if (!hm.Has("value")) {
+            ES_CONFIG_RETURN_IF_ERROR(
+                ParseSecretRef(hm, "value_env", "value_file", &h->secret));
+          }
+          return absl::OkStatus();
+        }));
+    ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
+        "request_structure", {{"Form", "Form"}, {"JSON", "JSON"}},
+        &w->request_structure));
+    ES_CONFIG_RETURN_IF_ERROR(m.List(
+        "webhook_data", &w->webhook_data,
+        [&](const YAML::Node& n, const std::string& p, WebhookFieldConfig* f) {
+          MapReader fm(errors_, p);
+          ES_CONFIG_RETURN_IF_ERROR(fm.Open(n, {"fieldname", "key"}));
+          ES_CONFIG_RETURN_IF_ERROR(fm.String("fieldname", &f->fieldname, true));
+          return fm.String("key", &f->key);
+        }));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("webhook_json", &w->webhook_json));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("timeout", &w->timeout));
+    ES_CONFIG_RETURN_IF_ERROR(m.Bool("enable_security", &w->enable_security));
+    if (w->enable_security) {
+      ES_CONFIG_RETURN_IF_ERROR(
+          ParseSecretRef(m, "secret_env", "secret_file", &w->secret));
+    } else if (m.Has("secret_env") || m.Has("secret_file")) {
+      return errors_.At(m.PathOf(m.Has("secret_env") ? "secret_env"
+                                                     : "secret_file"),
+                        "only used with enable_security: true");
+    }
+    if (auto problem = CheckWebhook(*w, registry)) {
+      return errors_.At(ChildPath(path, problem->key), problem->message);
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status ParseProducer(const YAML::Node& node,
                              const DocTypeRegistry& registry,
                              ProducerConfig* producer) {
     MapReader m(errors_, "producer");
     ES_CONFIG_RETURN_IF_ERROR(
-        m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers"}));
+        m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers",
+                      "webhooks", "webhook_delivery"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
     ES_CONFIG_RETURN_IF_ERROR(
@@ -572,6 +681,26 @@ class Parser {
                 return CheckCondition(dm.PathOf("condition"), d->condition);
               });
         }));
+
+    ES_CONFIG_RETURN_IF_ERROR(m.List(
+        "webhooks", &producer->webhooks,
+        [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
+          return ParseWebhook(n, p, registry, w);
+        }));
+    std::map<std::string, size_t> webhook_names;
+    for (size_t i = 0; i < producer->webhooks.size(); ++i) {
+      auto [it, inserted] =
+          webhook_names.emplace(producer->webhooks[i].name, i);
+      if (!inserted) {
+        return errors_.At(
+            ChildPath(IndexPath("producer.webhooks", i), "name"),
+            absl::StrCat("duplicate webhook ",
+                         Quote(producer->webhooks[i].name), " (also webhooks[",
+                         it->second, "])"));
+      }
+    }
+    ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
+        m.Get("webhook_delivery"), &producer->webhook_delivery));
 
     std::map<std::string, size_t> sites;
     for (size_t i = 0; i < producer->consumers.size(); ++i) {

@@ -46,6 +46,48 @@
 //           - doctype: Note            # * a non-child DocType of the registry
 //             status: approved         # approved | pending | rejected
 //             condition: ""            # expression or cmd:schema.function
+//     webhooks:                        # outgoing webhooks (Frappe's Webhook;
+//                                      #   services/producer/webhook_*.h).
+//                                      #   Runtime ones are added with the
+//                                      #   Webhooks RPCs; config ones are
+//                                      #   read-only there.
+//       - name: crm-new-lead           # * unique; letters, digits, '.', '_',
+//                                      #   '-', ' '
+//         doctype: Lead                # * a non-child DocType of the registry
+//         doc_event: after_insert      # * after_insert | on_update |
+//                                      #   on_submit | on_cancel | on_trash |
+//                                      #   on_update_after_submit | on_change
+//         enabled: true
+//         condition: ""                # expression over doc (expr.h);
+//                                      #   "" = every document
+//         request_url: "https://crm/x/{{ doc.name }}"  # * http(s); may use
+//                                      #   {{ doc.field }} (percent-encoded)
+//         request_method: POST         # POST | PUT | PATCH | DELETE
+//         headers:
+//           - key: X-Source            # * an HTTP header name
+//             value: erpnext           # exactly one of value, value_env,
+//             value_env: ES_CRM_TOKEN  #   value_file; the latter two are
+//             value_file: /run/x       #   secrets: masked in the request log
+//         request_structure: Form      # Form | JSON
+//         webhook_data:                # * for Form: the fields sent, as a
+//           - fieldname: name          #   JSON object {key: value}
+//             key: id                  # default: the fieldname
+//         webhook_json: |              # * for JSON: a template; {{ doc.f }}
+//           {"id": "{{ doc.name }}"}   #   and {{ doc.f | tojson }} only; it
+//                                      #   must render to valid JSON
+//         timeout: 5s                  # per attempt
+//         enable_security: false       # adds X-Frappe-Webhook-Signature =
+//                                      #   base64(HMAC-SHA256(secret, body))
+//         secret_env: ES_WEBHOOK_SECRET  # * with enable_security: exactly
+//         secret_file: /run/secrets/w    #   one of these two (never inline)
+//     webhook_delivery:
+//       workers: 4                     # sender threads (1-64)
+//       max_attempts: 8                # then Exhausted (1-100)
+//       initial_backoff: 5s            # after the 1st failed attempt; doubles
+//       max_backoff: 15m               #   per attempt up to this
+//       poll_interval: 500ms           # how often idle workers look for work
+//       retention: 720h                # finished request log rows are
+//                                      #   deleted after this
 //
 //   consumer:                          # present = this site runs a consumer
 //     listen: "0.0.0.0:50052"
@@ -100,7 +142,7 @@
 // e.g. `config.yaml: consumer.producers[0].doctypes[1].doctype: required`,
 // and for YAML syntax errors `<file>:<line>:<column>: invalid YAML: ...`.
 //
-// Adding a section (e.g. producer.webhooks): add a struct and a vector of it
+// Adding a section (as producer.webhooks was): add a struct and a vector of it
 // to the owning config struct here, a Parse function for it in config.cc,
 // and its key to that section's list of allowed keys there.
 #ifndef EVENTSTREAM_LIBSYNC_CONFIG_H_
@@ -169,11 +211,56 @@ struct ConsumerSiteConfig {
   std::vector<ConsumerDocTypeConfig> doctypes;
 };
 
+// One header of a webhook. A header whose value comes from value_env /
+// value_file is a secret: masked in the request log, resolved when sent.
+struct WebhookHeaderConfig {
+  std::string key;
+  std::string value;        // inline value (not secret)
+  SecretRef secret;         // set (env or file) for a secret value
+  bool is_secret() const { return !secret.env.empty() || !secret.file.empty(); }
+};
+
+// One field of a Form webhook: doc[fieldname] sent as body[key].
+struct WebhookFieldConfig {
+  std::string fieldname;
+  std::string key;  // "" = the fieldname
+};
+
+// An outgoing webhook (Frappe's Webhook DocType). Checked by CheckWebhook
+// (libsync/webhook_template.h), for config and RPC alike.
+struct WebhookConfig {
+  std::string name;
+  std::string doctype;
+  std::string doc_event;  // after_insert | on_update | ... (see above)
+  bool enabled = true;
+  std::string condition;  // "" = every document
+  std::string request_url;
+  std::string request_method = "POST";
+  std::vector<WebhookHeaderConfig> headers;
+  std::string request_structure = "Form";  // Form | JSON
+  std::vector<WebhookFieldConfig> webhook_data;
+  std::string webhook_json;
+  absl::Duration timeout = absl::Seconds(5);
+  bool enable_security = false;
+  SecretRef secret;  // with enable_security
+};
+
+struct WebhookDeliveryConfig {
+  int workers = 4;
+  int max_attempts = 8;
+  absl::Duration initial_backoff = absl::Seconds(5);
+  absl::Duration max_backoff = absl::Minutes(15);
+  absl::Duration poll_interval = absl::Milliseconds(500);
+  absl::Duration retention = absl::Hours(720);
+};
+
 struct ProducerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen;  // "" = no metrics endpoint
   std::vector<ApiKeyConfig> api_keys;
   std::vector<ConsumerSiteConfig> consumers;
+  std::vector<WebhookConfig> webhooks;
+  WebhookDeliveryConfig webhook_delivery;
 
   const ApiKeyConfig* FindApiKey(std::string_view key) const;
   const ConsumerSiteConfig* FindConsumer(std::string_view site) const;

@@ -3,9 +3,12 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/support/log.h"
 #include "libsync/pg.h"
 #include "services/common/cli.h"
+#include "services/common/metrics_server.h"
 #include "services/common/server.h"
+#include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -17,12 +20,88 @@ int Fail(const std::string& binary, const absl::Status& status) {
   return 1;
 }
 
+}  // namespace
+
+void AppendJsonEscaped(absl::string_view in, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+  const size_t n = in.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      switch (c) {
+        case '"': *out += "\\\""; break;
+        case '\\': *out += "\\\\"; break;
+        case '\n': *out += "\\n"; break;
+        case '\r': *out += "\\r"; break;
+        case '\t': *out += "\\t"; break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            *out += "\\u00";
+            *out += kHex[c >> 4];
+            *out += kHex[c & 0xf];
+          } else {
+            *out += static_cast<char>(c);
+          }
+      }
+      ++i;
+      continue;
+    }
+    // A well-formed UTF-8 sequence passes through; anything else is U+FFFD.
+    size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    if (c >= 0xf5) len = 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xc0) == 0x80;
+    if (ok && len == 3) {
+      // No overlongs, no surrogates.
+      ok = !(c == 0xe0 && p[i + 1] < 0xa0) && !(c == 0xed && p[i + 1] >= 0xa0);
+    }
+    if (ok && len == 4) ok = !(c == 0xf0 && p[i + 1] < 0x90) && !(c == 0xf4 && p[i + 1] >= 0x90);
+    if (ok) {
+      out->append(reinterpret_cast<const char*>(p + i), len);
+      i += len;
+    } else {
+      *out += "\\ufffd";
+      ++i;
+    }
+  }
+}
+
+namespace {
+
+// %* in the JSON pattern: the message, escaped as a JSON string body.
+class JsonMessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string escaped;
+    AppendJsonEscaped(absl::string_view(msg.payload.data(), msg.payload.size()), &escaped);
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+// gRPC's own log lines (connection errors and the like), through spdlog so
+// that they share the format (and, in JSON, stay valid lines).
+void GrpcLogToSpdlog(gpr_log_func_args* args) {
+  switch (args->severity) {
+    case GPR_LOG_SEVERITY_DEBUG: spdlog::debug("grpc: {}", args->message); break;
+    case GPR_LOG_SEVERITY_INFO: spdlog::info("grpc: {}", args->message); break;
+    default: spdlog::error("grpc: {}", args->message); break;
+  }
+}
+
 void InitLogging(const Config& config, const CommandLine& cl) {
   auto logger = spdlog::stderr_logger_mt("eventstream");
   if (config.log.format == LogFormat::kJson) {
-    logger->set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%v"})",
-        spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(
+        spdlog::pattern_time_type::utc, spdlog::details::os::default_eol);
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
+    gpr_set_log_function(GrpcLogToSpdlog);
   } else {
     logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   }
@@ -91,9 +170,22 @@ int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec) {
   auto server = GrpcServer::Start(spec.binary, spec.listen(*config), (*instance)->services());
   if (!server.ok()) return Fail(spec.binary, server.status());
 
+  std::unique_ptr<MetricsServer> metrics_server;
+  const std::string metrics_listen = spec.metrics_listen ? spec.metrics_listen(*config) : "";
+  if (!metrics_listen.empty() && (*instance)->metrics() != nullptr) {
+    auto started = MetricsServer::Start(metrics_listen, (*instance)->metrics());
+    if (!started.ok()) {
+      (*server)->Shutdown(0);
+      (*instance)->Stop();
+      return Fail(spec.binary, started.status());
+    }
+    metrics_server = std::move(*started);
+  }
+
   int sig = WaitForSignal();
   spdlog::info("{}: signal {} received, shutting down", spec.binary, sig);
   (*server)->Shutdown();
+  if (metrics_server) metrics_server->Stop();
   (*instance)->Stop();
   spdlog::info("{}: stopped", spec.binary);
   return 0;

@@ -4,7 +4,17 @@
 //   parse the command line -> load and validate the config -> (--check-config
 //   stops here, touching no database and no secret) -> logging -> environment
 //   overrides -> connect -> migrate (the `migrate` command stops here) ->
-//   build the service -> serve until SIGTERM/SIGINT -> drain and stop.
+//   build the service -> serve (gRPC, and /metrics when configured) until
+//   SIGTERM/SIGINT -> drain and stop.
+//
+// Shutdown fits a Kubernetes pod's default 30 s grace period: health turns
+// NOT_SERVING and the server stops accepting RPCs, in-flight RPCs get up to
+// 10 s, then ServiceInstance::Stop() lets the background work finish the
+// entry/batch in flight.
+//
+// Logging: `log.format: json` writes one JSON object per line
+// ({"time","level","msg"}), the message escaped so that quotes, newlines,
+// control characters and invalid UTF-8 never break the line.
 //
 // Every failure prints one line that names what is wrong and exits non-zero:
 // 2 for a bad command line, 1 for everything else.
@@ -17,8 +27,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
 #include "libsync/config.h"
+#include "libsync/metrics.h"
 #include "libsync/migrate.h"
 #include "services/common/auth.h"
 
@@ -31,6 +43,9 @@ class ServiceInstance {
   virtual std::vector<grpc::Service*> services() = 0;
   // Called after the server stopped accepting RPCs; finish work in flight.
   virtual void Stop() {}
+  // The service's metrics, served on GET /metrics when the spec's
+  // metrics_listen is not ""; null = none. Valid until destruction.
+  virtual const metrics::Registry* metrics() { return nullptr; }
 };
 
 struct ServiceMainSpec {
@@ -42,10 +57,18 @@ struct ServiceMainSpec {
   // ("config.yaml: producer: required to run eventstream-producer").
   std::function<absl::Status(const Config&)> check_section;
   std::function<std::string(const Config&)> listen;
+  // host:port for the /metrics endpoint (metrics_server.h); "" or unset =
+  // none. Started after the gRPC server, stopped before Stop().
+  std::function<std::string(const Config&)> metrics_listen;
   std::function<absl::StatusOr<std::unique_ptr<ServiceInstance>>(const Config&)> create;
 };
 
 int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec);
+
+// Appends `in` to `out` escaped as the inside of a JSON string: `"`, `\`,
+// control characters escaped, well-formed UTF-8 kept, invalid bytes as
+// \ufffd. What `log.format: json` does to each message.
+void AppendJsonEscaped(absl::string_view in, std::string* out);
 
 // Resolves each api key's secret into a credential with the given role
 // mapping; errors name the key path and the variable or file.

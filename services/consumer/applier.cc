@@ -10,8 +10,10 @@
 // Concurrency: a transaction-scoped advisory lock per producer serializes
 // ApplyBatch and Resync of one producer (so a batch never parks an entry
 // behind a row a concurrent Resync is releasing), and ApplyBatch skips
-// entries at or below the watermark it reads under that lock, so two
-// overlapping pulls never apply an entry twice.
+// entries at or below the watermark it reads under that lock that already
+// have a sync log row, so two overlapping pulls never apply an entry twice
+// (while a flip's re-sent earlier entries, below it but never logged, are
+// applied).
 #include "services/consumer/applier.h"
 
 #include <map>
@@ -20,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "services/consumer/apply_document.h"
 #include "spdlog/spdlog.h"
 
@@ -223,6 +226,35 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
   if (!wm.ok()) return wm.status();
   const int64_t watermark = wm->rows() > 0 ? wm->GetInt64(0, 0) : 0;
 
+  // Entries at or below the watermark are of two kinds: ones an earlier
+  // batch already applied (an overlapping pull; they have a sync log row),
+  // and a document's earlier entries that the producer sends with their
+  // original seq when access to it flips from false to true (DESIGN.md
+  // "Notify / pull"); those were never sent before and have no row. Skip
+  // only the first kind: skipping by the watermark alone silently dropped
+  // the withheld history (and so lost its changes when the consumer already
+  // had the document).
+  std::set<int64_t> already_logged;
+  {
+    std::string seqs, doctypes;
+    for (const v1::UpdateLogEntry& e : entries) {
+      if (e.seq() > watermark) continue;
+      absl::StrAppend(&seqs, seqs.empty() ? "" : ",", e.seq());
+      absl::StrAppend(&doctypes, doctypes.empty() ? "" : ",", "\"",
+                      absl::StrReplaceAll(e.doctype(), {{"\\", "\\\\"}, {"\"", "\\\""}}),
+                      "\"");
+    }
+    if (!seqs.empty()) {
+      auto logged = apply::RunPrepared(
+          conn,
+          "SELECT seq FROM es_consumer.sync_log WHERE producer = $1"
+          " AND doctype = ANY($2::text[]) AND seq = ANY($3::bigint[])",
+          {producer, absl::StrCat("{", doctypes, "}"), absl::StrCat("{", seqs, "}")});
+      if (!logged.ok()) return logged.status();
+      for (int i = 0; i < logged->rows(); ++i) already_logged.insert(logged->GetInt64(i, 0));
+    }
+  }
+
   ApplyResult result;
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
@@ -231,7 +263,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
   std::map<std::pair<std::string, std::string>, int64_t> blocked;
 
   for (const v1::UpdateLogEntry& e : entries) {
-    if (e.seq() <= watermark) continue;
+    if (e.seq() <= watermark && already_logged.count(e.seq())) continue;
     SyncLogRow row = RowFromEntry(producer, e);
     std::vector<std::string> names = NamesOf(e);
 

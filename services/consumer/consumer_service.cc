@@ -98,17 +98,24 @@ absl::Time Deadline(const grpc::ServerContext* context) {
 class ConsumerInstance : public ServiceInstance {
  public:
   ConsumerInstance(ConsumerService::Deps deps, std::vector<std::unique_ptr<Puller>> pullers)
-      : config_(deps.config), pullers_(std::move(pullers)), service_(std::move(deps)) {
+      : config_(deps.config),
+        metrics_(deps.metrics),
+        pullers_(std::move(pullers)),
+        service_(std::move(deps)) {
     for (auto& p : pullers_) p->Start();
   }
   ~ConsumerInstance() override { Stop(); }
   std::vector<grpc::Service*> services() override { return {&service_}; }
+  const metrics::Registry* metrics() override {
+    return metrics_ ? &metrics_->registry : nullptr;
+  }
   void Stop() override {
     for (auto& p : pullers_) p->Stop();
   }
 
  private:
   std::shared_ptr<const Config> config_;  // the pullers refer to it
+  std::shared_ptr<ConsumerMetrics> metrics_;  // so do they
   std::vector<std::unique_ptr<Puller>> pullers_;
   ConsumerService service_;
 };
@@ -142,6 +149,7 @@ grpc::Status ConsumerService::Notify(grpc::ServerContext* context,
                         absl::StrCat("the notify token of producer \"", principal->key,
                                      "\" cannot notify for producer \"", producer, "\""));
   }
+  if (deps_.metrics) deps_.metrics->NotePosition(producer, request->log_position());
   it->second->Notify();
   return grpc::Status::OK;
 }
@@ -211,7 +219,8 @@ grpc::Status ConsumerService::PullNow(grpc::ServerContext* context,
   }
   const absl::Time deadline = Deadline(context);
   for (auto& [puller, ticket] : tickets) {
-    auto outcome = puller->WaitForPull(ticket, deadline);
+    auto outcome =
+        puller->WaitForPull(ticket, deadline, [context] { return context->IsCancelled(); });
     if (!outcome.ok()) return Answer("PullNow", outcome.status());
     if (!request->producer().empty() && !outcome->status.ok()) {
       return Answer("PullNow", outcome->status);
@@ -330,6 +339,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
   deps.config = std::make_shared<const Config>(config);
   deps.pool = std::make_shared<pg::ConnectionPool>(config.database.url,
                                                    "eventstream-consumer");
+  deps.metrics = std::make_shared<ConsumerMetrics>(deps.pool);
   const ConsumerConfig& consumer = *deps.config->consumer;
 
   std::vector<std::unique_ptr<Puller>> pullers;
@@ -347,6 +357,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       options.site = config.site.name;
       options.notify_address = consumer.advertise;
       options.poll_interval = consumer.poll_interval;
+      options.metrics = deps.metrics.get();
       auto link = std::make_unique<ProducerLink>(p.name, p.url, p.api_key, *secret);
       pullers.push_back(
           std::make_unique<Puller>(*deps.config, p, std::move(link), std::move(options)));

@@ -24,6 +24,7 @@
 #include "libsync/pg_pool.h"
 #include "services/common/auth.h"
 #include "services/common/service_main.h"
+#include "services/consumer/consumer_metrics.h"
 #include "services/consumer/puller.h"
 
 namespace eventstream {
@@ -37,6 +38,8 @@ class ConsumerService final : public v1::Consumer::Service {
     std::shared_ptr<pg::ConnectionPool> pool;
     // By producer name; the same set as config->consumer->producers.
     std::map<std::string, Puller*> pullers;
+    // /metrics (consumer_metrics.h); null = none.
+    std::shared_ptr<ConsumerMetrics> metrics;
   };
   explicit ConsumerService(Deps deps) : deps_(std::move(deps)) {}
 
@@ -65,7 +68,8 @@ class ConsumerService final : public v1::Consumer::Service {
 // configured producer's Event Producer record (and notify token), and starts
 // one Puller per producer, which registers or updates the subscription and
 // pulls; an unreachable producer is retried in the background. Stop() stops
-// the pullers after their batch in flight.
+// the pullers after their batch in flight. With several replicas on one
+// database, one pulls each producer at a time (puller.h "Replicas").
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& config);
 
 }  // namespace eventstream

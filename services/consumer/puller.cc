@@ -89,6 +89,10 @@ void Puller::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Hand the producer to another replica at once.
+  std::lock_guard<std::mutex> pull_lock(pull_mu_);
+  lock_conn_.reset();
+  active_ = false;
 }
 
 void Puller::Notify() {
@@ -111,9 +115,14 @@ int64_t Puller::RequestPull() {
   return ticket;
 }
 
-absl::StatusOr<PullOutcome> Puller::WaitForPull(int64_t ticket, absl::Time deadline) {
+absl::StatusOr<PullOutcome> Puller::WaitForPull(int64_t ticket, absl::Time deadline,
+                                                const std::function<bool()>& cancelled) {
   std::unique_lock<std::mutex> lock(mu_);
   while (completed_ < ticket) {
+    if (cancelled && cancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("cancelled while waiting for the pull from producer ", name()));
+    }
     if (stopping_ || !started_) {
       return absl::UnavailableError(
           absl::StrCat("the consumer is stopping; producer ", name(), " was not pulled"));
@@ -153,6 +162,33 @@ absl::StatusOr<pg::Connection*> Puller::Connection() {
     conn_ = std::move(*conn);
   }
   return conn_.get();
+}
+
+absl::StatusOr<bool> Puller::HoldPullLock() {
+  if (lock_conn_ != nullptr && active_) {
+    // The lock lives as long as its session: check the session.
+    if (lock_conn_->Exec("SELECT 1").ok()) return true;
+    spdlog::warn("producer {}: the pull lock's database session broke; taking the lock "
+                 "again",
+                 name());
+    lock_conn_.reset();
+    active_ = false;
+  }
+  if (lock_conn_ == nullptr || !lock_conn_->ok()) {
+    lock_conn_.reset();
+    auto conn = pg::Connection::Open(options_.database_url);
+    if (!conn.ok()) return conn.status();
+    (void)(*conn)->SetApplicationName("eventstream-consumer pull lock");
+    lock_conn_ = std::move(*conn);
+  }
+  auto r = lock_conn_->Exec("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                            {absl::StrCat("eventstream.consumer.puller:", name())});
+  if (!r.ok()) {
+    lock_conn_.reset();
+    return r.status();
+  }
+  active_ = r->GetBool(0, 0);
+  return active_;
 }
 
 void Puller::Run() {
@@ -200,6 +236,28 @@ void Puller::Run() {
 // Called with mu_ held.
 void Puller::Record(const PullOutcome& outcome, bool local_failure) {
   const absl::Time now = absl::Now();
+  if (options_.metrics != nullptr) {
+    options_.metrics->active->WithLabels({name()}).Set(active_ ? 1 : 0);
+  }
+  if (outcome.standby) {
+    // Once per change (active -> standby, failing -> standby, start).
+    if (state_.last_error != outcome.status.message()) {
+      spdlog::info("producer {}: another replica is pulling it; this one stands by "
+                   "(trying to take over every {}ms)",
+                   name(), absl::ToInt64Milliseconds(options_.standby_retry));
+    }
+    state_.active = false;
+    state_.last_error = std::string(outcome.status.message());
+    next_due_ = now + options_.standby_retry;
+    return;
+  }
+  if (active_ && !state_.active) {
+    spdlog::info("producer {}: this replica holds the pull lock and pulls it", name());
+  }
+  state_.active = active_;
+  if (!outcome.status.ok() && options_.metrics != nullptr) {
+    options_.metrics->pull_errors->WithLabels({name()}).Inc();
+  }
   if (outcome.status.ok()) {
     if (state_.consecutive_failures > 0) {
       spdlog::info("producer {} ({}): pulling again after {} failed attempts", name(),
@@ -210,7 +268,9 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure) {
     state_.consecutive_failures = 0;
     state_.last_pull_at = now;
     backoff_ = options_.initial_backoff;
-    next_due_ = now + options_.poll_interval;
+    // After news, pull again at once: that pull's after_seq tells the
+    // producer the news arrived (its acknowledged_seq, hence its lag).
+    next_due_ = outcome.advanced ? now : now + options_.poll_interval;
     return;
   }
   const std::string error(outcome.status.message());
@@ -332,6 +392,18 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
 
 PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   PullOutcome outcome;
+  auto held = HoldPullLock();
+  if (!held.ok()) {
+    outcome.status = Local(held.status(), local_failure);
+    return outcome;
+  }
+  if (!*held) {
+    outcome.standby = true;
+    outcome.status = absl::UnavailableError(
+        absl::StrCat("another replica of this consumer is pulling producer ", name(),
+                     "; this one stands by"));
+    return outcome;
+  }
   auto conn = Connection();
   if (!conn.ok()) {
     outcome.status = Local(conn.status(), local_failure);
@@ -347,17 +419,32 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
     return outcome;
   }
   outcome.last_seq = *watermark;
+  const int64_t start_seq = outcome.last_seq;
+  ConsumerMetrics* metrics = options_.metrics;
   while (true) {
+    const int64_t before = outcome.last_seq;
     auto batch = link_->PullUpdates(outcome.last_seq, options_.batch_limit);
+    if (metrics != nullptr) metrics->pulls->WithLabels({name()}).Inc();
     if (!batch.ok()) {
       outcome.status = batch.status();
       return outcome;
     }
+    if (metrics != nullptr) metrics->NotePosition(name(), batch->log_position());
     std::vector<v1::UpdateLogEntry> entries(batch->entries().begin(),
                                             batch->entries().end());
     if (!entries.empty() || batch->next_after_seq() > outcome.last_seq) {
+      const absl::Time started = absl::Now();
       auto applied = applier_.ApplyBatch(*conn, name(), entries,
                                          batch->next_after_seq(), link_.get());
+      if (metrics != nullptr) {
+        metrics->apply_seconds->WithLabels({name()})
+            .Observe(absl::ToDoubleSeconds(absl::Now() - started));
+        if (applied.ok()) {
+          metrics->applied->WithLabels({name(), "synced"}).Inc(applied->synced);
+          metrics->applied->WithLabels({name(), "failed"}).Inc(applied->failed);
+          metrics->applied->WithLabels({name(), "parked"}).Inc(applied->parked);
+        }
+      }
       if (!applied.ok()) {
         outcome.status = Local(applied.status(), local_failure);
         return outcome;
@@ -369,10 +456,9 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
       outcome.last_seq = applied->last_seq;
     }
     // A producer that says "more" without moving forward would spin.
-    if (!batch->more() || stop_batches_ ||
-        (entries.empty() && batch->next_after_seq() <= outcome.last_seq))
-      break;
+    if (!batch->more() || stop_batches_ || batch->next_after_seq() <= before) break;
   }
+  outcome.advanced = outcome.last_seq > start_seq;
   return outcome;
 }
 

@@ -26,6 +26,24 @@
 //    line per state change (starts failing, fails differently, recovers).
 //  * Constructing one does no I/O; the thread opens its own database
 //    connection (and reopens it after a failure) when it first needs it.
+//  * Replicas: only the holder of the producer's pull lock pulls it (and
+//    reconciles the subscription). The lock is a session-level advisory
+//    lock, pg_try_advisory_lock(hashtextextended('eventstream.consumer.
+//    puller:' || producer, 0)), held on a dedicated connection for as long
+//    as this replica is active; it is released by Stop() or, when the
+//    process dies, by PostgreSQL closing that session. Each pull first makes
+//    sure the lock is (still) held, taking it when free. A replica that
+//    does not get it stands by: the pull ends at once with UNAVAILABLE
+//    ("another replica ... is pulling", PullOutcome::standby; not counted as
+//    a failure) and it tries again every Options::standby_retry, so it takes
+//    over within about that long after the active replica dies. A Notify or
+//    PullNow reaching a standby replica therefore just causes such a try.
+//    (ApplyBatch's own per-producer transaction lock still guarantees
+//    exactly-once if two pulls ever overlap.)
+//  * A pull that moved the watermark is followed at once by another, so the
+//    producer records (acknowledged_seq = that pull's after_seq) that the
+//    entries arrived even when no Notify or poll comes soon: the producer's
+//    lag metrics return to 0 right after the consumer caught up.
 //
 // Thread-safety: all public methods are thread-safe.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_PULLER_H_
@@ -46,6 +64,7 @@
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "services/consumer/applier.h"
+#include "services/consumer/consumer_metrics.h"
 #include "services/consumer/producer_link.h"
 #include "services/consumer/producer_store.h"
 
@@ -59,6 +78,8 @@ struct PullOutcome {
   int64_t failed = 0;
   int64_t parked = 0;
   int64_t last_seq = 0;  // the watermark afterwards
+  bool standby = false;  // another replica holds the pull lock; nothing done
+  bool advanced = false;  // the watermark moved (a follow-up pull acks it)
 };
 
 // What ListProducers reports about a producer's reachability.
@@ -68,6 +89,7 @@ struct PullerState {
   int consecutive_failures = 0;
   absl::Time last_pull_at = absl::InfinitePast();  // last successful pull
   int64_t pulls = 0;  // pulls started since the process started
+  bool active = false;  // this replica holds the pull lock
 };
 
 class Puller {
@@ -81,6 +103,11 @@ class Puller {
     absl::Duration max_backoff = absl::Seconds(30);
     absl::Duration status_refresh = absl::Minutes(10);
     int batch_limit = 500;
+    // How often a standby replica tries to take the pull lock.
+    absl::Duration standby_retry = absl::Seconds(1);
+    // Counters and the log position for /metrics; null = none. Must
+    // outlive the Puller.
+    ConsumerMetrics* metrics = nullptr;
   };
 
   // `config` (with a consumer section) and `producer` (one of its
@@ -105,8 +132,11 @@ class Puller {
   // Also refreshes the approval statuses in that pull.
   int64_t RequestPull();
   // Waits until the pull for `ticket` finished (its outcome) or `deadline`
-  // (DEADLINE_EXCEEDED) or Stop() (UNAVAILABLE).
-  absl::StatusOr<PullOutcome> WaitForPull(int64_t ticket, absl::Time deadline);
+  // (DEADLINE_EXCEEDED) or Stop() (UNAVAILABLE) or `cancelled()` returns
+  // true (CANCELLED; checked every 100 ms, e.g. the RPC was cancelled).
+  absl::StatusOr<PullOutcome> WaitForPull(
+      int64_t ticket, absl::Time deadline,
+      const std::function<bool()>& cancelled = nullptr);
 
   PullerState State() const;
 
@@ -121,6 +151,8 @@ class Puller {
   PullOutcome PullOnce(unsigned triggers, bool* local_failure);
   absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure);
   absl::StatusOr<pg::Connection*> Connection();
+  // Whether this replica holds (or just took) the pull lock.
+  absl::StatusOr<bool> HoldPullLock();
   void Record(const PullOutcome& outcome, bool local_failure);
 
   const Config& config_;
@@ -132,6 +164,9 @@ class Puller {
   // Held for a whole pull (and a Resync): the connection and applier.
   std::mutex pull_mu_;
   std::unique_ptr<pg::Connection> conn_;
+  // Holds the session-level pull lock while active_ (see file comment).
+  std::unique_ptr<pg::Connection> lock_conn_;
+  bool active_ = false;
   bool reconciled_ = false;
   absl::Time refreshed_at_ = absl::InfinitePast();
   bool all_approved_ = false;

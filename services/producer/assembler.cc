@@ -464,6 +464,11 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn,
 
   if (!entries.empty()) {
     if (last_seq != nullptr) *last_seq = end_seq;
+    if (options_.on_committed) {
+      std::map<std::pair<std::string, std::string>, int> counts;
+      for (const LogEntry& e : entries) ++counts[{e.doctype, e.update_type}];
+      for (const auto& [key, n] : counts) options_.on_committed(key.first, key.second, n);
+    }
     spdlog::debug(
         "assembled {} raw rows of {} transactions into update_log seq {}..{}",
         raw_count, txids.size(), first_seq, end_seq);

@@ -107,6 +107,11 @@ class Assembler {
  public:
   struct Options {
     int max_raw_rows = 5000;
+    // Called after each COMMIT that wrote entries, once per (doctype,
+    // update_type) with how many were written (metrics); null = none.
+    std::function<void(const std::string& doctype, const std::string& update_type,
+                       int count)>
+        on_committed;
   };
   explicit Assembler(DocTypeRegistry registry)
       : registry_(std::move(registry)) {}

@@ -1,6 +1,10 @@
 #include "services/producer/producer_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "services/producer/assembler.h"
 #include "services/producer/capture.h"
 #include "spdlog/spdlog.h"
@@ -64,6 +68,18 @@ v1::UpdateType UpdateTypeToProto(const std::string& type) {
   return v1::UPDATE_TYPE_UNSPECIFIED;
 }
 
+Assembler::Options AssemblerOptions(ProducerMetrics* metrics) {
+  Assembler::Options options;
+  if (metrics != nullptr) {
+    options.on_committed = [captured = metrics->captured](const std::string& doctype,
+                                                          const std::string& update_type,
+                                                          int count) {
+      captured->WithLabels({doctype, update_type}).Inc(count);
+    };
+  }
+  return options;
+}
+
 // Owns the RPC handlers and the assembler thread. The assembler starts
 // before the server accepts RPCs and stops in Stop(), after the server
 // stopped; AssemblerLoop::Stop waits for the pass in flight, which commits
@@ -74,24 +90,38 @@ class ProducerInstance : public ServiceInstance {
   // burst of writes becomes a handful of Notify calls per consumer.
   ProducerInstance(ProducerService::Deps deps, const Config& config)
       : notifier_(deps.notifier),
+        webhooks_(deps.webhooks),
+        metrics_(deps.metrics),
         service_(std::move(deps)),
-        assembler_(config.registry),
+        assembler_(config.registry, AssemblerOptions(metrics_.get())),
         loop_(&assembler_, AssemblerLoop::Options{config.database.url},
-              [notifier = notifier_](int64_t last_seq) {
+              [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
                 if (notifier) notifier->SignalAll(last_seq);
+                if (webhooks) webhooks->Wake();
               }) {
     if (notifier_) notifier_->Start();
+    if (webhooks_) webhooks_->Start();
     loop_.Start();
   }
   ~ProducerInstance() override { Stop(); }
-  std::vector<grpc::Service*> services() override { return {&service_}; }
+  const metrics::Registry* metrics() override {
+    return metrics_ ? &metrics_->registry : nullptr;
+  }
+  std::vector<grpc::Service*> services() override {
+    std::vector<grpc::Service*> out = {&service_};
+    if (webhooks_) out.push_back(webhooks_->service());
+    return out;
+  }
   void Stop() override {
     loop_.Stop();
     if (notifier_) notifier_->Stop();
+    if (webhooks_) webhooks_->Stop();
   }
 
  private:
   std::shared_ptr<Notifier> notifier_;
+  std::shared_ptr<WebhookRuntime> webhooks_;
+  std::shared_ptr<ProducerMetrics> metrics_;
   ProducerService service_;
   Assembler assembler_;
   AssemblerLoop loop_;
@@ -156,9 +186,29 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
                                           v1::PullUpdatesResponse* response) {
   auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
   if (!principal.ok()) return ToGrpc(principal.status());
+  const absl::Time started = absl::Now();
   auto pulled =
       deps_.feed->Pull(principal->key, request->after_seq(), request->limit());
+  if (deps_.metrics) {
+    deps_.metrics->pulls->WithLabels({principal->key}).Inc();
+    deps_.metrics->pull_seconds->WithLabels({principal->key})
+        .Observe(absl::ToDoubleSeconds(absl::Now() - started));
+    if (pulled.ok()) {
+      deps_.metrics->pulled->WithLabels({principal->key})
+          .Inc(static_cast<double>(pulled->entries.size()));
+    }
+  }
   if (!pulled.ok()) return Answer("PullUpdates", pulled.status());
+  // The log position, for the consumer's lag: without `more` the pull
+  // examined everything up to the end of the log.
+  int64_t position = pulled->next_after_seq;
+  if (pulled->more) {
+    if (auto conn = deps_.pool->Acquire(); conn.ok()) {
+      auto r = (*conn)->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
+      if (r.ok()) position = std::max(position, r->GetInt64(0, 0));
+    }
+  }
+  response->set_log_position(position);
   for (FeedEntry& e : pulled->entries) {
     v1::UpdateLogEntry* out = response->add_entries();
     out->set_seq(e.seq);
@@ -267,11 +317,34 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
   deps.consumers = std::make_shared<ConsumerStore>(
       deps.config.get(), deps.pool.get(),
       [installer, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
-        return installer->SyncTriggers(conn, cfg->registry, doctypes);
+        // Webhooks need their DocTypes captured too (webhook_store.h).
+        auto hooked = WebhookStore::DocTypes(conn, cfg->registry);
+        if (!hooked.ok()) return hooked.status();
+        std::set<std::string> all = doctypes;
+        all.insert(hooked->begin(), hooked->end());
+        return installer->SyncTriggers(conn, cfg->registry, all);
       });
+  {
+    auto webhooks = WebhookRuntime::Create(
+        deps.auth, deps.config, deps.pool,
+        [installer, cfg, consumers = deps.consumers](
+            pg::Connection* conn, const std::set<std::string>& extra) -> absl::Status {
+          auto approved = consumers->CapturedDocTypes(conn);
+          if (!approved.ok()) return approved.status();
+          auto hooked = WebhookStore::DocTypes(conn, cfg->registry);
+          if (!hooked.ok()) return hooked.status();
+          std::set<std::string> all = *approved;
+          all.insert(hooked->begin(), hooked->end());
+          all.insert(extra.begin(), extra.end());
+          return installer->SyncTriggers(conn, cfg->registry, all);
+        });
+    if (!webhooks.ok()) return webhooks.status();
+    deps.webhooks = std::move(*webhooks);
+  }
   if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
   deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get());
   deps.notifier = std::make_shared<Notifier>(config.site.name);
+  deps.metrics = std::make_shared<ProducerMetrics>(deps.pool, deps.notifier);
   RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());
   return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));
 }

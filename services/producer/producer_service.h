@@ -21,7 +21,9 @@
 #include "services/common/service_main.h"
 #include "services/producer/consumer_store.h"
 #include "services/producer/notifier.h"
+#include "services/producer/producer_metrics.h"
 #include "services/producer/update_feed.h"
+#include "services/producer/webhook_service.h"
 
 namespace eventstream {
 
@@ -36,6 +38,10 @@ class ProducerService final : public v1::Producer::Service {
     std::shared_ptr<UpdateFeed> feed;
     // Null in tests that need no notifies.
     std::shared_ptr<Notifier> notifier;
+    // Outgoing webhooks (webhook_service.h); null = none.
+    std::shared_ptr<WebhookRuntime> webhooks;
+    // /metrics (producer_metrics.h); null = none.
+    std::shared_ptr<ProducerMetrics> metrics;
   };
   explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 

@@ -599,15 +599,22 @@ TEST_F(ApplyTest, WatermarkIsNotAdvancedWhenTheBatchDoesNotCommit) {
   EXPECT_EQ(One("SELECT last_seq FROM es_consumer.last_update"), "10");
   EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log"), "0");
   EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
-  // Entries at or below the watermark are skipped.
-  ApplyResult ok = Apply({Entry(9, "Note", "old", v1::UPDATE_TYPE_CREATE,
+  // Entries at or below the watermark that an earlier batch logged (an
+  // overlapping pull) are skipped; one never logged (a document's earlier
+  // entry, re-sent with its own seq when access to it flips) is applied.
+  Exec("INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type,"
+       " status) VALUES ('hq', 9, 'Note', 'old', 'Create', 'Synced')");
+  ApplyResult ok = Apply({Entry(8, "Note", "history", v1::UPDATE_TYPE_CREATE,
+                                R"({"doctype":"Note","name":"history","title":"t"})"),
+                          Entry(9, "Note", "old", v1::UPDATE_TYPE_CREATE,
                                 R"({"doctype":"Note","name":"old","title":"t"})"),
                           Entry(11, "Note", "ok", v1::UPDATE_TYPE_CREATE,
                                 R"({"doctype":"Note","name":"ok","title":"fine"})")},
                          11);
-  EXPECT_EQ(ok.synced, 1);
+  EXPECT_EQ(ok.synced, 2);
   EXPECT_EQ(ok.last_seq, 11);
-  EXPECT_EQ(All("SELECT name FROM \"tabNote\""), "ok");
+  EXPECT_EQ(All("SELECT name FROM \"tabNote\" ORDER BY name"), "history;ok");
+  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log WHERE seq = 9"), "1");
 }
 
 TEST_F(ApplyTest, UnknownProducerIsAnError) {

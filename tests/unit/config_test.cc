@@ -387,7 +387,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "default)"},
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
-       "metrics_listen, api_keys, consumers)"},
+       "metrics_listen, api_keys, consumers, webhooks, webhook_delivery)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},

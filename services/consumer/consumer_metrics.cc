@@ -1,0 +1,75 @@
+#include "services/consumer/consumer_metrics.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace eventstream {
+namespace {
+
+using metrics::Sample;
+
+absl::StatusOr<std::map<std::string, int64_t>> Watermarks(pg::ConnectionPool* pool) {
+  auto conn = pool->Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->Exec("SELECT producer, last_seq FROM es_consumer.last_update");
+  if (!r.ok()) return r.status();
+  std::map<std::string, int64_t> out;
+  for (int i = 0; i < r->rows(); ++i) out[std::string(r->Get(i, 0))] = r->GetInt64(i, 1);
+  return out;
+}
+
+}  // namespace
+
+ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
+  pulls = registry.AddCounter("eventstream_consumer_pulls_total",
+                              "PullUpdates calls made to the producer.", {"producer"});
+  pull_errors = registry.AddCounter("eventstream_consumer_pull_errors_total",
+                                    "Pulls from the producer that failed.", {"producer"});
+  applied = registry.AddCounter("eventstream_consumer_entries_applied_total",
+                                "Entries replayed, by sync log status.",
+                                {"producer", "status"});
+  apply_seconds = registry.AddHistogram("eventstream_consumer_apply_batch_duration_seconds",
+                                        "Time to apply one pulled batch (one transaction).",
+                                        {"producer"}, metrics::LatencyBuckets());
+  active = registry.AddGauge("eventstream_consumer_active",
+                             "1 while this replica is the one pulling the producer.",
+                             {"producer"});
+  registry.AddCallback("eventstream_consumer_watermark",
+                       "The last producer seq this site has applied (its watermark).",
+                       metrics::Type::kGauge, {"producer"},
+                       [pool]() -> absl::StatusOr<std::vector<Sample>> {
+                         auto wm = Watermarks(pool.get());
+                         if (!wm.ok()) return wm.status();
+                         std::vector<Sample> out;
+                         for (const auto& [p, seq] : *wm)
+                           out.push_back(Sample{{p}, static_cast<double>(seq)});
+                         return out;
+                       });
+  registry.AddCallback(
+      "eventstream_consumer_lag_entries",
+      "The producer's log position minus this site's watermark.", metrics::Type::kGauge,
+      {"producer"}, [this, pool]() -> absl::StatusOr<std::vector<Sample>> {
+        auto wm = Watermarks(pool.get());
+        if (!wm.ok()) return wm.status();
+        std::map<std::string, int64_t> positions;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          positions = positions_;
+        }
+        std::vector<Sample> out;
+        for (const auto& [p, position] : positions) {
+          auto it = wm->find(p);
+          int64_t watermark = it == wm->end() ? 0 : it->second;
+          out.push_back(Sample{{p}, static_cast<double>(std::max<int64_t>(0, position - watermark))});
+        }
+        return out;
+      });
+}
+
+void ConsumerMetrics::NotePosition(const std::string& producer, int64_t position) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t& p = positions_[producer];
+  p = std::max(p, position);
+}
+
+}  // namespace eventstream

@@ -1,0 +1,58 @@
+// ConsumerMetrics: what the consumer exposes on /metrics (README
+// "Operating it"). Per producer (label `producer`, its config name):
+//
+//  eventstream_consumer_pulls_total          PullUpdates calls made
+//  eventstream_consumer_pull_errors_total    pulls that failed (producer
+//                                            unreachable or refusing, local
+//                                            database errors)
+//  eventstream_consumer_entries_applied_total{status=synced|failed|parked}
+//  eventstream_consumer_apply_batch_duration_seconds  (histogram) one
+//                                            ApplyBatch transaction
+//  eventstream_consumer_active               1 while this replica holds the
+//                                            producer's pull lock (puller.h)
+//  eventstream_consumer_watermark            es_consumer.last_update (scrape
+//                                            time, from the database)
+//  eventstream_consumer_lag_entries          the producer's log position
+//                                            (learnt from its Notify calls
+//                                            and from pulls) minus the
+//                                            watermark, never below 0;
+//                                            absent until a position is known
+// Counters count what this replica did; the database-backed gauges are the
+// same on every replica.
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_CONSUMER_METRICS_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_CONSUMER_METRICS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "libsync/metrics.h"
+#include "libsync/pg_pool.h"
+
+namespace eventstream {
+
+class ConsumerMetrics {
+ public:
+  // `pool` is used at scrape time.
+  explicit ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool);
+
+  // Records the producer's log position (keeps the highest seen).
+  void NotePosition(const std::string& producer, int64_t position);
+
+  metrics::Registry registry;
+  metrics::Family<metrics::Counter>* pulls;
+  metrics::Family<metrics::Counter>* pull_errors;
+  metrics::Family<metrics::Counter>* applied;
+  metrics::Family<metrics::Histogram>* apply_seconds;
+  metrics::Family<metrics::Gauge>* active;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int64_t> positions_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_CONSUMER_METRICS_H_

@@ -1,0 +1,89 @@
+#include "services/producer/producer_metrics.h"
+
+#include <string>
+#include <vector>
+
+namespace eventstream {
+namespace {
+
+using metrics::Sample;
+
+// One row per consumer: site, lag entries, lag seconds.
+constexpr char kLagSql[] =
+    "SELECT c.site, l.n,"
+    "  coalesce(extract(epoch FROM clock_timestamp() - l.oldest), 0)::float8"
+    " FROM es_producer.consumer c"
+    " CROSS JOIN LATERAL ("
+    "   SELECT count(*) AS n, min(u.created_at) AS oldest"
+    "   FROM es_producer.update_log u"
+    "   WHERE u.seq > c.acknowledged_seq"
+    "     AND u.origin IS DISTINCT FROM c.site"
+    "     AND u.doctype IN (SELECT d.doctype FROM es_producer.consumer_doctype d"
+    "                        WHERE d.site = c.site AND d.status = 'approved'"
+    "                          AND NOT d.unsubscribed)) l"
+    " ORDER BY c.site";
+
+absl::StatusOr<std::vector<Sample>> Lag(pg::ConnectionPool* pool, int column) {
+  auto conn = pool->Acquire();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->Exec(kLagSql);
+  if (!r.ok()) return r.status();
+  std::vector<Sample> out;
+  for (int i = 0; i < r->rows(); ++i) {
+    double v = column == 1 ? static_cast<double>(r->GetInt64(i, 1))
+                           : std::stod(std::string(r->Get(i, 2)));
+    out.push_back(Sample{{std::string(r->Get(i, 0))}, v < 0 ? 0 : v});
+  }
+  return out;
+}
+
+}  // namespace
+
+ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
+                                 std::shared_ptr<Notifier> notifier) {
+  captured = registry.AddCounter("eventstream_producer_entries_captured_total",
+                                 "Event Update Log entries committed by this replica's "
+                                 "assembler.",
+                                 {"doctype", "update_type"});
+  pulls = registry.AddCounter("eventstream_producer_pulls_total",
+                              "PullUpdates calls served by this replica.", {"consumer"});
+  pulled = registry.AddCounter("eventstream_producer_entries_pulled_total",
+                               "Entries returned by PullUpdates.", {"consumer"});
+  pull_seconds = registry.AddHistogram("eventstream_producer_pull_duration_seconds",
+                                       "Time to serve one PullUpdates call.", {"consumer"},
+                                       metrics::LatencyBuckets());
+  if (notifier) {
+    registry.AddCallback(
+        "eventstream_producer_notify_failures_total",
+        "Failed Notify calls to each consumer (since its address or token last "
+        "changed).",
+        metrics::Type::kCounter, {"consumer"},
+        [notifier]() -> absl::StatusOr<std::vector<Sample>> {
+          std::vector<Sample> out;
+          for (const auto& [site, t] : notifier->stats().targets)
+            out.push_back(Sample{{site}, static_cast<double>(t.failures)});
+          return out;
+        });
+  }
+  registry.AddCallback("eventstream_producer_consumer_lag_entries",
+                       "Update log entries of the consumer's approved DocTypes after its "
+                       "acknowledged position.",
+                       metrics::Type::kGauge, {"consumer"},
+                       [pool] { return Lag(pool.get(), 1); });
+  registry.AddCallback("eventstream_producer_consumer_lag_seconds",
+                       "Age of the oldest entry the consumer has not acknowledged (0 when "
+                       "none).",
+                       metrics::Type::kGauge, {"consumer"},
+                       [pool] { return Lag(pool.get(), 2); });
+  registry.AddCallback(
+      "eventstream_producer_log_position", "The highest seq in the Event Update Log.",
+      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
+        auto conn = pool->Acquire();
+        if (!conn.ok()) return conn.status();
+        auto r = (*conn)->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
+        if (!r.ok()) return r.status();
+        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
+      });
+}
+
+}  // namespace eventstream

@@ -1,0 +1,50 @@
+// ProducerMetrics: what the producer exposes on /metrics (README
+// "Operating it").
+//
+//  eventstream_producer_entries_captured_total{doctype,update_type}
+//      Event Update Log entries this replica's assembler committed.
+//  eventstream_producer_pulls_total{consumer}
+//  eventstream_producer_entries_pulled_total{consumer}
+//  eventstream_producer_pull_duration_seconds{consumer}  (histogram)
+//      PullUpdates calls served by this replica, the entries they returned
+//      and how long they took (failed calls count as pulls, not entries).
+//  eventstream_producer_notify_failures_total{consumer}
+//      Failed Notify calls to the consumer (Notifier::stats(); it starts
+//      over when the consumer's address or token changes).
+//  eventstream_producer_consumer_lag_entries{consumer}
+//  eventstream_producer_consumer_lag_seconds{consumer}
+//      Computed at scrape time from the database, so every replica reports
+//      the same: the update_log entries of the consumer's approved DocTypes
+//      (not of its own origin) after its acknowledged_seq, and the age of
+//      the oldest of them (0 when none). acknowledged_seq is the after_seq
+//      of the consumer's latest pull, so a consumer that has caught up shows
+//      0 once it pulled again (it does, right after a batch).
+//  eventstream_producer_log_position
+//      The highest seq in the update log (scrape time).
+// A scrape whose query fails renders those families without samples.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
+
+#include <memory>
+
+#include "libsync/metrics.h"
+#include "libsync/pg_pool.h"
+#include "services/producer/notifier.h"
+
+namespace eventstream {
+
+struct ProducerMetrics {
+  // `pool` is used at scrape time; `notifier` may be null.
+  ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
+                  std::shared_ptr<Notifier> notifier);
+
+  metrics::Registry registry;
+  metrics::Family<metrics::Counter>* captured;
+  metrics::Family<metrics::Counter>* pulls;
+  metrics::Family<metrics::Counter>* pulled;
+  metrics::Family<metrics::Histogram>* pull_seconds;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_

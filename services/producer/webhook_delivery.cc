@@ -1,0 +1,739 @@
+#include "services/producer/webhook_delivery.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "libsync/diff.h"
+#include "libsync/expr.h"
+#include "libsync/webhook_template.h"
+#include "services/producer/document_reader.h"
+#include "services/producer/webhook_store.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+namespace {
+
+constexpr char kMasked[] = "***";
+constexpr int kBatchEntries = 500;
+constexpr size_t kResponseBodyLimit = 4096;
+
+absl::StatusOr<Value> ParseJsonText(absl::string_view text) {
+  return Value::ParseJson(std::string_view(text.data(), text.size()));
+}
+
+int DocstatusOf(const Value* v) {
+  int n = 0;
+  if (v != nullptr && v->is_number() && absl::SimpleAtoi(v->number_text(), &n))
+    return n;
+  return 0;
+}
+
+Value Stub(const std::string& doctype, const std::string& docname) {
+  Value doc = Value::EmptyObject();
+  doc["doctype"] = Value::String(doctype);
+  doc["name"] = Value::String(docname);
+  return doc;
+}
+
+// Text safe for a PostgreSQL text column: valid UTF-8, no NUL; at most
+// `limit` bytes (cut at a character boundary).
+std::string CleanText(absl::string_view in, size_t limit) {
+  std::string out;
+  size_t i = 0;
+  while (i < in.size() && out.size() < limit) {
+    unsigned char c = static_cast<unsigned char>(in[i]);
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
+                                          : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size() && out.size() + len <= limit;
+    for (int k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(in[i + k]) >> 6) == 2;
+    }
+    if (ok && c != 0) {
+      out.append(in.substr(i, len).data(), len);
+      i += len;
+    } else {
+      if (out.size() + 1 > limit) break;
+      out.push_back('?');
+      ++i;
+    }
+  }
+  return out;
+}
+
+size_t WriteBody(char* data, size_t size, size_t n, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  size_t bytes = size * n;
+  if (body->size() < kResponseBodyLimit + 8) {
+    body->append(data, std::min(bytes, kResponseBodyLimit + 8 - body->size()));
+  }
+  return bytes;  // read (and drop) the rest, so the connection stays usable
+}
+
+struct Outcome {
+  enum Kind { kSuccess, kRetry, kFail } kind = kRetry;
+  int code = 0;
+  std::string response_body;
+  std::string error;
+  int duration_ms = 0;
+};
+
+}  // namespace
+
+std::vector<std::string> DocEventsFor(absl::string_view update_type,
+                                      const Value& data, int docstatus_before) {
+  if (update_type == "Create") {
+    std::vector<std::string> events = {"after_insert", "on_change"};
+    if (DocstatusOf(data.Find("docstatus")) == 1) events.push_back("on_submit");
+    return events;
+  }
+  if (update_type == "Update") {
+    const Value* changed = data.Find("changed");
+    const Value* ds = changed != nullptr ? changed->Find("docstatus") : nullptr;
+    if (ds != nullptr && DocstatusOf(ds) == 1) return {"on_submit", "on_change"};
+    if (ds == nullptr && docstatus_before == 1) {
+      return {"on_update_after_submit", "on_change"};
+    }
+    return {"on_update", "on_change"};
+  }
+  if (update_type == "Cancel") return {"on_cancel", "on_change"};
+  if (update_type == "Rename") return {"on_update", "on_change"};
+  if (update_type == "Delete") return {"on_trash"};
+  return {};
+}
+
+absl::StatusOr<Value> DocumentFor(pg::Connection* conn,
+                                  const DocTypeRegistry& registry,
+                                  const std::string& doctype,
+                                  const std::string& docname, int64_t seq,
+                                  absl::string_view update_type) {
+  if (update_type != "Delete") {
+    const DocTypeDef* def = registry.Find(doctype);
+    if (def != nullptr) {
+      auto doc = ReadDocument(conn, registry, *def, docname);
+      if (!doc.ok()) return doc.status();
+      if (doc->has_value()) return std::move(**doc);
+    }
+  }
+  // Gone: rebuild the last known version from the log.
+  auto r = conn->Exec(
+      "SELECT update_type, data::text FROM es_producer.update_log"
+      " WHERE doctype = $1 AND docname = $2 AND seq <= $3"
+      "  AND seq >= coalesce((SELECT max(seq) FROM es_producer.update_log"
+      "    WHERE doctype = $1 AND docname = $2 AND seq <= $3"
+      "      AND update_type = 'Create'), $3 + 1)"
+      " ORDER BY seq",
+      {doctype, docname, seq});
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return Stub(doctype, docname);
+  auto doc = ParseJsonText(r->Get(0, 1));
+  if (!doc.ok() || !doc->is_object()) return Stub(doctype, docname);
+  Value current = std::move(*doc);
+  for (int i = 1; i < r->rows(); ++i) {
+    absl::string_view type = r->Get(i, 0);
+    if (type != "Update" && type != "Cancel") continue;
+    auto data = ParseJsonText(r->Get(i, 1));
+    if (!data.ok()) continue;
+    auto diff = DocDiff::FromJson(*data);
+    if (!diff.ok()) continue;
+    auto patched = Patch(current, *diff);
+    if (patched.ok()) current = std::move(*patched);
+  }
+  return current;
+}
+
+absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const Value& doc) {
+  BuiltRequest out;
+  auto url = WebhookTemplate::Parse(hook.request_url, WebhookTemplate::Kind::kUrl);
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "webhook \"", hook.name, "\": request_url: ", url.status().message()));
+  }
+  out.url = url->Render(doc);
+  out.method = hook.request_method.empty() ? "POST" : hook.request_method;
+  if (hook.request_structure == "JSON") {
+    auto body = WebhookTemplate::Parse(hook.webhook_json,
+                                       WebhookTemplate::Kind::kJson);
+    if (!body.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "webhook \"", hook.name, "\": webhook_json: ", body.status().message()));
+    }
+    out.body = body->Render(doc);
+    if (auto parsed = Value::ParseJson(out.body); !parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("webhook \"", hook.name,
+                       "\": webhook_json rendered invalid JSON: ",
+                       parsed.status().message()));
+    }
+  } else {
+    out.body = RenderFormBody(hook, doc);
+  }
+  bool has_content_type = false;
+  for (const WebhookHeaderConfig& h : hook.headers) {
+    has_content_type =
+        has_content_type || absl::EqualsIgnoreCase(h.key, "content-type");
+  }
+  if (!has_content_type) out.headers.emplace_back("Content-Type", "application/json");
+  for (const WebhookHeaderConfig& h : hook.headers) {
+    out.headers.emplace_back(h.key, h.is_secret() ? kMasked : h.value);
+  }
+  if (hook.enable_security) {
+    out.headers.emplace_back("X-Frappe-Webhook-Signature", kMasked);
+  }
+  return out;
+}
+
+std::string WebhookSignature(absl::string_view secret, absl::string_view body) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac,
+       &mac_len);
+  std::string out(4 * ((mac_len + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac,
+                          static_cast<int>(mac_len));
+  out.resize(n);
+  return out;
+}
+
+WebhookDelivery::WebhookDelivery(const Config* config, std::string database_url)
+    : config_(config),
+      database_url_(std::move(database_url)),
+      options_(config->producer ? config->producer->webhook_delivery
+                                : WebhookDeliveryConfig()) {}
+
+WebhookDelivery::~WebhookDelivery() { Stop(); }
+
+void WebhookDelivery::Start() {
+  static std::once_flag curl_init;
+  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!threads_.empty()) return;
+  stop_ = false;
+  threads_.emplace_back([this] { DispatchLoop(); });
+  for (int i = 0; i < options_.workers; ++i) {
+    threads_.emplace_back([this, i] { WorkerLoop(i); });
+  }
+}
+
+void WebhookDelivery::Stop() {
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    threads.swap(threads_);
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads) t.join();
+}
+
+void WebhookDelivery::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++dispatch_wakes_;
+  }
+  cv_.notify_all();
+}
+
+bool WebhookDelivery::Sleep(absl::Duration d, bool worker) {
+  std::unique_lock<std::mutex> lock(mu_);
+  uint64_t* counter = worker ? &worker_wakes_ : &dispatch_wakes_;
+  uint64_t seen = *counter;
+  cv_.wait_for(lock, absl::ToChronoMilliseconds(d),
+               [&] { return stop_ || *counter != seen; });
+  return !stop_;
+}
+
+absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
+  // Everything below runs in this one transaction (see the header): dying
+  // before COMMIT leaves no request queued and no cursor moved.
+  auto tx = pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ");
+  if (!tx.ok()) return tx.status();
+  auto locked = conn->Exec(
+      "SELECT pg_try_advisory_xact_lock(hashtext('es_producer.webhook_dispatch')),"
+      // No webhooks: low = position, nothing to do.
+      " coalesce((SELECT min(last_seq) FROM es_producer.webhook),"
+      "          (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)),"
+      " (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)");
+  if (!locked.ok()) return locked.status();
+  if (!locked->GetBool(0, 0)) return 0;  // another replica dispatches
+  int64_t low = locked->GetInt64(0, 1);
+  int64_t position = locked->GetInt64(0, 2);
+  if (low >= position) return 0;
+
+  auto hooks_result = conn->Exec(
+      "SELECT name, definition::text, last_seq FROM es_producer.webhook"
+      " WHERE last_seq < $1 ORDER BY name",
+      {position});
+  if (!hooks_result.ok()) return hooks_result.status();
+  struct Hook {
+    WebhookConfig config;
+    int64_t last_seq;
+    std::optional<Condition> condition;
+    std::string condition_error;
+  };
+  std::vector<Hook> hooks;
+  Value::Array names;
+  Value::Array doctypes;
+  std::set<std::string> doctype_set;
+  for (int i = 0; i < hooks_result->rows(); ++i) {
+    std::string name(hooks_result->Get(i, 0));
+    names.push_back(Value::String(name));
+    auto json = ParseJsonText(hooks_result->Get(i, 1));
+    auto config = json.ok() ? WebhookFromJson(*json)
+                            : absl::StatusOr<WebhookConfig>(json.status());
+    if (!config.ok()) {
+      spdlog::error("webhook {}: stored definition unreadable, skipped: {}",
+                    name, std::string(config.status().message()));
+      continue;
+    }
+    Hook h{std::move(*config), hooks_result->GetInt64(i, 2), std::nullopt, ""};
+    if (!h.config.condition.empty()) {
+      auto cond = Condition::Parse(h.config.condition);
+      if (cond.ok()) {
+        h.condition = std::move(*cond);
+      } else {
+        h.condition_error = std::string(cond.status().message());
+      }
+    }
+    if (doctype_set.insert(h.config.doctype).second) {
+      doctypes.push_back(Value::String(h.config.doctype));
+    }
+    hooks.push_back(std::move(h));
+  }
+
+  auto entries = conn->Exec(
+      "SELECT seq, doctype, docname, update_type, coalesce(data::text, 'null')"
+      " FROM es_producer.update_log"
+      " WHERE seq > $1 AND seq <= $2"
+      "  AND doctype IN (SELECT jsonb_array_elements_text($3::jsonb))"
+      " ORDER BY seq LIMIT $4",
+      {low, position, Value::FromArray(doctypes).ToJson(), kBatchEntries});
+  if (!entries.ok()) return entries.status();
+  if (entries->rows() == kBatchEntries) {
+    position = entries->GetInt64(entries->rows() - 1, 0);
+  }
+
+  Value::Array requests;
+  const DocTypeRegistry& registry = config_->registry;
+  for (int i = 0; i < entries->rows(); ++i) {
+    int64_t seq = entries->GetInt64(i, 0);
+    std::string doctype(entries->Get(i, 1));
+    std::string docname(entries->Get(i, 2));
+    std::string update_type(entries->Get(i, 3));
+    auto data = ParseJsonText(entries->Get(i, 4));
+    Value entry_data = data.ok() ? std::move(*data) : Value();
+    std::optional<std::vector<std::string>> events;
+    std::optional<absl::StatusOr<Value>> doc;
+    auto document = [&]() -> const absl::StatusOr<Value>& {
+      if (!doc) {
+        doc = DocumentFor(conn, registry, doctype, docname, seq, update_type);
+      }
+      return *doc;
+    };
+    for (Hook& hook : hooks) {
+      if (hook.last_seq >= seq || hook.config.doctype != doctype ||
+          !hook.config.enabled) {
+        continue;
+      }
+      if (!events) {
+        int before = 0;
+        const Value* changed = entry_data.Find("changed");
+        if (update_type == "Update" &&
+            (changed == nullptr || changed->Find("docstatus") == nullptr)) {
+          auto prior = conn->Exec(
+              "SELECT CASE WHEN update_type = 'Create' THEN data->>'docstatus'"
+              "  ELSE data->'changed'->>'docstatus' END"
+              " FROM es_producer.update_log"
+              " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+              "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
+              "       AND data->'changed' ? 'docstatus'))"
+              " ORDER BY seq DESC LIMIT 1",
+              {doctype, docname, seq});
+          if (!prior.ok()) return prior.status();
+          if (prior->rows() > 0) {
+            (void)absl::SimpleAtoi(prior->Get(0, 0), &before);
+          } else if (document().ok()) {
+            before = DocstatusOf(document()->Find("docstatus"));
+          }
+        }
+        events = DocEventsFor(update_type, entry_data, before);
+      }
+      if (std::find(events->begin(), events->end(), hook.config.doc_event) ==
+          events->end()) {
+        continue;
+      }
+      const absl::StatusOr<Value>& d = document();
+      if (!d.ok()) return d.status();  // database trouble: retry the pass
+      Value request = Value::EmptyObject();
+      request["webhook"] = Value::String(hook.config.name);
+      request["seq"] = Value::Int(seq);
+      request["doctype"] = Value::String(doctype);
+      request["docname"] = Value::String(docname);
+      request["doc_event"] = Value::String(hook.config.doc_event);
+      request["method"] = Value::String(hook.config.request_method);
+      request["url"] = Value::String("");
+      request["body"] = Value::String("");
+      request["headers"] = Value::EmptyArray();
+      request["status"] = Value::String("Queued");
+      std::string error;
+      if (!hook.condition_error.empty()) {
+        error = absl::StrCat("webhook \"", hook.config.name,
+                             "\": condition: ", hook.condition_error);
+      } else if (hook.condition) {
+        auto met = hook.condition->Evaluate(*d);
+        if (!met.ok()) {
+          error = absl::StrCat("webhook \"", hook.config.name,
+                               "\": condition failed for ", doctype, " \"",
+                               docname, "\": ", met.status().message());
+        } else if (!*met) {
+          continue;
+        }
+      }
+      if (error.empty()) {
+        auto built = BuildRequest(hook.config, *d);
+        if (built.ok()) {
+          request["url"] = Value::String(built->url);
+          request["method"] = Value::String(built->method);
+          request["body"] = Value::String(built->body);
+          Value::Array headers;
+          for (const auto& [k, v] : built->headers) {
+            headers.push_back(Value::FromArray({Value::String(k), Value::String(v)}));
+          }
+          request["headers"] = Value::FromArray(std::move(headers));
+        } else {
+          error = std::string(built.status().message());
+        }
+      }
+      if (!error.empty()) {
+        spdlog::warn("webhook {}: request for {} {} (seq {}) not sent: {}",
+                     hook.config.name, doctype, docname, seq, error);
+        request["status"] = Value::String("Failed");
+        request["error"] = Value::String(error);
+      }
+      requests.push_back(std::move(request));
+    }
+  }
+  int queued = static_cast<int>(requests.size());
+  if (!requests.empty()) {
+    auto inserted = conn->Exec(
+        "INSERT INTO es_producer.webhook_request (webhook, seq, doctype,"
+        "  docname, doc_event, url, method, headers, body, status, error,"
+        "  finished_at)"
+        " SELECT webhook, seq, doctype, docname, doc_event, url, method,"
+        "  headers, body, status, error,"
+        "  CASE WHEN status = 'Queued' THEN NULL ELSE now() END"
+        " FROM jsonb_to_recordset($1::jsonb) AS x(webhook text, seq bigint,"
+        "  doctype text, docname text, doc_event text, url text, method text,"
+        "  headers jsonb, body text, status text, error text)"
+        " ON CONFLICT (webhook, seq) DO NOTHING",
+        {Value::FromArray(std::move(requests)).ToJson()});
+    if (!inserted.ok()) return inserted.status();
+  }
+  auto advanced = conn->Exec(
+      "UPDATE es_producer.webhook SET last_seq = $1"
+      " WHERE last_seq < $1 AND name IN (SELECT jsonb_array_elements_text($2::jsonb))",
+      {position, Value::FromArray(std::move(names)).ToJson()});
+  if (!advanced.ok()) return advanced.status();
+  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  return queued;
+}
+
+absl::Status WebhookDelivery::DeleteExpired(pg::Connection* conn) {
+  // One statement; dying midway deletes nothing.
+  auto r = conn->Exec(
+      "DELETE FROM es_producer.webhook_request WHERE status <> 'Queued'"
+      " AND coalesce(finished_at, created_at) <"
+      "  now() - make_interval(secs => $1::double precision)",
+      {std::to_string(absl::ToDoubleSeconds(options_.retention))});
+  if (!r.ok()) return r.status();
+  if (r->affected_rows() > 0) {
+    spdlog::info("webhook request log: {} finished requests past retention "
+                 "deleted", r->affected_rows());
+  }
+  return absl::OkStatus();
+}
+
+void WebhookDelivery::DispatchLoop() {
+  std::unique_ptr<pg::Connection> conn;
+  bool failing = false;
+  absl::Time next_cleanup = absl::Now();
+  while (true) {
+    absl::Status status;
+    int queued = 0;
+    if (conn == nullptr || !conn->ok()) {
+      auto opened = pg::Connection::Open(database_url_);
+      if (opened.ok()) {
+        conn = std::move(*opened);
+        (void)conn->SetApplicationName("eventstream-producer webhooks");
+      } else {
+        conn.reset();
+        status = opened.status();
+      }
+    }
+    if (conn != nullptr) {
+      auto n = DispatchOnce(conn.get());
+      if (n.ok()) {
+        queued = *n;
+        if (absl::Now() >= next_cleanup) {
+          status = DeleteExpired(conn.get());
+          next_cleanup = absl::Now() + absl::Minutes(1);
+        }
+      } else {
+        status = n.status();
+        conn.reset();
+      }
+    }
+    if (!status.ok()) {
+      if (!failing) {
+        spdlog::error("webhook dispatcher: {} (retrying)",
+                      std::string(status.message()));
+      }
+      failing = true;
+      if (!Sleep(absl::Seconds(1), false)) return;
+      continue;
+    }
+    if (failing) spdlog::info("webhook dispatcher: recovered");
+    failing = false;
+    if (queued > 0) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++worker_wakes_;
+      }
+      cv_.notify_all();
+      continue;  // there may be more
+    }
+    if (!Sleep(options_.poll_interval, false)) return;
+  }
+}
+
+void WebhookDelivery::WorkerLoop(int index) {
+  CURL* curl = curl_easy_init();
+  std::unique_ptr<pg::Connection> conn;
+  bool failing = false;
+  while (true) {
+    absl::Status status;
+    bool sent = false;
+    if (conn == nullptr || !conn->ok()) {
+      auto opened = pg::Connection::Open(database_url_);
+      if (opened.ok()) {
+        conn = std::move(*opened);
+        (void)conn->SetApplicationName("eventstream-producer webhooks");
+      } else {
+        conn.reset();
+        status = opened.status();
+      }
+    }
+    if (conn != nullptr) {
+      auto result = SendOne(conn.get(), curl);
+      if (result.ok()) {
+        sent = *result;
+      } else {
+        status = result.status();
+        conn.reset();
+      }
+    }
+    if (!status.ok()) {
+      if (!failing) {
+        spdlog::error("webhook worker {}: {} (retrying)", index,
+                      std::string(status.message()));
+      }
+      failing = true;
+      if (!Sleep(absl::Seconds(1), true)) break;
+      continue;
+    }
+    failing = false;
+    if (sent) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) break;
+      continue;
+    }
+    if (!Sleep(options_.poll_interval, true)) break;
+  }
+  curl_easy_cleanup(curl);
+}
+
+absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle) {
+  CURL* curl = static_cast<CURL*>(handle);
+  // The claim (row lock) is held for the whole attempt; the outcome is
+  // written in the same transaction. Dying before COMMIT leaves the request
+  // Queued with its previous attempt count: it is sent again (at least
+  // once).
+  auto tx = pg::Transaction::Begin(conn);
+  if (!tx.ok()) return tx.status();
+  auto claimed = conn->Exec(
+      "SELECT r.id, r.request_id, r.webhook, r.url, r.method, r.body,"
+      "  r.attempts, w.definition::text, r.doctype, r.docname"
+      " FROM es_producer.webhook_request r"
+      " LEFT JOIN es_producer.webhook w ON w.name = r.webhook"
+      " WHERE r.status = 'Queued' AND r.next_attempt_at <= now()"
+      "  AND NOT EXISTS (SELECT 1 FROM es_producer.webhook_request e"
+      "    WHERE e.status = 'Queued' AND e.webhook = r.webhook"
+      "      AND e.doctype = r.doctype AND e.docname = r.docname AND e.id < r.id)"
+      " ORDER BY r.next_attempt_at, r.id LIMIT 1"
+      " FOR UPDATE OF r SKIP LOCKED");
+  if (!claimed.ok()) return claimed.status();
+  if (claimed->rows() == 0) return false;
+  int64_t id = claimed->GetInt64(0, 0);
+  std::string request_id(claimed->Get(0, 1));
+  std::string webhook(claimed->Get(0, 2));
+  std::string url(claimed->Get(0, 3));
+  std::string method(claimed->Get(0, 4));
+  std::string body(claimed->Get(0, 5));
+  int attempts = static_cast<int>(claimed->GetInt64(0, 6)) + 1;
+  std::string docref = absl::StrCat(claimed->Get(0, 8), " ", claimed->Get(0, 9));
+
+  Outcome outcome;
+  std::optional<WebhookConfig> hook;
+  if (claimed->IsNull(0, 7)) {
+    outcome.kind = Outcome::kFail;
+    outcome.error = "webhook deleted";
+  } else {
+    auto json = ParseJsonText(claimed->Get(0, 7));
+    auto parsed = json.ok() ? WebhookFromJson(*json)
+                            : absl::StatusOr<WebhookConfig>(json.status());
+    if (parsed.ok()) {
+      hook = std::move(*parsed);
+    } else {
+      outcome.kind = Outcome::kFail;
+      outcome.error = absl::StrCat("stored webhook definition unreadable: ",
+                                   parsed.status().message());
+    }
+  }
+
+  struct curl_slist* headers = nullptr;
+  if (hook) {
+    bool has_content_type = false;
+    for (const WebhookHeaderConfig& h : hook->headers) {
+      has_content_type =
+          has_content_type || absl::EqualsIgnoreCase(h.key, "content-type");
+    }
+    std::vector<std::string> lines;
+    if (!has_content_type) lines.push_back("Content-Type: application/json");
+    for (const WebhookHeaderConfig& h : hook->headers) {
+      std::string value = h.value;
+      if (h.is_secret()) {
+        auto secret = ResolveSecret(h.secret);
+        if (!secret.ok()) {
+          outcome.error = std::string(secret.status().message());
+          break;
+        }
+        value = std::move(*secret);
+      }
+      lines.push_back(absl::StrCat(h.key, ": ", value));
+    }
+    if (outcome.error.empty() && hook->enable_security) {
+      auto secret = ResolveSecret(hook->secret);
+      if (secret.ok()) {
+        lines.push_back(absl::StrCat("X-Frappe-Webhook-Signature: ",
+                                     WebhookSignature(*secret, body)));
+      } else {
+        outcome.error = std::string(secret.status().message());
+      }
+    }
+    lines.push_back(absl::StrCat("webhook-id: ", request_id));
+    lines.push_back(absl::StrCat("webhook-timestamp: ", absl::ToUnixSeconds(absl::Now())));
+    lines.push_back("User-Agent: eventstream-webhook/1");
+    lines.push_back("Expect:");  // no 100-continue round trip
+    for (const std::string& line : lines) {
+      headers = curl_slist_append(headers, line.c_str());
+    }
+  }
+
+  if (hook && outcome.error.empty()) {
+    curl_easy_reset(curl);  // keeps the connection cache
+    std::string response;
+    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(absl::ToInt64Milliseconds(hook->timeout)));
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+    absl::Time start = absl::Now();
+    CURLcode rc = curl_easy_perform(curl);
+    outcome.duration_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - start));
+    outcome.response_body = CleanText(response, kResponseBodyLimit);
+    if (rc != CURLE_OK) {
+      outcome.kind = Outcome::kRetry;
+      outcome.error = curl_easy_strerror(rc);
+    } else {
+      long code = 0;
+      curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+      outcome.code = static_cast<int>(code);
+      if (code >= 200 && code < 300) {
+        outcome.kind = Outcome::kSuccess;
+      } else if (code == 429 || code >= 500) {
+        outcome.kind = Outcome::kRetry;
+        outcome.error = absl::StrCat("HTTP ", code);
+      } else {
+        outcome.kind = Outcome::kFail;
+        outcome.error = absl::StrCat("HTTP ", code, " (not retried)");
+      }
+    }
+  }
+  curl_slist_free_all(headers);
+
+  std::string status = "Success";
+  double delay_s = 0;
+  if (outcome.kind == Outcome::kFail) {
+    status = "Failed";
+  } else if (outcome.kind == Outcome::kRetry) {
+    if (attempts >= options_.max_attempts) {
+      status = "Exhausted";
+    } else {
+      status = "Queued";
+      absl::Duration delay = options_.initial_backoff;
+      for (int i = 1; i < attempts && delay < options_.max_backoff; ++i) delay *= 2;
+      delay = std::min(delay, options_.max_backoff);
+      delay_s = absl::ToDoubleSeconds(delay);
+    }
+  }
+  auto updated = conn->Exec(
+      "UPDATE es_producer.webhook_request SET attempts = attempts + 1,"
+      " status = $2,"
+      " next_attempt_at = CASE WHEN $2 = 'Queued'"
+      "   THEN now() + make_interval(secs => $3::double precision)"
+      "   ELSE next_attempt_at END,"
+      " response_code = nullif($4::int, 0), response_body = $5,"
+      " error = nullif($6, ''), duration_ms = $7::int,"
+      " first_attempt_at = coalesce(first_attempt_at, now()),"
+      " last_attempt_at = clock_timestamp(),"
+      " finished_at = CASE WHEN $2 = 'Queued' THEN NULL ELSE clock_timestamp() END"
+      " WHERE id = $1",
+      {id, status, std::to_string(delay_s), outcome.code,
+       outcome.response_body, CleanText(outcome.error, 2000),
+       outcome.duration_ms});
+  if (!updated.ok()) return updated.status();
+  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  if (status == "Queued") {
+    spdlog::warn("webhook {}: request {} for {} attempt {} failed: {}; retry in {}",
+                 webhook, id, docref, attempts, CleanText(outcome.error, 300),
+                 absl::FormatDuration(absl::Seconds(delay_s)));
+  } else if (status != "Success") {
+    spdlog::error("webhook {}: request {} for {} {} after {} attempt(s): {}",
+                  webhook, id, docref, status, attempts,
+                  CleanText(outcome.error, 300));
+  }
+  return true;
+}
+
+}  // namespace eventstream

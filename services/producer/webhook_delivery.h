@@ -1,0 +1,147 @@
+// Webhook delivery: turns Event Update Log entries into Webhook Request Log
+// rows (the dispatcher) and sends them (the workers).
+//
+// Doc events of a log entry (Frappe's names; DocEventsFor):
+//   Create  after_insert, on_change, and on_submit when docstatus is 1
+//   Update  docstatus 0 -> 1: on_submit, on_change
+//           otherwise, when the document was submitted before the entry:
+//             on_update_after_submit, on_change
+//           otherwise: on_update, on_change
+//   Cancel  on_cancel, on_change
+//   Rename  on_update, on_change (decision: a rename is a change of the
+//           document; the receiver sees the new name, the old one is not in
+//           the document)
+//   Delete  on_trash
+// "Submitted before the entry" is read from the log: the docstatus set by
+// the document's latest earlier Create/Update/Cancel that carries one; when
+// the log has none, the current document's docstatus.
+//
+// The document templates and conditions see (DocumentFor): the current
+// document (ReadDocument) when the dispatcher handles the entry, usually
+// milliseconds after the change. For Delete, and for a document deleted
+// since, the last known version rebuilt from the log (its latest Create
+// patched with the later Update/Cancel diffs, up to the entry); when the
+// log has no Create of it (it predates capture), {"doctype", "name"} only.
+//
+// Dispatcher (one thread; with several replicas only the holder of a
+// transaction-level advisory lock works): one REPEATABLE READ transaction
+// per pass reads the webhooks, the log entries past the lowest cursor (up
+// to a batch), inserts the requests (rendered URL and body, headers with
+// secrets masked; a request that cannot be built is inserted as Failed
+// with the reason) and advances every cursor it covered, then commits. A
+// crash before COMMIT changes nothing and the next pass does the same work;
+// (webhook, seq) is unique, so a request is never queued twice.
+//
+// Workers (`webhook_delivery.workers` threads, each with its own database
+// connection and its own libcurl handle, which keeps connections alive
+// between requests): each claims one due Queued request with FOR UPDATE
+// SKIP LOCKED whose webhook has no earlier Queued request for the same
+// document (per-webhook, per-document order), sends it holding that
+// transaction, records the outcome and commits. A crash while sending rolls
+// the claim back: the request is sent again after the restart (at least
+// once; `webhook-id` lets receivers drop the duplicate). Outcomes:
+//   2xx                       Success
+//   network error / timeout,  retried after initial_backoff * 2^(n-1)
+//   429, 5xx                  (capped at max_backoff; persisted in
+//                             next_attempt_at, so no immediate retry after
+//                             a timeout and none across restarts); after
+//                             max_attempts: Exhausted
+//   other status              Failed (not retried; RetryWebhookRequest can)
+// Headers sent: Content-Type: application/json (unless the webhook sets
+// one), the webhook's headers (secret values resolved now), and with
+// enable_security X-Frappe-Webhook-Signature = base64(HMAC-SHA256(secret,
+// exact body bytes)); always webhook-id (stable across retries) and
+// webhook-timestamp (Unix seconds of this attempt).
+//
+// None of this runs on the assembler's or the RPCs' threads or
+// connections, so capture and pulls never wait for a receiver.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "libsync/config.h"
+#include "libsync/pg.h"
+#include "libsync/value.h"
+
+namespace eventstream {
+
+// See the file comment. `docstatus_before` matters only for Update.
+std::vector<std::string> DocEventsFor(absl::string_view update_type,
+                                      const Value& data, int docstatus_before);
+
+// The document the entry's webhooks render (file comment).
+absl::StatusOr<Value> DocumentFor(pg::Connection* conn,
+                                  const DocTypeRegistry& registry,
+                                  const std::string& doctype,
+                                  const std::string& docname, int64_t seq,
+                                  absl::string_view update_type);
+
+// A request as built from a webhook and a document.
+struct BuiltRequest {
+  std::string url;
+  std::string method;
+  // In send order; secret values as "***".
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+// Renders URL and body; INVALID_ARGUMENT naming the webhook and template
+// position when a template does not parse or the JSON body is invalid.
+absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const Value& doc);
+
+// base64(HMAC-SHA256(secret, body)): X-Frappe-Webhook-Signature.
+std::string WebhookSignature(absl::string_view secret, absl::string_view body);
+
+class WebhookDelivery {
+ public:
+  WebhookDelivery(const Config* config, std::string database_url);
+  ~WebhookDelivery();  // Stop()
+  WebhookDelivery(const WebhookDelivery&) = delete;
+  WebhookDelivery& operator=(const WebhookDelivery&) = delete;
+
+  void Start();
+  // Returns after the sends in flight finished (each bounded by its
+  // webhook's timeout); idempotent.
+  void Stop();
+  // Skips the rest of the dispatcher's and workers' idle wait.
+  void Wake();
+
+  // One dispatcher pass on `conn`; returns the requests queued. Exposed for
+  // tests.
+  absl::StatusOr<int> DispatchOnce(pg::Connection* conn);
+
+ private:
+  void DispatchLoop();
+  void WorkerLoop(int index);
+  // Claims and sends one request; false when none was due.
+  absl::StatusOr<bool> SendOne(pg::Connection* conn, void* curl);
+  // Waits up to `d` or until woken/stopped; false when stopping.
+  bool Sleep(absl::Duration d, bool worker);
+  absl::Status DeleteExpired(pg::Connection* conn);
+
+  const Config* config_;
+  const std::string database_url_;
+  const WebhookDeliveryConfig options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t worker_wakes_ = 0;
+  uint64_t dispatch_wakes_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_

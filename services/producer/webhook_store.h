@@ -1,0 +1,129 @@
+// WebhookStore: the webhook definitions and the Webhook Request Log
+// (migrations/producer/0005_webhooks.sql), for the admin RPCs and start-up.
+//
+// Contract:
+//  * Config webhooks (producer.webhooks) are written to es_producer.webhook
+//    on every start (SyncConfig) with from_config = true; a config webhook
+//    that left the config is deleted. The RPCs may not change or delete
+//    them (FAILED_PRECONDITION naming the config key).
+//  * A webhook's DocType must be captured: before a webhook of a DocType is
+//    committed, EnsureCapture installs the capture triggers for it (under
+//    the consumer approvals lock, so a concurrent approval change cannot
+//    drop them). A new webhook's cursor is the log position at its creation:
+//    it fires for changes from then on. Replacing a webhook keeps its
+//    cursor. Deleting one leaves its DocType captured until the next start
+//    (costs log rows only).
+//  * Deleting a webhook turns its Queued requests into Failed ("webhook
+//    deleted") in the same transaction.
+//  * Definitions are stored as JSON (WebhookToJson); secrets only by the
+//    names of their variables or files.
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "libsync/config.h"
+#include "libsync/pg.h"
+#include "libsync/pg_pool.h"
+#include "libsync/value.h"
+
+namespace eventstream {
+
+Value WebhookToJson(const WebhookConfig& hook);
+// INVALID_ARGUMENT when `json` is not a definition WebhookToJson wrote.
+absl::StatusOr<WebhookConfig> WebhookFromJson(const Value& json);
+
+struct WebhookRow {
+  WebhookConfig hook;
+  bool from_config = false;
+  int64_t last_seq = 0;
+};
+
+// One row of es_producer.webhook_request.
+struct WebhookRequestRow {
+  int64_t id = 0;
+  std::string request_id;
+  std::string webhook;
+  int64_t seq = 0;
+  std::string doctype;
+  std::string docname;
+  std::string doc_event;
+  std::string url;
+  std::string method;
+  std::vector<std::pair<std::string, std::string>> headers;  // masked
+  std::string body;
+  std::string status;
+  int attempts = 0;
+  std::string next_attempt_at;  // RFC 3339 UTC, as all times here
+  int response_code = 0;
+  std::string response_body;
+  std::string error;
+  int duration_ms = 0;
+  std::string created_at;
+  std::string first_attempt_at;
+  std::string last_attempt_at;
+  std::string finished_at;
+};
+
+struct WebhookRequestFilter {
+  std::string webhook, doctype, docname, status;
+  int64_t before_id = 0;
+  int limit = 100;
+};
+
+class WebhookStore {
+ public:
+  // Installs capture for the approved DocTypes, every webhook's DocType and
+  // `extra`, on `conn` (its own transaction). Called with the approvals lock
+  // held.
+  using EnsureCapture = std::function<absl::Status(
+      pg::Connection* conn, const std::set<std::string>& extra)>;
+
+  // `config` and `pool` must outlive the store.
+  WebhookStore(const Config* config, pg::ConnectionPool* pool,
+               EnsureCapture ensure_capture);
+
+  // On start: config webhooks in, removed config webhooks out.
+  absl::Status SyncConfig();
+
+  absl::StatusOr<std::vector<WebhookRow>> List();
+  absl::StatusOr<WebhookRow> Get(absl::string_view name);
+  // Validates (INVALID_ARGUMENT "<key>: ...") and writes; `created` tells
+  // whether it is new.
+  absl::StatusOr<WebhookRow> Upsert(const WebhookConfig& hook, bool* created);
+  absl::Status Delete(absl::string_view name);
+
+  absl::StatusOr<std::vector<WebhookRequestRow>> ListRequests(
+      const WebhookRequestFilter& filter);
+  absl::StatusOr<WebhookRequestRow> GetRequest(int64_t id);
+  // Back to Queued, due now, attempts 0; the same request_id.
+  absl::StatusOr<WebhookRequestRow> Retry(int64_t id);
+
+  // DocTypes of all stored webhooks that are parent DocTypes of `registry`.
+  static absl::StatusOr<std::set<std::string>> DocTypes(
+      pg::Connection* conn, const DocTypeRegistry& registry);
+
+ private:
+  // Runs EnsureCapture for `extra` under the approvals lock held on `conn`
+  // until `then` returns; `then` runs on `conn` after the triggers are in.
+  absl::Status WithCapture(pg::Connection* conn,
+                           const std::set<std::string>& extra,
+                           const std::function<absl::Status()>& then);
+
+  const Config* config_;
+  pg::ConnectionPool* pool_;
+  EnsureCapture ensure_capture_;
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_

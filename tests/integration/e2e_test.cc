@@ -1,0 +1,818 @@
+// End to end: the real eventstream-producer on an `hq` database and the real
+// eventstream-consumer on a `branch` database (tests/support/two_sites.h),
+// documents written on hq with plain SQL and waited for on branch. Notify
+// drives the flow (the consumer advertises its address); a short
+// poll_interval is the fallback.
+//
+// Scenarios (issue 4, "Tests"): insert with child rows and exact numerics;
+// update; delete; several DocTypes in one pull; a child-row Link to an
+// unsubscribed DocType and a Dynamic Link (dependencies fetched with
+// GetDocument); use_same_name: false; a condition (expression and cmd:) that
+// becomes true; the update log on hq and the sync log on branch; a mapping
+// with create, update and delete; a `Document` inner mapping; a failing entry
+// that parks a later one until Resync; a consumer stopped during 1,000
+// changes; and kill -9 of the consumer at random moments during 5,000
+// changes (sites equal, nothing applied twice).
+#include <signal.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "eventstream/v1/consumer.grpc.pb.h"
+#include "eventstream/v1/producer.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "libsync/pg.h"
+#include "tests/support/pg_cluster.h"
+#include "tests/support/two_sites.h"
+
+namespace eventstream::testing {
+namespace {
+
+// One registry for both sites: hq's Sales Orders become branch's Purchase
+// Orders through a mapping; User, Project and Customer are never subscribed
+// (they only arrive as dependencies).
+constexpr char kDocTypes[] = R"(  - name: Note
+    fields:
+      - {fieldname: title, fieldtype: Data}
+      - {fieldname: public, fieldtype: Check}
+      - {fieldname: amount, fieldtype: Currency}
+      - {fieldname: ref_type, fieldtype: Data}
+      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
+      - {fieldname: items, fieldtype: Table, options: Note Item}
+  - name: Note Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+      - {fieldname: user, fieldtype: Link, options: User}
+  - name: User
+    fields:
+      - {fieldname: full_name, fieldtype: Data}
+  - name: Project
+    fields:
+      - {fieldname: title, fieldtype: Data}
+  - name: Task
+    autoname: hash
+    fields:
+      - {fieldname: subject, fieldtype: Data}
+  - name: Memo
+    fields:
+      - {fieldname: code, fieldtype: Data}
+      - {fieldname: text, fieldtype: Data}
+  - name: Customer
+    fields:
+      - {fieldname: customer_name, fieldtype: Data}
+  - name: Sales Order
+    fields:
+      - {fieldname: customer, fieldtype: Link, options: Customer}
+      - {fieldname: items, fieldtype: Table, options: Sales Order Item}
+  - name: Sales Order Item
+    istable: true
+    fields:
+      - {fieldname: item_code, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+  - name: Purchase Order
+    fields:
+      - {fieldname: supplier_ref, fieldtype: Data}
+      - {fieldname: customer_link, fieldtype: Link, options: Customer}
+      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
+  - name: Purchase Order Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+)";
+
+constexpr char kTables[] = R"(
+CREATE TABLE "tabNote" (@STD@, title text, public int DEFAULT 0,
+  amount numeric(30,9), ref_type text, ref_name text);
+CREATE TABLE "tabNote Item" (@STD@, @CHILD@, item text, qty numeric(30,9), "user" text);
+CREATE TABLE "tabUser" (@STD@, full_name text);
+CREATE TABLE "tabProject" (@STD@, title text);
+CREATE TABLE "tabTask" (@STD@, subject text);
+CREATE TABLE "tabMemo" (@STD@, code text, text text);
+CREATE TABLE "tabCustomer" (@STD@, customer_name text);
+CREATE TABLE "tabSales Order" (@STD@, customer text);
+CREATE TABLE "tabSales Order Item" (@STD@, @CHILD@, item_code text, qty numeric(30,9));
+CREATE TABLE "tabPurchase Order" (@STD@, supplier_ref text, customer_link text);
+CREATE TABLE "tabPurchase Order Item" (@STD@, @CHILD@, item text, qty numeric(30,9));
+-- A cmd: condition: the same test as "doc.public == 1".
+CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)
+  RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;
+)";
+
+std::string Tables() {
+  return absl::StrReplaceAll(
+      kTables,
+      {{"@STD@",
+        "name text PRIMARY KEY, creation timestamptz, modified timestamptz, modified_by "
+        "text, owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0"},
+       {"@CHILD@", "parent text, parenttype text, parentfield text"}});
+}
+
+// The columns that replicate, per table (for comparing the two sites).
+constexpr char kNoteColumns[] = "name, title, public, amount, docstatus, ref_type, ref_name";
+constexpr char kNoteItemColumns[] = "name, parent, parenttype, parentfield, idx, item, qty, \"user\"";
+
+// A spec with every table and the given subscriptions, each pre-approved at
+// hq for its producer-side DocType (`approve`).
+TwoSites::Spec BaseSpec(const std::string& subscriptions,
+                        const std::vector<std::string>& approve) {
+  TwoSites::Spec spec;
+  spec.hq_doctypes = kDocTypes;
+  spec.hq_sql = Tables();
+  spec.subscriptions = subscriptions;
+  for (const auto& doctype : approve)
+    absl::StrAppend(&spec.pre_approvals, "        - {doctype: ", doctype,
+                    ", status: approved}\n");
+  return spec;
+}
+
+constexpr char kNoteSameName[] = "        - {doctype: Note, use_same_name: true}\n";
+
+class E2ETest : public ::testing::Test {
+ protected:
+  // Creates both sites, starts both services and waits until hq lists
+  // branch's `subscriptions` all approved (`rpc_approve` are approved with
+  // SetSubscriptionStatus, the rest must be pre-approved in the spec).
+  void Start(TwoSites::Spec spec, const std::vector<std::string>& rpc_approve = {}) {
+    int expected = 0;
+    for (size_t at = spec.subscriptions.find("doctype:"); at != std::string::npos;
+         at = spec.subscriptions.find("doctype:", at + 1))
+      ++expected;
+    auto sites = TwoSites::Create(std::move(spec));
+    ASSERT_TRUE(sites.ok()) << sites.status();
+    sites_ = std::move(*sites);
+    absl::Status s = sites_->StartProducer();
+    ASSERT_TRUE(s.ok()) << s;
+    hq_stub_ = v1::Producer::NewStub(
+        grpc::CreateChannel(sites_->producer_address(), grpc::InsecureChannelCredentials()));
+    StartConsumer();
+    ASSERT_TRUE(Eventually([&] { return HqConsumer().subscriptions_size() == expected; }))
+        << sites_->Logs();
+    for (const auto& doctype : rpc_approve) Approve(doctype);
+    ASSERT_TRUE(Eventually([&] {
+      v1::ConsumerInfo c = HqConsumer();
+      for (const auto& sub : c.subscriptions())
+        if (sub.status() != v1::SUBSCRIPTION_STATUS_APPROVED) return false;
+      return c.subscriptions_size() == expected;
+    })) << HqConsumer().DebugString();
+  }
+
+  void StartConsumer() {
+    absl::Status s = sites_->StartConsumer();
+    ASSERT_TRUE(s.ok()) << s;
+    stub_ = v1::Consumer::NewStub(
+        grpc::CreateChannel(sites_->consumer_address(), grpc::InsecureChannelCredentials()));
+  }
+
+  pg::Connection* hq() { return sites_->hq(); }
+  pg::Connection* branch() { return sites_->branch(); }
+
+  void Hq(const std::string& sql) {
+    absl::Status s = hq()->ExecScript(sql);
+    ASSERT_TRUE(s.ok()) << s << "\n" << sql;
+  }
+  std::string OnBranch(const std::string& sql) { return QueryText(branch(), sql); }
+  std::string OnHq(const std::string& sql) { return QueryText(hq(), sql); }
+
+  // Waits until `sql` on branch answers `expected`.
+  void AwaitBranch(const std::string& sql, const std::string& expected,
+                   absl::Duration timeout = absl::Seconds(30)) {
+    ASSERT_TRUE(Eventually([&] { return OnBranch(sql) == expected; }, timeout))
+        << sql << "\n  is " << OnBranch(sql) << ", expected " << expected << "\n"
+        << sites_->Logs();
+  }
+
+  // "count:md5" over `columns` of `table`, rows ordered by name.
+  static std::string Digest(pg::Connection* conn, const std::string& table,
+                            const std::string& columns) {
+    return QueryText(conn, absl::StrCat(
+        "SELECT count(*) || ':' || coalesce(md5(string_agg(row_to_json(t)::text, ',' "
+        "ORDER BY t.name)), '') FROM (SELECT ", columns, " FROM \"", table, "\") t"));
+  }
+  bool SameOnBothSites(const std::string& table, const std::string& columns) {
+    return Digest(hq(), table, columns) == Digest(branch(), table, columns);
+  }
+  bool NotesEqual() {
+    return SameOnBothSites("tabNote", kNoteColumns) &&
+           SameOnBothSites("tabNote Item", kNoteItemColumns);
+  }
+  void AwaitNotesEqual(absl::Duration timeout = absl::Seconds(30)) {
+    ASSERT_TRUE(Eventually([&] { return NotesEqual(); }, timeout))
+        << "hq " << Digest(hq(), "tabNote", kNoteColumns) << " "
+        << Digest(hq(), "tabNote Item", kNoteItemColumns) << " branch "
+        << Digest(branch(), "tabNote", kNoteColumns) << " "
+        << Digest(branch(), "tabNote Item", kNoteItemColumns) << "\n"
+        << sites_->Logs();
+  }
+
+  // ---- RPCs ----
+
+  v1::ConsumerInfo HqConsumer() {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kHqAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListConsumersResponse resp;
+    grpc::Status s = hq_stub_->ListConsumers(&ctx, {}, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    for (const auto& c : resp.consumers())
+      if (c.site() == "branch") return c;
+    return {};
+  }
+
+  void Approve(const std::string& doctype) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kHqAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::SetSubscriptionStatusRequest req;
+    req.set_consumer_site("branch");
+    req.set_doctype(doctype);
+    req.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
+    v1::SetSubscriptionStatusResponse resp;
+    grpc::Status s = hq_stub_->SetSubscriptionStatus(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  v1::PullNowResponse PullNow() {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::PullNowRequest req;
+    req.set_producer("hq");
+    v1::PullNowResponse resp;
+    grpc::Status s = stub_->PullNow(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  std::vector<v1::SyncLogEntry> SyncLog(const std::string& doctype = "",
+                                        v1::SyncStatus status = v1::SYNC_STATUS_UNSPECIFIED) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::ListSyncLogRequest req;
+    req.set_producer("hq");
+    req.set_doctype(doctype);
+    req.set_status(status);
+    req.set_limit(1000);
+    v1::ListSyncLogResponse resp;
+    grpc::Status s = stub_->ListSyncLog(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    // Oldest first reads better in tests.
+    return std::vector<v1::SyncLogEntry>(resp.entries().rbegin(), resp.entries().rend());
+  }
+
+  // "Create:N1:Synced Update:N1:Synced ..." of the sync log, oldest first.
+  std::string SyncSummary(const std::string& doctype = "") {
+    std::vector<std::string> parts;
+    for (const auto& e : SyncLog(doctype)) {
+      parts.push_back(absl::StrCat(Word(v1::UpdateType_Name(e.update_type()).substr(12)), ":",
+                                   e.docname(), ":",
+                                   Word(v1::SyncStatus_Name(e.status()).substr(12))));
+    }
+    return absl::StrJoin(parts, " ");
+  }
+
+  // "CREATE" -> "Create".
+  static std::string Word(std::string upper) {
+    for (size_t i = 1; i < upper.size(); ++i) upper[i] = absl::ascii_tolower(upper[i]);
+    return upper;
+  }
+
+  grpc::Status Resync(int64_t id, v1::ResyncResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::ResyncRequest req;
+    req.set_id(id);
+    return stub_->Resync(&ctx, req, resp);
+  }
+
+  int64_t HqLogCount() { return QueryInt(hq(), "SELECT count(*) FROM es_producer.update_log"); }
+  void AwaitHqLog(int64_t n) {
+    ASSERT_TRUE(Eventually([&] { return HqLogCount() == n; }))
+        << HqLogCount() << " entries, expected " << n << "\n" << sites_->Logs();
+  }
+
+  std::unique_ptr<TwoSites> sites_;
+  std::unique_ptr<v1::Producer::Stub> hq_stub_;
+  std::unique_ptr<v1::Consumer::Stub> stub_;
+};
+
+constexpr char kNumeric[] = "12345678901234567.123456789";
+
+TEST_F(E2ETest, InsertWithChildRowsAndExactNumerics) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(absl::StrCat(R"(BEGIN;
+    INSERT INTO "tabNote" (name, title, public, amount) VALUES ('N1', 'First', 1, ')",
+                  kNumeric, R"(');
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item, qty) VALUES
+      ('N1-a', 1, 'N1', 'Note', 'items', 'apple', 0.000000001),
+      ('N1-b', 2, 'N1', 'Note', 'items', 'pear', 98765432109876543.5);
+    COMMIT;)"));
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'N1'", "1");
+  EXPECT_EQ(OnBranch("SELECT amount::text FROM \"tabNote\" WHERE name = 'N1'"), kNumeric);
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || item || '|' || qty::text || '|' || "
+                     "parent || '|' || parentfield, ';' ORDER BY idx) FROM \"tabNote Item\""),
+            "N1-a|apple|0.000000001|N1|items;N1-b|pear|98765432109876543.500000000|N1|items");
+  EXPECT_TRUE(NotesEqual()) << sites_->Logs();
+  EXPECT_EQ(SyncSummary(), "Create:N1:Synced");
+}
+
+TEST_F(E2ETest, Update) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(BEGIN;
+    INSERT INTO "tabNote" (name, title, amount) VALUES ('N1', 'First', 1.5);
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item, qty) VALUES
+      ('N1-a', 1, 'N1', 'Note', 'items', 'apple', 1),
+      ('N1-b', 2, 'N1', 'Note', 'items', 'pear', 2);
+    COMMIT;)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote Item\"", "2");
+  // Changed fields, a changed row, a removed row and an added row at once.
+  Hq(absl::StrCat(R"(BEGIN;
+    UPDATE "tabNote" SET title = 'Second', amount = ')", kNumeric, R"(' WHERE name = 'N1';
+    UPDATE "tabNote Item" SET qty = 3.25 WHERE name = 'N1-a';
+    DELETE FROM "tabNote Item" WHERE name = 'N1-b';
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item, qty) VALUES
+      ('N1-c', 2, 'N1', 'Note', 'items', 'plum', 7);
+    COMMIT;)"));
+  AwaitNotesEqual();
+  EXPECT_EQ(OnBranch("SELECT title || '|' || amount::text FROM \"tabNote\""),
+            absl::StrCat("Second|", kNumeric));
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || qty::text, ';' ORDER BY idx) "
+                     "FROM \"tabNote Item\""),
+            "N1-a|3.250000000;N1-c|7.000000000");
+  EXPECT_EQ(SyncSummary(), "Create:N1:Synced Update:N1:Synced");
+}
+
+TEST_F(E2ETest, Delete) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(BEGIN;
+    INSERT INTO "tabNote" (name, title) VALUES ('N1', 'First'), ('N2', 'Second');
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item) VALUES
+      ('N1-a', 1, 'N1', 'Note', 'items', 'apple'), ('N1-b', 2, 'N1', 'Note', 'items', 'pear');
+    COMMIT;)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote Item\"", "2");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\"", "2");
+  Hq(R"(BEGIN;
+    DELETE FROM "tabNote Item" WHERE parent = 'N1';
+    DELETE FROM "tabNote" WHERE name = 'N1';
+    COMMIT;)");
+  AwaitBranch("SELECT string_agg(name, ',') FROM \"tabNote\"", "N2");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote Item\""), "0");
+  EXPECT_TRUE(NotesEqual());
+  EXPECT_EQ(SyncSummary(), "Create:N1:Synced Create:N2:Synced Delete:N1:Synced");
+}
+
+TEST_F(E2ETest, SeveralDocTypesInOnePull) {
+  Start(BaseSpec(absl::StrCat(kNoteSameName,
+                              "        - {doctype: Memo, use_same_name: true}\n"
+                              "        - {doctype: Task, use_same_name: true}\n"),
+                 {"Note", "Memo", "Task"}));
+  // With the consumer down, all three pile up; its pull at start takes them.
+  auto log = sites_->StopConsumer();
+  ASSERT_TRUE(log.ok()) << log.status();
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('N1', 'note');
+        INSERT INTO "tabMemo" (name, code, text) VALUES ('M1', 'c1', 'memo');
+        INSERT INTO "tabTask" (name, subject) VALUES ('T1', 'task');)");
+  AwaitHqLog(3);
+  StartConsumer();
+  AwaitBranch("SELECT (SELECT title FROM \"tabNote\" WHERE name = 'N1') || '|' || "
+              "(SELECT text FROM \"tabMemo\" WHERE name = 'M1') || '|' || "
+              "(SELECT subject FROM \"tabTask\" WHERE name = 'T1')",
+              "note|memo|task");
+  EXPECT_TRUE(absl::StrContains(sites_->ConsumerLog(),
+                                "pulled 3 entries (3 synced, 0 failed, 0 parked)"))
+      << sites_->ConsumerLog();
+  EXPECT_EQ(SyncSummary(), "Create:N1:Synced Create:M1:Synced Create:T1:Synced");
+}
+
+TEST_F(E2ETest, ChildRowLinkToUnsubscribedDocTypeIsFetched) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(INSERT INTO "tabUser" (name, full_name) VALUES ('U1', 'Ann'), ('U2', 'Bob');
+    BEGIN;
+    INSERT INTO "tabNote" (name, title) VALUES ('N1', 'seen');
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item, "user")
+      VALUES ('N1-a', 1, 'N1', 'Note', 'items', 'x', 'U1');
+    COMMIT;)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'N1'", "1");
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || full_name, ';') FROM \"tabUser\""),
+            "U1|Ann");
+  EXPECT_EQ(OnBranch("SELECT \"user\" FROM \"tabNote Item\""), "U1");
+  // User is not subscribed: no entries of its own.
+  EXPECT_EQ(SyncSummary(), "Create:N1:Synced");
+  EXPECT_EQ(OnHq("SELECT count(*) FROM es_producer.update_log WHERE doctype = 'User'"), "0");
+}
+
+TEST_F(E2ETest, DynamicLinkDependencyIsFetched) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(INSERT INTO "tabProject" (name, title) VALUES ('PR1', 'Alpha'), ('PR2', 'Beta');
+    INSERT INTO "tabNote" (name, title, ref_type, ref_name)
+      VALUES ('N1', 'about alpha', 'Project', 'PR1');)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'N1'", "1");
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || title, ';') FROM \"tabProject\""),
+            "PR1|Alpha");
+  EXPECT_EQ(OnBranch("SELECT ref_type || '|' || ref_name FROM \"tabNote\""), "Project|PR1");
+  EXPECT_TRUE(NotesEqual());
+}
+
+TEST_F(E2ETest, LocalNamesFindTheRowByRemoteName) {
+  Start(BaseSpec("        - {doctype: Task, use_same_name: false}\n", {"Task"}));
+  Hq(R"(INSERT INTO "tabTask" (name, subject) VALUES ('T-remote', 'first'))");
+  AwaitBranch("SELECT count(*) FROM \"tabTask\"", "1");
+  const std::string local = OnBranch(
+      "SELECT name FROM \"tabTask\" WHERE remote_docname = 'T-remote' AND "
+      "remote_site_name = 'hq'");
+  EXPECT_NE(local, "T-remote");
+  EXPECT_FALSE(absl::StartsWith(local, "<")) << local;
+  EXPECT_EQ(OnBranch("SELECT subject FROM \"tabTask\""), "first");
+  std::vector<v1::SyncLogEntry> log = SyncLog("Task");
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0].docname(), "T-remote");
+  EXPECT_EQ(log[0].local_docname(), local);
+
+  Hq(R"(UPDATE "tabTask" SET subject = 'second' WHERE name = 'T-remote')");
+  AwaitBranch("SELECT name || '|' || subject FROM \"tabTask\"", local + "|second");
+  Hq(R"(DELETE FROM "tabTask" WHERE name = 'T-remote')");
+  AwaitBranch("SELECT count(*) FROM \"tabTask\"", "0");
+  EXPECT_EQ(SyncSummary("Task"),
+            "Create:T-remote:Synced Update:T-remote:Synced Delete:T-remote:Synced");
+}
+
+class ConditionTest : public E2ETest,
+                      public ::testing::WithParamInterface<const char*> {};
+
+// A document not visible at first (and updated meanwhile) arrives with all
+// its earlier changes once an update makes the condition true.
+TEST_P(ConditionTest, FalseThenTrueSendsEarlierChanges) {
+  Start(BaseSpec(absl::StrCat("        - {doctype: Note, use_same_name: true, condition: \"",
+                              GetParam(), "\"}\n"),
+                 {"Note"}));
+  // Four transactions (one ExecScript is one transaction).
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N1', 'draft', 0))");
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('P1', 'open', 1))");
+  Hq(R"(UPDATE "tabNote" SET title = 'second' WHERE name = 'N1')");
+  Hq(R"(INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item)
+          VALUES ('N1-a', 1, 'N1', 'Note', 'items', 'row'))");
+  ASSERT_NO_FATAL_FAILURE(AwaitHqLog(4));
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'P1'", "1");
+  PullNow();
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'N1'"), "0");
+
+  Hq(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'N1')");
+  AwaitBranch("SELECT title || '|' || public FROM \"tabNote\" WHERE name = 'N1'", "second|1");
+  AwaitNotesEqual();
+  EXPECT_EQ(SyncSummary(),
+            "Create:P1:Synced Create:N1:Synced Update:N1:Synced Update:N1:Synced "
+            "Update:N1:Synced");
+
+  // Visible, then hidden, changed while hidden, visible again: the change
+  // withheld meanwhile arrives too (a pull between each step).
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('V1', 'a', 1))");
+  AwaitBranch("SELECT title FROM \"tabNote\" WHERE name = 'V1'", "a");
+  Hq(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'V1')");
+  ASSERT_NO_FATAL_FAILURE(AwaitHqLog(7));
+  PullNow();
+  Hq(R"(UPDATE "tabNote" SET title = 'b' WHERE name = 'V1')");
+  ASSERT_NO_FATAL_FAILURE(AwaitHqLog(8));
+  PullNow();
+  EXPECT_EQ(OnBranch("SELECT title FROM \"tabNote\" WHERE name = 'V1'"), "a");
+  Hq(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'V1')");
+  AwaitBranch("SELECT title || '|' || public FROM \"tabNote\" WHERE name = 'V1'", "b|1");
+  AwaitNotesEqual();
+}
+
+INSTANTIATE_TEST_SUITE_P(ExpressionAndCmd, ConditionTest,
+                         ::testing::Values("doc.public == 1", "cmd:public.e2e_visible"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.index == 0 ? "Expression" : "Cmd");
+                         });
+
+TEST_F(E2ETest, UpdateLogEntryExistsOnProducer) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(absl::StrCat("INSERT INTO \"tabNote\" (name, title, amount) VALUES ('N1', 'logged', '",
+                  kNumeric, "')"));
+  AwaitHqLog(1);
+  EXPECT_EQ(OnHq("SELECT doctype || '|' || docname || '|' || update_type || '|' || "
+                 "(data->>'title') || '|' || (data->'amount')::text || '|' || "
+                 "coalesce(origin, '-') FROM es_producer.update_log"),
+            absl::StrCat("Note|N1|Create|logged|", kNumeric, "|-"));
+  const int64_t seq = QueryInt(hq(), "SELECT seq FROM es_producer.update_log");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\"", "1");
+  // The consumer's pull acknowledged it.
+  EXPECT_TRUE(Eventually([&] { return HqConsumer().acknowledged_seq() >= seq; }))
+      << HqConsumer().DebugString();
+}
+
+TEST_F(E2ETest, SyncLogEntryExistsOnConsumer) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('N1', 'synced'))");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\"", "1");
+  const int64_t seq = QueryInt(hq(), "SELECT seq FROM es_producer.update_log");
+  std::vector<v1::SyncLogEntry> log;
+  ASSERT_TRUE(Eventually([&] {
+    log = SyncLog("Note", v1::SYNC_STATUS_SYNCED);
+    return log.size() == 1;
+  }));
+  EXPECT_EQ(log[0].producer(), "hq");
+  EXPECT_EQ(log[0].seq(), seq);
+  EXPECT_EQ(log[0].doctype(), "Note");
+  EXPECT_EQ(log[0].docname(), "N1");
+  EXPECT_EQ(log[0].local_docname(), "N1");
+  EXPECT_EQ(log[0].update_type(), v1::UPDATE_TYPE_CREATE);
+  EXPECT_TRUE(log[0].error().empty());
+  EXPECT_TRUE(absl::StrContains(log[0].data_json(), "\"synced\"")) << log[0].data_json();
+  EXPECT_FALSE(log[0].created_at().empty());
+  EXPECT_TRUE(SyncLog("Note", v1::SYNC_STATUS_FAILED).empty());
+  // The watermark moved past it.
+  EXPECT_EQ(QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update WHERE "
+                               "producer = 'hq'"),
+            seq);
+}
+
+constexpr char kSoToPo[] = R"(    - name: so-to-po
+      local_doctype: Purchase Order
+      remote_doctype: Sales Order
+      field_mapping:
+        - {remote_fieldname: customer, local_fieldname: supplier_ref}
+        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
+    - name: soi-to-poi
+      local_doctype: Purchase Order Item
+      remote_doctype: Sales Order Item
+      field_mapping:
+        - {remote_fieldname: item_code, local_fieldname: item}
+        - {remote_fieldname: qty, local_fieldname: qty}
+)";
+
+constexpr char kPoSubscription[] =
+    "        - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}\n";
+
+TEST_F(E2ETest, MappingCreatesUpdatesAndDeletes) {
+  TwoSites::Spec spec = BaseSpec(kPoSubscription, {"Sales Order"});
+  spec.mappings = kSoToPo;
+  Start(spec);
+  Hq(R"(BEGIN;
+    INSERT INTO "tabSales Order" (name, customer) VALUES ('SO1', 'Cust A');
+    INSERT INTO "tabSales Order Item" (name, idx, parent, parenttype, parentfield, item_code, qty)
+      VALUES ('SO1-a', 1, 'SO1', 'Sales Order', 'items', 'I1', 2),
+             ('SO1-b', 2, 'SO1', 'Sales Order', 'items', 'I2', 0.5);
+    COMMIT;)");
+  AwaitBranch("SELECT name || '|' || supplier_ref FROM \"tabPurchase Order\"", "SO1|Cust A");
+  EXPECT_EQ(OnBranch("SELECT string_agg(parent || '|' || parenttype || '|' || parentfield || "
+                     "'|' || item || '|' || qty::text, ';' ORDER BY idx) FROM "
+                     "\"tabPurchase Order Item\""),
+            "SO1|Purchase Order|items|I1|2.000000000;SO1|Purchase Order|items|I2|0.500000000");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabSales Order\""), "0");
+
+  Hq(R"(BEGIN;
+    UPDATE "tabSales Order" SET customer = 'Cust B' WHERE name = 'SO1';
+    UPDATE "tabSales Order Item" SET qty = 3 WHERE name = 'SO1-a';
+    DELETE FROM "tabSales Order Item" WHERE name = 'SO1-b';
+    COMMIT;)");
+  AwaitBranch("SELECT supplier_ref FROM \"tabPurchase Order\"", "Cust B");
+  AwaitBranch("SELECT string_agg(item || '|' || qty::text, ';') FROM \"tabPurchase Order Item\"",
+              "I1|3.000000000");
+
+  Hq(R"(BEGIN;
+    DELETE FROM "tabSales Order Item" WHERE parent = 'SO1';
+    DELETE FROM "tabSales Order" WHERE name = 'SO1';
+    COMMIT;)");
+  AwaitBranch("SELECT count(*) FROM \"tabPurchase Order\"", "0");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabPurchase Order Item\""), "0");
+  EXPECT_EQ(SyncSummary(), "Create:SO1:Synced Update:SO1:Synced Delete:SO1:Synced");
+}
+
+TEST_F(E2ETest, DocumentInnerMappingCreatesTheDependency) {
+  TwoSites::Spec spec = BaseSpec(kPoSubscription, {"Sales Order"});
+  // so-to-po plus a Document rule for customer -> customer_link, whose inner
+  // mapping `cust` makes the local Customer from hq's.
+  spec.mappings = absl::StrReplaceAll(
+      kSoToPo, {{"    - name: soi-to-poi\n",
+                 "        - remote_fieldname: customer\n"
+                 "          local_fieldname: customer_link\n"
+                 "          mapping_type: Document\n"
+                 "          mapping: cust\n"
+                 "          remote_value_filters: {name: doc.customer}\n"
+                 "    - name: soi-to-poi\n"}});
+  absl::StrAppend(&spec.mappings, R"(    - name: cust
+      local_doctype: Customer
+      remote_doctype: Customer
+      field_mapping:
+        - {remote_fieldname: customer_name, local_fieldname: customer_name}
+)");
+  Start(spec);
+  Hq(R"(INSERT INTO "tabCustomer" (name, customer_name) VALUES ('C1', 'Acme'), ('C2', 'Other');
+    INSERT INTO "tabSales Order" (name, customer) VALUES ('SO1', 'C1');)");
+  AwaitBranch("SELECT count(*) FROM \"tabPurchase Order\"", "1");
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || customer_name, ';') FROM \"tabCustomer\""),
+            "C1|Acme");
+  EXPECT_EQ(OnBranch("SELECT name || '|' || supplier_ref || '|' || customer_link FROM "
+                     "\"tabPurchase Order\""),
+            "SO1|C1|C1");
+  EXPECT_EQ(SyncSummary(), "Create:SO1:Synced");
+}
+
+TEST_F(E2ETest, FailedEntryParksLaterOnesUntilResync) {
+  TwoSites::Spec spec = BaseSpec("        - {doctype: Memo, use_same_name: true}\n", {"Memo"});
+  spec.branch_sql = Tables() + "ALTER TABLE \"tabMemo\" ALTER COLUMN code SET NOT NULL;";
+  Start(spec);
+  Hq(R"(INSERT INTO "tabMemo" (name, text) VALUES ('M1', 'no code'))");
+  Hq(R"(INSERT INTO "tabMemo" (name, code, text) VALUES ('M2', 'c', 'fine'))");
+  Hq(R"(UPDATE "tabMemo" SET text = 'v2' WHERE name = 'M1')");
+  // M1 fails, M2 is not blocked by it, M1's update waits behind it.
+  AwaitBranch("SELECT text FROM \"tabMemo\" WHERE name = 'M2'", "fine");
+  ASSERT_TRUE(Eventually([&] { return SyncLog("Memo").size() == 3; })) << SyncSummary();
+  EXPECT_EQ(SyncSummary(), "Create:M1:Failed Create:M2:Synced Update:M1:Parked");
+  std::vector<v1::SyncLogEntry> log = SyncLog("Memo");
+  ASSERT_EQ(log.size(), 3u);
+  const v1::SyncLogEntry failed = log[0];
+  EXPECT_TRUE(absl::StrContains(failed.error(), "23502") ||
+              absl::StrContains(failed.error(), "null value"))
+      << failed.error();
+  EXPECT_EQ(log[2].parked_behind(), failed.id());
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabMemo\" WHERE name = 'M1'"), "0");
+  ASSERT_EQ(SyncLog("", v1::SYNC_STATUS_FAILED).size(), 1u);
+
+  // Nothing changes by itself; after relaxing the column, Resync.
+  ASSERT_TRUE(branch()->ExecScript("ALTER TABLE \"tabMemo\" ALTER COLUMN code DROP NOT NULL").ok());
+  v1::ResyncResponse resp;
+  grpc::Status s = Resync(failed.id(), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.results_size(), 2) << resp.DebugString();
+  EXPECT_EQ(resp.results(0).id(), failed.id());
+  EXPECT_EQ(resp.results(0).status(), v1::SYNC_STATUS_SYNCED) << resp.DebugString();
+  EXPECT_EQ(resp.results(1).id(), log[2].id());
+  EXPECT_EQ(resp.results(1).status(), v1::SYNC_STATUS_SYNCED) << resp.DebugString();
+  EXPECT_EQ(OnBranch("SELECT coalesce(code, '-') || '|' || text FROM \"tabMemo\" WHERE "
+                     "name = 'M1'"),
+            "-|v2");
+  EXPECT_EQ(SyncSummary(), "Create:M1:Synced Create:M2:Synced Update:M1:Synced");
+  EXPECT_TRUE(SameOnBothSites("tabMemo", "name, code, text"));
+  // A later change of M1 flows normally.
+  Hq(R"(UPDATE "tabMemo" SET text = 'v3' WHERE name = 'M1')");
+  AwaitBranch("SELECT text FROM \"tabMemo\" WHERE name = 'M1'", "v3");
+}
+
+// A batch of changes on hq as few large transactions (per_tx documents
+// each): inserts (a child row each) of <prefix>0.., then updates of the
+// first `updates` (parent and child), then deletes of the last `deletes`.
+// One update log entry per document per transaction.
+struct Workload {
+  int inserts, updates, deletes, per_tx;
+};
+
+std::vector<std::string> WorkloadScripts(const Workload& w, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (int start = 0; start < w.inserts; start += w.per_tx) {
+    const int end = std::min(w.inserts, start + w.per_tx);
+    out.push_back(absl::StrCat(
+        "BEGIN;\nINSERT INTO \"tabNote\" (name, title, public, amount) SELECT '", prefix,
+        "' || i, 'title ' || i, i % 2, (i || '.000000001')::numeric FROM generate_series(", start, ", ",
+        end - 1, ") i;\nINSERT INTO \"tabNote Item\" (name, idx, parent, parenttype, "
+        "parentfield, item, qty) SELECT '", prefix, "' || i || '-a', 1, '", prefix,
+        "' || i, 'Note', 'items', 'item ' || i, i * 0.5 FROM generate_series(", start, ", ",
+        end - 1, ") i;\nCOMMIT;"));
+  }
+  for (int start = 0; start < w.updates; start += w.per_tx) {
+    const int end = std::min(w.updates, start + w.per_tx);
+    out.push_back(absl::StrCat(
+        "BEGIN;\nUPDATE \"tabNote\" SET title = title || ' v2', amount = amount + 1 "
+        "WHERE name IN (SELECT '", prefix, "' || i FROM generate_series(", start, ", ",
+        end - 1, ") i);\nUPDATE \"tabNote Item\" SET qty = qty + 1 WHERE parent IN "
+        "(SELECT '", prefix, "' || i FROM generate_series(", start, ", ", end - 1,
+        ") i);\nCOMMIT;"));
+  }
+  // Deletes take the last documents (some of them updated).
+  for (int start = w.inserts - w.deletes; start < w.inserts; start += w.per_tx) {
+    const int end = std::min(w.inserts, start + w.per_tx);
+    out.push_back(absl::StrCat(
+        "BEGIN;\nDELETE FROM \"tabNote Item\" WHERE parent IN (SELECT '", prefix,
+        "' || i FROM generate_series(", start, ", ", end - 1,
+        ") i);\nDELETE FROM \"tabNote\" WHERE name IN (SELECT '", prefix,
+        "' || i FROM generate_series(", start, ", ", end - 1, ") i);\nCOMMIT;"));
+  }
+  return out;
+}
+
+// Every entry hq logged is Synced exactly once on branch.
+void ExpectEachEntrySyncedOnce(pg::Connection* hq, pg::Connection* branch) {
+  const int64_t entries = QueryInt(hq, "SELECT count(*) FROM es_producer.update_log");
+  EXPECT_EQ(QueryInt(branch, "SELECT count(*) FROM es_consumer.sync_log WHERE status = "
+                             "'Synced' AND producer = 'hq'"),
+            entries);
+  EXPECT_EQ(QueryInt(branch, "SELECT count(DISTINCT seq) FROM es_consumer.sync_log"), entries);
+  EXPECT_EQ(QueryInt(branch, "SELECT count(*) FROM (SELECT producer, seq FROM "
+                             "es_consumer.sync_log GROUP BY producer, seq HAVING count(*) > "
+                             "1) twice"),
+            0);
+  EXPECT_EQ(QueryInt(branch, "SELECT count(*) FROM es_consumer.sync_log WHERE status <> "
+                             "'Synced'"),
+            0);
+  EXPECT_EQ(QueryInt(branch, "SELECT last_seq FROM es_consumer.last_update WHERE producer = 'hq'"),
+            QueryInt(hq, "SELECT max(seq) FROM es_producer.update_log"));
+}
+
+TEST_F(E2ETest, StoppedConsumerCatchesUpOnThousandChanges) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('before', 'seen'))");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\"", "1");
+  auto log = sites_->StopConsumer();
+  ASSERT_TRUE(log.ok()) << log.status();
+
+  // 1,000 changes while it is down: 600 inserts, 250 updates, 150 deletes.
+  for (const auto& script : WorkloadScripts({600, 250, 150, 100}, "D"))
+    Hq(script);
+  AwaitHqLog(1001);
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "1");
+
+  StartConsumer();
+  AwaitNotesEqual();
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "451");
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update") ==
+           QueryInt(hq(), "SELECT max(seq) FROM es_producer.update_log");
+  }));
+  ExpectEachEntrySyncedOnce(hq(), branch());
+}
+
+TEST_F(E2ETest, KilledConsumerEndsEqualWithNothingAppliedTwice) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
+  spec.poll_interval = "1s";
+  Start(spec);
+  const char* seed_env = std::getenv("ES_E2E_SEED");
+  const unsigned seed = seed_env != nullptr ? std::strtoul(seed_env, nullptr, 10) : 20240613u;
+  SCOPED_TRACE(absl::StrCat("ES_E2E_SEED=", seed));
+  std::mt19937 rng(seed);
+
+  // 5,000 changes: 3,000 inserts, 1,500 updates, 500 deletes, 100 per
+  // transaction, written by a thread with a short pause between transactions.
+  const std::vector<std::string> scripts = WorkloadScripts({3000, 1500, 500, 100}, "K");
+  auto writer_conn = pg::Connection::Open(SharedCluster().Url(sites_->hq_db()));
+  ASSERT_TRUE(writer_conn.ok()) << writer_conn.status();
+  std::atomic<bool> writing{true};
+  std::atomic<bool> write_failed{false};
+  std::thread writer([&] {
+    for (const auto& script : scripts) {
+      absl::Status s = (*writer_conn)->ExecScript(script);
+      if (!s.ok()) {
+        ADD_FAILURE() << s << "\n" << script;
+        write_failed = true;
+      }
+      absl::SleepFor(absl::Milliseconds(40));
+    }
+    writing = false;
+  });
+
+  // Kill -9 at random moments, while hq writes and while branch catches up.
+  std::uniform_int_distribution<int> delay_ms(100, 900);
+  int kills = 0, kills_while_writing = 0;
+  std::string where;  // "applied/logged" at each kill
+  while ((kills < 6 || writing) && kills < 15) {
+    absl::SleepFor(absl::Milliseconds(delay_ms(rng)));
+    sites_->KillConsumer();
+    ++kills;
+    // Where it was: its watermark against hq's log (for the record).
+    const int64_t applied = QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update");
+    const int64_t logged = HqLogCount();
+    if (writing) ++kills_while_writing;
+    absl::StrAppend(&where, " ", applied, "/", logged);
+    absl::SleepFor(absl::Milliseconds(delay_ms(rng) / 4));
+    StartConsumer();
+    if (HasFatalFailure()) break;
+  }
+  writer.join();
+  ASSERT_FALSE(write_failed);
+  std::cout << "[          ] " << kills << " kills (" << kills_while_writing
+            << " while hq was writing); watermark/hq entries at each:" << where << "\n";
+  EXPECT_GE(kills_while_writing, 1);
+  AwaitHqLog(5000);
+
+  AwaitNotesEqual(absl::Seconds(60));
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "2500");
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update") ==
+           QueryInt(hq(), "SELECT max(seq) FROM es_producer.update_log");
+  }));
+  ExpectEachEntrySyncedOnce(hq(), branch());
+  EXPECT_EQ(OnBranch("SELECT count(*) - count(DISTINCT parent) FROM \"tabNote Item\""), "0");
+}
+
+}  // namespace
+}  // namespace eventstream::testing

@@ -1,0 +1,155 @@
+#include "tests/support/two_sites.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "tests/support/pg_cluster.h"
+
+namespace eventstream::testing {
+
+const std::map<std::string, std::string>& TwoSites::Secrets() {
+  static const auto* secrets = new std::map<std::string, std::string>{
+      {"ES_E2E_BRANCH", "e2e-branch-at-hq"},  // branch's key at hq
+      {"ES_E2E_HQ_OPS", "e2e-hq-ops"},        // hq's admin
+      {"ES_E2E_OPS", "e2e-branch-ops"},       // branch's admin
+  };
+  return *secrets;
+}
+
+absl::StatusOr<std::unique_ptr<TwoSites>> TwoSites::Create(Spec spec) {
+  std::unique_ptr<TwoSites> sites(new TwoSites());
+  if (spec.branch_doctypes.empty()) spec.branch_doctypes = spec.hq_doctypes;
+  if (spec.branch_sql.empty()) spec.branch_sql = spec.hq_sql;
+  sites->spec_ = std::move(spec);
+  sites->hq_db_ = FreshDatabase("hq");
+  sites->branch_db_ = FreshDatabase("branch");
+  auto hq = pg::Connection::Open(SharedCluster().Url(sites->hq_db_));
+  if (!hq.ok()) return hq.status();
+  sites->hq_ = std::move(*hq);
+  auto branch = pg::Connection::Open(SharedCluster().Url(sites->branch_db_));
+  if (!branch.ok()) return branch.status();
+  sites->branch_ = std::move(*branch);
+  if (absl::Status s = sites->hq_->ExecScript(sites->spec_.hq_sql); !s.ok()) return s;
+  if (absl::Status s = sites->branch_->ExecScript(sites->spec_.branch_sql); !s.ok()) return s;
+  sites->producer_port_ = FreeTcpPort();
+  do {
+    sites->consumer_port_ = FreeTcpPort();
+  } while (sites->consumer_port_ == sites->producer_port_);
+  return sites;
+}
+
+std::string TwoSites::ProducerConfig() const {
+  std::string out = absl::StrCat(
+      "site: {name: hq}\ndatabase: {url: \"", SharedCluster().Url(hq_db_),
+      "\"}\ndoctypes:\n", spec_.hq_doctypes, "producer:\n  listen: \"127.0.0.1:",
+      producer_port_, "\"\n  api_keys:\n",
+      "    - {key: branch, secret_env: ES_E2E_BRANCH, role: consumer}\n",
+      "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n");
+  if (!spec_.pre_approvals.empty()) {
+    absl::StrAppend(&out, "  consumers:\n    - site: branch\n      doctypes:\n",
+                    spec_.pre_approvals);
+  }
+  return out;
+}
+
+std::string TwoSites::ConsumerConfig() const {
+  std::string out = absl::StrCat(
+      "site: {name: branch}\ndatabase: {url: \"", SharedCluster().Url(branch_db_),
+      "\"}\nlog: {level: ", spec_.consumer_log_level, "}\ndoctypes:\n",
+      spec_.branch_doctypes, "consumer:\n  listen: \"127.0.0.1:", consumer_port_,
+      "\"\n  advertise: \"127.0.0.1:", consumer_port_, "\"\n  poll_interval: ",
+      spec_.poll_interval, "\n  api_keys:\n",
+      "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
+      "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
+      "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",
+      "      doctypes:\n", spec_.subscriptions);
+  if (!spec_.mappings.empty()) absl::StrAppend(&out, "  mappings:\n", spec_.mappings);
+  return out;
+}
+
+absl::Status TwoSites::StartProducer() {
+  auto svc = StartService("eventstream-producer", ProducerConfig(), Secrets());
+  if (!svc.ok()) return svc.status();
+  producer_ = std::move(*svc);
+  return absl::OkStatus();
+}
+
+absl::Status TwoSites::StartConsumer() {
+  auto svc = StartService("eventstream-consumer", ConsumerConfig(), Secrets());
+  if (!svc.ok()) return svc.status();
+  consumer_ = std::move(*svc);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> TwoSites::StopConsumer() {
+  if (consumer_.process == nullptr) return absl::FailedPreconditionError("not started");
+  consumer_.process->Signal(SIGTERM);
+  auto code = consumer_.process->Wait(absl::Seconds(20));
+  if (!code.ok()) return code.status();
+  std::string log = consumer_.process->Log();
+  if (*code != 0)
+    return absl::InternalError(absl::StrCat("consumer exited with ", *code, ":\n", log));
+  return log;
+}
+
+void TwoSites::KillConsumer() {
+  if (consumer_.process == nullptr) return;
+  consumer_.process->Signal(SIGKILL);
+  (void)consumer_.process->Wait(absl::Seconds(20));
+}
+
+bool TwoSites::ConsumerRunning() {
+  return consumer_.process != nullptr && consumer_.process->Running();
+}
+
+std::string TwoSites::producer_address() const {
+  return absl::StrCat("127.0.0.1:", producer_port_);
+}
+std::string TwoSites::consumer_address() const {
+  return absl::StrCat("127.0.0.1:", consumer_port_);
+}
+std::string TwoSites::ProducerLog() const {
+  return producer_.process ? producer_.process->Log() : "";
+}
+std::string TwoSites::ConsumerLog() const {
+  return consumer_.process ? consumer_.process->Log() : "";
+}
+std::string TwoSites::Logs() const {
+  return absl::StrCat("--- producer log ---\n", ProducerLog(), "\n--- consumer log ---\n",
+                      ConsumerLog());
+}
+
+std::string QueryText(pg::Connection* conn, const std::string& sql) {
+  auto r = conn->Exec(sql);
+  if (!r.ok()) return absl::StrCat("<error: ", r.status().message(), ">");
+  if (r->rows() == 0) return "<no rows>";
+  if (r->IsNull(0, 0)) return "<null>";
+  return std::string(r->Get(0, 0));
+}
+
+int64_t QueryInt(pg::Connection* conn, const std::string& sql) {
+  auto r = conn->Exec(sql);
+  if (!r.ok() || r->rows() == 0) return -1;
+  return r->GetInt64(0, 0);
+}
+
+int FreeTcpPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+}  // namespace eventstream::testing

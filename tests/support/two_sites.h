@@ -1,0 +1,116 @@
+// TwoSites: the end-to-end setting -- the real eventstream-producer on an
+// `hq` database and the real eventstream-consumer on a `branch` database
+// (a FreshDatabase each, on the shared test cluster), with the configs
+// written from a Spec, and direct SQL connections to both databases.
+//
+// The consumer advertises its address, so hq's Notify drives the flow;
+// `poll_interval` is the fallback. Both ports are fixed at construction, so
+// a restarted consumer (after Stop or Kill) is found at the address hq
+// already knows.
+//
+// This file has no gRPC in it (tests/support is built without the generated
+// protocol); tests add their own stubs on producer_address() /
+// consumer_address() with the tokens below.
+#ifndef EVENTSTREAM_TESTS_SUPPORT_TWO_SITES_H_
+#define EVENTSTREAM_TESTS_SUPPORT_TWO_SITES_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "libsync/pg.h"
+#include "tests/support/service_runner.h"
+
+namespace eventstream::testing {
+
+class TwoSites {
+ public:
+  struct Spec {
+    // The `doctypes:` registry, as YAML list items ("  - name: Note\n ...").
+    std::string hq_doctypes;
+    std::string branch_doctypes;  // "" = the same as hq_doctypes
+    // SQL run on each database before anything starts (tables, functions).
+    std::string hq_sql;
+    std::string branch_sql;       // "" = the same as hq_sql
+    // consumer.producers[0].doctypes items, e.g.
+    //   "        - {doctype: Note, use_same_name: true}\n"
+    std::string subscriptions;
+    // consumer.mappings items ("    - name: ...\n"); "" = none.
+    std::string mappings;
+    // producer.consumers[0].doctypes items for site branch (config
+    // pre-approvals), e.g. "        - {doctype: Note, status: approved}\n";
+    // "" = none (approve with SetSubscriptionStatus).
+    std::string pre_approvals;
+    std::string poll_interval = "2s";
+    std::string consumer_log_level = "info";
+  };
+
+  // Secrets both services read (pass to StartService), and the
+  // `authorization` values for hq's admin and branch's admin.
+  static const std::map<std::string, std::string>& Secrets();
+  static constexpr char kHqAdmin[] = "token ops:e2e-hq-ops";
+  static constexpr char kBranchAdmin[] = "token ops:e2e-branch-ops";
+
+  // Creates both databases and runs the Spec's SQL; ports are chosen.
+  static absl::StatusOr<std::unique_ptr<TwoSites>> Create(Spec spec);
+
+  absl::Status StartProducer();
+  absl::Status StartConsumer();
+  // SIGTERM, waits for a clean exit; returns the log written.
+  absl::StatusOr<std::string> StopConsumer();
+  // SIGKILL, reaps it.
+  void KillConsumer();
+  bool ConsumerRunning();
+
+  std::string producer_address() const;
+  std::string consumer_address() const;
+  std::string ProducerLog() const;
+  std::string ConsumerLog() const;
+  // Both logs, for failure messages.
+  std::string Logs() const;
+
+  pg::Connection* hq() { return hq_.get(); }
+  pg::Connection* branch() { return branch_.get(); }
+  const std::string& hq_db() const { return hq_db_; }
+  const std::string& branch_db() const { return branch_db_; }
+
+  std::string ProducerConfig() const;
+  std::string ConsumerConfig() const;
+
+ private:
+  TwoSites() = default;
+  Spec spec_;
+  std::string hq_db_, branch_db_;
+  std::unique_ptr<pg::Connection> hq_, branch_;
+  int producer_port_ = 0, consumer_port_ = 0;
+  RunningService producer_, consumer_;
+};
+
+// The first column of the first row of `sql` as text ("<error: ...>" when
+// the query fails, "<no rows>" when it returns none).
+std::string QueryText(pg::Connection* conn, const std::string& sql);
+// ... as a number (-1 on error or no rows).
+int64_t QueryInt(pg::Connection* conn, const std::string& sql);
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+int FreeTcpPort();
+
+// Polls `done` every 50 ms until it is true or `timeout` passes; returns
+// its last answer.
+template <typename F>
+bool Eventually(F done, absl::Duration timeout = absl::Seconds(30)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return done();
+}
+
+}  // namespace eventstream::testing
+
+#endif  // EVENTSTREAM_TESTS_SUPPORT_TWO_SITES_H_
