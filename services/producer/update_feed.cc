@@ -298,6 +298,11 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
   std::map<DocKey, std::optional<int64_t>> state = initial;
   std::set<int64_t> sent_seqs;
   std::map<DocKey, std::optional<Value>> current;  // documents read
+  // Documents whose Delete this pull sent -> its seq. Their records stay
+  // (marked) until the consumer acknowledges past the Delete: a consumer
+  // that dies before committing the Delete pulls it again.
+  std::map<DocKey, int64_t> deleted;
+  std::set<DocKey> sent_keys;  // documents this pull sent an entry of
 
   // A Rename moves the record to the new name, sent or not.
   auto follow_rename = [&](const FeedEntry& e) {
@@ -311,10 +316,12 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
   auto send = [&](FeedEntry e) {
     sent_seqs.insert(e.seq);
     follow_rename(e);
+    state[{e.doctype, e.docname}] = std::nullopt;
+    sent_keys.insert({e.doctype, e.docname});
     if (e.update_type == "Delete") {
-      state.erase({e.doctype, e.docname});
+      deleted[{e.doctype, e.docname}] = e.seq;
     } else {
-      state[{e.doctype, e.docname}] = std::nullopt;
+      deleted.erase({e.doctype, e.docname});
     }
     result.entries.push_back(std::move(e));
   };
@@ -383,13 +390,20 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
 
   // Record what was sent and the acknowledged position: one transaction,
   // O(1) statements. Dying before COMMIT records nothing (see header).
-  std::vector<std::string> up_d, up_n, up_h, del_d, del_n;
+  std::vector<std::string> up_d, up_n, up_h, up_x, del_d, del_n;
   for (const auto& [k, hidden_from] : state) {
     auto before = initial.find(k);
-    if (before != initial.end() && before->second == hidden_from) continue;
+    auto gone = deleted.find(k);
+    // A sent document's record is rewritten even if unchanged: that sets or
+    // clears its deleted_seq mark.
+    if (before != initial.end() && before->second == hidden_from &&
+        !sent_keys.count(k)) {
+      continue;
+    }
     up_d.push_back(k.first);
     up_n.push_back(k.second);
     up_h.push_back(hidden_from ? std::to_string(*hidden_from) : "");
+    up_x.push_back(gone != deleted.end() ? std::to_string(gone->second) : "");
   }
   for (const auto& [k, hidden_from] : initial) {
     if (!state.count(k)) {
@@ -403,13 +417,15 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
     auto r = conn->ExecPrepared(
         "es_feed_upsert",
         "INSERT INTO es_producer.consumer_document"
-        "   (site, doctype, docname, hidden_from)"
-        " SELECT $1, u.doctype, u.docname, nullif(u.hidden_from, '')::bigint"
-        " FROM unnest($2::text[], $3::text[], $4::text[])"
-        "   AS u(doctype, docname, hidden_from)"
+        "   (site, doctype, docname, hidden_from, deleted_seq)"
+        " SELECT $1, u.doctype, u.docname, nullif(u.hidden_from, '')::bigint,"
+        "        nullif(u.deleted_seq, '')::bigint"
+        " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
+        "   AS u(doctype, docname, hidden_from, deleted_seq)"
         " ON CONFLICT (site, doctype, docname)"
-        " DO UPDATE SET hidden_from = EXCLUDED.hidden_from",
-        {site, TextArray(up_d), TextArray(up_n), TextArray(up_h)});
+        " DO UPDATE SET hidden_from = EXCLUDED.hidden_from,"
+        "               deleted_seq = EXCLUDED.deleted_seq",
+        {site, TextArray(up_d), TextArray(up_n), TextArray(up_h), TextArray(up_x)});
     if (!r.ok()) return r.status();
   }
   if (!del_d.empty()) {
@@ -422,6 +438,14 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         {site, TextArray(del_d), TextArray(del_n)});
     if (!r.ok()) return r.status();
   }
+  // The consumer committed everything up to after_seq, so the Deletes up
+  // to there were applied: their records can go.
+  auto applied_deletes = conn->ExecPrepared(
+      "es_feed_forget_deleted",
+      "DELETE FROM es_producer.consumer_document"
+      " WHERE site = $1 AND deleted_seq <= $2",
+      {site, after_seq});
+  if (!applied_deletes.ok()) return applied_deletes.status();
   auto ack = conn->ExecPrepared(
       "es_feed_ack",
       "UPDATE es_producer.consumer SET acknowledged_seq = $2,"

@@ -26,7 +26,10 @@
 //    Without conditions every such entry is visible.
 //  * Delete: visible only if the consumer was sent the document (per-site
 //    record es_producer.consumer_document, kept under the document's
-//    current name: a Rename moves it, sent or not; a sent Delete removes it).
+//    current name: a Rename moves it, sent or not). A sent Delete only marks
+//    the record (deleted_seq); it is dropped by the first pull whose
+//    after_seq reaches that seq, i.e. once the consumer has committed the
+//    Delete. A consumer that dies before committing pulls the Delete again.
 //  * Access flip: when an entry becomes visible for a document the consumer
 //    was never sent, the response also carries the document's earlier
 //    entries, in seq order, right before that entry and with their original
@@ -40,9 +43,9 @@
 //    entries come first the same way when it becomes visible again.
 //    Entries of the caller's own origin are never part of this.
 //  * Writes (issue 3 item 8: O(1) statements per pull, not one per entry):
-//    one transaction with at most one multi-row upsert and one multi-row
-//    DELETE on consumer_document (documents sent or withheld; documents
-//    deleted or renamed away) and one UPDATE of the consumer's acknowledged_seq
+//    one transaction with at most one multi-row upsert and two multi-row
+//    DELETEs on consumer_document (documents sent or withheld; documents
+//    renamed away; deletes the consumer acknowledged) and one UPDATE of the consumer's acknowledged_seq
 //    (= after_seq: everything up to there has arrived) and last_pull_at.
 //    If the process dies before COMMIT nothing is recorded and the repeated
 //    pull computes the same answer. If it commits but the response is lost,

@@ -398,9 +398,11 @@ TEST_F(E2ETest, SeveralDocTypesInOnePull) {
               "(SELECT text FROM \"tabMemo\" WHERE name = 'M1') || '|' || "
               "(SELECT subject FROM \"tabTask\" WHERE name = 'T1')",
               "note|memo|task");
-  EXPECT_TRUE(absl::StrContains(sites_->ConsumerLog(),
-                                "pulled 3 entries (3 synced, 0 failed, 0 parked)"))
-      << sites_->ConsumerLog();
+  // The log line follows the commit that made the rows visible: wait for it.
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(sites_->ConsumerLog(),
+                             "pulled 3 entries (3 synced, 0 failed, 0 parked)");
+  }, absl::Seconds(10))) << sites_->ConsumerLog();
   EXPECT_EQ(SyncSummary(), "Create:N1:Synced Create:M1:Synced Create:T1:Synced");
 }
 
