@@ -53,6 +53,12 @@ class Authenticator {
 // absl::Status -> grpc::Status, keeping code and message.
 grpc::Status ToGrpc(const absl::Status& status);
 
+// ToGrpc for the answer of RPC `rpc` ("Producer.PullUpdates"). Codes that
+// describe the caller's request or a peer's reachability are returned
+// quietly; anything else is an unexpected failure (usually the database) and
+// is logged here, once, since the caller sees only its code and message.
+grpc::Status AnswerRpc(absl::string_view rpc, const absl::Status& status);
+
 }  // namespace eventstream
 
 #endif  // EVENTSTREAM_SERVICES_COMMON_AUTH_H_

@@ -13,24 +13,6 @@ namespace {
 constexpr int kDefaultSyncLogLimit = 100;
 constexpr int kMaxSyncLogLimit = 1000;
 
-// Errors to gRPC; an unexpected (database) failure is logged here, once,
-// since the caller only sees its code and message.
-grpc::Status Answer(const char* rpc, const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      break;
-    default:
-      spdlog::error("Consumer.{} failed: {}", rpc, std::string(status.message()));
-  }
-  return ToGrpc(status);
-}
 
 std::string Rfc3339(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
@@ -159,19 +141,19 @@ grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
                                             v1::ListProducersResponse* response) {
   ES_AUTHORIZE(Role::kAdmin);
   auto conn = deps_.pool->Acquire();
-  if (!conn.ok()) return Answer("ListProducers", conn.status());
+  if (!conn.ok()) return AnswerRpc("Consumer.ListProducers", conn.status());
   for (const EventProducerConfig& p : deps_.config->consumer->producers) {
     v1::ProducerInfo* info = response->add_producers();
     info->set_name(p.name);
     info->set_url(p.url);
     auto stored = LoadProducer(conn->get(), p.name);
-    if (!stored.ok()) return Answer("ListProducers", stored.status());
+    if (!stored.ok()) return AnswerRpc("Consumer.ListProducers", stored.status());
     std::map<std::string, v1::SubscriptionStatus> statuses;
     if (stored->has_value()) {
       for (const ProducerDocTypeRow& r : (*stored)->doctypes) statuses[r.doctype] = r.status;
     }
     auto desired = DesiredDocTypes(*deps_.config->consumer, p);
-    if (!desired.ok()) return Answer("ListProducers", desired.status());
+    if (!desired.ok()) return AnswerRpc("Consumer.ListProducers", desired.status());
     for (const ProducerDocTypeRow& r : *desired) {
       v1::ProducerDocType* d = info->add_doctypes();
       d->set_doctype(r.doctype);
@@ -184,7 +166,7 @@ grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
       d->set_status(it == statuses.end() ? v1::SUBSCRIPTION_STATUS_UNSPECIFIED : it->second);
     }
     auto watermark = LoadWatermark(conn->get(), p.name);
-    if (!watermark.ok()) return Answer("ListProducers", watermark.status());
+    if (!watermark.ok()) return AnswerRpc("Consumer.ListProducers", watermark.status());
     info->set_last_seq(*watermark);
     auto puller = deps_.pullers.find(p.name);
     if (puller != deps_.pullers.end()) {
@@ -221,9 +203,9 @@ grpc::Status ConsumerService::PullNow(grpc::ServerContext* context,
   for (auto& [puller, ticket] : tickets) {
     auto outcome =
         puller->WaitForPull(ticket, deadline, [context] { return context->IsCancelled(); });
-    if (!outcome.ok()) return Answer("PullNow", outcome.status());
+    if (!outcome.ok()) return AnswerRpc("Consumer.PullNow", outcome.status());
     if (!request->producer().empty() && !outcome->status.ok()) {
-      return Answer("PullNow", outcome->status);
+      return AnswerRpc("Consumer.PullNow", outcome->status);
     }
     ToProto(puller->name(), *outcome, response->add_results());
   }
@@ -245,7 +227,7 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
   const int limit = request->limit() == 0 ? kDefaultSyncLogLimit
                                           : std::min(request->limit(), kMaxSyncLogLimit);
   auto conn = deps_.pool->Acquire();
-  if (!conn.ok()) return Answer("ListSyncLog", conn.status());
+  if (!conn.ok()) return AnswerRpc("Consumer.ListSyncLog", conn.status());
   auto r = (*conn)->Exec(
       "SELECT id, producer, seq, doctype, docname, update_type, status,"
       " coalesce(error, ''), coalesce(data::text, ''),"
@@ -263,7 +245,7 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
                           "es_consumer.sync_log does not exist: this build has no sync "
                           "log migration yet");
     }
-    return Answer("ListSyncLog", r.status());
+    return AnswerRpc("Consumer.ListSyncLog", r.status());
   }
   for (int i = 0; i < r->rows(); ++i) {
     SyncLogRow row;
@@ -295,10 +277,10 @@ grpc::Status ConsumerService::Resync(grpc::ServerContext* context,
   std::string producer;
   {
     auto conn = deps_.pool->Acquire();
-    if (!conn.ok()) return Answer("Resync", conn.status());
+    if (!conn.ok()) return AnswerRpc("Consumer.Resync", conn.status());
     auto r = (*conn)->Exec("SELECT producer FROM es_consumer.sync_log WHERE id = $1",
                            {static_cast<int64_t>(request->id())});
-    if (!r.ok()) return Answer("Resync", r.status());
+    if (!r.ok()) return AnswerRpc("Consumer.Resync", r.status());
     if (r->rows() == 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("no sync log row ", request->id()));
@@ -312,7 +294,7 @@ grpc::Status ConsumerService::Resync(grpc::ServerContext* context,
                                      producer, "\", which is not in consumer.producers"));
   }
   auto rows = it->second->Resync(request->id());
-  if (!rows.ok()) return Answer("Resync", rows.status());
+  if (!rows.ok()) return AnswerRpc("Consumer.Resync", rows.status());
   for (const SyncLogRow& row : *rows) ToProto(row, response->add_results());
   return grpc::Status::OK;
 }

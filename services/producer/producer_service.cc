@@ -42,22 +42,6 @@ ConsumerRegistration FromProto(const Request& request, const std::string& key) {
   return reg;
 }
 
-// Store errors to gRPC; an unexpected (database) failure is logged here,
-// once, since the caller only sees its code and message.
-grpc::Status Answer(const char* rpc, const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kPermissionDenied:
-      break;
-    default:
-      spdlog::error("Producer.{} failed: {}", rpc, std::string(status.message()));
-  }
-  return ToGrpc(status);
-}
 
 v1::UpdateType UpdateTypeToProto(const std::string& type) {
   if (type == "Create") return v1::UPDATE_TYPE_CREATE;
@@ -161,7 +145,7 @@ grpc::Status ProducerService::RegisterConsumer(grpc::ServerContext* context,
   std::string key;
   if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
   auto result = deps_.consumers->Register(FromProto(*request, key));
-  if (!result.ok()) return Answer("RegisterConsumer", result.status());
+  if (!result.ok()) return AnswerRpc("Producer.RegisterConsumer", result.status());
   if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   response->set_last_seq(result->watermark);
   for (const SubscriptionRow& row : result->subscriptions)
@@ -175,7 +159,7 @@ grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
   std::string key;
   if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
   auto rows = deps_.consumers->UpdateSubscription(FromProto(*request, key));
-  if (!rows.ok()) return Answer("UpdateSubscription", rows.status());
+  if (!rows.ok()) return AnswerRpc("Producer.UpdateSubscription", rows.status());
   if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   for (const SubscriptionRow& row : *rows) ToProto(row, response->add_subscriptions());
   return grpc::Status::OK;
@@ -198,7 +182,7 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
           .Inc(static_cast<double>(pulled->entries.size()));
     }
   }
-  if (!pulled.ok()) return Answer("PullUpdates", pulled.status());
+  if (!pulled.ok()) return AnswerRpc("Producer.PullUpdates", pulled.status());
   // The log position, for the consumer's lag: without `more` the pull
   // examined everything up to the end of the log.
   int64_t position = pulled->next_after_seq;
@@ -231,7 +215,7 @@ grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
   if (!principal.ok()) return ToGrpc(principal.status());
   auto doc = deps_.feed->GetDocument(principal->key, request->doctype(),
                                      request->name());
-  if (!doc.ok()) return Answer("GetDocument", doc.status());
+  if (!doc.ok()) return AnswerRpc("Producer.GetDocument", doc.status());
   response->set_document_json(std::move(*doc));
   return grpc::Status::OK;
 }
@@ -245,7 +229,7 @@ grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
                                              request->filters().end());
   auto docs = deps_.feed->FindDocuments(principal->key, request->doctype(),
                                         filters, request->limit());
-  if (!docs.ok()) return Answer("FindDocuments", docs.status());
+  if (!docs.ok()) return AnswerRpc("Producer.FindDocuments", docs.status());
   for (std::string& d : *docs) response->add_documents_json(std::move(d));
   return grpc::Status::OK;
 }
@@ -255,7 +239,7 @@ grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
                                             v1::ListConsumersResponse* response) {
   ES_AUTHORIZE(Role::kAdmin);
   auto listing = deps_.consumers->List();
-  if (!listing.ok()) return Answer("ListConsumers", listing.status());
+  if (!listing.ok()) return AnswerRpc("Producer.ListConsumers", listing.status());
   response->set_log_position(listing->log_position);
   for (const ConsumerSummary& c : listing->consumers) {
     v1::ConsumerInfo* info = response->add_consumers();
@@ -288,7 +272,7 @@ grpc::Status ProducerService::SetSubscriptionStatus(
   if (request->doctype().empty())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
   auto row = deps_.consumers->SetStatus(request->consumer_site(), request->doctype(), status);
-  if (!row.ok()) return Answer("SetSubscriptionStatus", row.status());
+  if (!row.ok()) return AnswerRpc("Producer.SetSubscriptionStatus", row.status());
   if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
   ToProto(*row, response->mutable_subscription());
   return grpc::Status::OK;

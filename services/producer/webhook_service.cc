@@ -10,18 +10,6 @@
 namespace eventstream {
 namespace {
 
-grpc::Status Answer(const char* rpc, const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-      break;
-    default:
-      spdlog::error("Webhooks.{} failed: {}", rpc, std::string(status.message()));
-  }
-  return ToGrpc(status);
-}
 
 void RequestToProto(const WebhookRequestRow& row, v1::WebhookRequest* out) {
   out->set_id(row.id);
@@ -133,7 +121,7 @@ grpc::Status WebhooksService::ListWebhooks(grpc::ServerContext* context,
                                            v1::ListWebhooksResponse* response) {
   ES_WEBHOOK_ADMIN();
   auto rows = store_->List();
-  if (!rows.ok()) return Answer("ListWebhooks", rows.status());
+  if (!rows.ok()) return AnswerRpc("Webhooks.ListWebhooks", rows.status());
   for (const WebhookRow& row : *rows) {
     v1::Webhook* w = response->add_webhooks();
     WebhookToProto(row.hook, w);
@@ -149,7 +137,7 @@ grpc::Status WebhooksService::UpsertWebhook(grpc::ServerContext* context,
   ES_WEBHOOK_ADMIN();
   bool created = false;
   auto row = store_->Upsert(WebhookFromProto(request->webhook()), &created);
-  if (!row.ok()) return Answer("UpsertWebhook", row.status());
+  if (!row.ok()) return AnswerRpc("Webhooks.UpsertWebhook", row.status());
   WebhookToProto(row->hook, response->mutable_webhook());
   response->mutable_webhook()->set_from_config(row->from_config);
   response->mutable_webhook()->set_last_seq(row->last_seq);
@@ -164,7 +152,7 @@ grpc::Status WebhooksService::DeleteWebhook(grpc::ServerContext* context,
   if (request->name().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name: required");
   }
-  return Answer("DeleteWebhook", store_->Delete(request->name()));
+  return AnswerRpc("Webhooks.DeleteWebhook", store_->Delete(request->name()));
 }
 
 grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
@@ -174,7 +162,7 @@ grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
   WebhookConfig hook;
   if (!request->name().empty()) {
     auto row = store_->Get(request->name());
-    if (!row.ok()) return Answer("PreviewWebhook", row.status());
+    if (!row.ok()) return AnswerRpc("Webhooks.PreviewWebhook", row.status());
     hook = std::move(row->hook);
   } else {
     hook = WebhookFromProto(request->webhook());
@@ -194,16 +182,16 @@ grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
                                      hook.doctype, "\" is not in the registry"));
   }
   auto conn = pool_->Acquire();
-  if (!conn.ok()) return Answer("PreviewWebhook", conn.status());
+  if (!conn.ok()) return AnswerRpc("Webhooks.PreviewWebhook", conn.status());
   auto doc = ReadDocument(conn->get(), config_->registry, *def, request->docname());
-  if (!doc.ok()) return Answer("PreviewWebhook", doc.status());
+  if (!doc.ok()) return AnswerRpc("Webhooks.PreviewWebhook", doc.status());
   if (!doc->has_value()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("no ", hook.doctype, " \"",
                                      request->docname(), "\""));
   }
   auto built = BuildRequest(hook, **doc);
-  if (!built.ok()) return Answer("PreviewWebhook", built.status());
+  if (!built.ok()) return AnswerRpc("Webhooks.PreviewWebhook", built.status());
   response->set_url(built->url);
   response->set_method(built->method);
   for (const auto& [k, v] : built->headers) {
@@ -215,7 +203,7 @@ grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
   bool met = true;
   if (!hook.condition.empty()) {
     auto cond = Condition::Parse(hook.condition);
-    if (!cond.ok()) return Answer("PreviewWebhook", cond.status());
+    if (!cond.ok()) return AnswerRpc("Webhooks.PreviewWebhook", cond.status());
     auto result = cond->Evaluate(**doc);
     if (!result.ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -240,7 +228,7 @@ grpc::Status WebhooksService::ListWebhookRequests(
   filter.before_id = request->before_id();
   filter.limit = request->limit();
   auto rows = store_->ListRequests(filter);
-  if (!rows.ok()) return Answer("ListWebhookRequests", rows.status());
+  if (!rows.ok()) return AnswerRpc("Webhooks.ListWebhookRequests", rows.status());
   for (const WebhookRequestRow& row : *rows) RequestToProto(row, response->add_requests());
   return grpc::Status::OK;
 }
@@ -250,7 +238,7 @@ grpc::Status WebhooksService::RetryWebhookRequest(
     v1::RetryWebhookRequestResponse* response) {
   ES_WEBHOOK_ADMIN();
   auto row = store_->Retry(request->id());
-  if (!row.ok()) return Answer("RetryWebhookRequest", row.status());
+  if (!row.ok()) return AnswerRpc("Webhooks.RetryWebhookRequest", row.status());
   RequestToProto(*row, response->mutable_request());
   return grpc::Status::OK;
 }
