@@ -15,6 +15,7 @@
 // (while a flip's re-sent earlier entries, below it but never logged, are
 // applied).
 #include "services/consumer/applier.h"
+#include "services/common/update_type.h"
 
 #include <map>
 #include <set>
@@ -66,7 +67,7 @@ SyncLogRow RowFromEntry(const std::string& producer, const v1::UpdateLogEntry& e
   row.seq = e.seq();
   row.doctype = e.doctype();
   row.docname = e.docname();
-  row.update_type = apply::UpdateTypeName(e.update_type());
+  row.update_type = UpdateTypeName(e.update_type());
   row.data = e.data_json();
   return row;
 }
@@ -76,7 +77,7 @@ v1::UpdateLogEntry EntryFromRow(const SyncLogRow& row) {
   e.set_seq(row.seq);
   e.set_doctype(row.doctype);
   e.set_docname(row.docname);
-  e.set_update_type(apply::UpdateTypeFromName(row.update_type));
+  e.set_update_type(UpdateTypeFromName(row.update_type));
   e.set_data_json(row.data);
   return e;
 }

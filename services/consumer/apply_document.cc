@@ -90,32 +90,6 @@ absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& 
   return conn->ExecPrepared(name, sql, params);
 }
 
-std::string UpdateTypeName(v1::UpdateType type) {
-  switch (type) {
-    case v1::UPDATE_TYPE_CREATE:
-      return "Create";
-    case v1::UPDATE_TYPE_UPDATE:
-      return "Update";
-    case v1::UPDATE_TYPE_CANCEL:
-      return "Cancel";
-    case v1::UPDATE_TYPE_RENAME:
-      return "Rename";
-    case v1::UPDATE_TYPE_DELETE:
-      return "Delete";
-    default:
-      return "Unspecified";
-  }
-}
-
-v1::UpdateType UpdateTypeFromName(const std::string& name) {
-  if (name == "Create") return v1::UPDATE_TYPE_CREATE;
-  if (name == "Update") return v1::UPDATE_TYPE_UPDATE;
-  if (name == "Cancel") return v1::UPDATE_TYPE_CANCEL;
-  if (name == "Rename") return v1::UPDATE_TYPE_RENAME;
-  if (name == "Delete") return v1::UPDATE_TYPE_DELETE;
-  return v1::UPDATE_TYPE_UNSPECIFIED;
-}
-
 // ---- TableCache -------------------------------------------------------------
 
 absl::StatusOr<const TableInfo*> TableCache::Get(pg::Connection* conn, const std::string& table) {

@@ -88,10 +88,6 @@ struct Outcome {
   std::string local_docname;
 };
 
-std::string UpdateTypeName(v1::UpdateType type);
-// UPDATE_TYPE_UNSPECIFIED for an unknown name.
-v1::UpdateType UpdateTypeFromName(const std::string& name);
-
 class DocumentApplier : public DocumentFetcher {
  public:
   // `mappings` may be null when the config has none. All pointers outlive

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/consumer/producer_store.h"
+#include "services/common/update_type.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -13,19 +14,9 @@ namespace {
 constexpr int kDefaultSyncLogLimit = 100;
 constexpr int kMaxSyncLogLimit = 1000;
 
-
 std::string Rfc3339(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
   return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
-
-v1::UpdateType UpdateTypeFromText(const std::string& type) {
-  if (type == "Create") return v1::UPDATE_TYPE_CREATE;
-  if (type == "Update") return v1::UPDATE_TYPE_UPDATE;
-  if (type == "Cancel") return v1::UPDATE_TYPE_CANCEL;
-  if (type == "Rename") return v1::UPDATE_TYPE_RENAME;
-  if (type == "Delete") return v1::UPDATE_TYPE_DELETE;
-  return v1::UPDATE_TYPE_UNSPECIFIED;
 }
 
 v1::SyncStatus SyncStatusFromText(const std::string& status) {
@@ -50,7 +41,7 @@ void ToProto(const SyncLogRow& row, v1::SyncLogEntry* out) {
   out->set_seq(row.seq);
   out->set_doctype(row.doctype);
   out->set_docname(row.docname);
-  out->set_update_type(UpdateTypeFromText(row.update_type));
+  out->set_update_type(UpdateTypeFromName(row.update_type));
   out->set_status(SyncStatusFromText(row.status));
   out->set_error(row.error);
   out->set_data_json(row.data);

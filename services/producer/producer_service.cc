@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/producer/assembler.h"
+#include "services/common/update_type.h"
 #include "services/producer/capture.h"
 #include "spdlog/spdlog.h"
 
@@ -40,16 +41,6 @@ ConsumerRegistration FromProto(const Request& request, const std::string& key) {
   for (const v1::SubscriptionRequest& d : request.doctypes())
     reg.doctypes.push_back({d.doctype(), d.condition(), d.unsubscribe()});
   return reg;
-}
-
-
-v1::UpdateType UpdateTypeToProto(const std::string& type) {
-  if (type == "Create") return v1::UPDATE_TYPE_CREATE;
-  if (type == "Update") return v1::UPDATE_TYPE_UPDATE;
-  if (type == "Cancel") return v1::UPDATE_TYPE_CANCEL;
-  if (type == "Rename") return v1::UPDATE_TYPE_RENAME;
-  if (type == "Delete") return v1::UPDATE_TYPE_DELETE;
-  return v1::UPDATE_TYPE_UNSPECIFIED;
 }
 
 Assembler::Options AssemblerOptions(ProducerMetrics* metrics) {
@@ -198,7 +189,7 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
     out->set_seq(e.seq);
     out->set_doctype(std::move(e.doctype));
     out->set_docname(std::move(e.docname));
-    out->set_update_type(UpdateTypeToProto(e.update_type));
+    out->set_update_type(UpdateTypeFromName(e.update_type));
     if (e.data_json) out->set_data_json(std::move(*e.data_json));
     out->set_origin(std::move(e.origin));
     out->set_created_at(std::move(e.created_at));
