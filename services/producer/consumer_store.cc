@@ -14,17 +14,11 @@
 #include "absl/strings/strip.h"
 #include "libsync/expr.h"
 #include "libsync/value.h"
+#include "services/producer/approvals_lock.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
 namespace {
-
-// Serializes every write that can change the set of approved DocTypes, so
-// that "compute the set, sync the triggers" never interleaves.
-constexpr char kApprovalsLock[] =
-    "SELECT pg_advisory_lock(hashtext('es_producer.consumer_approvals'))";
-constexpr char kApprovalsUnlock[] =
-    "SELECT pg_advisory_unlock(hashtext('es_producer.consumer_approvals'))";
 
 constexpr char kRowColumns[] =
     "doctype, status, condition, producer_condition, unsubscribed, "

@@ -7,17 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "libsync/webhook_template.h"
+#include "services/producer/approvals_lock.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
 namespace {
-
-// The same lock ConsumerStore takes around approval changes: capture
-// changes for webhooks and for approvals never interleave.
-constexpr char kApprovalsLock[] =
-    "SELECT pg_advisory_lock(hashtext('es_producer.consumer_approvals'))";
-constexpr char kApprovalsUnlock[] =
-    "SELECT pg_advisory_unlock(hashtext('es_producer.consumer_approvals'))";
 
 constexpr char kTime[] =
     "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
