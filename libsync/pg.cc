@@ -137,6 +137,7 @@ Connection::~Connection() {
 bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
+  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   std::string text(sql);
   ParamArrays arrays(params);
   return Check(conn_, PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
@@ -146,12 +147,13 @@ absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& par
 absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
-  if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
+  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  if (prepared_.count(name) == 0) {
     std::string text(sql);
     auto prepared = Check(conn_, PQprepare(conn_, name.c_str(), text.c_str(),
                                            static_cast<int>(params.size()), nullptr));
     if (!prepared.ok()) return prepared.status();
-    prepared_.push_back(name);
+    prepared_.insert(name);
   }
   ParamArrays arrays(params);
   return Check(conn_, PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
@@ -159,11 +161,88 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
 }
 
 absl::Status Connection::ExecScript(absl::string_view sql) {
+  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   std::string text(sql);
   PGresult* res = PQexec(conn_, text.c_str());
   auto result = Check(conn_, res);
   // PQexec returns only the last result; drain nothing more (sync API).
   return result.status();
+}
+
+// At most this many statements wait for their results: their answers then
+// stay far below the socket buffers, so neither side blocks writing while
+// the other is not reading (libpq's blocking mode is used throughout).
+constexpr size_t kMaxDeferred = 256;
+
+absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
+                                              const Params& params, std::string what) {
+  if (deferred_.size() >= kMaxDeferred) {
+    if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  }
+  if (deferred_.empty() && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF &&
+      PQenterPipelineMode(conn_) != 1) {
+    return ErrorFrom(conn_, nullptr);
+  }
+  if (prepared_.count(name) == 0) {
+    std::string text(sql);
+    if (PQsendPrepare(conn_, name.c_str(), text.c_str(), static_cast<int>(params.size()),
+                      nullptr) != 1) {
+      return ErrorFrom(conn_, nullptr);
+    }
+    prepared_.insert(name);
+    deferred_.push_back({absl::StrCat(what, " (preparing)"), name});
+  }
+  ParamArrays arrays(params);
+  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
+                          arrays.values.data(), nullptr, nullptr, 0) != 1) {
+    return ErrorFrom(conn_, nullptr);
+  }
+  deferred_.push_back({std::move(what), ""});
+  return absl::OkStatus();
+}
+
+absl::Status Connection::FlushDeferred() {
+  if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) return absl::OkStatus();
+  absl::Status first;
+  auto note = [&first](absl::Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
+  std::vector<Deferred> pending = std::move(deferred_);
+  deferred_.clear();
+  if (PQpipelineSync(conn_) != 1) note(ErrorFrom(conn_, nullptr));
+  // Each statement's results end with a NULL; the sync point follows.
+  for (const Deferred& d : pending) {
+    while (PGresult* res = PQgetResult(conn_)) {
+      ExecStatusType st = PQresultStatus(res);
+      if (st == PGRES_FATAL_ERROR) {
+        absl::Status e = ErrorFrom(conn_, res);
+        absl::Status named(e.code(), absl::StrCat(d.what, ": ", e.message()));
+        if (auto state = e.GetPayload(kSqlStatePayload)) named.SetPayload(kSqlStatePayload, *state);
+        note(std::move(named));
+        if (!d.prepared.empty()) {
+          prepared_.erase(d.prepared);
+        }
+      } else if (st == PGRES_PIPELINE_ABORTED && !d.prepared.empty()) {
+        prepared_.erase(d.prepared);
+      }
+      PQclear(res);
+    }
+  }
+  bool synced = false;
+  for (int i = 0; i < 4 && !synced; ++i) {  // PGRES_PIPELINE_SYNC, maybe after a NULL
+    PGresult* res = PQgetResult(conn_);
+    if (res == nullptr) {
+      if (PQstatus(conn_) == CONNECTION_BAD) break;
+      continue;
+    }
+    synced = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+    PQclear(res);
+  }
+  if (!synced || PQexitPipelineMode(conn_) != 1) {
+    note(absl::UnavailableError(absl::StrCat("PostgreSQL: pipeline did not end cleanly: ",
+                                             PQerrorMessage(conn_))));
+  }
+  return first;
 }
 
 absl::Status Connection::SetApplicationName(absl::string_view name) {
@@ -180,11 +259,17 @@ absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
 }
 
 Transaction::~Transaction() {
-  if (!done_) (void)conn_->Exec("ROLLBACK");
+  if (done_) return;
+  (void)conn_->FlushDeferred();  // a deferred failure is why we roll back
+  (void)conn_->Exec("ROLLBACK");
 }
 
 absl::Status Transaction::Commit() {
   done_ = true;
+  if (absl::Status s = conn_->FlushDeferred(); !s.ok()) {
+    (void)conn_->Exec("ROLLBACK");
+    return s;
+  }
   auto committed = conn_->Exec("COMMIT");
   if (!committed.ok()) return committed.status();
   // COMMIT of a transaction that already failed "succeeds" with the tag

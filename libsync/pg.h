@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -94,6 +95,20 @@ class Connection {
   // Several statements without parameters (migrations, DDL scripts).
   absl::Status ExecScript(absl::string_view sql);
 
+  // Deferred statements (libpq pipeline mode): a write whose result the
+  // caller does not need is sent at once and not waited for, saving a round
+  // trip per statement. `what` names it in an error ("inserting X: SQLSTATE
+  // ..."). Every other call on this connection (Exec, ExecPrepared,
+  // ExecScript, FlushDeferred) first collects the deferred results and, if
+  // one failed, returns the first failure instead of running (the server
+  // skipped the statements after it, and an open transaction is aborted).
+  // So errors still arrive in statement order, just later.
+  absl::Status ExecPreparedDeferred(const std::string& name, absl::string_view sql,
+                                    const Params& params, std::string what);
+  // Waits for every deferred statement; the first failure, or OK.
+  absl::Status FlushDeferred();
+  int deferred() const { return static_cast<int>(deferred_.size()); }
+
   // Session settings for later statements on this connection.
   absl::Status SetApplicationName(absl::string_view name);
 
@@ -102,8 +117,13 @@ class Connection {
 
  private:
   explicit Connection(pg_conn* conn) : conn_(conn) {}
+  struct Deferred {
+    std::string what;
+    std::string prepared;  // a PQsendPrepare of this statement name, or ""
+  };
   pg_conn* conn_;
-  std::vector<std::string> prepared_;
+  std::unordered_set<std::string> prepared_;  // statement names on the server
+  std::vector<Deferred> deferred_;  // sent, results not read yet (in order)
 };
 
 // BEGIN on construction; ROLLBACK in the destructor unless committed.

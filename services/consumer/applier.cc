@@ -98,6 +98,12 @@ std::vector<std::string> NamesOf(const v1::UpdateLogEntry& e) {
   return names;
 }
 
+// One element of a text[] literal: always quoted, \ and " escaped.
+std::string PgArrayItem(const std::string& text) {
+  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\\", "\\\\"}, {"\"", "\\\""}}),
+                      "\"");
+}
+
 absl::Status Exec(pg::Connection* conn, const std::string& sql, const pg::Params& params = {}) {
   return apply::RunPrepared(conn, sql, params).status();
 }
@@ -210,6 +216,24 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
   }
   PrepareTables(conn, *pc);  // DDL, outside the batch transaction
 
+  // Optimistic first: the whole batch without savepoints, its writes
+  // pipelined. If any entry fails, that transaction is rolled back (nothing
+  // of it stays) and the batch runs again isolating every entry in a
+  // savepoint, so the failing one is logged Failed and the others apply.
+  if (entries.size() > 1) {
+    bool entry_failed = false;
+    auto fast = ApplyBatchOnce(conn, producer, entries, next_after_seq, deps,
+                               /*isolate=*/false, &entry_failed);
+    if (!entry_failed) return fast;
+  }
+  return ApplyBatchOnce(conn, producer, entries, next_after_seq, deps, /*isolate=*/true, nullptr);
+}
+
+absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
+                                                    const std::string& producer,
+                                                    const std::vector<v1::UpdateLogEntry>& entries,
+                                                    int64_t next_after_seq, DependencySource* deps,
+                                                    bool isolate, bool* entry_failed) {
   auto txn = pg::Transaction::Begin(conn);
   if (!txn.ok()) return txn.status();
   absl::Status s = BeginApply(conn, producer);
@@ -241,9 +265,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
     for (const v1::UpdateLogEntry& e : entries) {
       if (e.seq() > watermark) continue;
       absl::StrAppend(&seqs, seqs.empty() ? "" : ",", e.seq());
-      absl::StrAppend(&doctypes, doctypes.empty() ? "" : ",", "\"",
-                      absl::StrReplaceAll(e.doctype(), {{"\\", "\\\\"}, {"\"", "\\\""}}),
-                      "\"");
+      absl::StrAppend(&doctypes, doctypes.empty() ? "" : ",", PgArrayItem(e.doctype()));
     }
     if (!seqs.empty()) {
       auto logged = apply::RunPrepared(
@@ -256,12 +278,40 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
     }
   }
 
+  // Documents of this batch with a Failed or Parked row: their entries park
+  // behind it (the Failed row's id). One query for the whole batch.
+  // (doctype, docname) -> the Failed row's id; Failed rows of this batch
+  // join it as they happen.
+  std::map<std::pair<std::string, std::string>, int64_t> blocked;
+  {
+    std::string names;
+    for (const v1::UpdateLogEntry& e : entries) {
+      for (const std::string& n : NamesOf(e)) {
+        absl::StrAppend(&names, names.empty() ? "" : ",", PgArrayItem(n));
+      }
+    }
+    auto q = apply::RunPrepared(
+        conn,
+        "SELECT doctype, docname, CASE WHEN status = 'Parked' THEN parked_behind ELSE id END"
+        " FROM es_consumer.sync_log WHERE producer = $1 AND status IN ('Failed', 'Parked')"
+        " AND docname = ANY($2::text[]) ORDER BY id",
+        {producer, absl::StrCat("{", names, "}")});
+    if (!q.ok()) return q.status();
+    for (int i = 0; i < q->rows(); ++i) {
+      // emplace keeps the first (lowest id) row of each document.
+      blocked.emplace(std::make_pair(std::string(q->Get(i, 0)), std::string(q->Get(i, 1))),
+                      q->GetInt64(i, 2));
+    }
+  }
+
   ApplyResult result;
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
   std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
-  // Failed rows of this batch: (doctype, docname) -> the Failed row's id.
-  std::map<std::pair<std::string, std::string>, int64_t> blocked;
+  if (entries.size() > 1) {
+    s = doc.Prefetch(entries);
+    if (!s.ok()) return s;
+  }
 
   for (const v1::UpdateLogEntry& e : entries) {
     if (e.seq() <= watermark && already_logged.count(e.seq())) continue;
@@ -274,21 +324,6 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
       auto it = blocked.find({e.doctype(), n});
       if (it != blocked.end()) behind = it->second;
     }
-    if (behind == 0) {
-      for (const std::string& n : names) {
-        auto q = apply::RunPrepared(
-            conn,
-            "SELECT CASE WHEN status = 'Parked' THEN parked_behind ELSE id END"
-            " FROM es_consumer.sync_log WHERE producer = $1 AND doctype = $2"
-            " AND docname = $3 AND status IN ('Failed', 'Parked') ORDER BY id LIMIT 1",
-            {producer, e.doctype(), n});
-        if (!q.ok()) return q.status();
-        if (q->rows() > 0) {
-          behind = q->GetInt64(0, 0);
-          break;
-        }
-      }
-    }
     if (behind != 0) {
       row.status = "Parked";
       row.parked_behind = behind;
@@ -298,11 +333,36 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
       continue;
     }
 
+    if (!isolate) {
+      // No savepoint: the first failure abandons this attempt (the caller
+      // runs the batch again isolated).
+      absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
+      if (!outcome.ok()) {
+        *entry_failed = true;
+        return outcome.status();
+      }
+      row.status = "Synced";
+      row.note = outcome->note;
+      row.local_doctype = outcome->local_doctype;
+      row.local_docname = outcome->local_docname;
+      pending.push_back(std::move(row));
+      ++result.synced;
+      continue;
+    }
+
     // Apply in a savepoint. Dying inside it: the whole batch is gone (no
     // COMMIT), and so is the entry's partial write.
     s = Exec(conn, "SAVEPOINT es_entry");
     if (!s.ok()) return s;
     absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
+    if (outcome.ok()) {
+      // The entry's deferred writes fail here, if at all: still its own.
+      absl::Status written = conn->FlushDeferred();
+      if (!written.ok()) {
+        outcome = written;
+        doc.ForgetKnown();  // rolled back below
+      }
+    }
     if (outcome.ok()) {
       s = Exec(conn, "RELEASE SAVEPOINT es_entry");
       if (!s.ok()) return s;
@@ -316,6 +376,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
     }
     // Undo the entry's partial writes; if even that fails the connection is
     // unusable and the batch is abandoned (nothing committed).
+    (void)conn->FlushDeferred();  // a failure here is the one reported
     s = Exec(conn, "ROLLBACK TO SAVEPOINT es_entry");
     if (!s.ok()) return s;
     row.status = "Failed";
@@ -330,6 +391,13 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
     for (const std::string& n : names) blocked[{e.doctype(), n}] = failed.id;
     pending.clear();
     ++result.failed;
+  }
+  if (!isolate) {
+    // The last entries' deferred writes.
+    if (absl::Status written = conn->FlushDeferred(); !written.ok()) {
+      *entry_failed = true;
+      return written;
+    }
   }
   s = InsertRows(conn, pending);
   if (!s.ok()) return s;
@@ -413,6 +481,10 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
     if (!s.ok()) return s;
     absl::StatusOr<apply::Outcome> outcome = doc.Apply(EntryFromRow(row));
     if (outcome.ok()) {
+      absl::Status written = conn->FlushDeferred();  // the entry's own writes
+      if (!written.ok()) outcome = written;
+    }
+    if (outcome.ok()) {
       s = Exec(conn, "RELEASE SAVEPOINT es_entry");
       if (!s.ok()) return s;
       row.status = "Synced";
@@ -422,6 +494,7 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
       row.local_doctype = outcome->local_doctype;
       row.local_docname = outcome->local_docname;
     } else {
+      (void)conn->FlushDeferred();  // a failure here is the one reported
       s = Exec(conn, "ROLLBACK TO SAVEPOINT es_entry");
       if (!s.ok()) return s;
       row.status = "Failed";

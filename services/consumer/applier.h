@@ -5,14 +5,20 @@
 // with the producer as origin (`SET LOCAL eventstream.origin`) so this
 // site's own producer never sends the change back.
 //
-// Exactly once: ApplyBatch runs one transaction per batch; each entry runs in
-// its own savepoint, and the same transaction writes each entry's Event Sync
-// Log row and advances the producer's watermark (es_consumer.last_update) to
-// `next_after_seq`. If the process dies anywhere before COMMIT, nothing of the
+// Exactly once: ApplyBatch runs one transaction per batch; each entry is
+// isolated (see below), and the same transaction writes each entry's Event
+// Sync Log row and advances the producer's watermark (es_consumer.last_update)
+// to `next_after_seq`. If the process dies anywhere before COMMIT, nothing of the
 // batch is visible and the next pull fetches the same entries again; after
 // COMMIT, the watermark says they are done. A failing entry rolls back to its
 // savepoint, is logged Failed, and later entries of the same document are
 // logged Parked behind it (not applied) until Resync succeeds.
+//
+// Speed (tools/bench): a batch first runs without savepoints, its writes
+// pipelined (pg::Connection deferred statements, one round trip per read
+// instead of per statement). Only when an entry fails is that attempt
+// rolled back and the batch run again with a savepoint per entry. Both
+// attempts are whole transactions, so the guarantees above hold for either.
 //
 // Thread-compatible: one Applier per pulling thread, or guard it.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
@@ -106,6 +112,14 @@ class Applier {
   // transaction, once per table. Failures are logged: the entries then
   // fail with a message naming the table.
   void PrepareTables(pg::Connection* conn, const EventProducerConfig& producer);
+
+  // One attempt at a batch, in one transaction. isolate: a savepoint per
+  // entry (a failing entry is logged Failed). Otherwise no savepoints and
+  // the first failing entry sets *entry_failed and abandons the attempt.
+  absl::StatusOr<ApplyResult> ApplyBatchOnce(pg::Connection* conn, const std::string& producer,
+                                             const std::vector<v1::UpdateLogEntry>& entries,
+                                             int64_t next_after_seq, DependencySource* deps,
+                                             bool isolate, bool* entry_failed);
 
   const Config& config_;
   absl::StatusOr<MappingSet> mappings_;

@@ -90,6 +90,13 @@ absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& 
   return conn->ExecPrepared(name, sql, params);
 }
 
+absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
+                                 const pg::Params& params, std::string what) {
+  std::string name =
+      absl::StrCat("es_apply_", absl::Hex(std::hash<std::string>{}(sql)), "_", params.size());
+  return conn->ExecPreparedDeferred(name, sql, params, std::move(what));
+}
+
 // ---- TableCache -------------------------------------------------------------
 
 absl::StatusOr<const TableInfo*> TableCache::Get(pg::Connection* conn, const std::string& table) {
@@ -178,6 +185,13 @@ absl::StatusOr<DocumentApplier::Target> DocumentApplier::Resolve(
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Apply(const v1::UpdateLogEntry& e) {
+  auto out = ApplyEntry(e);
+  // The caller rolls the entry back: what it wrote is not known any more.
+  if (!out.ok()) ForgetKnown();
+  return out;
+}
+
+absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e) {
   pending_.clear();
   depth_ = 0;
   auto t = Resolve(e.doctype());
@@ -204,8 +218,76 @@ absl::StatusOr<Outcome> DocumentApplier::Apply(const v1::UpdateLogEntry& e) {
   }
 }
 
+namespace {
+std::string KnownKey(const std::string& doctype, bool same_name, const std::string& name) {
+  return absl::StrCat(doctype, std::string(1, '\0'), same_name ? "N" : "R",
+                      std::string(1, '\0'), name);
+}
+}  // namespace
+
+void DocumentApplier::SetKnown(const DocTypeDef& def, const std::string& remote_name,
+                               bool same_name, std::optional<std::string> local) {
+  known_[KnownKey(def.name, same_name, remote_name)] = std::move(local);
+}
+
+void DocumentApplier::Unknow(const DocTypeDef& def, const std::string& name) {
+  known_.erase(KnownKey(def.name, true, name));
+  known_.erase(KnownKey(def.name, false, name));
+}
+
+absl::Status DocumentApplier::Prefetch(const std::vector<v1::UpdateLogEntry>& entries) {
+  // (DocType, by local name?) -> the producer's names to look up.
+  std::map<std::pair<const DocTypeDef*, bool>, std::set<std::string>> wanted;
+  for (const v1::UpdateLogEntry& e : entries) {
+    auto t = Resolve(e.doctype());
+    if (!t.ok()) continue;  // the entry fails on its own in Apply
+    std::set<std::string>& names = wanted[{t->def, t->same_name}];
+    names.insert(e.docname());
+    if (e.update_type() == v1::UPDATE_TYPE_RENAME) {
+      auto json = Value::ParseJson(e.data_json());
+      if (json.ok()) {
+        for (const char* key : {"old_name", "new_name"}) {
+          const Value* v = json->Find(key);
+          if (v != nullptr && v->is_string()) names.insert(v->as_string());
+        }
+      }
+    }
+  }
+  for (const auto& [target, names] : wanted) {
+    const auto& [def, same_name] = target;
+    auto info = tables_->Get(conn_, def->table);
+    if (!info.ok()) continue;  // named by the entries' own failures
+    if (!same_name && !(*info)->has_remote()) continue;
+    std::vector<Value> list;
+    for (const std::string& n : names) list.push_back(Value::String(n));
+    const std::string array = Value::FromArray(std::move(list)).ToJson();
+    const std::string q = QuoteIdentifier(def->table);
+    absl::StatusOr<pg::Result> r =
+        same_name
+            ? RunPrepared(conn_,
+                          absl::StrCat("SELECT name, name FROM ", q, " WHERE name IN"
+                                       " (SELECT jsonb_array_elements_text($1::jsonb))"),
+                          {array})
+            : RunPrepared(conn_,
+                          absl::StrCat("SELECT remote_docname, min(name) FROM ", q,
+                                       " WHERE remote_site_name = $1 AND remote_docname IN"
+                                       " (SELECT jsonb_array_elements_text($2::jsonb))"
+                                       " GROUP BY remote_docname"),
+                          {producer_, array});
+    if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", def->name, " documents"));
+    for (const std::string& n : names) SetKnown(*def, n, same_name, std::nullopt);
+    for (int i = 0; i < r->rows(); ++i) {
+      SetKnown(*def, std::string(r->Get(i, 0)), same_name, std::string(r->Get(i, 1)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<std::string>> DocumentApplier::FindLocal(
     const DocTypeDef& def, const std::string& remote_name, bool same_name) {
+  if (auto it = known_.find(KnownKey(def.name, same_name, remote_name)); it != known_.end()) {
+    return it->second;
+  }
   auto info = tables_->Get(conn_, def.table);
   if (!info.ok()) return info.status();
   std::string q = QuoteIdentifier(def.table);
@@ -466,12 +548,11 @@ absl::Status DocumentApplier::InsertRow(const TableInfo& info, std::map<std::str
     holders.push_back(absl::StrCat("$", params.size() + 1));
     params.push_back(ToParam(v, info.columns.at(k)));
   }
-  auto r = RunPrepared(
+  return RunPreparedDeferred(
       conn_,
       absl::StrCat("INSERT INTO ", QuoteIdentifier(info.table), " (", absl::StrJoin(cols, ", "),
                    ") VALUES (", absl::StrJoin(holders, ", "), ")"),
-      params);
-  return Annotate(r.status(), absl::StrCat("inserting ", what));
+      params, absl::StrCat("inserting ", what));
 }
 
 absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
@@ -485,11 +566,10 @@ absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
     params.push_back(ToParam(v, info.columns.at(k)));
     sets.push_back(absl::StrCat(QuoteIdentifier(k), " = $", params.size()));
   }
-  auto r = RunPrepared(conn_,
-                       absl::StrCat("UPDATE ", QuoteIdentifier(info.table), " SET ",
-                                    absl::StrJoin(sets, ", "), " WHERE ", where_sql),
-                       params);
-  return Annotate(r.status(), absl::StrCat("updating ", what));
+  return RunPreparedDeferred(conn_,
+                             absl::StrCat("UPDATE ", QuoteIdentifier(info.table), " SET ",
+                                          absl::StrJoin(sets, ", "), " WHERE ", where_sql),
+                             params, absl::StrCat("updating ", what));
 }
 
 absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value& doc,
@@ -510,8 +590,11 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
     return absl::FailedPreconditionError(
         absl::StrCat("table \"", def.table, "\" has no remote_docname/remote_site_name columns"));
   }
+  const bool has_remote = (*info)->has_remote();
   absl::Status s = InsertRow(**info, std::move(values), Doc(def.name, local_name));
   if (!s.ok()) return s;
+  SetKnown(def, local_name, /*same_name=*/true, local_name);
+  if (has_remote) SetKnown(def, remote_name, /*same_name=*/false, local_name);
   for (const FieldDef& f : def.fields) {
     if (!f.is_table()) continue;
     const ::eventstream::Value::Array* rows = ChildRows(doc, f.fieldname);
@@ -739,15 +822,13 @@ absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::Updat
     auto [f, child] = table_of(table);
     if (child == nullptr || !names.is_array()) continue;
     for (const Value& n : names.as_array()) {
-      auto r = RunPrepared(conn_,
-                           absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                                        " WHERE parent = $1 AND parenttype = $2 AND ",
-                                        QuoteIdentifier(row_key), " = $3"),
-                           {name, def.name, n.ToText()});
-      if (!r.ok()) {
-        return Annotate(r.status(),
-                        absl::StrCat("deleting ", where, " row ", Doc(child->name, n.ToText())));
-      }
+      s = RunPreparedDeferred(conn_,
+                              absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
+                                           " WHERE parent = $1 AND parenttype = $2 AND ",
+                                           QuoteIdentifier(row_key), " = $3"),
+                              {name, def.name, n.ToText()},
+                              absl::StrCat("deleting ", where, " row ", Doc(child->name, n.ToText())));
+      if (!s.ok()) return s;
     }
   }
   // row_changed
@@ -773,13 +854,12 @@ absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::Updat
     const Value* rows = diff->changed.Find(f.fieldname);
     const DocTypeDef* child = config_.registry.Find(f.options);
     if (rows == nullptr || child == nullptr) continue;
-    auto r =
-        RunPrepared(conn_,
-                    absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                                 " WHERE parent = $1 AND parenttype = $2 AND parentfield = $3"),
-                    {name, def.name, f.fieldname});
-    if (!r.ok())
-      return Annotate(r.status(), absl::StrCat("replacing ", where, " table ", f.fieldname));
+    s = RunPreparedDeferred(
+        conn_,
+        absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
+                     " WHERE parent = $1 AND parenttype = $2 AND parentfield = $3"),
+        {name, def.name, f.fieldname}, absl::StrCat("replacing ", where, " table ", f.fieldname));
+    if (!s.ok()) return s;
     if (rows->is_array()) {
       for (const Value& row : rows->as_array()) {
         s = UpsertChildRow(def, f, name, row, t.same_name, /*may_exist=*/false);
@@ -827,6 +907,16 @@ absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::Updat
     return absl::InvalidArgumentError("Rename data needs string \"old_name\" and \"new_name\"");
   }
   const std::string old_name = old_v->as_string(), new_name = new_v->as_string();
+  // Whatever happens below, look both names up afresh afterwards.
+  struct Forget {
+    DocumentApplier* self;
+    const DocTypeDef& def;
+    const std::string &a, &b;
+    ~Forget() {
+      self->Unknow(def, a);
+      self->Unknow(def, b);
+    }
+  };
   Outcome out;
   out.local_doctype = def.name;
   auto local = FindLocal(def, old_name, t.same_name);
@@ -842,6 +932,7 @@ absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::Updat
     return InsertFetched(t, new_name, "Rename of a document missing here");
   }
   const std::string where = Doc(def.name, **local);
+  Forget forget{this, def, old_name, new_name};
   if (!t.same_name) {
     // Only the remote name changes; the local name stays.
     auto r = RunPrepared(conn_,
@@ -889,20 +980,22 @@ absl::StatusOr<Outcome> DocumentApplier::Delete(const Target& t, const v1::Updat
   }
   const std::string name = **local;
   out.local_docname = name;
+  Unknow(def, name);
+  Unknow(def, e.docname());
   for (const FieldDef& f : def.fields) {
     const DocTypeDef* child = f.is_table() ? config_.registry.Find(f.options) : nullptr;
     if (child == nullptr) continue;
-    auto r = RunPrepared(conn_,
-                         absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                                      " WHERE parent = $1 AND parenttype = $2"),
-                         {name, def.name});
-    if (!r.ok()) {
-      return Annotate(r.status(), absl::StrCat("deleting rows of ", Doc(def.name, name)));
-    }
+    absl::Status s = RunPreparedDeferred(conn_,
+                                         absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
+                                                      " WHERE parent = $1 AND parenttype = $2"),
+                                         {name, def.name},
+                                         absl::StrCat("deleting rows of ", Doc(def.name, name)));
+    if (!s.ok()) return s;
   }
-  auto r = RunPrepared(
-      conn_, absl::StrCat("DELETE FROM ", QuoteIdentifier(def.table), " WHERE name = $1"), {name});
-  if (!r.ok()) return Annotate(r.status(), absl::StrCat("deleting ", Doc(def.name, name)));
+  absl::Status s = RunPreparedDeferred(
+      conn_, absl::StrCat("DELETE FROM ", QuoteIdentifier(def.table), " WHERE name = $1"), {name},
+      absl::StrCat("deleting ", Doc(def.name, name)));
+  if (!s.ok()) return s;
   return out;
 }
 

@@ -57,6 +57,10 @@ namespace eventstream::apply {
 // Runs `sql` as a prepared statement named after its text.
 absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& sql,
                                        const pg::Params& params = {});
+// The same, deferred (pg::Connection::ExecPreparedDeferred): for writes. A
+// failure comes back from a later call on `conn`, named by `what`.
+absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
+                                 const pg::Params& params, std::string what);
 
 struct TableInfo {
   std::string table;
@@ -97,8 +101,18 @@ class DocumentApplier : public DocumentFetcher {
 
   // Applies `entry`; an error leaves partial writes that the caller must
   // roll back (to its savepoint). Messages name the DocType, document and
-  // field concerned.
+  // field concerned. Writes are deferred (RunPreparedDeferred): success
+  // means "sent"; the caller flushes the connection to learn whether they
+  // all landed (a later read on the connection does it too).
   absl::StatusOr<Outcome> Apply(const v1::UpdateLogEntry& entry);
+
+  // Looks up, in one query per table, whether the documents `entries`
+  // concern exist here, so that Apply needs no round trip to find them.
+  // The answers stay right for this object's writes (inserts, deletes and
+  // renames update them); ForgetKnown drops them, which the caller must do
+  // when it rolls back a write of this object (a failed entry).
+  absl::Status Prefetch(const std::vector<v1::UpdateLogEntry>& entries);
+  void ForgetKnown() { known_.clear(); }
 
   // DocumentFetcher, for `Document` mappings.
   absl::StatusOr<std::optional<Value>> FindRemote(const std::string& remote_doctype,
@@ -116,6 +130,7 @@ class DocumentApplier : public DocumentFetcher {
   // DocType of a Dynamic Link in a diff): "" when unknown.
   using Fallback = std::function<absl::StatusOr<std::string>(const std::string& column)>;
 
+  absl::StatusOr<Outcome> ApplyEntry(const v1::UpdateLogEntry& entry);
   absl::StatusOr<Target> Resolve(const std::string& remote_doctype) const;
   absl::StatusOr<Outcome> Create(const Target& t, const std::string& remote_name, Value doc,
                                  std::string note);
@@ -128,6 +143,11 @@ class DocumentApplier : public DocumentFetcher {
   absl::StatusOr<std::optional<std::string>> FindLocal(const DocTypeDef& def,
                                                        const std::string& remote_name,
                                                        bool same_name);
+  // What FindLocal(def, remote_name, same_name) answers from now on.
+  void SetKnown(const DocTypeDef& def, const std::string& remote_name, bool same_name,
+                std::optional<std::string> local);
+  // FindLocal asks the database again for `name` (both kinds of key).
+  void Unknow(const DocTypeDef& def, const std::string& name);
   absl::StatusOr<std::string> EnsureDocument(const std::string& doctype, const std::string& name,
                                              const std::string& via);
   absl::StatusOr<std::string> InsertDependency(const DocTypeDef& def, Value doc);
@@ -162,6 +182,10 @@ class DocumentApplier : public DocumentFetcher {
   // producer's name -> local name (cycles resolve to these).
   std::map<std::string, std::string> pending_;
   int depth_ = 0;
+  // FindLocal answers known without a query (Prefetch, and this object's
+  // own writes): DocType + '\0' + ('N' name | 'R' remote name) + '\0' +
+  // name -> the local name, or nullopt for "not here".
+  std::map<std::string, std::optional<std::string>> known_;
 };
 
 }  // namespace eventstream::apply

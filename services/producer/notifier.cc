@@ -186,6 +186,26 @@ void Notifier::SignalAll(int64_t log_position) {
   if (wake) cv_.notify_all();
 }
 
+void Notifier::Heard(const std::string& site) {
+  std::shared_ptr<grpc::Channel> channel;
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = targets_.find(site);
+    if (it == targets_.end()) return;
+    Target& target = *it->second;
+    if (target.backoff.count() == 0) return;  // not backing off: the hot path
+    target.backoff = milliseconds(0);
+    target.next_attempt = Clock::time_point();
+    target.wait_for_ready = true;
+    wake = target.dirty;
+    auto ch = channels_.find(target.config.address);
+    if (ch != channels_.end()) channel = ch->second;
+  }
+  if (channel) grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+  if (wake) cv_.notify_all();
+}
+
 Notifier::Stats Notifier::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   Stats stats = totals_;
@@ -223,6 +243,8 @@ void Notifier::Run() {
       auto call = std::make_shared<Call>();
       call->context.set_deadline(std::chrono::system_clock::now() +
                                  options_.rpc_timeout);
+      call->context.set_wait_for_ready(target->wait_for_ready);
+      target->wait_for_ready = false;
       call->context.AddMetadata(
           "authorization",
           absl::StrCat("token ", producer_site_, ":", target->config.token));

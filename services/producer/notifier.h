@@ -114,6 +114,11 @@ class Notifier {
   // Same, for every target.
   void SignalAll(int64_t log_position);
 
+  // `site` just called us (it pulled), so it is up: if its target is
+  // backing off after failures, the backoff (ours and the gRPC channel's
+  // reconnect delay) is dropped and a Notify still owed goes at once.
+  void Heard(const std::string& site);
+
   Stats stats() const;
 
  private:
@@ -126,6 +131,9 @@ class Notifier {
     std::chrono::steady_clock::time_point next_attempt{};
     std::chrono::milliseconds backoff{0};  // last delay before jitter
     grpc::StatusCode last_code = grpc::StatusCode::OK;
+    // Heard() after failures: the next call waits for the channel to
+    // reconnect (within its deadline) instead of failing fast.
+    bool wait_for_ready = false;
     TargetStats stats;
   };
 

@@ -161,6 +161,9 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
                                           v1::PullUpdatesResponse* response) {
   auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
   if (!principal.ok()) return ToGrpc(principal.status());
+  // A consumer that pulls is up: a Notify owed to it goes now, not after
+  // the backoff its downtime built up.
+  if (deps_.notifier) deps_.notifier->Heard(principal->key);
   const absl::Time started = absl::Now();
   auto pulled =
       deps_.feed->Pull(principal->key, request->after_seq(), request->limit());

@@ -3,6 +3,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libsync/migrate.h"
@@ -86,6 +87,68 @@ TEST(Pg, PreparedStatementsAreReused) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->GetInt64(0, 0), i + 1);
   }
+}
+
+TEST(Pg, DeferredWritesLandInOrderBeforeTheNextRead) {
+  auto conn = Connect(FreshDatabase("deferred"));
+  ASSERT_TRUE(conn->Exec("CREATE TABLE t (k int PRIMARY KEY, v text)").ok());
+  auto tx = pg::Transaction::Begin(conn.get());
+  ASSERT_TRUE(tx.ok());
+  // More than one window of deferred statements (256), then a read.
+  for (int i = 0; i < 600; ++i) {
+    ASSERT_TRUE(conn->ExecPreparedDeferred("ins", "INSERT INTO t VALUES ($1, $2)",
+                                           {i, absl::StrCat("v", i)}, absl::StrCat("row ", i))
+                    .ok());
+  }
+  ASSERT_TRUE(conn->ExecPreparedDeferred("upd", "UPDATE t SET v = $2 WHERE k = $1",
+                                         {7, "seven"}, "updating 7")
+                  .ok());
+  auto r = conn->Exec("SELECT count(*), max(v) FILTER (WHERE k = 7) FROM t");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->GetInt64(0, 0), 600);
+  EXPECT_EQ(r->Get(0, 1), "seven");
+  EXPECT_EQ(conn->deferred(), 0);
+  ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+TEST(Pg, DeferredFailureComesBackNamedAndRollsBack) {
+  auto conn = Connect(FreshDatabase("deferred_err"));
+  ASSERT_TRUE(conn->Exec("CREATE TABLE t (k int PRIMARY KEY)").ok());
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(conn->ExecPreparedDeferred("i", "INSERT INTO t VALUES ($1)", {1}, "row 1").ok());
+    ASSERT_TRUE(conn->ExecPreparedDeferred("i", "INSERT INTO t VALUES ($1)", {1}, "row 1 again")
+                    .ok());
+    ASSERT_TRUE(conn->ExecPreparedDeferred("i", "INSERT INTO t VALUES ($1)", {2}, "row 2").ok());
+    absl::Status s = conn->FlushDeferred();
+    EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists) << s;
+    EXPECT_TRUE(absl::StartsWith(s.message(), "row 1 again: SQLSTATE 23505")) << s;
+    // The transaction is aborted; Commit reports it and nothing lands.
+    EXPECT_FALSE((*tx)->Commit().ok());
+  }
+  auto r = conn->Exec("SELECT count(*) FROM t");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->GetInt64(0, 0), 0);
+  // A deferred failure surfaces at the next call, which does not run.
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(conn->ExecPreparedDeferred("bad", "INSERT INTO t VALUES ($1::int / 0)", {1},
+                                           "dividing")
+                    .ok());
+    auto read = conn->Exec("SELECT 1");
+    EXPECT_FALSE(read.ok());
+    EXPECT_TRUE(absl::StartsWith(read.status().message(), "dividing: SQLSTATE 22012"))
+        << read.status();
+  }  // rolled back by the destructor
+  EXPECT_TRUE(conn->Exec("INSERT INTO t VALUES (5)").ok());
+  // A failed prepare is prepared again next time.
+  ASSERT_TRUE(conn->ExecPreparedDeferred("p", "INSERT INTO nope VALUES ($1)", {1}, "nope").ok());
+  EXPECT_EQ(pg::SqlStateOf(conn->FlushDeferred()), "42P01");
+  ASSERT_TRUE(conn->Exec("CREATE TABLE nope (k int)").ok());
+  ASSERT_TRUE(conn->ExecPreparedDeferred("p", "INSERT INTO nope VALUES ($1)", {1}, "nope").ok());
+  EXPECT_TRUE(conn->FlushDeferred().ok());
 }
 
 TEST(Pg, ConnectErrorIsUnavailableAndHidesPassword) {

@@ -374,6 +374,42 @@ TEST_F(NotifierTest, ConsumerDownBacksOffThenDeliversWhenItComesUp) {
   notifier.Stop();
 }
 
+// A consumer that was down long enough for a long backoff, and then pulls
+// (the producer calls Heard): the Notify it is owed goes at once, not when
+// the backoff runs out (which was up to a minute of lag after a restart).
+TEST_F(NotifierTest, HeardFromAConsumerEndsItsBackoff) {
+  const int port = FreePort();
+  ASSERT_NE(port, 0);
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  Notifier::Options options;
+  options.initial_backoff = milliseconds(30000);  // far beyond this test
+  options.max_backoff = milliseconds(60000);
+  options.rpc_timeout = milliseconds(1000);
+  Notifier notifier(kProducer, options);
+  notifier.SetTargets({{"branch1", address, kToken}});
+  notifier.Start();
+  notifier.Signal({"branch1"}, 7);
+  ASSERT_TRUE(Eventually(
+      [&] { return notifier.stats().targets["branch1"].failures == 1; }, milliseconds(5000)));
+
+  FakeConsumer consumer(kToken);
+  auto server = ConsumerServer::Start(&consumer, port);
+  ASSERT_NE(server, nullptr);
+  notifier.Signal({"branch1"}, 8);
+  // Still backing off: nothing arrives on its own within a second.
+  EXPECT_FALSE(consumer.WaitForPosition(8, milliseconds(1000)));
+  const auto heard = Clock::now();
+  notifier.Heard("branch1");
+  notifier.Heard("nobody");  // not a target: ignored
+  ASSERT_TRUE(consumer.WaitForPosition(8, milliseconds(5000)));
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - heard);
+  std::printf("Notify delivered %lld ms after Heard\n", static_cast<long long>(took.count()));
+  EXPECT_TRUE(Eventually(
+      [&] { return notifier.stats().targets["branch1"].consecutive_failures == 0; },
+      milliseconds(2000)));
+  notifier.Stop();
+}
+
 TEST_F(NotifierTest, WrongTokenIsAFailureWithBackoffLoggedOnce) {
   FakeConsumer consumer(kToken);
   auto server = ConsumerServer::Start(&consumer);
