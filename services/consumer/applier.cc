@@ -111,10 +111,10 @@ absl::Status Exec(pg::Connection* conn, const std::string& sql, const pg::Params
 // Inside the caller's transaction: serialize with other appliers of
 // `producer` and tag this transaction's writes with it as origin.
 absl::Status BeginApply(pg::Connection* conn, const std::string& producer) {
-  absl::Status s = Exec(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                        {absl::StrCat("eventstream.consumer.apply:", producer)});
-  if (!s.ok()) return s;
-  return Exec(conn, "SELECT set_config('eventstream.origin', $1, true)", {producer});
+  return Exec(conn,
+              "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),"
+              " set_config('eventstream.origin', $2, true)",
+              {absl::StrCat("eventstream.consumer.apply:", producer), producer});
 }
 
 // Writes `rows` (no id yet) in one multi-row INSERT; returns their ids.
@@ -240,13 +240,11 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   if (!s.ok()) return s;
   // The watermark row, locked for the batch. Entries at or below it were
   // applied by an earlier batch (an overlapping pull): skip them.
-  s = Exec(conn,
-           "INSERT INTO es_consumer.last_update (producer, last_seq) VALUES ($1, 0)"
-           " ON CONFLICT (producer) DO NOTHING",
-           {producer});
-  if (!s.ok()) return s;
+  // (The no-op DO UPDATE locks the row, as FOR UPDATE would.)
   auto wm = apply::RunPrepared(
-      conn, "SELECT last_seq FROM es_consumer.last_update WHERE producer = $1 FOR UPDATE",
+      conn,
+      "INSERT INTO es_consumer.last_update AS l (producer, last_seq) VALUES ($1, 0)"
+      " ON CONFLICT (producer) DO UPDATE SET last_seq = l.last_seq RETURNING last_seq",
       {producer});
   if (!wm.ok()) return wm.status();
   const int64_t watermark = wm->rows() > 0 ? wm->GetInt64(0, 0) : 0;

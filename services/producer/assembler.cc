@@ -522,6 +522,7 @@ void AssemblerLoop::Run() {
   std::unique_ptr<pg::Connection> conn;
   int backoff_ms = 0;
   bool failing = false;
+  int poll_ms = options_.idle_poll_ms;
   while (true) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -566,7 +567,9 @@ void AssemblerLoop::Run() {
     backoff_ms = 0;
     if (written > 0 && on_entries_) on_entries_(last_seq);
     if (more) continue;
-    if (!Sleep(options_.idle_poll_ms)) break;
+    poll_ms = written > 0 ? std::max(1, std::min(options_.busy_poll_ms, options_.idle_poll_ms))
+                          : std::min(options_.idle_poll_ms, poll_ms * 2);
+    if (!Sleep(poll_ms)) break;
   }
   spdlog::info("assembler loop stopped");
 }
