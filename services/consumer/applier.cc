@@ -303,6 +303,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   }
 
   ApplyResult result;
+  result.isolated = isolate;
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
   std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet

@@ -57,6 +57,9 @@ struct ApplyResult {
   int64_t failed = 0;
   int64_t parked = 0;
   int64_t last_seq = 0;  // the watermark after the batch
+  // The batch ran with a savepoint per entry (an entry failed on the fast
+  // path, or the batch had one entry).
+  bool isolated = false;
 };
 
 // One Event Sync Log row as Resync / ListSyncLog report it.

@@ -507,6 +507,7 @@ TEST_F(ApplyTest, FailureParksLaterEntriesUntilResync) {
   EXPECT_EQ(r.synced, 1);
   EXPECT_EQ(r.failed, 1);
   EXPECT_EQ(r.parked, 1);
+  EXPECT_TRUE(r.isolated);  // the failure sent the batch down the savepoint path
   EXPECT_EQ(Status(1), "Failed");
   EXPECT_NE(Error(1).find("SQLSTATE 23502"), std::string::npos) << Error(1);
   EXPECT_NE(Error(1).find("Memo \"M1\""), std::string::npos) << Error(1);
@@ -615,6 +616,43 @@ TEST_F(ApplyTest, WatermarkIsNotAdvancedWhenTheBatchDoesNotCommit) {
   EXPECT_EQ(ok.last_seq, 11);
   EXPECT_EQ(All("SELECT name FROM \"tabNote\" ORDER BY name"), "history;ok");
   EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log WHERE seq = 9"), "1");
+}
+
+// One batch (the optimistic path: no savepoints, writes pipelined, which
+// documents exist looked up once) sees its own inserts, deletes, renames
+// and dependencies, exactly as entry-by-entry application would.
+TEST_F(ApplyTest, OneBatchSeesItsOwnWrites) {
+  Apply({Entry(1, "Memo", "M0", v1::UPDATE_TYPE_CREATE,
+               R"({"doctype":"Memo","name":"M0","code":"c","text":"old"})")});
+  producer_.Put(R"({"doctype":"Customer","name":"CUST-9","customer_name":"Nine"})");
+  ApplyResult r = Apply({
+      Entry(2, "Note", "N1", v1::UPDATE_TYPE_CREATE, R"({"doctype":"Note","name":"N1","title":"a"})"),
+      Entry(3, "Note", "N1", v1::UPDATE_TYPE_DELETE),
+      Entry(4, "Note", "N1", v1::UPDATE_TYPE_CREATE,
+            R"({"doctype":"Note","name":"N1","title":"b","customer":"CUST-9"})"),
+      Entry(5, "Note", "N1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"c"}})"),
+      Entry(6, "Note", "N2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"N1","new_name":"N2"})"),
+      Entry(7, "Note", "N2", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"d"}})"),
+      // CUST-9 came in as N1's dependency: its own Create leaves it alone.
+      Entry(8, "Task", "T1", v1::UPDATE_TYPE_CREATE,
+            R"({"doctype":"Task","name":"T1","subject":"s"})"),
+      Entry(9, "Task", "T9", v1::UPDATE_TYPE_RENAME, R"({"old_name":"T1","new_name":"T9"})"),
+      Entry(10, "Task", "T9", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"subject":"t"}})"),
+      Entry(11, "Task", "T2", v1::UPDATE_TYPE_CREATE,
+            R"({"doctype":"Task","name":"T2","subject":"two"})"),
+      Entry(12, "Task", "T2", v1::UPDATE_TYPE_DELETE),
+      Entry(13, "Memo", "M0", v1::UPDATE_TYPE_DELETE),
+      Entry(14, "Memo", "M0", v1::UPDATE_TYPE_CREATE,
+            R"({"doctype":"Memo","name":"M0","code":"c","text":"new"})"),
+  });
+  EXPECT_EQ(r.synced, 13);
+  EXPECT_FALSE(r.isolated);  // no entry failed: the fast path held
+  EXPECT_EQ(r.failed, 0) << All("SELECT seq, error FROM es_consumer.sync_log WHERE error <> ''");
+  EXPECT_EQ(All("SELECT name, title, customer FROM \"tabNote\""), "N2|d|CUST-9");
+  EXPECT_EQ(All("SELECT name FROM \"tabCustomer\""), "CUST-9");
+  EXPECT_EQ(All("SELECT remote_docname, subject FROM \"tabTask\""), "T9|t");
+  EXPECT_EQ(All("SELECT name, text FROM \"tabMemo\""), "M0|new");
+  EXPECT_EQ(producer_.get_calls, 1);  // CUST-9, once
 }
 
 TEST_F(ApplyTest, UnknownProducerIsAnError) {
