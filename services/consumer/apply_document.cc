@@ -598,11 +598,62 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
   for (const FieldDef& f : def.fields) {
     if (!f.is_table()) continue;
     const ::eventstream::Value::Array* rows = ChildRows(doc, f.fieldname);
-    if (rows == nullptr) continue;
+    const DocTypeDef* child = config_.registry.Find(f.options);
+    if (rows == nullptr || rows->empty() || child == nullptr) continue;
+    std::vector<RowValuesMap> collected;
     for (const Value& row : *rows) {
-      s = UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false);
+      s = UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false, &collected);
       if (!s.ok()) return s;
     }
+    auto child_info = tables_->Get(conn_, child->table);
+    if (!child_info.ok()) return child_info.status();
+    s = InsertRows(**child_info, collected,
+                   absl::StrCat(Doc(def.name, local_name), " rows of \"", f.fieldname, "\""));
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DocumentApplier::InsertRows(const TableInfo& info,
+                                         const std::vector<RowValuesMap>& rows,
+                                         const std::string& what) {
+  size_t start = 0;
+  while (start < rows.size()) {
+    // A run of rows with the same columns (usually all of them).
+    size_t end = start + 1;
+    auto same_columns = [](const RowValuesMap& a, const RowValuesMap& b) {
+      if (a.size() != b.size()) return false;
+      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+        if (i->first != j->first) return false;
+      }
+      return true;
+    };
+    while (end < rows.size() && end - start < 200 && same_columns(rows[start], rows[end])) ++end;
+    if (end - start == 1) {
+      absl::Status s = InsertRow(info, rows[start], what);
+      if (!s.ok()) return s;
+      start = end;
+      continue;
+    }
+    std::vector<std::string> cols;
+    for (const auto& [k, v] : rows[start]) cols.push_back(QuoteIdentifier(k));
+    std::vector<std::string> tuples;
+    pg::Params params;
+    for (size_t i = start; i < end; ++i) {
+      std::vector<std::string> holders;
+      for (const auto& [k, v] : rows[i]) {
+        params.push_back(ToParam(v, info.columns.at(k)));
+        holders.push_back(absl::StrCat("$", params.size()));
+      }
+      tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
+    }
+    absl::Status s = RunPreparedDeferred(
+        conn_,
+        absl::StrCat("INSERT INTO ", QuoteIdentifier(info.table), " (", absl::StrJoin(cols, ", "),
+                     ") VALUES ", absl::StrJoin(tuples, ", ")),
+        params, absl::StrCat("inserting ", what));
+    if (!s.ok()) return s;
+    start = end;
   }
   return absl::OkStatus();
 }
@@ -610,7 +661,8 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
 absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
                                              const FieldDef& table_field,
                                              const std::string& parent_local, const Value& row,
-                                             bool same_name, bool may_exist) {
+                                             bool same_name, bool may_exist,
+                                             std::vector<RowValuesMap>* collect) {
   const DocTypeDef* child = config_.registry.Find(table_field.options);
   if (child == nullptr) return absl::OkStatus();
   auto info = tables_->Get(conn_, child->table);
@@ -656,6 +708,10 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
       return absl::FailedPreconditionError(
           absl::StrCat("child table \"", child->table, "\" has no column \"", col, "\""));
     }
+  }
+  if (collect != nullptr) {
+    collect->push_back(std::move(values));
+    return absl::OkStatus();
   }
   return InsertRow(**info, std::move(values), what);
 }

@@ -42,6 +42,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
@@ -160,11 +161,17 @@ class DocumentApplier : public DocumentFetcher {
   absl::Status InsertDocument(const DocTypeDef& def, const Value& doc,
                               const std::string& local_name, const std::string& remote_name,
                               bool same_name);
+  // A child row to insert, collected so that a table's rows go in one
+  // multi-row INSERT.
+  using RowValuesMap = std::map<std::string, Value>;
   absl::Status UpsertChildRow(const DocTypeDef& parent_def, const FieldDef& table_field,
                               const std::string& parent_local, const Value& row, bool same_name,
-                              bool may_exist);
+                              bool may_exist, std::vector<RowValuesMap>* collect = nullptr);
   absl::Status InsertRow(const TableInfo& info, std::map<std::string, Value> values,
                          const std::string& what);
+  // `rows` into one table: one INSERT per run of rows with the same columns.
+  absl::Status InsertRows(const TableInfo& info, const std::vector<RowValuesMap>& rows,
+                          const std::string& what);
   absl::Status UpdateRow(const TableInfo& info, const std::map<std::string, Value>& values,
                          const std::string& where_sql, const pg::Params& where_params,
                          const std::string& what);

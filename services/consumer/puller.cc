@@ -219,10 +219,20 @@ void Puller::Run() {
     spdlog::debug("pull #{} from producer {} done: {} entries, watermark {}", number,
                   name(), outcome.pulled, outcome.last_seq);
     if (outcome.status.ok() && outcome.pulled > 0) {
-      spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked), "
-                   "watermark {}",
-                   name(), outcome.pulled, outcome.synced, outcome.failed,
-                   outcome.parked, outcome.last_seq);
+      unlogged_.pulled += outcome.pulled;
+      unlogged_.synced += outcome.synced;
+      unlogged_.failed += outcome.failed;
+      unlogged_.parked += outcome.parked;
+      if (absl::Now() - logged_at_ >= absl::Minutes(1)) {
+        spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked){}, "
+                     "watermark {}",
+                     name(), unlogged_.pulled, unlogged_.synced, unlogged_.failed,
+                     unlogged_.parked,
+                     logged_at_ == absl::InfinitePast() ? "" : " in the last minute",
+                     outcome.last_seq);
+        unlogged_ = PullOutcome();
+        logged_at_ = absl::Now();
+      }
     }
 
     lock.lock();

@@ -183,6 +183,10 @@ class Puller {
   PullerState state_;
   absl::Duration backoff_;
   absl::Time next_due_ = absl::InfinitePast();
+  // What was applied since the last "pulled ..." info line (at most one a
+  // minute, so a live stream of pulls does not flood the log).
+  PullOutcome unlogged_;
+  absl::Time logged_at_ = absl::InfinitePast();
   std::thread thread_;
 };
 
