@@ -83,8 +83,8 @@
 //     webhook_delivery:
 //       workers: 4                     # sender threads (1-64)
 //       max_attempts: 8                # then Exhausted (1-100)
-//       initial_backoff: 5s            # after the 1st failed attempt; doubles
-//       max_backoff: 15m               #   per attempt up to this
+//       initial_backoff: 5s            # after the 1st failed attempt (+-20%
+//       max_backoff: 15m               #   jitter); doubles per try up to this
 //       poll_interval: 500ms           # how often idle workers look for work
 //       retention: 720h                # finished request log rows are
 //                                      #   deleted after this

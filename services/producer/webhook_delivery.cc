@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -81,12 +82,37 @@ size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   return bytes;  // read (and drop) the rest, so the connection stays usable
 }
 
+// CURLOPT_HEADERFUNCTION: keeps the Retry-After value of the final
+// response (a status line starts a new response, e.g. after a 100).
+size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
+  auto* retry_after = static_cast<std::string*>(user);
+  size_t bytes = size * n;
+  absl::string_view line(data, bytes);
+  if (absl::StartsWith(line, "HTTP/")) {
+    retry_after->clear();
+  } else if (size_t colon = line.find(':');
+             colon != absl::string_view::npos &&
+             absl::EqualsIgnoreCase(
+                 absl::StripAsciiWhitespace(line.substr(0, colon)),
+                 "retry-after")) {
+    *retry_after =
+        std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+  }
+  return bytes;
+}
+
+double RandomUnit() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
 struct Outcome {
   enum Kind { kSuccess, kRetry, kFail } kind = kRetry;
   int code = 0;
   std::string response_body;
   std::string error;
   int duration_ms = 0;
+  std::optional<absl::Duration> retry_after;  // 429/503 with Retry-After
 };
 
 }  // namespace
@@ -94,8 +120,11 @@ struct Outcome {
 std::vector<std::string> DocEventsFor(absl::string_view update_type,
                                       const Value& data, int docstatus_before) {
   if (update_type == "Create") {
-    std::vector<std::string> events = {"after_insert", "on_change"};
+    // Frappe's insert(): after_insert, then run_post_save_methods():
+    // on_update (and on_submit for a document inserted submitted), on_change.
+    std::vector<std::string> events = {"after_insert", "on_update"};
     if (DocstatusOf(data.Find("docstatus")) == 1) events.push_back("on_submit");
+    events.push_back("on_change");
     return events;
   }
   if (update_type == "Update") {
@@ -206,6 +235,50 @@ std::string WebhookSignature(absl::string_view secret, absl::string_view body) {
                           static_cast<int>(mac_len));
   out.resize(n);
   return out;
+}
+
+std::optional<absl::Duration> ParseRetryAfter(absl::string_view value,
+                                              absl::Time now) {
+  value = absl::StripAsciiWhitespace(value);
+  if (value.empty()) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(), absl::ascii_isdigit)) {
+    int64_t seconds = 0;
+    // More digits than int64 holds: "very long" (callers cap it anyway).
+    if (value.size() > 12 || !absl::SimpleAtoi(value, &seconds)) {
+      seconds = int64_t{999999999999};
+    }
+    return absl::Seconds(seconds);
+  }
+  // IMF-fixdate, obsolete RFC 850, asctime (RFC 9110 5.6.7); GMT only.
+  static constexpr const char* kFormats[] = {
+      "%a, %d %b %Y %H:%M:%S GMT",
+      "%A, %d-%b-%y %H:%M:%S GMT",
+      "%a %b %e %H:%M:%S %Y",
+  };
+  for (const char* format : kFormats) {
+    absl::Time at;
+    std::string err;
+    if (absl::ParseTime(format, value, absl::UTCTimeZone(), &at, &err)) {
+      return std::max(absl::ZeroDuration(), at - now);
+    }
+  }
+  return std::nullopt;
+}
+
+absl::Duration WebhookRetryDelay(const WebhookDeliveryConfig& options,
+                                 int attempts,
+                                 std::optional<absl::Duration> retry_after,
+                                 double unit) {
+  absl::Duration base = options.initial_backoff;
+  for (int i = 1; i < attempts && base < options.max_backoff; ++i) base *= 2;
+  base = std::min(base, options.max_backoff);
+  const absl::Duration lo = base * (1.0 - kWebhookBackoffJitter);
+  const absl::Duration hi =
+      std::max(lo, std::min(base * (1.0 + kWebhookBackoffJitter),
+                            options.max_backoff));
+  absl::Duration delay = lo + (hi - lo) * std::clamp(unit, 0.0, 1.0);
+  if (retry_after) delay = std::max(delay, *retry_after);
+  return std::min(delay, options.max_backoff);
 }
 
 WebhookDelivery::WebhookDelivery(const Config* config, std::string database_url)
@@ -655,6 +728,7 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
   if (hook && outcome.error.empty()) {
     curl_easy_reset(curl);  // keeps the connection cache
     std::string response;
+    std::string retry_after;
     curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
@@ -667,6 +741,8 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &ReadHeader);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after);
     absl::Time start = absl::Now();
     CURLcode rc = curl_easy_perform(curl);
     outcome.duration_ms =
@@ -684,6 +760,12 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
       } else if (code == 429 || code >= 500) {
         outcome.kind = Outcome::kRetry;
         outcome.error = absl::StrCat("HTTP ", code);
+        if ((code == 429 || code == 503) && !retry_after.empty()) {
+          outcome.retry_after = ParseRetryAfter(retry_after, absl::Now());
+          absl::StrAppend(&outcome.error, " (Retry-After: ",
+                          CleanText(retry_after, 100),
+                          outcome.retry_after ? ")" : ", not understood)");
+        }
       } else {
         outcome.kind = Outcome::kFail;
         outcome.error = absl::StrCat("HTTP ", code, " (not retried)");
@@ -701,17 +783,17 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
       status = "Exhausted";
     } else {
       status = "Queued";
-      absl::Duration delay = options_.initial_backoff;
-      for (int i = 1; i < attempts && delay < options_.max_backoff; ++i) delay *= 2;
-      delay = std::min(delay, options_.max_backoff);
-      delay_s = absl::ToDoubleSeconds(delay);
+      delay_s = absl::ToDoubleSeconds(WebhookRetryDelay(
+          options_, attempts, outcome.retry_after, RandomUnit()));
     }
   }
   auto updated = conn->Exec(
       "UPDATE es_producer.webhook_request SET attempts = attempts + 1,"
       " status = $2,"
+      // From the end of this attempt (clock_timestamp, not the claim's
+      // now()): a slow or timed-out attempt still waits the whole delay.
       " next_attempt_at = CASE WHEN $2 = 'Queued'"
-      "   THEN now() + make_interval(secs => $3::double precision)"
+      "   THEN clock_timestamp() + make_interval(secs => $3::double precision)"
       "   ELSE next_attempt_at END,"
       " response_code = nullif($4::int, 0), response_body = $5,"
       " error = nullif($6, ''), duration_ms = $7::int,"

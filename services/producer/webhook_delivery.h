@@ -2,7 +2,9 @@
 // rows (the dispatcher) and sends them (the workers).
 //
 // Doc events of a log entry (Frappe's names; DocEventsFor):
-//   Create  after_insert, on_change, and on_submit when docstatus is 1
+//   Create  after_insert, on_update, on_submit when docstatus is 1,
+//           on_change (Frappe's insert() runs after_insert, then the
+//           post-save methods: on_update [, on_submit], on_change)
 //   Update  docstatus 0 -> 1: on_submit, on_change
 //           otherwise, when the document was submitted before the entry:
 //             on_update_after_submit, on_change
@@ -41,11 +43,16 @@
 // the claim back: the request is sent again after the restart (at least
 // once; `webhook-id` lets receivers drop the duplicate). Outcomes:
 //   2xx                       Success
-//   network error / timeout,  retried after initial_backoff * 2^(n-1)
-//   429, 5xx                  (capped at max_backoff; persisted in
-//                             next_attempt_at, so no immediate retry after
-//                             a timeout and none across restarts); after
-//                             max_attempts: Exhausted
+//   network error / timeout,  retried after WebhookRetryDelay: initial_backoff
+//   429, 5xx                  * 2^(n-1) capped at max_backoff, with +-20%
+//                             jitter (so webhooks failing together do not
+//                             retry in lockstep), never above max_backoff;
+//                             a 429 or 503 with Retry-After waits at least
+//                             that long (still capped at max_backoff). The
+//                             delay counts from the end of the attempt and
+//                             is persisted in next_attempt_at, so no
+//                             immediate retry after a timeout and none
+//                             across restarts. After max_attempts: Exhausted
 //   other status              Failed (not retried; RetryWebhookRequest can)
 // Headers sent: Content-Type: application/json (unless the webhook sets
 // one), the webhook's headers (secret values resolved now), and with
@@ -71,6 +78,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "libsync/value.h"
@@ -103,6 +111,28 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
 
 // base64(HMAC-SHA256(secret, body)): X-Frappe-Webhook-Signature.
 std::string WebhookSignature(absl::string_view secret, absl::string_view body);
+
+// The value of a Retry-After header (RFC 9110 10.2.3) as a delay from `now`:
+// delta-seconds ("120") or an HTTP-date in any of its three forms
+// (IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", the obsolete RFC 850
+// "Sunday, 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994");
+// a date in the past is zero. nullopt when empty or not one of those.
+std::optional<absl::Duration> ParseRetryAfter(absl::string_view value,
+                                              absl::Time now);
+
+// Backoff jitter: each computed delay is scaled by a factor in
+// [1 - kWebhookBackoffJitter, 1 + kWebhookBackoffJitter].
+inline constexpr double kWebhookBackoffJitter = 0.2;
+
+// The delay before the next attempt after `attempts` (>= 1) failed ones:
+// base = min(initial_backoff * 2^(attempts-1), max_backoff), then a value in
+// [base * (1 - jitter), min(base * (1 + jitter), max_backoff)] picked by
+// `unit` (in [0, 1): 0 = the lower bound); then at least `retry_after`
+// when given, and never above max_backoff.
+absl::Duration WebhookRetryDelay(const WebhookDeliveryConfig& options,
+                                 int attempts,
+                                 std::optional<absl::Duration> retry_after,
+                                 double unit);
 
 class WebhookDelivery {
  public:

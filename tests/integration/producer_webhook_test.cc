@@ -3,8 +3,9 @@
 // an HTTP/1.1 receiver on loopback written here. Each doc event fires
 // exactly the webhooks it should; conditions filter; Form and JSON bodies;
 // the signature verifies with a verifier written from Frappe's documented
-// algorithm; 500/429/receiver down -> persisted backoff -> success, per
-// document in order; kill -9 mid-delivery -> delivered after the restart
+// algorithm; 500/429/receiver down -> persisted, jittered backoff ->
+// success, per document in order; Retry-After (seconds and HTTP-date) on
+// 429/503 is honoured; kill -9 mid-delivery -> delivered after the restart
 // with the same webhook-id; the request log masks secrets.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -60,6 +62,16 @@ struct Received {
   int connection = 0;
 };
 
+// A scripted answer: its status, and a Retry-After header when
+// `retry_after` is set ("2") or `retry_after_date_in` is (an IMF-fixdate
+// that far after the moment of the answer, whole seconds, i.e. rounded
+// down).
+struct Reply {
+  int status = 200;
+  std::string retry_after = "";
+  absl::Duration retry_after_date_in = absl::ZeroDuration();
+};
+
 class Receiver {
  public:
   Receiver() { Listen(0); }
@@ -75,9 +87,14 @@ class Receiver {
   int port() const { return port_; }
 
   // Statuses for the next requests (then 200).
-  void Script(std::deque<int> statuses) {
+  void Script(const std::deque<int>& statuses) {
+    std::deque<Reply> replies;
+    for (int s : statuses) replies.push_back(Reply{s});
+    ScriptReplies(std::move(replies));
+  }
+  void ScriptReplies(std::deque<Reply> replies) {
     std::lock_guard<std::mutex> lock(mu_);
-    script_ = std::move(statuses);
+    script_ = std::move(replies);
   }
   // While hanging, requests are read and recorded but never answered.
   void Hang(bool hang) {
@@ -185,7 +202,7 @@ class Receiver {
       r.body = buf.substr(0, length);
       buf.erase(0, length);
       r.at = absl::Now();
-      int status = 200;
+      Reply reply;
       {
         std::unique_lock<std::mutex> lock(mu_);
         if (hang_) {
@@ -195,15 +212,22 @@ class Receiver {
           return Close(fd);
         }
         if (!script_.empty()) {
-          status = script_.front();
+          reply = script_.front();
           script_.pop_front();
         }
-        r.status = status;
+        r.status = reply.status;
         received_.push_back(r);
       }
+      std::string retry_after = reply.retry_after;
+      if (reply.retry_after_date_in > absl::ZeroDuration()) {
+        retry_after = absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT",
+                                       absl::Now() + reply.retry_after_date_in,
+                                       absl::UTCTimeZone());
+      }
       std::string response = absl::StrCat(
-          "HTTP/1.1 ", status, " X\r\nContent-Type: text/plain\r\n"
-          "Content-Length: 9\r\nConnection: keep-alive\r\n\r\nreply-", status);
+          "HTTP/1.1 ", reply.status, " X\r\nContent-Type: text/plain\r\n",
+          retry_after.empty() ? "" : absl::StrCat("Retry-After: ", retry_after, "\r\n"),
+          "Content-Length: 9\r\nConnection: keep-alive\r\n\r\nreply-", reply.status);
       if (::send(fd, response.data(), response.size(), MSG_NOSIGNAL) < 0) {
         return Close(fd);
       }
@@ -224,7 +248,7 @@ class Receiver {
   std::condition_variable cv_;
   std::vector<std::thread> conn_threads_;
   std::vector<int> open_fds_;
-  std::deque<int> script_;
+  std::deque<Reply> script_;
   bool hang_ = false;
   bool down_ = false;
   std::vector<Received> received_;
@@ -400,6 +424,95 @@ TEST(WebhookSignature, KnownAnswerAndFrappeVerifier) {
                                   "Jefe"));
 }
 
+TEST(DocEventsForTest, FrappeInsertRunsOnUpdate) {
+  using V = std::vector<std::string>;
+  auto data = [](const char* json) {
+    auto v = Value::ParseJson(json);
+    EXPECT_TRUE(v.ok()) << json;
+    return v.ok() ? *v : Value();
+  };
+  EXPECT_EQ(DocEventsFor("Create", data(R"({"name": "N", "docstatus": 0})"), 0),
+            (V{"after_insert", "on_update", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Create", data(R"({"name": "N", "docstatus": 1})"), 0),
+            (V{"after_insert", "on_update", "on_submit", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"title": "x"}})"), 0),
+            (V{"on_update", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"docstatus": 1}})"), 0),
+            (V{"on_submit", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"title": "x"}})"), 1),
+            (V{"on_update_after_submit", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Cancel", data(R"({"changed": {"docstatus": 2}})"), 1),
+            (V{"on_cancel", "on_change"}));
+  EXPECT_EQ(DocEventsFor("Delete", data("{}"), 0), (V{"on_trash"}));
+}
+
+TEST(WebhookRetryTest, ParsesRetryAfterInAllItsForms) {
+  absl::Time now = absl::FromUnixSeconds(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
+  EXPECT_EQ(ParseRetryAfter("2", now), absl::Seconds(2));
+  EXPECT_EQ(ParseRetryAfter(" 120 ", now), absl::Seconds(120));
+  EXPECT_EQ(ParseRetryAfter("0", now), absl::ZeroDuration());
+  EXPECT_GE(*ParseRetryAfter("99999999999999999999", now), absl::Hours(24 * 365));
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:49:47 GMT", now), absl::Seconds(10));
+  EXPECT_EQ(ParseRetryAfter("Sunday, 06-Nov-94 08:50:37 GMT", now), absl::Seconds(60));
+  EXPECT_EQ(ParseRetryAfter("Sun Nov  6 08:49:39 1994", now), absl::Seconds(2));
+  // In the past: retry as soon as the normal backoff allows.
+  EXPECT_EQ(ParseRetryAfter("Sat, 05 Nov 1994 08:49:37 GMT", now), absl::ZeroDuration());
+  for (const char* bad : {"", "  ", "-1", "1.5", "soon", "2 s",
+                          "Sun, 06 Nov 1994 08:49:47 CET", "06 Nov 1994"}) {
+    EXPECT_FALSE(ParseRetryAfter(bad, now).has_value()) << bad;
+  }
+}
+
+TEST(WebhookRetryTest, JitteredDelaysStayWithinBounds) {
+  WebhookDeliveryConfig options;
+  options.initial_backoff = absl::Seconds(5);
+  options.max_backoff = absl::Seconds(60);
+  auto secs = [&](int attempts, std::optional<absl::Duration> retry_after,
+                  double unit) {
+    return absl::ToDoubleSeconds(
+        WebhookRetryDelay(options, attempts, retry_after, unit));
+  };
+  // Exact bounds: the base doubles per attempt up to max_backoff; jitter
+  // spans [0.8, 1.2] x base and never passes max_backoff.
+  EXPECT_NEAR(secs(1, std::nullopt, 0.0), 4, 1e-6);
+  EXPECT_NEAR(secs(1, std::nullopt, 0.5), 5, 1e-6);
+  EXPECT_NEAR(secs(1, std::nullopt, 1.0), 6, 1e-6);
+  EXPECT_NEAR(secs(3, std::nullopt, 0.0), 16, 1e-6);
+  EXPECT_NEAR(secs(3, std::nullopt, 1.0), 24, 1e-6);
+  EXPECT_NEAR(secs(4, std::nullopt, 1.0), 48, 1e-6);
+  EXPECT_NEAR(secs(5, std::nullopt, 0.0), 48, 1e-6);  // base 60 (capped)
+  EXPECT_NEAR(secs(5, std::nullopt, 1.0), 60, 1e-6);
+  EXPECT_NEAR(secs(50, std::nullopt, 0.0), 48, 1e-6);
+  EXPECT_NEAR(secs(50, std::nullopt, 1.0), 60, 1e-6);
+  // Random factors: always inside the bounds, and spread out (no lockstep).
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int attempts = 1; attempts <= 8; ++attempts) {
+    double base = std::min(5.0 * (1 << (attempts - 1)), 60.0);
+    double lo = base * 0.8;
+    double hi = std::min(base * 1.2, 60.0);
+    double min_seen = 1e9, max_seen = -1;
+    for (int i = 0; i < 1000; ++i) {
+      double d = secs(attempts, std::nullopt, unit(rng));
+      ASSERT_GE(d, lo - 1e-6) << attempts;
+      ASSERT_LE(d, hi + 1e-6) << attempts;
+      min_seen = std::min(min_seen, d);
+      max_seen = std::max(max_seen, d);
+    }
+    EXPECT_GT(max_seen - min_seen, (hi - lo) * 0.9) << attempts;
+  }
+  // Retry-After: at least that long, still capped at max_backoff; a shorter
+  // one does not shorten the backoff.
+  EXPECT_NEAR(secs(1, absl::Seconds(30), 0.5), 30, 1e-6);
+  EXPECT_NEAR(secs(1, absl::Hours(2), 0.5), 60, 1e-6);
+  EXPECT_NEAR(secs(3, absl::Seconds(1), 0.5), 20, 1e-6);
+  EXPECT_NEAR(secs(3, absl::ZeroDuration(), 0.0), 16, 1e-6);
+  // initial_backoff == max_backoff: jitter only downwards.
+  options.max_backoff = options.initial_backoff;
+  EXPECT_NEAR(secs(1, std::nullopt, 0.0), 4, 1e-6);
+  EXPECT_NEAR(secs(1, std::nullopt, 1.0), 5, 1e-6);
+}
+
 TEST(WebhookTemplateTest, RendersFieldsAndRejectsCode) {
   auto doc = Value::ParseJson(
       R"({"name":"N/1","title":"say \"hi\"","qty":12.50,"items":[{"a":1}],"o":{"k":"v"}})");
@@ -499,8 +612,11 @@ TEST_F(WebhookTest, EachDocEventFiresExactlyItsWebhooks) {
   Write(R"(UPDATE "tabNote" SET docstatus = 2 WHERE name = 'N1')");
   Write(R"(DELETE FROM "tabNote Seen By" WHERE parent = 'N2'; DELETE FROM "tabNote" WHERE name = 'N2')");
 
+  // A Create fires after_insert, on_update and on_change (Frappe's insert()
+  // runs on_update after after_insert): /update/ gets both inserts and the
+  // title edit.
   std::map<std::string, int> expected = {
-      {"/insert/", 2}, {"/public/", 1}, {"/update/", 1}, {"/submit/", 1},
+      {"/insert/", 2}, {"/public/", 1}, {"/update/", 3}, {"/submit/", 1},
       {"/uas/", 1},    {"/cancel/", 1}, {"/trash/", 1},  {"/change/", 6}};
   int total = 0;
   for (const auto& [path, n] : expected) total += n;
@@ -533,8 +649,11 @@ TEST_F(WebhookTest, EachDocEventFiresExactlyItsWebhooks) {
   EXPECT_EQ(inserts[0].headers.count("x-frappe-webhook-signature"), 0u);
 
   // JSON template, PUT, signed: Frappe's verifier accepts the exact bytes.
-  auto updates = rx.requests("/update/");
-  ASSERT_EQ(updates.size(), 1u);
+  // N1's on_update requests in order (per webhook and document): its insert,
+  // then the title edit.
+  auto updates = rx.requests("/update/N1");
+  ASSERT_EQ(updates.size(), 2u);
+  updates.erase(updates.begin());
   EXPECT_EQ(updates[0].method, "PUT");
   auto body = Value::ParseJson(updates[0].body);
   ASSERT_TRUE(body.ok()) << updates[0].body;
@@ -549,6 +668,17 @@ TEST_F(WebhookTest, EachDocEventFiresExactlyItsWebhooks) {
   EXPECT_FALSE(VerifyFrappeWebhook(updates[0].body,
                                    updates[0].headers["x-frappe-webhook-signature"],
                                    "wrong"));
+  // N2's insert fired on_update too, with its child row.
+  auto n2_update = rx.requests("/update/N2");
+  ASSERT_EQ(n2_update.size(), 1u);
+  auto n2_body = Value::ParseJson(n2_update[0].body);
+  ASSERT_TRUE(n2_body.ok()) << n2_update[0].body;
+  ASSERT_TRUE(n2_body->Find("seen") != nullptr && n2_body->Find("seen")->is_array())
+      << n2_update[0].body;
+  ASSERT_EQ(n2_body->Find("seen")->as_array().size(), 1u) << n2_update[0].body;
+  EXPECT_TRUE(VerifyFrappeWebhook(n2_update[0].body,
+                                  n2_update[0].headers["x-frappe-webhook-signature"],
+                                  kSecret));
 
   // on_trash renders the last known document (from the log).
   auto trash = rx.requests("/trash/");
@@ -566,7 +696,7 @@ TEST_F(WebhookTest, EachDocEventFiresExactlyItsWebhooks) {
   EXPECT_EQ(Count(absl::StrCat("headers::text LIKE '%", "crm-token", "%'")), 0);
   EXPECT_EQ(Count("webhook = 'insert' AND headers @> '[[\"Authorization\", \"***\"]]'"), 2);
   EXPECT_EQ(Count("webhook = 'update' AND headers @> "
-                  "'[[\"X-Frappe-Webhook-Signature\", \"***\"]]'"), 1);
+                  "'[[\"X-Frappe-Webhook-Signature\", \"***\"]]'"), 3);
 
   // ...and over the RPC.
   grpc::ClientContext ctx;
@@ -615,9 +745,10 @@ TEST_F(WebhookTest, RetriesWithBackoffInOrderUntilSuccessOrExhausted) {
   EXPECT_EQ(got[2].headers["webhook-id"], got[0].headers["webhook-id"]);
   EXPECT_EQ(got[3].body, R"({"name":"R1","title":"v2"})");
   EXPECT_NE(got[3].headers["webhook-id"], got[0].headers["webhook-id"]);
-  // Backoff: 200ms after the 1st failure, 400ms after the 2nd.
-  EXPECT_GE(got[1].at - got[0].at, absl::Milliseconds(180));
-  EXPECT_GE(got[2].at - got[1].at, absl::Milliseconds(380));
+  // Backoff: 200ms after the 1st failure, 400ms after the 2nd, each -20%
+  // at worst (jitter), counted from the end of the attempt.
+  EXPECT_GE(got[1].at - got[0].at, absl::Milliseconds(160));
+  EXPECT_GE(got[2].at - got[1].at, absl::Milliseconds(320));
   EXPECT_EQ(Count("webhook = 'change' AND attempts = 3 AND status = 'Success'"), 1);
 
   // Nothing listening at all: retried max_attempts (6) times, then Exhausted.
@@ -663,6 +794,85 @@ TEST_F(WebhookTest, RetriesWithBackoffInOrderUntilSuccessOrExhausted) {
   ASSERT_EQ(r3.size(), 2u);
   EXPECT_EQ(r3[0].body, r3[1].body);
   EXPECT_EQ(r3[0].headers["webhook-id"], r3[1].headers["webhook-id"]);
+}
+
+TEST_F(WebhookTest, HonoursRetryAfterOn429And503) {
+  Receiver rx;
+  ASSERT_NO_FATAL_FAILURE(Start(
+      "{workers: 2, max_attempts: 6, initial_backoff: 200ms, max_backoff: 3s,"
+      " poll_interval: 50ms}",
+      Hook("ra", "after_insert", rx.port())));
+  // A 500's Retry-After is not honoured (only 429 and 503 carry one that
+  // means "come back later"); a 429's delta-seconds and a 503's HTTP-date are.
+  rx.ScriptReplies({Reply{500, "30"}, Reply{429, "2"},
+                    Reply{503, "", absl::Seconds(2)}});
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('RA1', 'later'))");
+  WaitSettled(1, absl::Seconds(20));
+  auto got = rx.requests("/ra/");
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[3].status, 200);
+  // 500: the normal first backoff (200ms +-20%), Retry-After: 30 ignored.
+  EXPECT_GE(got[1].at - got[0].at, absl::Milliseconds(160));
+  EXPECT_LT(got[1].at - got[0].at, absl::Seconds(2));
+  // 429 + "Retry-After: 2": not before 2 s (the normal backoff is 400ms).
+  EXPECT_GE(got[2].at - got[1].at, absl::Seconds(2));
+  EXPECT_LT(got[2].at - got[1].at, absl::Seconds(3));
+  // 503 + an HTTP-date 2 s ahead, in whole seconds: at least 1 s (the
+  // normal backoff is 800ms +-20%).
+  EXPECT_GE(got[3].at - got[2].at, absl::Seconds(1));
+  EXPECT_LE(got[3].at - got[2].at, absl::Milliseconds(2900));
+  EXPECT_EQ(got[3].headers["webhook-id"], got[0].headers["webhook-id"]);
+  EXPECT_EQ(Count("webhook = 'ra' AND status = 'Success' AND attempts = 4"), 1);
+
+  // A Retry-After beyond max_backoff waits max_backoff, persisted.
+  rx.ScriptReplies({Reply{429, "3600"}});
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('RA2', 'much later'))");
+  ASSERT_TRUE(WaitUntil([&] {
+    return Count("webhook = 'ra' AND docname = 'RA2' AND attempts = 1") == 1;
+  })) << service_.process->Log();
+  EXPECT_EQ(Count("webhook = 'ra' AND docname = 'RA2' AND status = 'Queued'"
+                  " AND response_code = 429 AND error LIKE '%Retry-After: 3600%'"
+                  " AND next_attempt_at - last_attempt_at"
+                  "   BETWEEN interval '2990 ms' AND interval '3010 ms'"), 1);
+}
+
+TEST_F(WebhookTest, BackoffScheduleIsJittered) {
+  Receiver nobody;
+  int dead_port = nobody.port();
+  nobody.Down();
+  ASSERT_NO_FATAL_FAILURE(Start(
+      "{workers: 4, max_attempts: 3, initial_backoff: 1s, max_backoff: 10s,"
+      " poll_interval: 50ms}",
+      Hook("dead", "after_insert", dead_port)));
+  // 24 documents fail together (connection refused): their retries are
+  // spread over [0.8 s, 1.2 s] instead of all at +1 s.
+  std::string sql;
+  for (int i = 1; i <= 24; ++i) {
+    absl::StrAppend(&sql, "INSERT INTO \"tabNote\" (name, title) VALUES ('J", i,
+                    "', 'j');\n");
+  }
+  Write(absl::StrCat("BEGIN;\n", sql, "COMMIT;"));
+  ASSERT_TRUE(WaitUntil([&] { return Count("attempts >= 1") == 24; }))
+      << service_.process->Log();
+  // Every persisted delay within its attempt's bounds (1 s, then 2 s, +-20%).
+  auto r = conn_->Exec(
+      "SELECT attempts, extract(epoch FROM next_attempt_at - last_attempt_at)"
+      " FROM es_producer.webhook_request WHERE status = 'Queued' AND attempts >= 1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_GE(r->rows(), 20);
+  std::vector<double> first;
+  for (int i = 0; i < r->rows(); ++i) {
+    int64_t attempts = r->GetInt64(i, 0);
+    double delay = 0;
+    ASSERT_TRUE(absl::SimpleAtod(r->Get(i, 1), &delay));
+    double base = attempts == 1 ? 1.0 : 2.0;
+    EXPECT_GE(delay, 0.8 * base - 0.005) << "attempt " << attempts;
+    EXPECT_LE(delay, 1.2 * base + 0.005) << "attempt " << attempts;
+    if (attempts == 1) first.push_back(delay);
+  }
+  ASSERT_GE(first.size(), 10u);
+  auto [lo, hi] = std::minmax_element(first.begin(), first.end());
+  EXPECT_GT(*hi - *lo, 0.05) << "retries in lockstep";
 }
 
 TEST_F(WebhookTest, KilledMidDeliveryIsDeliveredAfterRestart) {
