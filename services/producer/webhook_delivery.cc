@@ -121,10 +121,10 @@ std::vector<std::string> DocEventsFor(absl::string_view update_type,
                                       const Value& data, int docstatus_before) {
   if (update_type == "Create") {
     // Frappe's insert(): after_insert, then run_post_save_methods():
-    // on_update (and on_submit for a document inserted submitted), on_change.
+    // on_update (and on_submit for a document inserted submitted); no
+    // on_change (`if not doc.flags.in_insert: event_list.append("on_change")`).
     std::vector<std::string> events = {"after_insert", "on_update"};
     if (DocstatusOf(data.Find("docstatus")) == 1) events.push_back("on_submit");
-    events.push_back("on_change");
     return events;
   }
   if (update_type == "Update") {
@@ -182,16 +182,14 @@ absl::StatusOr<Value> DocumentFor(pg::Connection* conn,
   return current;
 }
 
-absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
-                                          const Value& doc) {
-  BuiltRequest out;
+absl::StatusOr<PreparedWebhook> PrepareWebhook(const WebhookConfig& hook) {
+  PreparedWebhook out;
   auto url = WebhookTemplate::Parse(hook.request_url, WebhookTemplate::Kind::kUrl);
   if (!url.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "webhook \"", hook.name, "\": request_url: ", url.status().message()));
   }
-  out.url = url->Render(doc);
-  out.method = hook.request_method.empty() ? "POST" : hook.request_method;
+  out.url = std::move(*url);
   if (hook.request_structure == "JSON") {
     auto body = WebhookTemplate::Parse(hook.webhook_json,
                                        WebhookTemplate::Kind::kJson);
@@ -199,7 +197,26 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
       return absl::InvalidArgumentError(absl::StrCat(
           "webhook \"", hook.name, "\": webhook_json: ", body.status().message()));
     }
-    out.body = body->Render(doc);
+    out.json_body = std::move(*body);
+  }
+  return out;
+}
+
+absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const Value& doc) {
+  auto prepared = PrepareWebhook(hook);
+  if (!prepared.ok()) return prepared.status();
+  return BuildRequest(hook, *prepared, doc);
+}
+
+absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const PreparedWebhook& prepared,
+                                          const Value& doc) {
+  BuiltRequest out;
+  out.url = prepared.url.Render(doc);
+  out.method = hook.request_method.empty() ? "POST" : hook.request_method;
+  if (prepared.json_body) {
+    out.body = prepared.json_body->Render(doc);
     if (auto parsed = Value::ParseJson(out.body); !parsed.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("webhook \"", hook.name,
@@ -295,6 +312,7 @@ void WebhookDelivery::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!threads_.empty()) return;
   stop_ = false;
+  stopping_ = false;
   threads_.emplace_back([this] { DispatchLoop(); });
   for (int i = 0; i < options_.workers; ++i) {
     threads_.emplace_back([this, i] { WorkerLoop(i); });
@@ -306,6 +324,7 @@ void WebhookDelivery::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    stopping_ = true;
     threads.swap(threads_);
   }
   cv_.notify_all();
@@ -329,9 +348,34 @@ bool WebhookDelivery::Sleep(absl::Duration d, bool worker) {
   return !stop_;
 }
 
+struct WebhookDelivery::CachedHook {
+  std::string definition;  // the stored JSON text this was parsed from
+  absl::StatusOr<WebhookConfig> config;
+  std::optional<Condition> condition;
+  std::string condition_error;
+  absl::StatusOr<PreparedWebhook> prepared;
+};
+
 absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
-  // Everything below runs in this one transaction (see the header): dying
-  // before COMMIT leaves no request queued and no cursor moved.
+  // A pass creates at most max_requests_per_pass_ requests (more only when
+  // its first log entry alone fires more webhooks: that entry is taken
+  // whole). It handles log entries in seq order and stops *before* the
+  // first entry whose requests would pass the cap; the cursors move to the
+  // last entry it handled completely, so the next pass continues right
+  // after it.
+  //
+  // Everything runs in this one REPEATABLE READ transaction: BEGIN; (1)
+  // dispatch lock + cursors + log position; (2) webhooks; (3) log entries;
+  // (4) per entry, reads of the document and of its earlier log entries;
+  // (5) one INSERT of all the pass's requests; (6) one UPDATE of the
+  // cursors; COMMIT. Dying (crash, kill -9, lost connection) between any
+  // two of these, or Stop() (CANCELLED, rolled back), leaves nothing: no
+  // request inserted, no cursor moved; the next pass redoes the same
+  // entries. Dying after COMMIT leaves the requests and the cursors moved
+  // together. So each (webhook, entry) gets its request exactly once; the
+  // UNIQUE (webhook, seq) with ON CONFLICT DO NOTHING backs that up should
+  // two replicas ever overlap.
+  std::lock_guard<std::mutex> pass_lock(pass_mu_);
   auto tx = pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ");
   if (!tx.ok()) return tx.status();
   auto locked = conn->Exec(
@@ -352,63 +396,89 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       {position});
   if (!hooks_result.ok()) return hooks_result.status();
   struct Hook {
-    WebhookConfig config;
+    std::shared_ptr<const CachedHook> parsed;
+    const WebhookConfig& config() const { return *parsed->config; }
     int64_t last_seq;
-    std::optional<Condition> condition;
-    std::string condition_error;
   };
   std::vector<Hook> hooks;
   Value::Array names;
   Value::Array doctypes;
-  std::set<std::string> doctype_set;
+  std::map<std::string, int> hooks_per_doctype;
+  std::map<std::string, std::shared_ptr<const CachedHook>> cache;
   for (int i = 0; i < hooks_result->rows(); ++i) {
     std::string name(hooks_result->Get(i, 0));
     names.push_back(Value::String(name));
-    auto json = ParseJsonText(hooks_result->Get(i, 1));
-    auto config = json.ok() ? WebhookFromJson(*json)
-                            : absl::StatusOr<WebhookConfig>(json.status());
-    if (!config.ok()) {
-      spdlog::error("webhook {}: stored definition unreadable, skipped: {}",
-                    name, std::string(config.status().message()));
-      continue;
-    }
-    Hook h{std::move(*config), hooks_result->GetInt64(i, 2), std::nullopt, ""};
-    if (!h.config.condition.empty()) {
-      auto cond = Condition::Parse(h.config.condition);
-      if (cond.ok()) {
-        h.condition = std::move(*cond);
+    absl::string_view definition = hooks_result->Get(i, 1);
+    std::shared_ptr<const CachedHook>& cached = cache[name];
+    if (auto it = hook_cache_.find(name);
+        it != hook_cache_.end() && it->second->definition == definition) {
+      cached = it->second;
+    } else {
+      auto parsed = std::make_shared<CachedHook>();
+      parsed->definition = std::string(definition);
+      auto json = ParseJsonText(definition);
+      parsed->config = json.ok() ? WebhookFromJson(*json)
+                                 : absl::StatusOr<WebhookConfig>(json.status());
+      if (parsed->config.ok()) {
+        if (!parsed->config->condition.empty()) {
+          auto cond = Condition::Parse(parsed->config->condition);
+          if (cond.ok()) {
+            parsed->condition = std::move(*cond);
+          } else {
+            parsed->condition_error = std::string(cond.status().message());
+          }
+        }
+        parsed->prepared = PrepareWebhook(*parsed->config);
       } else {
-        h.condition_error = std::string(cond.status().message());
+        spdlog::error("webhook {}: stored definition unreadable, skipped: {}",
+                      name, std::string(parsed->config.status().message()));
       }
+      cached = std::move(parsed);
     }
-    if (doctype_set.insert(h.config.doctype).second) {
-      doctypes.push_back(Value::String(h.config.doctype));
+    if (!cached->config.ok()) continue;
+    Hook h{cached, hooks_result->GetInt64(i, 2)};
+    if (!h.config().enabled) continue;
+    if (hooks_per_doctype[h.config().doctype]++ == 0) {
+      doctypes.push_back(Value::String(h.config().doctype));
     }
     hooks.push_back(std::move(h));
   }
+  // Webhooks not seen in this pass drop out of the cache.
+  hook_cache_ = std::move(cache);
 
+  const int cap = max_requests_per_pass_;
+  // Fetch about as many entries as the cap can take when each fires every
+  // webhook of its DocType (at least one; at most kBatchEntries).
+  int most_hooks = 1;
+  for (const auto& [doctype, n] : hooks_per_doctype) {
+    most_hooks = std::max(most_hooks, n);
+  }
+  const int fetch = std::clamp(cap / most_hooks + 1, 1, kBatchEntries);
   auto entries = conn->Exec(
       "SELECT seq, doctype, docname, update_type, coalesce(data::text, 'null')"
       " FROM es_producer.update_log"
       " WHERE seq > $1 AND seq <= $2"
       "  AND doctype IN (SELECT jsonb_array_elements_text($3::jsonb))"
       " ORDER BY seq LIMIT $4",
-      {low, position, Value::FromArray(doctypes).ToJson(), kBatchEntries});
+      {low, position, Value::FromArray(doctypes).ToJson(), fetch});
   if (!entries.ok()) return entries.status();
-  if (entries->rows() == kBatchEntries) {
+  if (entries->rows() == fetch) {
     position = entries->GetInt64(entries->rows() - 1, 0);
   }
 
   Value::Array requests;
   const DocTypeRegistry& registry = config_->registry;
+  std::vector<const Hook*> firing;
   for (int i = 0; i < entries->rows(); ++i) {
+    if (stopping_.load(std::memory_order_relaxed)) {
+      return absl::CancelledError("webhook dispatcher stopping; pass rolled back");
+    }
     int64_t seq = entries->GetInt64(i, 0);
     std::string doctype(entries->Get(i, 1));
     std::string docname(entries->Get(i, 2));
     std::string update_type(entries->Get(i, 3));
     auto data = ParseJsonText(entries->Get(i, 4));
     Value entry_data = data.ok() ? std::move(*data) : Value();
-    std::optional<std::vector<std::string>> events;
     std::optional<absl::StatusOr<Value>> doc;
     auto document = [&]() -> const absl::StatusOr<Value>& {
       if (!doc) {
@@ -416,11 +486,12 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       }
       return *doc;
     };
-    for (Hook& hook : hooks) {
-      if (hook.last_seq >= seq || hook.config.doctype != doctype ||
-          !hook.config.enabled) {
-        continue;
-      }
+    // The webhooks this entry fires (before conditions): an upper bound on
+    // the requests it creates.
+    firing.clear();
+    std::optional<std::vector<std::string>> events;
+    for (const Hook& hook : hooks) {
+      if (hook.last_seq >= seq || hook.config().doctype != doctype) continue;
       if (!events) {
         int before = 0;
         const Value* changed = entry_data.Find("changed");
@@ -444,31 +515,41 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
         }
         events = DocEventsFor(update_type, entry_data, before);
       }
-      if (std::find(events->begin(), events->end(), hook.config.doc_event) ==
+      if (std::find(events->begin(), events->end(), hook.config().doc_event) !=
           events->end()) {
-        continue;
+        firing.push_back(&hook);
       }
+    }
+    if (!requests.empty() &&
+        requests.size() + firing.size() > static_cast<size_t>(cap)) {
+      // Not this entry: the cursors stop at the previous one.
+      position = entries->GetInt64(i - 1, 0);
+      break;
+    }
+    for (const Hook* hook : firing) {
+      const WebhookConfig& config = hook->config();
+      const CachedHook& parsed = *hook->parsed;
       const absl::StatusOr<Value>& d = document();
       if (!d.ok()) return d.status();  // database trouble: retry the pass
       Value request = Value::EmptyObject();
-      request["webhook"] = Value::String(hook.config.name);
+      request["webhook"] = Value::String(config.name);
       request["seq"] = Value::Int(seq);
       request["doctype"] = Value::String(doctype);
       request["docname"] = Value::String(docname);
-      request["doc_event"] = Value::String(hook.config.doc_event);
-      request["method"] = Value::String(hook.config.request_method);
+      request["doc_event"] = Value::String(config.doc_event);
+      request["method"] = Value::String(config.request_method);
       request["url"] = Value::String("");
       request["body"] = Value::String("");
       request["headers"] = Value::EmptyArray();
       request["status"] = Value::String("Queued");
       std::string error;
-      if (!hook.condition_error.empty()) {
-        error = absl::StrCat("webhook \"", hook.config.name,
-                             "\": condition: ", hook.condition_error);
-      } else if (hook.condition) {
-        auto met = hook.condition->Evaluate(*d);
+      if (!parsed.condition_error.empty()) {
+        error = absl::StrCat("webhook \"", config.name,
+                             "\": condition: ", parsed.condition_error);
+      } else if (parsed.condition) {
+        auto met = parsed.condition->Evaluate(*d);
         if (!met.ok()) {
-          error = absl::StrCat("webhook \"", hook.config.name,
+          error = absl::StrCat("webhook \"", config.name,
                                "\": condition failed for ", doctype, " \"",
                                docname, "\": ", met.status().message());
         } else if (!*met) {
@@ -476,7 +557,9 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
         }
       }
       if (error.empty()) {
-        auto built = BuildRequest(hook.config, *d);
+        auto built = parsed.prepared.ok()
+                         ? BuildRequest(config, *parsed.prepared, *d)
+                         : absl::StatusOr<BuiltRequest>(parsed.prepared.status());
         if (built.ok()) {
           request["url"] = Value::String(built->url);
           request["method"] = Value::String(built->method);
@@ -492,11 +575,15 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       }
       if (!error.empty()) {
         spdlog::warn("webhook {}: request for {} {} (seq {}) not sent: {}",
-                     hook.config.name, doctype, docname, seq, error);
+                     config.name, doctype, docname, seq, error);
         request["status"] = Value::String("Failed");
         request["error"] = Value::String(error);
       }
       requests.push_back(std::move(request));
+    }
+    if (requests.size() >= static_cast<size_t>(cap)) {
+      position = seq;  // full: this entry is the last one of the pass
+      break;
     }
   }
   int queued = static_cast<int>(requests.size());
@@ -515,6 +602,8 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
         {Value::FromArray(std::move(requests)).ToJson()});
     if (!inserted.ok()) return inserted.status();
   }
+  // Every webhook read above (also disabled or unreadable ones, which
+  // create nothing) has looked at every entry up to `position`.
   auto advanced = conn->Exec(
       "UPDATE es_producer.webhook SET last_seq = $1"
       " WHERE last_seq < $1 AND name IN (SELECT jsonb_array_elements_text($2::jsonb))",
@@ -565,6 +654,7 @@ void WebhookDelivery::DispatchLoop() {
           next_cleanup = absl::Now() + absl::Minutes(1);
         }
       } else {
+        if (stopping_) return;  // the pass was abandoned (rolled back)
         status = n.status();
         conn.reset();
       }
@@ -586,6 +676,7 @@ void WebhookDelivery::DispatchLoop() {
         ++worker_wakes_;
       }
       cv_.notify_all();
+      if (stopping_) return;
       continue;  // there may be more
     }
     if (!Sleep(options_.poll_interval, false)) return;

@@ -2,9 +2,10 @@
 // rows (the dispatcher) and sends them (the workers).
 //
 // Doc events of a log entry (Frappe's names; DocEventsFor):
-//   Create  after_insert, on_update, on_submit when docstatus is 1,
+//   Create  after_insert, on_update, on_submit when docstatus is 1; not
 //           on_change (Frappe's insert() runs after_insert, then the
-//           post-save methods: on_update [, on_submit], on_change)
+//           post-save methods: on_update [, on_submit]; run_post_save_methods
+//           adds on_change only `if not doc.flags.in_insert`)
 //   Update  docstatus 0 -> 1: on_submit, on_change
 //           otherwise, when the document was submitted before the entry:
 //             on_update_after_submit, on_change
@@ -27,12 +28,21 @@
 //
 // Dispatcher (one thread; with several replicas only the holder of a
 // transaction-level advisory lock works): one REPEATABLE READ transaction
-// per pass reads the webhooks, the log entries past the lowest cursor (up
-// to a batch), inserts the requests (rendered URL and body, headers with
+// per pass reads the webhooks, the log entries past the lowest cursor in
+// seq order, inserts the requests (rendered URL and body, headers with
 // secrets masked; a request that cannot be built is inserted as Failed
-// with the reason) and advances every cursor it covered, then commits. A
-// crash before COMMIT changes nothing and the next pass does the same work;
-// (webhook, seq) is unique, so a request is never queued twice.
+// with the reason) and advances the cursors, then commits. A pass creates
+// at most max_requests_per_pass (1000) requests: it stops before the first
+// entry whose requests would pass that, and the cursors move only to the
+// last entry whose requests it all created; the next pass continues right
+// after. An entry that alone fires more webhooks than the cap is taken
+// whole (in a pass of its own; there is no cursor within an entry). A
+// crash, kill or Stop() before COMMIT changes nothing and the next pass
+// does the same work; after COMMIT the requests and the cursors moved
+// together: each (webhook, entry) is queued exactly once ((webhook, seq)
+// is also unique). Stop() abandons a pass in progress (rolled back) at the
+// next log entry. Parsed definitions, conditions and templates are cached
+// per webhook until its stored definition changes.
 //
 // Workers (`webhook_delivery.workers` threads, each with its own database
 // connection and its own libcurl handle, which keeps connections alive
@@ -68,6 +78,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -82,6 +93,7 @@
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "libsync/value.h"
+#include "libsync/webhook_template.h"
 
 namespace eventstream {
 
@@ -104,9 +116,22 @@ struct BuiltRequest {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
 };
+// A webhook's parsed templates (the dispatcher parses them once per webhook
+// version, not per request).
+struct PreparedWebhook {
+  WebhookTemplate url;
+  std::optional<WebhookTemplate> json_body;  // request_structure JSON
+};
+// INVALID_ARGUMENT naming the webhook and template position when a template
+// does not parse.
+absl::StatusOr<PreparedWebhook> PrepareWebhook(const WebhookConfig& hook);
 // Renders URL and body; INVALID_ARGUMENT naming the webhook and template
 // position when a template does not parse or the JSON body is invalid.
 absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const Value& doc);
+// The same with `prepared` = PrepareWebhook(hook).
+absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
+                                          const PreparedWebhook& prepared,
                                           const Value& doc);
 
 // base64(HMAC-SHA256(secret, body)): X-Frappe-Webhook-Signature.
@@ -148,8 +173,18 @@ class WebhookDelivery {
   // Skips the rest of the dispatcher's and workers' idle wait.
   void Wake();
 
-  // One dispatcher pass on `conn`; returns the requests queued. Exposed for
-  // tests.
+  // The most requests one dispatcher pass creates (and holds in memory);
+  // default kDefaultMaxRequestsPerPass. A single log entry that alone
+  // fires more webhooks than this is still taken whole, in a pass of its
+  // own. Set before Start() (tests set it low).
+  static constexpr int kDefaultMaxRequestsPerPass = 1000;
+  void set_max_requests_per_pass(int n) {
+    max_requests_per_pass_ = n < 1 ? 1 : n;
+  }
+
+  // One dispatcher pass on `conn`; returns the requests queued. CANCELLED
+  // (nothing changed) when Stop() was called during it. Exposed for tests;
+  // not concurrently with Start()ed threads.
   absl::StatusOr<int> DispatchOnce(pg::Connection* conn);
 
  private:
@@ -164,8 +199,16 @@ class WebhookDelivery {
   const Config* config_;
   const std::string database_url_;
   const WebhookDeliveryConfig options_;
+  int max_requests_per_pass_ = kDefaultMaxRequestsPerPass;
+  // Parsed webhooks by name, reused while the stored definition text is
+  // unchanged (dispatcher only).
+  struct CachedHook;
+  std::map<std::string, std::shared_ptr<const CachedHook>> hook_cache_;
+  std::mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_)
   std::mutex mu_;
   std::condition_variable cv_;
+  // Set with stop_; read without mu_ by a dispatcher pass in progress.
+  std::atomic<bool> stopping_{false};
   bool stop_ = false;
   uint64_t worker_wakes_ = 0;
   uint64_t dispatch_wakes_ = 0;
