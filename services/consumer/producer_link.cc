@@ -66,13 +66,14 @@ absl::StatusOr<v1::UpdateSubscriptionResponse> ProducerLink::UpdateSubscription(
   return response;
 }
 
-absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(int64_t after_seq,
-                                                                  int limit) {
+absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
+    int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq) {
   grpc::ClientContext context;
   Prepare(&context);
   v1::PullUpdatesRequest request;
   request.set_after_seq(after_seq);
   request.set_limit(limit);
+  if (acknowledged_seq) request.set_acknowledged_seq(*acknowledged_seq);
   v1::PullUpdatesResponse response;
   if (absl::Status s =
           Convert("PullUpdates", stub_->PullUpdates(&context, request, &response));

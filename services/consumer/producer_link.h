@@ -59,8 +59,10 @@ class ProducerLink : public DependencySource {
       const v1::RegisterConsumerRequest& request);
   virtual absl::StatusOr<v1::UpdateSubscriptionResponse> UpdateSubscription(
       const v1::UpdateSubscriptionRequest& request);
-  virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(int64_t after_seq,
-                                                              int limit);
+  // Thread-safe (the puller fetches the next batch on another thread while
+  // applying one). acknowledged_seq: see PullUpdatesRequest.
+  virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(
+      int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq = std::nullopt);
 
   // DependencySource.
   absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,

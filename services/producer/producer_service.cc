@@ -165,8 +165,10 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
   // the backoff its downtime built up.
   if (deps_.notifier) deps_.notifier->Heard(principal->key);
   const absl::Time started = absl::Now();
-  auto pulled =
-      deps_.feed->Pull(principal->key, request->after_seq(), request->limit());
+  auto pulled = deps_.feed->Pull(
+      principal->key, request->after_seq(), request->limit(),
+      request->has_acknowledged_seq() ? std::optional<int64_t>(request->acknowledged_seq())
+                                      : std::nullopt);
   if (deps_.metrics) {
     deps_.metrics->pulls->WithLabels({principal->key}).Inc();
     deps_.metrics->pull_seconds->WithLabels({principal->key})

@@ -224,11 +224,15 @@ absl::StatusOr<std::vector<FeedEntry>> UpdateFeed::History(
 }
 
 absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
-                                            int64_t after_seq, int limit) {
+                                            int64_t after_seq, int limit,
+                                            std::optional<int64_t> acknowledged_seq) {
   if (after_seq < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("after_seq: must be >= 0, got ", after_seq));
   }
+  // What the consumer has committed: never more than after_seq.
+  const int64_t acknowledged =
+      acknowledged_seq ? std::max<int64_t>(0, std::min(*acknowledged_seq, after_seq)) : after_seq;
   if (limit <= 0) limit = options_.default_limit;
   limit = std::min(limit, options_.max_limit);
   auto lease = pool_->Acquire();
@@ -447,19 +451,19 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         {site, TextArray(del_d), TextArray(del_n)});
     if (!r.ok()) return r.status();
   }
-  // The consumer committed everything up to after_seq, so the Deletes up
-  // to there were applied: their records can go.
+  // The consumer committed everything up to `acknowledged`, so the Deletes
+  // up to there were applied: their records can go.
   auto applied_deletes = conn->ExecPrepared(
       "es_feed_forget_deleted",
       "DELETE FROM es_producer.consumer_document"
       " WHERE site = $1 AND deleted_seq <= $2",
-      {site, after_seq});
+      {site, acknowledged});
   if (!applied_deletes.ok()) return applied_deletes.status();
   auto ack = conn->ExecPrepared(
       "es_feed_ack",
       "UPDATE es_producer.consumer SET acknowledged_seq = $2,"
       " last_pull_at = now() WHERE site = $1",
-      {site, after_seq});
+      {site, acknowledged});
   if (!ack.ok()) return ack.status();
   if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
   return result;

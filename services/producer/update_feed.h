@@ -13,7 +13,7 @@
 // that fails to parse or errors makes the document invisible; it is logged
 // once per (site, DocType, condition) per process, and never fails the RPC.
 //
-// Pull(site, after_seq, limit):
+// Pull(site, after_seq, limit, acknowledged_seq):
 //  * Examines the next `limit` entries after after_seq (default 500, at most
 //    5000) in seq order and returns the visible ones; next_after_seq is the
 //    last seq examined, so invisible entries are skipped for good, and
@@ -28,8 +28,10 @@
 //    record es_producer.consumer_document, kept under the document's
 //    current name: a Rename moves it, sent or not). A sent Delete only marks
 //    the record (deleted_seq); it is dropped by the first pull whose
-//    after_seq reaches that seq, i.e. once the consumer has committed the
-//    Delete. A consumer that dies before committing pulls the Delete again.
+//    acknowledged position (acknowledged_seq if given, never above
+//    after_seq; else after_seq) reaches that seq, i.e. once the consumer
+//    has committed the Delete. A consumer that dies before committing pulls
+//    the Delete again.
 //  * Access flip: when an entry becomes visible for a document the consumer
 //    was never sent, the response also carries the document's earlier
 //    entries, in seq order, right before that entry and with their original
@@ -45,8 +47,9 @@
 //  * Writes (issue 3 item 8: O(1) statements per pull, not one per entry):
 //    one transaction with at most one multi-row upsert and two multi-row
 //    DELETEs on consumer_document (documents sent or withheld; documents
-//    renamed away; deletes the consumer acknowledged) and one UPDATE of the consumer's acknowledged_seq
-//    (= after_seq: everything up to there has arrived) and last_pull_at.
+//    renamed away; deletes the consumer acknowledged) and one UPDATE of the
+//    consumer's acknowledged_seq (the acknowledged position above) and
+//    last_pull_at.
 //    If the process dies before COMMIT nothing is recorded and the repeated
 //    pull computes the same answer. If it commits but the response is lost,
 //    a repeated pull no longer sees a flipped document as "not sent" and
@@ -124,7 +127,8 @@ class UpdateFeed {
   // NOT_FOUND when `site` never registered; INVALID_ARGUMENT for a negative
   // after_seq.
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
-                                  int limit);
+                                  int limit,
+                                  std::optional<int64_t> acknowledged_seq = std::nullopt);
   // The document as JSON text (document_reader.h shape).
   absl::StatusOr<std::string> GetDocument(absl::string_view site,
                                           absl::string_view doctype,

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -185,12 +186,14 @@ class PullTest : public ::testing::Test {
   }
 
   grpc::Status Pull(const std::string& auth, int64_t after_seq,
-                    v1::PullUpdatesResponse* resp, int limit = 0) {
+                    v1::PullUpdatesResponse* resp, int limit = 0,
+                    std::optional<int64_t> acknowledged_seq = std::nullopt) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", auth);
     v1::PullUpdatesRequest req;
     req.set_after_seq(after_seq);
     req.set_limit(limit);
+    if (acknowledged_seq) req.set_acknowledged_seq(*acknowledged_seq);
     return stub_->PullUpdates(&ctx, req, resp);
   }
 
@@ -466,6 +469,14 @@ TEST_F(PullTest, RenamesAreFollowed) {
   // A consumer that died before committing the Delete asks again from its
   // old watermark: the Delete is still visible to it.
   EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:R3");
+  // A consumer fetching ahead (after_seq past the Delete) while the batch
+  // with the Delete is not committed yet acknowledges only `after`: the
+  // record stays, and after a crash the Delete comes again.
+  {
+    v1::PullUpdatesResponse ahead;
+    ASSERT_TRUE(Pull(kB1, LogPosition(), &ahead, 0, after).ok());
+    EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:R3");
+  }
 
   // A hidden document renamed, then made visible: its history under the old
   // name comes along, in order.
