@@ -281,6 +281,21 @@ absl::Status Transaction::Commit() {
 
 // ---- names -----------------------------------------------------------------
 
+std::string TextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
 std::string QuoteIdentifier(absl::string_view identifier) {
   std::string out;
   out.reserve(identifier.size() + 2);

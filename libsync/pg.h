@@ -141,6 +141,9 @@ class Transaction {
   bool done_ = false;
 };
 
+// A text[] literal ("{\"a\",\"b \\\"c\\\"\"}") for a parameter compared with
+// `= ANY($n::text[])`: every element quoted, `"` and `\` escaped.
+std::string TextArray(const std::vector<std::string>& items);
 // "\"tabSales Invoice\"": doubles embedded quotes.
 std::string QuoteIdentifier(absl::string_view identifier);
 // "public.\"tabX\"" style for schema-qualified names.

@@ -23,7 +23,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "services/consumer/apply_document.h"
 #include "spdlog/spdlog.h"
 
@@ -96,12 +95,6 @@ std::vector<std::string> NamesOf(const v1::UpdateLogEntry& e) {
     }
   }
   return names;
-}
-
-// One element of a text[] literal: always quoted, \ and " escaped.
-std::string PgArrayItem(const std::string& text) {
-  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\\", "\\\\"}, {"\"", "\\\""}}),
-                      "\"");
 }
 
 absl::Status Exec(pg::Connection* conn, const std::string& sql, const pg::Params& params = {}) {
@@ -259,18 +252,19 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   // had the document).
   std::set<int64_t> already_logged;
   {
-    std::string seqs, doctypes;
+    std::string seqs;
+    std::vector<std::string> doctypes;
     for (const v1::UpdateLogEntry& e : entries) {
       if (e.seq() > watermark) continue;
       absl::StrAppend(&seqs, seqs.empty() ? "" : ",", e.seq());
-      absl::StrAppend(&doctypes, doctypes.empty() ? "" : ",", PgArrayItem(e.doctype()));
+      doctypes.push_back(e.doctype());
     }
     if (!seqs.empty()) {
       auto logged = apply::RunPrepared(
           conn,
           "SELECT seq FROM es_consumer.sync_log WHERE producer = $1"
           " AND doctype = ANY($2::text[]) AND seq = ANY($3::bigint[])",
-          {producer, absl::StrCat("{", doctypes, "}"), absl::StrCat("{", seqs, "}")});
+          {producer, pg::TextArray(doctypes), absl::StrCat("{", seqs, "}")});
       if (!logged.ok()) return logged.status();
       for (int i = 0; i < logged->rows(); ++i) already_logged.insert(logged->GetInt64(i, 0));
     }
@@ -282,18 +276,16 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   // join it as they happen.
   std::map<std::pair<std::string, std::string>, int64_t> blocked;
   {
-    std::string names;
+    std::vector<std::string> names;
     for (const v1::UpdateLogEntry& e : entries) {
-      for (const std::string& n : NamesOf(e)) {
-        absl::StrAppend(&names, names.empty() ? "" : ",", PgArrayItem(n));
-      }
+      for (std::string& n : NamesOf(e)) names.push_back(std::move(n));
     }
     auto q = apply::RunPrepared(
         conn,
         "SELECT doctype, docname, CASE WHEN status = 'Parked' THEN parked_behind ELSE id END"
         " FROM es_consumer.sync_log WHERE producer = $1 AND status IN ('Failed', 'Parked')"
         " AND docname = ANY($2::text[]) ORDER BY id",
-        {producer, absl::StrCat("{", names, "}")});
+        {producer, pg::TextArray(names)});
     if (!q.ok()) return q.status();
     for (int i = 0; i < q->rows(); ++i) {
       // emplace keeps the first (lowest id) row of each document.

@@ -83,18 +83,22 @@ const std::set<std::string>& ChildSkip() {
 
 }  // namespace
 
+namespace {
+// The prepared statement's name: one per SQL text and parameter count.
+std::string StatementName(const std::string& sql, size_t params) {
+  return absl::StrCat("es_apply_", absl::Hex(std::hash<std::string>{}(sql)), "_", params);
+}
+}  // namespace
+
 absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& sql,
                                        const pg::Params& params) {
-  std::string name =
-      absl::StrCat("es_apply_", absl::Hex(std::hash<std::string>{}(sql)), "_", params.size());
-  return conn->ExecPrepared(name, sql, params);
+  return conn->ExecPrepared(StatementName(sql, params.size()), sql, params);
 }
 
 absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
                                  const pg::Params& params, std::string what) {
-  std::string name =
-      absl::StrCat("es_apply_", absl::Hex(std::hash<std::string>{}(sql)), "_", params.size());
-  return conn->ExecPreparedDeferred(name, sql, params, std::move(what));
+  return conn->ExecPreparedDeferred(StatementName(sql, params.size()), sql, params,
+                                    std::move(what));
 }
 
 // ---- TableCache -------------------------------------------------------------
@@ -258,20 +262,19 @@ absl::Status DocumentApplier::Prefetch(const std::vector<v1::UpdateLogEntry>& en
     auto info = tables_->Get(conn_, def->table);
     if (!info.ok()) continue;  // named by the entries' own failures
     if (!same_name && !(*info)->has_remote()) continue;
-    std::vector<Value> list;
-    for (const std::string& n : names) list.push_back(Value::String(n));
-    const std::string array = Value::FromArray(std::move(list)).ToJson();
+    const std::string array =
+        pg::TextArray(std::vector<std::string>(names.begin(), names.end()));
     const std::string q = QuoteIdentifier(def->table);
     absl::StatusOr<pg::Result> r =
         same_name
             ? RunPrepared(conn_,
-                          absl::StrCat("SELECT name, name FROM ", q, " WHERE name IN"
-                                       " (SELECT jsonb_array_elements_text($1::jsonb))"),
+                          absl::StrCat("SELECT name, name FROM ", q,
+                                       " WHERE name = ANY($1::text[])"),
                           {array})
             : RunPrepared(conn_,
                           absl::StrCat("SELECT remote_docname, min(name) FROM ", q,
-                                       " WHERE remote_site_name = $1 AND remote_docname IN"
-                                       " (SELECT jsonb_array_elements_text($2::jsonb))"
+                                       " WHERE remote_site_name = $1"
+                                       " AND remote_docname = ANY($2::text[])"
                                        " GROUP BY remote_docname"),
                           {producer_, array});
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", def->name, " documents"));

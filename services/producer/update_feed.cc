@@ -17,20 +17,6 @@ namespace {
 std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
 // A PostgreSQL text[] literal: {"a","b"} with " and \ escaped.
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
 
 absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
                         absl::string_view name) {
@@ -256,7 +242,7 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
       "       FROM es_producer.update_log WHERE seq > $1"
       "       ORDER BY seq LIMIT $2) AS e"
       " ORDER BY seq",
-      {after_seq, limit + 1, TextArray(doctypes), site});
+      {after_seq, limit + 1, pg::TextArray(doctypes), site});
   if (!rows.ok()) return rows.status();
   PullResult result;
   result.next_after_seq = after_seq;
@@ -288,7 +274,7 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         " JOIN unnest($2::text[], $3::text[]) AS u(doctype, docname)"
         "   ON cd.doctype = u.doctype AND cd.docname = u.docname"
         " WHERE cd.site = $1",
-        {site, TextArray(kd), TextArray(kn)});
+        {site, pg::TextArray(kd), pg::TextArray(kn)});
     if (!known.ok()) return known.status();
     for (int i = 0; i < known->rows(); ++i) {
       std::optional<int64_t> hidden_from;
@@ -438,7 +424,7 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         " ON CONFLICT (site, doctype, docname)"
         " DO UPDATE SET hidden_from = EXCLUDED.hidden_from,"
         "               deleted_seq = EXCLUDED.deleted_seq",
-        {site, TextArray(up_d), TextArray(up_n), TextArray(up_h), TextArray(up_x)});
+        {site, pg::TextArray(up_d), pg::TextArray(up_n), pg::TextArray(up_h), pg::TextArray(up_x)});
     if (!r.ok()) return r.status();
   }
   if (!del_d.empty()) {
@@ -448,7 +434,7 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         " USING unnest($2::text[], $3::text[]) AS u(doctype, docname)"
         " WHERE cd.site = $1 AND cd.doctype = u.doctype"
         "   AND cd.docname = u.docname",
-        {site, TextArray(del_d), TextArray(del_n)});
+        {site, pg::TextArray(del_d), pg::TextArray(del_n)});
     if (!r.ok()) return r.status();
   }
   // The consumer committed everything up to `acknowledged`, so the Deletes
