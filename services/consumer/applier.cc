@@ -299,6 +299,14 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
   std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
+  auto log_synced = [&pending, &result](SyncLogRow row, const apply::Outcome& outcome) {
+    row.status = "Synced";
+    row.note = outcome.note;
+    row.local_doctype = outcome.local_doctype;
+    row.local_docname = outcome.local_docname;
+    pending.push_back(std::move(row));
+    ++result.synced;
+  };
   if (entries.size() > 1) {
     s = doc.Prefetch(entries);
     if (!s.ok()) return s;
@@ -332,12 +340,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
         *entry_failed = true;
         return outcome.status();
       }
-      row.status = "Synced";
-      row.note = outcome->note;
-      row.local_doctype = outcome->local_doctype;
-      row.local_docname = outcome->local_docname;
-      pending.push_back(std::move(row));
-      ++result.synced;
+      log_synced(std::move(row), *outcome);
       continue;
     }
 
@@ -357,12 +360,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
     if (outcome.ok()) {
       s = Exec(conn, "RELEASE SAVEPOINT es_entry");
       if (!s.ok()) return s;
-      row.status = "Synced";
-      row.note = outcome->note;
-      row.local_doctype = outcome->local_doctype;
-      row.local_docname = outcome->local_docname;
-      pending.push_back(std::move(row));
-      ++result.synced;
+      log_synced(std::move(row), *outcome);
       continue;
     }
     // Undo the entry's partial writes; if even that fails the connection is
