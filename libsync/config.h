@@ -88,6 +88,9 @@
 //       poll_interval: 500ms           # how often idle workers look for work
 //       retention: 720h                # finished request log rows are
 //                                      #   deleted after this
+//       nice: 10                       # CPU priority of the delivery threads
+//                                      #   (0-19, as nice(1)): below capture
+//                                      #   and pulls, which stay at 0
 //
 //   consumer:                          # present = this site runs a consumer
 //     listen: "0.0.0.0:50052"
@@ -252,6 +255,9 @@ struct WebhookDeliveryConfig {
   absl::Duration max_backoff = absl::Minutes(15);
   absl::Duration poll_interval = absl::Milliseconds(500);
   absl::Duration retention = absl::Hours(720);
+  // Added to the delivery threads' nice value (setpriority on each thread;
+  // lowering one's own priority needs no privilege).
+  int nice = 10;
 };
 
 struct ProducerConfig {

@@ -1,16 +1,24 @@
 #include "services/producer/webhook_delivery.h"
 
 #include <curl/curl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
+#include <tuple>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -101,6 +109,27 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   return bytes;
 }
 
+// Lowers the calling thread's CPU priority by `nice` (Linux: a thread's own
+// nice value; raising it needs no privilege). Delivery is background work:
+// when the cores are busy, the site's writers, capture and pulls go first.
+void LowerThisThreadPriority(int nice) {
+  if (nice <= 0) return;
+  errno = 0;
+  int current = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  if (errno != 0) current = 0;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()),
+                  std::min(19, current + nice)) != 0) {
+    spdlog::warn("webhook delivery: could not lower thread priority: {}",
+                 std::strerror(errno));
+  }
+}
+
+// curl_global_init is not thread-safe: once, before any handle.
+void InitCurlOnce() {
+  static std::once_flag curl_init;
+  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
 double RandomUnit() {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
@@ -113,7 +142,148 @@ struct Outcome {
   std::string error;
   int duration_ms = 0;
   std::optional<absl::Duration> retry_after;  // 429/503 with Retry-After
+  absl::Time started = absl::InfinitePast();  // InfinitePast: not attempted
+  absl::Time ended = absl::InfinitePast();
 };
+
+// "msg_" + 32 hex digits of SHA-256(webhook NUL seq): the webhook-id of the
+// request for (webhook, log entry). The same whenever that request is built
+// again, so a send repeated after a crash carries the id of the first one.
+std::string RequestIdFor(absl::string_view webhook, int64_t seq) {
+  std::string input = absl::StrCat(webhook, absl::string_view("\0", 1), seq);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(input.data(), input.size(), md, &len, EVP_sha256(), nullptr);
+  return absl::StrCat(
+      "msg_", absl::BytesToHexString(absl::string_view(
+                  reinterpret_cast<const char*>(md), std::min(len, 16u))));
+}
+
+// One HTTP attempt of a request: Content-Type (unless the webhook sets
+// one), the webhook's headers with secrets resolved now, the signature over
+// the exact `body` when enable_security, webhook-id, webhook-timestamp; the
+// answer classified (file comment of webhook_delivery.h). A secret that
+// cannot be resolved is a retryable failure without a send.
+Outcome Attempt(CURL* curl, const WebhookConfig& hook,
+                const std::string& request_id, const std::string& url,
+                const std::string& method, const std::string& body) {
+  Outcome outcome;
+  outcome.started = absl::Now();
+  bool has_content_type = false;
+  for (const WebhookHeaderConfig& h : hook.headers) {
+    has_content_type =
+        has_content_type || absl::EqualsIgnoreCase(h.key, "content-type");
+  }
+  std::vector<std::string> lines;
+  if (!has_content_type) lines.push_back("Content-Type: application/json");
+  for (const WebhookHeaderConfig& h : hook.headers) {
+    std::string value = h.value;
+    if (h.is_secret()) {
+      auto secret = ResolveSecret(h.secret);
+      if (!secret.ok()) {
+        outcome.error = std::string(secret.status().message());
+        break;
+      }
+      value = std::move(*secret);
+    }
+    lines.push_back(absl::StrCat(h.key, ": ", value));
+  }
+  if (outcome.error.empty() && hook.enable_security) {
+    auto secret = ResolveSecret(hook.secret);
+    if (secret.ok()) {
+      lines.push_back(absl::StrCat("X-Frappe-Webhook-Signature: ",
+                                   WebhookSignature(*secret, body)));
+    } else {
+      outcome.error = std::string(secret.status().message());
+    }
+  }
+  if (!outcome.error.empty()) {
+    outcome.ended = absl::Now();
+    return outcome;
+  }
+  lines.push_back(absl::StrCat("webhook-id: ", request_id));
+  lines.push_back(
+      absl::StrCat("webhook-timestamp: ", absl::ToUnixSeconds(absl::Now())));
+  lines.push_back("User-Agent: eventstream-webhook/1");
+  lines.push_back("Expect:");  // no 100-continue round trip
+  struct curl_slist* headers = nullptr;
+  for (const std::string& line : lines) {
+    headers = curl_slist_append(headers, line.c_str());
+  }
+
+  curl_easy_reset(curl);  // keeps the connection cache
+  std::string response;
+  std::string retry_after;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                   static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(hook.timeout)));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &ReadHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after);
+  CURLcode rc = curl_easy_perform(curl);
+  outcome.ended = absl::Now();
+  outcome.duration_ms = static_cast<int>(
+      absl::ToInt64Milliseconds(outcome.ended - outcome.started));
+  outcome.response_body = CleanText(response, kResponseBodyLimit);
+  if (rc != CURLE_OK) {
+    outcome.kind = Outcome::kRetry;
+    outcome.error = curl_easy_strerror(rc);
+  } else {
+    long code = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    outcome.code = static_cast<int>(code);
+    if (code >= 200 && code < 300) {
+      outcome.kind = Outcome::kSuccess;
+    } else if (code == 429 || code >= 500) {
+      outcome.kind = Outcome::kRetry;
+      outcome.error = absl::StrCat("HTTP ", code);
+      if ((code == 429 || code == 503) && !retry_after.empty()) {
+        outcome.retry_after = ParseRetryAfter(retry_after, absl::Now());
+        absl::StrAppend(&outcome.error, " (Retry-After: ",
+                        CleanText(retry_after, 100),
+                        outcome.retry_after ? ")" : ", not understood)");
+      }
+    } else {
+      outcome.kind = Outcome::kFail;
+      outcome.error = absl::StrCat("HTTP ", code, " (not retried)");
+    }
+  }
+  curl_slist_free_all(headers);
+  return outcome;
+}
+
+// A request's state after its `attempts`-th attempt ended with `outcome`.
+struct Settled {
+  const char* status;  // Success, Failed, Exhausted, or Queued (retry)
+  absl::Duration delay = absl::ZeroDuration();  // Queued: from the attempt's end
+};
+Settled Settle(const WebhookDeliveryConfig& options, const Outcome& outcome,
+               int attempts) {
+  switch (outcome.kind) {
+    case Outcome::kSuccess:
+      return {"Success"};
+    case Outcome::kFail:
+      return {"Failed"};
+    case Outcome::kRetry:
+      break;
+  }
+  if (attempts >= options.max_attempts) return {"Exhausted"};
+  return {"Queued", WebhookRetryDelay(options, attempts, outcome.retry_after,
+                                      RandomUnit())};
+}
+
+// RFC 3339 with microseconds, for timestamptz parameters.
+std::string TimestampText(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6S%Ez", t, absl::UTCTimeZone());
+}
 
 }  // namespace
 
@@ -304,11 +474,13 @@ WebhookDelivery::WebhookDelivery(const Config* config, std::string database_url)
       options_(config->producer ? config->producer->webhook_delivery
                                 : WebhookDeliveryConfig()) {}
 
-WebhookDelivery::~WebhookDelivery() { Stop(); }
+WebhookDelivery::~WebhookDelivery() {
+  Stop();
+  for (void* curl : pass_curls_) curl_easy_cleanup(static_cast<CURL*>(curl));
+}
 
 void WebhookDelivery::Start() {
-  static std::once_flag curl_init;
-  std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  InitCurlOnce();
   std::lock_guard<std::mutex> lock(mu_);
   if (!threads_.empty()) return;
   stop_ = false;
@@ -356,39 +528,85 @@ struct WebhookDelivery::CachedHook {
   absl::StatusOr<PreparedWebhook> prepared;
 };
 
+// One (webhook, log entry) request of a pass, built in PlanPass, attempted
+// (or not) in SendPass, inserted by RecordPass.
+struct WebhookDelivery::PassRequest {
+  std::shared_ptr<const CachedHook> hook;
+  int hook_index = 0;  // into Pass::hook_queued
+  int64_t seq = 0;
+  std::string doctype, docname, url, method, body, request_id;
+  Value headers = Value::EmptyArray();  // [[key, value], ...], secrets masked
+  // "Failed" (with `error`) when it could not be built; after SendPass the
+  // settled state of its attempt, or "Queued" with no attempt.
+  std::string status = "Queued";
+  std::string error;
+  std::optional<Outcome> outcome;  // the attempt made in this pass
+  absl::Duration delay;            // Queued after an attempt: the backoff
+};
+
+struct WebhookDelivery::Pass {
+  int64_t position = 0;  // the cursors of `names` move here
+  Value::Array names;
+  std::vector<PassRequest> requests;  // in seq order
+  // Per webhook of the requests (PassRequest::hook_index): it already had
+  // Queued requests when the pass was planned, so its new ones are queued
+  // behind them instead of sent (per-document order; a failing receiver is
+  // left to the workers' backoff).
+  std::vector<char> hook_queued;
+};
+
 absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
-  // A pass creates at most max_requests_per_pass_ requests (more only when
-  // its first log entry alone fires more webhooks: that entry is taken
-  // whole). It handles log entries in seq order and stops *before* the
-  // first entry whose requests would pass the cap; the cursors move to the
-  // last entry it handled completely, so the next pass continues right
-  // after it.
+  // A pass: (A) PlanPass reads the cursors, webhooks and log entries in one
+  // REPEATABLE READ transaction and builds the requests, then ends it;
+  // (B) SendPass makes each request's first attempt, holding no
+  // transaction; (C) RecordPass inserts every request with its outcome and
+  // moves the cursors in one transaction. A session advisory lock, held
+  // from (A) to (C), keeps other replicas' dispatchers out.
   //
-  // Everything runs in this one REPEATABLE READ transaction: BEGIN; (1)
-  // dispatch lock + cursors + log position; (2) webhooks; (3) log entries;
-  // (4) per entry, reads of the document and of its earlier log entries;
-  // (5) one INSERT of all the pass's requests; (6) one UPDATE of the
-  // cursors; COMMIT. Dying (crash, kill -9, lost connection) between any
-  // two of these, or Stop() (CANCELLED, rolled back), leaves nothing: no
-  // request inserted, no cursor moved; the next pass redoes the same
-  // entries. Dying after COMMIT leaves the requests and the cursors moved
-  // together. So each (webhook, entry) gets its request exactly once; the
-  // UNIQUE (webhook, seq) with ON CONFLICT DO NOTHING backs that up should
-  // two replicas ever overlap.
+  // Dying before (C) commits leaves nothing: no request row, no cursor
+  // moved; the next pass builds the same requests (the same webhook-id) and
+  // sends those already sent again: at least once. After (C) commits, each
+  // (webhook, entry) has its row exactly once (UNIQUE (webhook, seq) backs
+  // that up), with the cursors past it. Stop() during (A) abandons the pass
+  // (CANCELLED, nothing changed); during (B) it lets the sends in flight
+  // finish and records the rest as Queued (the workers send them after the
+  // restart), so a clean shutdown sends nothing twice.
   std::lock_guard<std::mutex> pass_lock(pass_mu_);
-  auto tx = pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ");
-  if (!tx.ok()) return tx.status();
   auto locked = conn->Exec(
-      "SELECT pg_try_advisory_xact_lock(hashtext('es_producer.webhook_dispatch')),"
-      // No webhooks: low = position, nothing to do.
-      " coalesce((SELECT min(last_seq) FROM es_producer.webhook),"
-      "          (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)),"
-      " (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)");
+      "SELECT pg_try_advisory_lock(hashtext('es_producer.webhook_dispatch'))");
   if (!locked.ok()) return locked.status();
   if (!locked->GetBool(0, 0)) return 0;  // another replica dispatches
-  int64_t low = locked->GetInt64(0, 1);
-  int64_t position = locked->GetInt64(0, 2);
-  if (low >= position) return 0;
+  absl::Cleanup unlock = [conn] {
+    if (conn->ok()) {
+      (void)conn->Exec(
+          "SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))");
+    }
+  };
+  Pass pass;
+  auto planned = PlanPass(conn, &pass);
+  if (!planned.ok()) return planned.status();
+  if (!*planned) return 0;
+  SendPass(&pass);
+  return RecordPass(conn, &pass);
+}
+
+absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
+                                               Pass* pass) {
+  // At most max_requests_per_pass_ requests (more only when its first log
+  // entry alone fires more webhooks: that entry is taken whole). Log
+  // entries in seq order; it stops *before* the first entry whose requests
+  // would pass the cap, and `position` is the last entry it took whole.
+  auto tx = pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ");
+  if (!tx.ok()) return tx.status();
+  auto bounds = conn->Exec(
+      // No webhooks: low = position, nothing to do.
+      "SELECT coalesce((SELECT min(last_seq) FROM es_producer.webhook),"
+      "          (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)),"
+      " (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)");
+  if (!bounds.ok()) return bounds.status();
+  int64_t low = bounds->GetInt64(0, 0);
+  int64_t position = bounds->GetInt64(0, 1);
+  if (low >= position) return false;
 
   auto hooks_result = conn->Exec(
       "SELECT name, definition::text, last_seq FROM es_producer.webhook"
@@ -399,15 +617,15 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
     std::shared_ptr<const CachedHook> parsed;
     const WebhookConfig& config() const { return *parsed->config; }
     int64_t last_seq;
+    int index = -1;  // into pass->hook_queued once it fires
   };
   std::vector<Hook> hooks;
-  Value::Array names;
   Value::Array doctypes;
   std::map<std::string, int> hooks_per_doctype;
   std::map<std::string, std::shared_ptr<const CachedHook>> cache;
   for (int i = 0; i < hooks_result->rows(); ++i) {
     std::string name(hooks_result->Get(i, 0));
-    names.push_back(Value::String(name));
+    pass->names.push_back(Value::String(name));
     absl::string_view definition = hooks_result->Get(i, 1);
     std::shared_ptr<const CachedHook>& cached = cache[name];
     if (auto it = hook_cache_.find(name);
@@ -466,9 +684,10 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
     position = entries->GetInt64(entries->rows() - 1, 0);
   }
 
-  Value::Array requests;
+  std::vector<PassRequest>& requests = pass->requests;
+  std::vector<std::string> firing_names;  // per hook index
   const DocTypeRegistry& registry = config_->registry;
-  std::vector<const Hook*> firing;
+  std::vector<Hook*> firing;
   for (int i = 0; i < entries->rows(); ++i) {
     if (stopping_.load(std::memory_order_relaxed)) {
       return absl::CancelledError("webhook dispatcher stopping; pass rolled back");
@@ -490,7 +709,7 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
     // the requests it creates.
     firing.clear();
     std::optional<std::vector<std::string>> events;
-    for (const Hook& hook : hooks) {
+    for (Hook& hook : hooks) {
       if (hook.last_seq >= seq || hook.config().doctype != doctype) continue;
       if (!events) {
         int before = 0;
@@ -526,22 +745,11 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       position = entries->GetInt64(i - 1, 0);
       break;
     }
-    for (const Hook* hook : firing) {
+    for (Hook* hook : firing) {
       const WebhookConfig& config = hook->config();
       const CachedHook& parsed = *hook->parsed;
       const absl::StatusOr<Value>& d = document();
       if (!d.ok()) return d.status();  // database trouble: retry the pass
-      Value request = Value::EmptyObject();
-      request["webhook"] = Value::String(config.name);
-      request["seq"] = Value::Int(seq);
-      request["doctype"] = Value::String(doctype);
-      request["docname"] = Value::String(docname);
-      request["doc_event"] = Value::String(config.doc_event);
-      request["method"] = Value::String(config.request_method);
-      request["url"] = Value::String("");
-      request["body"] = Value::String("");
-      request["headers"] = Value::EmptyArray();
-      request["status"] = Value::String("Queued");
       std::string error;
       if (!parsed.condition_error.empty()) {
         error = absl::StrCat("webhook \"", config.name,
@@ -556,19 +764,31 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
           continue;
         }
       }
+      PassRequest request;
+      request.hook = hook->parsed;
+      if (hook->index < 0) {
+        hook->index = static_cast<int>(firing_names.size());
+        firing_names.push_back(config.name);
+      }
+      request.hook_index = hook->index;
+      request.seq = seq;
+      request.doctype = doctype;
+      request.docname = docname;
+      request.method = config.request_method;
+      request.request_id = RequestIdFor(config.name, seq);
       if (error.empty()) {
         auto built = parsed.prepared.ok()
                          ? BuildRequest(config, *parsed.prepared, *d)
                          : absl::StatusOr<BuiltRequest>(parsed.prepared.status());
         if (built.ok()) {
-          request["url"] = Value::String(built->url);
-          request["method"] = Value::String(built->method);
-          request["body"] = Value::String(built->body);
+          request.url = std::move(built->url);
+          request.method = std::move(built->method);
+          request.body = std::move(built->body);
           Value::Array headers;
           for (const auto& [k, v] : built->headers) {
             headers.push_back(Value::FromArray({Value::String(k), Value::String(v)}));
           }
-          request["headers"] = Value::FromArray(std::move(headers));
+          request.headers = Value::FromArray(std::move(headers));
         } else {
           error = std::string(built.status().message());
         }
@@ -576,8 +796,8 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       if (!error.empty()) {
         spdlog::warn("webhook {}: request for {} {} (seq {}) not sent: {}",
                      config.name, doctype, docname, seq, error);
-        request["status"] = Value::String("Failed");
-        request["error"] = Value::String(error);
+        request.status = "Failed";
+        request.error = std::move(error);
       }
       requests.push_back(std::move(request));
     }
@@ -586,31 +806,170 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
       break;
     }
   }
-  int queued = static_cast<int>(requests.size());
-  if (!requests.empty()) {
+  pass->position = position;
+  // The firing webhooks that already have Queued requests (one probe of
+  // webhook_request_doc each).
+  pass->hook_queued.assign(firing_names.size(), 0);
+  if (!firing_names.empty()) {
+    auto queued = conn->Exec(
+        "SELECT h.i::int FROM unnest($1::text[]) WITH ORDINALITY AS h(name, i)"
+        " WHERE EXISTS (SELECT 1 FROM es_producer.webhook_request r"
+        "   WHERE r.status = 'Queued' AND r.webhook = h.name)",
+        {pg::TextArray(firing_names)});
+    if (!queued.ok()) return queued.status();
+    for (int i = 0; i < queued->rows(); ++i) {
+      pass->hook_queued[queued->GetInt64(i, 0) - 1] = 1;
+    }
+  }
+  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  return true;
+}
+
+void WebhookDelivery::SendPass(Pass* pass) {
+  // Chains: the requests of one (webhook, document), in seq order; a chain
+  // is sent in order by one thread, and stops at a retryable failure (the
+  // rest stays Queued behind it). After one retryable failure of a webhook
+  // (or when it had Queued requests already) its other requests are not
+  // attempted here either: they are queued, and the workers' backoff paces
+  // a failing receiver.
+  std::vector<PassRequest>& requests = pass->requests;
+  std::vector<std::vector<size_t>> chains;
+  {
+    std::map<std::tuple<int, absl::string_view, absl::string_view>, size_t> chain_of;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const PassRequest& r = requests[i];
+      if (r.status != "Queued" || pass->hook_queued[r.hook_index]) continue;
+      auto [it, added] = chain_of.try_emplace(
+          std::make_tuple(r.hook_index, absl::string_view(r.doctype),
+                          absl::string_view(r.docname)),
+          chains.size());
+      if (added) chains.emplace_back();
+      chains[it->second].push_back(i);
+    }
+  }
+  if (chains.empty()) return;
+  std::unique_ptr<std::atomic<bool>[]> failing(
+      new std::atomic<bool>[pass->hook_queued.size()]);
+  for (size_t i = 0; i < pass->hook_queued.size(); ++i) failing[i] = false;
+  std::atomic<size_t> next_chain{0};
+  auto send_chains = [&](CURL* curl) {
+    for (size_t c; (c = next_chain.fetch_add(1)) < chains.size();) {
+      for (size_t i : chains[c]) {
+        PassRequest& r = requests[i];
+        if (stopping_.load(std::memory_order_relaxed) ||
+            failing[r.hook_index].load(std::memory_order_relaxed)) {
+          break;  // this and the rest of the chain: Queued, not attempted
+        }
+        r.outcome = Attempt(curl, *r.hook->config, r.request_id, r.url,
+                            r.method, r.body);
+        Settled settled = Settle(options_, *r.outcome, 1);
+        r.status = settled.status;
+        r.delay = settled.delay;
+        r.error = r.outcome->error;
+        if (r.outcome->kind == Outcome::kRetry) {
+          failing[r.hook_index] = true;
+          if (r.status == "Queued") break;  // the rest waits behind it
+        }
+      }
+    }
+  };
+  const size_t threads =
+      std::min(chains.size(), static_cast<size_t>(options_.workers));
+  InitCurlOnce();
+  while (pass_curls_.size() < threads) pass_curls_.push_back(curl_easy_init());
+  if (threads == 1) {
+    send_chains(static_cast<CURL*>(pass_curls_[0]));
+    return;
+  }
+  std::vector<std::thread> senders;
+  for (size_t t = 0; t < threads; ++t) {
+    senders.emplace_back([&, t] {
+      LowerThisThreadPriority(options_.nice);
+      send_chains(static_cast<CURL*>(pass_curls_[t]));
+    });
+  }
+  for (std::thread& t : senders) t.join();
+}
+
+absl::StatusOr<int> WebhookDelivery::RecordPass(pg::Connection* conn,
+                                                Pass* pass) {
+  Value::Array rows;
+  rows.reserve(pass->requests.size());
+  for (const PassRequest& r : pass->requests) {
+    Value row = Value::EmptyObject();
+    row["request_id"] = Value::String(r.request_id);
+    row["webhook"] = Value::String(r.hook->config->name);
+    row["seq"] = Value::Int(r.seq);
+    row["doctype"] = Value::String(r.doctype);
+    row["docname"] = Value::String(r.docname);
+    row["doc_event"] = Value::String(r.hook->config->doc_event);
+    row["url"] = Value::String(r.url);
+    row["method"] = Value::String(r.method);
+    row["headers"] = r.headers;
+    row["body"] = Value::String(r.body);
+    row["status"] = Value::String(r.status);
+    if (!r.error.empty()) row["error"] = Value::String(CleanText(r.error, 2000));
+    if (r.outcome) {
+      const Outcome& o = *r.outcome;
+      row["attempts"] = Value::Int(1);
+      if (o.code != 0) row["response_code"] = Value::Int(o.code);
+      row["response_body"] = Value::String(o.response_body);
+      row["duration_ms"] = Value::Int(o.duration_ms);
+      row["started"] = Value::String(TimestampText(o.started));
+      row["ended"] = Value::String(TimestampText(o.ended));
+      if (r.status == "Queued") {
+        row["next_attempt_at"] = Value::String(TimestampText(o.ended + r.delay));
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  auto tx = pg::Transaction::Begin(conn);
+  if (!tx.ok()) return tx.status();
+  if (!rows.empty()) {
     auto inserted = conn->Exec(
-        "INSERT INTO es_producer.webhook_request (webhook, seq, doctype,"
-        "  docname, doc_event, url, method, headers, body, status, error,"
-        "  finished_at)"
-        " SELECT webhook, seq, doctype, docname, doc_event, url, method,"
-        "  headers, body, status, error,"
-        "  CASE WHEN status = 'Queued' THEN NULL ELSE now() END"
-        " FROM jsonb_to_recordset($1::jsonb) AS x(webhook text, seq bigint,"
-        "  doctype text, docname text, doc_event text, url text, method text,"
-        "  headers jsonb, body text, status text, error text)"
+        "INSERT INTO es_producer.webhook_request (request_id, webhook, seq,"
+        "  doctype, docname, doc_event, url, method, headers, body, status,"
+        "  error, attempts, next_attempt_at, response_code, response_body,"
+        "  duration_ms, first_attempt_at, last_attempt_at, finished_at)"
+        " SELECT request_id, webhook, seq, doctype, docname, doc_event, url,"
+        "  method, headers, body, status, error, coalesce(attempts, 0),"
+        "  coalesce(next_attempt_at, now()), response_code, response_body,"
+        "  duration_ms, started, ended,"
+        "  CASE WHEN status = 'Queued' THEN NULL ELSE coalesce(ended, now()) END"
+        " FROM jsonb_to_recordset($1::jsonb) AS x(request_id text,"
+        "  webhook text, seq bigint, doctype text, docname text,"
+        "  doc_event text, url text, method text, headers jsonb, body text,"
+        "  status text, error text, attempts int, next_attempt_at timestamptz,"
+        "  response_code int, response_body text, duration_ms int,"
+        "  started timestamptz, ended timestamptz)"
         " ON CONFLICT (webhook, seq) DO NOTHING",
-        {Value::FromArray(std::move(requests)).ToJson()});
+        {Value::FromArray(std::move(rows)).ToJson()});
     if (!inserted.ok()) return inserted.status();
   }
-  // Every webhook read above (also disabled or unreadable ones, which
+  // Every webhook read by PlanPass (also disabled or unreadable ones, which
   // create nothing) has looked at every entry up to `position`.
   auto advanced = conn->Exec(
       "UPDATE es_producer.webhook SET last_seq = $1"
       " WHERE last_seq < $1 AND name IN (SELECT jsonb_array_elements_text($2::jsonb))",
-      {position, Value::FromArray(std::move(names)).ToJson()});
+      {pass->position, Value::FromArray(std::move(pass->names)).ToJson()});
   if (!advanced.ok()) return advanced.status();
   if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
-  return queued;
+  for (const PassRequest& r : pass->requests) {
+    if (!r.outcome || r.status == "Success") continue;
+    std::string error = CleanText(r.error, 300);
+    if (r.status == "Queued") {
+      spdlog::warn("webhook {}: request {} for {} {} (seq {}) attempt 1 failed: "
+                   "{}; retry in {}",
+                   r.hook->config->name, r.request_id, r.doctype, r.docname,
+                   r.seq, error, absl::FormatDuration(r.delay));
+    } else {
+      spdlog::error("webhook {}: request {} for {} {} (seq {}) {} after 1 "
+                    "attempt: {}",
+                    r.hook->config->name, r.request_id, r.doctype, r.docname,
+                    r.seq, r.status, error);
+    }
+  }
+  return static_cast<int>(pass->requests.size());
 }
 
 absl::Status WebhookDelivery::DeleteExpired(pg::Connection* conn) {
@@ -629,6 +988,7 @@ absl::Status WebhookDelivery::DeleteExpired(pg::Connection* conn) {
 }
 
 void WebhookDelivery::DispatchLoop() {
+  LowerThisThreadPriority(options_.nice);
   std::unique_ptr<pg::Connection> conn;
   bool failing = false;
   absl::Time next_cleanup = absl::Now();
@@ -684,6 +1044,7 @@ void WebhookDelivery::DispatchLoop() {
 }
 
 void WebhookDelivery::WorkerLoop(int index) {
+  LowerThisThreadPriority(options_.nice);
   CURL* curl = curl_easy_init();
   std::unique_ptr<pg::Connection> conn;
   bool failing = false;
@@ -760,124 +1121,24 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
   std::string docref = absl::StrCat(claimed->Get(0, 8), " ", claimed->Get(0, 9));
 
   Outcome outcome;
-  std::optional<WebhookConfig> hook;
   if (claimed->IsNull(0, 7)) {
     outcome.kind = Outcome::kFail;
     outcome.error = "webhook deleted";
   } else {
     auto json = ParseJsonText(claimed->Get(0, 7));
-    auto parsed = json.ok() ? WebhookFromJson(*json)
-                            : absl::StatusOr<WebhookConfig>(json.status());
-    if (parsed.ok()) {
-      hook = std::move(*parsed);
+    auto hook = json.ok() ? WebhookFromJson(*json)
+                          : absl::StatusOr<WebhookConfig>(json.status());
+    if (hook.ok()) {
+      outcome = Attempt(curl, *hook, request_id, url, method, body);
     } else {
       outcome.kind = Outcome::kFail;
       outcome.error = absl::StrCat("stored webhook definition unreadable: ",
-                                   parsed.status().message());
+                                   hook.status().message());
     }
   }
-
-  struct curl_slist* headers = nullptr;
-  if (hook) {
-    bool has_content_type = false;
-    for (const WebhookHeaderConfig& h : hook->headers) {
-      has_content_type =
-          has_content_type || absl::EqualsIgnoreCase(h.key, "content-type");
-    }
-    std::vector<std::string> lines;
-    if (!has_content_type) lines.push_back("Content-Type: application/json");
-    for (const WebhookHeaderConfig& h : hook->headers) {
-      std::string value = h.value;
-      if (h.is_secret()) {
-        auto secret = ResolveSecret(h.secret);
-        if (!secret.ok()) {
-          outcome.error = std::string(secret.status().message());
-          break;
-        }
-        value = std::move(*secret);
-      }
-      lines.push_back(absl::StrCat(h.key, ": ", value));
-    }
-    if (outcome.error.empty() && hook->enable_security) {
-      auto secret = ResolveSecret(hook->secret);
-      if (secret.ok()) {
-        lines.push_back(absl::StrCat("X-Frappe-Webhook-Signature: ",
-                                     WebhookSignature(*secret, body)));
-      } else {
-        outcome.error = std::string(secret.status().message());
-      }
-    }
-    lines.push_back(absl::StrCat("webhook-id: ", request_id));
-    lines.push_back(absl::StrCat("webhook-timestamp: ", absl::ToUnixSeconds(absl::Now())));
-    lines.push_back("User-Agent: eventstream-webhook/1");
-    lines.push_back("Expect:");  // no 100-continue round trip
-    for (const std::string& line : lines) {
-      headers = curl_slist_append(headers, line.c_str());
-    }
-  }
-
-  if (hook && outcome.error.empty()) {
-    curl_easy_reset(curl);  // keeps the connection cache
-    std::string response;
-    std::string retry_after;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                     static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(hook->timeout)));
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &WriteBody);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &ReadHeader);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after);
-    absl::Time start = absl::Now();
-    CURLcode rc = curl_easy_perform(curl);
-    outcome.duration_ms =
-        static_cast<int>(absl::ToInt64Milliseconds(absl::Now() - start));
-    outcome.response_body = CleanText(response, kResponseBodyLimit);
-    if (rc != CURLE_OK) {
-      outcome.kind = Outcome::kRetry;
-      outcome.error = curl_easy_strerror(rc);
-    } else {
-      long code = 0;
-      curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-      outcome.code = static_cast<int>(code);
-      if (code >= 200 && code < 300) {
-        outcome.kind = Outcome::kSuccess;
-      } else if (code == 429 || code >= 500) {
-        outcome.kind = Outcome::kRetry;
-        outcome.error = absl::StrCat("HTTP ", code);
-        if ((code == 429 || code == 503) && !retry_after.empty()) {
-          outcome.retry_after = ParseRetryAfter(retry_after, absl::Now());
-          absl::StrAppend(&outcome.error, " (Retry-After: ",
-                          CleanText(retry_after, 100),
-                          outcome.retry_after ? ")" : ", not understood)");
-        }
-      } else {
-        outcome.kind = Outcome::kFail;
-        outcome.error = absl::StrCat("HTTP ", code, " (not retried)");
-      }
-    }
-  }
-  curl_slist_free_all(headers);
-
-  std::string status = "Success";
-  double delay_s = 0;
-  if (outcome.kind == Outcome::kFail) {
-    status = "Failed";
-  } else if (outcome.kind == Outcome::kRetry) {
-    if (attempts >= options_.max_attempts) {
-      status = "Exhausted";
-    } else {
-      status = "Queued";
-      delay_s = absl::ToDoubleSeconds(WebhookRetryDelay(
-          options_, attempts, outcome.retry_after, RandomUnit()));
-    }
-  }
+  Settled settled = Settle(options_, outcome, attempts);
+  const std::string status = settled.status;
+  const double delay_s = absl::ToDoubleSeconds(settled.delay);
   auto updated = conn->Exec(
       "UPDATE es_producer.webhook_request SET attempts = attempts + 1,"
       " status = $2,"
@@ -900,7 +1161,7 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
   if (status == "Queued") {
     spdlog::warn("webhook {}: request {} for {} attempt {} failed: {}; retry in {}",
                  webhook, id, docref, attempts, CleanText(outcome.error, 300),
-                 absl::FormatDuration(absl::Seconds(delay_s)));
+                 absl::FormatDuration(settled.delay));
   } else if (status != "Success") {
     spdlog::error("webhook {}: request {} for {} {} after {} attempt(s): {}",
                   webhook, id, docref, status, attempts,

@@ -27,31 +27,45 @@
 // log has no Create of it (it predates capture), {"doctype", "name"} only.
 //
 // Dispatcher (one thread; with several replicas only the holder of a
-// transaction-level advisory lock works): one REPEATABLE READ transaction
-// per pass reads the webhooks, the log entries past the lowest cursor in
-// seq order, inserts the requests (rendered URL and body, headers with
-// secrets masked; a request that cannot be built is inserted as Failed
-// with the reason) and advances the cursors, then commits. A pass creates
-// at most max_requests_per_pass (1000) requests: it stops before the first
-// entry whose requests would pass that, and the cursors move only to the
-// last entry whose requests it all created; the next pass continues right
-// after. An entry that alone fires more webhooks than the cap is taken
-// whole (in a pass of its own; there is no cursor within an entry). A
-// crash, kill or Stop() before COMMIT changes nothing and the next pass
-// does the same work; after COMMIT the requests and the cursors moved
-// together: each (webhook, entry) is queued exactly once ((webhook, seq)
-// is also unique). Stop() abandons a pass in progress (rolled back) at the
-// next log entry. Parsed definitions, conditions and templates are cached
-// per webhook until its stored definition changes.
+// session advisory lock works). A pass:
+//   (A) plan: one REPEATABLE READ transaction reads the webhooks and the log
+//       entries past the lowest cursor in seq order and builds their
+//       requests (rendered URL and body; a request that cannot be built is
+//       Failed with the reason), then ends. At most max_requests_per_pass
+//       (1000) requests: it stops before the first entry whose requests
+//       would pass that (an entry that alone fires more is taken whole, in
+//       a pass of its own; there is no cursor within an entry).
+//   (B) send: the first attempt of each request, holding no transaction,
+//       on up to `workers` threads, one (webhook, document) chain per
+//       thread at a time in seq order. A chain stops at a retryable
+//       failure; after one, that webhook's other requests of the pass are
+//       not attempted (queued for the workers' backoff); nor are those of a
+//       webhook that already had Queued requests (they queue behind them).
+//   (C) record: one transaction inserts every request of the pass with its
+//       outcome (Success, Failed, Exhausted, Queued with its persisted
+//       backoff, or Queued unattempted) and moves the cursors to the last
+//       entry the pass took whole.
+// So a healthy receiver costs one row in a batched insert per request and
+// one commit per pass. Dying before (C) commits leaves no row and no cursor
+// moved: the next pass builds the same requests (the same webhook-id; the
+// body rendered from the document as it is then) and sends them again, i.e.
+// at least once. After (C) each (webhook, entry) has its row exactly once
+// (UNIQUE (webhook, seq) backs that up). Stop() during (A) abandons the
+// pass; during (B) the sends in flight finish and the rest is recorded as
+// Queued, so a clean shutdown sends nothing twice. Parsed definitions,
+// conditions and templates are cached per webhook until its stored
+// definition changes.
 //
 // Workers (`webhook_delivery.workers` threads, each with its own database
 // connection and its own libcurl handle, which keeps connections alive
-// between requests): each claims one due Queued request with FOR UPDATE
-// SKIP LOCKED whose webhook has no earlier Queued request for the same
-// document (per-webhook, per-document order), sends it holding that
-// transaction, records the outcome and commits. A crash while sending rolls
-// the claim back: the request is sent again after the restart (at least
-// once; `webhook-id` lets receivers drop the duplicate). Outcomes:
+// between requests) send the Queued rows: each claims one due Queued
+// request with FOR UPDATE SKIP LOCKED whose webhook has no earlier Queued
+// request for the same document (per-webhook, per-document order), sends it
+// holding that transaction, records the outcome and commits. A crash while
+// sending rolls the claim back: the request is sent again after the restart
+// (at least once; `webhook-id` lets receivers drop the duplicate).
+//
+// Outcomes of an attempt (both paths):
 //   2xx                       Success
 //   network error / timeout,  retried after WebhookRetryDelay: initial_backoff
 //   429, 5xx                  * 2^(n-1) capped at max_backoff, with +-20%
@@ -67,11 +81,13 @@
 // Headers sent: Content-Type: application/json (unless the webhook sets
 // one), the webhook's headers (secret values resolved now), and with
 // enable_security X-Frappe-Webhook-Signature = base64(HMAC-SHA256(secret,
-// exact body bytes)); always webhook-id (stable across retries) and
+// exact body bytes)); always webhook-id ("msg_" + a hash of webhook and
+// log entry: the same on retries and on a re-send after a crash) and
 // webhook-timestamp (Unix seconds of this attempt).
 //
 // None of this runs on the assembler's or the RPCs' threads or
-// connections, so capture and pulls never wait for a receiver.
+// connections, so capture and pulls never wait for a receiver; the delivery
+// threads also run at a lower CPU priority (`webhook_delivery.nice`).
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_
 
@@ -182,12 +198,20 @@ class WebhookDelivery {
     max_requests_per_pass_ = n < 1 ? 1 : n;
   }
 
-  // One dispatcher pass on `conn`; returns the requests queued. CANCELLED
-  // (nothing changed) when Stop() was called during it. Exposed for tests;
-  // not concurrently with Start()ed threads.
+  // One dispatcher pass on `conn` (file comment): builds the requests of
+  // the next log entries, makes their first attempts, records them; returns
+  // how many it recorded. CANCELLED (nothing changed) when Stop() was called
+  // while it was being planned. Exposed for tests; not concurrently with
+  // Start()ed threads.
   absl::StatusOr<int> DispatchOnce(pg::Connection* conn);
 
  private:
+  struct PassRequest;
+  struct Pass;
+  // DispatchOnce's three steps. PlanPass: false when there is nothing to do.
+  absl::StatusOr<bool> PlanPass(pg::Connection* conn, Pass* pass);
+  void SendPass(Pass* pass);
+  absl::StatusOr<int> RecordPass(pg::Connection* conn, Pass* pass);
   void DispatchLoop();
   void WorkerLoop(int index);
   // Claims and sends one request; false when none was due.
@@ -204,7 +228,10 @@ class WebhookDelivery {
   // unchanged (dispatcher only).
   struct CachedHook;
   std::map<std::string, std::shared_ptr<const CachedHook>> hook_cache_;
-  std::mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_)
+  std::mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_, pass_curls_)
+  // libcurl handles of the pass's senders (CURL*), kept between passes so
+  // their connections to the receivers stay open.
+  std::vector<void*> pass_curls_;
   std::mutex mu_;
   std::condition_variable cv_;
   // Set with stop_; read without mu_ by a dispatcher pass in progress.
