@@ -548,9 +548,12 @@ class Parser {
     MapReader m(errors_, "producer.webhook_delivery");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"workers", "max_attempts", "initial_backoff",
-                      "max_backoff", "poll_interval", "retention", "nice"}));
+                      "max_backoff", "poll_interval", "retention", "nice",
+                      "busy_cpu_percent"}));
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "nice", 0, 19, &d->nice));
+    ES_CONFIG_RETURN_IF_ERROR(
+        Int(m, "busy_cpu_percent", 0, 6400, &d->busy_cpu_percent));
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_attempts", 1, 100, &d->max_attempts));
     ES_CONFIG_RETURN_IF_ERROR(m.Duration("initial_backoff", &d->initial_backoff));
     ES_CONFIG_RETURN_IF_ERROR(m.Duration("max_backoff", &d->max_backoff));

@@ -91,6 +91,12 @@
 //       nice: 10                       # CPU priority of the delivery threads
 //                                      #   (0-19, as nice(1)): below capture
 //                                      #   and pulls, which stay at 0
+//       busy_cpu_percent: 5            # while the site is writing, the first
+//                                      #   sends use at most this % of one
+//                                      #   core (their threads' CPU and their
+//                                      #   statements' time); they catch up
+//                                      #   at full speed when it stops.
+//                                      #   0 = no limit
 //
 //   consumer:                          # present = this site runs a consumer
 //     listen: "0.0.0.0:50052"
@@ -258,6 +264,9 @@ struct WebhookDeliveryConfig {
   // Added to the delivery threads' nice value (setpriority on each thread;
   // lowering one's own priority needs no privilege).
   int nice = 10;
+  // While the update log grows, a dispatcher pass is followed by a pause
+  // that holds its cost to this percent of one core (0 = none).
+  int busy_cpu_percent = 5;
 };
 
 struct ProducerConfig {

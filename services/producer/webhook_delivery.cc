@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -128,6 +129,13 @@ void LowerThisThreadPriority(int nice) {
 void InitCurlOnce() {
   static std::once_flag curl_init;
   std::call_once(curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// CPU time the calling thread has used.
+absl::Duration ThisThreadCpu() {
+  struct timespec ts = {};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
 }
 
 double RandomUnit() {
@@ -312,44 +320,72 @@ std::vector<std::string> DocEventsFor(absl::string_view update_type,
   return {};
 }
 
-absl::StatusOr<Value> DocumentFor(pg::Connection* conn,
-                                  const DocTypeRegistry& registry,
-                                  const std::string& doctype,
-                                  const std::string& docname, int64_t seq,
-                                  absl::string_view update_type) {
-  if (update_type != "Delete") {
-    const DocTypeDef* def = registry.Find(doctype);
-    if (def != nullptr) {
-      auto doc = ReadDocument(conn, registry, *def, docname);
-      if (!doc.ok()) return doc.status();
-      if (doc->has_value()) return std::move(**doc);
+namespace {
+// Applies one log entry to `doc` (nullopt: not known).
+void ReplayEntry(absl::string_view update_type, const Value& data,
+                 std::optional<Value>* doc) {
+  if (update_type == "Create") {
+    if (data.is_object()) {
+      *doc = data;
+    } else {
+      doc->reset();
     }
+  } else if (update_type == "Update" || update_type == "Cancel") {
+    if (!doc->has_value()) return;
+    auto diff = DocDiff::FromJson(data);
+    auto patched = diff.ok() ? Patch(**doc, *diff) : absl::StatusOr<Value>(diff.status());
+    if (patched.ok()) {
+      *doc = std::move(*patched);
+    } else {
+      doc->reset();  // cannot follow it: unknown from here
+    }
+  } else {
+    // Delete: gone. Rename: the entry is filed under the new name; the
+    // version under the old one is not followed (unknown here).
+    doc->reset();
   }
-  // Gone: rebuild the last known version from the log.
-  auto r = conn->Exec(
-      "SELECT update_type, data::text FROM es_producer.update_log"
-      " WHERE doctype = $1 AND docname = $2 AND seq <= $3"
-      "  AND seq >= coalesce((SELECT max(seq) FROM es_producer.update_log"
-      "    WHERE doctype = $1 AND docname = $2 AND seq <= $3"
-      "      AND update_type = 'Create'), $3 + 1)"
-      " ORDER BY seq",
-      {doctype, docname, seq});
+}
+}  // namespace
+
+absl::StatusOr<std::optional<Value>> DocumentVersions::Before(
+    pg::Connection* conn, const std::string& doctype,
+    const std::string& docname, int64_t seq) {
+  std::string key = absl::StrCat(doctype, absl::string_view("\0", 1), docname);
+  std::optional<Value> doc;
+  absl::StatusOr<pg::Result> r = absl::UnknownError("");
+  auto it = cache_.find(key);
+  if (it != cache_.end() && it->second.seq < seq) {
+    doc = it->second.doc;
+    r = conn->Exec(
+        "SELECT update_type, data::text FROM es_producer.update_log"
+        " WHERE doctype = $1 AND docname = $2 AND seq > $3 AND seq < $4"
+        " ORDER BY seq",
+        {doctype, docname, it->second.seq, seq});
+  } else {
+    // From its latest Create before `seq` (none: unknown to the log).
+    r = conn->Exec(
+        "SELECT update_type, data::text FROM es_producer.update_log"
+        " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+        "  AND seq >= coalesce((SELECT max(seq) FROM es_producer.update_log"
+        "    WHERE doctype = $1 AND docname = $2 AND seq < $3"
+        "      AND update_type = 'Create'), $3)"
+        " ORDER BY seq",
+        {doctype, docname, seq});
+  }
   if (!r.ok()) return r.status();
-  if (r->rows() == 0) return Stub(doctype, docname);
-  auto doc = ParseJsonText(r->Get(0, 1));
-  if (!doc.ok() || !doc->is_object()) return Stub(doctype, docname);
-  Value current = std::move(*doc);
-  for (int i = 1; i < r->rows(); ++i) {
-    absl::string_view type = r->Get(i, 0);
-    if (type != "Update" && type != "Cancel") continue;
+  for (int i = 0; i < r->rows(); ++i) {
     auto data = ParseJsonText(r->Get(i, 1));
-    if (!data.ok()) continue;
-    auto diff = DocDiff::FromJson(*data);
-    if (!diff.ok()) continue;
-    auto patched = Patch(current, *diff);
-    if (patched.ok()) current = std::move(*patched);
+    ReplayEntry(r->Get(i, 0), data.ok() ? *data : Value(), &doc);
   }
-  return current;
+  return doc;
+}
+
+void DocumentVersions::Remember(const std::string& doctype,
+                                const std::string& docname, int64_t seq,
+                                const std::optional<Value>& doc) {
+  if (cache_.size() >= kMaxDocuments) cache_.clear();
+  cache_[absl::StrCat(doctype, absl::string_view("\0", 1), docname)] =
+      Version{seq, doc};
 }
 
 absl::StatusOr<PreparedWebhook> PrepareWebhook(const WebhookConfig& hook) {
@@ -520,6 +556,12 @@ bool WebhookDelivery::Sleep(absl::Duration d, bool worker) {
   return !stop_;
 }
 
+bool WebhookDelivery::SleepUnlessStopped(absl::Duration d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return stop_; });
+  return !stop_;
+}
+
 struct WebhookDelivery::CachedHook {
   std::string definition;  // the stored JSON text this was parsed from
   absl::StatusOr<WebhookConfig> config;
@@ -545,6 +587,7 @@ struct WebhookDelivery::PassRequest {
 };
 
 struct WebhookDelivery::Pass {
+  int64_t log_end = 0;   // the update log's last seq when planned
   int64_t position = 0;  // the cursors of `names` move here
   Value::Array names;
   std::vector<PassRequest> requests;  // in seq order
@@ -582,12 +625,27 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
           "SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))");
     }
   };
+  // The pass's cost, for the busy_cpu_percent pause (DispatchLoop): the
+  // wall time of planning and recording (our CPU and the server's work,
+  // and round trips: an overestimate) plus the senders' CPU time.
+  absl::Time start = absl::Now();
   Pass pass;
   auto planned = PlanPass(conn, &pass);
   if (!planned.ok()) return planned.status();
-  if (!*planned) return 0;
-  SendPass(&pass);
-  return RecordPass(conn, &pass);
+  last_pass_.log_grew = last_pass_.log_end >= 0 && pass.log_end > last_pass_.log_end;
+  last_pass_.log_end = pass.log_end;
+  if (!*planned) {
+    last_pass_.cost = last_pass_.wall = absl::ZeroDuration();
+    return 0;
+  }
+  absl::Time sending = absl::Now();
+  absl::Duration send_cpu = SendPass(&pass);
+  absl::Time recording = absl::Now();
+  auto recorded = RecordPass(conn, &pass);
+  absl::Time end = absl::Now();
+  last_pass_.wall = end - start;
+  last_pass_.cost = (sending - start) + send_cpu + (end - recording);
+  return recorded;
 }
 
 absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
@@ -606,6 +664,7 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
   if (!bounds.ok()) return bounds.status();
   int64_t low = bounds->GetInt64(0, 0);
   int64_t position = bounds->GetInt64(0, 1);
+  pass->log_end = position;
   if (low >= position) return false;
 
   auto hooks_result = conn->Exec(
@@ -698,12 +757,59 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
     std::string update_type(entries->Get(i, 3));
     auto data = ParseJsonText(entries->Get(i, 4));
     Value entry_data = data.ok() ? std::move(*data) : Value();
-    std::optional<absl::StatusOr<Value>> doc;
-    auto document = [&]() -> const absl::StatusOr<Value>& {
-      if (!doc) {
-        doc = DocumentFor(conn, registry, doctype, docname, seq, update_type);
+    // The document as of this entry and its docstatus before it, worked
+    // out when a webhook of its DocType is looked at (file comment of
+    // webhook_delivery.h).
+    std::optional<Value> document;
+    int docstatus_before = 0;
+    bool resolved = false;
+    auto resolve = [&]() -> absl::Status {
+      if (resolved) return absl::OkStatus();
+      resolved = true;
+      auto prior = versions_.Before(conn, doctype, docname, seq);
+      if (!prior.ok()) return prior.status();
+      std::optional<Value> now = *prior;
+      ReplayEntry(update_type, entry_data, &now);
+      versions_.Remember(doctype, docname, seq, now);
+      if (prior->has_value()) {
+        docstatus_before = DocstatusOf((*prior)->Find("docstatus"));
       }
-      return *doc;
+      if (now) {
+        document = std::move(now);
+        return absl::OkStatus();
+      }
+      if (update_type == "Delete") {
+        document = prior->has_value() ? std::move(**prior) : Stub(doctype, docname);
+        return absl::OkStatus();
+      }
+      // Not followed by the log (it predates capture, or was renamed): the
+      // current document, and the docstatus the log last gave it.
+      const DocTypeDef* def = registry.Find(doctype);
+      std::optional<Value> current;
+      if (def != nullptr) {
+        auto read = ReadDocument(conn, registry, *def, docname);
+        if (!read.ok()) return read.status();
+        current = std::move(*read);
+      }
+      if (!prior->has_value()) {
+        auto last = conn->Exec(
+            "SELECT CASE WHEN update_type = 'Create' THEN data->>'docstatus'"
+            "  ELSE data->'changed'->>'docstatus' END"
+            " FROM es_producer.update_log"
+            " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+            "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
+            "       AND data->'changed' ? 'docstatus'))"
+            " ORDER BY seq DESC LIMIT 1",
+            {doctype, docname, seq});
+        if (!last.ok()) return last.status();
+        if (last->rows() > 0) {
+          (void)absl::SimpleAtoi(last->Get(0, 0), &docstatus_before);
+        } else if (current) {
+          docstatus_before = DocstatusOf(current->Find("docstatus"));
+        }
+      }
+      document = current ? std::move(*current) : Stub(doctype, docname);
+      return absl::OkStatus();
     };
     // The webhooks this entry fires (before conditions): an upper bound on
     // the requests it creates.
@@ -712,27 +818,8 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
     for (Hook& hook : hooks) {
       if (hook.last_seq >= seq || hook.config().doctype != doctype) continue;
       if (!events) {
-        int before = 0;
-        const Value* changed = entry_data.Find("changed");
-        if (update_type == "Update" &&
-            (changed == nullptr || changed->Find("docstatus") == nullptr)) {
-          auto prior = conn->Exec(
-              "SELECT CASE WHEN update_type = 'Create' THEN data->>'docstatus'"
-              "  ELSE data->'changed'->>'docstatus' END"
-              " FROM es_producer.update_log"
-              " WHERE doctype = $1 AND docname = $2 AND seq < $3"
-              "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
-              "       AND data->'changed' ? 'docstatus'))"
-              " ORDER BY seq DESC LIMIT 1",
-              {doctype, docname, seq});
-          if (!prior.ok()) return prior.status();
-          if (prior->rows() > 0) {
-            (void)absl::SimpleAtoi(prior->Get(0, 0), &before);
-          } else if (document().ok()) {
-            before = DocstatusOf(document()->Find("docstatus"));
-          }
-        }
-        events = DocEventsFor(update_type, entry_data, before);
+        if (absl::Status st = resolve(); !st.ok()) return st;
+        events = DocEventsFor(update_type, entry_data, docstatus_before);
       }
       if (std::find(events->begin(), events->end(), hook.config().doc_event) !=
           events->end()) {
@@ -748,14 +835,13 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
     for (Hook* hook : firing) {
       const WebhookConfig& config = hook->config();
       const CachedHook& parsed = *hook->parsed;
-      const absl::StatusOr<Value>& d = document();
-      if (!d.ok()) return d.status();  // database trouble: retry the pass
+      const Value& d = *document;
       std::string error;
       if (!parsed.condition_error.empty()) {
         error = absl::StrCat("webhook \"", config.name,
                              "\": condition: ", parsed.condition_error);
       } else if (parsed.condition) {
-        auto met = parsed.condition->Evaluate(*d);
+        auto met = parsed.condition->Evaluate(d);
         if (!met.ok()) {
           error = absl::StrCat("webhook \"", config.name,
                                "\": condition failed for ", doctype, " \"",
@@ -778,7 +864,7 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
       request.request_id = RequestIdFor(config.name, seq);
       if (error.empty()) {
         auto built = parsed.prepared.ok()
-                         ? BuildRequest(config, *parsed.prepared, *d)
+                         ? BuildRequest(config, *parsed.prepared, d)
                          : absl::StatusOr<BuiltRequest>(parsed.prepared.status());
         if (built.ok()) {
           request.url = std::move(built->url);
@@ -825,7 +911,7 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
   return true;
 }
 
-void WebhookDelivery::SendPass(Pass* pass) {
+absl::Duration WebhookDelivery::SendPass(Pass* pass) {
   // Chains: the requests of one (webhook, document), in seq order; a chain
   // is sent in order by one thread, and stops at a retryable failure (the
   // rest stays Queued behind it). After one retryable failure of a webhook
@@ -847,7 +933,7 @@ void WebhookDelivery::SendPass(Pass* pass) {
       chains[it->second].push_back(i);
     }
   }
-  if (chains.empty()) return;
+  if (chains.empty()) return absl::ZeroDuration();
   std::unique_ptr<std::atomic<bool>[]> failing(
       new std::atomic<bool>[pass->hook_queued.size()]);
   for (size_t i = 0; i < pass->hook_queued.size(); ++i) failing[i] = false;
@@ -878,17 +964,25 @@ void WebhookDelivery::SendPass(Pass* pass) {
   InitCurlOnce();
   while (pass_curls_.size() < threads) pass_curls_.push_back(curl_easy_init());
   if (threads == 1) {
+    absl::Duration before = ThisThreadCpu();
     send_chains(static_cast<CURL*>(pass_curls_[0]));
-    return;
+    return ThisThreadCpu() - before;
   }
   std::vector<std::thread> senders;
+  std::vector<absl::Duration> cpu(threads);
   for (size_t t = 0; t < threads; ++t) {
     senders.emplace_back([&, t] {
       LowerThisThreadPriority(options_.nice);
       send_chains(static_cast<CURL*>(pass_curls_[t]));
+      cpu[t] = ThisThreadCpu();
     });
   }
-  for (std::thread& t : senders) t.join();
+  absl::Duration total;
+  for (size_t t = 0; t < threads; ++t) {
+    senders[t].join();
+    total += cpu[t];
+  }
+  return total;
 }
 
 absl::StatusOr<int> WebhookDelivery::RecordPass(pg::Connection* conn,
@@ -992,6 +1086,9 @@ void WebhookDelivery::DispatchLoop() {
   std::unique_ptr<pg::Connection> conn;
   bool failing = false;
   absl::Time next_cleanup = absl::Now();
+  absl::Duration paused;  // by busy_cpu_percent since the last report
+  int paused_passes = 0;
+  absl::Time next_pause_report = absl::Now();
   while (true) {
     absl::Status status;
     int queued = 0;
@@ -1037,6 +1134,31 @@ void WebhookDelivery::DispatchLoop() {
       }
       cv_.notify_all();
       if (stopping_) return;
+      // While the site writes, hold the passes' cost to busy_cpu_percent of
+      // one core: a pass that cost c is followed by a pause that makes its
+      // period c * 100 / busy_cpu_percent (at most a minute). Notifies of
+      // new entries do not cut the pause short; Stop() does.
+      if (options_.busy_cpu_percent > 0 && last_pass_.log_grew) {
+        absl::Duration pause = std::min(
+            last_pass_.cost * 100 / options_.busy_cpu_percent - last_pass_.wall,
+            absl::Minutes(1));
+        if (pause > absl::ZeroDuration()) {
+          paused += pause;
+          ++paused_passes;
+          if (absl::Now() >= next_pause_report) {
+            spdlog::info(
+                "webhook dispatcher: the site is writing; first sends held to "
+                "{}% of a core (busy_cpu_percent): {} passes paused {} in all "
+                "since the last report",
+                options_.busy_cpu_percent, paused_passes,
+                absl::FormatDuration(absl::Trunc(paused, absl::Milliseconds(1))));
+            paused = absl::ZeroDuration();
+            paused_passes = 0;
+            next_pause_report = absl::Now() + absl::Minutes(1);
+          }
+          if (!SleepUnlessStopped(pause)) return;
+        }
+      }
       continue;  // there may be more
     }
     if (!Sleep(options_.poll_interval, false)) return;

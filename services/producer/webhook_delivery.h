@@ -19,12 +19,13 @@
 // the document's latest earlier Create/Update/Cancel that carries one; when
 // the log has none, the current document's docstatus.
 //
-// The document templates and conditions see (DocumentFor): the current
-// document (ReadDocument) when the dispatcher handles the entry, usually
-// milliseconds after the change. For Delete, and for a document deleted
-// since, the last known version rebuilt from the log (its latest Create
-// patched with the later Update/Cancel diffs, up to the entry); when the
-// log has no Create of it (it predates capture), {"doctype", "name"} only.
+// The document templates and conditions see: the document as of the entry
+// (DocumentVersions: its latest Create patched with the later Update/Cancel
+// diffs up to and including the entry), as Frappe renders the document of
+// the event; for Delete, the version before it. So a request built again
+// (after a crash) has the same body. When the log does not follow the
+// document (it predates capture, or was renamed), the current document
+// (ReadDocument), or {"doctype", "name"} when it is gone.
 //
 // Dispatcher (one thread; with several replicas only the holder of a
 // session advisory lock works). A pass:
@@ -100,6 +101,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -117,12 +119,32 @@ namespace eventstream {
 std::vector<std::string> DocEventsFor(absl::string_view update_type,
                                       const Value& data, int docstatus_before);
 
-// The document the entry's webhooks render (file comment).
-absl::StatusOr<Value> DocumentFor(pg::Connection* conn,
-                                  const DocTypeRegistry& registry,
-                                  const std::string& doctype,
-                                  const std::string& docname, int64_t seq,
-                                  absl::string_view update_type);
+// Versions of documents as of log entries, replayed from the update log
+// (a document's latest Create, then its Update/Cancel diffs), remembered
+// per document so that consecutive entries of one document read only the
+// entries in between. Entries are immutable and seq order is commit order,
+// so a remembered version stays exact. Dispatcher only (not thread-safe).
+class DocumentVersions {
+ public:
+  // The document just before entry `seq`; nullopt when the log does not
+  // follow it there (no Create of it: it predates capture; renamed;
+  // deleted).
+  absl::StatusOr<std::optional<Value>> Before(pg::Connection* conn,
+                                              const std::string& doctype,
+                                              const std::string& docname,
+                                              int64_t seq);
+  // `doc` is the document as of entry `seq`.
+  void Remember(const std::string& doctype, const std::string& docname,
+                int64_t seq, const std::optional<Value>& doc);
+
+ private:
+  static constexpr size_t kMaxDocuments = 4096;  // then forgotten at once
+  struct Version {
+    int64_t seq = 0;
+    std::optional<Value> doc;
+  };
+  std::unordered_map<std::string, Version> cache_;
+};
 
 // A request as built from a webhook and a document.
 struct BuiltRequest {
@@ -210,7 +232,8 @@ class WebhookDelivery {
   struct Pass;
   // DispatchOnce's three steps. PlanPass: false when there is nothing to do.
   absl::StatusOr<bool> PlanPass(pg::Connection* conn, Pass* pass);
-  void SendPass(Pass* pass);
+  // Returns the senders' CPU time.
+  absl::Duration SendPass(Pass* pass);
   absl::StatusOr<int> RecordPass(pg::Connection* conn, Pass* pass);
   void DispatchLoop();
   void WorkerLoop(int index);
@@ -218,6 +241,8 @@ class WebhookDelivery {
   absl::StatusOr<bool> SendOne(pg::Connection* conn, void* curl);
   // Waits up to `d` or until woken/stopped; false when stopping.
   bool Sleep(absl::Duration d, bool worker);
+  // Waits `d` unless stopped; false when stopping.
+  bool SleepUnlessStopped(absl::Duration d);
   absl::Status DeleteExpired(pg::Connection* conn);
 
   const Config* config_;
@@ -228,6 +253,14 @@ class WebhookDelivery {
   // unchanged (dispatcher only).
   struct CachedHook;
   std::map<std::string, std::shared_ptr<const CachedHook>> hook_cache_;
+  DocumentVersions versions_;  // dispatcher only
+  // The last pass (dispatcher only), for the busy_cpu_percent pause.
+  struct LastPass {
+    int64_t log_end = -1;   // the log's last seq when it was planned
+    bool log_grew = false;  // ... past the previous pass's
+    absl::Duration cost;    // DispatchOnce's cost measure
+    absl::Duration wall;
+  } last_pass_;
   std::mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_, pass_curls_)
   // libcurl handles of the pass's senders (CURL*), kept between passes so
   // their connections to the receivers stay open.

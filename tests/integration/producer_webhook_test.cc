@@ -880,7 +880,7 @@ TEST_F(WebhookTest, BackoffScheduleIsJittered) {
 // kill -9 while the first attempt of a request is in flight (the receiver
 // hangs): the pass that built it never committed, so there is no row and
 // the cursor did not move; after the restart the request is built again
-// (the same webhook-id, rendered from the document as it is then) and sent.
+// (the same webhook-id and body: the document as of its log entry) and sent.
 TEST_F(WebhookTest, KilledMidDeliveryIsDeliveredAfterRestart) {
   Receiver rx;
   ASSERT_NO_FATAL_FAILURE(Start("{workers: 2, initial_backoff: 200ms, max_backoff: 1s, poll_interval: 100ms}",
@@ -905,10 +905,43 @@ TEST_F(WebhookTest, KilledMidDeliveryIsDeliveredAfterRestart) {
   EXPECT_EQ(got[0].body, R"({"name":"K1","title":"killed"})");
   EXPECT_EQ(got[1].status, 200);
   EXPECT_EQ(got[1].headers["webhook-id"], got[0].headers["webhook-id"]);
-  EXPECT_EQ(got[1].body, R"({"name":"K1","title":"while down"})");
+  EXPECT_EQ(got[1].body, got[0].body);
   EXPECT_EQ(got[2].body, R"({"name":"K1","title":"while down"})");
   EXPECT_NE(got[2].headers["webhook-id"], got[0].headers["webhook-id"]);
   EXPECT_EQ(Count("status = 'Success' AND attempts = 1"), 2);
+}
+
+// Each request carries the document as of its own log entry, even when the
+// dispatcher gets to the entries after later changes (held off here by its
+// advisory lock, taken on the test's connection): the Create, then each
+// edit in turn. A document written before capture was installed is not
+// followed by the log: its edit renders the current document.
+TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
+  Receiver rx;
+  ASSERT_TRUE(conn_->ExecScript(
+      R"(INSERT INTO "tabNote" (name, title) VALUES ('OLD', 'before capture'))").ok());
+  ASSERT_NO_FATAL_FAILURE(Start(kFastDelivery, Hook("u", "on_update", rx.port())));
+  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('V', 'v1'))");
+  Write(R"(UPDATE "tabNote" SET title = 'v2' WHERE name = 'V')");
+  Write(R"(UPDATE "tabNote" SET title = 'v3', docstatus = 1 WHERE name = 'V')");
+  Write(R"(UPDATE "tabNote" SET title = 'v4' WHERE name = 'V')");  // after submit
+  Write(R"(UPDATE "tabNote" SET title = 'v5' WHERE name = 'V')");
+  Write(R"(UPDATE "tabNote" SET title = 'old 2' WHERE name = 'OLD')");
+  Write(R"(UPDATE "tabNote" SET title = 'old 3' WHERE name = 'OLD')");
+  EXPECT_EQ(Count("true"), 0) << "the producer's dispatcher ran";
+  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+  // on_update: the Create and v2; v3 is a submit, v4 and v5 are
+  // on_update_after_submit (the docstatus before them comes from the log).
+  WaitSettled(4);
+  auto v = rx.requests("/u/V");
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].body, R"({"name":"V","title":"v1"})");
+  EXPECT_EQ(v[1].body, R"({"name":"V","title":"v2"})");
+  auto old = rx.requests("/u/OLD");
+  ASSERT_EQ(old.size(), 2u);
+  EXPECT_EQ(old[0].body, R"({"name":"OLD","title":"old 3"})");
+  EXPECT_EQ(old[1].body, R"({"name":"OLD","title":"old 3"})");
 }
 
 // The dispatcher, in this process on the test's connection, with the cap set
