@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -169,6 +170,51 @@ absl::Status Connection::ExecScript(absl::string_view sql) {
   return result.status();
 }
 
+absl::StatusOr<int64_t> Connection::CopyIn(absl::string_view copy_sql,
+                                           absl::string_view data) {
+  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  std::string text(copy_sql);
+  PGresult* started = PQexec(conn_, text.c_str());
+  if (PQresultStatus(started) != PGRES_COPY_IN) {
+    auto r = Check(conn_, started);
+    return r.ok() ? absl::InternalError(absl::StrCat(
+                        "not a COPY FROM STDIN statement: ", copy_sql))
+                  : r.status();
+  }
+  PQclear(started);
+  // Blocking mode: PQputCopyData sends (in chunks) or fails.
+  constexpr size_t kChunk = 1 << 20;
+  const char* error = nullptr;
+  for (size_t at = 0; at < data.size() && error == nullptr; at += kChunk) {
+    size_t n = std::min(kChunk, data.size() - at);
+    if (PQputCopyData(conn_, data.data() + at, static_cast<int>(n)) != 1) {
+      error = "sending COPY data failed";
+    }
+  }
+  if (PQputCopyEnd(conn_, error) != 1) {
+    return absl::UnavailableError(
+        absl::StrCat("PostgreSQL: ending COPY: ", PQerrorMessage(conn_)));
+  }
+  absl::StatusOr<int64_t> copied = int64_t{0};
+  // The COPY's result, then NULL (drain everything so the connection is
+  // ready for the next statement).
+  while (PGresult* res = PQgetResult(conn_)) {
+    if (copied.ok()) {
+      auto r = Check(conn_, res);
+      if (!r.ok()) {
+        copied = r.status();
+      } else {
+        int64_t n = 0;
+        (void)absl::SimpleAtoi(PQcmdTuples(r->raw()), &n);
+        copied = n;
+      }
+    } else {
+      PQclear(res);
+    }
+  }
+  return copied;
+}
+
 // At most this many statements wait for their results: their answers then
 // stay far below the socket buffers, so neither side blocks writing while
 // the other is not reading (libpq's blocking mode is used throughout).
@@ -280,6 +326,42 @@ absl::Status Transaction::Commit() {
 }
 
 // ---- names -----------------------------------------------------------------
+
+void CopyText::Separate() {
+  if (row_open_) data_.push_back('\t');
+  row_open_ = true;
+}
+
+CopyText& CopyText::Field(absl::string_view value) {
+  Separate();
+  for (char c : value) {
+    switch (c) {
+      case '\\': data_ += "\\\\"; break;
+      case '\t': data_ += "\\t"; break;
+      case '\n': data_ += "\\n"; break;
+      case '\r': data_ += "\\r"; break;
+      default: data_.push_back(c);
+    }
+  }
+  return *this;
+}
+
+CopyText& CopyText::Field(int64_t value) {
+  Separate();
+  absl::StrAppend(&data_, value);
+  return *this;
+}
+
+CopyText& CopyText::Null() {
+  Separate();
+  data_ += "\\N";
+  return *this;
+}
+
+void CopyText::EndRow() {
+  data_.push_back('\n');
+  row_open_ = false;
+}
 
 std::string TextArray(const std::vector<std::string>& items) {
   std::string out = "{";

@@ -109,6 +109,13 @@ class Connection {
   absl::Status FlushDeferred();
   int deferred() const { return static_cast<int>(deferred_.size()); }
 
+  // COPY ... FROM STDIN in text format, with `data` (built by CopyText) as
+  // the input: many rows in one statement without building a JSON or array
+  // parameter (the fastest way to insert them). Returns the rows copied.
+  // A failed COPY inserts nothing (and aborts an open transaction).
+  absl::StatusOr<int64_t> CopyIn(absl::string_view copy_sql,
+                                 absl::string_view data);
+
   // Session settings for later statements on this connection.
   absl::Status SetApplicationName(absl::string_view name);
 
@@ -139,6 +146,22 @@ class Transaction {
   explicit Transaction(Connection* conn) : conn_(conn) {}
   Connection* conn_;
   bool done_ = false;
+};
+
+// Rows in COPY's text format, for Connection::CopyIn: fields separated by
+// tabs, `\N` for NULL, backslash, tab, newline and carriage return escaped.
+class CopyText {
+ public:
+  CopyText& Field(absl::string_view value);
+  CopyText& Field(int64_t value);
+  CopyText& Null();
+  void EndRow();
+  const std::string& data() const { return data_; }
+
+ private:
+  void Separate();
+  std::string data_;
+  bool row_open_ = false;
 };
 
 // A text[] literal ("{\"a\",\"b \\\"c\\\"\"}") for a parameter compared with

@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libsync/diff.h"
@@ -588,8 +589,7 @@ struct WebhookDelivery::PassRequest {
 
 struct WebhookDelivery::Pass {
   int64_t log_end = 0;   // the update log's last seq when planned
-  int64_t position = 0;  // the cursors of `names` move here
-  Value::Array names;
+  int64_t position = 0;  // the dispatch position moves here
   std::vector<PassRequest> requests;  // in seq order
   // Per webhook of the requests (PassRequest::hook_index): it already had
   // Queued requests when the pass was planned, so its new ones are queued
@@ -656,20 +656,29 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
   // would pass the cap, and `position` is the last entry it took whole.
   auto tx = pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ");
   if (!tx.ok()) return tx.status();
+  // A webhook's cursor is greatest(webhook.last_seq, the dispatch
+  // position) (migrations/producer/0007). No webhooks: low = position,
+  // nothing to do.
   auto bounds = conn->Exec(
-      // No webhooks: low = position, nothing to do.
-      "SELECT coalesce((SELECT min(last_seq) FROM es_producer.webhook),"
-      "          (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)),"
-      " (SELECT coalesce(max(seq), 0) FROM es_producer.update_log)");
+      "SELECT greatest(d.position,"
+      "   coalesce((SELECT min(last_seq) FROM es_producer.webhook), l.seq)),"
+      " l.seq"
+      " FROM es_producer.webhook_dispatch d,"
+      "  (SELECT coalesce(max(seq), 0) AS seq FROM es_producer.update_log) l");
   if (!bounds.ok()) return bounds.status();
+  if (bounds->rows() == 0) {
+    return absl::FailedPreconditionError(
+        "es_producer.webhook_dispatch has no row (migration 0007 not applied?)");
+  }
   int64_t low = bounds->GetInt64(0, 0);
   int64_t position = bounds->GetInt64(0, 1);
   pass->log_end = position;
   if (low >= position) return false;
 
   auto hooks_result = conn->Exec(
-      "SELECT name, definition::text, last_seq FROM es_producer.webhook"
-      " WHERE last_seq < $1 ORDER BY name",
+      "SELECT w.name, w.definition::text, greatest(w.last_seq, d.position)"
+      " FROM es_producer.webhook w, es_producer.webhook_dispatch d"
+      " WHERE greatest(w.last_seq, d.position) < $1 ORDER BY w.name",
       {position});
   if (!hooks_result.ok()) return hooks_result.status();
   struct Hook {
@@ -684,7 +693,6 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
   std::map<std::string, std::shared_ptr<const CachedHook>> cache;
   for (int i = 0; i < hooks_result->rows(); ++i) {
     std::string name(hooks_result->Get(i, 0));
-    pass->names.push_back(Value::String(name));
     absl::string_view definition = hooks_result->Get(i, 1);
     std::shared_ptr<const CachedHook>& cached = cache[name];
     if (auto it = hook_cache_.find(name);
@@ -987,65 +995,93 @@ absl::Duration WebhookDelivery::SendPass(Pass* pass) {
 
 absl::StatusOr<int> WebhookDelivery::RecordPass(pg::Connection* conn,
                                                 Pass* pass) {
-  Value::Array rows;
-  rows.reserve(pass->requests.size());
+  // The rows in COPY's text format (the server parses far less than a JSON
+  // or array parameter of the same rows).
+  static constexpr char kColumns[] =
+      "(request_id, webhook, seq, doctype, docname, doc_event, url, method,"
+      " headers, body, status, error, attempts, next_attempt_at, response_code,"
+      " response_body, duration_ms, first_attempt_at, last_attempt_at,"
+      " finished_at)";
+  const std::string now = TimestampText(absl::Now());
+  pg::CopyText rows;
   for (const PassRequest& r : pass->requests) {
-    Value row = Value::EmptyObject();
-    row["request_id"] = Value::String(r.request_id);
-    row["webhook"] = Value::String(r.hook->config->name);
-    row["seq"] = Value::Int(r.seq);
-    row["doctype"] = Value::String(r.doctype);
-    row["docname"] = Value::String(r.docname);
-    row["doc_event"] = Value::String(r.hook->config->doc_event);
-    row["url"] = Value::String(r.url);
-    row["method"] = Value::String(r.method);
-    row["headers"] = r.headers;
-    row["body"] = Value::String(r.body);
-    row["status"] = Value::String(r.status);
-    if (!r.error.empty()) row["error"] = Value::String(CleanText(r.error, 2000));
+    const std::string& webhook = r.hook->config->name;
+    rows.Field(r.request_id).Field(webhook).Field(r.seq).Field(r.doctype);
+    rows.Field(r.docname).Field(r.hook->config->doc_event).Field(r.url);
+    rows.Field(r.method).Field(r.headers.ToJson()).Field(r.body);
+    rows.Field(r.status);
+    if (r.error.empty()) {
+      rows.Null();
+    } else {
+      rows.Field(CleanText(r.error, 2000));
+    }
+    const bool queued = r.status == "Queued";
     if (r.outcome) {
       const Outcome& o = *r.outcome;
-      row["attempts"] = Value::Int(1);
-      if (o.code != 0) row["response_code"] = Value::Int(o.code);
-      row["response_body"] = Value::String(o.response_body);
-      row["duration_ms"] = Value::Int(o.duration_ms);
-      row["started"] = Value::String(TimestampText(o.started));
-      row["ended"] = Value::String(TimestampText(o.ended));
-      if (r.status == "Queued") {
-        row["next_attempt_at"] = Value::String(TimestampText(o.ended + r.delay));
+      const std::string ended = TimestampText(o.ended);
+      rows.Field(int64_t{1});
+      rows.Field(queued ? TimestampText(o.ended + r.delay) : ended);
+      if (o.code != 0) {
+        rows.Field(int64_t{o.code});
+      } else {
+        rows.Null();
+      }
+      rows.Field(o.response_body).Field(int64_t{o.duration_ms});
+      rows.Field(TimestampText(o.started)).Field(ended);
+      if (queued) {
+        rows.Null();
+      } else {
+        rows.Field(ended);
+      }
+    } else {
+      // Not attempted: Queued and due now, or Failed when it could not be
+      // built.
+      rows.Field(int64_t{0}).Field(now).Null().Null().Null().Null().Null();
+      if (queued) {
+        rows.Null();
+      } else {
+        rows.Field(now);
       }
     }
-    rows.push_back(std::move(row));
+    rows.EndRow();
   }
   auto tx = pg::Transaction::Begin(conn);
   if (!tx.ok()) return tx.status();
-  if (!rows.empty()) {
-    auto inserted = conn->Exec(
-        "INSERT INTO es_producer.webhook_request (request_id, webhook, seq,"
-        "  doctype, docname, doc_event, url, method, headers, body, status,"
-        "  error, attempts, next_attempt_at, response_code, response_body,"
-        "  duration_ms, first_attempt_at, last_attempt_at, finished_at)"
-        " SELECT request_id, webhook, seq, doctype, docname, doc_event, url,"
-        "  method, headers, body, status, error, coalesce(attempts, 0),"
-        "  coalesce(next_attempt_at, now()), response_code, response_body,"
-        "  duration_ms, started, ended,"
-        "  CASE WHEN status = 'Queued' THEN NULL ELSE coalesce(ended, now()) END"
-        " FROM jsonb_to_recordset($1::jsonb) AS x(request_id text,"
-        "  webhook text, seq bigint, doctype text, docname text,"
-        "  doc_event text, url text, method text, headers jsonb, body text,"
-        "  status text, error text, attempts int, next_attempt_at timestamptz,"
-        "  response_code int, response_body text, duration_ms int,"
-        "  started timestamptz, ended timestamptz)"
-        " ON CONFLICT (webhook, seq) DO NOTHING",
-        {Value::FromArray(std::move(rows)).ToJson()});
-    if (!inserted.ok()) return inserted.status();
+  if (!pass->requests.empty()) {
+    auto copied = conn->CopyIn(
+        absl::StrCat("COPY es_producer.webhook_request ", kColumns, " FROM STDIN"),
+        rows.data());
+    if (!copied.ok() && copied.status().code() == absl::StatusCode::kAlreadyExists) {
+      // A request of this pass is recorded already (UNIQUE (webhook, seq)):
+      // only if two dispatchers overlapped. Record the others.
+      spdlog::warn("webhook dispatcher: {}; recording the pass's other requests",
+                   std::string(copied.status().message()));
+      tx->reset();  // rolled back
+      tx = pg::Transaction::Begin(conn);
+      if (!tx.ok()) return tx.status();
+      auto staged = conn->Exec(
+          "CREATE TEMP TABLE IF NOT EXISTS webhook_request_pass"
+          " (LIKE es_producer.webhook_request INCLUDING DEFAULTS)"
+          " ON COMMIT DELETE ROWS");
+      if (!staged.ok()) return staged.status();
+      copied = conn->CopyIn(
+          absl::StrCat("COPY webhook_request_pass ", kColumns, " FROM STDIN"),
+          rows.data());
+      if (!copied.ok()) return copied.status();
+      std::string columns(absl::StripSuffix(absl::StripPrefix(kColumns, "("), ")"));
+      auto inserted = conn->Exec(absl::StrCat(
+          "INSERT INTO es_producer.webhook_request ", kColumns, " SELECT ",
+          columns, " FROM webhook_request_pass ON CONFLICT (webhook, seq) DO NOTHING"));
+      if (!inserted.ok()) return inserted.status();
+    }
+    if (!copied.ok()) return copied.status();
   }
-  // Every webhook read by PlanPass (also disabled or unreadable ones, which
-  // create nothing) has looked at every entry up to `position`.
+  // Every webhook (also disabled or unreadable ones, which create nothing)
+  // has looked at every entry up to `position`.
   auto advanced = conn->Exec(
-      "UPDATE es_producer.webhook SET last_seq = $1"
-      " WHERE last_seq < $1 AND name IN (SELECT jsonb_array_elements_text($2::jsonb))",
-      {pass->position, Value::FromArray(std::move(pass->names)).ToJson()});
+      "UPDATE es_producer.webhook_dispatch SET position = $1"
+      " WHERE position < $1",
+      {pass->position});
   if (!advanced.ok()) return advanced.status();
   if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
   for (const PassRequest& r : pass->requests) {

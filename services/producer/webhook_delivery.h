@@ -44,8 +44,9 @@
 //       webhook that already had Queued requests (they queue behind them).
 //   (C) record: one transaction inserts every request of the pass with its
 //       outcome (Success, Failed, Exhausted, Queued with its persisted
-//       backoff, or Queued unattempted) and moves the cursors to the last
-//       entry the pass took whole.
+//       backoff, or Queued unattempted) and moves the dispatch position to
+//       the last entry the pass took whole (one row: a webhook's cursor is
+//       the greater of that and where the webhook started; migration 0007).
 // So a healthy receiver costs one row in a batched insert per request and
 // one commit per pass. Dying before (C) commits leaves no row and no cursor
 // moved: the next pass builds the same requests (the same webhook-id; the

@@ -252,7 +252,8 @@ absl::StatusOr<std::vector<WebhookRow>> WebhookStore::List() {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->Exec(
-      "SELECT definition::text, from_config, last_seq FROM es_producer.webhook"
+      "SELECT w.definition::text, w.from_config, c.last_seq"
+      " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
       " ORDER BY name");
   if (!r.ok()) return r.status();
   std::vector<WebhookRow> out;
@@ -270,7 +271,8 @@ absl::StatusOr<WebhookRow> WebhookStore::Get(absl::string_view name) {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
   auto r = (*conn)->Exec(
-      "SELECT definition::text, from_config, last_seq FROM es_producer.webhook"
+      "SELECT w.definition::text, w.from_config, c.last_seq"
+      " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
       " WHERE name = $1",
       {name});
   if (!r.ok()) return r.status();

@@ -151,6 +151,47 @@ TEST(Pg, DeferredFailureComesBackNamedAndRollsBack) {
   EXPECT_TRUE(conn->FlushDeferred().ok());
 }
 
+TEST(Pg, CopyInRoundTripsEscapesAndNulls) {
+  auto conn = Connect(FreshDatabase("copy"));
+  ASSERT_TRUE(conn->ExecScript("CREATE TABLE t (id bigint PRIMARY KEY, a text, b jsonb)").ok());
+  const std::string tricky = "tab\there\nnew line\r\\N back\\slash \xc3\xa9";
+  pg::CopyText rows;
+  rows.Field(int64_t{1}).Field(tricky).Field(R"({"k": "v\tw"})");
+  rows.EndRow();
+  rows.Field(int64_t{2}).Null().Null();
+  rows.EndRow();
+  rows.Field(int64_t{3}).Field("").Field("[]");
+  rows.EndRow();
+  auto copied = conn->CopyIn("COPY t (id, a, b) FROM STDIN", rows.data());
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(*copied, 3);
+  auto r = conn->Exec("SELECT a, a IS NULL, b->>'k' FROM t ORDER BY id");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Get(0, 0), tricky);
+  EXPECT_EQ(r->Get(0, 2), "v\tw");
+  EXPECT_TRUE(r->GetBool(1, 1));
+  EXPECT_EQ(r->Get(2, 0), "");
+  EXPECT_FALSE(r->GetBool(2, 1));
+
+  // A failing COPY inserts nothing, names the SQLSTATE, and the connection
+  // stays usable.
+  pg::CopyText again;
+  again.Field(int64_t{4}).Field("new").Null();
+  again.EndRow();
+  again.Field(int64_t{1}).Field("duplicate").Null();
+  again.EndRow();
+  auto failed = conn->CopyIn("COPY t (id, a, b) FROM STDIN", again.data());
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kAlreadyExists) << failed.status();
+  EXPECT_EQ(pg::SqlStateOf(failed.status()), "23505");
+  auto count = conn->Exec("SELECT count(*) FROM t");
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(count->GetInt64(0, 0), 3);
+  auto not_copy = conn->CopyIn("SELECT 1", "");
+  EXPECT_FALSE(not_copy.ok());
+  EXPECT_TRUE(conn->Exec("SELECT 1").ok());
+}
+
 TEST(Pg, ConnectErrorIsUnavailableAndHidesPassword) {
   auto conn = pg::Connection::Open("postgresql://u:hunter2@/x?host=/nonexistent-dir");
   ASSERT_FALSE(conn.ok());

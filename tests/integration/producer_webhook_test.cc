@@ -976,7 +976,7 @@ TEST_F(WebhookTest, DispatchPassesAreCappedAndRecordEachRequestOnce) {
   ASSERT_TRUE(config.ok()) << config.status();
   WebhookDelivery delivery(&*config, SharedCluster().Url(db_));
   auto cursors_below = [&](int64_t seq) {
-    auto r = conn_->Exec("SELECT count(*) FROM es_producer.webhook WHERE last_seq < $1",
+    auto r = conn_->Exec("SELECT count(*) FROM es_producer.webhook_cursor WHERE last_seq < $1",
                          {seq});
     EXPECT_TRUE(r.ok());
     return r.ok() ? r->GetInt64(0, 0) : -1;
@@ -998,7 +998,7 @@ TEST_F(WebhookTest, DispatchPassesAreCappedAndRecordEachRequestOnce) {
     auto r = conn_->Exec(
         "SELECT (SELECT count(*) FROM es_producer.webhook_request),"
         " (SELECT count(*) FROM es_producer.update_log l"
-        "   JOIN es_producer.webhook w ON l.seq <= w.last_seq"
+        "   JOIN es_producer.webhook_cursor w ON l.seq <= w.last_seq"
         "   WHERE (w.name IN ('a', 'b') AND l.update_type = 'Create')"
         "      OR (w.name = 'u' AND l.update_type IN ('Create', 'Update')))");
     ASSERT_TRUE(r.ok()) << r.status();
@@ -1045,9 +1045,39 @@ TEST_F(WebhookTest, DispatchPassesAreCappedAndRecordEachRequestOnce) {
   EXPECT_EQ(rx.requests("/u/").size(), 14u + 5u);
 }
 
+// A request the pass would record is there already (only if two
+// dispatchers overlapped): the pass records the others and moves on.
+TEST_F(WebhookTest, PassRecordsAroundARequestAlreadyRecorded) {
+  Receiver rx;
+  int p = rx.port();
+  ASSERT_NO_FATAL_FAILURE(Start(kFastDelivery, absl::StrCat(Hook("a", "after_insert", p),
+                                                            Hook("b", "after_insert", p))));
+  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('DUP', 'd'))");
+  ASSERT_TRUE(conn_->Exec(
+      "INSERT INTO es_producer.webhook_request (webhook, seq, doctype, docname,"
+      "  doc_event, url, method, body, status)"
+      " SELECT 'a', max(seq), 'Note', 'DUP', 'after_insert', 'http://x/', 'POST',"
+      "  'recorded before', 'Success' FROM es_producer.update_log").ok());
+  auto config = ParseConfig(config_, "test.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  WebhookDelivery delivery(&*config, SharedCluster().Url(db_));
+  auto n = delivery.DispatchOnce(conn_.get());
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(Count("webhook = 'a'"), 1);
+  EXPECT_EQ(Count("webhook = 'a' AND body = 'recorded before'"), 1);
+  EXPECT_EQ(Count("webhook = 'b' AND status = 'Success'"), 1);
+  auto behind = conn_->Exec(
+      "SELECT count(*) FROM es_producer.webhook_cursor"
+      " WHERE last_seq < (SELECT max(seq) FROM es_producer.update_log)");
+  ASSERT_TRUE(behind.ok());
+  EXPECT_EQ(behind->GetInt64(0, 0), 0);
+  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+}
+
 // kill -9 of the producer while its dispatcher pass waits between two
 // statements (held by a lock the test holds): at its first read, before
-// anything was sent; at the INSERT of the requests and at the UPDATE of the
+// anything was sent; at the COPY of the requests and at the UPDATE of the
 // cursors, after it sent them. Nothing of the pass is committed; after the
 // restart every request is recorded exactly once and delivered: once when
 // the kill came before the sends, a second time with the same webhook-id
@@ -1065,18 +1095,18 @@ TEST_F(WebhookTest, KilledMidDispatchRecordsEachRequestOnceAfterRestart) {
   };
   const Stage stages[] = {
       {"LOCK TABLE es_producer.webhook IN ACCESS EXCLUSIVE MODE",
-       "SELECT coalesce((SELECT min(last_seq) FROM es_producer.webhook)", 1},
+       "SELECT greatest(d.position", 1},
       {"LOCK TABLE es_producer.webhook_request IN SHARE MODE",
-       "INSERT INTO es_producer.webhook_request", 2},
-      {"SELECT * FROM es_producer.webhook FOR UPDATE",
-       "UPDATE es_producer.webhook SET last_seq", 2},
+       "COPY es_producer.webhook_request", 2},
+      {"SELECT * FROM es_producer.webhook_dispatch FOR UPDATE",
+       "UPDATE es_producer.webhook_dispatch SET position", 2},
   };
   int docs = 0;
   std::map<std::string, int> expected_sends;  // by path
   for (const Stage& stage : stages) {
     auto before = conn_->Exec(
         "SELECT string_agg(name || ':' || last_seq, ',' ORDER BY name)"
-        " FROM es_producer.webhook");
+        " FROM es_producer.webhook_cursor");
     ASSERT_TRUE(before.ok());
     int64_t rows_before = Count("true");
     auto locker = pg::Connection::Open(SharedCluster().Url(db_));
@@ -1107,7 +1137,7 @@ TEST_F(WebhookTest, KilledMidDispatchRecordsEachRequestOnceAfterRestart) {
     // The killed backend notices its client is gone and rolls back.
     auto after = conn_->Exec(
         "SELECT string_agg(name || ':' || last_seq, ',' ORDER BY name)"
-        " FROM es_producer.webhook");
+        " FROM es_producer.webhook_cursor");
     ASSERT_TRUE(after.ok());
     EXPECT_EQ(after->Get(0, 0), before->Get(0, 0)) << stage.query;
     EXPECT_EQ(Count("true"), rows_before) << stage.query;
