@@ -98,6 +98,10 @@ D["webhookDelivery"] = obj({
     "max_backoff": ref("duration"),
     "poll_interval": ref("duration"),
     "retention": ref("duration"),
+    "nice": {"type": "integer", "minimum": 0, "maximum": 19,
+             "description": "CPU priority of the delivery threads, as nice(1)"},
+    "busy_cpu_percent": {"type": "integer", "minimum": 0, "maximum": 6400,
+                         "description": "while the site writes, delivery uses at most this % of one core; 0 = no limit"},
 })
 D["producerDocType"] = obj({
     "doctype": ref("docTypeName"),
