@@ -84,6 +84,31 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
         if (!r.ok()) return r.status();
         return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
       });
+  registry.AddCallback(
+      "eventstream_producer_webhook_backlog_entries",
+      "Event Update Log entries after the lowest webhook cursor (0 without "
+      "webhooks): what webhook delivery has still to look at.",
+      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
+        auto conn = pool->Acquire();
+        if (!conn.ok()) return conn.status();
+        auto r = (*conn)->Exec(
+            "SELECT count(*) FROM es_producer.update_log"
+            " WHERE seq > (SELECT min(last_seq) FROM es_producer.webhook_cursor)");
+        if (!r.ok()) return r.status();
+        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
+      });
+  registry.AddCallback(
+      "eventstream_producer_webhook_queued_requests",
+      "Webhook requests waiting for a (re)try: after a failed attempt, or "
+      "behind one of the same webhook and document.",
+      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
+        auto conn = pool->Acquire();
+        if (!conn.ok()) return conn.status();
+        auto r = (*conn)->Exec(
+            "SELECT count(*) FROM es_producer.webhook_request WHERE status = 'Queued'");
+        if (!r.ok()) return r.status();
+        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
+      });
 }
 
 }  // namespace eventstream

@@ -21,6 +21,11 @@
 //      0 once it pulled again (it does, right after a batch).
 //  eventstream_producer_log_position
 //      The highest seq in the update log (scrape time).
+//  eventstream_producer_webhook_backlog_entries
+//  eventstream_producer_webhook_queued_requests
+//      Scrape time: update_log entries after the lowest webhook cursor, and
+//      webhook requests in status Queued (waiting for a retry, or behind
+//      one of the same webhook and document).
 // A scrape whose query fails renders those families without samples.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_

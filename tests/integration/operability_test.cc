@@ -373,6 +373,9 @@ TEST_F(OperabilityTest, MetricsShowLagGrowingAndReturningToZero) {
                   .has_value())
       << pm.body;
   EXPECT_EQ(Sample(pm.body, plag_s), 0.0);
+  // No webhooks here: nothing to deliver.
+  EXPECT_EQ(Sample(pm.body, "eventstream_producer_webhook_backlog_entries"), 0.0) << pm.body;
+  EXPECT_EQ(Sample(pm.body, "eventstream_producer_webhook_queued_requests"), 0.0) << pm.body;
   EXPECT_EQ(HttpGet(po.metrics_port, "/other").status, 404);
   EXPECT_EQ(HttpGet(po.metrics_port, "/metrics", "POST").status, 405);
 
