@@ -944,6 +944,32 @@ TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
   EXPECT_EQ(old[1].body, R"({"name":"OLD","title":"old 3"})");
 }
 
+// busy_cpu_percent: while the update log grows, passes are followed by
+// pauses (logged once a minute); when the writes stop, delivery catches up.
+// Only the behaviour is checked here; what it costs and saves is measured
+// by tools/bench-webhooks.
+TEST_F(WebhookTest, HeldBackWhileTheSiteWritesThenCatchesUp) {
+  Receiver rx;
+  ASSERT_NO_FATAL_FAILURE(Start(
+      "{workers: 2, initial_backoff: 200ms, max_backoff: 1s, poll_interval: 50ms,"
+      " busy_cpu_percent: 1}",
+      Hook("a", "after_insert", rx.port())));
+  const int docs = 120;
+  for (int i = 1; i <= docs; ++i) {
+    ASSERT_TRUE(conn_->ExecScript(absl::StrCat(
+        "INSERT INTO \"tabNote\" (name, title) VALUES ('B", i, "', 'b')")).ok());
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  WaitSettled(docs, absl::Seconds(60));
+  EXPECT_EQ(Count("status = 'Success'"), docs);
+  EXPECT_TRUE(absl::StrContains(service_.process->Log(),
+                                "the site is writing; first sends held to 1% of a core"))
+      << service_.process->Log();
+  ASSERT_TRUE(WaitUntil([&] { return static_cast<int>(rx.requests().size()) >= docs; }));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(static_cast<int>(rx.requests().size()), docs);
+}
+
 // The dispatcher, in this process on the test's connection, with the cap set
 // low: the producer's own dispatcher is kept out by holding its advisory
 // lock on that connection (a session may take a lock it holds again), while
