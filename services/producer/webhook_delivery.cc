@@ -39,6 +39,8 @@ namespace {
 constexpr char kMasked[] = "***";
 constexpr int kBatchEntries = 500;
 constexpr size_t kResponseBodyLimit = 4096;
+// How long a pass makes first attempts (SendPass) before it queues the rest.
+constexpr absl::Duration kSendPhaseBudget = absl::Seconds(2);
 
 absl::StatusOr<Value> ParseJsonText(absl::string_view text) {
   return Value::ParseJson(std::string_view(text.data(), text.size()));
@@ -946,12 +948,17 @@ absl::Duration WebhookDelivery::SendPass(Pass* pass) {
       new std::atomic<bool>[pass->hook_queued.size()]);
   for (size_t i = 0; i < pass->hook_queued.size(); ++i) failing[i] = false;
   std::atomic<size_t> next_chain{0};
+  // A slow receiver must not hold up the whole pass (and every other
+  // webhook's record): after kSendPhaseBudget, no new first attempts; the
+  // rest is queued for the workers.
+  const absl::Time deadline = absl::Now() + kSendPhaseBudget;
   auto send_chains = [&](CURL* curl) {
     for (size_t c; (c = next_chain.fetch_add(1)) < chains.size();) {
       for (size_t i : chains[c]) {
         PassRequest& r = requests[i];
         if (stopping_.load(std::memory_order_relaxed) ||
-            failing[r.hook_index].load(std::memory_order_relaxed)) {
+            failing[r.hook_index].load(std::memory_order_relaxed) ||
+            absl::Now() > deadline) {
           break;  // this and the rest of the chain: Queued, not attempted
         }
         r.outcome = Attempt(curl, *r.hook->config, r.request_id, r.url,

@@ -42,6 +42,9 @@
 //       failure; after one, that webhook's other requests of the pass are
 //       not attempted (queued for the workers' backoff); nor are those of a
 //       webhook that already had Queued requests (they queue behind them).
+//       No first attempt starts after 2 s: a slow receiver holds up a pass
+//       (and the other webhooks' records) for at most that plus one
+//       attempt; what is left is queued for the workers.
 //   (C) record: one transaction inserts every request of the pass with its
 //       outcome (Success, Failed, Exhausted, Queued with its persisted
 //       backoff, or Queued unattempted) and moves the dispatch position to

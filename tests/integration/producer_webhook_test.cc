@@ -97,6 +97,11 @@ class Receiver {
     std::lock_guard<std::mutex> lock(mu_);
     script_ = std::move(replies);
   }
+  // Each answer is sent this long after the request arrived.
+  void Delay(absl::Duration d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    delay_ = d;
+  }
   // While hanging, requests are read and recorded but never answered.
   void Hang(bool hang) {
     {
@@ -204,6 +209,7 @@ class Receiver {
       buf.erase(0, length);
       r.at = absl::Now();
       Reply reply;
+      absl::Duration delay;
       {
         std::unique_lock<std::mutex> lock(mu_);
         if (hang_) {
@@ -218,7 +224,9 @@ class Receiver {
         }
         r.status = reply.status;
         received_.push_back(r);
+        delay = delay_;
       }
+      absl::SleepFor(delay);
       std::string retry_after = reply.retry_after;
       if (reply.retry_after_date_in > absl::ZeroDuration()) {
         retry_after = absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT",
@@ -251,6 +259,7 @@ class Receiver {
   std::vector<int> open_fds_;
   std::deque<Reply> script_;
   bool hang_ = false;
+  absl::Duration delay_;
   bool down_ = false;
   std::vector<Received> received_;
 };
@@ -967,6 +976,30 @@ TEST_F(WebhookTest, HeldBackWhileTheSiteWritesThenCatchesUp) {
       << service_.process->Log();
   ASSERT_TRUE(WaitUntil([&] { return static_cast<int>(rx.requests().size()) >= docs; }));
   absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(static_cast<int>(rx.requests().size()), docs);
+}
+
+// A slow receiver holds a pass up for at most its send budget (2 s) plus
+// one attempt: the first attempts still to make then are queued, the pass
+// records, and the workers deliver the rest (in order per document).
+TEST_F(WebhookTest, ASlowReceiverHoldsAPassUpForAtMostItsBudget) {
+  Receiver rx;
+  rx.Delay(absl::Milliseconds(300));
+  ASSERT_NO_FATAL_FAILURE(Start(
+      "{workers: 2, initial_backoff: 200ms, max_backoff: 1s, poll_interval: 50ms}",
+      Hook("slow", "after_insert", rx.port())));
+  const int docs = 30;  // 30 x 300 ms on 2 threads: 4.5 s of first attempts
+  std::string sql = "BEGIN;\n";
+  for (int i = 1; i <= docs; ++i) {
+    absl::StrAppend(&sql, "INSERT INTO \"tabNote\" (name, title) VALUES ('S", i, "', 's');\n");
+  }
+  Write(absl::StrCat(sql, "COMMIT;\n"));
+  ASSERT_TRUE(WaitUntil([&] { return Count("true") == docs; })) << service_.process->Log();
+  // Recorded after about 2 s: what the pass attempted, and the rest queued.
+  EXPECT_GE(Count("status = 'Queued' AND attempts = 0"), 5);
+  EXPECT_GE(Count("status = 'Success'"), 5);
+  WaitSettled(docs, absl::Seconds(30));
+  EXPECT_EQ(Count("status = 'Success' AND attempts = 1"), docs);
   EXPECT_EQ(static_cast<int>(rx.requests().size()), docs);
 }
 
