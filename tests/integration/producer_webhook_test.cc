@@ -5,8 +5,11 @@
 // the signature verifies with a verifier written from Frappe's documented
 // algorithm; 500/429/receiver down -> persisted, jittered backoff ->
 // success, per document in order; Retry-After (seconds and HTTP-date) on
-// 429/503 is honoured; kill -9 mid-delivery -> delivered after the restart
-// with the same webhook-id; the request log masks secrets.
+// 429/503 is honoured; kill -9 mid-delivery or mid-pass -> delivered after
+// the restart with the same webhook-id and body, recorded once; each request
+// renders the document as of its own log entry; delivery is held back while
+// the site writes and catches up after; a slow receiver holds a pass up for
+// a bounded time; the request log masks secrets.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
