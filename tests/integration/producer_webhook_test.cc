@@ -1006,6 +1006,28 @@ TEST_F(WebhookTest, ASlowReceiverHoldsAPassUpForAtMostItsBudget) {
   EXPECT_EQ(static_cast<int>(rx.requests().size()), docs);
 }
 
+// Retention: finished requests are deleted once older than `retention`;
+// Queued ones never.
+TEST_F(WebhookTest, FinishedRequestsPastRetentionAreDeleted) {
+  Receiver rx;
+  ASSERT_NO_FATAL_FAILURE(Start(
+      "{workers: 2, initial_backoff: 200ms, max_backoff: 1s, poll_interval: 50ms,"
+      " retention: 1s}",
+      Hook("a", "after_insert", rx.port())));
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('R1', 'r'), ('R2', 'r'))");
+  ASSERT_TRUE(conn_->Exec(
+      "INSERT INTO es_producer.webhook_request (webhook, seq, doctype, docname,"
+      "  doc_event, url, method, status, created_at, next_attempt_at)"
+      " VALUES ('a', 0, 'Note', 'OLD', 'after_insert', 'http://x/', 'POST', 'Queued',"
+      "  now() - interval '1 day', now() + interval '1 day')").ok());
+  ASSERT_TRUE(WaitUntil([&] { return rx.requests().size() == 2u; }));
+  ASSERT_TRUE(WaitUntil([&] { return Count("status <> 'Queued'") == 0; },
+                        absl::Seconds(15)))
+      << service_.process->Log();
+  EXPECT_EQ(Count("status = 'Queued' AND docname = 'OLD'"), 1);
+  EXPECT_TRUE(absl::StrContains(service_.process->Log(), "past retention deleted"));
+}
+
 // The dispatcher, in this process on the test's connection, with the cap set
 // low: the producer's own dispatcher is kept out by holding its advisory
 // lock on that connection (a session may take a lock it holds again), while
