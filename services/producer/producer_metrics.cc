@@ -1,5 +1,6 @@
 #include "services/producer/producer_metrics.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,18 @@ absl::StatusOr<std::vector<Sample>> Lag(pg::ConnectionPool* pool, int column) {
     out.push_back(Sample{{std::string(r->Get(i, 0))}, v < 0 ? 0 : v});
   }
   return out;
+}
+
+// A gauge without labels: the single number `sql` answers, at scrape time.
+std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
+    std::shared_ptr<pg::ConnectionPool> pool, const char* sql) {
+  return [pool = std::move(pool), sql]() -> absl::StatusOr<std::vector<Sample>> {
+    auto conn = pool->Acquire();
+    if (!conn.ok()) return conn.status();
+    auto r = (*conn)->Exec(sql);
+    if (!r.ok()) return r.status();
+    return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
+  };
 }
 
 }  // namespace
@@ -75,40 +88,25 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
                        "none).",
                        metrics::Type::kGauge, {"consumer"},
                        [pool] { return Lag(pool.get(), 2); });
-  registry.AddCallback(
-      "eventstream_producer_log_position", "The highest seq in the Event Update Log.",
-      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
-        auto conn = pool->Acquire();
-        if (!conn.ok()) return conn.status();
-        auto r = (*conn)->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
-        if (!r.ok()) return r.status();
-        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
-      });
+  registry.AddCallback("eventstream_producer_log_position",
+                       "The highest seq in the Event Update Log.", metrics::Type::kGauge,
+                       {}, ScalarGauge(pool, "SELECT coalesce(max(seq), 0)"
+                                             " FROM es_producer.update_log"));
   registry.AddCallback(
       "eventstream_producer_webhook_backlog_entries",
       "Event Update Log entries after the lowest webhook cursor (0 without "
       "webhooks): what webhook delivery has still to look at.",
-      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
-        auto conn = pool->Acquire();
-        if (!conn.ok()) return conn.status();
-        auto r = (*conn)->Exec(
-            "SELECT count(*) FROM es_producer.update_log"
-            " WHERE seq > (SELECT min(last_seq) FROM es_producer.webhook_cursor)");
-        if (!r.ok()) return r.status();
-        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
-      });
+      metrics::Type::kGauge, {},
+      ScalarGauge(pool,
+                  "SELECT count(*) FROM es_producer.update_log WHERE seq >"
+                  " (SELECT min(last_seq) FROM es_producer.webhook_cursor)"));
   registry.AddCallback(
       "eventstream_producer_webhook_queued_requests",
       "Webhook requests waiting for a (re)try: after a failed attempt, or "
       "behind one of the same webhook and document.",
-      metrics::Type::kGauge, {}, [pool]() -> absl::StatusOr<std::vector<Sample>> {
-        auto conn = pool->Acquire();
-        if (!conn.ok()) return conn.status();
-        auto r = (*conn)->Exec(
-            "SELECT count(*) FROM es_producer.webhook_request WHERE status = 'Queued'");
-        if (!r.ok()) return r.status();
-        return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
-      });
+      metrics::Type::kGauge, {},
+      ScalarGauge(pool, "SELECT count(*) FROM es_producer.webhook_request"
+                        " WHERE status = 'Queued'"));
 }
 
 }  // namespace eventstream

@@ -378,6 +378,16 @@ class WebhookTest : public ::testing::Test {
   }
 
   // Runs `sql` and waits until the assembler turned it into log entries.
+  // Keep the producer's dispatcher out: its session advisory lock, taken on
+  // the test's connection (a session may take a lock it holds again, so
+  // DispatchOnce on conn_ still runs).
+  void HoldDispatcher() {
+    ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  }
+  void ReleaseDispatcher() {
+    ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+  }
+
   void Write(const std::string& sql) {
     ASSERT_TRUE(conn_->ExecScript(sql).ok()) << sql;
     absl::Time deadline = absl::Now() + absl::Seconds(15);
@@ -933,7 +943,7 @@ TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
   ASSERT_TRUE(conn_->ExecScript(
       R"(INSERT INTO "tabNote" (name, title) VALUES ('OLD', 'before capture'))").ok());
   ASSERT_NO_FATAL_FAILURE(Start(kFastDelivery, Hook("u", "on_update", rx.port())));
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(HoldDispatcher());
   Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('V', 'v1'))");
   Write(R"(UPDATE "tabNote" SET title = 'v2' WHERE name = 'V')");
   Write(R"(UPDATE "tabNote" SET title = 'v3', docstatus = 1 WHERE name = 'V')");
@@ -942,7 +952,7 @@ TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
   Write(R"(UPDATE "tabNote" SET title = 'old 2' WHERE name = 'OLD')");
   Write(R"(UPDATE "tabNote" SET title = 'old 3' WHERE name = 'OLD')");
   EXPECT_EQ(Count("true"), 0) << "the producer's dispatcher ran";
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(ReleaseDispatcher());
   // on_update: the Create and v2; v3 is a submit, v4 and v5 are
   // on_update_after_submit (the docstatus before them comes from the log).
   WaitSettled(4);
@@ -1040,7 +1050,7 @@ TEST_F(WebhookTest, DispatchPassesAreCappedAndRecordEachRequestOnce) {
                                   Hook("b", "after_insert", p),
                                   Hook("u", "on_update", p),
                                   Hook("t", "on_trash", p))));
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(HoldDispatcher());
   // 10 Creates (a, b, u each) and 5 Updates (u): 35 requests.
   std::string sql = "BEGIN;\n";
   for (int i = 1; i <= 10; ++i) {
@@ -1116,7 +1126,7 @@ TEST_F(WebhookTest, DispatchPassesAreCappedAndRecordEachRequestOnce) {
   EXPECT_EQ(Count("docname LIKE 'D%'"), 12);
 
   // Each pass sent what it recorded: each request exactly once.
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(ReleaseDispatcher());
   WaitSettled(47, absl::Seconds(30));
   EXPECT_EQ(Count("status = 'Success'"), 47);
   ASSERT_TRUE(WaitUntil([&] { return rx.requests().size() >= 47u; }));
@@ -1136,7 +1146,7 @@ TEST_F(WebhookTest, PassRecordsAroundARequestAlreadyRecorded) {
   int p = rx.port();
   ASSERT_NO_FATAL_FAILURE(Start(kFastDelivery, absl::StrCat(Hook("a", "after_insert", p),
                                                             Hook("b", "after_insert", p))));
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_lock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(HoldDispatcher());
   Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('DUP', 'd'))");
   ASSERT_TRUE(conn_->Exec(
       "INSERT INTO es_producer.webhook_request (webhook, seq, doctype, docname,"
@@ -1156,7 +1166,7 @@ TEST_F(WebhookTest, PassRecordsAroundARequestAlreadyRecorded) {
       " WHERE last_seq < (SELECT max(seq) FROM es_producer.update_log)");
   ASSERT_TRUE(behind.ok());
   EXPECT_EQ(behind->GetInt64(0, 0), 0);
-  ASSERT_TRUE(conn_->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.webhook_dispatch'))").ok());
+  ASSERT_NO_FATAL_FAILURE(ReleaseDispatcher());
 }
 
 // kill -9 of the producer while its dispatcher pass waits between two
