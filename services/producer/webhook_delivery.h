@@ -245,8 +245,9 @@ class WebhookDelivery {
   absl::StatusOr<bool> SendOne(pg::Connection* conn, void* curl);
   // Waits up to `d` or until woken/stopped; false when stopping.
   bool Sleep(absl::Duration d, bool worker);
-  // Waits `d` unless stopped; false when stopping.
-  bool SleepUnlessStopped(absl::Duration d);
+  // The busy_cpu_percent pause: waits `d`, or until 250 ms pass without new
+  // log entries (Wake()), or Stop(); false when stopping.
+  bool PauseWhileWriting(absl::Duration d);
   absl::Status DeleteExpired(pg::Connection* conn);
 
   const Config* config_;
