@@ -333,17 +333,33 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn,
 
   const int limit = std::max(1, options_.max_raw_rows);
   // All rows of the transactions that have a row among the first `limit`
-  // ids: one statement, one snapshot.
-  auto rows = conn->ExecPrepared(
-      "es_asm_window",
-      "WITH win AS (SELECT id, txid FROM es_producer.raw_change ORDER BY id "
-      "LIMIT $1)"
-      " SELECT r.id, r.txid::text, r.doctype, r.op, r.old_row::text, "
-      "r.new_row::text,"
-      "        r.origin"
-      " FROM es_producer.raw_change r"
-      " WHERE r.txid IN (SELECT txid FROM win) ORDER BY r.id",
+  // ids, in two statements: those transactions, then their rows. They had
+  // committed when the first statement ran, so the second (a later snapshot
+  // of this READ COMMITTED transaction) sees every row of theirs, and no
+  // one else deletes raw rows while we hold the lock. One statement
+  // (`txid IN (SELECT txid ... LIMIT n)`) left the join to the planner,
+  // which, with statistics taken while raw_change was nearly empty, chose a
+  // nested loop over the whole table per window row: one call ran 90 s
+  // while capture fell behind. The second statement is planned with the
+  // actual array each time (not prepared), so whichever plan it picks is
+  // linear: index probes on txid, or a scan with a hashed ANY.
+  auto window = conn->ExecPrepared(
+      "es_asm_window_tx",
+      "SELECT DISTINCT txid::text FROM (SELECT txid FROM es_producer.raw_change"
+      " ORDER BY id LIMIT $1) w",
       {limit});
+  if (!window.ok()) return window.status();
+  std::vector<std::string> window_txids;
+  window_txids.reserve(window->rows());
+  for (int i = 0; i < window->rows(); ++i) {
+    window_txids.emplace_back(window->Get(i, 0));
+  }
+  auto rows = conn->Exec(
+      "SELECT r.id, r.txid::text, r.doctype, r.op, r.old_row::text,"
+      " r.new_row::text, r.origin"
+      " FROM es_producer.raw_change r WHERE r.txid = ANY($1::xid8[])"
+      " ORDER BY r.id",
+      {absl::StrCat("{", absl::StrJoin(window_txids, ","), "}")});
   if (!rows.ok()) return rows.status();
 
   auto collect = [](const pg::Result& r,
@@ -454,8 +470,8 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn,
         {Value::FromArray(std::move(json)).ToJson()});
     if (!inserted.ok()) return inserted.status();
   }
-  auto consumed = conn->ExecPrepared(
-      "es_asm_consume",
+  // Not prepared either: planned with the actual array (see the window).
+  auto consumed = conn->Exec(
       "DELETE FROM es_producer.raw_change WHERE txid = ANY($1::xid8[])",
       {absl::StrCat("{", absl::StrJoin(txids, ","), "}")});
   if (!consumed.ok()) return consumed.status();
