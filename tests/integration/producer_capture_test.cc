@@ -561,6 +561,46 @@ TEST_F(CaptureTest, BatchLimitNeverSplitsATransactionAndKeepsOrder) {
   EXPECT_EQ(entries[3].docname, "L0");
 }
 
+// Autovacuum analyses raw_change when it finds it drained (pages, no live
+// rows: the planner then expects it to stay empty). The next burst must
+// still be assembled with plans linear in its size: with the window as one
+// `txid IN (SELECT ... LIMIT n)` statement, the planner chose a nested
+// loop rescanning the window per row, and one call ran for minutes. Each
+// statement here gets a 10 s statement_timeout, 20x what it needs.
+TEST_F(CaptureTest, BurstAfterAnalyzeOfDrainedQueueIsAssembled) {
+  Exec("INSERT INTO \"tabNote\" (name, title) SELECT 'A' || i, 'a'"
+       " FROM generate_series(1, 20000) i");
+  Assembler assembler(registry_);
+  while (Count("SELECT count(*) FROM es_producer.raw_change") > 0) {
+    ASSERT_GT(Assemble(&assembler), 0);
+  }
+  Exec("ANALYZE es_producer.raw_change");
+  ASSERT_EQ(Count("SELECT reltuples::bigint FROM pg_class"
+                  " WHERE oid = 'es_producer.raw_change'::regclass"), 0);
+  // 60,000 raw rows from 15,000 transactions (a Note and 3 items each).
+  Exec("SET synchronous_commit = off");
+  Exec("DO $$ BEGIN FOR i IN 1..15000 LOOP"
+       " INSERT INTO \"tabNote\" (name, title) VALUES ('B' || i, 'b');"
+       " INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, item)"
+       "  SELECT 'B' || i || '-' || k, 'B' || i, 'Note', 'items', 'x'"
+       "  FROM generate_series(1, 3) k;"
+       " COMMIT; END LOOP; END $$");
+  // A long-running producer reuses generic plans of its prepared statements
+  // (PostgreSQL switches after five executions); take them at once.
+  Exec("SET plan_cache_mode = force_generic_plan");
+  Exec("SET statement_timeout = '10s'");
+  for (int guard = 0; guard < 100; ++guard) {
+    if (Count("SELECT count(*) FROM es_producer.raw_change") == 0) break;
+    auto n = assembler.AssembleOnce(conn_.get());
+    ASSERT_TRUE(n.ok()) << n.status();
+  }
+  Exec("RESET statement_timeout");
+  Exec("RESET plan_cache_mode");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log WHERE docname LIKE 'B%'"),
+            15000);
+}
+
 TEST_F(CaptureTest, TriggerRemovalStopsCaptureAndSyncIsIdempotent) {
   CaptureInstaller::Summary summary;
   ASSERT_TRUE(
