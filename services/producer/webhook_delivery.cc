@@ -787,7 +787,11 @@ absl::StatusOr<bool> WebhookDelivery::PlanPass(pg::Connection* conn,
     auto resolve = [&]() -> absl::Status {
       if (resolved) return absl::OkStatus();
       resolved = true;
-      auto prior = versions_.Before(conn, doctype, docname, seq);
+      // A Create is the whole document: what came before it does not
+      // matter (no read).
+      auto prior = update_type == "Create"
+                       ? absl::StatusOr<std::optional<Value>>(std::nullopt)
+                       : versions_.Before(conn, doctype, docname, seq);
       if (!prior.ok()) return prior.status();
       std::optional<Value> now = *prior;
       ReplayEntry(update_type, entry_data, &now);
