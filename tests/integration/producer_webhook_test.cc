@@ -1031,6 +1031,10 @@ TEST_F(WebhookTest, FinishedRequestsPastRetentionAreDeleted) {
       " VALUES ('a', 0, 'Note', 'OLD', 'after_insert', 'http://x/', 'POST', 'Queued',"
       "  now() - interval '1 day', now() + interval '1 day')").ok());
   ASSERT_TRUE(WaitUntil([&] { return rx.requests().size() == 2u; }));
+  // Sent first, recorded after: wait for the two rows (kept at least the
+  // 1 s retention), then for them to go.
+  ASSERT_TRUE(WaitUntil([&] { return Count("status = 'Success'") == 2; }))
+      << service_.process->Log();
   ASSERT_TRUE(WaitUntil([&] { return Count("status <> 'Queued'") == 0; },
                         absl::Seconds(15)))
       << service_.process->Log();
