@@ -2,7 +2,7 @@
 //
 // A document is a JSON object holding "doctype", "name", the parent's
 // columns, and each Table field as an array of child row objects (each row
-// keyed by its own "name", ordered by "idx"). See DESIGN.md "Site data
+// keyed by its own "name", ordered by "idx"). See docs/design.md "Site data
 // model". These helpers read that shape without a DocType registry: a field
 // whose value is an array is a child table.
 #ifndef EVENTSTREAM_LIBSYNC_DOCUMENT_H_

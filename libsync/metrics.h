@@ -1,5 +1,5 @@
 // metrics: a small, thread-safe Prometheus metrics registry (prometheus-cpp
-// is not packaged in Debian 12, DESIGN.md "Dependencies").
+// is not packaged in Debian 12, docs/design.md "Dependencies").
 //
 // Contract:
 //  * A Registry holds metric families in registration order. Each family has

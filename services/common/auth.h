@@ -1,5 +1,5 @@
 // Authenticator: checks the `authorization: token KEY:SECRET` metadata that
-// every RPC carries (DESIGN.md, "Protocol").
+// every RPC carries (docs/design.md "Protocol").
 //
 // A missing, malformed or wrong token is UNAUTHENTICATED; a valid key whose
 // role is not allowed for the RPC is PERMISSION_DENIED. Secrets are compared

@@ -245,7 +245,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
   // Entries at or below the watermark are of two kinds: ones an earlier
   // batch already applied (an overlapping pull; they have a sync log row),
   // and a document's earlier entries that the producer sends with their
-  // original seq when access to it flips from false to true (DESIGN.md
+  // original seq when access to it flips from false to true (docs/design.md
   // "Notify / pull"); those were never sent before and have no row. Skip
   // only the first kind: skipping by the watermark alone silently dropped
   // the withheld history (and so lost its changes when the consumer already

@@ -1,6 +1,6 @@
 // Applier: replays a producer's Event Update Log entries into this site.
 //
-// Lifecycle of one entry (DESIGN.md "Consumer"): mapping -> dependencies ->
+// Lifecycle of one entry (docs/design.md "Consumer"): mapping -> dependencies ->
 // validation -> apply (insert / update / cancel / rename / delete), tagged
 // with the producer as origin (`SET LOCAL eventstream.origin`) so this
 // site's own producer never sends the change back.

@@ -3,7 +3,7 @@
 // writes the sync log; see applier.h). Lifecycle per entry: mapping ->
 // dependencies -> validation -> write.
 //
-// Decisions (DESIGN.md "Consumer" leaves these open):
+// Decisions (docs/design.md "Consumer" leaves these open):
 //  * Columns written are the document's keys that are columns of the table
 //    (read once per table from pg_attribute, resolved through search_path);
 //    other keys are ignored. "" for a non-text column is written as NULL.

@@ -2,7 +2,7 @@
 // by the capture triggers, see capture.h) into Event Update Log entries
 // (es_producer.update_log).
 //
-// Entries, per transaction and document (DESIGN.md "Producer / Capture"):
+// Entries, per transaction and document (docs/design.md "Producer / Capture"):
 //  * Create  the parent row was inserted in the transaction: the whole
 //            document (parent columns, "doctype", every Table field of the
 //            registry as an array of its child rows ordered by idx, each row

@@ -1,7 +1,7 @@
 // CaptureInstaller: keeps the capture triggers on the site's DocType tables
 // in line with the set of DocTypes that have an approved subscription.
 //
-// Contract (DESIGN.md "Producer / Capture"):
+// Contract (docs/design.md "Producer / Capture"):
 //  * For each captured DocType, its table and the tables of its child
 //    DocTypes (its Table fields) carry one row trigger named kCaptureTrigger:
 //      AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW

@@ -2,7 +2,7 @@
 // 0003_consumers.sql) and every change to them: registration, subscription
 // updates, approvals, and the config's pre-approvals.
 //
-// Contract (DESIGN.md "Producer / Register / approve"):
+// Contract (docs/design.md "Producer / Register / approve"):
 //  * Register creates the site's record with one row per requested DocType
 //    and returns the current log position (max seq of es_producer.update_log,
 //    0 when empty) as the consumer's new watermark. Registering again with

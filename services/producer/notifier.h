@@ -1,5 +1,5 @@
 // Notifier: tells consumers "there is news" by calling
-// eventstream.v1.Consumer/Notify (DESIGN.md "Producer / Notify / pull").
+// eventstream.v1.Consumer/Notify (docs/design.md "Producer / Notify / pull").
 //
 // Contract:
 //  * Targets are the approved consumers with a notify address, given as a

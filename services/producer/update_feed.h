@@ -1,5 +1,5 @@
 // UpdateFeed: what a consumer may see of the Event Update Log and of the
-// site's documents (DESIGN.md "Producer / Notify / pull" and
+// site's documents (docs/design.md "Producer / Notify / pull" and
 // "Dependencies"; issue 3 items 4, 5 and 8).
 //
 // Visibility of a document to a consumer site: its DocType is approved for
@@ -54,7 +54,7 @@
 //    pull computes the same answer. If it commits but the response is lost,
 //    a repeated pull no longer sees a flipped document as "not sent" and
 //    sends its entry without the history; the consumer then takes its
-//    "Update of a missing document -> GetDocument" path (DESIGN.md
+//    "Update of a missing document -> GetDocument" path (docs/design.md
 //    "Consumer / Failures"), so nothing is lost.
 //
 // GetDocument / FindDocuments (dependencies): a document is served when it

@@ -22,7 +22,7 @@ namespace {
         << "\"" << es_h << "\" does not contain \"" << (needle) << "\""; \
   } while (0)
 
-// The DESIGN.md "Config" sketch, with its `doctypes: [...]` filled in and
+// The docs/design.md "Config" sketch, with its `doctypes: [...]` filled in and
 // the `soi-to-poi` mapping it refers to defined, so that it is complete.
 constexpr char kSketch[] = R"yaml(
 site: {name: branch1}

@@ -35,7 +35,7 @@ DocTypeDef DocType(std::string name, std::vector<FieldDef> fields,
   return d;
 }
 
-// The DESIGN.md example registry.
+// The docs/design.md example registry.
 std::vector<DocTypeDef> NoteDefs() {
   return {DocType("Note", {Field("title", "Data"), Field("public", "Check"),
                            Field("content", "Text"),
