@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "spdlog/spdlog.h"
 
 namespace eventstream::pg {
 namespace {
@@ -94,6 +95,14 @@ int Result::ColumnIndex(absl::string_view name) const {
 bool Result::IsNull(int row, int col) const { return PQgetisnull(res_, row, col); }
 absl::string_view Result::Get(int row, int col) const {
   return absl::string_view(PQgetvalue(res_, row, col), PQgetlength(res_, row, col));
+}
+absl::string_view Result::Get(int row, const char* column) const {
+  int col = ColumnIndex(column);
+  if (col < 0) {
+    spdlog::critical("query result has no column \"{}\"", column);
+    std::abort();
+  }
+  return Get(row, col);
 }
 std::optional<std::string> Result::GetOptional(int row, int col) const {
   if (IsNull(row, col)) return std::nullopt;

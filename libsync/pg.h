@@ -67,6 +67,8 @@ class Result {
   int ColumnIndex(absl::string_view name) const;
   bool IsNull(int row, int col) const;
   absl::string_view Get(int row, int col) const;  // "" for NULL
+  // By column name (a missing column is a programming error: it aborts).
+  absl::string_view Get(int row, const char* column) const;
   std::optional<std::string> GetOptional(int row, int col) const;
   int64_t GetInt64(int row, int col) const;      // 0 for NULL
   bool GetBool(int row, int col) const;          // 't' -> true

@@ -450,7 +450,7 @@ absl::StatusOr<std::string> DocumentApplier::EnsureDocument(const std::string& d
         absl::StrCat("missing dependency: ", via, " links to ", Doc(doctype, name),
                      ", which does not exist here (no producer connection to fetch it)"));
   }
-  auto fetched = deps_->GetDocument(doctype, name);
+  auto fetched = Fetch(doctype, name);
   if (!fetched.ok()) {
     return Annotate(fetched.status(), absl::StrCat("fetching dependency ", Doc(doctype, name),
                                                    " (linked from ", via, ")"));
@@ -464,6 +464,23 @@ absl::StatusOr<std::string> DocumentApplier::EnsureDocument(const std::string& d
   doc["name"] = Value::String(name);
   doc["doctype"] = Value::String(doctype);
   return InsertDependency(*def, std::move(doc));
+}
+
+absl::StatusOr<std::optional<Value>> DocumentApplier::Fetch(const std::string& doctype,
+                                                            const std::string& name) {
+  if (auto it = fetched_.find(Key(doctype, name)); it != fetched_.end()) {
+    return std::optional<Value>(it->second);
+  }
+  auto fetched = deps_->GetDocument(doctype, name);
+  if (!fetched.ok()) return fetched.status();
+  if (!fetched->has_value()) return std::optional<Value>();
+  for (Value& dep : (*fetched)->dependencies) {
+    std::string dep_doctype = DocTypeOf(dep), dep_name = NameOf(dep);
+    if (!dep_doctype.empty() && !dep_name.empty()) {
+      fetched_.insert_or_assign(Key(dep_doctype, dep_name), std::move(dep));
+    }
+  }
+  return std::optional<Value>(std::move((*fetched)->document));
 }
 
 absl::StatusOr<std::string> DocumentApplier::InsertDependency(const DocTypeDef& def, Value doc) {
@@ -770,7 +787,7 @@ absl::StatusOr<Outcome> DocumentApplier::InsertFetched(const Target& t,
     return absl::FailedPreconditionError(
         absl::StrCat(why, ": ", what, " is missing here (no producer connection to fetch it)"));
   }
-  auto fetched = deps_->GetDocument(t.remote_doctype, remote_name);
+  auto fetched = Fetch(t.remote_doctype, remote_name);
   if (!fetched.ok()) return Annotate(fetched.status(), absl::StrCat(why, ": fetching ", what));
   if (!fetched->has_value()) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -14,10 +14,12 @@
 //    remote_site_name; Update/Cancel/Rename/Delete find the parent by that
 //    pair, and child rows by (parent, remote_docname).
 //  * Dependencies (Link, Link in child rows, Dynamic Link) are inserted
-//    under the producer's name, as Frappe's sync_dependencies did; when the
-//    target table has remote columns they are filled too, and a link value
-//    that matches a remote_docname of this producer is rewritten to the
-//    local name. Targets outside the registry, and links to child DocTypes,
+//    under the producer's name, as Frappe's sync_dependencies did, at any
+//    depth. A GetDocument brings the target's own dependencies along, so a
+//    chain costs one round trip (the rest of the batch uses them too).
+//    When the target table has remote columns they are filled too, and a
+//    link value that matches a remote_docname of this producer is
+//    rewritten to the local name. Targets outside the registry, and links to child DocTypes,
 //    are left as they are.
 //  * Cycles (A -> B -> A): every document being inserted by the current
 //    entry is "pending" under its local name; a link to a pending document
@@ -151,6 +153,10 @@ class DocumentApplier : public DocumentFetcher {
   void Unknow(const DocTypeDef& def, const std::string& name);
   absl::StatusOr<std::string> EnsureDocument(const std::string& doctype, const std::string& name,
                                              const std::string& via);
+  // The producer's current document (nullopt: it has none it may show):
+  // from what earlier fetches brought along, else one GetDocument, whose
+  // dependencies are kept for the next calls.
+  absl::StatusOr<std::optional<Value>> Fetch(const std::string& doctype, const std::string& name);
   absl::StatusOr<std::string> InsertDependency(const DocTypeDef& def, Value doc);
   absl::Status ResolveLinks(const DocTypeDef& def, Value& obj, const std::string& where,
                             const Fallback& fallback);
@@ -193,6 +199,10 @@ class DocumentApplier : public DocumentFetcher {
   // own writes): DocType + '\0' + ('N' name | 'R' remote name) + '\0' +
   // name -> the local name, or nullopt for "not here".
   std::map<std::string, std::optional<std::string>> known_;
+  // Documents the producer sent along with a fetched one (FetchedDocument::
+  // dependencies), by DocType + '\0' + name; read, not yet inserted. Not
+  // local state, so a rolled-back entry leaves them valid.
+  std::map<std::string, Value> fetched_;
 };
 
 }  // namespace eventstream::apply

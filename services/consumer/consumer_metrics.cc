@@ -25,6 +25,10 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
                               "PullUpdates calls made to the producer.", {"producer"});
   pull_errors = registry.AddCounter("eventstream_consumer_pull_errors_total",
                                     "Pulls from the producer that failed.", {"producer"});
+  dependency_calls = registry.AddCounter(
+      "eventstream_consumer_dependency_calls_total",
+      "GetDocument and FindDocuments calls made to the producer to fetch dependencies.",
+      {"producer"});
   applied = registry.AddCounter("eventstream_consumer_entries_applied_total",
                                 "Entries replayed, by sync log status.",
                                 {"producer", "status"});

@@ -5,6 +5,9 @@
 //  eventstream_consumer_pull_errors_total    pulls that failed (producer
 //                                            unreachable or refusing, local
 //                                            database errors)
+//  eventstream_consumer_dependency_calls_total  GetDocument / FindDocuments
+//                                            calls (dependencies, Document
+//                                            mappings)
 //  eventstream_consumer_entries_applied_total{status=synced|failed|parked}
 //  eventstream_consumer_apply_batch_duration_seconds  (histogram) one
 //                                            ApplyBatch transaction
@@ -44,6 +47,7 @@ class ConsumerMetrics {
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* pulls;
   metrics::Family<metrics::Counter>* pull_errors;
+  metrics::Family<metrics::Counter>* dependency_calls;
   metrics::Family<metrics::Counter>* applied;
   metrics::Family<metrics::Histogram>* apply_seconds;
   metrics::Family<metrics::Gauge>* active;

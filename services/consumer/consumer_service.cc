@@ -331,7 +331,12 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       options.notify_address = consumer.advertise;
       options.poll_interval = consumer.poll_interval;
       options.metrics = deps.metrics.get();
-      auto link = std::make_unique<ProducerLink>(p.name, p.url, p.api_key, *secret);
+      ProducerLink::Options link_options;
+      if (deps.metrics) {
+        link_options.dependency_calls = &deps.metrics->dependency_calls->WithLabels({p.name});
+      }
+      auto link =
+          std::make_unique<ProducerLink>(p.name, p.url, p.api_key, *secret, link_options);
       pullers.push_back(
           std::make_unique<Puller>(*deps.config, p, std::move(link), std::move(options)));
       deps.pullers[p.name] = pullers.back().get();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
+#include "libsync/status_macros.h"
 
 namespace eventstream {
 
@@ -82,26 +83,35 @@ absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
   return response;
 }
 
-absl::StatusOr<std::optional<Value>> ProducerLink::GetDocument(const std::string& doctype,
-                                                               const std::string& name) {
+absl::StatusOr<std::optional<FetchedDocument>> ProducerLink::GetDocument(
+    const std::string& doctype, const std::string& name) {
   grpc::ClientContext context;
   Prepare(&context);
   v1::GetDocumentRequest request;
   request.set_doctype(doctype);
   request.set_name(name);
+  request.set_with_dependencies(true);
   v1::GetDocumentResponse response;
+  if (options_.dependency_calls != nullptr) options_.dependency_calls->Inc();
   grpc::Status status = stub_->GetDocument(&context, request, &response);
   if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
       status.error_code() == grpc::StatusCode::PERMISSION_DENIED)
-    return std::optional<Value>();
+    return std::optional<FetchedDocument>();
   if (absl::Status s = Convert("GetDocument", status); !s.ok()) return s;
-  auto doc = Value::ParseJson(response.document_json());
-  if (!doc.ok()) {
+  auto parse = [&](const std::string& json) -> absl::StatusOr<Value> {
+    auto doc = Value::ParseJson(json);
+    if (doc.ok()) return doc;
     return absl::DataLossError(absl::StrCat("producer ", name_, ": GetDocument(", doctype,
                                             ", ", name, ") sent invalid JSON: ",
                                             doc.status().message()));
+  };
+  FetchedDocument out;
+  ASSIGN_OR_RETURN(out.document, parse(response.document_json()));
+  for (const std::string& json : response.dependencies_json()) {
+    ASSIGN_OR_RETURN(Value dep, parse(json));
+    out.dependencies.push_back(std::move(dep));
   }
-  return std::optional<Value>(std::move(*doc));
+  return std::optional<FetchedDocument>(std::move(out));
 }
 
 absl::StatusOr<std::vector<Value>> ProducerLink::FindDocuments(
@@ -114,6 +124,7 @@ absl::StatusOr<std::vector<Value>> ProducerLink::FindDocuments(
   for (const auto& [field, value] : filters) (*request.mutable_filters())[field] = value;
   request.set_limit(limit);
   v1::FindDocumentsResponse response;
+  if (options_.dependency_calls != nullptr) options_.dependency_calls->Inc();
   if (absl::Status s =
           Convert("FindDocuments", stub_->FindDocuments(&context, request, &response));
       !s.ok())

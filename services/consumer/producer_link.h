@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "eventstream/v1/producer.grpc.pb.h"
+#include "libsync/metrics.h"
 #include "services/consumer/applier.h"
 
 namespace eventstream {
@@ -41,6 +42,8 @@ class ProducerLink : public DependencySource {
  public:
   struct Options {
     absl::Duration rpc_timeout = absl::Seconds(15);
+    // Counts GetDocument / FindDocuments calls; null = not counted.
+    metrics::Counter* dependency_calls = nullptr;
   };
 
   // `name` is the producer's name (for messages), `url` its host:port.
@@ -65,8 +68,9 @@ class ProducerLink : public DependencySource {
       int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq = std::nullopt);
 
   // DependencySource.
-  absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,
-                                                   const std::string& name) override;
+  // Asks for the document's dependencies too (one round trip for a chain).
+  absl::StatusOr<std::optional<FetchedDocument>> GetDocument(const std::string& doctype,
+                                                             const std::string& name) override;
   absl::StatusOr<std::vector<Value>> FindDocuments(
       const std::string& doctype, const std::map<std::string, std::string>& filters,
       int limit) override;

@@ -210,9 +210,11 @@ grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
   auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
   if (!principal.ok()) return ToGrpc(principal.status());
   auto doc = deps_.feed->GetDocument(principal->key, request->doctype(),
-                                     request->name());
+                                     request->name(), request->with_dependencies());
   if (!doc.ok()) return AnswerRpc("Producer.GetDocument", doc.status());
-  response->set_document_json(std::move(*doc));
+  response->set_document_json(std::move(doc->json));
+  for (std::string& d : doc->dependencies_json) response->add_dependencies_json(std::move(d));
+  response->set_dependencies_truncated(doc->dependencies_truncated);
   return grpc::Status::OK;
 }
 

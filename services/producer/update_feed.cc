@@ -8,7 +8,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "libsync/expr.h"
+#include "libsync/status_macros.h"
 #include "services/producer/document_reader.h"
+#include "services/producer/link_store.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -75,12 +77,13 @@ std::string OldName(const FeedEntry& e) {
 }  // namespace
 
 absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
-    pg::Connection* conn, absl::string_view site) {
+    pg::Connection* conn, absl::string_view site, Subscriptions* boundaries) {
   auto r = conn->ExecPrepared(
       "es_feed_subs",
-      "SELECT d.doctype, d.condition, d.producer_condition"
+      "SELECT d.doctype, d.condition, d.producer_condition,"
+      "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS grants"
       " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"
-      "   ON d.site = c.site AND d.status = 'approved' AND NOT d.unsubscribed"
+      "   ON d.site = c.site"
       " WHERE c.site = $1",
       {site});
   if (!r.ok()) return r.status();
@@ -90,16 +93,38 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
   }
   Subscriptions subs;
   for (int i = 0; i < r->rows(); ++i) {
-    if (r->IsNull(i, 0)) continue;
-    const DocTypeDef* def = config_->registry.Find(std::string(r->Get(i, 0)));
+    const DocTypeDef* def = config_->registry.Find(std::string(r->Get(i, "doctype")));
     if (def == nullptr || def->istable) continue;
+    std::string producer_condition(r->Get(i, "producer_condition"));
+    if (boundaries != nullptr && !producer_condition.empty()) {
+      (*boundaries)[def->name] = Subscription{def, {producer_condition}};
+    }
+    if (!r->GetBool(i, r->ColumnIndex("grants"))) continue;
     Subscription& sub = subs[def->name];
     sub.def = def;
-    for (int col : {1, 2}) {
-      if (!r->Get(i, col).empty()) sub.conditions.emplace_back(r->Get(i, col));
+    for (const char* column : {"condition", "producer_condition"}) {
+      if (!r->Get(i, column).empty()) sub.conditions.emplace_back(r->Get(i, column));
     }
   }
   return subs;
+}
+
+absl::StatusOr<UpdateFeed::Access> UpdateFeed::LoadAccess(pg::Connection* conn,
+                                                         absl::string_view site) {
+  Access access;
+  ASSIGN_OR_RETURN(access.grants, LoadSubscriptions(conn, site, &access.boundaries));
+  // The config's conditions hold even for DocTypes the site never asked for.
+  const ConsumerSiteConfig* configured =
+      config_->producer ? config_->producer->FindConsumer(std::string_view(site.data(), site.size()))
+                        : nullptr;
+  if (configured == nullptr) return access;
+  for (const ConsumerDocTypeConfig& d : configured->doctypes) {
+    const DocTypeDef* def = config_->registry.Find(d.doctype);
+    if (def != nullptr && !d.condition.empty()) {
+      access.boundaries[def->name] = Subscription{def, {d.condition}};
+    }
+  }
+  return access;
 }
 
 void UpdateFeed::LogConditionError(absl::string_view site,
@@ -473,110 +498,106 @@ absl::StatusOr<const DocTypeDef*> UpdateFeed::ServedDocType(
   return def;
 }
 
-absl::StatusOr<bool> UpdateFeed::LinkedFromSent(pg::Connection* conn,
-                                                absl::string_view site,
-                                                const Subscriptions& subs,
-                                                const DocTypeDef& target,
-                                                absl::string_view name) {
-  // One EXISTS query per linking field; the first hit decides.
-  for (const auto& [doctype, sub] : subs) {
-    const DocTypeDef& def = *sub.def;
-    std::string from = absl::StrCat(
-        " FROM es_producer.consumer_document cd JOIN ",
-        pg::QuoteIdentifier(def.table),
-        " AS p ON p.name = cd.docname WHERE cd.site = $1 AND cd.doctype = $2");
-    auto check = [&](const std::string& sql,
-                     pg::Params params) -> absl::StatusOr<bool> {
-      auto r = conn->Exec(absl::StrCat("SELECT EXISTS (SELECT 1", sql, ")"),
-                          params);
-      if (!r.ok()) return r.status();
-      return r->GetBool(0, 0);
-    };
-    // Link / Dynamic Link columns of `row_alias` that can point at target;
-    // $3 is the target's name, `doctype_param` its DocType (Dynamic Link).
-    // Each statement gets exactly the parameters it uses (PostgreSQL cannot
-    // type an unused one).
-    struct Clause {
-      std::string sql;
-      bool dynamic = false;
-    };
-    auto clauses = [&](const DocTypeDef& holder, absl::string_view row_alias,
-                       absl::string_view doctype_param) {
-      std::vector<Clause> out;
-      for (const FieldDef& f : holder.fields) {
-        std::string col =
-            absl::StrCat(row_alias, ".", pg::QuoteIdentifier(f.fieldname));
-        if (f.is_link() && f.options == target.name) {
-          out.push_back({absl::StrCat(col, "::text = $3"), false});
-        } else if (f.is_dynamic_link()) {
-          out.push_back({absl::StrCat(col, "::text = $3 AND ", row_alias, ".",
-                                      pg::QuoteIdentifier(f.options),
-                                      "::text = ", doctype_param),
-                         true});
-        }
-      }
-      return out;
-    };
-    for (const Clause& clause : clauses(def, "p", "$4")) {
-      pg::Params params = {site, def.name, name};
-      if (clause.dynamic) params.emplace_back(target.name);
-      auto hit = check(absl::StrCat(from, " AND ", clause.sql), params);
-      if (!hit.ok()) return hit.status();
-      if (*hit) return true;
-    }
-    for (const FieldDef& table : def.fields) {
-      if (!table.is_table()) continue;
-      const DocTypeDef* child = config_->registry.Find(table.options);
-      if (child == nullptr) continue;
-      for (const Clause& clause : clauses(*child, "c", "$5")) {
-        pg::Params params = {site, def.name, name, table.fieldname};
-        if (clause.dynamic) params.emplace_back(target.name);
-        auto hit = check(
-            absl::StrCat(from, " AND EXISTS (SELECT 1 FROM ",
-                         pg::QuoteIdentifier(child->table),
-                         " AS c WHERE c.parent = p.name AND c.parenttype = $2"
-                         " AND c.parentfield = $4 AND ",
-                         clause.sql, ")"),
-            params);
-        if (!hit.ok()) return hit.status();
-        if (*hit) return true;
-      }
-    }
+absl::StatusOr<Standing> UpdateFeed::Judge(pg::Connection* conn,
+                                           absl::string_view site,
+                                           const Access& access,
+                                           const DocRef& ref, const Value* doc) {
+  const DocTypeDef* def = config_->registry.Find(ref.doctype);
+  if (def == nullptr || def->istable) return Standing::kMissing;
+  auto grant = access.grants.find(ref.doctype);
+  auto boundary = access.boundaries.find(ref.doctype);
+  const bool grants = grant != access.grants.end();
+  const bool bounded = boundary != access.boundaries.end();
+  if (!bounded && (!grants || grant->second.conditions.empty())) {
+    return grants ? Standing::kGrantor : Standing::kPassage;
   }
-  return false;
+  std::optional<Value> read;
+  if (doc == nullptr) {
+    ASSIGN_OR_RETURN(read, ReadDocument(conn, config_->registry, *def, ref.name));
+    if (!read) return Standing::kMissing;
+    doc = &*read;
+  }
+  if (bounded &&
+      !PassesConditions(conn, site, ref.doctype, boundary->second, *doc, Value())) {
+    return Standing::kBlocked;
+  }
+  if (grants && PassesConditions(conn, site, ref.doctype, grant->second, *doc, Value())) {
+    return Standing::kGrantor;
+  }
+  return Standing::kPassage;
 }
 
-absl::StatusOr<std::optional<Value>> UpdateFeed::Serve(
-    pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
+absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
+    pg::Connection* conn, absl::string_view site, const Access& access,
     const DocTypeDef& def, absl::string_view name) {
-  auto doc = ReadDocument(conn, config_->registry, def, name);
-  if (!doc.ok()) return doc.status();
-  if (!doc->has_value()) return std::optional<Value>();
-  auto sub = subs.find(def.name);
-  if (sub != subs.end() &&
-      PassesConditions(conn, site, def.name, sub->second, **doc, Value())) {
-    return doc;
+  ASSIGN_OR_RETURN(std::optional<Value> doc,
+                   ReadDocument(conn, config_->registry, def, name));
+  if (!doc) return doc;
+  const DocRef target{def.name, std::string(name)};
+  ASSIGN_OR_RETURN(Standing standing, Judge(conn, site, access, target, &*doc));
+  if (standing == Standing::kGrantor) return doc;
+  if (standing != Standing::kPassage) return std::optional<Value>();
+  ReverseWalk walk;
+  walk.linkers = [&](const std::string& doctype, const std::vector<std::string>& names,
+                     int limit) {
+    return FindLinkers(conn, config_->registry, doctype, names, limit);
+  };
+  walk.standing = [&](const DocRef& ref) -> absl::StatusOr<Standing> {
+    if (ref == target) return standing;
+    return Judge(conn, site, access, ref, nullptr);
+  };
+  ASSIGN_OR_RETURN(Reachability reach,
+                   ReachableFromGrantor(target, walk, options_.reachability_budget));
+  if (reach.out_of_budget) {
+    LogConditionError(site, def.name, "(dependency access)",
+                      absl::ResourceExhaustedError(absl::StrCat(
+                          "deciding whether a document is reachable through links from one "
+                          "the site may see took more than ",
+                          options_.reachability_budget,
+                          " documents; treated as not reachable")));
   }
-  auto linked = LinkedFromSent(conn, site, subs, def, name);
-  if (!linked.ok()) return linked.status();
-  if (*linked) return doc;
-  return std::optional<Value>();
+  if (!reach.readable) return std::optional<Value>();
+  return doc;
 }
 
-absl::StatusOr<std::string> UpdateFeed::GetDocument(absl::string_view site,
-                                                    absl::string_view doctype,
-                                                    absl::string_view name) {
-  auto def = ServedDocType(doctype);
-  if (!def.ok()) return def.status();
+absl::Status UpdateFeed::AddDependencies(pg::Connection* conn, absl::string_view site,
+                                         const Access& access, const DocTypeDef& def,
+                                         const Value& doc, ServedDocument* out) {
+  // Everything `doc` reaches is readable when `doc` is, except what the
+  // producer's conditions block (and what lies only beyond it).
+  auto read = [&](const DocRef& ref) -> absl::StatusOr<std::optional<Value>> {
+    ASSIGN_OR_RETURN(std::optional<Value> dep,
+                     ReadDocument(conn, config_->registry,
+                                  *config_->registry.Find(ref.doctype), ref.name));
+    if (!dep) return dep;
+    ASSIGN_OR_RETURN(Standing standing, Judge(conn, site, access, ref, &*dep));
+    if (standing == Standing::kBlocked) return std::optional<Value>();
+    return dep;
+  };
+  ASSIGN_OR_RETURN(Closure closure,
+                   LinkClosure(config_->registry, def, doc, read, options_.closure));
+  for (const Value& d : closure.documents) out->dependencies_json.push_back(d.ToJson());
+  out->dependencies_truncated = closure.truncated;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ServedDocument> UpdateFeed::GetDocument(absl::string_view site,
+                                                       absl::string_view doctype,
+                                                       absl::string_view name,
+                                                       bool with_dependencies) {
+  ASSIGN_OR_RETURN(const DocTypeDef* def, ServedDocType(doctype));
   if (name.empty()) return absl::InvalidArgumentError("name: required");
-  auto lease = pool_->Acquire();
-  if (!lease.ok()) return lease.status();
-  auto subs = LoadSubscriptions(lease->get(), site);
-  if (!subs.ok()) return subs.status();
-  auto doc = Serve(lease->get(), site, *subs, **def, name);
-  if (!doc.ok()) return doc.status();
-  if (!doc->has_value()) return NotVisible(site, doctype, name);
-  return (*doc)->ToJson();
+  ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
+  pg::Connection* conn = lease.get();
+  ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
+  ASSIGN_OR_RETURN(std::optional<Value> doc, Readable(conn, site, access, *def, name));
+  if (!doc) return NotVisible(site, doctype, name);
+  ServedDocument out;
+  out.json = doc->ToJson();
+  if (with_dependencies) {
+    RETURN_IF_ERROR(AddDependencies(conn, site, access, *def, *doc, &out));
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
@@ -600,11 +621,9 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
     absl::StrAppend(&where, " AND t.", pg::QuoteIdentifier(field), "::text = $",
                     params.size());
   }
-  auto lease = pool_->Acquire();
-  if (!lease.ok()) return lease.status();
-  pg::Connection* conn = lease->get();
-  auto subs = LoadSubscriptions(conn, site);
-  if (!subs.ok()) return subs.status();
+  ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
+  pg::Connection* conn = lease.get();
+  ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
   // Pages of matching names; invisible ones are skipped, so more may be
   // read than returned. Bounded so a filter matching mostly invisible rows
   // cannot make one call scan the whole table.
@@ -624,7 +643,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
     for (int i = 0; i < r->rows() && static_cast<int>(out.size()) < limit; ++i) {
       ++scanned;
       last = std::string(r->Get(i, 0));
-      auto doc = Serve(conn, site, *subs, **def, last);
+      auto doc = Readable(conn, site, access, **def, last);
       if (!doc.ok()) return doc.status();
       if (doc->has_value()) out.push_back((*doc)->ToJson());
     }

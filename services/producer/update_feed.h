@@ -57,16 +57,21 @@
 //    "Update of a missing document -> GetDocument" path (docs/design.md
 //    "Consumer / Failures"), so nothing is lost.
 //
-// GetDocument / FindDocuments (dependencies): a document is served when it
-// is visible to the caller (above), or when a document the caller was sent
-// (consumer_document, of a DocType it is approved for) links to it through a
-// Link field, a Link field of one of its child rows, or a Dynamic Link
-// (parent or child row) whose DocType field names this DocType. Anything
-// else is PERMISSION_DENIED with the same message whether or not the
-// document exists ("document \"N\" of DocType \"D\" is not visible to site
-// \"S\""): existence is not revealed. An unknown or child DocType is
-// INVALID_ARGUMENT. Dependencies are one level deep: a document served only
-// as a dependency does not make its own links visible.
+// GetDocument / FindDocuments (dependencies; docs/design.md "What a
+// consumer may see"): a document is readable by the caller when it is a
+// grantor (its DocType is approved for the site and subscribed, and it
+// passes both conditions now) or is reachable from a grantor through Link,
+// child-row Link and Dynamic Link fields at any depth (libsync/link_graph.h).
+// The producer's condition for the site on a DocType is a hard boundary: a
+// document failing it is neither readable nor followed. Readability is
+// decided by walking links backwards from the asked document, at most
+// Options::reachability_budget documents (past it: not readable, logged
+// once per site and DocType). Anything unreadable is PERMISSION_DENIED
+// with the same message whether or not the document exists ("document
+// \"N\" of DocType \"D\" is not visible to site \"S\""): existence is not
+// revealed. An unknown or child DocType is INVALID_ARGUMENT. With
+// dependencies, GetDocument also returns the readable documents the
+// document reaches (LinkClosure, Options::closure bounds).
 //
 // Thread-safe; each call takes its own pooled connection. Two pulls of the
 // same site at once (a consumer pulls serially) may record consumer_document
@@ -87,6 +92,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "libsync/config.h"
+#include "libsync/link_graph.h"
 #include "libsync/pg.h"
 #include "libsync/pg_pool.h"
 #include "libsync/value.h"
@@ -104,6 +110,13 @@ struct FeedEntry {
   std::string created_at;                 // RFC 3339 UTC
 };
 
+// A document served to satisfy a dependency, with what it links to.
+struct ServedDocument {
+  std::string json;
+  std::vector<std::string> dependencies_json;
+  bool dependencies_truncated = false;
+};
+
 struct PullResult {
   std::vector<FeedEntry> entries;
   int64_t next_after_seq = 0;
@@ -117,6 +130,9 @@ class UpdateFeed {
     int max_limit = 5000;
     int default_find_limit = 100;
     int max_find_limit = 1000;
+    // Documents judged while deciding whether one is readable.
+    int reachability_budget = 1000;
+    ClosureLimits closure;  // what GetDocument sends along
   };
   // `config` and `pool` must outlive the feed.
   UpdateFeed(const Config* config, pg::ConnectionPool* pool)
@@ -129,10 +145,12 @@ class UpdateFeed {
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
                                   int limit,
                                   std::optional<int64_t> acknowledged_seq = std::nullopt);
-  // The document as JSON text (document_reader.h shape).
-  absl::StatusOr<std::string> GetDocument(absl::string_view site,
-                                          absl::string_view doctype,
-                                          absl::string_view name);
+  // The document as JSON text (document_reader.h shape) and, with
+  // `with_dependencies`, the readable documents it links to at any depth.
+  absl::StatusOr<ServedDocument> GetDocument(absl::string_view site,
+                                             absl::string_view doctype,
+                                             absl::string_view name,
+                                             bool with_dependencies = false);
   // Documents of `doctype` whose fields equal the filters (compared in
   // PostgreSQL's text form), ordered by name, invisible ones left out.
   // INVALID_ARGUMENT naming an unknown DocType or filter field.
@@ -147,11 +165,21 @@ class UpdateFeed {
   };
   using Subscriptions = std::map<std::string, Subscription, std::less<>>;
   using DocKey = std::pair<std::string, std::string>;  // doctype, name
+  // What decides readability for one site: its grants (approved,
+  // subscribed DocTypes) and the producer's conditions for it on any
+  // DocType whatever the status (as one-condition Subscriptions).
+  struct Access {
+    Subscriptions grants;
+    Subscriptions boundaries;
+  };
 
   // The site's approved, subscribed parent DocTypes; NOT_FOUND naming the
-  // site when it never registered.
+  // site when it never registered. `boundaries`, when given, receives the
+  // producer's conditions for the site (see Access).
   absl::StatusOr<Subscriptions> LoadSubscriptions(pg::Connection* conn,
-                                                  absl::string_view site);
+                                                  absl::string_view site,
+                                                  Subscriptions* boundaries = nullptr);
+  absl::StatusOr<Access> LoadAccess(pg::Connection* conn, absl::string_view site);
   // Whether `doc` passes every condition of `sub` (see file comment).
   bool PassesConditions(pg::Connection* conn, absl::string_view site,
                         absl::string_view doctype, const Subscription& sub,
@@ -165,18 +193,22 @@ class UpdateFeed {
                                                  const std::string& doctype,
                                                  std::string name,
                                                  int64_t bound);
-  // Whether a document the site was sent links to `doctype`/`name`.
-  absl::StatusOr<bool> LinkedFromSent(pg::Connection* conn,
-                                      absl::string_view site,
-                                      const Subscriptions& subs,
-                                      const DocTypeDef& target,
-                                      absl::string_view name);
-  // The document if the site may see it, else nullopt (also when missing).
-  absl::StatusOr<std::optional<Value>> Serve(pg::Connection* conn,
-                                             absl::string_view site,
-                                             const Subscriptions& subs,
-                                             const DocTypeDef& def,
-                                             absl::string_view name);
+  // How `ref` stands for the site (link_graph.h); `doc` is the document
+  // when already read (else it is read only when a condition needs it, and
+  // the caller knows the document exists).
+  absl::StatusOr<Standing> Judge(pg::Connection* conn, absl::string_view site,
+                                 const Access& access, const DocRef& ref,
+                                 const Value* doc);
+  // The document if the site may read it, else nullopt (also when missing).
+  absl::StatusOr<std::optional<Value>> Readable(pg::Connection* conn,
+                                                absl::string_view site,
+                                                const Access& access,
+                                                const DocTypeDef& def,
+                                                absl::string_view name);
+  // The readable documents `doc` reaches (GetDocument with dependencies).
+  absl::Status AddDependencies(pg::Connection* conn, absl::string_view site,
+                               const Access& access, const DocTypeDef& def,
+                               const Value& doc, ServedDocument* out);
   absl::StatusOr<const DocTypeDef*> ServedDocType(absl::string_view doctype) const;
 
   const Config* config_;

@@ -122,12 +122,12 @@ class FakeProducer : public DependencySource {
     Value doc = Json(json);
     docs_[{DocTypeOf(doc), NameOf(doc)}] = doc;
   }
-  absl::StatusOr<std::optional<Value>> GetDocument(const std::string& doctype,
-                                                   const std::string& name) override {
+  absl::StatusOr<std::optional<FetchedDocument>> GetDocument(const std::string& doctype,
+                                                             const std::string& name) override {
     ++get_calls;
     auto it = docs_.find({doctype, name});
-    if (it == docs_.end()) return std::optional<Value>();
-    return std::optional<Value>(it->second);
+    if (it == docs_.end()) return std::optional<FetchedDocument>();
+    return std::optional<FetchedDocument>(FetchedDocument{it->second, {}});
   }
   absl::StatusOr<std::vector<Value>> FindDocuments(
       const std::string& doctype, const std::map<std::string, std::string>& filters,

@@ -25,6 +25,7 @@
 #include "libsync/pg.h"
 #include "libsync/value.h"
 #include "services/common/service_main.h"
+#include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -137,62 +138,11 @@ absl::Status InsertNotes(pg::Connection* hq, int from, int to) {
   return absl::OkStatus();
 }
 
-// A plain HTTP/1.1 request; returns the status code and body (-1 = no answer).
-struct HttpResponse {
-  int status = -1;
-  std::string headers;
-  std::string body;
-};
-HttpResponse HttpGet(int port, const std::string& path, const std::string& method = "GET") {
-  HttpResponse out;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return out;
-  }
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-  (void)!write(fd, req.data(), req.size());
-  std::string all;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof(buf))) > 0) all.append(buf, static_cast<size_t>(n));
-  close(fd);
-  size_t split = all.find("\r\n\r\n");
-  if (split == std::string::npos || all.size() < 12) return out;
-  out.headers = all.substr(0, split);
-  out.body = all.substr(split + 4);
-  (void)absl::SimpleAtoi(all.substr(9, 3), &out.status);
-  return out;
-}
-
-// The value of the sample `series` (`name{labels}` exactly as rendered).
-std::optional<double> Sample(const std::string& text, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, series + " ")) {
-      double v;
-      if (absl::SimpleAtod(line.substr(series.size() + 1), &v)) return v;
-    }
-  }
-  return std::nullopt;
-}
-
 // Waits until the consumer registered (the producer captures Note from
 // then on) and pulls.
 void WaitPulling(RunningService& consumer) {
   ASSERT_TRUE(consumer.process->WaitForLog("holds the pull lock", absl::Seconds(20)).ok())
       << consumer.process->Log();
-}
-
-std::optional<double> Scrape(int port, const std::string& series) {
-  HttpResponse r = HttpGet(port, "/metrics");
-  if (r.status != 200) return std::nullopt;
-  return Sample(r.body, series);
 }
 
 class OperabilityTest : public ::testing::Test {

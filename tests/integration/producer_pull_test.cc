@@ -36,10 +36,12 @@ const std::map<std::string, std::string> kSecrets = {
     {"ES_T_B1", "b1-secret-pq"},
     {"ES_T_B2", "b2-secret-pq"},
     {"ES_T_B3", "b3-secret-pq"},
+    {"ES_T_B4", "b4-secret-pq"},
     {"ES_T_OPS", "ops-secret-pq"}};
 const char kB1[] = "token branch1:b1-secret-pq";
 const char kB2[] = "token branch2:b2-secret-pq";
 const char kB3[] = "token branch3:b3-secret-pq";
+const char kB4[] = "token branch4:b4-secret-pq";
 const char kOps[] = "token ops:ops-secret-pq";
 
 std::string Config(const std::string& url) {
@@ -62,6 +64,16 @@ doctypes:
   - name: User
     fields:
       - {fieldname: full_name, fieldtype: Data}
+      - {fieldname: roles, fieldtype: Table, options: Has Role}
+  - name: Has Role
+    istable: true
+    fields:
+      - {fieldname: role, fieldtype: Link, options: Role}
+      - {fieldname: ref_type, fieldtype: Data}
+      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
+  - name: Role
+    fields:
+      - {fieldname: parent_role, fieldtype: Link, options: Role}
   - name: Project
     fields:
       - {fieldname: title, fieldtype: Data}
@@ -71,7 +83,12 @@ producer:
     - {key: branch1, secret_env: ES_T_B1, role: consumer}
     - {key: branch2, secret_env: ES_T_B2, role: consumer}
     - {key: branch3, secret_env: ES_T_B3, role: consumer}
+    - {key: branch4, secret_env: ES_T_B4, role: consumer}
     - {key: ops, secret_env: ES_T_OPS, role: admin}
+  consumers:
+    # branch4 may only ever see public Notes, also as dependencies.
+    - site: branch4
+      doctypes: [{doctype: Note, status: approved, condition: "doc.public == 1"}]
 )");
 }
 
@@ -86,6 +103,13 @@ CREATE TABLE "tabNote Seen By" (name text PRIMARY KEY, creation timestamptz,
 CREATE TABLE "tabUser" (name text PRIMARY KEY, creation timestamptz,
   modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
   idx int, full_name text);
+CREATE TABLE "tabHas Role" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, parent text, parenttype text, parentfield text, role text,
+  ref_type text, ref_name text);
+CREATE TABLE "tabRole" (name text PRIMARY KEY, creation timestamptz,
+  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+  idx int, parent_role text);
 CREATE TABLE "tabProject" (name text PRIMARY KEY, creation timestamptz,
   modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
   idx int, title text);
@@ -536,8 +560,8 @@ TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
       VALUES ('Q1', 'closed', 0, 'U3', 'Project', 'PR2');
     INSERT INTO "tabNote" (name, title, public, author)
       VALUES ('P2', 'open but unsent', 1, 'U4');)");
-  // branch1 is sent P1 (and P2), not Q1. Only P1's links count as sent
-  // below once P2 is deleted from the record of sent documents.
+  // branch1 is sent P1 (and P2), not Q1. Whether a document was sent does
+  // not matter for what it may read: P2 grants its links once forgotten.
   EXPECT_EQ(Summary(MustPull(kB1, wm)), "CREATE:P1 CREATE:P2");
   ASSERT_TRUE(conn_->Exec("DELETE FROM es_producer.consumer_document"
                           " WHERE site = 'branch1' AND docname = 'P2'").ok());
@@ -561,14 +585,14 @@ TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
   EXPECT_EQ(s.error_message(),
             "document \"Nope\" of DocType \"Note\" is not visible to site \"branch1\"");
 
-  // Dependencies of what branch1 was sent: Link, child-row Link, Dynamic Link.
+  // Dependencies of what branch1 may see: Link, child-row Link, Dynamic Link.
   EXPECT_TRUE(Get(kB1, "User", "U1", &json).ok());
   EXPECT_EQ(Str(Json(json), "full_name"), "Ann");
   EXPECT_EQ(Str(Json(json), "doctype"), "User");
   EXPECT_TRUE(Get(kB1, "User", "U2").ok());
   EXPECT_TRUE(Get(kB1, "Project", "PR1").ok());
   EXPECT_EQ(Get(kB1, "User", "U3").error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(Get(kB1, "User", "U4").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Get(kB1, "User", "U4").ok());  // P2 is visible
   EXPECT_EQ(Get(kB1, "Project", "PR2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Get(kB1, "User", "U9").error_code(), grpc::StatusCode::PERMISSION_DENIED);
 
@@ -598,6 +622,118 @@ TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("nickname"), std::string::npos) << s.error_message();
   EXPECT_EQ(Find(kB1, "Nope", {}, &names).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Dependencies of dependencies (issue 12): a visible Note's child row links
+// a User, whose Has Role rows link a Role (and, by Dynamic Link, a
+// Project), whose parent_role links another Role, and so on: readable at
+// any depth, cycles included, and all of it in one GetDocument with
+// with_dependencies. A document linked only from invisible ones is not.
+TEST_F(PullTest, DependenciesAreReadableAtAnyDepthThroughVisibleDocumentsOnly) {
+  Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Write(R"(
+    INSERT INTO "tabRole" (name, parent_role) VALUES ('R1', 'R2'), ('R2', 'R3'),
+      ('R3', 'R2'), ('R9', NULL), ('CA', 'CB'), ('CB', 'CA');
+    INSERT INTO "tabProject" (name, title) VALUES ('PR1', 'one'), ('PR9', 'nine');
+    INSERT INTO "tabUser" (name, full_name) VALUES ('U1', 'Ann'), ('U9', 'Zed');
+    INSERT INTO "tabHas Role" (name, idx, parent, parenttype, parentfield, role,
+        ref_type, ref_name)
+      VALUES ('h1', 1, 'U1', 'User', 'roles', 'R1', 'Project', 'PR1'),
+             ('h9', 1, 'U9', 'User', 'roles', 'R9', 'Project', 'PR9');
+    BEGIN;
+    INSERT INTO "tabNote" (name, title, public) VALUES ('P1', 'open', 1);
+    INSERT INTO "tabNote Seen By" (name, idx, parent, parenttype, parentfield, "user")
+      VALUES ('s1', 1, 'P1', 'Note', 'seen_by', 'U1');
+    COMMIT;
+    INSERT INTO "tabNote" (name, title, public, author) VALUES ('Q1', 'closed', 0, 'U9');)");
+
+  // Four levels below the visible P1: U1, R1, R2, R3 (R2 <-> R3 a cycle),
+  // and PR1 through the Dynamic Link in U1's child row.
+  for (auto [doctype, name] : std::vector<std::pair<std::string, std::string>>{
+           {"User", "U1"}, {"Role", "R1"}, {"Role", "R2"}, {"Role", "R3"},
+           {"Project", "PR1"}}) {
+    grpc::Status s = Get(kB1, doctype, name);
+    EXPECT_TRUE(s.ok()) << doctype << " " << name << ": " << s.error_message();
+  }
+  // Linked only from the invisible Q1, or from nothing (the cycle CA <-> CB).
+  for (auto [doctype, name] : std::vector<std::pair<std::string, std::string>>{
+           {"User", "U9"}, {"Role", "R9"}, {"Project", "PR9"}, {"Role", "CA"},
+           {"Role", "CB"}}) {
+    grpc::Status s = Get(kB1, doctype, name);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << doctype << " " << name;
+    EXPECT_EQ(s.error_message(), absl::StrCat("document \"", name, "\" of DocType \"",
+                                              doctype, "\" is not visible to site \"branch1\""));
+  }
+  std::vector<std::string> names;
+  ASSERT_TRUE(Find(kB1, "Role", {}, &names).ok());
+  EXPECT_EQ(names, (std::vector<std::string>{"R1", "R2", "R3"}));
+
+  // One call brings the whole chain below U1, breadth first, each once.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kB1);
+  v1::GetDocumentRequest req;
+  req.set_doctype("User");
+  req.set_name("U1");
+  req.set_with_dependencies(true);
+  v1::GetDocumentResponse resp;
+  grpc::Status s = stub_->GetDocument(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Str(Json(resp.document_json()), "full_name"), "Ann");
+  std::vector<std::string> deps;
+  for (const std::string& d : resp.dependencies_json()) {
+    deps.push_back(Str(Json(d), "doctype") + ":" + Str(Json(d), "name"));
+  }
+  EXPECT_EQ(deps, (std::vector<std::string>{"Role:R1", "Project:PR1", "Role:R2", "Role:R3"}));
+  EXPECT_FALSE(resp.dependencies_truncated());
+}
+
+// Only documents the consumer may see now grant access (issue 13 item 4):
+// a Note sent and then hidden grants nothing, neither to what it linked
+// then nor to what it links now.
+TEST_F(PullTest, AHiddenDocumentGrantsNothing) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Write(R"(
+    INSERT INTO "tabUser" (name, full_name) VALUES ('U1', 'Ann'), ('U2', 'Bob');
+    INSERT INTO "tabNote" (name, title, public, author) VALUES ('P1', 'open', 1, 'U1');)");
+  EXPECT_EQ(Summary(MustPull(kB1, wm)), "CREATE:P1");
+  EXPECT_TRUE(Get(kB1, "User", "U1").ok());
+  Write(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'P1';)");
+  EXPECT_EQ(Get(kB1, "User", "U1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  Write(R"(UPDATE "tabNote" SET author = 'U2' WHERE name = 'P1';)");
+  EXPECT_EQ(Get(kB1, "User", "U2").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'P1';)");
+  EXPECT_TRUE(Get(kB1, "User", "U2").ok());
+  EXPECT_EQ(Get(kB1, "User", "U1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// The producer's condition for a consumer is a hard boundary (issue 13 item
+// 7): branch4 follows User; a User's Has Role row links by Dynamic Link to
+// a private Note, which the producer's config hides from branch4, and to a
+// public one. The private Note is not readable, nor anything only it links.
+TEST_F(PullTest, TheProducersConditionBoundsDependencyAccess) {
+  Subscribe(kB4, "branch4", {Sub("User")});
+  Write(R"(
+    INSERT INTO "tabUser" (name, full_name) VALUES ('U7', 'Eve'), ('UA', 'Al'), ('UB', 'Bo');
+    INSERT INTO "tabNote" (name, title, public, author) VALUES ('QP', 'private', 0, 'UA'),
+      ('PP', 'public', 1, 'UB');
+    INSERT INTO "tabHas Role" (name, idx, parent, parenttype, parentfield, ref_type, ref_name)
+      VALUES ('h1', 1, 'U7', 'User', 'roles', 'Note', 'QP'),
+             ('h2', 2, 'U7', 'User', 'roles', 'Note', 'PP');)");
+  EXPECT_TRUE(Get(kB4, "User", "U7").ok());
+  EXPECT_TRUE(Get(kB4, "Note", "PP").ok());
+  EXPECT_EQ(Get(kB4, "Note", "QP").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // UA and UB are Users, which branch4 follows without a condition.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kB4);
+  v1::GetDocumentRequest req;
+  req.set_doctype("User");
+  req.set_name("U7");
+  req.set_with_dependencies(true);
+  v1::GetDocumentResponse resp;
+  ASSERT_TRUE(stub_->GetDocument(&ctx, req, &resp).ok());
+  std::vector<std::string> deps;
+  for (const std::string& d : resp.dependencies_json()) deps.push_back(Str(Json(d), "name"));
+  EXPECT_EQ(deps, (std::vector<std::string>{"PP", "UB"}));
 }
 
 }  // namespace

@@ -40,6 +40,12 @@ absl::StatusOr<std::unique_ptr<TwoSites>> TwoSites::Create(Spec spec) {
   do {
     sites->consumer_port_ = FreeTcpPort();
   } while (sites->consumer_port_ == sites->producer_port_);
+  if (sites->spec_.consumer_metrics) {
+    do {
+      sites->consumer_metrics_port_ = FreeTcpPort();
+    } while (sites->consumer_metrics_port_ == sites->producer_port_ ||
+             sites->consumer_metrics_port_ == sites->consumer_port_);
+  }
   return sites;
 }
 
@@ -63,7 +69,11 @@ std::string TwoSites::ConsumerConfig() const {
       "\"}\nlog: {level: ", spec_.consumer_log_level, "}\ndoctypes:\n",
       spec_.branch_doctypes, "consumer:\n  listen: \"127.0.0.1:", consumer_port_,
       "\"\n  advertise: \"127.0.0.1:", consumer_port_, "\"\n  poll_interval: ",
-      spec_.poll_interval, "\n  api_keys:\n",
+      spec_.poll_interval, "\n",
+      consumer_metrics_port_ != 0
+          ? absl::StrCat("  metrics_listen: \"127.0.0.1:", consumer_metrics_port_, "\"\n")
+          : "",
+      "  api_keys:\n",
       "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
       "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
       "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",

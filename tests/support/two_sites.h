@@ -47,6 +47,9 @@ class TwoSites {
     std::string pre_approvals;
     std::string poll_interval = "2s";
     std::string consumer_log_level = "info";
+    // Serve the consumer's /metrics on consumer_metrics_port()
+    // (tests/support/http_get.h scrapes it).
+    bool consumer_metrics = false;
   };
 
   // Secrets both services read (pass to StartService), and the
@@ -66,6 +69,7 @@ class TwoSites {
   void KillConsumer();
   bool ConsumerRunning();
 
+  int consumer_metrics_port() const { return consumer_metrics_port_; }
   std::string producer_address() const;
   std::string consumer_address() const;
   std::string ProducerLog() const;
@@ -86,7 +90,7 @@ class TwoSites {
   Spec spec_;
   std::string hq_db_, branch_db_;
   std::unique_ptr<pg::Connection> hq_, branch_;
-  int producer_port_ = 0, consumer_port_ = 0;
+  int producer_port_ = 0, consumer_port_ = 0, consumer_metrics_port_ = 0;
   RunningService producer_, consumer_;
 };
 
