@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "libsync/expr.h"
+#include "libsync/subscription_condition.h"
 #include "libsync/webhook_template.h"
 #include "yaml-cpp/yaml.h"
 
@@ -91,28 +92,6 @@ bool IsListenAddress(absl::string_view s) {
     if (absl::ascii_isspace(c)) return false;
   }
   return port >= 0 && port <= 65535;
-}
-
-// Returns "" when `condition` is acceptable, else what is wrong with it.
-std::string ConditionProblem(absl::string_view condition) {
-  absl::string_view rest = condition;
-  if (absl::ConsumePrefix(&rest, "cmd:")) {
-    rest = absl::StripAsciiWhitespace(rest);
-    std::vector<absl::string_view> parts = absl::StrSplit(rest, '.');
-    if (parts.size() != 2 || !IsIdentifier(parts[0]) ||
-        !IsIdentifier(parts[1])) {
-      return "expected cmd:schema.function (a PostgreSQL function "
-             "(consumer text, doc jsonb, update_log jsonb) -> boolean, e.g. "
-             "cmd:public.visible_to_branch)";
-    }
-    return "";
-  }
-  absl::StatusOr<Condition> parsed =
-      Condition::Parse(std::string_view(condition.data(), condition.size()));
-  if (!parsed.ok()) {
-    return absl::StrCat("invalid condition: ", parsed.status().message());
-  }
-  return "";
 }
 
 // Keeps the file name so that every error can start with it.
@@ -645,12 +624,24 @@ class Parser {
     MapReader m(errors_, "producer");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers",
-                      "webhooks", "webhook_delivery"}));
+                      "condition_functions", "webhooks", "webhook_delivery"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
     ES_CONFIG_RETURN_IF_ERROR(
         m.Address("metrics_listen", &producer->metrics_listen));
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
+    ES_CONFIG_RETURN_IF_ERROR(m.List(
+        "condition_functions", &producer->condition_functions,
+        [&](const YAML::Node& n, const std::string& p, std::string* f) {
+          if (!n.IsScalar()) return errors_.At(p, "expected a string");
+          *f = n.Scalar();
+          auto parsed = ParseConditionFunction(absl::StrCat("cmd:", *f));
+          if (!parsed.ok()) {
+            return errors_.At(p, "expected schema.function (a PostgreSQL function)");
+          }
+          *f = (*parsed)->Name();
+          return absl::OkStatus();
+        }));
 
     ES_CONFIG_RETURN_IF_ERROR(m.List(
         "consumers", &producer->consumers,

@@ -40,6 +40,11 @@
 //         secret_env: ES_SECRET_BRANCH1   # * exactly one of secret_env
 //         secret_file: /run/secrets/x     #   and secret_file
 //         role: consumer               # * consumer | admin
+//     condition_functions: []          # the only functions a consumer's own
+//                                      #   cmd: condition may name
+//                                      #   (schema.function); called
+//                                      #   read-only. The producer's own
+//                                      #   conditions below may name any.
 //     consumers:                       # pre-approvals; they hold whenever
 //       - site: branch1                # * that consumer asks for the DocType
 //         doctypes:
@@ -274,6 +279,8 @@ struct ProducerConfig {
   std::string metrics_listen;  // "" = no metrics endpoint
   std::vector<ApiKeyConfig> api_keys;
   std::vector<ConsumerSiteConfig> consumers;
+  // schema.function names a consumer's cmd: condition may call.
+  std::vector<std::string> condition_functions;
   std::vector<WebhookConfig> webhooks;
   WebhookDeliveryConfig webhook_delivery;
 

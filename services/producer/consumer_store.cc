@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "libsync/expr.h"
+#include "libsync/subscription_condition.h"
 #include "libsync/value.h"
 #include "services/producer/approvals_lock.h"
 #include "spdlog/spdlog.h"
@@ -26,15 +26,6 @@ constexpr char kRowColumns[] =
 
 std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
-bool IsIdentifier(absl::string_view s) {
-  if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0])))
-    return false;
-  for (char c : s) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_')
-      return false;
-  }
-  return true;
-}
 
 bool SecretEquals(absl::string_view a, absl::string_view b) {
   if (a.size() != b.size()) return false;
@@ -88,24 +79,6 @@ std::string Describe(const std::vector<SubscriptionRow>& rows) {
 
 }  // namespace
 
-std::string SubscriptionConditionProblem(absl::string_view condition) {
-  if (condition.empty()) return "";
-  absl::string_view rest = condition;
-  if (absl::ConsumePrefix(&rest, "cmd:")) {
-    rest = absl::StripAsciiWhitespace(rest);
-    std::vector<absl::string_view> parts = absl::StrSplit(rest, '.');
-    if (parts.size() != 2 || !IsIdentifier(parts[0]) || !IsIdentifier(parts[1])) {
-      return "expected cmd:schema.function (a PostgreSQL function "
-             "(consumer text, doc jsonb, update_log jsonb) -> boolean, e.g. "
-             "cmd:public.visible_to_branch)";
-    }
-    return "";
-  }
-  auto parsed = Condition::Parse(std::string_view(condition.data(), condition.size()));
-  if (!parsed.ok()) return std::string(parsed.status().message());
-  return "";
-}
-
 ConsumerStore::ConsumerStore(const Config* config, pg::ConnectionPool* pool,
                              TriggerSync sync_triggers)
     : config_(config), pool_(pool), sync_triggers_(std::move(sync_triggers)) {}
@@ -135,7 +108,10 @@ absl::Status ConsumerStore::Validate(
       return absl::InvalidArgumentError(
           absl::StrCat("DocType ", Quote(d.doctype), " is listed twice"));
     }
-    std::string problem = SubscriptionConditionProblem(d.condition);
+    // A consumer's cmd: condition may only name an allowed function.
+    static const std::vector<std::string> kNone;
+    std::string problem = ConditionProblem(
+        d.condition, config_->producer ? &config_->producer->condition_functions : &kNone);
     if (!problem.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "condition for DocType ", Quote(d.doctype), ": ", problem));

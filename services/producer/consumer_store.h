@@ -100,9 +100,6 @@ struct ConsumerListing {
   int64_t log_position = 0;
 };
 
-// "" when `condition` is acceptable ("" , an expression Condition::Parse
-// accepts, or cmd:schema.function), else what is wrong with it.
-std::string SubscriptionConditionProblem(absl::string_view condition);
 
 class ConsumerStore {
  public:

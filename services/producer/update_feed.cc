@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "libsync/expr.h"
 #include "libsync/status_macros.h"
+#include "libsync/subscription_condition.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/link_store.h"
 #include "spdlog/spdlog.h"
@@ -105,6 +106,7 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
     for (const char* column : {"condition", "producer_condition"}) {
       if (!r->Get(i, column).empty()) sub.conditions.emplace_back(r->Get(i, column));
     }
+    sub.refused = ConditionProblem(r->Get(i, "condition"), &AllowedFunctions());
   }
   return subs;
 }
@@ -146,23 +148,36 @@ void UpdateFeed::LogConditionError(absl::string_view site,
       std::string(status.message()));
 }
 
+const std::vector<std::string>& UpdateFeed::AllowedFunctions() const {
+  static const std::vector<std::string> kNone;
+  return config_->producer ? config_->producer->condition_functions : kNone;
+}
+
 bool UpdateFeed::PassesConditions(pg::Connection* conn, absl::string_view site,
                                   absl::string_view doctype,
                                   const Subscription& sub, const Value& doc,
                                   const Value& entry) {
+  if (!sub.refused.empty()) {
+    LogConditionError(site, doctype, sub.conditions.front(),
+                      absl::PermissionDeniedError(sub.refused));
+    return false;
+  }
   for (const std::string& condition : sub.conditions) {
-    absl::string_view rest = condition;
-    if (absl::ConsumePrefix(&rest, "cmd:")) {
-      std::vector<std::string> parts =
-          absl::StrSplit(absl::StripAsciiWhitespace(rest), '.');
-      if (parts.size() != 2) {
-        LogConditionError(site, doctype, condition,
-                          absl::InvalidArgumentError("expected cmd:schema.function"));
-        return false;
-      }
+    auto function = ParseConditionFunction(condition);
+    if (!function.ok()) {
+      LogConditionError(site, doctype, condition, function.status());
+      return false;
+    }
+    if (function->has_value()) {
+      // Read-only: the statement's own transaction is switched to read
+      // only before the function runs (the materialized CTE is scanned
+      // first), and PostgreSQL does not let it switch back.
       auto r = conn->Exec(
-          absl::StrCat("SELECT ", pg::QuoteQualified(parts[0], parts[1]),
-                       "($1::text, $2::jsonb, $3::jsonb)"),
+          absl::StrCat("WITH ro AS MATERIALIZED"
+                       " (SELECT set_config('transaction_read_only', 'on', true))"
+                       " SELECT ",
+                       pg::QuoteQualified((*function)->schema, (*function)->function),
+                       "($1::text, $2::jsonb, $3::jsonb) FROM ro"),
           {site, doc.ToJson(), entry.ToJson()});
       if (!r.ok()) {
         LogConditionError(site, doctype, condition, r.status());

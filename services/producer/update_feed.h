@@ -9,7 +9,10 @@
 // from the site's tables, document_reader.h), or `cmd:schema.fn`, called as
 // `SELECT schema.fn(consumer_site, doc::jsonb, entry::jsonb)` (entry = the
 // log entry as JSON {seq, doctype, docname, update_type, data, origin}, or
-// null for GetDocument/FindDocuments); NULL counts as false. A condition
+// null for GetDocument/FindDocuments) in a read-only transaction; NULL
+// counts as false. A consumer's own cmd: condition runs only when its
+// function is in producer.condition_functions
+// (libsync/subscription_condition.h); otherwise nothing is visible. A condition
 // that fails to parse or errors makes the document invisible; it is logged
 // once per (site, DocType, condition) per process, and never fails the RPC.
 //
@@ -162,6 +165,10 @@ class UpdateFeed {
   struct Subscription {
     const DocTypeDef* def = nullptr;
     std::vector<std::string> conditions;  // the non-empty ones
+    // Why the consumer's own condition may not run (a cmd: function not in
+    // producer.condition_functions, e.g. after a config change); "" = it
+    // may. Such a subscription shows nothing.
+    std::string refused;
   };
   using Subscriptions = std::map<std::string, Subscription, std::less<>>;
   using DocKey = std::pair<std::string, std::string>;  // doctype, name
@@ -180,6 +187,7 @@ class UpdateFeed {
                                                   absl::string_view site,
                                                   Subscriptions* boundaries = nullptr);
   absl::StatusOr<Access> LoadAccess(pg::Connection* conn, absl::string_view site);
+  const std::vector<std::string>& AllowedFunctions() const;
   // Whether `doc` passes every condition of `sub` (see file comment).
   bool PassesConditions(pg::Connection* conn, absl::string_view site,
                         absl::string_view doctype, const Subscription& sub,

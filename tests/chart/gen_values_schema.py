@@ -181,6 +181,8 @@ schema = {
         "metrics_listen": ref("address"),
         "api_keys": {"type": "array", "items": ref("apiKey")},
         "consumers": {"type": "array", "items": ref("consumerSite")},
+        "condition_functions": {"type": "array", "description": "schema.function names a consumer's own cmd: condition may call (read-only)",
+                                "items": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")},
         "webhooks": {"type": "array", "items": ref("webhook")},
         "webhook_delivery": ref("webhookDelivery"),
     }, ["enabled"]),

@@ -138,6 +138,7 @@ TwoSites::Spec BaseSpec(const std::string& subscriptions,
   spec.hq_doctypes = kDocTypes;
   spec.hq_sql = Tables();
   spec.subscriptions = subscriptions;
+  spec.condition_functions = {"public.e2e_visible"};
   for (const auto& doctype : approve)
     absl::StrAppend(&spec.pre_approvals, "        - {doctype: ", doctype,
                     ", status: approved}\n");

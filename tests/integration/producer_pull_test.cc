@@ -85,6 +85,7 @@ producer:
     - {key: branch3, secret_env: ES_T_B3, role: consumer}
     - {key: branch4, secret_env: ES_T_B4, role: consumer}
     - {key: ops, secret_env: ES_T_OPS, role: admin}
+  condition_functions: [public.starts_with_a, public.no_such_function, public.writes]
   consumers:
     # branch4 may only ever see public Notes, also as dependencies.
     - site: branch4
@@ -115,6 +116,13 @@ CREATE TABLE "tabProject" (name text PRIMARY KEY, creation timestamptz,
   idx int, title text);
 CREATE FUNCTION public.starts_with_a(consumer text, doc jsonb, entry jsonb)
   RETURNS boolean LANGUAGE sql AS $$ SELECT doc->>'title' LIKE 'a%' $$;
+CREATE TABLE public.side_effects (consumer text, doc jsonb);
+CREATE FUNCTION public.writes(consumer text, doc jsonb, entry jsonb)
+  RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.side_effects VALUES (consumer, doc);
+  RETURN true;
+END $$;
 )";
 
 v1::SubscriptionRequest Sub(const std::string& doctype,
@@ -541,6 +549,33 @@ TEST_F(PullTest, ConditionsThatErrorHideEntriesWithoutFailingThePull) {
   };
   EXPECT_EQ(count("condition doc.title < 1 of site \"branch1\""), 1) << log;
   EXPECT_EQ(count("condition cmd:public.no_such_function of site \"branch2\""), 1) << log;
+}
+
+// A consumer's cmd: condition runs read-only and only when the producer's
+// config allows its function (issue 13 item 6).
+TEST_F(PullTest, CommandConditionsRunReadOnlyAndOnlyWhenAllowed) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "cmd:public.writes")});
+  Subscribe(kB3, "branch3", {Sub("Note", "cmd:public.starts_with_a")});
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('A', 'apple');)");
+  EXPECT_EQ(Summary(MustPull(kB1, wm)), "");
+  EXPECT_EQ(Get(kB1, "Note", "A").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  auto rows = conn_->Exec("SELECT count(*) FROM public.side_effects");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(rows->GetInt64(0, 0), 0);
+  EXPECT_NE(service_.process->Log().find("read-only transaction"), std::string::npos)
+      << service_.process->Log();
+
+  // A condition stored before its function left the allow-list shows
+  // nothing, and the function is never called.
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:A");
+  ASSERT_TRUE(conn_->Exec("UPDATE es_producer.consumer_doctype"
+                          " SET condition = 'cmd:public.pg_sleep_for'"
+                          " WHERE site = 'branch3'").ok());
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "");
+  EXPECT_NE(service_.process->Log().find("function public.pg_sleep_for is not one the producer "
+                                         "allows"),
+            std::string::npos)
+      << service_.process->Log();
 }
 
 TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {

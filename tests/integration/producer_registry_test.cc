@@ -60,6 +60,7 @@ producer:
     - {key: branch2, secret_env: ES_T_B2, role: consumer}
     - {key: branch3, secret_env: ES_T_B3, role: consumer}
     - {key: ops, secret_env: ES_T_OPS, role: admin}
+  condition_functions: [public.visible]
 )");
   if (preapprove) {
     absl::StrAppend(&yaml, R"(  consumers:
@@ -469,6 +470,11 @@ TEST_F(RegistryTest, InvalidRequestsNameTheProblem) {
       {{Sub("Note", "doc.public == ")}, "column"},
       {{Sub("Task", "__import__('os')")}, "condition for DocType \"Task\""},
       {{Sub("Note", "cmd:not a function")}, "cmd:schema.function"},
+      // Only functions the producer's config allows (issue 13 item 6).
+      {{Sub("Note", "cmd:public.pg_terminate_backend")},
+       "condition for DocType \"Note\": function public.pg_terminate_backend is not one the "
+       "producer allows in conditions (its config's producer.condition_functions: "
+       "public.visible)"},
   };
   for (const Case& c : cases) {
     v1::RegisterConsumerResponse reg;

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {
@@ -55,7 +56,8 @@ std::string TwoSites::ProducerConfig() const {
       "\"}\ndoctypes:\n", spec_.hq_doctypes, "producer:\n  listen: \"127.0.0.1:",
       producer_port_, "\"\n  api_keys:\n",
       "    - {key: branch, secret_env: ES_E2E_BRANCH, role: consumer}\n",
-      "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n");
+      "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n",
+      "  condition_functions: [", absl::StrJoin(spec_.condition_functions, ", "), "]\n");
   if (!spec_.pre_approvals.empty()) {
     absl::StrAppend(&out, "  consumers:\n    - site: branch\n      doctypes:\n",
                     spec_.pre_approvals);

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
@@ -45,6 +46,8 @@ class TwoSites {
     // pre-approvals), e.g. "        - {doctype: Note, status: approved}\n";
     // "" = none (approve with SetSubscriptionStatus).
     std::string pre_approvals;
+    // producer.condition_functions: what branch's cmd: conditions may call.
+    std::vector<std::string> condition_functions;
     std::string poll_interval = "2s";
     std::string consumer_log_level = "info";
     // Serve the consumer's /metrics on consumer_metrics_port()

@@ -207,6 +207,8 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   ASSERT_NE(hq_site, nullptr);
   EXPECT_EQ(hq_site->doctypes[1].status, SubscriptionStatus::kPending);
   EXPECT_EQ(hq_site->doctypes[1].condition, "cmd:public.note_visible_to");
+  EXPECT_EQ(producer.condition_functions,
+            (std::vector<std::string>{"public.note_visible_to", "app.visible"}));
 
   const ConsumerConfig& consumer = *config->consumer;
   EXPECT_EQ(consumer.metrics_listen, "0.0.0.0:9102");
@@ -387,7 +389,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "default)"},
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
-       "metrics_listen, api_keys, consumers, webhooks, webhook_delivery)"},
+       "metrics_listen, api_keys, consumers, condition_functions, webhooks, webhook_delivery)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},
@@ -727,6 +729,16 @@ TEST(ConfigErrors, Duplicates) {
             "config.yaml: consumer.producers[0].doctypes[2].doctype: the "
             "producer's DocType \"Sales Order\" is already subscribed by "
             "doctypes[1]");
+}
+
+TEST(ConfigErrors, ConditionFunctions) {
+  const std::string from = "  consumers: [{site: branch1";
+  EXPECT_EQ(ErrorOf(Sketch(from, "  condition_functions: [public.f, app.g]\n" + from)), "OK");
+  EXPECT_EQ(ErrorOf(Sketch(from, "  condition_functions: [public.f, \"f; drop\"]\n" + from)),
+            "config.yaml: producer.condition_functions[1]: expected schema.function (a "
+            "PostgreSQL function)");
+  EXPECT_EQ(ErrorOf(Sketch(from, "  condition_functions: [{a: b}]\n" + from)),
+            "config.yaml: producer.condition_functions[0]: expected a string");
 }
 
 TEST(ConfigErrors, Conditions) {
