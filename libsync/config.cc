@@ -773,21 +773,23 @@ class Parser {
                         "expected a non-empty mapping of remote field to "
                         "value");
     }
-    // The same rules MappingSet::Create applies, reported at the key.
+    // The same rules MappingSet::Create applies (RemoteValueFilter::Parse:
+    // "eval:" expressions must parse), reported at the key.
     for (const auto& entry : filters) {
-      std::string path =
-          ChildPath(m.PathOf("remote_value_filters"), entry.first.Scalar());
+      const std::string key = entry.first.Scalar();
+      std::string path = ChildPath(m.PathOf("remote_value_filters"), key);
       if (Present(entry.second) && !entry.second.IsScalar()) {
-        return errors_.At(path, "expected a value or \"doc.<field>\"");
-      }
-      std::string text = Present(entry.second) ? entry.second.Scalar() : "";
-      if (absl::StartsWith(text, "eval:")) {
         return errors_.At(path,
-                          "\"eval:\" expressions are not supported; use "
-                          "doc.<field> to take a field of the remote document");
+                          "expected a value, a field name, doc.<field> or "
+                          "eval:<expression>");
       }
-      if (text == "doc.") {
-        return errors_.At(path, "expected doc.<field>");
+      absl::StatusOr<RemoteValueFilter> parsed =
+          RemoteValueFilter::Parse(key, YamlToValue(entry.second));
+      if (!parsed.ok()) {
+        absl::string_view message = parsed.status().message();
+        absl::ConsumePrefix(&message,
+                            absl::StrCat("remote_value_filters.", key, ": "));
+        return errors_.At(path, message);
       }
     }
     f->remote_value_filters = YamlToValue(filters);

@@ -133,14 +133,36 @@
 //         field_mapping:
 //           - remote_fieldname: customer  # *
 //             local_fieldname: supplier_ref  # * a field of local_doctype
-//             mapping_type: ""         # "" | Child Table | Document
+//             mapping_type: ""         # "" | Child Table | Document (a
+//                                      #   Document rule applies only when
+//                                      #   remote_fieldname is set, as in
+//                                      #   Frappe)
 //             mapping: ""              # * for Child Table / Document: an
 //                                      #   inner mapping producing the
 //                                      #   Table's child / the Link's target
 //             default_value: ""        # not for Child Table
-//             remote_value_filters:    # * for Document (only): selects the
-//               name: doc.customer     #   remote document; "doc.<field>"
-//                                      #   = a field of the outer document
+//             remote_value_filters:    # * for Document (only): Frappe's
+//               name: customer         #   {remote field: value} selecting
+//                                      #   the remote document (mapping.h).
+//                                      #   Each value, read against the outer
+//                                      #   remote document (`doc`; for an
+//                                      #   update, its changed fields):
+//                                      #   "eval:<expr>": the value of an
+//                                      #   expr.h expression over doc, e.g.
+//                                      #   "eval:doc.get('a', doc.b)"; it
+//                                      #   must parse at load;
+//                                      #   "doc.<field>": that field (ours;
+//                                      #   the entry fails when it is unset);
+//                                      #   another string: doc's field of
+//                                      #   that name when it is set (not
+//                                      #   missing/null/""), else the string
+//                                      #   itself. When a literal equals a
+//                                      #   field name, the FIELD wins
+//                                      #   (Frappe's rule): {title: title}
+//                                      #   is "whose title is doc's title";
+//                                      #   force a literal with
+//                                      #   "eval:'title'". A number, boolean
+//                                      #   or null is a literal.
 //
 // Conditions are either a Python-style expression checked with
 // Condition::Parse (expr.h) or `cmd:schema.function`, a PostgreSQL function

@@ -4,12 +4,15 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "libsync/document.h"
+#include "libsync/expr.h"
 
 namespace eventstream {
 namespace {
@@ -17,6 +20,7 @@ namespace {
 constexpr char kChildTable[] = "Child Table";
 constexpr char kDocument[] = "Document";
 constexpr char kDocPrefix[] = "doc.";
+constexpr char kEvalPrefix[] = "eval:";
 // Document rules map a fetched document that may itself have Document
 // rules; a chain this long is a loop in the data or the mappings.
 constexpr int kMaxDocumentDepth = 16;
@@ -26,9 +30,9 @@ std::string Where(const DocTypeMapping& m, size_t i) {
                       m.field_mapping[i].remote_fieldname, ")");
 }
 
+// `f` is one of m.field_mapping: named by its index, as at load time.
 std::string Where(const DocTypeMapping& m, const FieldMapping& f) {
-  return absl::StrCat("mapping \"", m.name, "\" field \"", f.remote_fieldname,
-                      "\"");
+  return Where(m, static_cast<size_t>(&f - m.field_mapping.data()));
 }
 
 // Columns that keep their name and value without a rule (see mapping.h).
@@ -36,7 +40,8 @@ bool PassesThrough(const std::string& key) {
   return key == "name" || key == "docstatus" || key == "idx";
 }
 
-absl::Status CheckFilters(const DocTypeMapping& m, size_t i) {
+absl::StatusOr<std::vector<RemoteValueFilter>> CheckFilters(
+    const DocTypeMapping& m, size_t i) {
   const Value& filters = m.field_mapping[i].remote_value_filters;
   if (!filters.is_object() || filters.as_object().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -45,29 +50,139 @@ absl::Status CheckFilters(const DocTypeMapping& m, size_t i) {
         "selecting the remote document, e.g. {\"name\": \"doc.",
         m.field_mapping[i].remote_fieldname, "\"}"));
   }
-  for (const auto& [key, v] : filters.as_object()) {
-    if (v.is_array() || v.is_object()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(m, i), ": remote_value_filters.", key,
-                       " must be a scalar or \"doc.<field>\""));
-    }
-    if (!v.is_string()) continue;
-    if (absl::StartsWith(v.as_string(), "eval:")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Where(m, i), ": remote_value_filters.", key,
-          ": \"eval:\" expressions are not supported; use \"doc.<field>\" to "
-          "take a field of the remote document"));
-    }
-    if (v.as_string() == kDocPrefix) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(Where(m, i), ": remote_value_filters.", key,
-                       ": \"doc.\" must be followed by a field name"));
-    }
+  absl::StatusOr<std::vector<RemoteValueFilter>> parsed =
+      ParseRemoteValueFilters(filters);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(m, i), ": ", parsed.status().message()));
   }
-  return absl::OkStatus();
+  return parsed;
+}
+
+std::string Quoted(absl::string_view text) {
+  return Value::String(std::string(text)).ToJson();
 }
 
 }  // namespace
+
+absl::StatusOr<RemoteValueFilter> RemoteValueFilter::Parse(std::string key,
+                                                           const Value& value) {
+  RemoteValueFilter f;
+  f.key = std::move(key);
+  f.value = value;
+  auto error = [&f](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("remote_value_filters.", f.key, ": ", what));
+  };
+  if (value.is_array() || value.is_object()) {
+    return error(
+        absl::StrCat("expected a value, a field name, \"doc.<field>\" or "
+                     "\"eval:<expression>\", got ",
+                     value.ToJson()));
+  }
+  if (!value.is_string()) return f;  // kLiteral
+  const std::string& text = value.as_string();
+  if (absl::StartsWith(text, kEvalPrefix)) {
+    const std::string expression = text.substr(sizeof(kEvalPrefix) - 1);
+    absl::StatusOr<Condition> parsed = Condition::Parse(expression);
+    if (!parsed.ok()) {
+      return error(
+          absl::StrCat("the expression after \"eval:\" (", expression,
+                       ") does not parse: ", parsed.status().message()));
+    }
+    f.kind = Kind::kEval;
+    f.expression = *std::move(parsed);
+  } else if (absl::StartsWith(text, kDocPrefix)) {
+    f.field = text.substr(sizeof(kDocPrefix) - 1);
+    if (f.field.empty()) {
+      return error("\"doc.\" must be followed by a field name");
+    }
+    f.kind = Kind::kField;
+  } else {
+    f.kind = Kind::kFieldOrLiteral;
+    f.field = text;
+  }
+  return f;
+}
+
+absl::StatusOr<std::vector<RemoteValueFilter>> ParseRemoteValueFilters(
+    const Value& filters) {
+  if (!filters.is_object() || filters.as_object().empty()) {
+    return absl::InvalidArgumentError(
+        "remote_value_filters must be a non-empty object {field: value}");
+  }
+  std::vector<RemoteValueFilter> out;
+  for (const auto& [key, value] : filters.as_object()) {
+    absl::StatusOr<RemoteValueFilter> f = RemoteValueFilter::Parse(key, value);
+    if (!f.ok()) return f.status();
+    out.push_back(*std::move(f));
+  }
+  return out;
+}
+
+absl::StatusOr<ResolvedFilters> ResolveRemoteValueFilters(
+    const std::vector<RemoteValueFilter>& filters, const Value& doc,
+    absl::string_view doc_kind) {
+  ResolvedFilters out;
+  out.filters = Value::EmptyObject();
+  for (const RemoteValueFilter& f : filters) {
+    auto fail = [&f](absl::string_view what) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("remote_value_filters.", f.key, ": ", what));
+    };
+    const Value* field = nullptr;
+    if (!f.field.empty() && doc.is_object()) field = doc.Find(f.field);
+    switch (f.kind) {
+      case RemoteValueFilter::Kind::kLiteral:
+        out.filters[f.key] = f.value;
+        break;
+      case RemoteValueFilter::Kind::kFieldOrLiteral:
+        if (IsEmptyFieldValue(field)) {
+          out.filters[f.key] = f.value;
+          out.literal_fallbacks.push_back(f.key);
+          break;
+        }
+        [[fallthrough]];
+      case RemoteValueFilter::Kind::kField:
+        if (IsEmptyFieldValue(field)) {
+          return fail(absl::StrCat("takes doc.", f.field, ", which the remote ",
+                                   doc_kind,
+                                   " does not set (it is missing, null or "
+                                   "\"\")"));
+        }
+        if (field->is_array() || field->is_object()) {
+          return fail(absl::StrCat("takes field \"", f.field,
+                                   "\" of the remote ", doc_kind,
+                                   ", which holds a table or object, not a "
+                                   "value"));
+        }
+        out.filters[f.key] = *field;
+        break;
+      case RemoteValueFilter::Kind::kEval: {
+        const std::string& text = f.value.as_string();
+        absl::StatusOr<Value> v = f.expression->EvaluateValue(doc);
+        if (!v.ok()) {
+          return fail(absl::StrCat(Quoted(text), " failed on the remote ",
+                                   doc_kind, ": ", v.status().message()));
+        }
+        if (v->is_array() || v->is_object()) {
+          return fail(absl::StrCat(Quoted(text), " gives ", v->ToJson(),
+                                   " for the remote ", doc_kind,
+                                   "; a filter needs a single value"));
+        }
+        if (IsEmptyFieldValue(&*v)) {
+          return fail(absl::StrCat(Quoted(text), " gives ",
+                                   v->is_null() ? "None" : "\"\"",
+                                   " for the remote ", doc_kind,
+                                   "; a filter needs a non-empty value"));
+        }
+        out.filters[f.key] = *std::move(v);
+        break;
+      }
+    }
+  }
+  return out;
+}
 
 absl::StatusOr<MappingSet> MappingSet::Create(
     std::vector<DocTypeMapping> mappings) {
@@ -90,8 +205,11 @@ absl::StatusOr<MappingSet> MappingSet::Create(
     }
   }
   set.mappings_ = std::move(mappings);
+  set.filters_.resize(set.mappings_.size());
 
-  for (const DocTypeMapping& m : set.mappings_) {
+  for (size_t at = 0; at < set.mappings_.size(); ++at) {
+    const DocTypeMapping& m = set.mappings_[at];
+    set.filters_[at].resize(m.field_mapping.size());
     std::set<std::string> locals;
     for (size_t i = 0; i < m.field_mapping.size(); ++i) {
       const FieldMapping& f = m.field_mapping[i];
@@ -131,8 +249,10 @@ absl::StatusOr<MappingSet> MappingSet::Create(
             Where(m, i), ": a Child Table rule cannot have a default_value"));
       }
       if (f.mapping_type == kDocument) {
-        absl::Status s = CheckFilters(m, i);
-        if (!s.ok()) return s;
+        absl::StatusOr<std::vector<RemoteValueFilter>> filters =
+            CheckFilters(m, i);
+        if (!filters.ok()) return filters.status();
+        set.filters_[at][i] = *std::move(filters);
       }
     }
   }
@@ -173,6 +293,14 @@ absl::StatusOr<MappingSet> MappingSet::Create(
 const DocTypeMapping* MappingSet::Find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &mappings_[it->second];
+}
+
+const std::vector<RemoteValueFilter>& MappingSet::FiltersOf(
+    const DocTypeMapping& mapping, size_t rule) const {
+  static const std::vector<RemoteValueFilter> kNone;
+  auto it = index_.find(mapping.name);
+  if (it == index_.end() || rule >= filters_[it->second].size()) return kNone;
+  return filters_[it->second][rule];
 }
 
 namespace {
@@ -224,15 +352,17 @@ class Mapper {
         continue;
       }
       absl::Status s =
-          MapScalar(m, f, rv, remote, depth, /*in_diff=*/false, &out);
+          MapScalar(m, f, rv, remote, depth, is_row ? "row" : "document", &out);
       if (!s.ok()) return s;
     }
     return out;
   }
 
-  // `changed` of a diff, or one row_changed entry (its "name" passes).
+  // `changed` of a diff, or one row_changed entry (its "name" passes);
+  // `doc_kind` names it in messages.
   absl::StatusOr<Value> MapChanged(const DocTypeMapping& m,
-                                   const Value& changed, int depth) {
+                                   const Value& changed, int depth,
+                                   absl::string_view doc_kind) {
     Value out = Value::EmptyObject();
     for (const auto& [key, v] : changed.as_object()) {
       if (PassesThrough(key)) out[key] = v;
@@ -251,8 +381,7 @@ class Mapper {
         out[f.local_fieldname] = *std::move(rows);
         continue;
       }
-      absl::Status s =
-          MapScalar(m, f, rv, changed, depth, /*in_diff=*/true, &out);
+      absl::Status s = MapScalar(m, f, rv, changed, depth, doc_kind, &out);
       if (!s.ok()) return s;
     }
     return out;
@@ -264,7 +393,7 @@ class Mapper {
     if (!diff.changed.is_object()) {
       return absl::InvalidArgumentError("diff: \"changed\" must be an object");
     }
-    absl::StatusOr<Value> changed = MapChanged(m, diff.changed, 0);
+    absl::StatusOr<Value> changed = MapChanged(m, diff.changed, 0, "update");
     if (!changed.ok()) return changed.status();
     out.changed = *std::move(changed);
 
@@ -308,7 +437,8 @@ class Mapper {
                 absl::StrCat("diff: row_changed.", f.remote_fieldname,
                              " entries must be objects with a \"name\""));
           }
-          absl::StatusOr<Value> mapped = MapChanged(*inner, entry, 0);
+          absl::StatusOr<Value> mapped =
+              MapChanged(*inner, entry, 0, "row update");
           if (!mapped.ok()) return mapped.status();
           // An entry whose every field is unmapped changes nothing here.
           if (mapped->as_object().size() > 1) entries.push_back(*mapped);
@@ -349,7 +479,7 @@ class Mapper {
   // the remote value is absent and there is no default).
   absl::Status MapScalar(const DocTypeMapping& m, const FieldMapping& f,
                          const Value* rv, const Value& context, int depth,
-                         bool in_diff, Value* out) {
+                         absl::string_view doc_kind, Value* out) {
     if (IsEmptyFieldValue(rv)) {
       if (!f.default_value.empty()) {
         (*out)[f.local_fieldname] = Value::String(f.default_value);
@@ -363,16 +493,17 @@ class Mapper {
       return absl::OkStatus();
     }
     absl::StatusOr<std::string> local_name =
-        ResolveDocument(m, f, context, depth, in_diff);
+        ResolveDocument(m, f, context, depth, doc_kind);
     if (!local_name.ok()) return local_name.status();
     (*out)[f.local_fieldname] = Value::String(*std::move(local_name));
     return absl::OkStatus();
   }
 
+  // The local name of the document a Document rule selects (mapping.h).
   absl::StatusOr<std::string> ResolveDocument(const DocTypeMapping& m,
                                               const FieldMapping& f,
                                               const Value& context, int depth,
-                                              bool in_diff) {
+                                              absl::string_view doc_kind) {
     if (depth >= kMaxDocumentDepth) {
       return absl::FailedPreconditionError(absl::StrCat(
           Where(m, f), ": Document mappings nest deeper than ",
@@ -383,22 +514,15 @@ class Mapper {
           Where(m, f), ": a Document mapping needs a DocumentFetcher"));
     }
     const DocTypeMapping* inner = set_.Find(f.mapping);
-    Value filters = Value::EmptyObject();
-    for (const auto& [key, v] : f.remote_value_filters.as_object()) {
-      if (v.is_string() && absl::StartsWith(v.as_string(), kDocPrefix)) {
-        std::string field = v.as_string().substr(sizeof(kDocPrefix) - 1);
-        const Value* fv = context.Find(field);
-        if (IsEmptyFieldValue(fv)) {
-          return absl::FailedPreconditionError(
-              absl::StrCat(Where(m, f), ": remote_value_filters.", key,
-                           " takes doc.", field, ", which the remote ",
-                           in_diff ? "update" : "document", " does not set"));
-        }
-        filters[key] = *fv;
-      } else {
-        filters[key] = v;
-      }
+    const size_t rule = static_cast<size_t>(&f - m.field_mapping.data());
+    absl::StatusOr<ResolvedFilters> resolved =
+        ResolveRemoteValueFilters(set_.FiltersOf(m, rule), context, doc_kind);
+    if (!resolved.ok()) {
+      return absl::Status(
+          resolved.status().code(),
+          absl::StrCat(Where(m, f), ": ", resolved.status().message()));
     }
+    const Value& filters = resolved->filters;
     absl::StatusOr<std::optional<Value>> found =
         fetcher_->FindRemote(inner->remote_doctype, filters);
     if (!found.ok()) {
@@ -408,9 +532,17 @@ class Mapper {
                        found.status().message()));
     }
     if (!found->has_value()) {
+      std::string why;
+      for (const std::string& key : resolved->literal_fallbacks) {
+        const Value* literal = filters.Find(key);
+        absl::StrAppend(&why, "; remote_value_filters.", key,
+                        " was taken as the literal ", literal->ToJson(),
+                        " because the remote ", doc_kind,
+                        " has no non-empty field of that name");
+      }
       return absl::NotFoundError(
           absl::StrCat(Where(m, f), ": no ", inner->remote_doctype,
-                       " on the producer matches ", filters.ToJson()));
+                       " on the producer matches ", filters.ToJson(), why));
     }
     absl::StatusOr<Value> mapped =
         MapObject(*inner, **found, /*is_row=*/false, depth + 1);

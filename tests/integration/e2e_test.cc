@@ -9,7 +9,8 @@
 // unsubscribed DocType and a Dynamic Link (dependencies fetched with
 // GetDocument); use_same_name: false; a condition (expression and cmd:) that
 // becomes true; the update log on hq and the sync log on branch; a mapping
-// with create, update and delete; a `Document` inner mapping; a failing entry
+// with create, update and delete; a `Document` inner mapping, and Frappe's
+// own inner-mapping example (remote_value_filters {"title": "title"}); a failing entry
 // that parks a later one until Resync; a consumer stopped during 1,000
 // changes; and kill -9 of the consumer at random moments during 5,000
 // changes (sites equal, nothing applied twice).
@@ -117,13 +118,15 @@ CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)
   RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;
 )";
 
+// The standard columns of every table (@STD@ in SQL below).
+constexpr char kStdColumns[] =
+    "name text PRIMARY KEY, creation timestamptz, modified timestamptz, modified_by "
+    "text, owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0";
+
 std::string Tables() {
   return absl::StrReplaceAll(
       kTables,
-      {{"@STD@",
-        "name text PRIMARY KEY, creation timestamptz, modified timestamptz, modified_by "
-        "text, owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0"},
-       {"@CHILD@", "parent text, parenttype text, parentfield text"}});
+      {{"@STD@", kStdColumns}, {"@CHILD@", "parent text, parenttype text, parentfield text"}});
 }
 
 // The columns that replicate, per table (for comparing the two sites).
@@ -630,6 +633,94 @@ TEST_F(E2ETest, DocumentInnerMappingCreatesTheDependency) {
                      "\"tabPurchase Order\""),
             "SO1|C1|C1");
   EXPECT_EQ(SyncSummary(), "Create:SO1:Synced");
+}
+
+// Frappe's own inner-mapping example (test_event_producer.py,
+// test_inner_mapping), with a mapping written as on a Frappe site: a ToDo
+// made from hq's Note; its `role` is the local Role made (through the inner
+// mapping Role <- Note, role_name <- title) from the Note that
+// remote_value_filters {"title": "title"} selects: the one whose title is
+// this Note's title. As in Frappe's test the rule is on remote field
+// `title`; hq names Notes by their title, as Frappe's Note does.
+constexpr char kFrappeHqDocTypes[] = R"(  - name: Note
+    fields:
+      - {fieldname: title, fieldtype: Data}
+      - {fieldname: content, fieldtype: Text}
+)";
+constexpr char kFrappeBranchDocTypes[] = R"(  - name: Role
+    fields:
+      - {fieldname: role_name, fieldtype: Data}
+  - name: ToDo
+    fields:
+      - {fieldname: description, fieldtype: Text}
+      - {fieldname: role, fieldtype: Link, options: Role}
+)";
+constexpr char kFrappeMappings[] = R"(    - name: ToDo to Note Mapping
+      local_doctype: ToDo
+      remote_doctype: Note
+      field_mapping:
+        - {local_fieldname: description, remote_fieldname: content}
+        - {local_fieldname: role, remote_fieldname: title, mapping_type: Document,
+           mapping: Role to Note Dependency Creation,
+           remote_value_filters: {"title": "title"}}
+    - name: Role to Note Dependency Creation
+      local_doctype: Role
+      remote_doctype: Note
+      field_mapping:
+        - {local_fieldname: role_name, remote_fieldname: title}
+)";
+
+TEST_F(E2ETest, FrappeInnerMappingFindsTheRoleByTitle) {
+  TwoSites::Spec spec;
+  spec.hq_doctypes = kFrappeHqDocTypes;
+  spec.branch_doctypes = kFrappeBranchDocTypes;
+  spec.hq_sql = absl::StrReplaceAll(R"(CREATE TABLE "tabNote" (@STD@, title text, content text);)",
+                                    {{"@STD@", kStdColumns}});
+  spec.branch_sql = absl::StrReplaceAll(
+      R"(CREATE TABLE "tabRole" (@STD@, role_name text);
+         CREATE TABLE "tabToDo" (@STD@, description text, role text);)",
+      {{"@STD@", kStdColumns}});
+  spec.subscriptions =
+      "        - {doctype: ToDo, use_same_name: true, mapping: ToDo to Note Mapping}\n";
+  spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
+  spec.mappings = kFrappeMappings;
+  Start(spec);
+
+  // Another Note first, so that "the first Note" is not the answer; then
+  // Frappe's Note.
+  Hq(R"(INSERT INTO "tabNote" (name, title, content) VALUES ('Other', 'Other', 'other');)");
+  AwaitBranch("SELECT count(*) FROM \"tabToDo\"", "1");
+  Hq(R"(INSERT INTO "tabNote" (name, title, content)
+          VALUES ('Inner Mapping Tester', 'Inner Mapping Tester', 'Test Inner Mapping');)");
+  AwaitBranch("SELECT count(*) FROM \"tabToDo\"", "2");
+  // Frappe's two checks: the Role exists with role_name = the Note's title,
+  // and a ToDo with description = the Note's content; ours also that the
+  // ToDo's role is that Role.
+  EXPECT_EQ(OnBranch("SELECT name FROM \"tabRole\" WHERE role_name = 'Inner Mapping Tester'"),
+            "Inner Mapping Tester");
+  EXPECT_EQ(OnBranch("SELECT name || '|' || role FROM \"tabToDo\" WHERE description = "
+                     "'Test Inner Mapping'"),
+            "Inner Mapping Tester|Inner Mapping Tester");
+  EXPECT_EQ(OnBranch("SELECT string_agg(name || '|' || role_name, ';' ORDER BY name) FROM "
+                     "\"tabRole\""),
+            "Inner Mapping Tester|Inner Mapping Tester;Other|Other");
+
+  // A Note without a title: the Document rule does not apply (as in
+  // Frappe), so the ToDo arrives without a role and no Role is fetched.
+  Hq(R"(INSERT INTO "tabNote" (name, content) VALUES ('untitled', 'no title');)");
+  AwaitBranch("SELECT count(*) FROM \"tabToDo\"", "3");
+  EXPECT_EQ(OnBranch("SELECT coalesce(role, '-') FROM \"tabToDo\" WHERE name = 'untitled'"),
+            "-");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabRole\""), "2");
+
+  // An update of the content alone maps without a fetch; the role stays.
+  Hq(R"(UPDATE "tabNote" SET content = 'edited' WHERE name = 'Inner Mapping Tester';)");
+  AwaitBranch("SELECT description || '|' || role FROM \"tabToDo\" WHERE name = "
+              "'Inner Mapping Tester'",
+              "edited|Inner Mapping Tester");
+  EXPECT_EQ(SyncSummary(),
+            "Create:Other:Synced Create:Inner Mapping Tester:Synced Create:untitled:Synced "
+            "Update:Inner Mapping Tester:Synced");
 }
 
 TEST_F(E2ETest, FailedEntryParksLaterOnesUntilResync) {

@@ -336,6 +336,51 @@ consumer:
             R"({"b":true,"n":3,"name":"doc.customer","q":"3","z":null})");
 }
 
+// Frappe's remote_value_filters, as copied from a Frappe site (JSON is
+// YAML): a bare field name and an "eval:" expression, next to doc.<field>.
+TEST(Config, RemoteValueFiltersInFrappeForm) {
+  absl::StatusOr<Config> config = ParseConfig(
+      R"yaml(
+site: {name: a}
+doctypes:
+  - {name: Role, fields: [{fieldname: role_name, fieldtype: Data}]}
+  - name: ToDo
+    fields:
+      - {fieldname: description, fieldtype: Text}
+      - {fieldname: role, fieldtype: Link, options: Role}
+      - {fieldname: owner_role, fieldtype: Link, options: Role}
+consumer:
+  mappings:
+    - name: todo-from-note
+      local_doctype: ToDo
+      remote_doctype: Note
+      field_mapping:
+        - {remote_fieldname: content, local_fieldname: description}
+        - {remote_fieldname: title, local_fieldname: role, mapping_type: Document,
+           mapping: role-from-note, remote_value_filters: {"title": "title"}}
+        - remote_fieldname: owner
+          local_fieldname: owner_role
+          mapping_type: Document
+          mapping: role-from-note
+          remote_value_filters:
+            title: "eval:doc.get('owner_title', doc.owner)"
+            public: 1
+            name: doc.owner_note
+    - name: role-from-note
+      local_doctype: Role
+      remote_doctype: Note
+      field_mapping: [{remote_fieldname: title, local_fieldname: role_name}]
+)yaml",
+      "c.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const DocTypeMapping& m = config->consumer->mappings[0];
+  EXPECT_EQ(m.field_mapping[1].remote_value_filters.ToJson(),
+            R"({"title":"title"})");
+  EXPECT_EQ(m.field_mapping[2].remote_value_filters.ToJson(),
+            R"({"name":"doc.owner_note","public":1,)"
+            R"j("title":"eval:doc.get('owner_title', doc.owner)"})j");
+}
+
 // ---- error messages
 // ------------------------------------------------------------
 
@@ -671,14 +716,38 @@ TEST(ConfigErrors, Mappings) {
                            "mapping_type: Document, mapping: soi-to-poi, "
                            "remote_value_filters: {name: [a]}}")),
             "config.yaml: consumer.mappings[0].field_mapping[1]."
-            "remote_value_filters.name: expected a value or \"doc.<field>\"");
+            "remote_value_filters.name: expected a value, a field name, "
+            "doc.<field> or eval:<expression>");
+  // An "eval:" expression is parsed at load time, its column given.
+  EXPECT_EQ(ErrorOf(Sketch("mapping_type: Child Table, mapping: soi-to-poi}",
+                           "mapping_type: Document, mapping: soi-to-poi, "
+                           "remote_value_filters: {name: \"eval:doc.x ==\"}}")),
+            "config.yaml: consumer.mappings[0].field_mapping[1]."
+            "remote_value_filters.name: the expression after \"eval:\" "
+            "(doc.x ==) does not parse: column 9: expected a value, found end "
+            "of input");
+  // Frappe's eval also sees `frappe`; ours only `doc`.
+  EXPECT_EQ(ErrorOf(Sketch("mapping_type: Child Table, mapping: soi-to-poi}",
+                           "mapping_type: Document, mapping: soi-to-poi, "
+                           "remote_value_filters: {name: "
+                           "\"eval:frappe.session.user\"}}")),
+            "config.yaml: consumer.mappings[0].field_mapping[1]."
+            "remote_value_filters.name: the expression after \"eval:\" "
+            "(frappe.session.user) does not parse: column 1: 'frappe' is not "
+            "allowed; a condition can only name doc, True, False and None");
+  EXPECT_EQ(ErrorOf(Sketch("mapping_type: Child Table, mapping: soi-to-poi}",
+                           "mapping_type: Document, mapping: soi-to-poi, "
+                           "remote_value_filters: {name: doc.}}")),
+            "config.yaml: consumer.mappings[0].field_mapping[1]."
+            "remote_value_filters.name: \"doc.\" must be followed by a field "
+            "name");
+  // A well-formed "eval:" passes this check (and fails on the Link below).
   EXPECT_EQ(ErrorOf(Sketch("mapping_type: Child Table, mapping: soi-to-poi}",
                            "mapping_type: Document, mapping: soi-to-poi, "
                            "remote_value_filters: {name: \"eval:doc.x\"}}")),
             "config.yaml: consumer.mappings[0].field_mapping[1]."
-            "remote_value_filters.name: \"eval:\" expressions are not "
-            "supported; use doc.<field> to take a field of the remote "
-            "document");
+            "local_fieldname: \"items\" is not a Link field (required by "
+            "mapping_type Document)");
   EXPECT_EQ(ErrorOf(Sketch("mapping: soi-to-poi}",
                            "mapping: soi-to-poi, default_value: x}")),
             "config.yaml: consumer.mappings[0].field_mapping[1].default_value: "
