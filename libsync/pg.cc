@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "libsync/input_rules.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream::pg {
@@ -55,6 +56,19 @@ absl::StatusOr<Result> Check(pg_conn* conn, PGresult* res) {
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
   return ErrorFrom(conn, res);
+}
+
+// libpq takes parameters as C strings and would cut one at a NUL byte,
+// matching a different value: refuse such a value instead.
+absl::Status CheckParams(const Params& params) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].value()) continue;
+    if (std::string problem = NulProblem(*params[i].value()); !problem.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("a value (query parameter $", i + 1,
+                                                     ") ", problem));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // libpq wants parallel arrays of C strings.
@@ -147,6 +161,7 @@ Connection::~Connection() {
 bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
+  if (absl::Status s = CheckParams(params); !s.ok()) return s;
   if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   std::string text(sql);
   ParamArrays arrays(params);
@@ -157,6 +172,7 @@ absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& par
 absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
+  if (absl::Status s = CheckParams(params); !s.ok()) return s;
   if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   if (prepared_.count(name) == 0) {
     std::string text(sql);
@@ -231,6 +247,7 @@ constexpr size_t kMaxDeferred = 256;
 
 absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
                                               const Params& params, std::string what) {
+  if (absl::Status s = CheckParams(params); !s.ok()) return s;
   if (deferred_.size() >= kMaxDeferred) {
     if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libsync/input_rules.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -79,8 +80,10 @@ absl::StatusOr<Principal> Authenticator::Authorize(
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
+  // Messages often quote the caller's input: bounded, so a huge input
+  // cannot turn the answer into a metadata-size error.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+                      TruncateForClient(status.message()));
 }
 
 grpc::Status AnswerRpc(absl::string_view rpc, const absl::Status& status) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/support/log.h"
+#include "libsync/input_rules.h"
 #include "libsync/pg.h"
 #include "services/common/cli.h"
 #include "services/common/metrics_server.h"
@@ -69,6 +70,21 @@ void AppendJsonEscaped(absl::string_view in, std::string* out) {
 
 namespace {
 
+// %* in the text pattern: the message with control characters escaped, so
+// no input (a name, an address) can start a forged log line.
+class EscapedMessageFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string escaped =
+        EscapeForLog(absl::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessageFlag>();
+  }
+};
+
 // %* in the JSON pattern: the message, escaped as a JSON string body.
 class JsonMessageFlag : public spdlog::custom_flag_formatter {
  public:
@@ -103,7 +119,9 @@ void InitLogging(const Config& config, const CommandLine& cl) {
     logger->set_formatter(std::move(formatter));
     gpr_set_log_function(GrpcLogToSpdlog);
   } else {
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<EscapedMessageFlag>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %*");
+    logger->set_formatter(std::move(formatter));
   }
   spdlog::set_default_logger(logger);
   std::string level = cl.log_level.empty() ? config.log.level : cl.log_level;

@@ -12,6 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libsync/input_rules.h"
+#include "libsync/status_macros.h"
 #include "libsync/subscription_condition.h"
 #include "libsync/value.h"
 #include "services/producer/approvals_lock.h"
@@ -83,8 +85,13 @@ ConsumerStore::ConsumerStore(const Config* config, pg::ConnectionPool* pool,
                              TriggerSync sync_triggers)
     : config_(config), pool_(pool), sync_triggers_(std::move(sync_triggers)) {}
 
-absl::Status ConsumerStore::Validate(
-    const std::vector<SubscriptionRequest>& doctypes) const {
+absl::Status ConsumerStore::Validate(const ConsumerRegistration& reg) const {
+  if (std::string problem = NotifyAddressProblem(reg.notify_address); !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "notify_address ", Quote(EscapeForLog(TruncateForClient(reg.notify_address, 100))),
+        ": ", problem));
+  }
+  const std::vector<SubscriptionRequest>& doctypes = reg.doctypes;
   std::set<std::string> seen;
   for (size_t i = 0; i < doctypes.size(); ++i) {
     const SubscriptionRequest& d = doctypes[i];
@@ -290,7 +297,7 @@ absl::Status ConsumerStore::WriteSubscriptions(pg::Connection* conn,
 
 absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistration& reg) {
   if (reg.site.empty()) return absl::InvalidArgumentError("consumer_site: required");
-  if (absl::Status s = Validate(reg.doctypes); !s.ok()) return s;
+  RETURN_IF_ERROR(Validate(reg));
   RegisterResult result;
   bool existed = false;
   absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
@@ -338,7 +345,7 @@ absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistratio
 absl::StatusOr<std::vector<SubscriptionRow>> ConsumerStore::UpdateSubscription(
     const ConsumerRegistration& reg) {
   if (reg.site.empty()) return absl::InvalidArgumentError("consumer_site: required");
-  if (absl::Status s = Validate(reg.doctypes); !s.ok()) return s;
+  RETURN_IF_ERROR(Validate(reg));
   absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
     auto found = conn->Exec(
         "SELECT 1 FROM es_producer.consumer WHERE site = $1 FOR UPDATE", {reg.site});

@@ -142,8 +142,9 @@ class ConsumerStore {
   absl::StatusOr<std::set<std::string>> CapturedDocTypes(pg::Connection* conn);
 
  private:
-  // Validates a requested DocType list (see file comment).
-  absl::Status Validate(const std::vector<SubscriptionRequest>& doctypes) const;
+  // Validates a registration: its notify_address (libsync/input_rules.h)
+  // and its DocType list (see file comment).
+  absl::Status Validate(const ConsumerRegistration& reg) const;
   // The config entry deciding `site`'s row for `doctype`, or null.
   const ConsumerDocTypeConfig* ConfigFor(absl::string_view site,
                                          absl::string_view doctype) const;

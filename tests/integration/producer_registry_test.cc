@@ -128,12 +128,13 @@ class RegistryTest : public ::testing::Test {
   grpc::Status Register(const std::string& auth, const std::string& site,
                         const std::vector<v1::SubscriptionRequest>& doctypes,
                         v1::RegisterConsumerResponse* resp,
-                        const std::string& token = kNotifyToken) {
+                        const std::string& token = kNotifyToken,
+                        const std::string& notify_address = "127.0.0.1:1") {
     grpc::ClientContext ctx;
     if (!auth.empty()) ctx.AddMetadata("authorization", auth);
     v1::RegisterConsumerRequest req;
     req.set_consumer_site(site);
-    req.set_notify_address("127.0.0.1:1");
+    req.set_notify_address(notify_address);
     req.set_notify_token(token);
     for (const auto& d : doctypes) *req.add_doctypes() = d;
     return stub_->RegisterConsumer(&ctx, req, resp);
@@ -493,6 +494,35 @@ TEST_F(RegistryTest, InvalidRequestsNameTheProblem) {
   v1::UpdateSubscriptionResponse upd;
   s = Update(kB1, "branch1", {Sub("Nope")}, &upd);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Small robustness findings (issue 13 item 12): a notify_address that
+// would inject a log line or reach a link-local metadata service is
+// refused; a huge input echoed in an error is cut, so the client still
+// gets the error and not a metadata-size failure.
+TEST_F(RegistryTest, InputsCannotForgeLogLinesOrOverflowErrors) {
+  v1::RegisterConsumerResponse reg;
+  const std::string forged = "127.0.0.1:1\n2026-12-01 00:00:00.000 info consumer admin approved";
+  for (const std::string& address : {forged, std::string("169.254.169.254:80"),
+                                     std::string("[fe80::1]:80"), std::string("0.0.0.0:1")}) {
+    grpc::Status s = Register(kB1, "branch1", {Sub("Note")}, &reg, kNotifyToken, address);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << address;
+    EXPECT_NE(s.error_message().find("notify_address"), std::string::npos) << s.error_message();
+  }
+  EXPECT_EQ(AllLogs().find("\n2026-12-01 00:00:00.000 info consumer admin"), std::string::npos);
+
+  // 20 KB of DocType name: the answer names it, cut to about 1 KB.
+  grpc::Status s = Register(kB1, "branch1", {Sub(std::string(20000, 'N'))}, &reg);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("unknown DocType \"NNNN"), std::string::npos)
+      << s.error_message().substr(0, 200);
+  EXPECT_LT(s.error_message().size(), 1100u);
+  EXPECT_NE(s.error_message().find("more bytes)"), std::string::npos);
+
+  // A NUL in a name is refused, never cut short to match another one.
+  ASSERT_TRUE(Register(kB1, "branch1", {Sub("Note")}, &reg).ok());
+  s = Register(kB1, std::string("branch1\0junk", 12), {Sub("Note")}, &reg);
+  EXPECT_NE(s.error_code(), grpc::StatusCode::OK);
 }
 
 }  // namespace
