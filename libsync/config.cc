@@ -522,13 +522,14 @@ class Parser {
     return absl::OkStatus();
   }
 
-  absl::Status ParseWebhookDelivery(const YAML::Node& node,
-                                    WebhookDeliveryConfig* d) {
+  absl::Status ParseWebhookDelivery(
+      const YAML::Node& node, const std::vector<std::string>& own_secret_env,
+      WebhookDeliveryConfig* d) {
     MapReader m(errors_, "producer.webhook_delivery");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"workers", "max_attempts", "initial_backoff",
                       "max_backoff", "poll_interval", "retention", "nice",
-                      "busy_cpu_percent"}));
+                      "busy_cpu_percent", "runtime_secret_env"}));
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "nice", 0, 19, &d->nice));
     ES_CONFIG_RETURN_IF_ERROR(
@@ -542,7 +543,38 @@ class Parser {
       return errors_.At(m.PathOf("max_backoff"),
                         "expected at least initial_backoff");
     }
-    return absl::OkStatus();
+    return ParseRuntimeSecretEnv(m, own_secret_env, &d->runtime_secret_env);
+  }
+
+  // producer.webhook_delivery.runtime_secret_env: variable names or NAME_*
+  // prefixes, none admitting one of `own_secret_env` (the service's own
+  // secrets: a runtime webhook could send them anywhere).
+  absl::Status ParseRuntimeSecretEnv(
+      const MapReader& m, const std::vector<std::string>& own_secret_env,
+      std::vector<std::string>* out) {
+    return m.List(
+        "runtime_secret_env", out,
+        [&](const YAML::Node& n, const std::string& p, std::string* entry) {
+          if (!n.IsScalar()) return errors_.At(p, "expected a string");
+          *entry = n.Scalar();
+          absl::string_view name = *entry;
+          absl::ConsumeSuffix(&name, "*");
+          if (!IsIdentifier(name)) {
+            return errors_.At(
+                p, "expected an environment variable name like "
+                   "ES_WEBHOOK_CRM_TOKEN, or a prefix like ES_WEBHOOK_* "
+                   "(not * alone)");
+          }
+          for (const std::string& own : own_secret_env) {
+            if (RuntimeSecretEnvAllowed(own, {*entry})) {
+              return errors_.At(
+                  p, absl::StrCat(Quote(*entry), " admits ", own,
+                                  ", a secret of this service itself; runtime "
+                                  "webhooks could send it to any URL"));
+            }
+          }
+          return absl::OkStatus();
+        });
   }
 
   absl::Status ParseWebhook(const YAML::Node& node, const std::string& path,
@@ -694,8 +726,13 @@ class Parser {
                          it->second, "])"));
       }
     }
+    std::vector<std::string> own_secret_env = {"ES_DATABASE_URL"};
+    for (const ApiKeyConfig& k : producer->api_keys) {
+      if (!k.secret.env.empty()) own_secret_env.push_back(k.secret.env);
+    }
     ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
-        m.Get("webhook_delivery"), &producer->webhook_delivery));
+        m.Get("webhook_delivery"), own_secret_env,
+        &producer->webhook_delivery));
 
     std::map<std::string, size_t> sites;
     for (size_t i = 0; i < producer->consumers.size(); ++i) {
@@ -1181,13 +1218,10 @@ absl::StatusOr<std::string> ResolveSecret(const SecretRef& ref,
                                           const EnvLookup& env) {
   if (!ref.env.empty()) {
     std::optional<std::string> value = env(ref.env);
-    if (!value.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          ref.origin, ": environment variable ", ref.env, " is not set"));
-    }
-    if (value->empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          ref.origin, ": environment variable ", ref.env, " is empty"));
+    if (!value.has_value() || value->empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(ref.origin, ": environment variable ", ref.env,
+                       " is not set or empty"));
     }
     return *std::move(value);
   }
@@ -1195,12 +1229,13 @@ absl::StatusOr<std::string> ResolveSecret(const SecretRef& ref,
     return absl::FailedPreconditionError(
         absl::StrCat(ref.origin, ": no secret_env or secret_file is set"));
   }
+  // Missing, unreadable (no permission, a directory) and empty all get the
+  // same message: a message must not tell whether a path exists.
+  const absl::Status unusable = absl::FailedPreconditionError(
+      absl::StrCat(ref.origin, ": secret file ", ref.file,
+                   " is missing, unreadable or empty"));
   std::ifstream in(ref.file, std::ios::binary);
-  if (!in) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ref.origin, ": cannot read secret file ", ref.file, ": ",
-                     std::strerror(errno)));
-  }
+  if (!in) return unusable;
   std::ostringstream text;
   text << in.rdbuf();
   std::string secret = text.str();
@@ -1208,10 +1243,7 @@ absl::StatusOr<std::string> ResolveSecret(const SecretRef& ref,
   // is not part of the secret.
   if (absl::EndsWith(secret, "\n")) secret.pop_back();
   if (absl::EndsWith(secret, "\r")) secret.pop_back();
-  if (secret.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ref.origin, ": secret file ", ref.file, " is empty"));
-  }
+  if (secret.empty()) return unusable;
   return secret;
 }
 

@@ -73,6 +73,10 @@
 //             value: erpnext           # exactly one of value, value_env,
 //             value_env: ES_CRM_TOKEN  #   value_file; the latter two are
 //             value_file: /run/x       #   secrets: masked in the request log
+//                                      #   (a runtime webhook: value_env
+//                                      #   only, and only a variable that
+//                                      #   webhook_delivery.
+//                                      #   runtime_secret_env admits)
 //         request_structure: Form      # Form | JSON
 //         webhook_data:                # * for Form: the fields sent, as a
 //           - fieldname: name          #   JSON object {key: value}
@@ -83,8 +87,14 @@
 //         timeout: 5s                  # per attempt
 //         enable_security: false       # adds X-Frappe-Webhook-Signature =
 //                                      #   base64(HMAC-SHA256(secret, body))
+//                                      #   and the Standard Webhooks
+//                                      #   webhook-signature over id,
+//                                      #   timestamp and body (a secret
+//                                      #   "whsec_" + base64 is used
+//                                      #   decoded there; webhook_signature.h)
 //         secret_env: ES_WEBHOOK_SECRET  # * with enable_security: exactly
-//         secret_file: /run/secrets/w    #   one of these two (never inline)
+//         secret_file: /run/secrets/w    #   one of these two (never inline;
+//                                      #   runtime webhooks: as value_env)
 //     webhook_delivery:
 //       workers: 4                     # sender threads (1-64)
 //       max_attempts: 8                # then Exhausted (1-100)
@@ -102,6 +112,16 @@
 //                                      #   statements' time); they catch up
 //                                      #   at full speed when it stops.
 //                                      #   0 = no limit
+//       runtime_secret_env: []         # the environment variables runtime
+//                                      #   webhooks (Webhooks RPCs) may read
+//                                      #   as value_env / secret_env: names,
+//                                      #   or prefixes like ES_WEBHOOK_*
+//                                      #   ("*" alone is refused, as is any
+//                                      #   entry admitting ES_DATABASE_URL or
+//                                      #   an api_keys secret_env). Runtime
+//                                      #   webhooks never read files; config
+//                                      #   webhooks may read any variable
+//                                      #   or file. [] = none
 //
 //   consumer:                          # present = this site runs a consumer
 //     listen: "0.0.0.0:50052"
@@ -294,6 +314,9 @@ struct WebhookDeliveryConfig {
   // While the update log grows, a dispatcher pass is followed by a pause
   // that holds its cost to this percent of one core (0 = none).
   int busy_cpu_percent = 5;
+  // What runtime webhooks may read (CheckRuntimeWebhookSecrets in
+  // webhook_template.h): variable names, or prefixes ending in '*'.
+  std::vector<std::string> runtime_secret_env;
 };
 
 struct ProducerConfig {
@@ -375,8 +398,10 @@ absl::Status ApplyEnvironment(Config& config,
                               const EnvLookup& env = ProcessEnvironment());
 
 // Reads a secret now. FAILED_PRECONDITION naming the key path and the
-// variable or file when it is unset, unreadable or empty. The secret's
-// value never appears in a message.
+// variable or file (as configured) when it is unset, missing, unreadable or
+// empty, with one message for all of these (it does not tell whether a
+// variable is set or a path exists). The secret's value never appears in a
+// message.
 absl::StatusOr<std::string> ResolveSecret(
     const SecretRef& ref, const EnvLookup& env = ProcessEnvironment());
 

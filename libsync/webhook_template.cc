@@ -80,6 +80,17 @@ bool IsHeaderName(absl::string_view s) {
   return true;
 }
 
+// An environment variable name (as config.cc's secret_env check), at most
+// 128 characters so that a message may echo it.
+bool IsEnvName(absl::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  if (!absl::ascii_isalpha(s[0]) && s[0] != '_') return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
 bool IsWebhookName(absl::string_view s) {
   if (s.empty() || s.size() > 140) return false;
   for (char c : s) {
@@ -333,8 +344,8 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
     }
     std::string lower = absl::AsciiStrToLower(h.key);
     if (lower == "x-frappe-webhook-signature" || lower == "webhook-id" ||
-        lower == "webhook-timestamp" || lower == "content-length" ||
-        lower == "host") {
+        lower == "webhook-timestamp" || lower == "webhook-signature" ||
+        lower == "content-length" || lower == "host") {
       return WebhookProblem{absl::StrCat(at, ".key"),
                             absl::StrCat("\"", h.key,
                                          "\" is set by the sender")};
@@ -385,6 +396,69 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
                           "required with enable_security (or secret_file)"};
   }
   return std::nullopt;
+}
+
+bool RuntimeSecretEnvAllowed(std::string_view name_sv,
+                             const std::vector<std::string>& allowed_env) {
+  absl::string_view name(name_sv.data(), name_sv.size());
+  if (!IsEnvName(name)) return false;
+  for (absl::string_view entry : allowed_env) {
+    if (absl::ConsumeSuffix(&entry, "*")) {
+      // A bare "*" is refused by the config; never let it admit everything.
+      if (!entry.empty() && absl::StartsWith(name, entry)) return true;
+    } else if (entry == name) {
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+// The problem with one secret reference of a runtime webhook; `env_key` /
+// `file_key` name its two keys relative to the webhook.
+std::optional<WebhookProblem> RuntimeSecretProblem(
+    const SecretRef& ref, const std::string& env_key,
+    const std::string& file_key, const std::vector<std::string>& allowed_env) {
+  if (!ref.file.empty()) {
+    return WebhookProblem{
+        file_key,
+        "a runtime webhook cannot read files; use an environment variable "
+        "listed in producer.webhook_delivery.runtime_secret_env, or define "
+        "the webhook in the config (producer.webhooks)"};
+  }
+  if (ref.env.empty()) return std::nullopt;
+  if (!IsEnvName(ref.env)) {
+    return WebhookProblem{env_key,
+                          "expected an environment variable name like "
+                          "ES_WEBHOOK_CRM_TOKEN"};
+  }
+  if (!RuntimeSecretEnvAllowed(ref.env, allowed_env)) {
+    return WebhookProblem{
+        env_key,
+        absl::StrCat("a runtime webhook may not read environment variable ",
+                     ref.env,
+                     ": it is not in producer.webhook_delivery."
+                     "runtime_secret_env (the variables runtime webhooks may "
+                     "read)")};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<WebhookProblem> CheckRuntimeWebhookSecrets(
+    const WebhookConfig& hook, const std::vector<std::string>& allowed_env) {
+  for (size_t i = 0; i < hook.headers.size(); ++i) {
+    std::string at = absl::StrCat("headers[", i, "].");
+    if (auto problem = RuntimeSecretProblem(
+            hook.headers[i].secret, at + "value_env", at + "value_file",
+            allowed_env)) {
+      return problem;
+    }
+  }
+  return RuntimeSecretProblem(hook.secret, "secret_env", "secret_file",
+                              allowed_env);
 }
 
 std::string RenderFormBody(const WebhookConfig& hook, const Value& doc) {

@@ -81,6 +81,23 @@ struct WebhookProblem {
 std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
                                            const DocTypeRegistry& registry);
 
+// Where a webhook may read its secrets (header value_env / value_file,
+// secret_env / secret_file) from. A webhook in the config (producer.webhooks)
+// is the operator's: any environment variable or file. A runtime webhook
+// (the Webhooks RPCs) is an admin's, and an admin must not be able to send
+// the producer's own secrets to a URL of their choice, nor probe the file
+// system: it may read only the environment variables `allowed_env` admits
+// (producer.webhook_delivery.runtime_secret_env: exact names, or prefixes
+// written NAME_*), and no file at all. Nothing is read to decide this, so
+// the answer is the same whether a variable or file exists or not.
+// Returns the first reference that breaks this (key as for CheckWebhook,
+// e.g. "headers[0].value_env"); the message names no path.
+std::optional<WebhookProblem> CheckRuntimeWebhookSecrets(
+    const WebhookConfig& hook, const std::vector<std::string>& allowed_env);
+// Whether `allowed_env` (entries as above) admits variable `name`.
+bool RuntimeSecretEnvAllowed(std::string_view name,
+                             const std::vector<std::string>& allowed_env);
+
 // The Form body: {key: doc[fieldname]} as compact JSON (keys sorted).
 std::string RenderFormBody(const WebhookConfig& hook, const Value& doc);
 

@@ -5,7 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +27,7 @@
 #include "absl/time/time.h"
 #include "libsync/diff.h"
 #include "libsync/expr.h"
+#include "libsync/status_macros.h"
 #include "libsync/webhook_template.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/webhook_store.h"
@@ -170,16 +170,26 @@ std::string RequestIdFor(absl::string_view webhook, int64_t seq) {
                   reinterpret_cast<const char*>(md), std::min(len, 16u))));
 }
 
-// One HTTP attempt of a request: Content-Type (unless the webhook sets
-// one), the webhook's headers with secrets resolved now, the signature over
-// the exact `body` when enable_security, webhook-id, webhook-timestamp; the
-// answer classified (file comment of webhook_delivery.h). A secret that
-// cannot be resolved is a retryable failure without a send.
-Outcome Attempt(CURL* curl, const WebhookConfig& hook,
-                const std::string& request_id, const std::string& url,
-                const std::string& method, const std::string& body) {
-  Outcome outcome;
-  outcome.started = absl::Now();
+// The header lines of one attempt at `timestamp`: Content-Type (unless the
+// webhook sets one), the webhook's headers with secrets resolved now, when
+// enable_security the two signatures over the exact `body` (the Standard
+// Webhooks one also over webhook-id and `timestamp`; webhook_signature.h),
+// webhook-id, webhook-timestamp. `runtime_secret_env` is null for a config
+// webhook; for a runtime one, what it may read. PERMISSION_DENIED (not
+// retried) when a runtime webhook names a secret it may not read, decided
+// before anything is read; FAILED_PRECONDITION (retried) when a secret
+// cannot be resolved. Messages never show a secret.
+absl::StatusOr<std::vector<std::string>> HeaderLines(
+    const WebhookConfig& hook,
+    const std::vector<std::string>* runtime_secret_env,
+    const std::string& request_id, int64_t timestamp,
+    const std::string& body) {
+  if (runtime_secret_env != nullptr) {
+    if (auto problem = CheckRuntimeWebhookSecrets(hook, *runtime_secret_env)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "webhook \"", hook.name, "\": ", problem->key, ": ", problem->message));
+    }
+  }
   bool has_content_type = false;
   for (const WebhookHeaderConfig& h : hook.headers) {
     has_content_type =
@@ -190,31 +200,51 @@ Outcome Attempt(CURL* curl, const WebhookConfig& hook,
   for (const WebhookHeaderConfig& h : hook.headers) {
     std::string value = h.value;
     if (h.is_secret()) {
-      auto secret = ResolveSecret(h.secret);
-      if (!secret.ok()) {
-        outcome.error = std::string(secret.status().message());
-        break;
-      }
-      value = std::move(*secret);
+      ASSIGN_OR_RETURN(value, ResolveSecret(h.secret));
     }
     lines.push_back(absl::StrCat(h.key, ": ", value));
   }
-  if (outcome.error.empty() && hook.enable_security) {
-    auto secret = ResolveSecret(hook.secret);
-    if (secret.ok()) {
-      lines.push_back(absl::StrCat("X-Frappe-Webhook-Signature: ",
-                                   WebhookSignature(*secret, body)));
-    } else {
-      outcome.error = std::string(secret.status().message());
+  if (hook.enable_security) {
+    ASSIGN_OR_RETURN(std::string secret, ResolveSecret(hook.secret));
+    auto key = StandardWebhookKey(secret);
+    if (!key.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(hook.secret.origin, ": ", key.status().message()));
     }
+    lines.push_back(absl::StrCat("X-Frappe-Webhook-Signature: ",
+                                 WebhookSignature(secret, body)));
+    lines.push_back(
+        absl::StrCat("webhook-signature: ",
+                     StandardWebhookSignature(*key, request_id, timestamp, body)));
   }
-  if (!outcome.error.empty()) {
+  lines.push_back(absl::StrCat("webhook-id: ", request_id));
+  lines.push_back(absl::StrCat("webhook-timestamp: ", timestamp));
+  return lines;
+}
+
+// One HTTP attempt of a request with HeaderLines; the answer classified
+// (file comment of webhook_delivery.h). Without header lines nothing is
+// sent: Failed for a secret the webhook may not read, a retryable failure
+// for one that cannot be resolved.
+Outcome Attempt(CURL* curl, const WebhookConfig& hook,
+                const std::vector<std::string>* runtime_secret_env,
+                const std::string& request_id, const std::string& url,
+                const std::string& method, const std::string& body) {
+  Outcome outcome;
+  outcome.started = absl::Now();
+  auto header_lines =
+      HeaderLines(hook, runtime_secret_env, request_id,
+                  absl::ToUnixSeconds(outcome.started), body);
+  if (!header_lines.ok()) {
+    outcome.kind =
+        header_lines.status().code() == absl::StatusCode::kPermissionDenied
+            ? Outcome::kFail
+            : Outcome::kRetry;
+    outcome.error = std::string(header_lines.status().message());
     outcome.ended = absl::Now();
     return outcome;
   }
-  lines.push_back(absl::StrCat("webhook-id: ", request_id));
-  lines.push_back(
-      absl::StrCat("webhook-timestamp: ", absl::ToUnixSeconds(absl::Now())));
+  std::vector<std::string> lines = *std::move(header_lines);
   lines.push_back("User-Agent: eventstream-webhook/1");
   lines.push_back("Expect:");  // no 100-continue round trip
   struct curl_slist* headers = nullptr;
@@ -446,20 +476,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
   }
   if (hook.enable_security) {
     out.headers.emplace_back("X-Frappe-Webhook-Signature", kMasked);
+    out.headers.emplace_back("webhook-signature", kMasked);
   }
-  return out;
-}
-
-std::string WebhookSignature(absl::string_view secret, absl::string_view body) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac,
-       &mac_len);
-  std::string out(4 * ((mac_len + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), mac,
-                          static_cast<int>(mac_len));
-  out.resize(n);
   return out;
 }
 
@@ -511,7 +529,13 @@ WebhookDelivery::WebhookDelivery(const Config* config, std::string database_url)
     : config_(config),
       database_url_(std::move(database_url)),
       options_(config->producer ? config->producer->webhook_delivery
-                                : WebhookDeliveryConfig()) {}
+                                : WebhookDeliveryConfig()) {
+  if (config->producer) {
+    for (const WebhookConfig& w : config->producer->webhooks) {
+      config_webhooks_.insert(w.name);
+    }
+  }
+}
 
 WebhookDelivery::~WebhookDelivery() {
   Stop();
@@ -976,8 +1000,9 @@ absl::Duration WebhookDelivery::SendPass(Pass* pass) {
             absl::Now() > deadline) {
           break;  // this and the rest of the chain: Queued, not attempted
         }
-        r.outcome = Attempt(curl, *r.hook->config, r.request_id, r.url,
-                            r.method, r.body);
+        r.outcome = Attempt(curl, *r.hook->config,
+                            RuntimeSecretEnv(*r.hook->config), r.request_id,
+                            r.url, r.method, r.body);
         Settled settled = Settle(options_, *r.outcome, 1);
         r.status = settled.status;
         r.delay = settled.delay;
@@ -1290,6 +1315,15 @@ void WebhookDelivery::WorkerLoop(int index) {
   curl_easy_cleanup(curl);
 }
 
+const std::vector<std::string>* WebhookDelivery::RuntimeSecretEnv(
+    const WebhookConfig& hook) const {
+  // Start-up (WebhookStore::SyncConfig) stores exactly the config's
+  // webhooks as from_config, under their names, and the RPCs cannot write
+  // those names: a webhook named in the config is that config webhook.
+  if (config_webhooks_.count(hook.name) > 0) return nullptr;
+  return &options_.runtime_secret_env;
+}
+
 absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle) {
   CURL* curl = static_cast<CURL*>(handle);
   // The claim (row lock) is held for the whole attempt; the outcome is
@@ -1329,7 +1363,8 @@ absl::StatusOr<bool> WebhookDelivery::SendOne(pg::Connection* conn, void* handle
     auto hook = json.ok() ? WebhookFromJson(*json)
                           : absl::StatusOr<WebhookConfig>(json.status());
     if (hook.ok()) {
-      outcome = Attempt(curl, *hook, request_id, url, method, body);
+      outcome = Attempt(curl, *hook, RuntimeSecretEnv(*hook), request_id, url,
+                        method, body);
     } else {
       outcome.kind = Outcome::kFail;
       outcome.error = absl::StrCat("stored webhook definition unreadable: ",

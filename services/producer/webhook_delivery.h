@@ -86,9 +86,13 @@
 // Headers sent: Content-Type: application/json (unless the webhook sets
 // one), the webhook's headers (secret values resolved now), and with
 // enable_security X-Frappe-Webhook-Signature = base64(HMAC-SHA256(secret,
-// exact body bytes)); always webhook-id ("msg_" + a hash of webhook and
-// log entry: the same on retries and on a re-send after a crash) and
-// webhook-timestamp (Unix seconds of this attempt).
+// exact body bytes)) and webhook-signature (Standard Webhooks: over
+// webhook-id, webhook-timestamp and the body; libsync/webhook_signature.h);
+// always webhook-id ("msg_" + a hash of webhook and log entry: the same on
+// retries and on a re-send after a crash) and webhook-timestamp (Unix
+// seconds of this attempt). A runtime webhook (one not in producer.webhooks)
+// whose secrets CheckRuntimeWebhookSecrets refuses is Failed before
+// anything is read or sent.
 //
 // None of this runs on the assembler's or the RPCs' threads or
 // connections, so capture and pulls never wait for a receiver; the delivery
@@ -103,6 +107,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -115,6 +120,7 @@
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "libsync/value.h"
+#include "libsync/webhook_signature.h"
 #include "libsync/webhook_template.h"
 
 namespace eventstream {
@@ -175,9 +181,6 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
 absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
                                           const PreparedWebhook& prepared,
                                           const Value& doc);
-
-// base64(HMAC-SHA256(secret, body)): X-Frappe-Webhook-Signature.
-std::string WebhookSignature(absl::string_view secret, absl::string_view body);
 
 // The value of a Retry-After header (RFC 9110 10.2.3) as a delay from `now`:
 // delta-seconds ("120") or an HTTP-date in any of its three forms
@@ -249,10 +252,16 @@ class WebhookDelivery {
   // log entries (Wake()), or Stop(); false when stopping.
   bool PauseWhileWriting(absl::Duration d);
   absl::Status DeleteExpired(pg::Connection* conn);
+  // Null for a webhook of producer.webhooks (the operator's: any variable or
+  // file); for a runtime one, options_.runtime_secret_env (what Attempt
+  // lets it read).
+  const std::vector<std::string>* RuntimeSecretEnv(
+      const WebhookConfig& hook) const;
 
   const Config* config_;
   const std::string database_url_;
   const WebhookDeliveryConfig options_;
+  std::set<std::string> config_webhooks_;  // names in producer.webhooks
   int max_requests_per_pass_ = kDefaultMaxRequestsPerPass;
   // Parsed webhooks by name, reused while the stored definition text is
   // unchanged (dispatcher only).

@@ -166,7 +166,12 @@ grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
     hook = std::move(row->hook);
   } else {
     hook = WebhookFromProto(request->webhook());
-    if (auto problem = CheckWebhook(hook, config_->registry)) {
+    auto problem = CheckWebhook(hook, config_->registry);
+    if (!problem) {
+      problem = CheckRuntimeWebhookSecrets(
+          hook, config_->producer->webhook_delivery.runtime_secret_env);
+    }
+    if (problem) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("webhook \"", hook.name, "\": ",
                                        problem->key, ": ", problem->message));

@@ -288,7 +288,12 @@ absl::StatusOr<WebhookRow> WebhookStore::Get(absl::string_view name) {
 
 absl::StatusOr<WebhookRow> WebhookStore::Upsert(const WebhookConfig& hook,
                                                 bool* created) {
-  if (auto problem = CheckWebhook(hook, config_->registry)) {
+  auto problem = CheckWebhook(hook, config_->registry);
+  if (!problem) {
+    problem = CheckRuntimeWebhookSecrets(
+        hook, config_->producer->webhook_delivery.runtime_secret_env);
+  }
+  if (problem) {
     return absl::InvalidArgumentError(absl::StrCat(
         "webhook \"", hook.name, "\": ", problem->key, ": ", problem->message));
   }

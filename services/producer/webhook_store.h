@@ -17,6 +17,11 @@
 //    deleted") in the same transaction.
 //  * Definitions are stored as JSON (WebhookToJson); secrets only by the
 //    names of their variables or files.
+//  * A runtime webhook reads secrets only from the environment variables
+//    producer.webhook_delivery.runtime_secret_env admits, never from files
+//    (CheckRuntimeWebhookSecrets, webhook_template.h): Upsert refuses
+//    anything else, and delivery checks again before each attempt, so one
+//    stored earlier (or before the list shrank) is Failed, not sent.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
 
@@ -97,8 +102,9 @@ class WebhookStore {
 
   absl::StatusOr<std::vector<WebhookRow>> List();
   absl::StatusOr<WebhookRow> Get(absl::string_view name);
-  // Validates (INVALID_ARGUMENT "<key>: ...") and writes; `created` tells
-  // whether it is new.
+  // Validates (INVALID_ARGUMENT "<key>: ...": CheckWebhook, and
+  // CheckRuntimeWebhookSecrets against producer.webhook_delivery.
+  // runtime_secret_env) and writes; `created` tells whether it is new.
   absl::StatusOr<WebhookRow> Upsert(const WebhookConfig& hook, bool* created);
   absl::Status Delete(absl::string_view name);
 

@@ -102,6 +102,10 @@ D["webhookDelivery"] = obj({
              "description": "CPU priority of the delivery threads, as nice(1)"},
     "busy_cpu_percent": {"type": "integer", "minimum": 0, "maximum": 6400,
                          "description": "while the site writes, delivery uses at most this % of one core; 0 = no limit"},
+    "runtime_secret_env": {"type": "array", "items": s(
+        "an environment variable name, or a prefix ending in * (not * alone)",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*\*?$"),
+        "description": "the environment variables runtime webhooks (Webhooks RPCs) may read as secrets; none by default"},
 })
 D["producerDocType"] = obj({
     "doctype": ref("docTypeName"),

@@ -261,6 +261,12 @@ check_chart() {
   grep -q '^  name: eventstream-producer$' "$WORK/hq.yaml" &&
     ok "examples: hq and branch1 follow each other's producer Services" ||
     bad "examples: hq and branch1 do not point at each other's producer Services"
+  # config-full: runtime webhooks' allowed variables (runtime_secret_env) are
+  # filled from the Secret by name; a NAME_* prefix cannot be, and is not.
+  grep -q '^ *- name: ES_WEBHOOK_CRM_TOKEN$' "$WORK/config-full.yaml" &&
+  ! grep -q '^ *- name: ES_HOOK_' "$WORK/config-full.yaml" &&
+    ok "config-full: runtime_secret_env's name ES_WEBHOOK_CRM_TOKEN comes from the Secret, the prefix ES_HOOK_* does not" ||
+    bad "config-full: expected an env entry for ES_WEBHOOK_CRM_TOKEN (runtime_secret_env) and none for the ES_HOOK_* prefix"
   # existing-secret: ES_DATABASE_URL and every named variable come from it.
   local refs
   refs=$(grep -A3 -E '^ +- name: ES_' "$WORK/existing-secret.yaml" | grep -c 'name: "branch3-eventstream"')
@@ -277,6 +283,7 @@ check_chart() {
   fails both-disabled 'both false' -f "$CASES/consumer-only.yaml" --set consumer.enabled=false
   fails secret-without-source 'environment variable ES_KEY_HQ' -f "$ex/branch1-values.yaml" --set existingSecret= --set database.url=postgresql:///branch1
   fails db-url-without-source 'database.url' -f "$CASES/existing-secret.yaml" --set existingSecret=
+  fails runtime-secret-env-star 'runtime_secret_env' -f "$ex/hq-values.yaml" --set 'producer.webhook_delivery.runtime_secret_env[0]=*'
 }
 
 # ---- 3. values.schema.json is generated and in step with the C++ --------

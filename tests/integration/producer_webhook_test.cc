@@ -9,7 +9,10 @@
 // the restart with the same webhook-id and body, recorded once; each request
 // renders the document as of its own log entry; delivery is held back while
 // the site writes and catches up after; a slow receiver holds a pass up for
-// a bounded time; the request log masks secrets.
+// a bounded time; the request log masks secrets. Issue 13: the Standard
+// Webhooks signature verifies with the reference verifier (npm
+// standardwebhooks, run by node from tests/webhooks/) and a replay does
+// not; runtime webhooks read only allow-listed secrets, never files.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -47,6 +51,8 @@
 #include "libsync/value.h"
 #include "libsync/webhook_template.h"
 #include "services/producer/webhook_delivery.h"
+#include "services/producer/webhook_service.h"
+#include "services/producer/webhook_store.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -300,12 +306,17 @@ bool VerifyFrappeWebhook(const std::string& payload, const std::string& header,
 // ---- the site -----------------------------------------------------------------
 
 constexpr char kSecret[] = "frappe-shared-secret";
+// A Standard Webhooks secret: "whsec_" + base64 of 32 bytes.
+constexpr char kWhsec[] = "whsec_ZXZlbnRzdHJlYW0tc3RhbmRhcmQtd2ViaG9va3MtMzI=";
 constexpr char kCrmToken[] = "Bearer crm-token-123";
+constexpr char kRuntimeToken[] = "Bearer runtime-token-456";
 const std::map<std::string, std::string> kEnv = {
     {"ES_T_OPS", "ops-secret-wh"},
     {"ES_T_B1", "b1-secret-wh"},
     {"ES_T_WEBHOOK_SECRET", kSecret},
-    {"ES_T_CRM_TOKEN", kCrmToken}};
+    {"ES_T_WHSEC", kWhsec},
+    {"ES_T_CRM_TOKEN", kCrmToken},
+    {"ES_T_RT_TOKEN", kRuntimeToken}};
 const char kOps[] = "token ops:ops-secret-wh";
 const char kB1[] = "token branch1:b1-secret-wh";
 
@@ -437,6 +448,11 @@ class WebhookTest : public ::testing::Test {
 constexpr char kFastDelivery[] =
     "{workers: 3, max_attempts: 6, initial_backoff: 200ms, max_backoff: 800ms,"
     " poll_interval: 100ms}";
+// The same, letting runtime webhooks read ES_T_WEBHOOK_SECRET and ES_T_RT_*.
+constexpr char kFastDeliveryRuntimeSecrets[] =
+    "{workers: 3, max_attempts: 6, initial_backoff: 200ms, max_backoff: 800ms,"
+    " poll_interval: 100ms,"
+    " runtime_secret_env: [ES_T_WEBHOOK_SECRET, \"ES_T_RT_*\"]}";
 
 TEST(WebhookSignature, KnownAnswerAndFrappeVerifier) {
   // RFC 4231 test case 2, base64 of the HMAC-SHA256.
@@ -1261,7 +1277,8 @@ TEST_F(WebhookTest, KilledMidDispatchRecordsEachRequestOnceAfterRestart) {
 
 TEST_F(WebhookTest, AdminRpcs) {
   Receiver rx;
-  ASSERT_NO_FATAL_FAILURE(Start(kFastDelivery, Hook("cfg", "on_update", rx.port())));
+  ASSERT_NO_FATAL_FAILURE(
+      Start(kFastDeliveryRuntimeSecrets, Hook("cfg", "on_update", rx.port())));
   auto call = [&](auto method, const auto& req, auto* resp,
                   const char* auth = kOps) {
     grpc::ClientContext ctx;
@@ -1344,6 +1361,245 @@ TEST_F(WebhookTest, AdminRpcs) {
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_EQ(rx.requests("/rt/P2").size(), 0u);
   EXPECT_EQ(Count("webhook = 'rt'"), 1);
+}
+
+// ---- issue 13, item 8: what a runtime webhook may read ------------------------
+
+// The audit: an admin creating a webhook over the RPCs could send the
+// producer's own API secrets to any URL (value_env: ES_T_OPS), and the error
+// for a file told whether its path exists. Runtime webhooks now read only
+// the variables producer.webhook_delivery.runtime_secret_env admits, never a
+// file; config webhooks (the operator's) still read anything.
+TEST_F(WebhookTest, RuntimeWebhooksReadOnlyAllowListedSecrets) {
+  Receiver rx;
+  ASSERT_NO_FATAL_FAILURE(Start(
+      kFastDeliveryRuntimeSecrets,
+      Hook("cfg", "after_insert", rx.port(),
+           "      webhook_data: [{fieldname: name}]\n"
+           "      headers: [{key: Authorization, value_env: ES_T_CRM_TOKEN}]\n")));
+  auto upsert = [&](const v1::Webhook& w) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kOps);
+    v1::UpsertWebhookRequest req;
+    *req.mutable_webhook() = w;
+    v1::UpsertWebhookResponse resp;
+    return stub_->UpsertWebhook(&ctx, req, &resp);
+  };
+  v1::Webhook w;
+  w.set_name("rt");
+  w.set_doctype("Note");
+  w.set_doc_event("after_insert");
+  w.set_request_url(absl::StrCat("http://127.0.0.1:", rx.port(), "/rt/{{ doc.name }}"));
+  w.add_webhook_data()->set_fieldname("name");
+  v1::WebhookHeader* h = w.add_headers();
+  h->set_key("Authorization");
+
+  // The producer's own API secret: refused, naming the key and the list.
+  h->set_value_env("ES_T_OPS");
+  grpc::Status s = upsert(w);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(s.error_message(),
+                               "webhook \"rt\": headers[0].value_env: "))
+      << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(),
+                                "producer.webhook_delivery.runtime_secret_env"))
+      << s.error_message();
+  EXPECT_FALSE(absl::StrContains(s.error_message(), "ops-secret-wh"));
+
+  // Files: refused with one message, whether the path exists or not.
+  h->clear_value_env();
+  std::string file_message;
+  for (const char* path : {"/etc/passwd", "/nonexistent/secret", "/etc"}) {
+    h->set_value_file(path);
+    s = upsert(w);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << path;
+    EXPECT_FALSE(absl::StrContains(s.error_message(), path)) << s.error_message();
+    if (file_message.empty()) file_message = s.error_message();
+    EXPECT_EQ(s.error_message(), file_message);
+  }
+  h->clear_value_file();
+
+  // The signing secret likewise; and PreviewWebhook of a definition.
+  h->set_value_env("ES_T_RT_TOKEN");
+  w.set_enable_security(true);
+  w.set_secret_env("ES_T_B1");
+  s = upsert(w);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "secret_env")) << s.error_message();
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kOps);
+    v1::PreviewWebhookRequest preq;
+    *preq.mutable_webhook() = w;
+    preq.set_docname("X");
+    v1::PreviewWebhookResponse presp;
+    EXPECT_EQ(stub_->PreviewWebhook(&ctx, preq, &presp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+
+  // Allowed ones work (a name matching the ES_T_RT_* prefix).
+  w.set_secret_env("ES_T_WEBHOOK_SECRET");
+  s = upsert(w);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  // A runtime webhook stored earlier (before this check, or before the list
+  // shrank) that reads the API secret: Failed, never sent.
+  v1::Webhook old_hook = w;
+  old_hook.set_name("old");
+  old_hook.set_request_url(absl::StrCat("http://127.0.0.1:", rx.port(), "/old/{{ doc.name }}"));
+  old_hook.mutable_headers(0)->set_value_env("ES_T_OPS");
+  old_hook.set_enable_security(false);
+  old_hook.clear_secret_env();
+  auto stored = conn_->Exec(
+      "INSERT INTO es_producer.webhook (name, doctype, definition, last_seq)"
+      " VALUES ('old', 'Note', $1::jsonb,"
+      "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))",
+      {WebhookToJson(WebhookFromProto(old_hook)).ToJson()});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('S1', 'secrets'))");
+  WaitSettled(3);
+  ASSERT_TRUE(WaitUntil([&] { return rx.requests().size() >= 2; }));
+  absl::SleepFor(absl::Milliseconds(300));  // nothing more arrives
+  EXPECT_EQ(rx.requests("/old/").size(), 0u);
+  for (const Received& r : rx.requests()) {
+    for (const auto& [k, v] : r.headers) {
+      EXPECT_FALSE(absl::StrContains(v, "ops-secret-wh")) << r.path << " " << k;
+    }
+  }
+  EXPECT_EQ(Count("webhook = 'old' AND status = 'Failed' AND attempts = 1"
+                  " AND error LIKE '%headers[0].value_env%runtime_secret_env%'"),
+            1);
+  // The runtime webhook got its allowed secret, the config one its own.
+  auto rt = rx.requests("/rt/S1");
+  ASSERT_EQ(rt.size(), 1u);
+  EXPECT_EQ(rt[0].headers["authorization"], kRuntimeToken);
+  auto cfg = rx.requests("/cfg/S1");
+  ASSERT_EQ(cfg.size(), 1u);
+  EXPECT_EQ(cfg[0].headers["authorization"], kCrmToken);
+}
+
+// ---- issue 13, item 13: Standard Webhooks signatures ------------------------
+
+// Runs tests/webhooks/verify.js (npm standardwebhooks, installed by
+// tools/setup) on `cases` (the array verify.js documents); returns each
+// case's verdict by name: "ok" or the library's error message.
+std::map<std::string, std::string> VerifyWithStandardWebhooks(
+    const Value& cases) {
+  const std::string dir = SourceDir() + "/tests/webhooks";
+  std::map<std::string, std::string> verdicts;
+  if (ReadFile(dir + "/node_modules/standardwebhooks/package.json").empty()) {
+    ADD_FAILURE() << dir << "/node_modules has no standardwebhooks: run tools/setup";
+    return verdicts;
+  }
+  ScopedTempDir tmp("verify");
+  WriteFile(tmp.path() + "/cases.json", cases.ToJson());
+  CommandResult run = RunCommand(
+      {"/usr/bin/env", "node", dir + "/verify.js", tmp.path() + "/cases.json"});
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  for (absl::string_view line : absl::StrSplit(run.output, '\n', absl::SkipEmpty())) {
+    auto v = Value::ParseJson(std::string_view(line.data(), line.size()));
+    if (!v.ok() || v->Find("name") == nullptr) {
+      ADD_FAILURE() << "verify.js printed: " << line;
+      continue;
+    }
+    const Value* ok = v->Find("verified");
+    verdicts[v->Find("name")->as_string()] =
+        ok != nullptr && ok->is_bool() && ok->as_bool()
+            ? "ok"
+            : v->Find("error")->as_string();
+  }
+  return verdicts;
+}
+
+Value VerifyCase(const std::string& name, const std::string& secret, bool raw,
+                 const std::map<std::string, std::string>& headers,
+                 const std::string& body, int now_offset_seconds = 0) {
+  Value c = Value::EmptyObject();
+  c["name"] = Value::String(name);
+  c["secret"] = Value::String(secret);
+  c["raw"] = Value::Bool(raw);
+  Value h = Value::EmptyObject();
+  for (const auto& [k, v] : headers) h[k] = Value::String(v);
+  c["headers"] = std::move(h);
+  c["body_base64"] = Value::String(absl::Base64Escape(body));
+  c["now_offset_seconds"] = Value::Int(now_offset_seconds);
+  return c;
+}
+
+// Our requests verify with a verifier nobody here wrote, on both send paths
+// (a pass's first attempt, and a worker's retry); a captured request
+// replayed 10 minutes later is refused as too old, and one replayed with a
+// fresh timestamp (or another id, body or secret) does not match. Frappe's
+// header is unchanged beside it.
+TEST_F(WebhookTest, StandardWebhooksVerifierAcceptsOurRequestsAndRefusesReplays) {
+  Receiver rx;
+  std::string json_hook =
+      "      request_structure: JSON\n"
+      "      webhook_json: '{\"name\": \"{{ doc.name }}\", \"title\": \"{{ doc.title }}\"}'\n"
+      "      enable_security: true\n";
+  ASSERT_NO_FATAL_FAILURE(Start(
+      kFastDelivery,
+      absl::StrCat(Hook("std", "after_insert", rx.port(),
+                        json_hook + "      secret_env: ES_T_WHSEC\n"),
+                   Hook("plain", "after_insert", rx.port(),
+                        json_hook + "      secret_env: ES_T_WEBHOOK_SECRET\n"))));
+  rx.Script({500});  // one of the two is retried by a worker
+  Write(R"(INSERT INTO "tabNote" (name, title) VALUES ('V1', 'café "q"'))");
+  WaitSettled(2);
+  EXPECT_EQ(Count("status = 'Success'"), 2);
+  std::vector<Received> got = rx.requests();
+  ASSERT_EQ(got.size(), 3u);
+
+  Value::Array cases;
+  std::vector<std::string> fresh;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const Received& r = got[i];
+    bool whsec = absl::StartsWith(r.path, "/std/");
+    std::map<std::string, std::string> headers = r.headers;
+    EXPECT_TRUE(absl::StartsWith(headers["webhook-signature"], "v1,"))
+        << r.path << ": webhook-signature: " << headers["webhook-signature"];
+    // Frappe's header as before, keyed with the configured text as is.
+    EXPECT_TRUE(VerifyFrappeWebhook(r.body, r.headers.at("x-frappe-webhook-signature"),
+                                    whsec ? kWhsec : kSecret));
+    // As a receiver would: the configured secret, unchanged (whsec_: the
+    // default format; anything else: format "raw").
+    fresh.push_back(absl::StrCat("fresh ", i, " ", r.path));
+    cases.push_back(VerifyCase(fresh.back(), whsec ? kWhsec : kSecret, !whsec,
+                               r.headers, r.body));
+  }
+  const Received& r = got[0];
+  const std::string secret = absl::StartsWith(r.path, "/std/") ? kWhsec : kSecret;
+  const bool raw = secret == kSecret;
+  cases.push_back(VerifyCase("replayed 10 minutes later", secret, raw, r.headers,
+                             r.body, 600));
+  auto refreshed = r.headers;
+  int64_t sent_at = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(refreshed["webhook-timestamp"], &sent_at));
+  refreshed["webhook-timestamp"] = absl::StrCat(sent_at + 600);
+  cases.push_back(VerifyCase("replayed 10 minutes later with a fresh timestamp",
+                             secret, raw, refreshed, r.body, 600));
+  auto other_id = r.headers;
+  other_id["webhook-id"] = "msg_00000000000000000000000000000000";
+  cases.push_back(VerifyCase("another id", secret, raw, other_id, r.body));
+  cases.push_back(VerifyCase("another body", secret, raw, r.headers, r.body + " "));
+  cases.push_back(VerifyCase("another secret", "whsec_d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==",
+                             false, r.headers, r.body));
+
+  std::map<std::string, std::string> verdicts =
+      VerifyWithStandardWebhooks(Value::FromArray(std::move(cases)));
+  for (const std::string& name : fresh) EXPECT_EQ(verdicts[name], "ok") << name;
+  EXPECT_EQ(verdicts["replayed 10 minutes later"], "Message timestamp too old");
+  EXPECT_EQ(verdicts["replayed 10 minutes later with a fresh timestamp"],
+            "No matching signature found");
+  EXPECT_EQ(verdicts["another id"], "No matching signature found");
+  EXPECT_EQ(verdicts["another body"], "No matching signature found");
+  EXPECT_EQ(verdicts["another secret"], "No matching signature found");
+
+  // The retry kept the webhook-id and signed its own timestamp.
+  std::map<std::string, std::set<std::string>> ids;
+  for (const Received& g : got) ids[g.path].insert(g.headers.at("webhook-id"));
+  for (const auto& [path, set] : ids) EXPECT_EQ(set.size(), 1u) << path;
 }
 
 }  // namespace

@@ -90,7 +90,9 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Secret env vars of a component: ES_DATABASE_URL when it comes from a
      Secret, and every secret_env / api_secret_env / value_env (webhook
-     headers) that component's config section names. Each comes from secrets.<VAR>, else from key <VAR> of
+     headers) that component's config section names, and the exact names
+     (not the NAME_* prefixes) of producer.webhook_delivery.
+     runtime_secret_env. Each comes from secrets.<VAR>, else from key <VAR> of
      existingSecret; a variable with neither fails the render. Called with
      (dict "root" $ "component" "producer"). */}}
 {{- define "eventstream.secretEnv" -}}
@@ -110,6 +112,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .secret_env }}{{ $vars = append $vars .secret_env }}{{ end -}}
 {{- range .headers -}}
 {{- if .value_env }}{{ $vars = append $vars .value_env }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- with $section.webhook_delivery -}}
+{{- range .runtime_secret_env -}}
+{{- if not (hasSuffix "*" .) }}{{ $vars = append $vars . }}{{ end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -1,0 +1,137 @@
+// CheckRuntimeWebhookSecrets: what a runtime webhook may read (issue 13,
+// item 8). The templates themselves are tested in
+// tests/integration/producer_webhook_test.cc.
+#include "libsync/webhook_template.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace eventstream {
+namespace {
+
+WebhookConfig Hook() {
+  WebhookConfig hook;
+  hook.name = "rt";
+  WebhookHeaderConfig plain;
+  plain.key = "X-Source";
+  plain.value = "eventstream";
+  hook.headers.push_back(plain);
+  return hook;
+}
+
+WebhookHeaderConfig EnvHeader(const std::string& env) {
+  WebhookHeaderConfig h;
+  h.key = "Authorization";
+  h.secret.env = env;
+  return h;
+}
+
+const std::vector<std::string> kAllowed = {"ES_WEBHOOK_CRM_TOKEN",
+                                           "ES_HOOK_*"};
+
+TEST(RuntimeWebhookSecretsTest, AllowListAdmitsNamesAndPrefixes) {
+  EXPECT_TRUE(RuntimeSecretEnvAllowed("ES_WEBHOOK_CRM_TOKEN", kAllowed));
+  EXPECT_TRUE(RuntimeSecretEnvAllowed("ES_HOOK_A", kAllowed));
+  EXPECT_TRUE(RuntimeSecretEnvAllowed("ES_HOOK_", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_WEBHOOK_CRM_TOKEN2", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_WEBHOOK_CRM", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_HOO", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_SECRET_OPS", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_HOOK_A=B", kAllowed));
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_SECRET_OPS", {}));
+  // A bare "*" (refused by the config) admits nothing here either.
+  EXPECT_FALSE(RuntimeSecretEnvAllowed("ES_SECRET_OPS", {"*"}));
+}
+
+TEST(RuntimeWebhookSecretsTest, PlainValuesAndAllowedVariablesPass) {
+  WebhookConfig hook = Hook();
+  EXPECT_FALSE(CheckRuntimeWebhookSecrets(hook, {}).has_value());
+  hook.headers.push_back(EnvHeader("ES_WEBHOOK_CRM_TOKEN"));
+  hook.enable_security = true;
+  hook.secret.env = "ES_HOOK_SIGNING";
+  EXPECT_FALSE(CheckRuntimeWebhookSecrets(hook, kAllowed).has_value());
+}
+
+// The audit's attack: a runtime webhook header reading the producer's own
+// API secret.
+TEST(RuntimeWebhookSecretsTest, OtherVariablesAreRefused) {
+  WebhookConfig hook = Hook();
+  hook.headers.push_back(EnvHeader("ES_SECRET_OPS"));
+  auto problem = CheckRuntimeWebhookSecrets(hook, kAllowed);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->key, "headers[1].value_env");
+  EXPECT_EQ(problem->message,
+            "a runtime webhook may not read environment variable "
+            "ES_SECRET_OPS: it is not in "
+            "producer.webhook_delivery.runtime_secret_env (the variables "
+            "runtime webhooks may read)");
+  // With no allow-list, no variable at all.
+  hook.headers.back().secret.env = "ES_WEBHOOK_CRM_TOKEN";
+  EXPECT_FALSE(CheckRuntimeWebhookSecrets(hook, kAllowed).has_value());
+  EXPECT_TRUE(CheckRuntimeWebhookSecrets(hook, {}).has_value());
+
+  // The signing secret too.
+  hook = Hook();
+  hook.enable_security = true;
+  hook.secret.env = "ES_DATABASE_URL";
+  problem = CheckRuntimeWebhookSecrets(hook, kAllowed);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->key, "secret_env");
+
+  // A name that is not one is not echoed.
+  hook.secret.env = std::string(10000, 'A') + "\n";
+  problem = CheckRuntimeWebhookSecrets(hook, kAllowed);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->message,
+            "expected an environment variable name like ES_WEBHOOK_CRM_TOKEN");
+}
+
+// No file, whatever the path: the same message whether it exists or not,
+// and nothing is read to decide.
+TEST(RuntimeWebhookSecretsTest, FilesAreRefusedWithoutLookingAtThem) {
+  std::string message;
+  for (const char* path : {"/etc/passwd", "/nonexistent/x", "/etc"}) {
+    WebhookConfig hook = Hook();
+    WebhookHeaderConfig h;
+    h.key = "Authorization";
+    h.secret.file = path;
+    hook.headers.push_back(h);
+    auto problem = CheckRuntimeWebhookSecrets(hook, kAllowed);
+    ASSERT_TRUE(problem.has_value()) << path;
+    EXPECT_EQ(problem->key, "headers[1].value_file");
+    EXPECT_EQ(problem->message.find(path), std::string::npos);
+    if (message.empty()) message = problem->message;
+    EXPECT_EQ(problem->message, message);
+  }
+  WebhookConfig hook = Hook();
+  hook.enable_security = true;
+  hook.secret.file = "/run/secrets/x";
+  auto problem = CheckRuntimeWebhookSecrets(hook, kAllowed);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->key, "secret_file");
+  EXPECT_EQ(problem->message, message);
+}
+
+TEST(RuntimeWebhookSecretsTest, WebhookSignatureHeaderIsSetByTheSender) {
+  DocTypeDef note;
+  note.name = "Note";
+  auto registry_or = DocTypeRegistry::Create({note});
+  ASSERT_TRUE(registry_or.ok()) << registry_or.status();
+  const DocTypeRegistry& registry = *registry_or;
+  WebhookConfig hook = Hook();
+  hook.doctype = "Note";
+  hook.doc_event = "on_update";
+  hook.request_url = "http://h/x";
+  hook.webhook_data.push_back({"name", ""});
+  ASSERT_FALSE(CheckWebhook(hook, registry).has_value());
+  hook.headers[0].key = "Webhook-Signature";
+  auto problem = CheckWebhook(hook, registry);
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_EQ(problem->key, "headers[0].key");
+}
+
+}  // namespace
+}  // namespace eventstream
