@@ -656,11 +656,23 @@ class Parser {
     MapReader m(errors_, "producer");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers",
-                      "condition_functions", "webhooks", "webhook_delivery"}));
+                      "condition_functions", "webhooks", "webhook_delivery",
+                      "database_pool", "max_concurrent_calls_per_key"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
     ES_CONFIG_RETURN_IF_ERROR(
         m.Address("metrics_listen", &producer->metrics_listen));
+    {
+      MapReader pm(errors_, "producer.database_pool");
+      ES_CONFIG_RETURN_IF_ERROR(
+          pm.Open(m.Get("database_pool"), {"max_connections", "acquire_timeout"}));
+      ES_CONFIG_RETURN_IF_ERROR(Int(pm, "max_connections", 1, 1000,
+                                    &producer->database_pool.max_connections));
+      ES_CONFIG_RETURN_IF_ERROR(
+          pm.Duration("acquire_timeout", &producer->database_pool.acquire_timeout));
+    }
+    ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
+                                  &producer->max_concurrent_calls_per_key));
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
     ES_CONFIG_RETURN_IF_ERROR(m.List(
         "condition_functions", &producer->condition_functions,
@@ -1055,7 +1067,7 @@ class Parser {
     MapReader m(errors_, "consumer");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"listen", "advertise", "metrics_listen", "api_keys",
-                      "poll_interval", "producers", "mappings"}));
+                      "poll_interval", "max_message_mb", "producers", "mappings"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &consumer->listen));
     if (consumer->listen.empty()) consumer->listen = "0.0.0.0:50052";
     ES_CONFIG_RETURN_IF_ERROR(m.Address("advertise", &consumer->advertise));
@@ -1064,6 +1076,8 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, true, &consumer->api_keys));
     ES_CONFIG_RETURN_IF_ERROR(
         m.Duration("poll_interval", &consumer->poll_interval));
+    ES_CONFIG_RETURN_IF_ERROR(
+        Int(m, "max_message_mb", 4, 1024, &consumer->max_message_mb));
     ES_CONFIG_RETURN_IF_ERROR(
         m.List("producers", &consumer->producers,
                [this](const YAML::Node& n, const std::string& p,

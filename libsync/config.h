@@ -34,6 +34,15 @@
 //   producer:                          # present = this site runs a producer
 //     listen: "0.0.0.0:50051"
 //     metrics_listen: ""               # host:port for /metrics; "" = off
+//     database_pool:                   # the sessions RPCs use (per replica;
+//                                      #   the assembler, webhook workers
+//                                      #   and notifier have their own)
+//       max_connections: 20            # never more at once (1-1000); a call
+//                                      #   that finds all busy waits, then
+//       acquire_timeout: 5s            #   RESOURCE_EXHAUSTED
+//     max_concurrent_calls_per_key: 8  # RPCs of one api key running at once
+//                                      #   (1-1000); more are refused with
+//                                      #   RESOURCE_EXHAUSTED at once
 //     api_keys:                        # who may call the producer
 //       - key: branch1                 # * a consumer key's id is the
 //                                      #   consumer's site name
@@ -130,6 +139,11 @@
 //     metrics_listen: ""
 //     api_keys: [...]                  # as producer.api_keys; role: admin
 //     poll_interval: 30s               # a duration: 500ms, 30s, 2m, 1h
+//     max_message_mb: 64               # the largest answer accepted from a
+//                                      #   producer, in MiB (4-1024): bounds
+//                                      #   the largest document that
+//                                      #   replicates; a larger entry is
+//                                      #   logged Failed, naming this key
 //     producers:
 //       - name: hq                     # * unique
 //         url: "hq-producer:50051"     # * host:port of the producer
@@ -319,9 +333,17 @@ struct WebhookDeliveryConfig {
   std::vector<std::string> runtime_secret_env;
 };
 
+// The producer's database pool for RPCs (libsync/pg_pool.h).
+struct DatabasePoolConfig {
+  int max_connections = 20;
+  absl::Duration acquire_timeout = absl::Seconds(5);
+};
+
 struct ProducerConfig {
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen;  // "" = no metrics endpoint
+  DatabasePoolConfig database_pool;
+  int max_concurrent_calls_per_key = 8;
   std::vector<ApiKeyConfig> api_keys;
   std::vector<ConsumerSiteConfig> consumers;
   // schema.function names a consumer's cmd: condition may call.
@@ -359,6 +381,7 @@ struct ConsumerConfig {
   std::string metrics_listen;  // "" = no metrics endpoint
   std::vector<ApiKeyConfig> api_keys;  // operators' keys; role admin
   absl::Duration poll_interval = absl::Seconds(30);
+  int max_message_mb = 64;  // the largest answer accepted from a producer
   std::vector<EventProducerConfig> producers;
   std::vector<DocTypeMapping> mappings;
 

@@ -97,6 +97,8 @@ grpc::Status AnswerRpc(absl::string_view rpc, const absl::Status& status) {
     case absl::StatusCode::kUnauthenticated:
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:          // the caller gave up
+    case absl::StatusCode::kResourceExhausted:  // a limit; logged where it is kept
       break;
     default:
       spdlog::error("{} failed: {}", std::string(rpc), std::string(status.message()));

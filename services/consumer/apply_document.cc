@@ -14,6 +14,7 @@
 #include "libsync/diff.h"
 #include "libsync/document.h"
 #include "libsync/naming.h"
+#include "services/common/update_type.h"
 
 namespace eventstream::apply {
 namespace {
@@ -200,6 +201,10 @@ absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e)
   depth_ = 0;
   auto t = Resolve(e.doctype());
   if (!t.ok()) return t.status();
+  if (e.data_omitted_bytes() > 0 ||
+      (e.data_json().empty() && e.update_type() != v1::UPDATE_TYPE_DELETE)) {
+    return DataNeverArrived(*t, e);
+  }
   switch (e.update_type()) {
     case v1::UPDATE_TYPE_CREATE: {
       auto doc = Value::ParseJson(e.data_json());
@@ -795,6 +800,31 @@ absl::StatusOr<Outcome> DocumentApplier::InsertFetched(const Target& t,
   }
   return Create(t, remote_name, **std::move(fetched),
                 absl::StrCat(why, ": fetched the whole document with GetDocument and inserted it"));
+}
+
+absl::StatusOr<Outcome> DocumentApplier::DataNeverArrived(const Target& t,
+                                                          const v1::UpdateLogEntry& e) {
+  const int limit_mb = config_.consumer ? config_.consumer->max_message_mb : 0;
+  if (e.data_omitted_bytes() > 0) {
+    // Straight from a pull: the producer left the data out to fit our limit.
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "entry ", e.seq(), " (", UpdateTypeName(e.update_type()), " of ",
+        Doc(e.doctype(), e.docname()), ") is ", e.data_omitted_bytes(),
+        " bytes, more than this consumer accepts in one answer (consumer.max_message_mb: ",
+        limit_mb, "); its data was not sent. Raise consumer.max_message_mb, restart, "
+        "and Resync this row"));
+  }
+  // A Resync of such a row: its data never arrived, so take the document as
+  // it is now.
+  const std::string why = absl::StrCat("Resync of an entry whose data never arrived (over "
+                                       "consumer.max_message_mb)");
+  auto local = FindLocal(*t.def, e.docname(), t.same_name);
+  if (!local.ok()) return local.status();
+  if (!local->has_value()) return InsertFetched(t, e.docname(), why);
+  return absl::FailedPreconditionError(absl::StrCat(
+      why, ": ", Doc(e.doctype(), e.docname()), " is here as \"", **local,
+      "\", so its change cannot be replayed; delete it here and Resync this row again to "
+      "fetch the current document whole"));
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::UpdateLogEntry& e,

@@ -36,6 +36,12 @@
 //    producer does not have it, the entry fails.
 //  * Rename does not rewrite links in other documents: the producer's own
 //    rename updates those documents, which reach us as their Updates.
+//  * An entry that came without its data (UpdateLogEntry.data_omitted_bytes:
+//    larger than consumer.max_message_mb) fails, naming its size and that
+//    key; its sync log row keeps no data. Resync of such a row (a non-Delete
+//    entry without data) fetches the current document whole when it is
+//    missing here (GetDocument, within the raised limit); when it is here,
+//    it fails again saying so: delete the local copy, then Resync.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_
 #define EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_
 
@@ -142,6 +148,9 @@ class DocumentApplier : public DocumentFetcher {
   absl::StatusOr<Outcome> Delete(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> InsertFetched(const Target& t, const std::string& remote_name,
                                         const std::string& why);
+  // An entry whose data never arrived (larger than consumer.max_message_mb;
+  // see the file comment).
+  absl::StatusOr<Outcome> DataNeverArrived(const Target& t, const v1::UpdateLogEntry& e);
 
   absl::StatusOr<std::optional<std::string>> FindLocal(const DocTypeDef& def,
                                                        const std::string& remote_name,

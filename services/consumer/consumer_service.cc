@@ -332,6 +332,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       options.poll_interval = consumer.poll_interval;
       options.metrics = deps.metrics.get();
       ProducerLink::Options link_options;
+      link_options.max_message_bytes = int64_t{consumer.max_message_mb} * 1024 * 1024;
       if (deps.metrics) {
         link_options.dependency_calls = &deps.metrics->dependency_calls->WithLabels({p.name});
       }

@@ -11,6 +11,12 @@
 //  * As a DependencySource (applier.h): GetDocument answers nullopt when the
 //    producer has no such document or may not show it (NOT_FOUND,
 //    PERMISSION_DENIED); documents are parsed from their JSON text.
+//  * Sizes (issue 13 item 2; libsync/batch_budget.h): the channel accepts
+//    answers up to Options::max_message_bytes (consumer.max_message_mb), and
+//    every request says so (max_message_bytes), so the producer never sends
+//    more; pulls also ask for about Options::batch_bytes per answer. An
+//    answer refused for its size (RESOURCE_EXHAUSTED) comes back naming
+//    consumer.max_message_mb.
 //  * Constructing one does no I/O (the channel connects on first use), so
 //    tests can build it for an address nothing listens on.
 //
@@ -42,6 +48,10 @@ class ProducerLink : public DependencySource {
  public:
   struct Options {
     absl::Duration rpc_timeout = absl::Seconds(15);
+    // The largest answer accepted (the channel's receive limit).
+    int64_t max_message_bytes = 64 * 1024 * 1024;
+    // The soft size of a pull's answer (PullUpdatesRequest.max_bytes).
+    int64_t batch_bytes = 4 * 1024 * 1024;
     // Counts GetDocument / FindDocuments calls; null = not counted.
     metrics::Counter* dependency_calls = nullptr;
   };

@@ -456,8 +456,10 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
                           return link->PullUpdates(after, limit, committed);
                         });
     }
-    std::vector<v1::UpdateLogEntry> entries(batch->entries().begin(),
-                                            batch->entries().end());
+    // Moved, not copied: an entry may carry a document of many megabytes.
+    std::vector<v1::UpdateLogEntry> entries;
+    entries.reserve(batch->entries_size());
+    for (v1::UpdateLogEntry& e : *batch->mutable_entries()) entries.push_back(std::move(e));
     if (!entries.empty() || batch->next_after_seq() > outcome.last_seq) {
       const absl::Time started = absl::Now();
       auto applied = applier_.ApplyBatch(*conn, name(), entries,

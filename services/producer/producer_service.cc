@@ -7,6 +7,9 @@
 #include "absl/time/time.h"
 #include "services/producer/assembler.h"
 #include "services/common/update_type.h"
+#include "libsync/batch_budget.h"
+#include "libsync/status_macros.h"
+#include "services/producer/answer_size.h"
 #include "services/producer/capture.h"
 #include "spdlog/spdlog.h"
 
@@ -104,14 +107,25 @@ class ProducerInstance : public ServiceInstance {
 
 }  // namespace
 
+absl::Status ProducerService::TakeSlot(const std::string& key,
+                                       std::optional<CallLimiter::Slot>* slot) {
+  if (deps_.limiter == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(CallLimiter::Slot taken, deps_.limiter->Enter(key));
+  slot->emplace(std::move(taken));
+  return absl::OkStatus();
+}
+
 grpc::Status ProducerService::Check(grpc::ServerContext* context,
-                                    std::initializer_list<Role> roles) {
+                                    std::initializer_list<Role> roles,
+                                    std::optional<CallLimiter::Slot>* slot) {
   auto principal = deps_.auth->Authorize(context, roles);
-  return principal.ok() ? grpc::Status::OK : ToGrpc(principal.status());
+  if (!principal.ok()) return ToGrpc(principal.status());
+  return ToGrpc(TakeSlot(principal->key, slot));
 }
 
 grpc::Status ProducerService::CheckSite(grpc::ServerContext* context,
-                                        const std::string& site, std::string* key) {
+                                        const std::string& site, std::string* key,
+                                        std::optional<CallLimiter::Slot>* slot) {
   auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
   if (!principal.ok()) return ToGrpc(principal.status());
   if (site.empty()) {
@@ -124,17 +138,32 @@ grpc::Status ProducerService::CheckSite(grpc::ServerContext* context,
                                      principal->key, "\", not \"", site, "\""));
   }
   *key = principal->key;
-  return grpc::Status::OK;
+  return ToGrpc(TakeSlot(principal->key, slot));
 }
 
-#define ES_AUTHORIZE(...)                                   \
-  if (grpc::Status s = Check(context, {__VA_ARGS__}); !s.ok()) return s
+absl::StatusOr<Principal> ProducerService::Admit(grpc::ServerContext* context,
+                                                 std::optional<CallLimiter::Slot>* slot) {
+  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  if (!principal.ok()) return principal.status();
+  RETURN_IF_ERROR(TakeSlot(principal->key, slot));
+  return principal;
+}
+
+// Authorizes (roles...), takes the key's slot and scopes the call.
+#define ES_AUTHORIZE(...)                                              \
+  std::optional<CallLimiter::Slot> slot;                               \
+  if (grpc::Status s = Check(context, {__VA_ARGS__}, &slot); !s.ok()) \
+    return s;                                                          \
+  CallScope scope(context)
 
 grpc::Status ProducerService::RegisterConsumer(grpc::ServerContext* context,
                                                const v1::RegisterConsumerRequest* request,
                                                v1::RegisterConsumerResponse* response) {
   std::string key;
-  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
+  std::optional<CallLimiter::Slot> slot;
+  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key, &slot); !s.ok())
+    return s;
+  CallScope scope(context);
   auto result = deps_.consumers->Register(FromProto(*request, key));
   if (!result.ok()) return AnswerRpc("Producer.RegisterConsumer", result.status());
   if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
@@ -148,7 +177,10 @@ grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
                                                  const v1::UpdateSubscriptionRequest* request,
                                                  v1::UpdateSubscriptionResponse* response) {
   std::string key;
-  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key); !s.ok()) return s;
+  std::optional<CallLimiter::Slot> slot;
+  if (grpc::Status s = CheckSite(context, request->consumer_site(), &key, &slot); !s.ok())
+    return s;
+  CallScope scope(context);
   auto rows = deps_.consumers->UpdateSubscription(FromProto(*request, key));
   if (!rows.ok()) return AnswerRpc("Producer.UpdateSubscription", rows.status());
   if (deps_.notifier) RefreshNotifyTargets(deps_.consumers.get(), deps_.notifier.get());
@@ -159,16 +191,21 @@ grpc::Status ProducerService::UpdateSubscription(grpc::ServerContext* context,
 grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
                                           const v1::PullUpdatesRequest* request,
                                           v1::PullUpdatesResponse* response) {
-  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  std::optional<CallLimiter::Slot> slot;
+  auto principal = Admit(context, &slot);
   if (!principal.ok()) return ToGrpc(principal.status());
+  CallScope scope(context);
   // A consumer that pulls is up: a Notify owed to it goes now, not after
   // the backoff its downtime built up.
   if (deps_.notifier) deps_.notifier->Heard(principal->key);
+  auto budget = ResolveBudget(request->max_bytes(), request->max_message_bytes());
+  if (!budget.ok()) return ToGrpc(budget.status());
   const absl::Time started = absl::Now();
   auto pulled = deps_.feed->Pull(
       principal->key, request->after_seq(), request->limit(),
       request->has_acknowledged_seq() ? std::optional<int64_t>(request->acknowledged_seq())
-                                      : std::nullopt);
+                                      : std::nullopt,
+      *budget);
   if (deps_.metrics) {
     deps_.metrics->pulls->WithLabels({principal->key}).Inc();
     deps_.metrics->pull_seconds->WithLabels({principal->key})
@@ -198,6 +235,7 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
     if (e.data_json) out->set_data_json(std::move(*e.data_json));
     out->set_origin(std::move(e.origin));
     out->set_created_at(std::move(e.created_at));
+    out->set_data_omitted_bytes(e.data_omitted_bytes);
   }
   response->set_next_after_seq(pulled->next_after_seq);
   response->set_more(pulled->more);
@@ -207,28 +245,41 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
 grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
                                           const v1::GetDocumentRequest* request,
                                           v1::GetDocumentResponse* response) {
-  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  std::optional<CallLimiter::Slot> slot;
+  auto principal = Admit(context, &slot);
   if (!principal.ok()) return ToGrpc(principal.status());
+  CallScope scope(context);
+  auto budget = ResolveBudget(0, request->max_message_bytes());
+  if (!budget.ok()) return ToGrpc(budget.status());
   auto doc = deps_.feed->GetDocument(principal->key, request->doctype(),
                                      request->name(), request->with_dependencies());
   if (!doc.ok()) return AnswerRpc("Producer.GetDocument", doc.status());
-  response->set_document_json(std::move(doc->json));
-  for (std::string& d : doc->dependencies_json) response->add_dependencies_json(std::move(d));
-  response->set_dependencies_truncated(doc->dependencies_truncated);
+  auto fitted = FitServedDocument(*budget, request->doctype(), request->name(), *std::move(doc));
+  if (!fitted.ok()) return ToGrpc(fitted.status());
+  response->set_document_json(std::move(fitted->json));
+  for (std::string& d : fitted->dependencies_json) response->add_dependencies_json(std::move(d));
+  response->set_dependencies_truncated(fitted->dependencies_truncated);
   return grpc::Status::OK;
 }
 
 grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
                                             const v1::FindDocumentsRequest* request,
                                             v1::FindDocumentsResponse* response) {
-  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
+  std::optional<CallLimiter::Slot> slot;
+  auto principal = Admit(context, &slot);
   if (!principal.ok()) return ToGrpc(principal.status());
+  CallScope scope(context);
+  auto budget = ResolveBudget(0, request->max_message_bytes());
+  if (!budget.ok()) return ToGrpc(budget.status());
   std::map<std::string, std::string> filters(request->filters().begin(),
                                              request->filters().end());
   auto docs = deps_.feed->FindDocuments(principal->key, request->doctype(),
                                         filters, request->limit());
   if (!docs.ok()) return AnswerRpc("Producer.FindDocuments", docs.status());
-  for (std::string& d : *docs) response->add_documents_json(std::move(d));
+  auto fitted = FitFoundDocuments(*budget, request->doctype(), *std::move(docs));
+  if (!fitted.ok()) return ToGrpc(fitted.status());
+  for (std::string& d : fitted->documents) response->add_documents_json(std::move(d));
+  response->set_truncated(fitted->truncated);
   return grpc::Status::OK;
 }
 
@@ -292,8 +343,17 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
   ProducerService::Deps deps;
   deps.auth = std::make_shared<Authenticator>(std::move(*credentials));
   deps.config = std::make_shared<const Config>(config);
-  deps.pool = std::make_shared<pg::ConnectionPool>(config.database.url,
-                                                   "eventstream-producer");
+  {
+    pg::ConnectionPool::Options pool;
+    pool.application_name = "eventstream-producer";
+    pool.max_open = static_cast<size_t>(config.producer->database_pool.max_connections);
+    pool.max_idle = std::min<size_t>(pool.max_idle, pool.max_open);
+    pool.acquire_timeout = config.producer->database_pool.acquire_timeout;
+    pool.bound_key = "producer.database_pool.max_connections";
+    deps.pool = std::make_shared<pg::ConnectionPool>(config.database.url, std::move(pool));
+  }
+  deps.limiter = std::make_shared<CallLimiter>(config.producer->max_concurrent_calls_per_key,
+                                               "producer.max_concurrent_calls_per_key");
   auto installer = std::make_shared<CaptureInstaller>();
   std::shared_ptr<const Config> cfg = deps.config;
   deps.consumers = std::make_shared<ConsumerStore>(
@@ -324,7 +384,11 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
     deps.webhooks = std::move(*webhooks);
   }
   if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
-  deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get());
+  {
+    UpdateFeed::Options feed;
+    feed.interrupted = &CallScope::Interrupted;
+    deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
+  }
   deps.notifier = std::make_shared<Notifier>(config.site.name);
   deps.metrics = std::make_shared<ProducerMetrics>(deps.pool, deps.notifier);
   RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());

@@ -9,15 +9,25 @@
 // this layer only checks the caller and maps absl::Status to gRPC codes.
 // PullUpdates and the dependency RPCs act for the site the caller's
 // consumer key is bound to.
+//
+// Limits (issue 13 item 3): every RPC, once authenticated, takes a slot of
+// its api key (CallLimiter, producer.max_concurrent_calls_per_key) and is
+// RESOURCE_EXHAUSTED at once beyond it; it runs in a CallScope, so the
+// feed's long loops stop when its deadline passes or its caller goes away;
+// the database pool is bounded (producer.database_pool) and a call that
+// finds it full for acquire_timeout is RESOURCE_EXHAUSTED too. Answers
+// fit the caller's max_message_bytes (libsync/batch_budget.h).
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 
 #include <memory>
+#include <optional>
 
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/config.h"
 #include "libsync/pg_pool.h"
 #include "services/common/auth.h"
+#include "services/common/call_guard.h"
 #include "services/common/service_main.h"
 #include "services/producer/consumer_store.h"
 #include "services/producer/notifier.h"
@@ -42,6 +52,8 @@ class ProducerService final : public v1::Producer::Service {
     std::shared_ptr<WebhookRuntime> webhooks;
     // /metrics (producer_metrics.h); null = none.
     std::shared_ptr<ProducerMetrics> metrics;
+    // Concurrent calls per api key (call_guard.h); null = no limit.
+    std::shared_ptr<CallLimiter> limiter;
   };
   explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 
@@ -68,11 +80,19 @@ class ProducerService final : public v1::Producer::Service {
                                      v1::SetSubscriptionStatusResponse* response) override;
 
  private:
-  // OK, or the UNAUTHENTICATED / PERMISSION_DENIED status to return.
-  grpc::Status Check(grpc::ServerContext* context, std::initializer_list<Role> roles);
+  // OK, or the UNAUTHENTICATED / PERMISSION_DENIED status to return; then
+  // takes a slot of the caller's key in `slot` (RESOURCE_EXHAUSTED when the
+  // key has max_concurrent_calls_per_key calls running).
+  grpc::Status Check(grpc::ServerContext* context, std::initializer_list<Role> roles,
+                     std::optional<CallLimiter::Slot>* slot);
   // As Check for role consumer, and the key must be bound to `site`.
   grpc::Status CheckSite(grpc::ServerContext* context, const std::string& site,
-                         std::string* key);
+                         std::string* key, std::optional<CallLimiter::Slot>* slot);
+  // Authorizes a consumer-role call and takes its slot; the principal.
+  absl::StatusOr<Principal> Admit(grpc::ServerContext* context,
+                                  std::optional<CallLimiter::Slot>* slot);
+  // A slot of `key` in deps_.limiter (none without a limiter).
+  absl::Status TakeSlot(const std::string& key, std::optional<CallLimiter::Slot>* slot);
   Deps deps_;
 };
 

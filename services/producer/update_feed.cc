@@ -249,9 +249,14 @@ absl::StatusOr<std::vector<FeedEntry>> UpdateFeed::History(
   return out;
 }
 
+absl::Status UpdateFeed::Interrupted() const {
+  return options_.interrupted ? options_.interrupted() : absl::OkStatus();
+}
+
 absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
                                             int64_t after_seq, int limit,
-                                            std::optional<int64_t> acknowledged_seq) {
+                                            std::optional<int64_t> acknowledged_seq,
+                                            const ByteBudget& budget) {
   if (after_seq < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("after_seq: must be >= 0, got ", after_seq));
@@ -270,28 +275,41 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
   for (const auto& [doctype, sub] : *subs) doctypes.push_back(doctype);
 
   // One more than `limit`, to tell whether there is more. Entries of other
-  // DocTypes and of the caller's own origin are examined without their data.
+  // DocTypes and of the caller's own origin are examined without their data,
+  // and data is read only while the stored sizes of the wanted entries
+  // before it stay below max_bytes (`read_data`): a run of large documents is
+  // read one answer at a time, not all at once.
   auto rows = conn->ExecPrepared(
-      "es_feed_pull",
+      "es_feed_pull_sized",
       "SELECT seq, doctype, docname, update_type,"
-      "  CASE WHEN wanted THEN data::text END, coalesce(origin, ''),"
+      "  CASE WHEN read_data THEN data::text END AS data, coalesce(origin, ''),"
       "  to_char(created_at AT TIME ZONE 'UTC',"
-      "          'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), wanted"
-      " FROM (SELECT *, (doctype = ANY($3::text[])"
-      "                  AND origin IS DISTINCT FROM $4) AS wanted"
-      "       FROM es_producer.update_log WHERE seq > $1"
-      "       ORDER BY seq LIMIT $2) AS e"
+      "          'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), wanted, read_data"
+      " FROM (SELECT *, wanted AND coalesce(sum(CASE WHEN wanted THEN pg_column_size(data) END)"
+      "         OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
+      "         < $5 AS read_data"
+      "       FROM (SELECT *, (doctype = ANY($3::text[])"
+      "                        AND origin IS DISTINCT FROM $4) AS wanted"
+      "             FROM es_producer.update_log WHERE seq > $1"
+      "             ORDER BY seq LIMIT $2) AS e) AS f"
       " ORDER BY seq",
-      {after_seq, limit + 1, pg::TextArray(doctypes), site});
+      {after_seq, limit + 1, pg::TextArray(doctypes), site, budget.max_bytes});
   if (!rows.ok()) return rows.status();
   PullResult result;
   result.next_after_seq = after_seq;
   int examined = std::min(rows->rows(), limit);
   result.more = rows->rows() > limit;
   std::vector<FeedEntry> wanted;
+  std::vector<int64_t> examined_seqs;  // ascending
   for (int i = 0; i < examined; ++i) {
+    const bool is_wanted = rows->GetBool(i, rows->ColumnIndex("wanted"));
+    if (is_wanted && !rows->GetBool(i, rows->ColumnIndex("read_data"))) {
+      result.more = true;  // its data was not read: the next pull starts here
+      break;
+    }
     result.next_after_seq = rows->GetInt64(i, 0);
-    if (rows->GetBool(i, 7)) wanted.push_back(EntryAt(*rows, i));
+    examined_seqs.push_back(result.next_after_seq);
+    if (is_wanted) wanted.push_back(EntryAt(*rows, i));
   }
 
   // Which of the documents concerned the site was sent before, and since
@@ -355,30 +373,34 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
     }
     result.entries.push_back(std::move(e));
   };
-  // Sends the entries of the document `e` concerns that come before `e`,
-  // from seq `from` on, which this pull did not send yet.
-  auto send_history = [&](const FeedEntry& e, int64_t from) -> absl::Status {
+  // The entries of the document `e` concerns that come before `e`, from seq
+  // `from` on, which this pull did not send yet.
+  auto history_of = [&](const FeedEntry& e,
+                        int64_t from) -> absl::StatusOr<std::vector<FeedEntry>> {
     std::string name = e.update_type == "Rename" ? OldName(e) : e.docname;
-    auto history = History(conn, e.doctype, name, e.seq);
-    if (!history.ok()) return history.status();
-    for (FeedEntry& h : *history) {
+    ASSIGN_OR_RETURN(std::vector<FeedEntry> history, History(conn, e.doctype, name, e.seq));
+    std::vector<FeedEntry> out;
+    for (FeedEntry& h : history) {
       if (h.seq < from || h.origin == site || sent_seqs.count(h.seq)) continue;
-      send(std::move(h));
+      out.push_back(std::move(h));
     }
-    return absl::OkStatus();
+    return out;
   };
-
-  for (FeedEntry& e : wanted) {
+  // What `e` makes this pull send (a unit: e, after the history a flip
+  // sends first), possibly nothing. Records an invisible entry's effect on
+  // `state` itself; sends nothing.
+  auto unit_of = [&](FeedEntry& e) -> absl::StatusOr<std::vector<FeedEntry>> {
+    std::vector<FeedEntry> unit;
     const Subscription& sub = subs->find(e.doctype)->second;
     DocKey key{e.doctype, e.docname};
     if (e.update_type == "Delete") {
       // Only to a consumer that has the document.
-      if (state.count(key)) send(std::move(e));
-      continue;
+      if (state.count(key)) unit.push_back(std::move(e));
+      return unit;
     }
     if (sub.conditions.empty()) {
-      send(std::move(e));
-      continue;
+      unit.push_back(std::move(e));
+      return unit;
     }
     // The record of the document as the consumer knows it: under the old
     // name for a Rename.
@@ -391,9 +413,9 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
 
     auto it = current.find(key);
     if (it == current.end()) {
-      auto doc = ReadDocument(conn, config_->registry, *sub.def, e.docname);
-      if (!doc.ok()) return doc.status();
-      it = current.emplace(key, std::move(*doc)).first;
+      ASSIGN_OR_RETURN(std::optional<Value> doc,
+                       ReadDocument(conn, config_->registry, *sub.def, e.docname));
+      it = current.emplace(key, std::move(doc)).first;
     }
     std::optional<Value> doc = it->second;
     if (!doc && e.update_type == "Create") doc = ParseData(e);
@@ -406,16 +428,50 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site,
         std::optional<int64_t>& rec = state[key];  // moved by a Rename
         if (!rec) rec = e.seq;
       }
-      continue;
+      return unit;
     }
     // Access flipped: first the document's earlier entries it lacks (all of
     // them for a document it never had, the withheld ones otherwise).
     if (!is_known && e.update_type != "Create") {
-      if (absl::Status s = send_history(e, 0); !s.ok()) return s;
+      ASSIGN_OR_RETURN(unit, history_of(e, 0));
     } else if (is_known && hidden_from > 0) {
-      if (absl::Status s = send_history(e, hidden_from); !s.ok()) return s;
+      ASSIGN_OR_RETURN(unit, history_of(e, hidden_from));
     }
-    send(std::move(e));
+    unit.push_back(std::move(e));
+    return unit;
+  };
+
+  int64_t used = 0;  // bytes of the answer so far (batch_budget.h)
+  for (FeedEntry& e : wanted) {
+    RETURN_IF_ERROR(Interrupted());
+    const int64_t seq = e.seq;
+    ASSIGN_OR_RETURN(std::vector<FeedEntry> unit, unit_of(e));
+    if (unit.empty()) continue;
+    std::vector<EntrySize> sizes;
+    for (const FeedEntry& u : unit) {
+      sizes.push_back(EntryBytes(u.doctype, u.docname, u.origin, u.created_at,
+                                 u.data_json ? static_cast<int64_t>(u.data_json->size()) : 0));
+    }
+    UnitFit fit = FitUnit(budget, used, result.entries.empty(), sizes);
+    if (!fit.take) {
+      // The answer ends before this entry: it is examined again next time.
+      auto before = std::lower_bound(examined_seqs.begin(), examined_seqs.end(), seq);
+      result.next_after_seq = before == examined_seqs.begin() ? after_seq : *std::prev(before);
+      result.more = true;
+      break;
+    }
+    used += fit.bytes;
+    for (size_t i = 0; i < unit.size(); ++i) {
+      if (fit.omit_data[i]) {
+        unit[i].data_omitted_bytes = static_cast<int64_t>(unit[i].data_json->size());
+        unit[i].data_json.reset();
+        spdlog::warn("site \"{}\": entry {} ({} of {} \"{}\") is {} bytes, more than the "
+                     "caller accepts in one answer ({} bytes); sent without its data",
+                     std::string(site), unit[i].seq, unit[i].update_type, unit[i].doctype,
+                     unit[i].docname, unit[i].data_omitted_bytes, budget.max_message_bytes);
+      }
+      send(std::move(unit[i]));
+    }
   }
 
   // Record what was sent and the acknowledged position: one transaction,
@@ -554,7 +610,8 @@ absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
   if (standing != Standing::kPassage) return std::optional<Value>();
   ReverseWalk walk;
   walk.linkers = [&](const std::string& doctype, const std::vector<std::string>& names,
-                     int limit) {
+                     int limit) -> absl::StatusOr<std::vector<DocRef>> {
+    RETURN_IF_ERROR(Interrupted());  // a long walk for an abandoned call stops
     return FindLinkers(conn, config_->registry, doctype, names, limit);
   };
   walk.standing = [&](const DocRef& ref) -> absl::StatusOr<Standing> {
@@ -648,6 +705,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
   std::string last;  // "" sorts before every name
   int scanned = 0;
   while (static_cast<int>(out.size()) < limit && scanned < max_scanned) {
+    RETURN_IF_ERROR(Interrupted());  // an abandoned call's pages stop here
     pg::Params page = params;
     page.emplace_back(last);
     std::string sql = absl::StrCat(

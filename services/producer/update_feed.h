@@ -21,6 +21,16 @@
 //    5000) in seq order and returns the visible ones; next_after_seq is the
 //    last seq examined, so invisible entries are skipped for good, and
 //    `more` says whether entries beyond it exist.
+//  * Bytes (issue 13 item 2; libsync/batch_budget.h): the answer takes
+//    whole units (an entry with the history a flip sends before it) while
+//    they fit budget.max_bytes, always the first; examining stops before
+//    the unit that does not fit (next_after_seq is the seq before it, and
+//    `more` is true). Data is read only for the entries whose stored sizes
+//    so far stay below max_bytes, so a run of large documents is read one
+//    answer at a time. An entry of the first unit that would go past
+//    budget.max_message_bytes comes without its data (data_omitted_bytes).
+//  * Options::interrupted is asked before each entry; a non-OK answer (the
+//    call was abandoned) ends the pull with that status, recording nothing.
 //  * Never returns an entry whose origin is the caller's site (no echoes).
 //  * Create/Update/Cancel/Rename of a subscription with a condition: visible
 //    when the current document passes the conditions. A document that no
@@ -84,6 +94,7 @@
 #define EVENTSTREAM_SERVICES_PRODUCER_UPDATE_FEED_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -94,6 +105,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "libsync/batch_budget.h"
 #include "libsync/config.h"
 #include "libsync/link_graph.h"
 #include "libsync/pg.h"
@@ -111,6 +123,8 @@ struct FeedEntry {
   std::optional<std::string> data_json;  // absent for Delete
   std::string origin;                     // "" = local
   std::string created_at;                 // RFC 3339 UTC
+  // > 0: data_json was left out to fit the caller's message limit; its size.
+  int64_t data_omitted_bytes = 0;
 };
 
 // A document served to satisfy a dependency, with what it links to.
@@ -136,6 +150,12 @@ class UpdateFeed {
     // Documents judged while deciding whether one is readable.
     int reachability_budget = 1000;
     ClosureLimits closure;  // what GetDocument sends along
+    // Asked between statements of long loops (Pull's entries, FindDocuments'
+    // pages, the backward link walk): non-OK (DEADLINE_EXCEEDED, CANCELLED)
+    // when the call the work is for was abandoned, which ends the work with
+    // that status. Null = never. The producer passes CallScope::Interrupted
+    // (services/common/call_guard.h).
+    std::function<absl::Status()> interrupted;
   };
   // `config` and `pool` must outlive the feed.
   UpdateFeed(const Config* config, pg::ConnectionPool* pool)
@@ -147,7 +167,8 @@ class UpdateFeed {
   // after_seq.
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
                                   int limit,
-                                  std::optional<int64_t> acknowledged_seq = std::nullopt);
+                                  std::optional<int64_t> acknowledged_seq = std::nullopt,
+                                  const ByteBudget& budget = ByteBudget());
   // The document as JSON text (document_reader.h shape) and, with
   // `with_dependencies`, the readable documents it links to at any depth.
   absl::StatusOr<ServedDocument> GetDocument(absl::string_view site,
@@ -218,6 +239,8 @@ class UpdateFeed {
                                const Access& access, const DocTypeDef& def,
                                const Value& doc, ServedDocument* out);
   absl::StatusOr<const DocTypeDef*> ServedDocType(absl::string_view doctype) const;
+  // Options::interrupted, or OK without one.
+  absl::Status Interrupted() const;
 
   const Config* config_;
   pg::ConnectionPool* pool_;

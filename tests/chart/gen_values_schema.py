@@ -189,6 +189,13 @@ schema = {
                                 "items": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")},
         "webhooks": {"type": "array", "items": ref("webhook")},
         "webhook_delivery": ref("webhookDelivery"),
+        "database_pool": obj({
+            "max_connections": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                "description": "database sessions for RPCs, per replica"},
+            "acquire_timeout": ref("duration"),
+        }),
+        "max_concurrent_calls_per_key": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                         "description": "RPCs of one api key at once; more are RESOURCE_EXHAUSTED"},
     }, ["enabled"]),
     "consumer": obj({
         "enabled": {"type": "boolean", "description": "chart only: run the consumer"},
@@ -197,6 +204,8 @@ schema = {
         "metrics_listen": ref("address"),
         "api_keys": {"type": "array", "items": ref("adminApiKey")},
         "poll_interval": ref("duration"),
+        "max_message_mb": {"type": "integer", "minimum": 4, "maximum": 1024,
+                           "description": "the largest answer accepted from a producer, in MiB (bounds the largest document)"},
         "producers": {"type": "array", "items": ref("eventProducer")},
         "mappings": {"type": "array", "items": ref("mapping")},
     }, ["enabled"]),

@@ -57,7 +57,8 @@ std::string TwoSites::ProducerConfig() const {
       producer_port_, "\"\n  api_keys:\n",
       "    - {key: branch, secret_env: ES_E2E_BRANCH, role: consumer}\n",
       "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n",
-      "  condition_functions: [", absl::StrJoin(spec_.condition_functions, ", "), "]\n");
+      "  condition_functions: [", absl::StrJoin(spec_.condition_functions, ", "), "]\n",
+      spec_.producer_extra);
   if (!spec_.pre_approvals.empty()) {
     absl::StrAppend(&out, "  consumers:\n    - site: branch\n      doctypes:\n",
                     spec_.pre_approvals);
@@ -75,7 +76,7 @@ std::string TwoSites::ConsumerConfig() const {
       consumer_metrics_port_ != 0
           ? absl::StrCat("  metrics_listen: \"127.0.0.1:", consumer_metrics_port_, "\"\n")
           : "",
-      "  api_keys:\n",
+      spec_.consumer_extra, "  api_keys:\n",
       "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
       "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
       "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",
@@ -117,6 +118,13 @@ void TwoSites::KillConsumer() {
 
 bool TwoSites::ConsumerRunning() {
   return consumer_.process != nullptr && consumer_.process->Running();
+}
+
+pid_t TwoSites::producer_pid() const {
+  return producer_.process ? producer_.process->pid() : 0;
+}
+pid_t TwoSites::consumer_pid() const {
+  return consumer_.process ? consumer_.process->pid() : 0;
 }
 
 std::string TwoSites::producer_address() const {

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -53,6 +55,10 @@ class TwoSites {
     // Serve the consumer's /metrics on consumer_metrics_port()
     // (tests/support/http_get.h scrapes it).
     bool consumer_metrics = false;
+    // More keys of the producer: / consumer: sections, as YAML lines
+    // indented by 2 ("  max_message_mb: 8\n").
+    std::string producer_extra;
+    std::string consumer_extra;
   };
 
   // Secrets both services read (pass to StartService), and the
@@ -73,6 +79,10 @@ class TwoSites {
   bool ConsumerRunning();
 
   int consumer_metrics_port() const { return consumer_metrics_port_; }
+  // The running services' process ids (0 when not running), e.g. to read
+  // /proc/<pid>/status.
+  pid_t producer_pid() const;
+  pid_t consumer_pid() const;
   std::string producer_address() const;
   std::string consumer_address() const;
   std::string ProducerLog() const;
@@ -87,6 +97,8 @@ class TwoSites {
 
   std::string ProducerConfig() const;
   std::string ConsumerConfig() const;
+  // Changes take effect at the next StartProducer / StartConsumer.
+  Spec* mutable_spec() { return &spec_; }
 
  private:
   TwoSites() = default;

@@ -213,8 +213,13 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   EXPECT_EQ(producer.webhook_delivery.runtime_secret_env,
             (std::vector<std::string>{"ES_WEBHOOK_CRM_TOKEN", "ES_HOOK_*"}));
 
+  EXPECT_EQ(producer.database_pool.max_connections, 12);
+  EXPECT_EQ(producer.database_pool.acquire_timeout, absl::Seconds(2));
+  EXPECT_EQ(producer.max_concurrent_calls_per_key, 4);
+
   const ConsumerConfig& consumer = *config->consumer;
   EXPECT_EQ(consumer.metrics_listen, "0.0.0.0:9102");
+  EXPECT_EQ(consumer.max_message_mb, 128);
   EXPECT_EQ(consumer.producers.size(), 2u);
   const EventProducerConfig* archive = consumer.FindProducer("hq-archive");
   ASSERT_NE(archive, nullptr);
@@ -252,6 +257,10 @@ consumer:
   EXPECT_EQ(config->consumer->listen, "0.0.0.0:50052");
   EXPECT_EQ(config->consumer->advertise, "");
   EXPECT_EQ(config->consumer->poll_interval, absl::Seconds(30));
+  EXPECT_EQ(config->producer->database_pool.max_connections, 20);
+  EXPECT_EQ(config->producer->database_pool.acquire_timeout, absl::Seconds(5));
+  EXPECT_EQ(config->producer->max_concurrent_calls_per_key, 8);
+  EXPECT_EQ(config->consumer->max_message_mb, 64);
   const ProducerDocTypeConfig& d = config->consumer->producers[0].doctypes[0];
   EXPECT_FALSE(d.use_same_name);
   EXPECT_FALSE(d.unsubscribe);
@@ -408,7 +417,7 @@ TEST(ConfigErrors, BadUnknownKeyFile) {
             path +
                 ": consumer.pol_interval: unknown key \"pol_interval\" "
                 "(expected one of: listen, advertise, metrics_listen, "
-                "api_keys, poll_interval, producers, mappings)");
+                "api_keys, poll_interval, max_message_mb, producers, mappings)");
 }
 
 TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
@@ -437,7 +446,8 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "default)"},
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
-       "metrics_listen, api_keys, consumers, condition_functions, webhooks, webhook_delivery)"},
+       "metrics_listen, api_keys, consumers, condition_functions, webhooks, webhook_delivery, "
+       "database_pool, max_concurrent_calls_per_key)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},
@@ -451,7 +461,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"  poll_interval: 30s", "  poll_interval: 30s\n  poll: 1",
        "config.yaml: consumer.poll: unknown key \"poll\" (expected one of: "
        "listen, advertise, metrics_listen, api_keys, poll_interval, "
-       "producers, mappings)"},
+       "max_message_mb, producers, mappings)"},
       {"      api_key: branch1", "      api_key: branch1\n      api_secret: x",
        "config.yaml: consumer.producers[0].api_secret: unknown key "
        "\"api_secret\" (expected one of: name, url, api_key, api_secret_env, "
@@ -570,6 +580,40 @@ TEST(ConfigErrors, Durations) {
   EXPECT_EQ(ErrorOf(Sketch("poll_interval: 30s", "poll_interval: 0s")),
             "config.yaml: consumer.poll_interval: expected a positive "
             "duration like 30s");
+}
+
+// Issue 13 items 2 and 3: the limits are bounded integers and durations,
+// and their errors name the key.
+TEST(ConfigErrors, Limits) {
+  const std::string pool = "  listen: \"0.0.0.0:50051\"";
+  EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  database_pool: {max_connections: 0}")),
+            "config.yaml: producer.database_pool.max_connections: expected an integer "
+            "from 1 to 1000");
+  EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  database_pool: {max_connections: lots}")),
+            "config.yaml: producer.database_pool.max_connections: expected an integer "
+            "from 1 to 1000");
+  EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  database_pool: {acquire_timeout: 0s}")),
+            "config.yaml: producer.database_pool.acquire_timeout: expected a positive "
+            "duration like 30s");
+  EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  database_pool: {size: 3}")),
+            "config.yaml: producer.database_pool.size: unknown key \"size\" (expected one "
+            "of: max_connections, acquire_timeout)");
+  EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  max_concurrent_calls_per_key: 0")),
+            "config.yaml: producer.max_concurrent_calls_per_key: expected an integer from 1 "
+            "to 1000");
+  EXPECT_EQ(ErrorOf(Sketch("  poll_interval: 30s", "  poll_interval: 30s\n  max_message_mb: 2")),
+            "config.yaml: consumer.max_message_mb: expected an integer from 4 to 1024");
+  EXPECT_EQ(ErrorOf(Sketch("  poll_interval: 30s",
+                           "  poll_interval: 30s\n  max_message_mb: 4096")),
+            "config.yaml: consumer.max_message_mb: expected an integer from 4 to 1024");
+  absl::StatusOr<Config> config = ParseConfig(
+      Sketch(pool, pool + "\n  database_pool: {max_connections: 3, acquire_timeout: 250ms}"
+                          "\n  max_concurrent_calls_per_key: 2"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->producer->database_pool.max_connections, 3);
+  EXPECT_EQ(config->producer->database_pool.acquire_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(config->producer->max_concurrent_calls_per_key, 2);
 }
 
 TEST(ConfigErrors, YamlSyntaxHasLineAndColumn) {

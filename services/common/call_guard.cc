@@ -1,0 +1,82 @@
+#include "services/common/call_guard.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+namespace {
+
+thread_local CallScope* current_scope = nullptr;
+
+}  // namespace
+
+CallLimiter::Slot::~Slot() {
+  if (limiter_ != nullptr) limiter_->Leave(key_);
+}
+
+absl::StatusOr<CallLimiter::Slot> CallLimiter::Enter(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  int& running = running_[key];
+  if (max_per_key_ > 0 && running >= max_per_key_) {
+    ++refused_;
+    if (running == 0) running_.erase(key);
+    // One line a minute at most: the flood is the caller's, not the log's.
+    if (absl::Now() - warned_at_ >= absl::Minutes(1)) {
+      warned_at_ = absl::Now();
+      spdlog::warn("key \"{}\" has {} calls running, the most {} allows; further calls are "
+                   "refused with RESOURCE_EXHAUSTED ({} refused so far, all keys)",
+                   key, running, config_key_, refused_);
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many calls at once: key \"", key, "\" already has ", running,
+                     " running, the most this server allows (", config_key_, " = ",
+                     max_per_key_, "); wait for them to finish"));
+  }
+  ++running;
+  return Slot(this, key);
+}
+
+int CallLimiter::running(const std::string& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = running_.find(key);
+  return it == running_.end() ? 0 : it->second;
+}
+
+void CallLimiter::Leave(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = running_.find(key);
+  if (it != running_.end() && --it->second <= 0) running_.erase(it);
+}
+
+CallScope::CallScope(grpc::ServerContext* context)
+    : context_(context), outer_(current_scope) {
+  const auto deadline = context->deadline();
+  deadline_ = deadline == std::chrono::system_clock::time_point::max()
+                  ? absl::InfiniteFuture()
+                  : absl::FromChrono(deadline);
+  current_scope = this;
+}
+
+CallScope::~CallScope() { current_scope = outer_; }
+
+absl::Status CallScope::Interrupted() {
+  const CallScope* scope = current_scope;
+  if (scope == nullptr) return absl::OkStatus();
+  if (absl::Now() >= scope->deadline_) {
+    return absl::DeadlineExceededError(
+        "the call's deadline passed; the work for it was stopped");
+  }
+  if (scope->context_->IsCancelled()) {
+    return absl::CancelledError("the caller cancelled the call; the work for it was stopped");
+  }
+  return absl::OkStatus();
+}
+
+absl::Time CallScope::Deadline() {
+  const CallScope* scope = current_scope;
+  return scope == nullptr ? absl::InfiniteFuture() : scope->deadline_;
+}
+
+}  // namespace eventstream
