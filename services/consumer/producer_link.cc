@@ -25,8 +25,10 @@ ProducerLink::ProducerLink(std::string name, std::string url, std::string api_ke
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  stub_ = v1::Producer::NewStub(
-      grpc::CreateCustomChannel(url_, grpc::InsecureChannelCredentials(), args));
+  options_.transport.Apply(&args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = options_.transport.credentials;
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  stub_ = v1::Producer::NewStub(grpc::CreateCustomChannel(url_, credentials, args));
 }
 
 void ProducerLink::Prepare(grpc::ClientContext* context) const {
@@ -38,9 +40,13 @@ void ProducerLink::Prepare(grpc::ClientContext* context) const {
 absl::Status ProducerLink::Convert(const char* rpc, const grpc::Status& status) const {
   if (status.ok()) return absl::OkStatus();
   // gRPC and absl share the numeric codes.
+  const std::string hint = TransportHint(
+      status, options_.transport.tls,
+      "this consumer connects without TLS; if the producer serves TLS, set tls under this "
+      "producer's entry in consumer.producers");
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat("producer ", name_, " (", url_, "): Producer.", rpc,
-                                   ": ", status.error_message()));
+                                   ": ", status.error_message(), hint));
 }
 
 absl::StatusOr<v1::RegisterConsumerResponse> ProducerLink::Register(

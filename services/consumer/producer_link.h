@@ -11,6 +11,13 @@
 //  * As a DependencySource (applier.h): GetDocument answers nullopt when the
 //    producer has no such document or may not show it (NOT_FOUND,
 //    PERMISSION_DENIED); documents are parsed from their JSON text.
+//  * Transport: Options::transport (services/common/tls.h): plaintext by
+//    default, or TLS verifying the producer (consumer.producers[].tls), with
+//    this site's client certificate when configured. A plaintext call whose
+//    connection the producer closed unanswered ("Socket closed", as a TLS
+//    server does) says that the producer may require TLS and where to set
+//    it; a TLS failure keeps gRPC's reason (e.g. "certificate verify
+//    failed") and adds what it likely means (libsync/tls_reasons.h).
 //  * Constructing one does no I/O (the channel connects on first use), so
 //    tests can build it for an address nothing listens on.
 //
@@ -30,6 +37,7 @@
 #include "absl/time/time.h"
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/metrics.h"
+#include "services/common/tls.h"
 #include "services/consumer/applier.h"
 
 namespace eventstream {
@@ -44,6 +52,8 @@ class ProducerLink : public DependencySource {
     absl::Duration rpc_timeout = absl::Seconds(15);
     // Counts GetDocument / FindDocuments calls; null = not counted.
     metrics::Counter* dependency_calls = nullptr;
+    // How the channel is secured; credentials null = plaintext.
+    ClientTransport transport;
   };
 
   // `name` is the producer's name (for messages), `url` its host:port.
