@@ -522,6 +522,73 @@ class Parser {
     return absl::OkStatus();
   }
 
+  // refresh_interval of a tls section: gRPC re-reads the files in whole
+  // seconds, at least one.
+  absl::Status RefreshInterval(const MapReader& m, absl::Duration* out) {
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("refresh_interval", out));
+    if (*out < absl::Seconds(1) || *out != absl::Trunc(*out, absl::Seconds(1))) {
+      return errors_.At(m.PathOf("refresh_interval"),
+                        "expected whole seconds, at least 1s (e.g. 60s)");
+    }
+    return absl::OkStatus();
+  }
+
+  // A path key of a tls section: any non-empty text without a newline.
+  absl::Status TlsPath(const MapReader& m, absl::string_view key,
+                       std::string* out, bool required) {
+    ES_CONFIG_RETURN_IF_ERROR(m.String(key, out, required));
+    if (out->find_first_of("\n\r") != std::string::npos) {
+      return errors_.At(m.PathOf(key), "expected a file path");
+    }
+    return absl::OkStatus();
+  }
+
+  // producer.tls, consumer.tls: a server's certificate (and client CA).
+  absl::Status ParseTlsServer(const YAML::Node& node, const std::string& path,
+                              TlsServerConfig* tls) {
+    MapReader m(errors_, path);
+    ES_CONFIG_RETURN_IF_ERROR(m.Open(
+        node, {"cert_file", "key_file", "client_ca_file", "refresh_interval"}));
+    ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, true));
+    ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, true));
+    ES_CONFIG_RETURN_IF_ERROR(
+        TlsPath(m, "client_ca_file", &tls->client_ca_file, false));
+    ES_CONFIG_RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
+    tls->origin = errors_.Origin(path);
+    return absl::OkStatus();
+  }
+
+  // consumer.producers[].tls, producer.notify_tls: how a client channel
+  // verifies its server, and the certificate it presents.
+  absl::Status ParseTlsClient(const YAML::Node& node, const std::string& path,
+                              TlsClientConfig* tls) {
+    MapReader m(errors_, path);
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"ca_file", "server_name", "cert_file", "key_file",
+                      "refresh_interval"}));
+    ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "ca_file", &tls->ca_file, false));
+    ES_CONFIG_RETURN_IF_ERROR(m.String("server_name", &tls->server_name));
+    if (!tls->server_name.empty() &&
+        (tls->server_name.find_first_of(" \t\r\n/") != std::string::npos ||
+         tls->server_name.find("://") != std::string::npos)) {
+      return errors_.At(m.PathOf("server_name"),
+                        "expected a host name like hq-producer.example.com "
+                        "(no port, no URL)");
+    }
+    ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, false));
+    ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, false));
+    if (tls->cert_file.empty() != tls->key_file.empty()) {
+      return errors_.At(
+          m.PathOf(tls->cert_file.empty() ? "cert_file" : "key_file"),
+          absl::StrCat("required with ",
+                       tls->cert_file.empty() ? "key_file" : "cert_file",
+                       " (a client certificate needs both)"));
+    }
+    ES_CONFIG_RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
+    tls->origin = errors_.Origin(path);
+    return absl::OkStatus();
+  }
+
   absl::Status ParseWebhookDelivery(
       const YAML::Node& node, const std::vector<std::string>& own_secret_env,
       WebhookDeliveryConfig* d) {
@@ -655,8 +722,8 @@ class Parser {
                              ProducerConfig* producer) {
     MapReader m(errors_, "producer");
     ES_CONFIG_RETURN_IF_ERROR(
-        m.Open(node, {"listen", "metrics_listen", "api_keys", "consumers",
-                      "condition_functions", "webhooks", "webhook_delivery",
+        m.Open(node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
+                      "consumers", "condition_functions", "webhooks", "webhook_delivery",
                       "database_pool", "max_concurrent_calls_per_key"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
@@ -673,6 +740,15 @@ class Parser {
     }
     ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
                                   &producer->max_concurrent_calls_per_key));
+    if (m.Has("tls")) {
+      ES_CONFIG_RETURN_IF_ERROR(ParseTlsServer(
+          m.Get("tls"), m.PathOf("tls"), &producer->tls.emplace()));
+    }
+    if (m.Has("notify_tls")) {
+      ES_CONFIG_RETURN_IF_ERROR(ParseTlsClient(m.Get("notify_tls"),
+                                               m.PathOf("notify_tls"),
+                                               &producer->notify_tls.emplace()));
+    }
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
     ES_CONFIG_RETURN_IF_ERROR(m.List(
         "condition_functions", &producer->condition_functions,
@@ -984,7 +1060,7 @@ class Parser {
     MapReader m(errors_, path);
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"name", "url", "api_key", "api_secret_env",
-                      "api_secret_file", "doctypes"}));
+                      "api_secret_file", "tls", "doctypes"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("name", &p->name, true));
     ES_CONFIG_RETURN_IF_ERROR(m.String("url", &p->url, true));
     // Frappe users will paste their producer's site URL; say what we need.
@@ -998,6 +1074,10 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(m.String("api_key", &p->api_key, true));
     ES_CONFIG_RETURN_IF_ERROR(
         ParseSecretRef(m, "api_secret_env", "api_secret_file", &p->api_secret));
+    if (m.Has("tls")) {
+      ES_CONFIG_RETURN_IF_ERROR(
+          ParseTlsClient(m.Get("tls"), m.PathOf("tls"), &p->tls.emplace()));
+    }
     return m.List("doctypes", &p->doctypes,
                   [this](const YAML::Node& n, const std::string& dp,
                          ProducerDocTypeConfig* d) {
@@ -1066,13 +1146,17 @@ class Parser {
                              ConsumerConfig* consumer) {
     MapReader m(errors_, "consumer");
     ES_CONFIG_RETURN_IF_ERROR(
-        m.Open(node, {"listen", "advertise", "metrics_listen", "api_keys",
+        m.Open(node, {"listen", "advertise", "metrics_listen", "tls", "api_keys",
                       "poll_interval", "max_message_mb", "producers", "mappings"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &consumer->listen));
     if (consumer->listen.empty()) consumer->listen = "0.0.0.0:50052";
     ES_CONFIG_RETURN_IF_ERROR(m.Address("advertise", &consumer->advertise));
     ES_CONFIG_RETURN_IF_ERROR(
         m.Address("metrics_listen", &consumer->metrics_listen));
+    if (m.Has("tls")) {
+      ES_CONFIG_RETURN_IF_ERROR(ParseTlsServer(
+          m.Get("tls"), m.PathOf("tls"), &consumer->tls.emplace()));
+    }
     ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, true, &consumer->api_keys));
     ES_CONFIG_RETURN_IF_ERROR(
         m.Duration("poll_interval", &consumer->poll_interval));
@@ -1163,6 +1247,36 @@ std::string_view ToString(ApiKeyRole role) {
       return "admin";
   }
   return "unknown";
+}
+
+bool IsLoopbackAddress(std::string_view address_sv) {
+  absl::string_view a(address_sv.data(), address_sv.size());
+  if (absl::StartsWith(a, "unix:") || absl::StartsWith(a, "unix-abstract:")) {
+    return true;
+  }
+  // gRPC target schemes that name an address directly.
+  absl::ConsumePrefix(&a, "dns:///");
+  absl::ConsumePrefix(&a, "ipv4:");
+  absl::ConsumePrefix(&a, "ipv6:");
+  absl::string_view host = a;
+  if (absl::ConsumePrefix(&host, "[")) {  // [v6]:port
+    host = host.substr(0, host.find(']'));
+  } else if (size_t colon = host.rfind(':');
+             colon != absl::string_view::npos &&
+             host.find(':') == colon) {  // host:port (not a bare v6)
+    host = host.substr(0, colon);
+  }
+  if (absl::EqualsIgnoreCase(host, "localhost") || host == "::1") return true;
+  // 127.0.0.0/8: four decimal octets, the first 127.
+  std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view o : octets) {
+    int v = 0;
+    if (o.empty() || o.size() > 3 || !absl::SimpleAtoi(o, &v) || v > 255) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // ---- loading

@@ -43,6 +43,31 @@
 //     max_concurrent_calls_per_key: 8  # RPCs of one api key running at once
 //                                      #   (1-1000); more are refused with
 //                                      #   RESOURCE_EXHAUSTED at once
+//     tls:                             # absent = plaintext (warned about at
+//                                      #   start unless listen is loopback)
+//       cert_file: /etc/eventstream-tls/tls.crt  # * PEM certificate chain,
+//                                      #   the server's own first
+//       key_file: /etc/eventstream-tls/tls.key   # * its PEM private key
+//       client_ca_file: ""             # PEM CA bundle; set = mutual TLS:
+//                                      #   every client must present a
+//                                      #   certificate one of these signed
+//       refresh_interval: 60s          # the files are re-read this often;
+//                                      #   new connections get what they
+//                                      #   hold (rotation without restart);
+//                                      #   whole seconds, at least 1s
+//     notify_tls:                      # absent = Notify calls to consumers
+//                                      #   are plaintext. Set = every
+//                                      #   Notify call uses TLS:
+//       ca_file: ""                    # PEM CA bundle that verifies the
+//                                      #   consumers' servers; "" = the
+//                                      #   system's roots
+//       server_name: ""                # name their certificates must carry;
+//                                      #   "" = the host of each consumer's
+//                                      #   notify address (its `advertise`)
+//       cert_file: ""                  # client certificate (and key_file)
+//       key_file: ""                   #   presented for mutual TLS; both
+//                                      #   or neither
+//       refresh_interval: 60s          # as above
 //     api_keys:                        # who may call the producer
 //       - key: branch1                 # * a consumer key's id is the
 //                                      #   consumer's site name
@@ -137,6 +162,8 @@
 //     advertise: ""                    # host:port producers send Notify to;
 //                                      #   "" = no notifies, polling only
 //     metrics_listen: ""
+//     tls: {cert_file, key_file, client_ca_file, refresh_interval}
+//                                      # as producer.tls
 //     api_keys: [...]                  # as producer.api_keys; role: admin
 //     poll_interval: 30s               # a duration: 500ms, 30s, 2m, 1h
 //     max_message_mb: 64               # the largest answer accepted from a
@@ -150,6 +177,16 @@
 //         api_key: branch1             # *
 //         api_secret_env: ES_SECRET_BRANCH1  # * exactly one of these two
 //         api_secret_file: /run/secrets/y
+//         tls:                         # absent = plaintext (warned about at
+//                                      #   start unless url is loopback);
+//                                      #   `tls: {}` = TLS, system's roots
+//           ca_file: ""                # PEM CA bundle that verifies the
+//                                      #   producer; "" = the system's roots
+//           server_name: ""            # name its certificate must carry;
+//                                      #   "" = the host of url
+//           cert_file: ""              # client certificate (and key_file)
+//           key_file: ""               #   for mutual TLS; both or neither
+//           refresh_interval: 60s      # as producer.tls
 //         doctypes:
 //           - doctype: Note            # * the LOCAL DocType (registry);
 //                                      #   with `mapping`, it must be the
@@ -267,6 +304,30 @@ struct LogConfig {
   LogFormat format = LogFormat::kText;
 };
 
+// ---- TLS -------------------------------------------------------------------
+
+// A server's TLS (producer.tls, consumer.tls). The files are PEM. The
+// service checks them at start (services/common/tls.h) and then re-reads
+// them every refresh_interval, so a rotated certificate is served to new
+// connections without a restart.
+struct TlsServerConfig {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file;  // "" = no client certificate asked for
+  absl::Duration refresh_interval = absl::Seconds(60);
+  std::string origin;  // `<file>: producer.tls`, for messages
+};
+
+// A client channel's TLS (consumer.producers[].tls, producer.notify_tls).
+struct TlsClientConfig {
+  std::string ca_file;      // "" = the system's root certificates
+  std::string server_name;  // "" = the host of the address dialled
+  std::string cert_file;    // "" = no client certificate; set with key_file
+  std::string key_file;
+  absl::Duration refresh_interval = absl::Seconds(60);
+  std::string origin;  // `<file>: consumer.producers[0].tls`, for messages
+};
+
 // ---- producer --------------------------------------------------------------
 
 // A config pre-approval of one DocType for one consumer site.
@@ -344,6 +405,8 @@ struct ProducerConfig {
   std::string metrics_listen;  // "" = no metrics endpoint
   DatabasePoolConfig database_pool;
   int max_concurrent_calls_per_key = 8;
+  std::optional<TlsServerConfig> tls;         // absent = plaintext
+  std::optional<TlsClientConfig> notify_tls;  // absent = plaintext Notify
   std::vector<ApiKeyConfig> api_keys;
   std::vector<ConsumerSiteConfig> consumers;
   // schema.function names a consumer's cmd: condition may call.
@@ -372,6 +435,7 @@ struct EventProducerConfig {
   std::string url;  // host:port of its gRPC endpoint
   std::string api_key;
   SecretRef api_secret;
+  std::optional<TlsClientConfig> tls;  // absent = plaintext
   std::vector<ProducerDocTypeConfig> doctypes;
 };
 
@@ -379,6 +443,7 @@ struct ConsumerConfig {
   std::string listen = "0.0.0.0:50052";
   std::string advertise;       // "" = producers cannot Notify; poll only
   std::string metrics_listen;  // "" = no metrics endpoint
+  std::optional<TlsServerConfig> tls;  // absent = plaintext
   std::vector<ApiKeyConfig> api_keys;  // operators' keys; role admin
   absl::Duration poll_interval = absl::Seconds(30);
   int max_message_mb = 64;  // the largest answer accepted from a producer
@@ -427,6 +492,11 @@ absl::Status ApplyEnvironment(Config& config,
 // message.
 absl::StatusOr<std::string> ResolveSecret(
     const SecretRef& ref, const EnvLookup& env = ProcessEnvironment());
+
+// True when `address` (a listen address or a gRPC target) can only be
+// reached from this machine: a unix: socket, localhost, 127.0.0.0/8 or
+// [::1]. What the services check before warning about plaintext.
+bool IsLoopbackAddress(std::string_view address);
 
 // Names as they appear in the config (and in logs).
 std::string_view ToString(SubscriptionStatus status);

@@ -2,9 +2,15 @@
 //
 // Serves the given services plus the standard health service and server
 // reflection (so `grpcurl -plaintext HOST:PORT list` works with nothing but
-// the address), on `listen` ("0.0.0.0:50051"; port 0 picks a free one and the
-// log line "listening on HOST:PORT" names it). Wait() returns after
-// Shutdown(), which SIGTERM/SIGINT trigger through WaitForSignal().
+// the address; with TLS, `grpcurl -cacert ... HOST:PORT list`), on `listen`
+// ("0.0.0.0:50051"; port 0 picks a free one and the log line "listening on
+// HOST:PORT" names it). Wait() returns after Shutdown(), which
+// SIGTERM/SIGINT trigger through WaitForSignal().
+//
+// Transport: TLS when `tls` is given (services/common/tls.h: files checked
+// before listening, re-read while serving), else plaintext; plaintext on an
+// address other than loopback logs a warning at start, since API keys and
+// notify tokens would cross the network in the clear.
 #ifndef EVENTSTREAM_SERVICES_COMMON_SERVER_H_
 #define EVENTSTREAM_SERVICES_COMMON_SERVER_H_
 
@@ -14,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "libsync/config.h"
 
 namespace eventstream {
 
@@ -21,7 +28,8 @@ class GrpcServer {
  public:
   static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
       const std::string& name, const std::string& listen,
-      const std::vector<grpc::Service*>& services);
+      const std::vector<grpc::Service*>& services,
+      const TlsServerConfig* tls = nullptr);
 
   int port() const { return port_; }
   // Marks the server NOT_SERVING in health, then drains in-flight RPCs for

@@ -1,14 +1,20 @@
 #include "services/common/service_main.h"
 
 #include <cstdio>
+#include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "grpc/support/log.h"
 #include "libsync/input_rules.h"
 #include "libsync/pg.h"
+#include "libsync/tls_reasons.h"
 #include "services/common/cli.h"
 #include "services/common/metrics_server.h"
 #include "services/common/server.h"
+#include "services/common/tls.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -99,9 +105,52 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// gRPC logs one line per failed TLS handshake, naming only OpenSSL's
+// reason; a client retrying with the wrong settings would write one every
+// few seconds. This says what the reason means (libsync/tls_reasons.h), at
+// most once a minute per cause, counting the ones it held back.
+class HandshakeFailureLog {
+ public:
+  void Report(const std::string& message) {
+    const std::string meaning = ExplainTlsFailure(message);
+    const std::string cause = meaning.empty() ? message : meaning;
+    const absl::Time now = absl::Now();
+    int held_back = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (causes_.size() > 64) causes_.clear();  // gRPC's texts are few; stay bounded
+      Cause& c = causes_[cause];
+      if (now < c.quiet_until) {
+        ++c.held_back;
+        return;
+      }
+      held_back = c.held_back;
+      c.held_back = 0;
+      c.quiet_until = now + absl::Minutes(1);
+    }
+    spdlog::warn("TLS handshake failed{}{} (grpc: {}){}", meaning.empty() ? "" : ": ", meaning,
+                 message,
+                 held_back > 0 ? absl::StrCat("; ", held_back, " more like it in the last minute")
+                               : "");
+  }
+
+ private:
+  struct Cause {
+    absl::Time quiet_until = absl::InfinitePast();
+    int held_back = 0;
+  };
+  absl::Mutex mu_;
+  std::map<std::string, Cause> causes_ ABSL_GUARDED_BY(mu_);
+};
+
 // gRPC's own log lines (connection errors and the like), through spdlog so
 // that they share the format (and, in JSON, stay valid lines).
 void GrpcLogToSpdlog(gpr_log_func_args* args) {
+  if (args->severity == GPR_LOG_SEVERITY_ERROR && IsTlsHandshakeFailure(args->message)) {
+    static HandshakeFailureLog* handshakes = new HandshakeFailureLog();
+    handshakes->Report(args->message);
+    return;
+  }
   switch (args->severity) {
     case GPR_LOG_SEVERITY_DEBUG: spdlog::debug("grpc: {}", args->message); break;
     case GPR_LOG_SEVERITY_INFO: spdlog::info("grpc: {}", args->message); break;
@@ -117,12 +166,12 @@ void InitLogging(const Config& config, const CommandLine& cl) {
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(
         R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})");
     logger->set_formatter(std::move(formatter));
-    gpr_set_log_function(GrpcLogToSpdlog);
   } else {
     auto formatter = std::make_unique<spdlog::pattern_formatter>();
     formatter->add_flag<EscapedMessageFlag>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %*");
     logger->set_formatter(std::move(formatter));
   }
+  gpr_set_log_function(GrpcLogToSpdlog);
   spdlog::set_default_logger(logger);
   std::string level = cl.log_level.empty() ? config.log.level : cl.log_level;
   spdlog::set_level(spdlog::level::from_str(level));
@@ -183,9 +232,15 @@ int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec) {
   }
   conn->reset();
 
+  // The certificate files, before the service starts any work (the server
+  // re-checks them when it builds its credentials).
+  if (const TlsServerConfig* tls = spec.tls ? spec.tls(*config) : nullptr) {
+    if (auto s = CheckServerTls(*tls); !s.ok()) return Fail(spec.binary, s);
+  }
   auto instance = spec.create(*config);
   if (!instance.ok()) return Fail(spec.binary, instance.status());
-  auto server = GrpcServer::Start(spec.binary, spec.listen(*config), (*instance)->services());
+  auto server = GrpcServer::Start(spec.binary, spec.listen(*config), (*instance)->services(),
+                                  spec.tls ? spec.tls(*config) : nullptr);
   if (!server.ok()) return Fail(spec.binary, server.status());
 
   std::unique_ptr<MetricsServer> metrics_server;

@@ -2,9 +2,10 @@
 // main.cc only names its parts.
 //
 //   parse the command line -> load and validate the config -> (--check-config
-//   stops here, touching no database and no secret) -> logging -> environment
-//   overrides -> connect -> migrate (the `migrate` command stops here) ->
-//   build the service -> serve (gRPC, and /metrics when configured) until
+//   stops here, touching no database, no secret and no certificate file) ->
+//   logging -> environment overrides -> connect -> migrate (the `migrate`
+//   command stops here) -> check the server's TLS files (tls.h) -> build the
+//   service -> serve (gRPC, and /metrics when configured) until
 //   SIGTERM/SIGINT -> drain and stop.
 //
 // Shutdown fits a Kubernetes pod's default 30 s grace period: health turns
@@ -57,6 +58,9 @@ struct ServiceMainSpec {
   // ("config.yaml: producer: required to run eventstream-producer").
   std::function<absl::Status(const Config&)> check_section;
   std::function<std::string(const Config&)> listen;
+  // The server's TLS section (producer.tls / consumer.tls); null or unset =
+  // plaintext.
+  std::function<const TlsServerConfig*(const Config&)> tls;
   // host:port for the /metrics endpoint (metrics_server.h); "" or unset =
   // none. Started after the gRPC server, stopped before Stop().
   std::function<std::string(const Config&)> metrics_listen;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "services/consumer/producer_store.h"
+#include "services/common/tls.h"
 #include "services/common/update_type.h"
 #include "spdlog/spdlog.h"
 
@@ -333,6 +334,15 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       options.metrics = deps.metrics.get();
       ProducerLink::Options link_options;
       link_options.max_message_bytes = int64_t{consumer.max_message_mb} * 1024 * 1024;
+      auto transport = MakeClientTransport(p.tls ? &*p.tls : nullptr);
+      if (!transport.ok()) return transport.status();
+      link_options.transport = *std::move(transport);
+      if (!p.tls && !IsLoopbackAddress(p.url)) {
+        spdlog::warn("producer {}: connecting to {} WITHOUT TLS: this site's API key and "
+                     "the documents cross the network in the clear; set tls under its "
+                     "entry in consumer.producers",
+                     p.name, p.url);
+      }
       if (deps.metrics) {
         link_options.dependency_calls = &deps.metrics->dependency_calls->WithLabels({p.name});
       }

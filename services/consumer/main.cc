@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
                             c.source, ": consumer: required to run eventstream-consumer"));
   };
   spec.listen = [](const Config& c) { return c.consumer->listen; };
+  spec.tls = [](const Config& c) { return c.consumer->tls ? &*c.consumer->tls : nullptr; };
   spec.metrics_listen = [](const Config& c) { return c.consumer->metrics_listen; };
   spec.create = CreateConsumer;
   return RunServiceMain(argc, argv, spec);

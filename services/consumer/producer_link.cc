@@ -32,8 +32,10 @@ ProducerLink::ProducerLink(std::string name, std::string url, std::string api_ke
   // answer within this (the requests say it), so none is refused on arrival.
   args.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<int64_t>(options_.max_message_bytes, std::numeric_limits<int>::max())));
-  stub_ = v1::Producer::NewStub(
-      grpc::CreateCustomChannel(url_, grpc::InsecureChannelCredentials(), args));
+  options_.transport.Apply(&args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = options_.transport.credentials;
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  stub_ = v1::Producer::NewStub(grpc::CreateCustomChannel(url_, credentials, args));
 }
 
 void ProducerLink::Prepare(grpc::ClientContext* context) const {
@@ -52,6 +54,10 @@ absl::Status ProducerLink::Convert(const char* rpc, const grpc::Status& status) 
     hint = absl::StrCat(" (this consumer accepts answers up to ", options_.max_message_bytes,
                         " bytes: consumer.max_message_mb)");
   }
+  absl::StrAppend(&hint, TransportHint(status, options_.transport.tls,
+                                       "this consumer connects without TLS; if the producer "
+                                       "serves TLS, set tls under this producer's entry in "
+                                       "consumer.producers"));
   // gRPC and absl share the numeric codes.
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       absl::StrCat("producer ", name_, " (", url_, "): Producer.", rpc,

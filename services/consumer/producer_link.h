@@ -17,6 +17,13 @@
 //    more; pulls also ask for about Options::batch_bytes per answer. An
 //    answer refused for its size (RESOURCE_EXHAUSTED) comes back naming
 //    consumer.max_message_mb.
+//  * Transport: Options::transport (services/common/tls.h): plaintext by
+//    default, or TLS verifying the producer (consumer.producers[].tls), with
+//    this site's client certificate when configured. A plaintext call whose
+//    connection the producer closed unanswered ("Socket closed", as a TLS
+//    server does) says that the producer may require TLS and where to set
+//    it; a TLS failure keeps gRPC's reason (e.g. "certificate verify
+//    failed") and adds what it likely means (libsync/tls_reasons.h).
 //  * Constructing one does no I/O (the channel connects on first use), so
 //    tests can build it for an address nothing listens on.
 //
@@ -36,6 +43,7 @@
 #include "absl/time/time.h"
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/metrics.h"
+#include "services/common/tls.h"
 #include "services/consumer/applier.h"
 
 namespace eventstream {
@@ -54,6 +62,8 @@ class ProducerLink : public DependencySource {
     int64_t batch_bytes = 4 * 1024 * 1024;
     // Counts GetDocument / FindDocuments calls; null = not counted.
     metrics::Counter* dependency_calls = nullptr;
+    // How the channel is secured; credentials null = plaintext.
+    ClientTransport transport;
   };
 
   // `name` is the producer's name (for messages), `url` its host:port.

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
                             c.source, ": producer: required to run eventstream-producer"));
   };
   spec.listen = [](const Config& c) { return c.producer->listen; };
+  spec.tls = [](const Config& c) { return c.producer->tls ? &*c.producer->tls : nullptr; };
   spec.metrics_listen = [](const Config& c) { return c.producer->metrics_listen; };
   spec.create = CreateProducer;
   return RunServiceMain(argc, argv, spec);

@@ -99,8 +99,10 @@ std::shared_ptr<grpc::Channel> Notifier::ChannelLocked(
                 static_cast<int>(options_.initial_backoff.count()));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
                 static_cast<int>(options_.max_backoff.count()));
-    channel = grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args);
+    options_.transport.Apply(&args);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = options_.transport.credentials;
+    if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+    channel = grpc::CreateCustomChannel(address, credentials, args);
   }
   return channel;
 }
@@ -121,6 +123,11 @@ void Notifier::SetTargets(std::vector<NotifyTarget> targets) {
       target->stub =
           eventstream::v1::Consumer::NewStub(ChannelLocked(config.address));
       target->stats.address = config.address;
+      if (!options_.transport.tls && !IsLoopbackAddress(config.address)) {
+        spdlog::warn("notify: consumer {} at {} is called WITHOUT TLS: its notify token "
+                     "crosses the network in the clear; set producer.notify_tls",
+                     config.site, config.address);
+      }
       if (it != targets_.end()) {
         // New address or token: keep what is owed, forget the backoff. A
         // call in flight to the old one may yet fail, so it counts as owed
@@ -321,10 +328,13 @@ void Notifier::OnDone(const std::shared_ptr<Target>& target,
     const milliseconds delay = NextBackoffLocked(*target);
     target->next_attempt = Clock::now() + delay;
     if (!stop_ && current && status.error_code() != target->last_code) {
-      spdlog::warn("notify: consumer {} at {} failing ({}: {}); retrying with "
+      spdlog::warn("notify: consumer {} at {} failing ({}: {}{}); retrying with "
                    "backoff from {} ms up to {} ms",
                    target->config.site, target->config.address,
                    CodeName(status.error_code()), status.error_message(),
+                   TransportHint(status, options_.transport.tls,
+                                 "this producer notifies without TLS; if the consumer "
+                                 "serves TLS, set producer.notify_tls"),
                    delay.count(), options_.max_backoff.count());
     }
     target->last_code = status.error_code();

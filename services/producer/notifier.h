@@ -14,6 +14,14 @@
 //    is in flight, and a target signalled while its call is in flight gets
 //    exactly one more call afterwards, carrying the newest position. A burst
 //    of any number of Signals thus causes a handful of calls.
+//  * Transport: Options::transport for every target (producer.notify_tls:
+//    one CA bundle and one client certificate for all consumers; each
+//    consumer's certificate is checked against the host of its notify
+//    address unless notify_tls.server_name says otherwise). Plaintext by
+//    default; a new target called in plaintext on an address other than
+//    loopback is warned about once, and a failure's log line says what a
+//    TLS error likely means or that the consumer may require TLS
+//    (TransportHint).
 //  * Each call carries `authorization: token <producer site>:<token>` and
 //    NotifyRequest{producer = producer site, log_position = newest position},
 //    with a deadline of Options::rpc_timeout.
@@ -51,6 +59,7 @@
 
 #include "eventstream/v1/consumer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "services/common/tls.h"
 
 namespace eventstream {
 
@@ -67,6 +76,7 @@ class Notifier {
     std::chrono::milliseconds max_backoff{60000};
     std::chrono::milliseconds rpc_timeout{2000};
     double jitter = 0.2;  // each backoff delay is scaled by 1 ± jitter
+    ClientTransport transport;  // credentials null = plaintext
   };
 
   struct TargetStats {

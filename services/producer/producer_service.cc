@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/producer/assembler.h"
+#include "services/common/tls.h"
 #include "services/common/update_type.h"
 #include "libsync/batch_budget.h"
 #include "libsync/status_macros.h"
@@ -389,7 +390,16 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
     feed.interrupted = &CallScope::Interrupted;
     deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
   }
-  deps.notifier = std::make_shared<Notifier>(config.site.name);
+  Notifier::Options notify_options;
+  {
+    const std::optional<TlsClientConfig>& notify_tls = config.producer->notify_tls;
+    auto transport = MakeClientTransport(notify_tls ? &*notify_tls : nullptr);
+    if (!transport.ok()) return transport.status();
+    notify_options.transport = *std::move(transport);
+    spdlog::info("notify calls to consumers use {}",
+                 notify_tls ? "TLS (producer.notify_tls)" : "plaintext");
+  }
+  deps.notifier = std::make_shared<Notifier>(config.site.name, notify_options);
   deps.metrics = std::make_shared<ProducerMetrics>(deps.pool, deps.notifier);
   RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());
   return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));

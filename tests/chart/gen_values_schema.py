@@ -107,6 +107,22 @@ D["webhookDelivery"] = obj({
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*\*?$"),
         "description": "the environment variables runtime webhooks (Webhooks RPCs) may read as secrets; none by default"},
 })
+D["tlsServer"] = obj({
+    "cert_file": s("PEM certificate chain, the server's own first", minLength=1),
+    "key_file": s("its PEM private key", minLength=1),
+    "client_ca_file": s("PEM CA bundle; set = clients must present a certificate one of these signed (mutual TLS)"),
+    "refresh_interval": ref("duration"),
+}, ["cert_file", "key_file"], "serve TLS (libsync/config.h); absent = plaintext")
+D["tlsClient"] = obj({
+    "ca_file": s("PEM CA bundle that verifies the server; \"\" = the system's roots"),
+    "server_name": s("the name the server's certificate must carry; \"\" = the host dialled",
+                     pattern=r"^[^\s/]*$"),
+    "cert_file": s("client certificate (with key_file) for mutual TLS"),
+    "key_file": s("its PEM private key"),
+    "refresh_interval": ref("duration"),
+}, desc="dial with TLS (libsync/config.h); absent = plaintext", extra={"allOf": [
+    {"if": {"required": ["cert_file"]}, "then": {"required": ["key_file"]}},
+    {"if": {"required": ["key_file"]}, "then": {"required": ["cert_file"]}}]})
 D["producerDocType"] = obj({
     "doctype": ref("docTypeName"),
     "use_same_name": ref("flag"),
@@ -120,6 +136,7 @@ D["eventProducer"] = obj({
     "api_key": ref("requiredText"),
     "api_secret_env": ref("envName"),
     "api_secret_file": s(minLength=1),
+    "tls": ref("tlsClient"),
     "doctypes": {"type": "array", "items": ref("producerDocType")},
 }, ["name", "url", "api_key"], extra={"oneOf": [
     {"required": ["api_secret_env"], "not": {"required": ["api_secret_file"]}},
@@ -155,6 +172,7 @@ D["deployment"] = obj({
     "readinessProbe": ref("probe"),
     "service": obj({"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
                     "annotations": {"type": "object"}}),
+    "tlsSecret": s("a Secret of certificates (tls.crt, tls.key, ca.crt, as cert-manager writes them) mounted at /etc/eventstream-tls; \"\" = none"),
     "podDisruptionBudget": obj({"enabled": {"type": "boolean"},
                                 "maxUnavailable": {"type": ["integer", "string"]},
                                 "minAvailable": {"type": ["integer", "string"]}}),
@@ -183,6 +201,8 @@ schema = {
         "enabled": {"type": "boolean", "description": "chart only: run the producer"},
         "listen": ref("address"),
         "metrics_listen": ref("address"),
+        "tls": ref("tlsServer"),
+        "notify_tls": ref("tlsClient"),
         "api_keys": {"type": "array", "items": ref("apiKey")},
         "consumers": {"type": "array", "items": ref("consumerSite")},
         "condition_functions": {"type": "array", "description": "schema.function names a consumer's own cmd: condition may call (read-only)",
@@ -202,6 +222,7 @@ schema = {
         "listen": ref("address"),
         "advertise": ref("address"),
         "metrics_listen": ref("address"),
+        "tls": ref("tlsServer"),
         "api_keys": {"type": "array", "items": ref("adminApiKey")},
         "poll_interval": ref("duration"),
         "max_message_mb": {"type": "integer", "minimum": 4, "maximum": 1024,

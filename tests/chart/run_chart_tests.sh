@@ -199,9 +199,9 @@ good() {
   done
   local n_deploy n_probe n_sum
   n_deploy=$(grep -c '^kind: Deployment' "$out")
-  n_probe=$(grep -cE '^ +grpc:$' "$out")
+  n_probe=$(grep -cE '^ +(grpc|tcpSocket):$' "$out")
   n_sum=$(grep -c 'checksum/config: [0-9a-f]\{64\}' "$out")
-  [ "$n_probe" = $((2 * n_deploy)) ] || bad "$name: $n_deploy Deployments but $n_probe gRPC probes"
+  [ "$n_probe" = $((2 * n_deploy)) ] || bad "$name: $n_deploy Deployments but $n_probe probes"
   [ "$n_sum" = "$n_deploy" ] || bad "$name: $n_deploy Deployments but $n_sum checksum/config annotations"
   # Secrets are referenced, never inlined: every ES_* env entry is valueFrom.
   local inline
@@ -253,7 +253,25 @@ check_chart() {
   # The config test file that uses every key of libsync/config.h, as values:
   # the values schema accepts all of the config schema.
   good config-full eventstream branch1 "producer consumer" -f "$SRC/tests/testdata/config/full.yaml" \
-    --set existingSecret=eventstream-secrets
+    --set existingSecret=eventstream-secrets \
+    --set producerDeployment.tlsSecret=eventstream-tls --set consumerDeployment.tlsSecret=eventstream-tls
+  # TLS: each Deployment mounts its certificate Secret and, serving TLS, is
+  # probed by TCP (the kubelet's gRPC probe speaks no TLS).
+  good tls eventstream branch4 "producer consumer" -f "$CASES/tls.yaml"
+  local n_tcp n_grpc n_mount
+  n_tcp=$(grep -cE '^ +tcpSocket:$' "$WORK/tls.yaml")
+  n_grpc=$(grep -cE '^ +grpc:$' "$WORK/tls.yaml")
+  n_mount=$(grep -cE '^ +mountPath: /etc/eventstream-tls$' "$WORK/tls.yaml")
+  if [ "$n_tcp" = 4 ] && [ "$n_grpc" = 0 ] && [ "$n_mount" = 2 ] &&
+     grep -q 'secretName: branch4-producer-tls' "$WORK/tls.yaml" &&
+     grep -q 'secretName: branch4-consumer-tls' "$WORK/tls.yaml"; then
+    ok "tls: both Deployments mount their certificate Secret at /etc/eventstream-tls and are probed by TCP"
+  else
+    bad "tls: expected 4 tcpSocket probes, 0 gRPC probes, 2 mounts of /etc/eventstream-tls and both Secrets; found $n_tcp, $n_grpc, $n_mount"
+  fi
+  n_grpc=$(grep -cE '^ +grpc:$' "$WORK/hq.yaml")
+  [ "$n_grpc" = 4 ] && ok "hq (plaintext): both Deployments keep their gRPC probes" ||
+    bad "hq (plaintext): expected 4 gRPC probes, found $n_grpc"
   # The examples follow each other: each site's consumer names the other's
   # producer Service, and each producer pre-approves the other site.
   grep -q 'url: eventstream-producer.branch1.svc.cluster.local:50051' "$WORK/hq.config.yaml" &&
@@ -284,6 +302,9 @@ check_chart() {
   fails secret-without-source 'environment variable ES_KEY_HQ' -f "$ex/branch1-values.yaml" --set existingSecret= --set database.url=postgresql:///branch1
   fails db-url-without-source 'database.url' -f "$CASES/existing-secret.yaml" --set existingSecret=
   fails runtime-secret-env-star 'runtime_secret_env' -f "$ex/hq-values.yaml" --set 'producer.webhook_delivery.runtime_secret_env[0]=*'
+  fails tls-without-certificates 'producer.tls is set but no certificate files are mounted' -f "$CASES/tls.yaml" --set producerDeployment.tlsSecret=
+  fails tls-bad-refresh 'refresh_interval' -f "$CASES/tls.yaml" --set producer.tls.refresh_interval=soon
+  fails tls-unknown-key 'tls|additional propert' -f "$CASES/tls.yaml" --set consumer.tls.ca_file=/x
 }
 
 # ---- 3. values.schema.json is generated and in step with the C++ --------

@@ -59,6 +59,9 @@ std::string TwoSites::ProducerConfig() const {
       "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n",
       "  condition_functions: [", absl::StrJoin(spec_.condition_functions, ", "), "]\n",
       spec_.producer_extra);
+  if (!spec_.producer_tls.empty()) absl::StrAppend(&out, "  tls: ", spec_.producer_tls, "\n");
+  if (!spec_.producer_notify_tls.empty())
+    absl::StrAppend(&out, "  notify_tls: ", spec_.producer_notify_tls, "\n");
   if (!spec_.pre_approvals.empty()) {
     absl::StrAppend(&out, "  consumers:\n    - site: branch\n      doctypes:\n",
                     spec_.pre_approvals);
@@ -76,10 +79,15 @@ std::string TwoSites::ConsumerConfig() const {
       consumer_metrics_port_ != 0
           ? absl::StrCat("  metrics_listen: \"127.0.0.1:", consumer_metrics_port_, "\"\n")
           : "",
-      spec_.consumer_extra, "  api_keys:\n",
+      spec_.consumer_extra,
+      spec_.consumer_tls.empty() ? "" : absl::StrCat("  tls: ", spec_.consumer_tls, "\n"),
+      "  api_keys:\n",
       "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
       "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
       "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",
+      spec_.consumer_producer_tls.empty()
+          ? ""
+          : absl::StrCat("      tls: ", spec_.consumer_producer_tls, "\n"),
       "      doctypes:\n", spec_.subscriptions);
   if (!spec_.mappings.empty()) absl::StrAppend(&out, "  mappings:\n", spec_.mappings);
   return out;

@@ -59,6 +59,15 @@ class TwoSites {
     // indented by 2 ("  max_message_mb: 8\n").
     std::string producer_extra;
     std::string consumer_extra;
+    // TLS (libsync/config.h): YAML flow mappings such as
+    // "{cert_file: /x/tls.crt, key_file: /x/tls.key}" put under producer.tls,
+    // producer.notify_tls, consumer.tls and the consumer's entry for hq in
+    // consumer.producers; "" = none (plaintext). With TLS on a server, the
+    // tests' own clients need credentials for it.
+    std::string producer_tls;
+    std::string producer_notify_tls;
+    std::string consumer_tls;
+    std::string consumer_producer_tls;
   };
 
   // Secrets both services read (pass to StartService), and the

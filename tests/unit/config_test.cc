@@ -225,6 +225,51 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   ASSERT_NE(archive, nullptr);
   EXPECT_EQ(archive->api_secret.file, "/run/secrets/eventstream/hq-archive");
   EXPECT_TRUE(archive->doctypes[0].unsubscribe);
+  ASSERT_TRUE(producer.tls.has_value());
+  EXPECT_EQ(producer.tls->cert_file, "/etc/eventstream-tls/tls.crt");
+  EXPECT_EQ(producer.tls->client_ca_file, "/etc/eventstream-tls/ca.crt");
+  EXPECT_EQ(producer.tls->refresh_interval, absl::Seconds(30));
+  EXPECT_EQ(producer.tls->origin, path + ": producer.tls");
+  ASSERT_TRUE(producer.notify_tls.has_value());
+  EXPECT_EQ(producer.notify_tls->ca_file, "/etc/eventstream-tls/ca.crt");
+  EXPECT_EQ(producer.notify_tls->server_name, "");
+  EXPECT_EQ(producer.notify_tls->key_file, "/etc/eventstream-tls/tls.key");
+  EXPECT_EQ(producer.notify_tls->refresh_interval, absl::Minutes(1));
+  ASSERT_TRUE(consumer.tls.has_value());
+  EXPECT_EQ(consumer.tls->client_ca_file, "");
+  EXPECT_EQ(consumer.tls->refresh_interval, absl::Seconds(60));
+  const EventProducerConfig* hq_entry = consumer.FindProducer("hq");
+  ASSERT_NE(hq_entry, nullptr);
+  ASSERT_TRUE(hq_entry->tls.has_value());
+  EXPECT_EQ(hq_entry->tls->server_name, "hq-producer.example.com");
+  EXPECT_EQ(hq_entry->tls->cert_file, "/etc/eventstream-tls/tls.crt");
+  EXPECT_EQ(hq_entry->tls->origin, path + ": consumer.producers[0].tls");
+  // `tls: {}`: TLS against the system's roots, no client certificate.
+  ASSERT_TRUE(archive->tls.has_value());
+  EXPECT_EQ(archive->tls->ca_file, "");
+  EXPECT_EQ(archive->tls->cert_file, "");
+  ASSERT_TRUE(producer.tls.has_value());
+  EXPECT_EQ(producer.tls->cert_file, "/etc/eventstream-tls/tls.crt");
+  EXPECT_EQ(producer.tls->client_ca_file, "/etc/eventstream-tls/ca.crt");
+  EXPECT_EQ(producer.tls->refresh_interval, absl::Seconds(30));
+  EXPECT_EQ(producer.tls->origin, path + ": producer.tls");
+  ASSERT_TRUE(producer.notify_tls.has_value());
+  EXPECT_EQ(producer.notify_tls->ca_file, "/etc/eventstream-tls/ca.crt");
+  EXPECT_EQ(producer.notify_tls->server_name, "");
+  EXPECT_EQ(producer.notify_tls->key_file, "/etc/eventstream-tls/tls.key");
+  EXPECT_EQ(producer.notify_tls->refresh_interval, absl::Minutes(1));
+  ASSERT_TRUE(consumer.tls.has_value());
+  EXPECT_EQ(consumer.tls->client_ca_file, "");
+  EXPECT_EQ(consumer.tls->refresh_interval, absl::Seconds(60));
+  const EventProducerConfig* hq = consumer.FindProducer("hq");
+  ASSERT_TRUE(hq->tls.has_value());
+  EXPECT_EQ(hq->tls->server_name, "hq-producer.example.com");
+  EXPECT_EQ(hq->tls->cert_file, "/etc/eventstream-tls/tls.crt");
+  EXPECT_EQ(hq->tls->origin, path + ": consumer.producers[0].tls");
+  // `tls: {}`: TLS against the system's roots, no client certificate.
+  ASSERT_TRUE(archive->tls.has_value());
+  EXPECT_EQ(archive->tls->ca_file, "");
+  EXPECT_EQ(archive->tls->cert_file, "");
   const DocTypeMapping* so = consumer.FindMapping("so-to-po");
   ASSERT_NE(so, nullptr);
   EXPECT_EQ(so->field_mapping[1].default_value, "2024-01-01");
@@ -266,6 +311,11 @@ consumer:
   EXPECT_FALSE(d.unsubscribe);
   EXPECT_EQ(d.condition, "");
   EXPECT_EQ(d.mapping, "");
+  // No tls anywhere: plaintext.
+  EXPECT_FALSE(config->producer->tls.has_value());
+  EXPECT_FALSE(config->producer->notify_tls.has_value());
+  EXPECT_FALSE(config->consumer->tls.has_value());
+  EXPECT_FALSE(config->consumer->producers[0].tls.has_value());
 }
 
 TEST(Config, SectionsAreOptional) {
@@ -416,7 +466,7 @@ TEST(ConfigErrors, BadUnknownKeyFile) {
   EXPECT_EQ(std::string(config.status().message()),
             path +
                 ": consumer.pol_interval: unknown key \"pol_interval\" "
-                "(expected one of: listen, advertise, metrics_listen, "
+                "(expected one of: listen, advertise, metrics_listen, tls, "
                 "api_keys, poll_interval, max_message_mb, producers, mappings)");
 }
 
@@ -446,8 +496,8 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "default)"},
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
-       "metrics_listen, api_keys, consumers, condition_functions, webhooks, webhook_delivery, "
-       "database_pool, max_concurrent_calls_per_key)"},
+       "metrics_listen, tls, notify_tls, api_keys, consumers, condition_functions, webhooks, "
+       "webhook_delivery, database_pool, max_concurrent_calls_per_key)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},
@@ -460,12 +510,12 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "\"approved\" (expected one of: doctype, status, condition)"},
       {"  poll_interval: 30s", "  poll_interval: 30s\n  poll: 1",
        "config.yaml: consumer.poll: unknown key \"poll\" (expected one of: "
-       "listen, advertise, metrics_listen, api_keys, poll_interval, "
+       "listen, advertise, metrics_listen, tls, api_keys, poll_interval, "
        "max_message_mb, producers, mappings)"},
       {"      api_key: branch1", "      api_key: branch1\n      api_secret: x",
        "config.yaml: consumer.producers[0].api_secret: unknown key "
        "\"api_secret\" (expected one of: name, url, api_key, api_secret_env, "
-       "api_secret_file, doctypes)"},
+       "api_secret_file, tls, doctypes)"},
       {"{doctype: Note, use_same_name: true,",
        "{doctype: Note, same_name: true,",
        "config.yaml: consumer.producers[0].doctypes[0].same_name: unknown "
@@ -501,7 +551,7 @@ TEST(ConfigErrors, WrongTypes) {
             "config.yaml: doctypes[0].fields: expected a list");
   EXPECT_EQ(ErrorOf("site: {name: a}\nconsumer: {producers: [[hq]]}"),
             "config.yaml: consumer.producers[0]: expected a mapping with "
-            "keys: name, url, api_key, api_secret_env, api_secret_file, "
+            "keys: name, url, api_key, api_secret_env, api_secret_file, tls, "
             "doctypes");
   EXPECT_EQ(ErrorOf("- a\n- b\n"),
             "config.yaml: expected a mapping with keys site, database, log, "
@@ -984,6 +1034,78 @@ TEST(ConfigErrors, Addresses) {
   EXPECT_EQ(ErrorOf(Sketch("site: {name: branch1}", "site: {name: branch 1}")),
             "config.yaml: site.name: expected a site name (letters, digits, "
             "'.', '_', '-')");
+}
+
+TEST(ConfigErrors, Tls) {
+  const std::string server_tls = "  tls: {cert_file: /c, key_file: /k}\n  api_keys: [{key: branch1";
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1", server_tls)), "OK");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: {cert_file: /c}\n  api_keys: [{key: branch1")),
+            "config.yaml: producer.tls.key_file: required");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: {key_file: /k, client_ca_file: /ca}\n  api_keys: [{key: "
+                           "branch1")),
+            "config.yaml: producer.tls.cert_file: required");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: {cert_file: /c, key_file: /k, ca_file: /ca}\n  api_keys: "
+                           "[{key: branch1")),
+            "config.yaml: producer.tls.ca_file: unknown key \"ca_file\" (expected one of: "
+            "cert_file, key_file, client_ca_file, refresh_interval)");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: {cert_file: /c, key_file: /k, refresh_interval: 500ms}\n  "
+                           "api_keys: [{key: branch1")),
+            "config.yaml: producer.tls.refresh_interval: expected whole seconds, at least 1s "
+            "(e.g. 60s)");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: {cert_file: /c, key_file: /k, refresh_interval: 1500ms}\n  "
+                           "api_keys: [{key: branch1")),
+            "config.yaml: producer.tls.refresh_interval: expected whole seconds, at least 1s "
+            "(e.g. 60s)");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  tls: /etc/tls\n  api_keys: [{key: branch1")),
+            "config.yaml: producer.tls: expected a mapping with keys: cert_file, key_file, "
+            "client_ca_file, refresh_interval");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: branch1",
+                           "  notify_tls: {cert_file: /c}\n  api_keys: [{key: branch1")),
+            "config.yaml: producer.notify_tls.key_file: required with cert_file (a client "
+            "certificate needs both)");
+  EXPECT_EQ(ErrorOf(Sketch("  api_keys: [{key: ops",
+                           "  tls: {cert_file: /c}\n  api_keys: [{key: ops")),
+            "config.yaml: consumer.tls.key_file: required");
+  const std::string entry = "      api_secret_env: ES_SECRET_BRANCH1\n";
+  EXPECT_EQ(ErrorOf(Sketch(entry, entry + "      tls: {ca_file: /ca, server_name: hq}\n")), "OK");
+  EXPECT_EQ(ErrorOf(Sketch(entry, entry + "      tls: {key_file: /k}\n")),
+            "config.yaml: consumer.producers[0].tls.cert_file: required with key_file (a client "
+            "certificate needs both)");
+  EXPECT_EQ(ErrorOf(Sketch(entry, entry + "      tls: {server_name: \"https://hq\"}\n")),
+            "config.yaml: consumer.producers[0].tls.server_name: expected a host name like "
+            "hq-producer.example.com (no port, no URL)");
+  EXPECT_EQ(ErrorOf(Sketch(entry, entry + "      tls: {client_ca_file: /ca}\n")),
+            "config.yaml: consumer.producers[0].tls.client_ca_file: unknown key "
+            "\"client_ca_file\" (expected one of: ca_file, server_name, cert_file, key_file, "
+            "refresh_interval)");
+  // Certificate files are not read when loading (--check-config).
+  absl::StatusOr<Config> config = ParseConfig(
+      Sketch("  api_keys: [{key: branch1",
+             "  tls: {cert_file: /nonexistent/c, key_file: /nonexistent/k}\n  api_keys: "
+             "[{key: branch1"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->producer->tls->refresh_interval, absl::Seconds(60));
+}
+
+TEST(Config, IsLoopbackAddress) {
+  for (const char* local : {"127.0.0.1:50051", "127.1.2.3:1", "localhost:50051",
+                            "LOCALHOST:1", "[::1]:50051", "unix:/run/es.sock",
+                            "dns:///localhost:50051", "ipv4:127.0.0.1:5"}) {
+    EXPECT_TRUE(IsLoopbackAddress(local)) << local;
+  }
+  for (const char* remote : {"0.0.0.0:50051", "[::]:50051", "10.0.0.1:50051",
+                             "hq-producer:50051", "127.0.0.1.example.com:1",
+                             "1270.0.0.1:1", "127.0.0.256:1", "localhost.example.com:1",
+                             ":50051", "dns:///hq:50051"}) {
+    EXPECT_FALSE(IsLoopbackAddress(remote)) << remote;
+  }
 }
 
 TEST(ConfigErrors, MissingFile) {
