@@ -1,5 +1,6 @@
 #include "libsync/doctype.h"
 
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -131,6 +132,31 @@ bool IsStandardColumn(std::string_view column, bool istable) {
 bool IsBookkeepingColumn(std::string_view column) {
   return column == "modified" || column == "modified_by" ||
          column == "creation" || column == "owner";
+}
+
+bool IsReplicatedColumn(const DocTypeDef* def, std::string_view column) {
+  if (def == nullptr) return IsStandardColumn(column, true);
+  if (IsStandardColumn(column, def->istable)) return true;
+  const FieldDef* field = def->FindField(column);
+  return field != nullptr && !field->is_table();
+}
+
+std::vector<std::string> ReplicatedColumns(const DocTypeDef& def) {
+  std::vector<std::string> out = {"name",  "creation",  "modified", "modified_by",
+                                  "owner", "docstatus", "idx"};
+  if (def.istable) out.insert(out.end(), {"parent", "parenttype", "parentfield"});
+  for (const FieldDef& f : def.fields) {
+    if (!f.is_table()) out.push_back(f.fieldname);
+  }
+  return out;
+}
+
+void KeepReplicatedColumns(const DocTypeDef* def, Value* row) {
+  if (row == nullptr || !row->is_object()) return;
+  Value::Object& columns = row->mutable_object();
+  for (auto it = columns.begin(); it != columns.end();) {
+    it = IsReplicatedColumn(def, it->first) ? std::next(it) : columns.erase(it);
+  }
 }
 
 absl::StatusOr<DocTypeRegistry> DocTypeRegistry::Create(

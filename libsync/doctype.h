@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "libsync/value.h"
 
 namespace eventstream {
 
@@ -73,6 +74,21 @@ bool IsStandardColumn(std::string_view column, bool istable);
 // Bookkeeping columns that change on every save and are not replicated as
 // part of a diff: modified, modified_by, creation, owner.
 bool IsBookkeepingColumn(std::string_view column);
+
+// What of a DocType table's row is replicated (captured into entries, served
+// by GetDocument / FindDocuments, seen by conditions and webhooks): the
+// standard columns and the registry's fields that have a column (every
+// field but Table fields, whose rows live in the child table). A column the
+// site added for itself (an internal note, a secret) is not. `def` null (a
+// DocType the registry does not know) keeps the standard columns of a child
+// row, parent/parenttype/parentfield included.
+bool IsReplicatedColumn(const DocTypeDef* def, std::string_view column);
+// Those columns of `def` (standard ones first, then fields in registry
+// order), e.g. to filter a row in SQL.
+std::vector<std::string> ReplicatedColumns(const DocTypeDef& def);
+// Removes every key of the object `row` that IsReplicatedColumn refuses; a
+// row that is not an object is left alone.
+void KeepReplicatedColumns(const DocTypeDef* def, Value* row);
 
 class DocTypeRegistry {
  public:

@@ -27,6 +27,24 @@
 //  (Rename + Update being the one exception above).
 //  Timestamps and numbers come from to_jsonb: numerics digit for digit,
 //  timestamps in PostgreSQL's ISO-8601 JSON form ("2024-01-02T03:04:05.5").
+//  Only the registry's columns travel (doctype.h IsReplicatedColumn): the
+//  raw rows hold whole table rows, and every other column (one the site
+//  added for itself) is cut before an entry is built.
+//
+// One document never holds up another: a document whose raw rows of a
+// transaction cannot be turned into an entry (a JSON value nested deeper
+// than value.h's 512 levels, which PostgreSQL accepts; a row without a
+// string name) gets no entry for that transaction. Its raw rows (registry
+// columns only) move to es_producer.capture_error in the pass's own
+// transaction, a log line names its DocType, name and txid, on_failed is
+// called (metric eventstream_producer_capture_errors_total), and the other
+// documents of the same transaction and every later one are assembled as
+// usual. How: a transaction is built with one BuildEntries call; only when
+// a row does not parse, or BuildEntries refuses, is it split by document
+// (libsync/row_groups.h, with the keys of an unparsable row extracted by
+// PostgreSQL). Before that, an unparsable row is read again with its
+// non-registry columns cut out by PostgreSQL, so deep JSON in a column the
+// registry does not know fails nothing.
 //
 // Ordering (why seq never lets a watermark skip an entry):
 //  * Only the holder of a transaction-level advisory lock assembles; seq
@@ -49,8 +67,8 @@
 //    max_raw_rows ids (the ones with the smallest last ids, so the order
 //    above holds across calls); a single larger transaction is taken whole.
 //
-// Crash safety: reading raw rows, inserting the entries and deleting the
-// consumed raw rows happen in one transaction. If the process dies at any
+// Crash safety: reading raw rows, inserting the entries, recording the
+// failures and deleting the consumed raw rows happen in one transaction. If the process dies at any
 // point before COMMIT, nothing is written or consumed and the next call
 // (of this or another replica) assembles the same rows again; at worst a few
 // seq numbers are skipped (sequences are not transactional), never reused.
@@ -75,6 +93,7 @@
 namespace eventstream {
 
 // One raw row as the assembler reads it.
+// Its rows hold the registry's columns only (KeepReplicatedColumns).
 struct RawChange {
   int64_t id = 0;
   std::string txid;
@@ -83,6 +102,20 @@ struct RawChange {
   std::optional<Value> old_row;  // absent for 'I'
   std::optional<Value> new_row;  // absent for 'D'
   std::optional<std::string> origin;
+  // Why old_row / new_row could not be read (JSON nested deeper than
+  // value.h allows); "" when they were.
+  std::string unreadable;
+};
+
+// A document whose raw rows of one transaction could not be turned into an
+// entry; recorded in es_producer.capture_error.
+struct CaptureFailure {
+  std::string doctype;  // the document's DocType and name
+  std::string docname;
+  std::string txid;
+  std::string error;     // what was wrong
+  std::vector<int64_t> raw_ids;
+  int64_t record_id = 0;  // its es_producer.capture_error id
 };
 
 // One Event Update Log entry before it gets its seq.
@@ -112,11 +145,12 @@ class Assembler {
     std::function<void(const std::string& doctype, const std::string& update_type,
                        int count)>
         on_committed;
+    // Called after each COMMIT, once per document recorded in
+    // capture_error (metrics); null = none.
+    std::function<void(const CaptureFailure&)> on_failed;
   };
-  explicit Assembler(DocTypeRegistry registry)
-      : registry_(std::move(registry)) {}
-  Assembler(DocTypeRegistry registry, Options options)
-      : registry_(std::move(registry)), options_(options) {}
+  explicit Assembler(DocTypeRegistry registry);
+  Assembler(DocTypeRegistry registry, Options options);
 
   // One pass (see file comment). Returns the number of entries written; 0
   // when there was nothing to do or another assembler holds the lock.
@@ -130,6 +164,7 @@ class Assembler {
  private:
   DocTypeRegistry registry_;
   Options options_;
+  std::string columns_json_;  // each DocType's replicated columns, for SQL
 };
 
 // Runs Assembler::AssembleOnce on its own thread and connection until

@@ -3,6 +3,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "libsync/status_macros.h"
 #include "libsync/value.h"
 #include "spdlog/spdlog.h"
 
@@ -55,123 +57,139 @@ absl::StatusOr<CapturePlan> PlanCapture(const DocTypeRegistry& registry,
   return plan;
 }
 
+namespace {
+
+constexpr char kSetLockTimeoutSql[] = "SELECT set_config('lock_timeout', $1, true)";
+constexpr char kSyncLockSql[] =
+    "SELECT pg_advisory_xact_lock(hashtext('es_producer.capture_install'))";
+constexpr char kTableOidSql[] = "SELECT to_regclass($1)::oid AS oid";
+// Every capture trigger: its table's oid and PostgreSQL's own (quoted,
+// schema-qualified if needed) spelling of it, its arguments, and whether we
+// may drop it (DROP TRIGGER needs the table's owner; CREATE [OR REPLACE]
+// TRIGGER only the TRIGGER privilege).
+constexpr char kExistingSql[] =
+    "SELECT t.tgrelid::oid AS oid, t.tgrelid::regclass::text AS rel,"
+    " encode(t.tgargs, 'hex') AS args, t.tgnargs AS nargs,"
+    " pg_has_role(c.relowner, 'USAGE') AS owned"
+    " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+    " WHERE t.tgname = $1 AND NOT t.tgisinternal";
+// The DDL installing the trigger on table $1 with the arguments $2 (a JSON
+// array of strings). The arguments are string literals in the DDL;
+// PostgreSQL's quote_literal builds them from parameters, never from
+// spliced text.
+constexpr char kInstallDdlSql[] =
+    "SELECT format('CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE"
+    " ON %s FOR EACH ROW EXECUTE FUNCTION es_producer.capture_row(%s)', $1::regclass,"
+    " (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)"
+    "    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS e(a, o))) AS ddl";
+
+struct Want {
+  std::string table;
+  std::vector<std::string> args;
+};
+
+absl::Status Annotated(const absl::Status& s, absl::string_view what) {
+  return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+}
+
+// The plan's tables by oid. NOT_FOUND naming a missing table.
+absl::StatusOr<std::map<std::string, Want>> WantedByOid(pg::Connection* conn,
+                                                       const CapturePlan& plan) {
+  std::map<std::string, Want> want;
+  for (const auto& [table, args] : plan.tables) {
+    std::string what = absl::StrCat("table ", Quoted(table), " of DocType ", Quoted(args[0]));
+    auto r = conn->Exec(kTableOidSql, {pg::QuoteIdentifier(table)});
+    if (!r.ok()) return Annotated(r.status(), what);
+    if (r->IsNull(0, 0)) {
+      return absl::NotFoundError(
+          absl::StrCat(what, " does not exist; cannot install the capture trigger"));
+    }
+    want[std::string(r->Get(0, "oid"))] = Want{table, args};
+  }
+  return want;
+}
+
+// Installs (or re-arms) the trigger on `rel` with `args`; no arguments is
+// the inert form, which records nothing.
+absl::Status Install(pg::Connection* conn, const std::string& rel,
+                     const std::vector<std::string>& args) {
+  std::vector<Value> json;
+  for (const std::string& a : args) json.push_back(Value::String(a));
+  ASSIGN_OR_RETURN(
+      pg::Result ddl,
+      conn->Exec(absl::StrReplaceAll(kInstallDdlSql,
+                                     {{"{trigger}", pg::QuoteIdentifier(kCaptureTrigger)}}),
+                 {rel, Value::FromArray(std::move(json)).ToJson()}));
+  return conn->Exec(ddl.Get(0, "ddl")).status();
+}
+
+// Removes the trigger of a table no longer captured: dropped when the role
+// owns the table, else made inert (no arguments). False when it already was.
+absl::StatusOr<bool> Remove(pg::Connection* conn, const pg::Result& existing, int i) {
+  const std::string rel(existing.Get(i, "rel"));
+  const std::string what = absl::StrCat("removing the capture trigger of table ", rel);
+  if (existing.GetBool(i, existing.ColumnIndex("owned"))) {
+    auto dropped = conn->Exec(
+        absl::StrCat("DROP TRIGGER ", pg::QuoteIdentifier(kCaptureTrigger), " ON ", rel));
+    if (!dropped.ok()) return Annotated(dropped.status(), what);
+    return true;
+  }
+  if (existing.Get(i, "nargs") == "0") return false;
+  if (absl::Status s = Install(conn, rel, {}); !s.ok()) return Annotated(s, what);
+  spdlog::warn(
+      "capture trigger of table {} left in place but inert (it records nothing): dropping it "
+      "needs the table's owner, and the producer's role only has TRIGGER on it",
+      rel);
+  return true;
+}
+
+}  // namespace
+
 absl::Status CaptureInstaller::SyncTriggers(
     pg::Connection* conn, const DocTypeRegistry& registry,
     const std::set<std::string>& doctypes, Summary* summary) const {
   Summary local;
   if (summary == nullptr) summary = &local;
   *summary = Summary();
-  auto plan = PlanCapture(registry, doctypes);
-  if (!plan.ok()) return plan.status();
+  ASSIGN_OR_RETURN(CapturePlan plan, PlanCapture(registry, doctypes));
 
   // One transaction: if the process dies before COMMIT, PostgreSQL rolls
   // back every CREATE/DROP TRIGGER of this sync and the old set stays.
-  auto tx = pg::Transaction::Begin(conn);
-  if (!tx.ok()) return tx.status();
-  auto set = conn->Exec("SELECT set_config('lock_timeout', $1, true)",
-                        {options_.lock_timeout});
-  if (!set.ok()) return set.status();
-  auto locked = conn->Exec(
-      "SELECT pg_advisory_xact_lock(hashtext('es_producer.capture_install'))");
-  if (!locked.ok()) return locked.status();
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(conn->Exec(kSetLockTimeoutSql, {options_.lock_timeout}).status());
+  RETURN_IF_ERROR(conn->Exec(kSyncLockSql).status());
+  ASSIGN_OR_RETURN(auto want, WantedByOid(conn, plan));
 
-  // Desired triggers by table oid.
-  struct Want {
-    std::string table;
-    std::vector<std::string> args;
-  };
-  std::map<std::string, Want> want;  // oid -> table/args
-  for (const auto& [table, args] : plan->tables) {
-    auto r =
-        conn->Exec("SELECT to_regclass($1)::oid", {pg::QuoteIdentifier(table)});
-    if (!r.ok()) {
-      return absl::Status(
-          r.status().code(),
-          absl::StrCat("table ", Quoted(table), " of DocType ", Quoted(args[0]),
-                       ": ", r.status().message()));
-    }
-    if (r->IsNull(0, 0)) {
-      return absl::NotFoundError(
-          absl::StrCat("table ", Quoted(table), " of DocType ", Quoted(args[0]),
-                       " does not exist; cannot install the capture trigger"));
-    }
-    want[std::string(r->Get(0, 0))] = Want{table, args};
-  }
-
-  auto existing = conn->Exec(
-      "SELECT t.tgrelid::oid, t.tgrelid::regclass::text, encode(t.tgargs, "
-      "'hex')"
-      " FROM pg_trigger t WHERE t.tgname = $1 AND NOT t.tgisinternal",
-      {kCaptureTrigger});
-  if (!existing.ok()) return existing.status();
+  ASSIGN_OR_RETURN(pg::Result existing, conn->Exec(kExistingSql, {kCaptureTrigger}));
   std::map<std::string, std::string> have_args;  // oid -> args hex
-  for (int i = 0; i < existing->rows(); ++i) {
-    std::string oid(existing->Get(i, 0));
-    // regclass output is PostgreSQL's own quoted (and, if needed,
-    // schema-qualified) spelling of the table.
-    std::string rel(existing->Get(i, 1));
-    auto it = want.find(oid);
-    if (it != want.end()) {
-      have_args[oid] = std::string(existing->Get(i, 2));
+  for (int i = 0; i < existing.rows(); ++i) {
+    std::string oid(existing.Get(i, "oid"));
+    if (want.count(oid)) {
+      have_args[oid] = std::string(existing.Get(i, "args"));
       continue;
     }
-    auto dropped = conn->Exec(absl::StrCat(
-        "DROP TRIGGER ", pg::QuoteIdentifier(kCaptureTrigger), " ON ", rel));
-    if (!dropped.ok()) {
-      return absl::Status(dropped.status().code(),
-                          absl::StrCat("dropping the capture trigger of table ",
-                                       rel, ": ", dropped.status().message()));
-    }
-    ++summary->dropped;
+    ASSIGN_OR_RETURN(bool removed, Remove(conn, existing, i));
+    if (removed) ++summary->dropped;
   }
-
   for (const auto& [oid, w] : want) {
     auto have = have_args.find(oid);
-    if (have != have_args.end()) {
-      if (have->second == ArgsHex(w.args)) {
-        ++summary->unchanged;
-        continue;
-      }
-      auto dropped = conn->Exec(
-          absl::StrCat("DROP TRIGGER ", pg::QuoteIdentifier(kCaptureTrigger),
-                       " ON ", pg::QuoteIdentifier(w.table)));
-      if (!dropped.ok()) {
-        return absl::Status(dropped.status().code(),
-                            absl::StrCat("table ", Quoted(w.table), ": ",
-                                         dropped.status().message()));
-      }
+    if (have != have_args.end() && have->second == ArgsHex(w.args)) {
+      ++summary->unchanged;
+      continue;
     }
-    // The trigger arguments are string literals in the DDL; PostgreSQL's
-    // quote_literal builds them from parameters, never from spliced text.
-    std::vector<Value> args;
-    for (const std::string& a : w.args) args.push_back(Value::String(a));
-    auto ddl = conn->Exec(
-        absl::StrCat(
-            "SELECT format('CREATE TRIGGER ",
-            pg::QuoteIdentifier(kCaptureTrigger),
-            " AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW"
-            " EXECUTE FUNCTION es_producer.capture_row(%s)', $1::regclass,"
-            " (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)"
-            "    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS "
-            "e(a, o)))"),
-        {pg::QuoteIdentifier(w.table), Value::FromArray(args).ToJson()});
-    if (!ddl.ok()) return ddl.status();
-    auto created = conn->Exec(ddl->Get(0, 0));
-    if (!created.ok()) {
-      return absl::Status(
-          created.status().code(),
-          absl::StrCat("installing the capture trigger on table ",
-                       Quoted(w.table), ": ", created.status().message()));
+    // CREATE OR REPLACE: new arguments replace old ones in one statement.
+    if (absl::Status s = Install(conn, pg::QuoteIdentifier(w.table), w.args); !s.ok()) {
+      return Annotated(s, absl::StrCat("installing the capture trigger on table ",
+                                       Quoted(w.table)));
     }
     ++summary->created;
   }
-  absl::Status committed = (*tx)->Commit();
-  if (!committed.ok()) return committed;
+  RETURN_IF_ERROR(tx->Commit());
   if (summary->created > 0 || summary->dropped > 0) {
     std::vector<std::string> tables;
     for (const auto& [oid, w] : want) tables.push_back(w.table);
     spdlog::info(
-        "capture triggers synced: {} created, {} dropped, {} unchanged; "
+        "capture triggers synced: {} created, {} removed, {} unchanged; "
         "captured tables: [{}]",
         summary->created, summary->dropped, summary->unchanged,
         absl::StrJoin(tables, ", "));

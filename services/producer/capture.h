@@ -10,9 +10,14 @@
 //    trigger also lists the captured parent DocTypes, so rows of a shared
 //    child DocType that belong to an uncaptured parent are not recorded.
 //  * Every other table's kCaptureTrigger is dropped: DocTypes with no
-//    approved subscription get no trigger and no log.
+//    approved subscription get no trigger and no log. Dropping a trigger
+//    needs the table's owner, while installing one needs only the TRIGGER
+//    privilege: on a table the role does not own, the trigger is instead
+//    replaced by an inert one (no arguments; capture_row returns at once),
+//    with a warning naming the table.
 //  * SyncTriggers is idempotent (an existing trigger with the right
-//    arguments is left alone, so a no-op sync takes no table locks) and
+//    arguments is left alone, so a no-op sync takes no table locks; one
+//    with other arguments is replaced with CREATE OR REPLACE TRIGGER) and
 //    atomic: it runs in one transaction, so a crash midway leaves the
 //    previous set of triggers in place, and a change is captured iff it
 //    commits after the sync committed. Two replicas syncing at once are
@@ -21,9 +26,18 @@
 //    transaction sets lock_timeout (Options) so the application's writers do
 //    not queue up behind a stuck sync; on timeout nothing changes and the
 //    error names the table.
-//  * Requires migrations/producer/0002_capture.sql (es_producer.capture_row).
-//    The role writing the site's tables needs INSERT on
-//    es_producer.raw_change and USAGE on its id sequence.
+//  * Requires migrations/producer/0002_capture.sql and 0008 (es_producer.
+//    capture_row, SECURITY DEFINER with a fixed search_path, owned by the
+//    role that migrated: the producer's). It writes raw_change with its
+//    owner's rights, so the roles writing the site's tables need no right
+//    on es_producer, and none is granted: they cannot forge raw rows. It
+//    records whole rows; the assembler keeps only the registry's columns.
+//    The origin (`SET LOCAL eventstream.origin`) is recorded only for a
+//    session whose login role may EXECUTE es_producer.may_mark_origin()
+//    (the consumer's role on a site that also runs a producer); anyone
+//    else's writes are local, whatever they set.
+//  * The role running SyncTriggers needs TRIGGER on every captured table
+//    (docs/design.md "Database roles").
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_CAPTURE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_CAPTURE_H_
 
@@ -61,7 +75,7 @@ class CaptureInstaller {
   };
   struct Summary {
     int created = 0;    // triggers created (or re-created with new args)
-    int dropped = 0;    // triggers dropped
+    int dropped = 0;    // triggers dropped (or made inert)
     int unchanged = 0;  // triggers already right
   };
 

@@ -1,9 +1,22 @@
 // Reading whole documents from the site's DocType tables, in the shape the
-// Event Update Log's Create entries have (assembler.h): the parent row as
-// to_jsonb gives it, "doctype", and every Table field of the registry as an
-// array of its child rows (ordered by idx, then name), each child row with
-// its own "doctype". Numbers and timestamps are exactly what to_jsonb
-// renders, so a document read here equals a Create built from the same rows.
+// Event Update Log's Create entries have (assembler.h): the parent row,
+// "doctype", and every Table field of the registry as an array of its child
+// rows (ordered by idx, then name), each child row with its own "doctype".
+// Numbers and timestamps are exactly what to_jsonb renders, so a document
+// read here equals a Create built from the same rows.
+//
+// Only the registry's columns are read out (doctype.h IsReplicatedColumn):
+// a column the site added for itself (an internal note, a secret) is in no
+// document served by GetDocument / FindDocuments, judged by a condition or
+// rendered by a webhook.
+//
+// A document the services cannot represent (a JSON value nested deeper than
+// value.h's 512 levels, which PostgreSQL accepts) reads as absent, with one
+// warning per document and process naming it: it is not served, and it
+// fails no pull, GetDocument or FindDocuments of other documents (the
+// assembler records its changes in es_producer.capture_error). Deep JSON
+// in a column outside the registry is cut out by PostgreSQL first, so it
+// does not make a document unreadable.
 //
 // Reads only; identifiers come from the registry and are quoted, values are
 // parameters.
@@ -22,8 +35,9 @@
 namespace eventstream {
 
 // The current version of document `name` of parent DocType `def`, or
-// nullopt when there is no such row. Errors are the database's (e.g. the
-// table is missing), naming the DocType.
+// nullopt when there is no such row or it cannot be represented (see
+// above). Errors are the database's (e.g. the table is missing), naming the
+// DocType.
 absl::StatusOr<std::optional<Value>> ReadDocument(
     pg::Connection* conn, const DocTypeRegistry& registry,
     const DocTypeDef& def, absl::string_view name);

@@ -58,6 +58,16 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
                                  "Event Update Log entries committed by this replica's "
                                  "assembler.",
                                  {"doctype", "update_type"});
+  capture_errors = registry.AddCounter(
+      "eventstream_producer_capture_errors_total",
+      "Documents this replica's assembler could not turn into an entry (recorded in "
+      "es_producer.capture_error).",
+      {"doctype"});
+  registry.AddCallback("eventstream_producer_capture_error_records",
+                       "Rows in es_producer.capture_error: capture failures not yet dealt "
+                       "with.",
+                       metrics::Type::kGauge, {},
+                       ScalarGauge(pool, "SELECT count(*) FROM es_producer.capture_error"));
   pulls = registry.AddCounter("eventstream_producer_pulls_total",
                               "PullUpdates calls served by this replica.", {"consumer"});
   pulled = registry.AddCounter("eventstream_producer_entries_pulled_total",

@@ -3,6 +3,13 @@
 //
 //  eventstream_producer_entries_captured_total{doctype,update_type}
 //      Event Update Log entries this replica's assembler committed.
+//  eventstream_producer_capture_errors_total{doctype}
+//      Documents this replica's assembler could not turn into an entry
+//      (one per document and transaction; each is a row of
+//      es_producer.capture_error and a log line).
+//  eventstream_producer_capture_error_records
+//      Rows in es_producer.capture_error (scrape time): failures not yet
+//      dealt with (an operator deletes a row once it is).
 //  eventstream_producer_pulls_total{consumer}
 //  eventstream_producer_entries_pulled_total{consumer}
 //  eventstream_producer_pull_duration_seconds{consumer}  (histogram)
@@ -45,6 +52,7 @@ struct ProducerMetrics {
 
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* captured;
+  metrics::Family<metrics::Counter>* capture_errors;
   metrics::Family<metrics::Counter>* pulls;
   metrics::Family<metrics::Counter>* pulled;
   metrics::Family<metrics::Histogram>* pull_seconds;

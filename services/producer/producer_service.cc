@@ -55,6 +55,9 @@ Assembler::Options AssemblerOptions(ProducerMetrics* metrics) {
                                                           int count) {
       captured->WithLabels({doctype, update_type}).Inc(count);
     };
+    options.on_failed = [errors = metrics->capture_errors](const CaptureFailure& f) {
+      errors->WithLabels({f.doctype}).Inc();
+    };
   }
   return options;
 }

@@ -13,7 +13,8 @@
 // own inner-mapping example (remote_value_filters {"title": "title"}); a failing entry
 // that parks a later one until Resync; a consumer stopped during 1,000
 // changes; and kill -9 of the consumer at random moments during 5,000
-// changes (sites equal, nothing applied twice).
+// changes (sites equal, nothing applied twice); what the consumer applies on
+// a site that also captures keeps its origin.
 #include <signal.h>
 
 #include <atomic>
@@ -38,7 +39,10 @@
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "libsync/doctype.h"
+#include "libsync/migrate.h"
 #include "libsync/pg.h"
+#include "services/producer/capture.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/two_sites.h"
 
@@ -383,6 +387,37 @@ TEST_F(E2ETest, Delete) {
   EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote Item\""), "0");
   EXPECT_TRUE(NotesEqual());
   EXPECT_EQ(SyncSummary(), "Create:N1:Synced Create:N2:Synced Delete:N1:Synced");
+}
+
+// Issue 13 item 11 (a guard, not a regression test): on a site that also
+// runs a producer, what the consumer applies still carries its producer as
+// origin through the SECURITY DEFINER capture trigger, so that site's
+// producer does not echo it back; the site's own writes stay local.
+TEST_F(E2ETest, AppliedChangesCarryTheirOriginThroughCapture) {
+  Start(BaseSpec(kNoteSameName, {"Note"}));
+  // Capture on branch, as a producer of branch's own would install it.
+  ASSERT_TRUE(ApplyMigrations(branch(), "es_producer", ProducerMigrations()).ok());
+  std::vector<DocTypeDef> defs(2);
+  defs[0].name = "Note";
+  defs[0].fields = {FieldDef{"items", "Table", "Note Item"}};
+  defs[1].name = "Note Item";
+  defs[1].istable = true;
+  auto registry = DocTypeRegistry::Create(std::move(defs));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  absl::Status synced = CaptureInstaller().SyncTriggers(branch(), *registry, {"Note"});
+  ASSERT_TRUE(synced.ok()) << synced;
+
+  Hq(R"(BEGIN;
+    INSERT INTO "tabNote" (name, title) VALUES ('N1', 'from hq');
+    INSERT INTO "tabNote Item" (name, idx, parent, parenttype, parentfield, item)
+      VALUES ('N1-a', 1, 'N1', 'Note', 'items', 'apple');
+    COMMIT;)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote Item\"", "1");
+  ASSERT_TRUE(branch()->ExecScript(
+      R"(INSERT INTO "tabNote" (name, title) VALUES ('L1', 'branch''s own'))").ok());
+  EXPECT_EQ(OnBranch("SELECT string_agg(table_name || ':' || coalesce(origin, 'local'), ' '"
+                     " ORDER BY table_name, origin) FROM es_producer.raw_change"),
+            "tabNote:hq tabNote:local tabNote Item:hq");
 }
 
 TEST_F(E2ETest, SeveralDocTypesInOnePull) {

@@ -1,5 +1,8 @@
 // Capture triggers + assembler against a real PostgreSQL: every update type,
-// transactions, origins, commit order, concurrency.
+// transactions, origins, commit order, concurrency; a document that cannot
+// become an entry fails alone; only registry columns travel; and capture
+// under least-privilege roles (the real producer binary as a producer role,
+// an application role with table grants only, a consumer role).
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -16,7 +19,13 @@
 #include "libsync/value.h"
 #include "services/producer/assembler.h"
 #include "services/producer/capture.h"
+#include "services/producer/document_reader.h"
+#include "eventstream/v1/producer.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/service_runner.h"
+#include "tests/support/two_sites.h"
 
 namespace eventstream::testing {
 namespace {
@@ -37,7 +46,8 @@ DocTypeRegistry MakeRegistry() {
   defs[0].name = "Note";
   defs[0].is_submittable = true;
   defs[0].fields = {Field("title", "Data"), Field("amount", "Currency"),
-                    Field("big", "Int"), Field("items", "Table", "Note Item")};
+                    Field("big", "Int"), Field("items", "Table", "Note Item"),
+                    Field("data", "JSON")};  // a column only where a test adds it
   defs[1].name = "Note Item";
   defs[1].istable = true;
   defs[1].fields = {Field("item", "Data"), Field("qty", "Float"),
@@ -457,6 +467,116 @@ TEST_F(CaptureTest, OriginIsRecorded) {
   EXPECT_EQ(entries[1].origin, std::nullopt);
 }
 
+// Issue 13 item 1: a document nested deeper than the services read (1,000
+// levels; PostgreSQL takes them) fails alone, visibly, and capture goes on:
+// for the other document of its transaction, for later transactions, and
+// for deep JSON in a column outside the registry.
+TEST_F(CaptureTest, DeepJsonFailsOnlyItsDocumentAndIsRecorded) {
+  Exec("ALTER TABLE \"tabNote\" ADD COLUMN data jsonb, ADD COLUMN site_data jsonb");
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  std::string deep_txid;
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    ASSERT_TRUE(tx.ok());
+    Exec("INSERT INTO \"tabNote\" (name, title, data) VALUES ('DEEP', 'd', $1::jsonb)",
+         {deep});
+    Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'same transaction')");
+    auto txid = conn_->Exec("SELECT pg_current_xact_id()::text");
+    ASSERT_TRUE(txid.ok());
+    deep_txid = std::string(txid->Get(0, 0));
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  InsertNote("N2");
+  Exec("INSERT INTO \"tabNote\" (name, title, site_data) VALUES ('SITE', 's', $1::jsonb)",
+       {deep});
+  Exec("UPDATE \"tabNote\" SET title = 'd2' WHERE name = 'DEEP'");  // deep before and after
+  InsertNote("N3");
+
+  std::vector<CaptureFailure> failed;
+  Assembler::Options options;
+  options.on_failed = [&](const CaptureFailure& f) { failed.push_back(f); };
+  Assembler assembler(registry_, options);
+  auto n = assembler.AssembleOnce(conn_.get());
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 4);
+  std::vector<std::string> got;
+  for (const Entry& e : Entries()) got.push_back(e.type + ":" + e.docname);
+  EXPECT_EQ(got, (std::vector<std::string>{"Create:N1", "Create:N2", "Create:SITE",
+                                           "Create:N3"}));
+  for (const Entry& e : Entries()) EXPECT_EQ(e.data.Find("site_data"), nullptr);
+
+  ASSERT_EQ(failed.size(), 2u);
+  EXPECT_EQ(failed[0].doctype, "Note");
+  EXPECT_EQ(failed[0].docname, "DEEP");
+  EXPECT_EQ(failed[0].txid, deep_txid);
+  EXPECT_NE(failed[0].error.find("nesting deeper than 512"), std::string::npos)
+      << failed[0].error;
+  EXPECT_EQ(failed[1].docname, "DEEP");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+  EXPECT_EQ(Count(absl::StrCat("SELECT count(*) FROM es_producer.capture_error"
+                               " WHERE doctype = 'Note' AND docname = 'DEEP'"
+                               " AND txid = '", deep_txid, "'::xid8 AND error LIKE '%nesting%'"
+                               " AND jsonb_array_length(raw_rows) = 1"
+                               " AND raw_rows->0->'new_row'->>'title' = 'd'")),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.capture_error"), 2);
+
+  // Reading documents: the deep one reads as absent (it fails no pull and no
+  // GetDocument of another); deep JSON outside the registry is cut out.
+  const DocTypeDef& note = *registry_.Find("Note");
+  auto deep_doc = ReadDocument(conn_.get(), registry_, note, "DEEP");
+  ASSERT_TRUE(deep_doc.ok()) << deep_doc.status();
+  EXPECT_FALSE(deep_doc->has_value());
+  auto site_doc = ReadDocument(conn_.get(), registry_, note, "SITE");
+  ASSERT_TRUE(site_doc.ok()) << site_doc.status();
+  ASSERT_TRUE(site_doc->has_value());
+  EXPECT_EQ(At(**site_doc, "title"), Value::String("s"));
+  EXPECT_EQ((*site_doc)->Find("site_data"), nullptr);
+
+  // A later change that no longer carries the deep value is captured.
+  Exec("UPDATE \"tabNote\" SET data = '[1]' WHERE name = 'DEEP'");  // old row deep: fails
+  Exec("UPDATE \"tabNote\" SET title = 'd3' WHERE name = 'DEEP'");
+  EXPECT_EQ(Assemble(&assembler), 1);
+  EXPECT_EQ(failed.size(), 3u);
+}
+
+// Issue 13 item 5: columns the site added for itself (not in the registry)
+// are in no entry, and a change of only such a column is no entry.
+TEST_F(CaptureTest, SiteColumnsOutsideTheRegistryAreNotCaptured) {
+  Exec("ALTER TABLE \"tabNote\" ADD COLUMN secret text");
+  Exec("ALTER TABLE \"tabNote Item\" ADD COLUMN secret text");
+  InsertNote("N1");
+  Exec("UPDATE \"tabNote\" SET secret = 's3cret-parent' WHERE name = 'N1'");
+  Exec("UPDATE \"tabNote Item\" SET secret = 's3cret-child' WHERE parent = 'N1'");
+  EXPECT_EQ(Assemble(), 1);  // the Create; the secret-only updates are nothing
+  {
+    auto tx = pg::Transaction::Begin(conn_.get());
+    Exec("UPDATE \"tabNote\" SET title = 'v2', secret = 's3cret-2' WHERE name = 'N1'");
+    Exec("UPDATE \"tabNote Item\" SET qty = 7, secret = 's3cret-3' WHERE name = 'N1-i1'");
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  EXPECT_EQ(Assemble(), 1);
+  auto entries = Entries();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].type, "Create");
+  EXPECT_EQ(entries[1].type, "Update");
+  for (const Entry& e : entries) {
+    EXPECT_EQ(e.data.ToJson().find("s3cret"), std::string::npos) << e.data.ToJson();
+    EXPECT_EQ(e.data.ToJson().find("secret"), std::string::npos) << e.data.ToJson();
+  }
+  EXPECT_EQ(At(At(entries[1].data, "changed"), "title"), Value::String("v2"));
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log"
+                  " WHERE data::text LIKE '%s3cret%'"),
+            0);
+
+  auto doc = ReadDocument(conn_.get(), registry_, *registry_.Find("Note"), "N1");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  ASSERT_TRUE(doc->has_value());
+  EXPECT_EQ(At(**doc, "title"), Value::String("v2"));
+  EXPECT_EQ(At(**doc, "items").as_array().size(), 2u);
+  EXPECT_EQ((*doc)->ToJson().find("secret"), std::string::npos) << (*doc)->ToJson();
+}
+
 TEST_F(CaptureTest, UncapturedDocTypesAndParentsAreNotLogged) {
   Exec("INSERT INTO \"tabOther\" (name, title) VALUES ('O1', 'x')");
   // A row of the shared child DocType that belongs to the uncaptured parent.
@@ -542,7 +662,9 @@ TEST_F(CaptureTest, BatchLimitNeverSplitsATransactionAndKeepsOrder) {
     }
     ASSERT_TRUE((*tx)->Commit().ok());
   }
-  Assembler small(registry_, Assembler::Options{4});
+  Assembler::Options four;
+  four.max_raw_rows = 4;
+  Assembler small(registry_, four);
   std::vector<int> per_call;
   while (true) {
     bool more = false;
@@ -656,7 +778,9 @@ TEST_F(CaptureTest, TwoAssemblersDoNotDuplicate) {
     Exec("INSERT INTO \"tabNote\" (name, title) VALUES ($1, 'x')",
          {absl::StrCat("D", i)});
   }
-  Assembler small(registry_, Assembler::Options{7});
+  Assembler::Options seven;
+  seven.max_raw_rows = 7;
+  Assembler small(registry_, seven);
   std::atomic<int> total{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 2; ++t) {
@@ -778,6 +902,277 @@ TEST_F(CaptureTest, ConcurrentWritersGetExactlyOneEntryPerCommittedChange) {
   EXPECT_EQ(notified.load(),
             Count("SELECT max(seq) FROM es_producer.update_log"));
   EXPECT_GT(rolled_back.load(), 0);
+}
+
+// Issue 13 items 1, 5 and 11 with the real producer binary, connected as a
+// producer role that has only what docs/design.md "Database roles" lists
+// (CREATE on the database; SELECT and TRIGGER on the site's tables); the
+// site's application writes as a role with SELECT/INSERT/UPDATE/DELETE on
+// its tables and nothing else; a consumer role has the same table grants
+// plus EXECUTE on es_producer.may_mark_origin(). The tables are owned by the
+// test's superuser, as a site's DDL role would own them.
+class SiteRolesTest : public ::testing::Test {
+ protected:
+  static constexpr char kBranch1[] = "token branch1:roles-b1";
+
+  void SetUp() override {
+    db_ = FreshDatabase("roles");
+    producer_role_ = db_ + "_producer";
+    app_role_ = db_ + "_app";
+    consumer_role_ = db_ + "_consumer";
+    admin_ = Open("postgres");
+    ASSERT_NE(admin_, nullptr);
+    const std::string tables = R"("tabNote", "tabNote Item")";
+    ASSERT_TRUE(admin_->ExecScript(absl::StrCat(R"(
+      CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
+        modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+        idx int DEFAULT 0, title text, data jsonb, secret text);
+      CREATE TABLE "tabNote Item" (name text PRIMARY KEY, creation timestamptz,
+        modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
+        idx int DEFAULT 0, parent text, parenttype text, parentfield text, item text,
+        secret text);
+      CREATE ROLE ")", producer_role_, R"(" LOGIN;
+      CREATE ROLE ")", app_role_, R"(" LOGIN;
+      CREATE ROLE ")", consumer_role_, R"(" LOGIN;
+      GRANT CREATE ON DATABASE ")", db_, R"(" TO ")", producer_role_, R"(";
+      GRANT SELECT, TRIGGER ON )", tables, R"( TO ")", producer_role_, R"(";
+      GRANT SELECT, INSERT, UPDATE, DELETE ON )", tables, R"( TO ")", app_role_,
+                                                   R"(", ")", consumer_role_, R"(";
+    )")).ok());
+    metrics_port_ = FreeTcpPort();
+    auto svc = StartService("eventstream-producer", Config(),
+                            {{"ES_T_ROLES_B1", "roles-b1"}});
+    ASSERT_TRUE(svc.ok()) << svc.status();
+    service_ = std::move(*svc);
+    stub_ = v1::Producer::NewStub(
+        grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
+    // branch1 registers (pre-approved): the producer installs the triggers.
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::RegisterConsumerRequest req;
+    req.set_consumer_site("branch1");
+    auto* sub = req.add_doctypes();
+    sub->set_doctype("Note");
+    sub->set_condition("doc.title != 'hidden'");  // pulls read current documents
+    v1::RegisterConsumerResponse resp;
+    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
+    ASSERT_EQ(QueryInt(admin_.get(), "SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"),
+              2);
+    // The grant an operator gives the consumer's role (the owner gives it).
+    auto producer = Open(producer_role_);
+    ASSERT_NE(producer, nullptr);
+    ASSERT_TRUE(producer->Exec(absl::StrCat("GRANT EXECUTE ON FUNCTION es_producer.may_mark_origin() TO ",
+                                            pg::QuoteIdentifier(consumer_role_))).ok());
+    app_ = Open(app_role_);
+    consumer_ = Open(consumer_role_);
+    ASSERT_NE(app_, nullptr);
+    ASSERT_NE(consumer_, nullptr);
+  }
+
+  std::unique_ptr<pg::Connection> Open(const std::string& user) {
+    std::string url = SharedCluster().Url(db_);
+    url.replace(url.find("user=postgres"), 13, "user=" + user);
+    auto conn = pg::Connection::Open(url);
+    EXPECT_TRUE(conn.ok()) << conn.status();
+    return conn.ok() ? std::move(*conn) : nullptr;
+  }
+
+  std::string Config() {
+    std::string url = SharedCluster().Url(db_);
+    url.replace(url.find("user=postgres"), 13, "user=" + producer_role_);
+    return absl::StrCat(R"(site: {name: hq}
+database: {url: ")", url, R"("}
+doctypes:
+  - name: Note
+    fields:
+      - {fieldname: title, fieldtype: Data}
+      - {fieldname: data, fieldtype: JSON}
+      - {fieldname: items, fieldtype: Table, options: Note Item}
+  - name: Note Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+producer:
+  listen: "127.0.0.1:0"
+  metrics_listen: "127.0.0.1:)", metrics_port_, R"("
+  api_keys: [{key: branch1, secret_env: ES_T_ROLES_B1, role: consumer}]
+  consumers: [{site: branch1, doctypes: [{doctype: Note, status: approved}]}]
+)");
+  }
+
+  void Write(pg::Connection* conn, const std::string& sql) {
+    absl::Status s = conn->ExecScript(sql);
+    ASSERT_TRUE(s.ok()) << s << "\n" << sql;
+  }
+
+  // Waits until the assembler consumed every raw row.
+  void Drained() {
+    ASSERT_TRUE(Eventually([&] {
+      return QueryInt(admin_.get(), "SELECT count(*) FROM es_producer.raw_change") == 0;
+    })) << service_.process->Log();
+  }
+
+  v1::PullUpdatesResponse Pull() {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::PullUpdatesRequest req;
+    v1::PullUpdatesResponse resp;
+    grpc::Status s = stub_->PullUpdates(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp;
+  }
+
+  // "Create:N1 Update:N1 ..." of a pull from the start.
+  std::string PulledSummary() {
+    std::string out;
+    const v1::PullUpdatesResponse pulled = Pull();
+    for (const auto& e : pulled.entries()) {
+      std::string type = v1::UpdateType_Name(e.update_type()).substr(12);  // UPDATE_TYPE_
+      absl::StrAppend(&out, out.empty() ? "" : " ", type, ":", e.docname());
+    }
+    return out;
+  }
+
+  std::string db_, producer_role_, app_role_, consumer_role_;
+  int metrics_port_ = 0;
+  std::unique_ptr<pg::Connection> admin_, app_, consumer_;
+  RunningService service_;
+  std::unique_ptr<v1::Producer::Stub> stub_;
+};
+
+// Issue 13 item 11: the application role's writes are captured with table
+// grants only; it can neither forge queue rows nor hide its writes with the
+// origin marker; the consumer role's marked writes are still not echoed.
+TEST_F(SiteRolesTest, ApplicationRoleIsCapturedAndCannotForgeOrHide) {
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('A1', 'by the app'))");
+  Write(app_.get(), R"(BEGIN; SET LOCAL eventstream.origin = 'branch1';
+    INSERT INTO "tabNote" (name, title) VALUES ('A2', 'trying to hide');
+    SELECT set_config('eventstream.origin', 'branch1', true);
+    UPDATE "tabNote" SET title = 'still trying' WHERE name = 'A1'; COMMIT;)");
+  // The consumer's own statement (services/consumer/applier.cc).
+  Write(consumer_.get(), R"(BEGIN; SELECT set_config('eventstream.origin', 'branch1', true);
+    INSERT INTO "tabNote" (name, title) VALUES ('C1', 'applied from branch1'); COMMIT;)");
+
+  for (const char* forged : {
+           "INSERT INTO es_producer.raw_change (table_name, doctype, op, new_row)"
+           " VALUES ('tabNote', 'Note', 'I', '{\"name\": \"FORGED\"}')",
+           "INSERT INTO es_producer.update_log (seq, doctype, docname, update_type, txid)"
+           " VALUES (999, 'Note', 'FORGED', 'Delete', pg_current_xact_id())",
+           "DELETE FROM es_producer.raw_change",
+       }) {
+    auto r = app_->Exec(forged);
+    ASSERT_FALSE(r.ok()) << forged;
+    EXPECT_EQ(pg::SqlStateOf(r.status()), "42501") << r.status();  // insufficient_privilege
+  }
+  Drained();
+  EXPECT_EQ(QueryText(admin_.get(),
+                      "SELECT string_agg(docname || ':' || coalesce(origin, 'local'), ' '"
+                      " ORDER BY seq) FROM es_producer.update_log"),
+            "A1:local A2:local A1:local C1:branch1");
+  EXPECT_EQ(PulledSummary(), "CREATE:A1 CREATE:A2 UPDATE:A1");  // C1 is not echoed
+}
+
+// Issue 13 item 5: a site column outside the registry travels neither in
+// entries nor through GetDocument / FindDocuments.
+TEST_F(SiteRolesTest, SiteColumnsTravelNowhere) {
+  Write(app_.get(), R"(BEGIN;
+    INSERT INTO "tabNote" (name, title, secret) VALUES ('S1', 'note', 's3cret-1');
+    INSERT INTO "tabNote Item" (name, parent, parenttype, parentfield, idx, item, secret)
+      VALUES ('S1-1', 'S1', 'Note', 'items', 1, 'row', 's3cret-2');
+    COMMIT;
+    UPDATE "tabNote" SET title = 'note 2', secret = 's3cret-3' WHERE name = 'S1';)");
+  Drained();
+  v1::PullUpdatesResponse pulled = Pull();
+  ASSERT_EQ(pulled.entries_size(), 2) << pulled.DebugString();
+  for (const auto& e : pulled.entries()) {
+    EXPECT_EQ(e.data_json().find("s3cret"), std::string::npos) << e.data_json();
+    EXPECT_EQ(e.data_json().find("secret"), std::string::npos) << e.data_json();
+  }
+
+  grpc::ClientContext get_ctx;
+  get_ctx.AddMetadata("authorization", kBranch1);
+  v1::GetDocumentRequest get;
+  get.set_doctype("Note");
+  get.set_name("S1");
+  v1::GetDocumentResponse got;
+  grpc::Status s = stub_->GetDocument(&get_ctx, get, &got);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(got.document_json().find("note 2"), std::string::npos) << got.document_json();
+  EXPECT_NE(got.document_json().find("S1-1"), std::string::npos) << got.document_json();
+  EXPECT_EQ(got.document_json().find("secret"), std::string::npos) << got.document_json();
+
+  grpc::ClientContext find_ctx;
+  find_ctx.AddMetadata("authorization", kBranch1);
+  v1::FindDocumentsRequest find;
+  find.set_doctype("Note");
+  (*find.mutable_filters())["title"] = "note 2";
+  v1::FindDocumentsResponse found;
+  s = stub_->FindDocuments(&find_ctx, find, &found);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(found.documents_json_size(), 1);
+  EXPECT_EQ(found.documents_json(0).find("secret"), std::string::npos)
+      << found.documents_json(0);
+}
+
+// Issue 13 item 1 end to end: a deep document is logged (DocType, name,
+// txid), counted and recorded; the other documents replicate, and the pull
+// (whose condition reads current documents) is not held up by it.
+TEST_F(SiteRolesTest, DeepDocumentIsAVisibleErrorAndReplicationGoesOn) {
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']');
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('D1', 'shallow first'))");
+  Drained();
+  auto r = app_->Exec(R"(UPDATE "tabNote" SET data = $1::jsonb WHERE name = 'D1'
+                         RETURNING pg_current_xact_id()::text)",
+                      {deep});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string txid(r->Get(0, 0));
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('N1', 'after it'))");
+  Drained();
+
+  EXPECT_EQ(PulledSummary(), "CREATE:D1 CREATE:N1");
+  EXPECT_EQ(QueryText(admin_.get(), "SELECT doctype || '/' || docname || '/' || txid"
+                                    " FROM es_producer.capture_error"),
+            "Note/D1/" + txid);
+  EXPECT_EQ(Scrape(metrics_port_, "eventstream_producer_capture_errors_total{doctype=\"Note\"}"),
+            std::optional<double>(1));
+  EXPECT_EQ(Scrape(metrics_port_, "eventstream_producer_capture_error_records"),
+            std::optional<double>(1));
+  EXPECT_NE(service_.process->Log().find(absl::StrCat(
+                "capture error: document \"D1\" of DocType \"Note\" in transaction ", txid)),
+            std::string::npos)
+      << service_.process->Log();
+}
+
+// Issue 13 item 11: the producer's role has TRIGGER on the site's tables,
+// not their ownership, and DROP TRIGGER needs the owner: capture that is no
+// longer wanted is left inert instead (it records nothing), and is armed
+// again when wanted.
+TEST_F(SiteRolesTest, CaptureIsRemovedWithoutOwningTheTables) {
+  auto subscribe = [&](bool unsubscribe) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::UpdateSubscriptionRequest req;
+    req.set_consumer_site("branch1");
+    auto* sub = req.add_doctypes();
+    sub->set_doctype("Note");
+    sub->set_unsubscribe(unsubscribe);
+    v1::UpdateSubscriptionResponse resp;
+    grpc::Status s = stub_->UpdateSubscription(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
+  };
+  const std::string armed =
+      "SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture' AND tgnargs > 0";
+  subscribe(true);
+  EXPECT_EQ(QueryInt(admin_.get(), armed), 0);
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('U1', 'not captured'))");
+  EXPECT_EQ(QueryInt(admin_.get(), "SELECT count(*) FROM es_producer.raw_change"), 0);
+  subscribe(false);
+  EXPECT_EQ(QueryInt(admin_.get(), armed), 2);
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('U2', 'captured'))");
+  Drained();
+  EXPECT_EQ(QueryText(admin_.get(), "SELECT string_agg(docname, ' ') FROM es_producer.update_log"),
+            "U2");
 }
 
 }  // namespace

@@ -287,5 +287,46 @@ TEST(DocTypeRegistry, StandardAndBookkeepingColumns) {
   EXPECT_FALSE(IsBookkeepingColumn("name"));
 }
 
+// Issue 13 item 5: a column the site added for itself is not replicated.
+TEST(DocTypeRegistry, ReplicatedColumnsAreStandardColumnsAndFieldsWithAColumn) {
+  std::vector<DocTypeDef> defs(2);
+  defs[0].name = "Note";
+  defs[0].fields = {FieldDef{"title", "Data"}, FieldDef{"rows", "Table", "Note Row"}};
+  defs[1].name = "Note Row";
+  defs[1].istable = true;
+  defs[1].fields = {FieldDef{"item", "Data"}};
+  auto registry = DocTypeRegistry::Create(std::move(defs));
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const DocTypeDef* note = registry->Find("Note");
+  const DocTypeDef* row = registry->Find("Note Row");
+
+  EXPECT_TRUE(IsReplicatedColumn(note, "name"));
+  EXPECT_TRUE(IsReplicatedColumn(note, "docstatus"));
+  EXPECT_TRUE(IsReplicatedColumn(note, "title"));
+  EXPECT_FALSE(IsReplicatedColumn(note, "rows"));    // a Table: no column
+  EXPECT_FALSE(IsReplicatedColumn(note, "secret"));  // the site's own
+  EXPECT_FALSE(IsReplicatedColumn(note, "parent"));  // not a child DocType
+  EXPECT_TRUE(IsReplicatedColumn(row, "parentfield"));
+  EXPECT_TRUE(IsReplicatedColumn(row, "item"));
+  EXPECT_FALSE(IsReplicatedColumn(row, "title"));
+  EXPECT_TRUE(IsReplicatedColumn(nullptr, "parenttype"));
+  EXPECT_FALSE(IsReplicatedColumn(nullptr, "title"));
+
+  EXPECT_EQ(ReplicatedColumns(*note),
+            (std::vector<std::string>{"name", "creation", "modified", "modified_by",
+                                      "owner", "docstatus", "idx", "title"}));
+  EXPECT_EQ(ReplicatedColumns(*row).size(), 11u);
+
+  auto parsed = Value::ParseJson(
+      R"({"name": "N1", "title": "t", "secret": "s3cret", "rows": 1, "idx": 0})");
+  ASSERT_TRUE(parsed.ok());
+  Value doc = *parsed;
+  KeepReplicatedColumns(note, &doc);
+  EXPECT_EQ(doc.ToJson(), R"({"idx":0,"name":"N1","title":"t"})");
+  Value scalar = Value::String("x");
+  KeepReplicatedColumns(note, &scalar);
+  EXPECT_EQ(scalar.ToJson(), R"("x")");
+}
+
 }  // namespace
 }  // namespace eventstream
