@@ -79,7 +79,13 @@
 // document failing it is neither readable nor followed. Readability is
 // decided by walking links backwards from the asked document, at most
 // Options::reachability_budget documents (past it: not readable, logged
-// once per site and DocType). Anything unreadable is PERMISSION_DENIED
+// once per site and DocType). GetDocument does the same work for a name
+// whether or not a document has it (issue 13 item 9): the document's child
+// tables are read, the conditions judged (a missing document as a stand-in
+// with only its name) and the links to the name walked backwards in every
+// case but a visible grantor, so its time does not tell an invisible
+// document from a missing one. It still grows with the documents that link
+// to the name (existing or not), which a caller cannot choose. Anything unreadable is PERMISSION_DENIED
 // with the same message whether or not the document exists ("document
 // \"N\" of DocType \"D\" is not visible to site \"S\""): existence is not
 // revealed. An unknown or child DocType is INVALID_ARGUMENT. With
@@ -156,6 +162,11 @@ class UpdateFeed {
     // that status. Null = never. The producer passes CallScope::Interrupted
     // (services/common/call_guard.h).
     std::function<absl::Status()> interrupted;
+    // Told how many database statements each GetDocument / FindDocuments
+    // ran once it had its connection (also when it failed); null = not
+    // told. The producer counts them on /metrics
+    // (eventstream_producer_dependency_statements_total).
+    std::function<void(int64_t statements)> on_statements;
   };
   // `config` and `pool` must outlive the feed.
   UpdateFeed(const Config* config, pg::ConnectionPool* pool)
