@@ -85,12 +85,15 @@
 // with only its name) and the links to the name walked backwards in every
 // case but a visible grantor, so its time does not tell an invisible
 // document from a missing one. It still grows with the documents that link
-// to the name (existing or not), which a caller cannot choose. Anything unreadable is PERMISSION_DENIED
-// with the same message whether or not the document exists ("document
-// \"N\" of DocType \"D\" is not visible to site \"S\""): existence is not
-// revealed. An unknown or child DocType is INVALID_ARGUMENT. With
-// dependencies, GetDocument also returns the readable documents the
-// document reaches (LinkClosure, Options::closure bounds).
+// to the name (whether the name exists or not), and FindDocuments still
+// judges each match, so its time grows with the invisible matches
+// (docs/design.md "Known limitations"). Anything unreadable is
+// PERMISSION_DENIED with the same message whether or not the document
+// exists ("document \"N\" of DocType \"D\" is not visible to site
+// \"S\""): existence is not revealed. An unknown or child DocType is
+// INVALID_ARGUMENT. With dependencies, GetDocument also returns the
+// readable documents the document reaches (LinkClosure, Options::closure
+// bounds).
 //
 // Thread-safe; each call takes its own pooled connection. Two pulls of the
 // same site at once (a consumer pulls serially) may record consumer_document
