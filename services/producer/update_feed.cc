@@ -634,17 +634,19 @@ class StatementCount {
 
 absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
     pg::Connection* conn, absl::string_view site, const Access& access,
-    const DocTypeDef& def, absl::string_view name) {
-  // The same work whether `name` exists or not (issue 13 item 9): its child
-  // tables are read, the conditions judged (on a stand-in) and the links
-  // walked backwards all the same; only a visible document ends early.
+    const DocTypeDef& def, absl::string_view name, bool same_work) {
+  // With same_work, the same work whether `name` exists or not (issue 13
+  // item 9): its child tables are read, the conditions judged (on a
+  // stand-in) and the links walked backwards all the same; only a visible
+  // document ends early.
   ASSIGN_OR_RETURN(std::optional<Value> doc,
-                   ReadDocument(conn, config_->registry, def, name,
-                                /*same_work_when_missing=*/true));
+                   ReadDocument(conn, config_->registry, def, name, same_work));
+  if (!doc && !same_work) return doc;
   const Value judged = doc ? *doc : StandIn(def, name);
   const DocRef target{def.name, std::string(name)};
   ASSIGN_OR_RETURN(Standing standing, Judge(conn, site, access, target, &judged));
   if (doc && standing == Standing::kGrantor) return doc;
+  if (!same_work && standing != Standing::kPassage) return std::optional<Value>();
   ReverseWalk walk;
   walk.linkers = [&](const std::string& doctype, const std::vector<std::string>& names,
                      int limit) -> absl::StatusOr<std::vector<DocRef>> {
@@ -704,7 +706,8 @@ absl::StatusOr<ServedDocument> UpdateFeed::GetDocument(absl::string_view site,
   pg::Connection* conn = lease.get();
   StatementCount count(conn, &options_.on_statements);
   ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
-  ASSIGN_OR_RETURN(std::optional<Value> doc, Readable(conn, site, access, *def, name));
+  ASSIGN_OR_RETURN(std::optional<Value> doc,
+                   Readable(conn, site, access, *def, name, /*same_work=*/true));
   if (!doc) return NotVisible(site, doctype, name);
   ServedDocument out;
   out.json = doc->ToJson();
@@ -759,7 +762,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
     for (int i = 0; i < r->rows() && static_cast<int>(out.size()) < limit; ++i) {
       ++scanned;
       last = std::string(r->Get(i, 0));
-      auto doc = Readable(conn, site, access, **def, last);
+      auto doc = Readable(conn, site, access, **def, last, /*same_work=*/false);
       if (!doc.ok()) return doc.status();
       if (doc->has_value()) out.push_back((*doc)->ToJson());
     }

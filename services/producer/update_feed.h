@@ -243,11 +243,15 @@ class UpdateFeed {
                                  const Access& access, const DocRef& ref,
                                  const Value* doc);
   // The document if the site may read it, else nullopt (also when missing).
+  // With `same_work`, the work does not depend on whether `name` exists or
+  // why it is not readable (GetDocument, see file comment); without it
+  // (FindDocuments, whose names exist), a blocked or missing name ends
+  // early.
   absl::StatusOr<std::optional<Value>> Readable(pg::Connection* conn,
                                                 absl::string_view site,
                                                 const Access& access,
                                                 const DocTypeDef& def,
-                                                absl::string_view name);
+                                                absl::string_view name, bool same_work);
   // The readable documents `doc` reaches (GetDocument with dependencies).
   absl::Status AddDependencies(pg::Connection* conn, absl::string_view site,
                                const Access& access, const DocTypeDef& def,
