@@ -163,6 +163,7 @@ bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
   if (absl::Status s = CheckParams(params); !s.ok()) return s;
   if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  ++statements_;
   std::string text(sql);
   ParamArrays arrays(params);
   return Check(conn_, PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
@@ -181,6 +182,7 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
     if (!prepared.ok()) return prepared.status();
     prepared_.insert(name);
   }
+  ++statements_;
   ParamArrays arrays(params);
   return Check(conn_, PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
                                      arrays.values.data(), nullptr, nullptr, 0));

@@ -110,6 +110,10 @@ class Connection {
   // Waits for every deferred statement; the first failure, or OK.
   absl::Status FlushDeferred();
   int deferred() const { return static_cast<int>(deferred_.size()); }
+  // Statements run through Exec / ExecPrepared on this connection so far
+  // (the work a caller did, e.g. to show its cost does not depend on data
+  // the caller may not see; update_feed.h).
+  int64_t statements() const { return statements_; }
 
   // COPY ... FROM STDIN in text format, with `data` (built by CopyText) as
   // the input: many rows in one statement without building a JSON or array
@@ -133,6 +137,7 @@ class Connection {
   pg_conn* conn_;
   std::unordered_set<std::string> prepared_;  // statement names on the server
   std::vector<Deferred> deferred_;  // sent, results not read yet (in order)
+  int64_t statements_ = 0;
 };
 
 // BEGIN on construction; ROLLBACK in the destructor unless committed.

@@ -52,7 +52,8 @@ std::string Sql(const char* query, const DocTypeDef& table, bool cut, int column
 // returns its parse error.
 absl::StatusOr<std::optional<Value>> Read(pg::Connection* conn, const DocTypeRegistry& registry,
                                           const DocTypeDef& def, absl::string_view name,
-                                          bool cut, bool* unparsable) {
+                                          bool cut, bool same_work_when_missing,
+                                          bool* unparsable) {
   auto parse = [&](absl::string_view text, const DocTypeDef& of) -> absl::StatusOr<Value> {
     auto v = Value::ParseJson(std::string_view(text.data(), text.size()));
     if (!v.ok()) {
@@ -67,8 +68,12 @@ absl::StatusOr<std::optional<Value>> Read(pg::Connection* conn, const DocTypeReg
   pg::Params params = {name};
   if (cut) params.emplace_back(pg::TextArray(ReplicatedColumns(def)));
   ASSIGN_OR_RETURN(pg::Result parent, conn->Exec(Sql(kParentSql, def, cut, 2), params));
-  if (parent.rows() == 0) return std::optional<Value>();
-  ASSIGN_OR_RETURN(Value doc, parse(parent.Get(0, "row"), def));
+  const bool exists = parent.rows() > 0;
+  if (!exists && !same_work_when_missing) return std::optional<Value>();
+  Value doc;
+  if (exists) {
+    ASSIGN_OR_RETURN(doc, parse(parent.Get(0, "row"), def));
+  }
   for (const FieldDef& field : def.fields) {
     if (!field.is_table()) continue;
     Value rows = Value::EmptyArray();
@@ -77,13 +82,14 @@ absl::StatusOr<std::optional<Value>> Read(pg::Connection* conn, const DocTypeReg
       if (cut) child_params.emplace_back(pg::TextArray(ReplicatedColumns(*child)));
       ASSIGN_OR_RETURN(pg::Result r,
                        conn->Exec(Sql(kChildrenSql, *child, cut, 4), child_params));
-      for (int i = 0; i < r.rows(); ++i) {
+      for (int i = 0; exists && i < r.rows(); ++i) {
         ASSIGN_OR_RETURN(Value row, parse(r.Get(i, "row"), *child));
         rows.mutable_array().push_back(std::move(row));
       }
     }
-    doc[field.fieldname] = std::move(rows);
+    if (exists) doc[field.fieldname] = std::move(rows);
   }
+  if (!exists) return std::optional<Value>();
   return std::optional<Value>(std::move(doc));
 }
 
@@ -107,10 +113,13 @@ void WarnUnrepresentable(const DocTypeDef& def, absl::string_view name,
 
 absl::StatusOr<std::optional<Value>> ReadDocument(
     pg::Connection* conn, const DocTypeRegistry& registry,
-    const DocTypeDef& def, absl::string_view name) {
+    const DocTypeDef& def, absl::string_view name, bool same_work_when_missing) {
   bool unparsable = false;
-  auto doc = Read(conn, registry, def, name, /*cut=*/false, &unparsable);
-  if (unparsable) doc = Read(conn, registry, def, name, /*cut=*/true, &unparsable);
+  auto doc = Read(conn, registry, def, name, /*cut=*/false, same_work_when_missing,
+                  &unparsable);
+  if (unparsable) {
+    doc = Read(conn, registry, def, name, /*cut=*/true, same_work_when_missing, &unparsable);
+  }
   if (unparsable) {
     WarnUnrepresentable(def, name, doc.status());
     return std::optional<Value>();

@@ -37,10 +37,14 @@ namespace eventstream {
 // The current version of document `name` of parent DocType `def`, or
 // nullopt when there is no such row or it cannot be represented (see
 // above). Errors are the database's (e.g. the table is missing), naming the
-// DocType.
+// DocType. With `same_work_when_missing`, a missing document takes the
+// same statements as an existing one (its child tables are read for `name`
+// all the same, the rows found ignored), so the time of a caller that must
+// not reveal existence (update_feed.h, GetDocument) does not depend on it.
 absl::StatusOr<std::optional<Value>> ReadDocument(
     pg::Connection* conn, const DocTypeRegistry& registry,
-    const DocTypeDef& def, absl::string_view name);
+    const DocTypeDef& def, absl::string_view name,
+    bool same_work_when_missing = false);
 
 }  // namespace eventstream
 

@@ -75,6 +75,9 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
   pull_seconds = registry.AddHistogram("eventstream_producer_pull_duration_seconds",
                                        "Time to serve one PullUpdates call.", {"consumer"},
                                        metrics::LatencyBuckets());
+  dependency_statements = registry.AddCounter(
+      "eventstream_producer_dependency_statements_total",
+      "Database statements run to answer GetDocument and FindDocuments.", {});
   if (notifier) {
     registry.AddCallback(
         "eventstream_producer_notify_failures_total",

@@ -15,6 +15,9 @@
 //  eventstream_producer_pull_duration_seconds{consumer}  (histogram)
 //      PullUpdates calls served by this replica, the entries they returned
 //      and how long they took (failed calls count as pulls, not entries).
+//  eventstream_producer_dependency_statements_total
+//      Database statements run to answer GetDocument and FindDocuments
+//      (update_feed.h): the work deciding what a consumer may see costs.
 //  eventstream_producer_notify_failures_total{consumer}
 //      Failed Notify calls to the consumer (Notifier::stats(); it starts
 //      over when the consumer's address or token changes).
@@ -56,6 +59,7 @@ struct ProducerMetrics {
   metrics::Family<metrics::Counter>* pulls;
   metrics::Family<metrics::Counter>* pulled;
   metrics::Family<metrics::Histogram>* pull_seconds;
+  metrics::Family<metrics::Counter>* dependency_statements;
 };
 
 }  // namespace eventstream

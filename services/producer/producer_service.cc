@@ -388,11 +388,6 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
     deps.webhooks = std::move(*webhooks);
   }
   if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
-  {
-    UpdateFeed::Options feed;
-    feed.interrupted = &CallScope::Interrupted;
-    deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
-  }
   Notifier::Options notify_options;
   {
     const std::optional<TlsClientConfig>& notify_tls = config.producer->notify_tls;
@@ -404,6 +399,14 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
   }
   deps.notifier = std::make_shared<Notifier>(config.site.name, notify_options);
   deps.metrics = std::make_shared<ProducerMetrics>(deps.pool, deps.notifier);
+  {
+    UpdateFeed::Options feed;
+    feed.interrupted = &CallScope::Interrupted;
+    feed.on_statements = [statements = deps.metrics->dependency_statements](int64_t n) {
+      statements->WithLabels({}).Inc(static_cast<double>(n));
+    };
+    deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
+  }
   RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());
   return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));
 }

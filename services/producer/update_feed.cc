@@ -598,16 +598,55 @@ absl::StatusOr<Standing> UpdateFeed::Judge(pg::Connection* conn,
   return Standing::kPassage;
 }
 
+namespace {
+
+// What the conditions judge for a name with no document (Readable): the
+// document's shape with nothing in it but its name.
+Value StandIn(const DocTypeDef& def, absl::string_view name) {
+  Value doc = Value::EmptyObject();
+  doc["name"] = Value::String(std::string(name));
+  doc["doctype"] = Value::String(def.name);
+  for (const FieldDef& field : def.fields) {
+    if (field.is_table()) doc[field.fieldname] = Value::EmptyArray();
+  }
+  return doc;
+}
+
+// Tells Options::on_statements the statements run on `conn` from its
+// construction to its end.
+class StatementCount {
+ public:
+  StatementCount(const pg::Connection* conn, const std::function<void(int64_t)>* told)
+      : conn_(conn), told_(told), start_(conn->statements()) {}
+  ~StatementCount() {
+    if (*told_) (*told_)(conn_->statements() - start_);
+  }
+  StatementCount(const StatementCount&) = delete;
+  StatementCount& operator=(const StatementCount&) = delete;
+
+ private:
+  const pg::Connection* conn_;
+  const std::function<void(int64_t)>* told_;
+  int64_t start_;
+};
+
+}  // namespace
+
 absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
     pg::Connection* conn, absl::string_view site, const Access& access,
-    const DocTypeDef& def, absl::string_view name) {
+    const DocTypeDef& def, absl::string_view name, bool same_work) {
+  // With same_work, the same work whether `name` exists or not (issue 13
+  // item 9): its child tables are read, the conditions judged (on a
+  // stand-in) and the links walked backwards all the same; only a visible
+  // document ends early.
   ASSIGN_OR_RETURN(std::optional<Value> doc,
-                   ReadDocument(conn, config_->registry, def, name));
-  if (!doc) return doc;
+                   ReadDocument(conn, config_->registry, def, name, same_work));
+  if (!doc && !same_work) return doc;
+  const Value judged = doc ? *doc : StandIn(def, name);
   const DocRef target{def.name, std::string(name)};
-  ASSIGN_OR_RETURN(Standing standing, Judge(conn, site, access, target, &*doc));
-  if (standing == Standing::kGrantor) return doc;
-  if (standing != Standing::kPassage) return std::optional<Value>();
+  ASSIGN_OR_RETURN(Standing standing, Judge(conn, site, access, target, &judged));
+  if (doc && standing == Standing::kGrantor) return doc;
+  if (!same_work && standing != Standing::kPassage) return std::optional<Value>();
   ReverseWalk walk;
   walk.linkers = [&](const std::string& doctype, const std::vector<std::string>& names,
                      int limit) -> absl::StatusOr<std::vector<DocRef>> {
@@ -615,12 +654,14 @@ absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
     return FindLinkers(conn, config_->registry, doctype, names, limit);
   };
   walk.standing = [&](const DocRef& ref) -> absl::StatusOr<Standing> {
-    if (ref == target) return standing;
+    // The asked name is walked from whatever it is (a missing, blocked or
+    // granting name as much as a passage); its standing decides below.
+    if (ref == target) return Standing::kPassage;
     return Judge(conn, site, access, ref, nullptr);
   };
   ASSIGN_OR_RETURN(Reachability reach,
                    ReachableFromGrantor(target, walk, options_.reachability_budget));
-  if (reach.out_of_budget) {
+  if (reach.out_of_budget && doc && standing == Standing::kPassage) {
     LogConditionError(site, def.name, "(dependency access)",
                       absl::ResourceExhaustedError(absl::StrCat(
                           "deciding whether a document is reachable through links from one "
@@ -628,7 +669,9 @@ absl::StatusOr<std::optional<Value>> UpdateFeed::Readable(
                           options_.reachability_budget,
                           " documents; treated as not reachable")));
   }
-  if (!reach.readable) return std::optional<Value>();
+  if (!doc || standing != Standing::kPassage || !reach.readable) {
+    return std::optional<Value>();
+  }
   return doc;
 }
 
@@ -661,8 +704,10 @@ absl::StatusOr<ServedDocument> UpdateFeed::GetDocument(absl::string_view site,
   if (name.empty()) return absl::InvalidArgumentError("name: required");
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
   pg::Connection* conn = lease.get();
+  StatementCount count(conn, &options_.on_statements);
   ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
-  ASSIGN_OR_RETURN(std::optional<Value> doc, Readable(conn, site, access, *def, name));
+  ASSIGN_OR_RETURN(std::optional<Value> doc,
+                   Readable(conn, site, access, *def, name, /*same_work=*/true));
   if (!doc) return NotVisible(site, doctype, name);
   ServedDocument out;
   out.json = doc->ToJson();
@@ -695,6 +740,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
   }
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
   pg::Connection* conn = lease.get();
+  StatementCount count(conn, &options_.on_statements);
   ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
   // Pages of matching names; invisible ones are skipped, so more may be
   // read than returned. Bounded so a filter matching mostly invisible rows
@@ -716,7 +762,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
     for (int i = 0; i < r->rows() && static_cast<int>(out.size()) < limit; ++i) {
       ++scanned;
       last = std::string(r->Get(i, 0));
-      auto doc = Readable(conn, site, access, **def, last);
+      auto doc = Readable(conn, site, access, **def, last, /*same_work=*/false);
       if (!doc.ok()) return doc.status();
       if (doc->has_value()) out.push_back((*doc)->ToJson());
     }

@@ -79,12 +79,21 @@
 // document failing it is neither readable nor followed. Readability is
 // decided by walking links backwards from the asked document, at most
 // Options::reachability_budget documents (past it: not readable, logged
-// once per site and DocType). Anything unreadable is PERMISSION_DENIED
-// with the same message whether or not the document exists ("document
-// \"N\" of DocType \"D\" is not visible to site \"S\""): existence is not
-// revealed. An unknown or child DocType is INVALID_ARGUMENT. With
-// dependencies, GetDocument also returns the readable documents the
-// document reaches (LinkClosure, Options::closure bounds).
+// once per site and DocType). GetDocument does the same work for a name
+// whether or not a document has it (issue 13 item 9): the document's child
+// tables are read, the conditions judged (a missing document as a stand-in
+// with only its name) and the links to the name walked backwards in every
+// case but a visible grantor, so its time does not tell an invisible
+// document from a missing one. It still grows with the documents that link
+// to the name (whether the name exists or not), and FindDocuments still
+// judges each match, so its time grows with the invisible matches
+// (docs/design.md "Known limitations"). Anything unreadable is
+// PERMISSION_DENIED with the same message whether or not the document
+// exists ("document \"N\" of DocType \"D\" is not visible to site
+// \"S\""): existence is not revealed. An unknown or child DocType is
+// INVALID_ARGUMENT. With dependencies, GetDocument also returns the
+// readable documents the document reaches (LinkClosure, Options::closure
+// bounds).
 //
 // Thread-safe; each call takes its own pooled connection. Two pulls of the
 // same site at once (a consumer pulls serially) may record consumer_document
@@ -156,6 +165,11 @@ class UpdateFeed {
     // that status. Null = never. The producer passes CallScope::Interrupted
     // (services/common/call_guard.h).
     std::function<absl::Status()> interrupted;
+    // Told how many database statements each GetDocument / FindDocuments
+    // ran once it had its connection (also when it failed); null = not
+    // told. The producer counts them on /metrics
+    // (eventstream_producer_dependency_statements_total).
+    std::function<void(int64_t statements)> on_statements;
   };
   // `config` and `pool` must outlive the feed.
   UpdateFeed(const Config* config, pg::ConnectionPool* pool)
@@ -229,11 +243,15 @@ class UpdateFeed {
                                  const Access& access, const DocRef& ref,
                                  const Value* doc);
   // The document if the site may read it, else nullopt (also when missing).
+  // With `same_work`, the work does not depend on whether `name` exists or
+  // why it is not readable (GetDocument, see file comment); without it
+  // (FindDocuments, whose names exist), a blocked or missing name ends
+  // early.
   absl::StatusOr<std::optional<Value>> Readable(pg::Connection* conn,
                                                 absl::string_view site,
                                                 const Access& access,
                                                 const DocTypeDef& def,
-                                                absl::string_view name);
+                                                absl::string_view name, bool same_work);
   // The readable documents `doc` reaches (GetDocument with dependencies).
   absl::Status AddDependencies(pg::Connection* conn, absl::string_view site,
                                const Access& access, const DocTypeDef& def,
