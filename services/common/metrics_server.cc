@@ -15,8 +15,9 @@
 namespace eventstream {
 namespace {
 
-// "host:port" as civetweb's listening_ports wants it: a numeric address
-// ("[v6]:port" for IPv6), or just the port for every address.
+// "host:port" as civetweb's listening_ports wants it: a numeric IPv4
+// address, or just the port for every address. Debian 12's civetweb is
+// built without IPv6, so an IPv6 address is refused here, by name.
 absl::StatusOr<std::string> CivetListen(const std::string& listen) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
@@ -28,8 +29,14 @@ absl::StatusOr<std::string> CivetListen(const std::string& listen) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   if (host.empty()) return port;
+  if (host.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_listen: \"", listen,
+        "\": IPv6 addresses are not supported (Debian 12's civetweb has no IPv6); use "
+        "0.0.0.0:PORT or an IPv4 address"));
+  }
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
@@ -40,28 +47,26 @@ absl::StatusOr<std::string> CivetListen(const std::string& listen) {
   char numeric[NI_MAXHOST];
   const int rc = getnameinfo(res->ai_addr, res->ai_addrlen, numeric, sizeof(numeric),
                              nullptr, 0, NI_NUMERICHOST);
-  const bool v6 = res->ai_family == AF_INET6;
   freeaddrinfo(res);
   if (rc != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("metrics_listen: \"", listen, "\": ", gai_strerror(rc)));
   }
-  return v6 ? absl::StrCat("[", numeric, "]:", port) : absl::StrCat(numeric, ":", port);
+  return absl::StrCat(numeric, ":", port);
 }
 
-// civetweb runs this before any handler: a method other than GET or HEAD
-// on /metrics is 405 (the Exposer's handler only answers GET, and civetweb
-// would say 404). Everything else goes on to the Exposer (1 = answered).
+// civetweb runs this before any handler: a method other than GET on
+// /metrics is 405 (the Exposer's handler only answers GET, and civetweb
+// would say 404; HEAD too, as Prometheus never sends it). Everything else
+// goes on to the Exposer (non-zero = answered).
 int RejectNonGet(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   if (info == nullptr || info->local_uri == nullptr || info->request_method == nullptr)
     return 0;
   if (std::strcmp(info->local_uri, "/metrics") != 0) return 0;
-  if (std::strcmp(info->request_method, "GET") == 0 ||
-      std::strcmp(info->request_method, "HEAD") == 0)
-    return 0;
+  if (std::strcmp(info->request_method, "GET") == 0) return 0;
   mg_response_header_start(conn, 405);
-  mg_response_header_add(conn, "Allow", "GET, HEAD", -1);
+  mg_response_header_add(conn, "Allow", "GET", -1);
   mg_response_header_add(conn, "Content-Type", "text/plain", -1);
   mg_response_header_add(conn, "Content-Length", "28", -1);
   mg_response_header_send(conn);

@@ -3,14 +3,16 @@
 //
 // Contract:
 //  * Listens on `listen` ("host:port"; "0.0.0.0:9090", "127.0.0.1:9090",
-//    "[::]:9090", "localhost:9090": the host is resolved to its first
-//    address here, civetweb takes numeric addresses only). A listen value
-//    that is not host:port, or an address that cannot be bound, is an error
-//    naming `metrics_listen`.
+//    "localhost:9090": the host is resolved to its first IPv4 address here,
+//    civetweb takes numeric addresses only; port 0 picks a free one, see
+//    port()). IPv6 is refused (Debian 12's civetweb is built without it),
+//    as is a value that is not host:port or an address that cannot be
+//    bound: errors naming `metrics_listen`.
 //  * `GET /metrics` answers 200 with the registry's families (Registry::
-//    Render(): text format 0.0.4, or gzip when the scraper accepts it).
-//    Any other path is 404, another method on /metrics 405 (civetweb's
-//    answers).
+//    Render(), Content-Type "text/plain; charset=utf-8", gzip when the
+//    scraper accepts it) plus the Exposer's own exposer_* families. Another
+//    method on /metrics (HEAD included) is 405 (our begin_request
+//    callback), any other path 404 (civetweb).
 //  * civetweb serves with 2 threads; a client that sends no complete
 //    request within 5 s (request_timeout_ms) is dropped.
 //  * Stop() stops serving and is idempotent; the destructor stops.
