@@ -33,7 +33,7 @@
 //
 //   producer:                          # present = this site runs a producer
 //     listen: "0.0.0.0:50051"
-//     metrics_listen: ""               # host:port for /metrics; "" = off
+//     metrics_listen: ""               # IPv4 host:port for /metrics; "" = off
 //     database_pool:                   # the sessions RPCs use (per replica;
 //                                      #   the assembler, webhook workers
 //                                      #   and notifier have their own)

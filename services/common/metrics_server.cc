@@ -1,50 +1,24 @@
 #include "services/common/metrics_server.h"
 
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
 #include <cstring>
+#include <exception>
+#include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/string_view.h"
+#include "CivetServer.h"  // CivetCallbacks
+#include "civetweb.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
 namespace {
 
-constexpr int kHeadTimeoutMs = 5000;
-constexpr size_t kMaxHead = 8192;
-
-void WriteAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the client went away; nothing to do
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-std::string Response(const char* status, const char* content_type, const std::string& body,
-                     bool head_only) {
-  std::string out = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", content_type,
-                                 "\r\nContent-Length: ", body.size(),
-                                 "\r\nConnection: close\r\n\r\n");
-  if (!head_only) out += body;
-  return out;
-}
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& listen, const metrics::Registry* registry) {
+// "host:port" as civetweb's listening_ports wants it: a numeric IPv4
+// address, or just the port for every address. Debian 12's civetweb is
+// built without IPv6, so an IPv6 address is refused here, by name.
+absl::StatusOr<std::string> CivetListen(const std::string& listen) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError(
@@ -54,126 +28,77 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   const std::string port = listen.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
+  if (host.empty()) return port;
+  if (host.find(':') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metrics_listen: \"", listen,
+        "\": IPv6 addresses are not supported (Debian 12's civetweb has no IPv6); use "
+        "0.0.0.0:PORT or an IPv4 address"));
+  }
   addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
+  hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
-      rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics_listen: \"", listen,
-                                                   "\": ", gai_strerror(rc)));
+  if (int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics_listen: \"", listen, "\": ", gai_strerror(rc)));
   }
-  int fd = -1;
-  std::string error = "no address";
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 64) == 0) break;
-    error = strerror(errno);
-    close(fd);
-    fd = -1;
-  }
+  char numeric[NI_MAXHOST];
+  const int rc = getnameinfo(res->ai_addr, res->ai_addrlen, numeric, sizeof(numeric),
+                             nullptr, 0, NI_NUMERICHOST);
   freeaddrinfo(res);
-  if (fd < 0) {
+  if (rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics_listen: \"", listen, "\": ", gai_strerror(rc)));
+  }
+  return absl::StrCat(numeric, ":", port);
+}
+
+// civetweb runs this before any handler: a method other than GET on
+// /metrics is 405 (the Exposer's handler only answers GET, and civetweb
+// would say 404; HEAD too, as Prometheus never sends it). Everything else
+// goes on to the Exposer (non-zero = answered).
+int RejectNonGet(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  if (info == nullptr || info->local_uri == nullptr || info->request_method == nullptr)
+    return 0;
+  if (std::strcmp(info->local_uri, "/metrics") != 0) return 0;
+  if (std::strcmp(info->request_method, "GET") == 0) return 0;
+  mg_response_header_start(conn, 405);
+  mg_response_header_add(conn, "Allow", "GET", -1);
+  mg_response_header_add(conn, "Content-Type", "text/plain", -1);
+  mg_response_header_add(conn, "Content-Length", "28", -1);
+  mg_response_header_send(conn);
+  mg_write(conn, "method not allowed: use GET\n", 28);
+  return 405;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    const std::string& listen, const metrics::Registry* registry) {
+  auto civet_listen = CivetListen(listen);
+  if (!civet_listen.ok()) return civet_listen.status();
+  static const CivetCallbacks callbacks = [] {
+    CivetCallbacks c;
+    c.begin_request = RejectNonGet;
+    return c;
+  }();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", *civet_listen, "num_threads", "2", "request_timeout_ms", "5000"},
+        &callbacks);
+  } catch (const std::exception& e) {
     return absl::UnavailableError(
-        absl::StrCat("metrics_listen: cannot listen on \"", listen, "\": ", error));
+        absl::StrCat("metrics_listen: cannot listen on \"", listen, "\": ", e.what()));
   }
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int bound = addr.ss_family == AF_INET6
-                  ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
-                  : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  std::unique_ptr<MetricsServer> server(new MetricsServer(fd, bound, registry));
-  if (pipe2(server->stop_pipe_, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("metrics: pipe: ", strerror(errno)));
-  }
-  server->thread_ = std::thread([s = server.get()] { s->Run(); });
-  spdlog::info("metrics at http://{}:{}/metrics", host.empty() ? "0.0.0.0" : host, bound);
-  return server;
-}
-
-MetricsServer::MetricsServer(int fd, int port, const metrics::Registry* registry)
-    : listen_fd_(fd), port_(port), registry_(registry) {}
-
-MetricsServer::~MetricsServer() {
-  Stop();
-  close(listen_fd_);
-  for (int fd : stop_pipe_)
-    if (fd >= 0) close(fd);
-}
-
-void MetricsServer::Stop() {
-  if (!thread_.joinable()) return;
-  char c = 1;
-  (void)!write(stop_pipe_[1], &c, 1);
-  thread_.join();
-}
-
-void MetricsServer::Run() {
-  while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    int n = poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      spdlog::error("metrics: poll: {}", strerror(errno));
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents == 0) continue;
-    int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (client < 0) continue;  // EAGAIN, ECONNABORTED ...: try again
-    Serve(client);
-    close(client);
-  }
-}
-
-void MetricsServer::Serve(int client) {
-  // Read the request head, waiting at most kHeadTimeoutMs in total.
-  std::string head;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(kHeadTimeoutMs);
-  while (head.find("\r\n\r\n") == std::string::npos &&
-         head.find("\n\n") == std::string::npos) {
-    if (head.size() > kMaxHead) return;
-    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          deadline - std::chrono::steady_clock::now())
-                                          .count());
-    if (left <= 0) return;
-    pollfd fds[2] = {{client, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    if (poll(fds, 2, left) <= 0 || fds[1].revents != 0) return;
-    char buf[2048];
-    ssize_t got = recv(client, buf, sizeof(buf), 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return;
-    head.append(buf, static_cast<size_t>(got));
-  }
-  absl::string_view line(head);
-  line = line.substr(0, line.find('\n'));
-  if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
-  std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
-  if (parts.size() != 3 || !absl::StartsWith(parts[2], "HTTP/")) {
-    WriteAll(client, Response("400 Bad Request", "text/plain", "bad request\n", false));
-    return;
-  }
-  absl::string_view path = parts[1];
-  path = path.substr(0, path.find('?'));
-  const bool head_only = parts[0] == "HEAD";
-  if (path != "/metrics") {
-    WriteAll(client, Response("404 Not Found", "text/plain",
-                              "not found: this endpoint serves GET /metrics only\n",
-                              head_only));
-    return;
-  }
-  if (parts[0] != "GET" && !head_only) {
-    WriteAll(client, Response("405 Method Not Allowed", "text/plain",
-                              "method not allowed: use GET\n", false));
-    return;
-  }
-  WriteAll(client, Response("200 OK", metrics::kContentType, registry_->Render(), head_only));
+  for (const auto& c : registry->collectables()) exposer->RegisterCollectable(c);
+  const std::vector<int> ports = exposer->GetListeningPorts();
+  const int port = ports.empty() ? 0 : ports.front();
+  spdlog::info("metrics at http://{}/metrics", listen);
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(exposer), port));
 }
 
 }  // namespace eventstream

@@ -1,28 +1,31 @@
-// MetricsServer: a minimal HTTP/1.1 endpoint for Prometheus scrapes.
+// MetricsServer: the /metrics endpoint Prometheus scrapes, served by
+// prometheus-cpp's Exposer (civetweb; docs/design.md "Dependencies").
 //
 // Contract:
-//  * Listens on `listen` ("host:port"; "0.0.0.0:9090", "127.0.0.1:0",
-//    "[::]:9090"; port 0 picks a free one, see port()).
-//  * `GET /metrics` (a query string is ignored) answers 200 with the
-//    registry's Render() as text/plain; version=0.0.4. `HEAD /metrics`
-//    answers the headers only. Any other path is 404, any other method on
-//    /metrics 405. Every response closes the connection.
-//  * One thread serves connections one after the other (concurrent scrapes
-//    wait their turn in the listen backlog). A client that sends no complete
-//    request head within 5 s, or more than 8 KiB of it, is dropped, so a
-//    stuck client delays other scrapes by at most that.
-//  * Stop() is prompt (the thread polls a stop pipe alongside the socket)
-//    and idempotent; the destructor stops.
+//  * Listens on `listen` ("host:port"; "0.0.0.0:9090", "127.0.0.1:9090",
+//    "localhost:9090": the host is resolved to its first IPv4 address here,
+//    civetweb takes numeric addresses only; port 0 picks a free one, see
+//    port()). IPv6 is refused (Debian 12's civetweb is built without it),
+//    as is a value that is not host:port or an address that cannot be
+//    bound: errors naming `metrics_listen`.
+//  * `GET /metrics` answers 200 with the registry's families (Registry::
+//    Render(), Content-Type "text/plain; charset=utf-8", gzip when the
+//    scraper accepts it) plus the Exposer's own exposer_* families. Another
+//    method on /metrics (HEAD included) is 405 (our begin_request
+//    callback), any other path 404 (civetweb).
+//  * civetweb serves with 2 threads; a client that sends no complete
+//    request within 5 s (request_timeout_ms) is dropped.
+//  * Stop() stops serving and is idempotent; the destructor stops.
 // The registry must outlive the server.
 #ifndef EVENTSTREAM_SERVICES_COMMON_METRICS_SERVER_H_
 #define EVENTSTREAM_SERVICES_COMMON_METRICS_SERVER_H_
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "libsync/metrics.h"
+#include "prometheus/exposer.h"
 
 namespace eventstream {
 
@@ -30,23 +33,19 @@ class MetricsServer {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& listen, const metrics::Registry* registry);
-  ~MetricsServer();
+  ~MetricsServer() { Stop(); }
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   int port() const { return port_; }
-  void Stop();
+  void Stop() { exposer_.reset(); }
 
  private:
-  MetricsServer(int fd, int port, const metrics::Registry* registry);
-  void Run();
-  void Serve(int client);
+  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, int port)
+      : exposer_(std::move(exposer)), port_(port) {}
 
-  const int listen_fd_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   const int port_;
-  const metrics::Registry* registry_;
-  int stop_pipe_[2] = {-1, -1};
-  std::thread thread_;
 };
 
 }  // namespace eventstream

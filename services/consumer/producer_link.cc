@@ -116,7 +116,7 @@ absl::StatusOr<std::optional<FetchedDocument>> ProducerLink::GetDocument(
   request.set_with_dependencies(true);
   request.set_max_message_bytes(options_.max_message_bytes);
   v1::GetDocumentResponse response;
-  if (options_.dependency_calls != nullptr) options_.dependency_calls->Inc();
+  if (options_.dependency_calls != nullptr) options_.dependency_calls->Increment();
   grpc::Status status = stub_->GetDocument(&context, request, &response);
   if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
       status.error_code() == grpc::StatusCode::PERMISSION_DENIED)
@@ -149,7 +149,7 @@ absl::StatusOr<std::vector<Value>> ProducerLink::FindDocuments(
   request.set_limit(limit);
   request.set_max_message_bytes(options_.max_message_bytes);
   v1::FindDocumentsResponse response;
-  if (options_.dependency_calls != nullptr) options_.dependency_calls->Inc();
+  if (options_.dependency_calls != nullptr) options_.dependency_calls->Increment();
   if (absl::Status s =
           Convert("FindDocuments", stub_->FindDocuments(&context, request, &response));
       !s.ok())

@@ -267,7 +267,7 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure) {
   }
   state_.active = active_;
   if (!outcome.status.ok() && options_.metrics != nullptr) {
-    options_.metrics->pull_errors->WithLabels({name()}).Inc();
+    options_.metrics->pull_errors->WithLabels({name()}).Increment();
   }
   if (outcome.status.ok()) {
     if (state_.consecutive_failures > 0) {
@@ -440,7 +440,7 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   auto batch = link_->PullUpdates(outcome.last_seq, options_.batch_limit);
   while (true) {
     const int64_t before = outcome.last_seq;
-    if (metrics != nullptr) metrics->pulls->WithLabels({name()}).Inc();
+    if (metrics != nullptr) metrics->pulls->WithLabels({name()}).Increment();
     if (!batch.ok()) {
       outcome.status = batch.status();
       return outcome;
@@ -468,9 +468,9 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
         metrics->apply_seconds->WithLabels({name()})
             .Observe(absl::ToDoubleSeconds(absl::Now() - started));
         if (applied.ok()) {
-          metrics->applied->WithLabels({name(), "synced"}).Inc(applied->synced);
-          metrics->applied->WithLabels({name(), "failed"}).Inc(applied->failed);
-          metrics->applied->WithLabels({name(), "parked"}).Inc(applied->parked);
+          metrics->applied->WithLabels({name(), "synced"}).Increment(applied->synced);
+          metrics->applied->WithLabels({name(), "failed"}).Increment(applied->failed);
+          metrics->applied->WithLabels({name(), "parked"}).Increment(applied->parked);
         }
       }
       if (!applied.ok()) {

@@ -53,10 +53,10 @@ Assembler::Options AssemblerOptions(ProducerMetrics* metrics) {
     options.on_committed = [captured = metrics->captured](const std::string& doctype,
                                                           const std::string& update_type,
                                                           int count) {
-      captured->WithLabels({doctype, update_type}).Inc(count);
+      captured->WithLabels({doctype, update_type}).Increment(count);
     };
     options.on_failed = [errors = metrics->capture_errors](const CaptureFailure& f) {
-      errors->WithLabels({f.doctype}).Inc();
+      errors->WithLabels({f.doctype}).Increment();
     };
   }
   return options;
@@ -211,12 +211,12 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
                                       : std::nullopt,
       *budget);
   if (deps_.metrics) {
-    deps_.metrics->pulls->WithLabels({principal->key}).Inc();
+    deps_.metrics->pulls->WithLabels({principal->key}).Increment();
     deps_.metrics->pull_seconds->WithLabels({principal->key})
         .Observe(absl::ToDoubleSeconds(absl::Now() - started));
     if (pulled.ok()) {
       deps_.metrics->pulled->WithLabels({principal->key})
-          .Inc(static_cast<double>(pulled->entries.size()));
+          .Increment(static_cast<double>(pulled->entries.size()));
     }
   }
   if (!pulled.ok()) return AnswerRpc("Producer.PullUpdates", pulled.status());

@@ -307,7 +307,9 @@ TEST_F(OperabilityTest, MetricsShowLagGrowingAndReturningToZero) {
   // The producer's scrape.
   HttpResponse pm = HttpGet(po.metrics_port, "/metrics");
   ASSERT_EQ(pm.status, 200);
-  EXPECT_TRUE(absl::StrContains(pm.headers, "text/plain; version=0.0.4")) << pm.headers;
+  // prometheus-cpp 1.0.1's Exposer says "text/plain; charset=utf-8" (no
+  // version parameter); Prometheus reads text/plain as format 0.0.4.
+  EXPECT_TRUE(absl::StrContains(pm.headers, "Content-Type: text/plain")) << pm.headers;
   EXPECT_TRUE(absl::StrContains(pm.body, "# TYPE eventstream_producer_consumer_lag_entries gauge"));
   EXPECT_EQ(Sample(pm.body, "eventstream_producer_entries_captured_total{doctype=\"Note\","
                             "update_type=\"Create\"}"),
