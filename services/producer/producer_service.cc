@@ -403,7 +403,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
     UpdateFeed::Options feed;
     feed.interrupted = &CallScope::Interrupted;
     feed.on_statements = [statements = deps.metrics->dependency_statements](int64_t n) {
-      statements->WithLabels({}).Inc(static_cast<double>(n));
+      statements->WithLabels({}).Increment(static_cast<double>(n));
     };
     deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
   }
