@@ -25,6 +25,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libsync/backoff.h"
 #include "libsync/diff.h"
 #include "libsync/expr.h"
 #include "libsync/status_macros.h"
@@ -513,9 +514,10 @@ absl::Duration WebhookRetryDelay(const WebhookDeliveryConfig& options,
                                  int attempts,
                                  std::optional<absl::Duration> retry_after,
                                  double unit) {
-  absl::Duration base = options.initial_backoff;
-  for (int i = 1; i < attempts && base < options.max_backoff; ++i) base *= 2;
-  base = std::min(base, options.max_backoff);
+  const absl::Duration base =
+      BackoffBase({options.initial_backoff, options.max_backoff, 2.0, 0.0}, attempts);
+  // Its own jitter (not Jittered): the upper bound is capped at max_backoff,
+  // so a delay never exceeds it.
   const absl::Duration lo = base * (1.0 - kWebhookBackoffJitter);
   const absl::Duration hi =
       std::max(lo, std::min(base * (1.0 + kWebhookBackoffJitter),
