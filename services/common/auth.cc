@@ -78,6 +78,12 @@ absl::StatusOr<Principal> Authenticator::Authorize(
       "; this call needs role ", wanted));
 }
 
+grpc::Status AuthorizeRpc(const Authenticator& auth, const grpc::ServerContext* context,
+                          std::initializer_list<Role> allowed) {
+  auto principal = auth.Authorize(context, allowed);
+  return principal.ok() ? grpc::Status::OK : ToGrpc(principal.status());
+}
+
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   // Messages often quote the caller's input: bounded, so a huge input

@@ -50,6 +50,21 @@ class Authenticator {
   std::map<std::string, Credential, std::less<>> by_key_ ABSL_GUARDED_BY(mu_);
 };
 
+// Returns `expr` (a grpc::Status) from the enclosing RPC handler unless OK.
+#define ES_RETURN_IF_GRPC_ERROR(expr) \
+  if (grpc::Status es_status_ = (expr); !es_status_.ok()) return es_status_
+
+// The guard an RPC handler opens with: returns UNAUTHENTICATED or
+// PERMISSION_DENIED from it unless `auth` (an Authenticator) admits the
+// caller of `context` in one of the roles that follow.
+//   ES_AUTHORIZE(*auth_, context, Role::kAdmin);
+#define ES_AUTHORIZE(auth, context, ...) \
+  ES_RETURN_IF_GRPC_ERROR(::eventstream::AuthorizeRpc((auth), (context), {__VA_ARGS__}))
+
+// Authorize as a grpc::Status (OK when admitted).
+grpc::Status AuthorizeRpc(const Authenticator& auth, const grpc::ServerContext* context,
+                          std::initializer_list<Role> allowed);
+
 // absl::Status -> grpc::Status, keeping code and message.
 grpc::Status ToGrpc(const absl::Status& status);
 

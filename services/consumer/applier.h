@@ -37,28 +37,9 @@
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "libsync/value.h"
+#include "services/consumer/dependency_source.h"
 
 namespace eventstream {
-
-// A document fetched to satisfy a dependency, with the documents it links
-// to at any depth that came along (each with "doctype" and "name"; maybe
-// not all of them: fetch the rest on their own).
-struct FetchedDocument {
-  Value document;
-  std::vector<Value> dependencies;
-};
-
-// Where missing link targets and `Document` mapping sources come from: the
-// consumer implements it with Producer.GetDocument / FindDocuments.
-class DependencySource {
- public:
-  virtual ~DependencySource() = default;
-  // nullopt when the producer has no such document (or may not show it).
-  virtual absl::StatusOr<std::optional<FetchedDocument>> GetDocument(
-      const std::string& doctype, const std::string& name) = 0;
-  virtual absl::StatusOr<std::vector<Value>> FindDocuments(
-      const std::string& doctype, const std::map<std::string, std::string>& filters, int limit) = 0;
-};
 
 struct ApplyResult {
   int64_t synced = 0;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "libsync/status_macros.h"
 #include "services/consumer/producer_store.h"
 #include "services/common/tls.h"
 #include "services/common/update_type.h"
@@ -96,15 +97,6 @@ class ConsumerInstance : public ServiceInstance {
 
 }  // namespace
 
-grpc::Status ConsumerService::Check(grpc::ServerContext* context,
-                                    std::initializer_list<Role> roles) {
-  auto principal = deps_.auth->Authorize(context, roles);
-  return principal.ok() ? grpc::Status::OK : ToGrpc(principal.status());
-}
-
-#define ES_AUTHORIZE(...)                                   \
-  if (grpc::Status s = Check(context, {__VA_ARGS__}); !s.ok()) return s
-
 grpc::Status ConsumerService::Notify(grpc::ServerContext* context,
                                      const v1::NotifyRequest* request,
                                      v1::NotifyResponse*) {
@@ -131,7 +123,7 @@ grpc::Status ConsumerService::Notify(grpc::ServerContext* context,
 grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
                                             const v1::ListProducersRequest*,
                                             v1::ListProducersResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  ES_AUTHORIZE(*deps_.auth, context, Role::kAdmin);
   auto conn = deps_.pool->Acquire();
   if (!conn.ok()) return AnswerRpc("Consumer.ListProducers", conn.status());
   for (const EventProducerConfig& p : deps_.config->consumer->producers) {
@@ -175,7 +167,7 @@ grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
 grpc::Status ConsumerService::PullNow(grpc::ServerContext* context,
                                       const v1::PullNowRequest* request,
                                       v1::PullNowResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  ES_AUTHORIZE(*deps_.auth, context, Role::kAdmin);
   std::vector<std::pair<Puller*, int64_t>> tickets;
   if (request->producer().empty()) {
     for (const EventProducerConfig& p : deps_.config->consumer->producers) {
@@ -207,7 +199,7 @@ grpc::Status ConsumerService::PullNow(grpc::ServerContext* context,
 grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
                                           const v1::ListSyncLogRequest* request,
                                           v1::ListSyncLogResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  ES_AUTHORIZE(*deps_.auth, context, Role::kAdmin);
   if (request->limit() < 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "limit: expected 0 (default 100) or a positive number");
@@ -261,7 +253,7 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
 grpc::Status ConsumerService::Resync(grpc::ServerContext* context,
                                      const v1::ResyncRequest* request,
                                      v1::ResyncResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  ES_AUTHORIZE(*deps_.auth, context, Role::kAdmin);
   if (request->id() <= 0) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "id: expected a sync log id (ListSyncLog shows them)");
@@ -292,8 +284,8 @@ grpc::Status ConsumerService::Resync(grpc::ServerContext* context,
 }
 
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& config) {
-  auto credentials = ResolveCredentials(config.consumer->api_keys);
-  if (!credentials.ok()) return credentials.status();
+  ASSIGN_OR_RETURN(std::vector<Credential> credentials,
+                   ResolveCredentials(config.consumer->api_keys));
   for (size_t i = 0; i < config.consumer->producers.size(); ++i) {
     const EventProducerConfig& p = config.consumer->producers[i];
     if (config.consumer->FindApiKey(p.name) != nullptr) {
@@ -306,7 +298,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       return absl::InvalidArgumentError(absl::StrCat(config.source, ": ", s.message()));
     }
   }
-  auto auth = std::make_shared<Authenticator>(std::move(*credentials));
+  auto auth = std::make_shared<Authenticator>(std::move(credentials));
 
   ConsumerService::Deps deps;
   deps.auth = auth;
@@ -318,14 +310,11 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
 
   std::vector<std::unique_ptr<Puller>> pullers;
   {
-    auto conn = deps.pool->Acquire();
-    if (!conn.ok()) return conn.status();
+    ASSIGN_OR_RETURN(auto conn, deps.pool->Acquire());
     for (const EventProducerConfig& p : consumer.producers) {
-      auto token = EnsureProducer(conn->get(), p);
-      if (!token.ok()) return token.status();
-      auth->Put(Credential{p.name, *token, Role::kProducer});
-      auto secret = ResolveSecret(p.api_secret);
-      if (!secret.ok()) return secret.status();
+      ASSIGN_OR_RETURN(std::string token, EnsureProducer(conn.get(), p));
+      auth->Put(Credential{p.name, token, Role::kProducer});
+      ASSIGN_OR_RETURN(std::string secret, ResolveSecret(p.api_secret));
       Puller::Options options;
       options.database_url = config.database.url;
       options.site = config.site.name;
@@ -334,9 +323,8 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
       options.metrics = deps.metrics.get();
       ProducerLink::Options link_options;
       link_options.max_message_bytes = int64_t{consumer.max_message_mb} * 1024 * 1024;
-      auto transport = MakeClientTransport(p.tls ? &*p.tls : nullptr);
-      if (!transport.ok()) return transport.status();
-      link_options.transport = *std::move(transport);
+      ASSIGN_OR_RETURN(link_options.transport,
+                       MakeClientTransport(p.tls ? &*p.tls : nullptr));
       if (!p.tls && !IsLoopbackAddress(p.url)) {
         spdlog::warn("producer {}: connecting to {} WITHOUT TLS: this site's API key and "
                      "the documents cross the network in the clear; set tls under its "
@@ -347,7 +335,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateConsumer(const Config& co
         link_options.dependency_calls = &deps.metrics->dependency_calls->WithLabels({p.name});
       }
       auto link =
-          std::make_unique<ProducerLink>(p.name, p.url, p.api_key, *secret, link_options);
+          std::make_unique<ProducerLink>(p.name, p.url, p.api_key, secret, link_options);
       pullers.push_back(
           std::make_unique<Puller>(*deps.config, p, std::move(link), std::move(options)));
       deps.pullers[p.name] = pullers.back().get();

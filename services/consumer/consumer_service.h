@@ -60,7 +60,6 @@ class ConsumerService final : public v1::Consumer::Service {
                       v1::ResyncResponse* response) override;
 
  private:
-  grpc::Status Check(grpc::ServerContext* context, std::initializer_list<Role> roles);
   Deps deps_;
 };
 

@@ -8,7 +8,7 @@
 //  * Failures come back as absl::Status with the gRPC code kept (UNAVAILABLE
 //    and DEADLINE_EXCEEDED mean "unreachable", see IsUnreachable) and a
 //    message naming the producer, its address and the RPC.
-//  * As a DependencySource (applier.h): GetDocument answers nullopt when the
+//  * As a DependencySource (dependency_source.h): GetDocument answers nullopt when the
 //    producer has no such document or may not show it (NOT_FOUND,
 //    PERMISSION_DENIED); documents are parsed from their JSON text.
 //  * Sizes (issue 13 item 2; libsync/batch_budget.h): the channel accepts
@@ -44,7 +44,7 @@
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/metrics.h"
 #include "services/common/tls.h"
-#include "services/consumer/applier.h"
+#include "services/consumer/dependency_source.h"
 
 namespace eventstream {
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -71,54 +72,58 @@ Puller::Puller(const Config& config, const EventProducerConfig& producer,
       link_(std::move(link)),
       options_(std::move(options)),
       applier_(config),
-      backoff_(options_.initial_backoff) {}
+      backoff_(RetryPolicy(options_)) {}
+
+BackoffPolicy Puller::RetryPolicy(const Options& options) {
+  return {options.initial_backoff, options.max_backoff, 2.0, 0.0};
+}
 
 Puller::~Puller() { Stop(); }
 
 void Puller::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (started_ || stopping_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
 }
 
 void Puller::Stop() {
+  std::thread thread;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
     stop_batches_ = true;
+    cv_.SignalAll();
+    thread = std::move(thread_);
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (thread.joinable()) thread.join();
   // Hand the producer to another replica at once.
-  std::lock_guard<std::mutex> pull_lock(pull_mu_);
+  absl::MutexLock pull_lock(&pull_mu_);
   lock_conn_.reset();
   active_ = false;
 }
 
 void Puller::Notify() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++requested_;
-    pending_triggers_ |= kNotify;
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  ++requested_;
+  pending_triggers_ |= kNotify;
+  cv_.SignalAll();
 }
 
 int64_t Puller::RequestPull() {
   int64_t ticket;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ticket = ++requested_;
     pending_triggers_ |= kPullNow;
+    cv_.SignalAll();
   }
-  cv_.notify_all();
   return ticket;
 }
 
 absl::StatusOr<PullOutcome> Puller::WaitForPull(int64_t ticket, absl::Time deadline,
                                                 const std::function<bool()>& cancelled) {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (completed_ < ticket) {
     if (cancelled && cancelled()) {
       return absl::CancelledError(
@@ -133,23 +138,22 @@ absl::StatusOr<PullOutcome> Puller::WaitForPull(int64_t ticket, absl::Time deadl
           absl::StrCat("the pull from producer ", name(), " is still running"));
     }
     // Wake up now and then to notice the deadline.
-    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100));
   }
   return last_outcome_;
 }
 
 PullerState Puller::State() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return state_;
 }
 
 absl::StatusOr<std::vector<SyncLogRow>> Puller::Resync(int64_t id) {
-  std::lock_guard<std::mutex> pull_lock(pull_mu_);
-  auto conn = Connection();
-  if (!conn.ok()) return conn.status();
+  absl::MutexLock pull_lock(&pull_mu_);
+  ASSIGN_OR_RETURN(pg::Connection * conn, Connection());
   ProducerLink* link = link_.get();
   const std::string& own = name();
-  return applier_.Resync(*conn, id, [link, &own](const std::string& producer) {
+  return applier_.Resync(conn, id, [link, &own](const std::string& producer) {
     return producer == own ? static_cast<DependencySource*>(link) : nullptr;
   });
 }
@@ -157,10 +161,8 @@ absl::StatusOr<std::vector<SyncLogRow>> Puller::Resync(int64_t id) {
 absl::StatusOr<pg::Connection*> Puller::Connection() {
   if (conn_ == nullptr || !conn_->ok()) {
     conn_.reset();
-    auto conn = pg::Connection::Open(options_.database_url);
-    if (!conn.ok()) return conn.status();
-    (void)(*conn)->SetApplicationName("eventstream-consumer");
-    conn_ = std::move(*conn);
+    ASSIGN_OR_RETURN(conn_, pg::Connection::Open(options_.database_url));
+    (void)conn_->SetApplicationName("eventstream-consumer");
   }
   return conn_.get();
 }
@@ -177,10 +179,8 @@ absl::StatusOr<bool> Puller::HoldPullLock() {
   }
   if (lock_conn_ == nullptr || !lock_conn_->ok()) {
     lock_conn_.reset();
-    auto conn = pg::Connection::Open(options_.database_url);
-    if (!conn.ok()) return conn.status();
-    (void)(*conn)->SetApplicationName("eventstream-consumer pull lock");
-    lock_conn_ = std::move(*conn);
+    ASSIGN_OR_RETURN(lock_conn_, pg::Connection::Open(options_.database_url));
+    (void)lock_conn_->SetApplicationName("eventstream-consumer pull lock");
   }
   auto r = lock_conn_->Exec("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
                             {absl::StrCat("eventstream.consumer.puller:", name())});
@@ -193,19 +193,18 @@ absl::StatusOr<bool> Puller::HoldPullLock() {
 }
 
 void Puller::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
   while (true) {
     // Due: a request not yet served, or the timer (poll or retry).
     while (!stopping_ && requested_ <= completed_ && absl::Now() < next_due_) {
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(next_due_ - absl::Now()) +
-                             std::chrono::milliseconds(1));
+      cv_.WaitWithTimeout(&mu_, next_due_ - absl::Now() + absl::Milliseconds(1));
     }
     if (stopping_) break;
     const int64_t ticket = requested_;
     const unsigned triggers = pending_triggers_;
     pending_triggers_ = 0;
     const int64_t number = ++state_.pulls;
-    lock.unlock();
+    mu_.Unlock();
 
     spdlog::debug("pull #{} from producer {} started ({})", number, name(),
                   (triggers & kPullNow) ? "PullNow"
@@ -213,9 +212,11 @@ void Puller::Run() {
                                          : "timer");
     bool local_failure = false;
     PullOutcome outcome;
+    bool active = false;
     {
-      std::lock_guard<std::mutex> pull_lock(pull_mu_);
+      absl::MutexLock pull_lock(&pull_mu_);
       outcome = PullOnce(triggers, &local_failure);
+      active = active_;
     }
     spdlog::debug("pull #{} from producer {} done: {} entries, watermark {}", number,
                   name(), outcome.pulled, outcome.last_seq);
@@ -236,19 +237,19 @@ void Puller::Run() {
       }
     }
 
-    lock.lock();
-    Record(outcome, local_failure);
+    mu_.Lock();
+    Record(outcome, local_failure, active);
     completed_ = std::max(completed_, ticket);
     last_outcome_ = outcome;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
+  mu_.Unlock();
 }
 
-// Called with mu_ held.
-void Puller::Record(const PullOutcome& outcome, bool local_failure) {
+void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active) {
   const absl::Time now = absl::Now();
   if (options_.metrics != nullptr) {
-    options_.metrics->active->WithLabels({name()}).Set(active_ ? 1 : 0);
+    options_.metrics->active->WithLabels({name()}).Set(active ? 1 : 0);
   }
   if (outcome.standby) {
     // Once per change (active -> standby, failing -> standby, start).
@@ -262,10 +263,10 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure) {
     next_due_ = now + options_.standby_retry;
     return;
   }
-  if (active_ && !state_.active) {
+  if (active && !state_.active) {
     spdlog::info("producer {}: this replica holds the pull lock and pulls it", name());
   }
-  state_.active = active_;
+  state_.active = active;
   if (!outcome.status.ok() && options_.metrics != nullptr) {
     options_.metrics->pull_errors->WithLabels({name()}).Increment();
   }
@@ -278,7 +279,7 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure) {
     state_.last_error.clear();
     state_.consecutive_failures = 0;
     state_.last_pull_at = now;
-    backoff_ = options_.initial_backoff;
+    backoff_.Reset();
     // After news, pull again at once: that pull's after_seq tells the
     // producer the news arrived (its acknowledged_seq, hence its lag).
     next_due_ = outcome.advanced ? now : now + options_.poll_interval;
@@ -296,8 +297,7 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure) {
   state_.reachable = !unreachable;
   state_.last_error = error;
   ++state_.consecutive_failures;
-  next_due_ = now + backoff_;
-  backoff_ = std::min(backoff_ * 2, options_.max_backoff);
+  next_due_ = now + backoff_.Next();
 }
 
 absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,

@@ -50,17 +50,18 @@
 #define EVENTSTREAM_SERVICES_CONSUMER_PULLER_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libsync/backoff.h"
 #include "libsync/config.h"
 #include "libsync/pg.h"
 #include "services/consumer/applier.h"
@@ -147,47 +148,53 @@ class Puller {
  private:
   enum Trigger : unsigned { kTimer = 0, kNotify = 1, kPullNow = 2 };
 
+  // initial_backoff doubling up to max_backoff, no jitter.
+  static BackoffPolicy RetryPolicy(const Options& options);
   void Run();
-  PullOutcome PullOnce(unsigned triggers, bool* local_failure);
-  absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure);
-  absl::StatusOr<pg::Connection*> Connection();
+  PullOutcome PullOnce(unsigned triggers, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  absl::StatusOr<pg::Connection*> Connection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // Whether this replica holds (or just took) the pull lock.
-  absl::StatusOr<bool> HoldPullLock();
-  void Record(const PullOutcome& outcome, bool local_failure);
+  absl::StatusOr<bool> HoldPullLock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // `active`: whether the pull just recorded ran holding the pull lock.
+  void Record(const PullOutcome& outcome, bool local_failure, bool active)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Config& config_;
   const EventProducerConfig& producer_;
   std::unique_ptr<ProducerLink> link_;
   const Options options_;
-  Applier applier_;
-
   // Held for a whole pull (and a Resync): the connection and applier.
-  std::mutex pull_mu_;
-  std::unique_ptr<pg::Connection> conn_;
+  absl::Mutex pull_mu_;
+  Applier applier_ ABSL_GUARDED_BY(pull_mu_);
+  std::unique_ptr<pg::Connection> conn_ ABSL_GUARDED_BY(pull_mu_);
   // Holds the session-level pull lock while active_ (see file comment).
-  std::unique_ptr<pg::Connection> lock_conn_;
-  bool active_ = false;
-  bool reconciled_ = false;
-  absl::Time refreshed_at_ = absl::InfinitePast();
-  bool all_approved_ = false;
+  std::unique_ptr<pg::Connection> lock_conn_ ABSL_GUARDED_BY(pull_mu_);
+  bool active_ ABSL_GUARDED_BY(pull_mu_) = false;
+  bool reconciled_ ABSL_GUARDED_BY(pull_mu_) = false;
+  absl::Time refreshed_at_ ABSL_GUARDED_BY(pull_mu_) = absl::InfinitePast();
+  bool all_approved_ ABSL_GUARDED_BY(pull_mu_) = false;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool started_ = false;
-  bool stopping_ = false;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stop_batches_{false};
-  int64_t requested_ = 0;   // tickets handed out
-  int64_t completed_ = 0;   // the highest ticket whose pull finished
-  unsigned pending_triggers_ = 0;
-  PullOutcome last_outcome_;
-  PullerState state_;
-  absl::Duration backoff_;
-  absl::Time next_due_ = absl::InfinitePast();
-  // What was applied since the last "pulled ..." info line (at most one a
-  // minute, so a live stream of pulls does not flood the log).
+  int64_t requested_ ABSL_GUARDED_BY(mu_) = 0;  // tickets handed out
+  int64_t completed_ ABSL_GUARDED_BY(mu_) = 0;  // the highest ticket whose pull finished
+  unsigned pending_triggers_ ABSL_GUARDED_BY(mu_) = 0;
+  PullOutcome last_outcome_ ABSL_GUARDED_BY(mu_);
+  PullerState state_ ABSL_GUARDED_BY(mu_);
+  Backoff backoff_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Loop thread only: what was applied since the last "pulled ..." info
+  // line (at most one a minute, so a live stream of pulls does not flood
+  // the log).
   PullOutcome unlogged_;
   absl::Time logged_at_ = absl::InfinitePast();
-  std::thread thread_;
+  std::thread thread_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream

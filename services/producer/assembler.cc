@@ -734,92 +734,60 @@ AssemblerLoop::AssemblerLoop(const Assembler* assembler, Options options,
 AssemblerLoop::~AssemblerLoop() { Stop(); }
 
 void AssemblerLoop::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&thread_mu_);
   if (thread_.joinable()) return;
-  stop_ = false;
+  sleeper_.Resume();
   thread_ = std::thread([this] { Run(); });
 }
 
 void AssemblerLoop::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  sleeper_.Stop();
+  absl::MutexLock lock(&thread_mu_);
   if (thread_.joinable()) thread_.join();
 }
 
-void AssemblerLoop::Wake() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    woken_ = true;
-  }
-  cv_.notify_all();
-}
+void AssemblerLoop::Wake() { sleeper_.Wake(); }
 
-bool AssemblerLoop::Sleep(int ms) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(ms),
-               [this] { return stop_ || woken_; });
-  woken_ = false;
-  return !stop_;
+BackoffPolicy AssemblerLoop::RetryPolicy(const Options& options) {
+  return {absl::Milliseconds(50), absl::Milliseconds(options.max_backoff_ms), 2.0, 0.0};
 }
 
 void AssemblerLoop::Run() {
   spdlog::info("assembler loop started (idle poll {} ms)",
                options_.idle_poll_ms);
   std::unique_ptr<pg::Connection> conn;
-  int backoff_ms = 0;
-  bool failing = false;
   int poll_ms = options_.idle_poll_ms;
-  while (true) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) break;
+  // One pass: the wait before the next (zero while there is backlog), or
+  // the error that makes RunLoop back off.
+  auto pass = [&]() -> absl::StatusOr<absl::Duration> {
+    if (conn == nullptr || !conn->ok()) {
+      conn.reset();
+      ASSIGN_OR_RETURN(conn, pg::Connection::Open(options_.database_url));
+      RETURN_IF_ERROR(conn->SetApplicationName("eventstream-assembler"));
     }
-    absl::Status status;
     bool more = false;
     int64_t last_seq = 0;
-    int written = 0;
-    if (conn == nullptr || !conn->ok()) {
-      auto opened = pg::Connection::Open(options_.database_url);
-      if (opened.ok()) {
-        conn = std::move(*opened);
-        status = conn->SetApplicationName("eventstream-assembler");
-      } else {
-        conn.reset();
-        status = opened.status();
-      }
+    absl::StatusOr<int> written = assembler_->AssembleOnce(conn.get(), &last_seq, &more);
+    if (!written.ok()) {
+      if (!conn->ok()) conn.reset();
+      return written.status();
     }
-    if (status.ok()) {
-      auto n = assembler_->AssembleOnce(conn.get(), &last_seq, &more);
-      if (n.ok()) {
-        written = *n;
-      } else {
-        status = n.status();
-      }
-    }
-    if (!status.ok()) {
-      if (!failing) {
-        spdlog::error("assembler: {}; retrying with backoff",
-                      std::string(status.message()));
-      }
-      failing = true;
-      backoff_ms =
-          std::min(options_.max_backoff_ms, std::max(50, backoff_ms * 2));
-      if (conn != nullptr && !conn->ok()) conn.reset();
-      if (!Sleep(backoff_ms)) break;
-      continue;
-    }
-    if (failing) spdlog::info("assembler: recovered");
-    failing = false;
-    backoff_ms = 0;
-    if (written > 0 && on_entries_) on_entries_(last_seq);
-    if (more) continue;
-    poll_ms = written > 0 ? std::max(1, std::min(options_.busy_poll_ms, options_.idle_poll_ms))
-                          : std::min(options_.idle_poll_ms, poll_ms * 2);
-    if (!Sleep(poll_ms)) break;
-  }
+    if (*written > 0 && on_entries_) on_entries_(last_seq);
+    if (more) return absl::ZeroDuration();
+    poll_ms = *written > 0
+                  ? std::max(1, std::min(options_.busy_poll_ms, options_.idle_poll_ms))
+                  : std::min(options_.idle_poll_ms, poll_ms * 2);
+    return absl::Milliseconds(poll_ms);
+  };
+  Backoff backoff(RetryPolicy(options_));
+  RunLoop(sleeper_, backoff, pass,
+          {[](const absl::Status& status, int failures) {
+             if (failures == 1) {
+               spdlog::error("assembler: {}; retrying with backoff",
+                             std::string(status.message()));
+             }
+           },
+           [](int) { spdlog::info("assembler: recovered"); }});
   spdlog::info("assembler loop stopped");
 }
 

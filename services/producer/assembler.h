@@ -76,16 +76,17 @@
 #define EVENTSTREAM_SERVICES_PRODUCER_ASSEMBLER_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "libsync/backoff.h"
 #include "libsync/doctype.h"
 #include "libsync/pg.h"
 #include "libsync/value.h"
@@ -210,18 +211,16 @@ class AssemblerLoop {
   void Wake();
 
  private:
+  // Retry after a failed pass: 50 ms doubling up to max_backoff_ms.
+  static BackoffPolicy RetryPolicy(const Options& options);
   void Run();
-  // Waits up to `ms` or until woken/stopped; false when stopping.
-  bool Sleep(int ms);
 
   const Assembler* assembler_;
   Options options_;
   std::function<void(int64_t)> on_entries_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool woken_ = false;
-  std::thread thread_;
+  InterruptibleSleeper sleeper_;  // Stop() and Wake() end its waits
+  absl::Mutex thread_mu_;         // Start/Stop against each other
+  std::thread thread_ ABSL_GUARDED_BY(thread_mu_);
 };
 
 }  // namespace eventstream

@@ -48,13 +48,12 @@ const char* CodeName(grpc::StatusCode code) {
 
 Notifier::Notifier(std::string producer_site, Options options)
     : producer_site_(std::move(producer_site)),
-      options_(options),
-      rng_(std::random_device{}()) {}
+      options_(options) {}
 
 Notifier::~Notifier() { Stop(); }
 
 void Notifier::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (started_ || stop_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -63,12 +62,12 @@ void Notifier::Start() {
 void Notifier::Stop() {
   std::vector<std::shared_ptr<Call>> calls;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stop_ && !thread_.joinable() && in_flight_ == 0) return;
     stop_ = true;
     for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   // Outside mu_: a cancelled call's callback may run inside TryCancel().
   // TryCancel() before the call has started makes it fail at start.
   for (const auto& call : calls) call->context.TryCancel();
@@ -76,14 +75,14 @@ void Notifier::Stop() {
   // The worker may have started calls after the snapshot above; it has
   // exited now, so this list is final.
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     calls.clear();
     for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
   }
   for (const auto& call : calls) call->context.TryCancel();
   calls.clear();
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_cv_.wait(lock, [this] { return in_flight_ == 0; });
+  absl::MutexLock lock(&mu_);
+  while (in_flight_ != 0) idle_cv_.Wait(&mu_);
 }
 
 std::shared_ptr<grpc::Channel> Notifier::ChannelLocked(
@@ -109,7 +108,7 @@ std::shared_ptr<grpc::Channel> Notifier::ChannelLocked(
 
 void Notifier::SetTargets(std::vector<NotifyTarget> targets) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::map<std::string, std::shared_ptr<Target>> next;
     for (auto& config : targets) {
       if (config.address.empty()) continue;
@@ -119,7 +118,7 @@ void Notifier::SetTargets(std::vector<NotifyTarget> targets) {
         next[config.site] = it->second;
         continue;
       }
-      auto target = std::make_shared<Target>();
+      auto target = std::make_shared<Target>(RetryPolicy(options_));
       target->stub =
           eventstream::v1::Consumer::NewStub(ChannelLocked(config.address));
       target->stats.address = config.address;
@@ -154,7 +153,7 @@ void Notifier::SetTargets(std::vector<NotifyTarget> targets) {
       it = used ? std::next(it) : channels_.erase(it);
     }
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool Notifier::MarkDirtyLocked(Target& target, int64_t log_position) {
@@ -170,7 +169,7 @@ void Notifier::Signal(const std::set<std::string>& sites,
                       int64_t log_position) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++totals_.signals;
     for (const auto& site : sites) {
       auto it = targets_.find(site);
@@ -178,31 +177,31 @@ void Notifier::Signal(const std::set<std::string>& sites,
       wake = MarkDirtyLocked(*it->second, log_position) || wake;
     }
   }
-  if (wake) cv_.notify_all();
+  if (wake) cv_.SignalAll();
 }
 
 void Notifier::SignalAll(int64_t log_position) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++totals_.signals;
     for (auto& [site, target] : targets_) {
       wake = MarkDirtyLocked(*target, log_position) || wake;
     }
   }
-  if (wake) cv_.notify_all();
+  if (wake) cv_.SignalAll();
 }
 
 void Notifier::Heard(const std::string& site) {
   std::shared_ptr<grpc::Channel> channel;
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = targets_.find(site);
     if (it == targets_.end()) return;
     Target& target = *it->second;
-    if (target.backoff.count() == 0) return;  // not backing off: the hot path
-    target.backoff = milliseconds(0);
+    if (target.backoff.failures() == 0) return;  // not backing off: the hot path
+    target.backoff.Reset();
     target.next_attempt = Clock::time_point();
     target.wait_for_ready = true;
     wake = target.dirty;
@@ -210,11 +209,11 @@ void Notifier::Heard(const std::string& site) {
     if (ch != channels_.end()) channel = ch->second;
   }
   if (channel) grpc::experimental::ChannelResetConnectionBackoff(channel.get());
-  if (wake) cv_.notify_all();
+  if (wake) cv_.SignalAll();
 }
 
 Notifier::Stats Notifier::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Stats stats = totals_;
   for (const auto& [site, target] : targets_) {
     stats.targets[site] = target->stats;
@@ -222,20 +221,19 @@ Notifier::Stats Notifier::stats() const {
   return stats;
 }
 
+BackoffPolicy Notifier::RetryPolicy(const Options& options) {
+  return {absl::FromChrono(options.initial_backoff),
+          absl::FromChrono(options.max_backoff), 2.0, options.jitter};
+}
+
 milliseconds Notifier::NextBackoffLocked(Target& target) {
-  milliseconds base = target.backoff.count() == 0
-                          ? options_.initial_backoff
-                          : std::min(options_.max_backoff, target.backoff * 2);
-  target.backoff = base;
-  double jitter = std::clamp(options_.jitter, 0.0, 1.0);
-  std::uniform_real_distribution<double> factor(1.0 - jitter, 1.0 + jitter);
-  auto delay = static_cast<int64_t>(
-      std::llround(static_cast<double>(base.count()) * factor(rng_)));
-  return milliseconds(std::max<int64_t>(1, delay));
+  const absl::Duration delay = target.backoff.Next();
+  return milliseconds(std::max<int64_t>(
+      1, std::llround(absl::ToDoubleMilliseconds(delay))));
 }
 
 void Notifier::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
   while (!stop_) {
     const auto now = Clock::now();
     std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>>
@@ -269,7 +267,7 @@ void Notifier::Run() {
     if (!to_start.empty()) {
       // Start outside mu_: a callback may run before Notify() returns.
       // Target::stub is immutable once the target is created.
-      lock.unlock();
+      mu_.Unlock();
       for (auto& [target, call] : to_start) {
         target->stub->async()->Notify(
             &call->context, &call->request, &call->response,
@@ -278,21 +276,22 @@ void Notifier::Run() {
             });
       }
       to_start.clear();
-      lock.lock();
+      mu_.Lock();
       continue;
     }
     if (wake_at == Clock::time_point::max()) {
-      cv_.wait(lock);
+      cv_.Wait(&mu_);
     } else {
-      cv_.wait_until(lock, wake_at);
+      cv_.WaitWithTimeout(&mu_, absl::FromChrono(wake_at - Clock::now()));
     }
   }
+  mu_.Unlock();
 }
 
 void Notifier::OnDone(const std::shared_ptr<Target>& target,
                       const std::shared_ptr<Call>& call,
                       const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   live_calls_.erase(call.get());
   TargetStats& stats = target->stats;
   stats.in_flight = false;
@@ -312,7 +311,7 @@ void Notifier::OnDone(const std::shared_ptr<Target>& target,
     stats.consecutive_failures = 0;
     stats.last_error.clear();
     target->last_code = grpc::StatusCode::OK;
-    target->backoff = milliseconds(0);
+    target->backoff.Reset();
     target->next_attempt = Clock::time_point();
   } else {
     ++stats.failures;
@@ -342,8 +341,8 @@ void Notifier::OnDone(const std::shared_ptr<Target>& target,
   --in_flight_;
   // Notified under mu_: once Stop() sees in_flight_ == 0 it may destroy us,
   // and this callback touches nothing after releasing mu_.
-  cv_.notify_all();
-  idle_cv_.notify_all();
+  cv_.SignalAll();
+  idle_cv_.SignalAll();
 }
 
 }  // namespace eventstream

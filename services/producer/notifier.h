@@ -46,18 +46,18 @@
 #define EVENTSTREAM_SERVICES_PRODUCER_NOTIFIER_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "eventstream/v1/consumer.grpc.pb.h"
+#include "libsync/backoff.h"
 #include "grpcpp/grpcpp.h"
 #include "services/common/tls.h"
 
@@ -133,13 +133,15 @@ class Notifier {
 
  private:
   struct Call;
+  // Every field but `stub` (immutable) is guarded by Notifier::mu_.
   struct Target {
+    explicit Target(BackoffPolicy policy) : backoff(policy) {}
     NotifyTarget config;
     std::unique_ptr<eventstream::v1::Consumer::Stub> stub;  // immutable
     bool dirty = false;
     int64_t pending_position = 0;
     std::chrono::steady_clock::time_point next_attempt{};
-    std::chrono::milliseconds backoff{0};  // last delay before jitter
+    Backoff backoff;  // failures() == 0: not backing off
     grpc::StatusCode last_code = grpc::StatusCode::OK;
     // Heard() after failures: the next call waits for the channel to
     // reconnect (within its deadline) instead of failing fast.
@@ -150,29 +152,34 @@ class Notifier {
   void Run();
   // Requires mu_. Marks `target` dirty at `log_position`; true if it was
   // clean (the worker needs waking).
-  bool MarkDirtyLocked(Target& target, int64_t log_position);
-  std::shared_ptr<grpc::Channel> ChannelLocked(const std::string& address);
+  bool MarkDirtyLocked(Target& target, int64_t log_position)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<grpc::Channel> ChannelLocked(const std::string& address)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs on a gRPC thread when a call finishes.
   void OnDone(const std::shared_ptr<Target>& target,
               const std::shared_ptr<Call>& call, const grpc::Status& status);
-  std::chrono::milliseconds NextBackoffLocked(Target& target);
+  // Requires mu_. Counts a failure of `target`; its next delay (>= 1 ms).
+  std::chrono::milliseconds NextBackoffLocked(Target& target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // initial_backoff doubling up to max_backoff, scaled by 1 ± jitter.
+  static BackoffPolicy RetryPolicy(const Options& options);
 
   const std::string producer_site_;
   const Options options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;       // wakes the worker
-  std::condition_variable idle_cv_;  // in_flight_ reached 0
-  bool started_ = false;
-  bool stop_ = false;
-  int in_flight_ = 0;
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;       // wakes the worker
+  absl::CondVar idle_cv_;  // in_flight_ reached 0
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   // shared_ptr: a call's completion may outlive the target's removal.
-  std::map<std::string, std::shared_ptr<Target>> targets_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
-  std::map<Call*, std::shared_ptr<Call>> live_calls_;  // started, not done
-  std::mt19937_64 rng_;
-  Stats totals_;  // targets is filled in by stats()
-  std::thread thread_;
+  std::map<std::string, std::shared_ptr<Target>> targets_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
+  std::map<Call*, std::shared_ptr<Call>> live_calls_ ABSL_GUARDED_BY(mu_);  // started, not done
+  Stats totals_ ABSL_GUARDED_BY(mu_);  // targets is filled in by stats()
+  std::thread thread_;  // started under mu_ in Start(); joined by Stop()
 };
 
 }  // namespace eventstream

@@ -153,13 +153,6 @@ absl::StatusOr<Principal> ProducerService::Admit(grpc::ServerContext* context,
   return principal;
 }
 
-// Authorizes (roles...), takes the key's slot and scopes the call.
-#define ES_AUTHORIZE(...)                                              \
-  std::optional<CallLimiter::Slot> slot;                               \
-  if (grpc::Status s = Check(context, {__VA_ARGS__}, &slot); !s.ok()) \
-    return s;                                                          \
-  CallScope scope(context)
-
 grpc::Status ProducerService::RegisterConsumer(grpc::ServerContext* context,
                                                const v1::RegisterConsumerRequest* request,
                                                v1::RegisterConsumerResponse* response) {
@@ -290,7 +283,9 @@ grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
 grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
                                             const v1::ListConsumersRequest*,
                                             v1::ListConsumersResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  std::optional<CallLimiter::Slot> slot;  // Check: authorize, then take the key's slot
+  ES_RETURN_IF_GRPC_ERROR(Check(context, {Role::kAdmin}, &slot));
+  CallScope scope(context);
   auto listing = deps_.consumers->List();
   if (!listing.ok()) return AnswerRpc("Producer.ListConsumers", listing.status());
   response->set_log_position(listing->log_position);
@@ -309,7 +304,9 @@ grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
 grpc::Status ProducerService::SetSubscriptionStatus(
     grpc::ServerContext* context, const v1::SetSubscriptionStatusRequest* request,
     v1::SetSubscriptionStatusResponse* response) {
-  ES_AUTHORIZE(Role::kAdmin);
+  std::optional<CallLimiter::Slot> slot;  // Check: authorize, then take the key's slot
+  ES_RETURN_IF_GRPC_ERROR(Check(context, {Role::kAdmin}, &slot));
+  CallScope scope(context);
   SubscriptionStatus status;
   switch (request->status()) {
     case v1::SUBSCRIPTION_STATUS_PENDING: status = SubscriptionStatus::kPending; break;

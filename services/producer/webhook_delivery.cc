@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -25,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libsync/backoff.h"
 #include "libsync/diff.h"
 #include "libsync/expr.h"
 #include "libsync/status_macros.h"
@@ -513,9 +513,10 @@ absl::Duration WebhookRetryDelay(const WebhookDeliveryConfig& options,
                                  int attempts,
                                  std::optional<absl::Duration> retry_after,
                                  double unit) {
-  absl::Duration base = options.initial_backoff;
-  for (int i = 1; i < attempts && base < options.max_backoff; ++i) base *= 2;
-  base = std::min(base, options.max_backoff);
+  const absl::Duration base =
+      BackoffBase({options.initial_backoff, options.max_backoff, 2.0, 0.0}, attempts);
+  // Its own jitter (not Jittered): the upper bound is capped at max_backoff,
+  // so a delay never exceeds it.
   const absl::Duration lo = base * (1.0 - kWebhookBackoffJitter);
   const absl::Duration hi =
       std::max(lo, std::min(base * (1.0 + kWebhookBackoffJitter),
@@ -544,7 +545,7 @@ WebhookDelivery::~WebhookDelivery() {
 
 void WebhookDelivery::Start() {
   InitCurlOnce();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!threads_.empty()) return;
   stop_ = false;
   stopping_ = false;
@@ -557,29 +558,31 @@ void WebhookDelivery::Start() {
 void WebhookDelivery::Stop() {
   std::vector<std::thread> threads;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
     stopping_ = true;
     threads.swap(threads_);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (std::thread& t : threads) t.join();
 }
 
 void WebhookDelivery::Wake() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++dispatch_wakes_;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool WebhookDelivery::Sleep(absl::Duration d, bool worker) {
-  std::unique_lock<std::mutex> lock(mu_);
-  uint64_t* counter = worker ? &worker_wakes_ : &dispatch_wakes_;
-  uint64_t seen = *counter;
-  cv_.wait_for(lock, absl::ToChronoMilliseconds(d),
-               [&] { return stop_ || *counter != seen; });
+  const absl::Time deadline = absl::Now() + d;
+  absl::MutexLock lock(&mu_);
+  const uint64_t* counter = worker ? &worker_wakes_ : &dispatch_wakes_;
+  const uint64_t seen = *counter;
+  while (!stop_ && *counter == seen) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;  // timed out
+  }
   return !stop_;
 }
 
@@ -588,13 +591,12 @@ bool WebhookDelivery::PauseWhileWriting(absl::Duration d) {
   // writes going on; a whole slice without one means they stopped.
   constexpr absl::Duration kQuietSlice = absl::Milliseconds(250);
   const absl::Time end = absl::Now() + d;
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (!stop_) {
     const absl::Time now = absl::Now();
     if (now >= end) break;
     const uint64_t seen = dispatch_wakes_;
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(std::min(end - now, kQuietSlice)),
-                 [&] { return stop_; });
+    mu_.AwaitWithTimeout(absl::Condition(&stop_), std::min(end - now, kQuietSlice));
     if (dispatch_wakes_ == seen) break;  // no new entries for a slice
   }
   return !stop_;
@@ -651,7 +653,7 @@ absl::StatusOr<int> WebhookDelivery::DispatchOnce(pg::Connection* conn) {
   // (CANCELLED, nothing changed); during (B) it lets the sends in flight
   // finish and records the rest as Queued (the workers send them after the
   // restart), so a clean shutdown sends nothing twice.
-  std::lock_guard<std::mutex> pass_lock(pass_mu_);
+  absl::MutexLock pass_lock(&pass_mu_);
   auto locked = conn->Exec(
       "SELECT pg_try_advisory_lock(hashtext('es_producer.webhook_dispatch'))");
   if (!locked.ok()) return locked.status();
@@ -1026,9 +1028,9 @@ absl::Duration WebhookDelivery::SendPass(Pass* pass) {
   std::vector<std::thread> senders;
   std::vector<absl::Duration> cpu(threads);
   for (size_t t = 0; t < threads; ++t) {
-    senders.emplace_back([&, t] {
+    senders.emplace_back([&, t, curl = static_cast<CURL*>(pass_curls_[t])] {
       LowerThisThreadPriority(options_.nice);
-      send_chains(static_cast<CURL*>(pass_curls_[t]));
+      send_chains(curl);
       cpu[t] = ThisThreadCpu();
     });
   }
@@ -1231,10 +1233,10 @@ void WebhookDelivery::DispatchLoop() {
     failing = false;
     if (queued > 0) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         ++worker_wakes_;
       }
-      cv_.notify_all();
+      cv_.SignalAll();
       if (stopping_) return;
       // While the site writes, hold the passes' cost to busy_cpu_percent of
       // one core: a pass that cost c is followed by a pause that makes its
@@ -1306,7 +1308,7 @@ void WebhookDelivery::WorkerLoop(int index) {
     }
     failing = false;
     if (sent) {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (stop_) break;
       continue;
     }

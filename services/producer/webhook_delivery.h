@@ -101,11 +101,9 @@
 #define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_DELIVERY_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -114,6 +112,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -238,9 +238,10 @@ class WebhookDelivery {
   struct PassRequest;
   struct Pass;
   // DispatchOnce's three steps. PlanPass: false when there is nothing to do.
-  absl::StatusOr<bool> PlanPass(pg::Connection* conn, Pass* pass);
+  absl::StatusOr<bool> PlanPass(pg::Connection* conn, Pass* pass)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pass_mu_);
   // Returns the senders' CPU time.
-  absl::Duration SendPass(Pass* pass);
+  absl::Duration SendPass(Pass* pass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pass_mu_);
   absl::StatusOr<int> RecordPass(pg::Connection* conn, Pass* pass);
   void DispatchLoop();
   void WorkerLoop(int index);
@@ -266,7 +267,8 @@ class WebhookDelivery {
   // Parsed webhooks by name, reused while the stored definition text is
   // unchanged (dispatcher only).
   struct CachedHook;
-  std::map<std::string, std::shared_ptr<const CachedHook>> hook_cache_;
+  std::map<std::string, std::shared_ptr<const CachedHook>> hook_cache_
+      ABSL_GUARDED_BY(pass_mu_);
   DocumentVersions versions_;  // dispatcher only
   // The last pass (dispatcher only), for the busy_cpu_percent pause.
   struct LastPass {
@@ -275,18 +277,18 @@ class WebhookDelivery {
     absl::Duration cost;    // DispatchOnce's cost measure
     absl::Duration wall;
   } last_pass_;
-  std::mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_, pass_curls_)
+  absl::Mutex pass_mu_;  // one DispatchOnce at a time (hook_cache_, pass_curls_)
   // libcurl handles of the pass's senders (CURL*), kept between passes so
   // their connections to the receivers stay open.
-  std::vector<void*> pass_curls_;
-  std::mutex mu_;
-  std::condition_variable cv_;
+  std::vector<void*> pass_curls_ ABSL_GUARDED_BY(pass_mu_);
+  absl::Mutex mu_;
+  absl::CondVar cv_;
   // Set with stop_; read without mu_ by a dispatcher pass in progress.
   std::atomic<bool> stopping_{false};
-  bool stop_ = false;
-  uint64_t worker_wakes_ = 0;
-  uint64_t dispatch_wakes_ = 0;
-  std::vector<std::thread> threads_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t worker_wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dispatch_wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream

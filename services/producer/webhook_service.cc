@@ -108,18 +108,10 @@ void WebhookToProto(const WebhookConfig& hook, v1::Webhook* out) {
   out->set_secret_file(hook.secret.file);
 }
 
-grpc::Status WebhooksService::CheckAdmin(grpc::ServerContext* context) {
-  auto principal = auth_->Authorize(context, {Role::kAdmin});
-  return principal.ok() ? grpc::Status::OK : ToGrpc(principal.status());
-}
-
-#define ES_WEBHOOK_ADMIN()                                       \
-  if (grpc::Status s = CheckAdmin(context); !s.ok()) return s
-
 grpc::Status WebhooksService::ListWebhooks(grpc::ServerContext* context,
                                            const v1::ListWebhooksRequest*,
                                            v1::ListWebhooksResponse* response) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   auto rows = store_->List();
   if (!rows.ok()) return AnswerRpc("Webhooks.ListWebhooks", rows.status());
   for (const WebhookRow& row : *rows) {
@@ -134,7 +126,7 @@ grpc::Status WebhooksService::ListWebhooks(grpc::ServerContext* context,
 grpc::Status WebhooksService::UpsertWebhook(grpc::ServerContext* context,
                                             const v1::UpsertWebhookRequest* request,
                                             v1::UpsertWebhookResponse* response) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   bool created = false;
   auto row = store_->Upsert(WebhookFromProto(request->webhook()), &created);
   if (!row.ok()) return AnswerRpc("Webhooks.UpsertWebhook", row.status());
@@ -148,7 +140,7 @@ grpc::Status WebhooksService::UpsertWebhook(grpc::ServerContext* context,
 grpc::Status WebhooksService::DeleteWebhook(grpc::ServerContext* context,
                                             const v1::DeleteWebhookRequest* request,
                                             v1::DeleteWebhookResponse*) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   if (request->name().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name: required");
   }
@@ -158,7 +150,7 @@ grpc::Status WebhooksService::DeleteWebhook(grpc::ServerContext* context,
 grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
                                              const v1::PreviewWebhookRequest* request,
                                              v1::PreviewWebhookResponse* response) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   WebhookConfig hook;
   if (!request->name().empty()) {
     auto row = store_->Get(request->name());
@@ -224,7 +216,7 @@ grpc::Status WebhooksService::PreviewWebhook(grpc::ServerContext* context,
 grpc::Status WebhooksService::ListWebhookRequests(
     grpc::ServerContext* context, const v1::ListWebhookRequestsRequest* request,
     v1::ListWebhookRequestsResponse* response) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   WebhookRequestFilter filter;
   filter.webhook = request->webhook();
   filter.doctype = request->doctype();
@@ -241,7 +233,7 @@ grpc::Status WebhooksService::ListWebhookRequests(
 grpc::Status WebhooksService::RetryWebhookRequest(
     grpc::ServerContext* context, const v1::RetryWebhookRequestRequest* request,
     v1::RetryWebhookRequestResponse* response) {
-  ES_WEBHOOK_ADMIN();
+  ES_AUTHORIZE(*auth_, context, Role::kAdmin);
   auto row = store_->Retry(request->id());
   if (!row.ok()) return AnswerRpc("Webhooks.RetryWebhookRequest", row.status());
   RequestToProto(*row, response->mutable_request());

@@ -55,8 +55,6 @@ class WebhooksService final : public v1::Webhooks::Service {
       v1::RetryWebhookRequestResponse* response) override;
 
  private:
-  grpc::Status CheckAdmin(grpc::ServerContext* context);
-
   std::shared_ptr<const Authenticator> auth_;
   std::shared_ptr<const Config> config_;
   std::shared_ptr<pg::ConnectionPool> pool_;
