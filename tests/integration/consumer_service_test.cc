@@ -24,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "libsync/pg.h"
+#include "tests/support/eventually.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -96,16 +97,6 @@ std::string ConsumerConfig(const std::string& url, int port, const std::string& 
 )");
 }
 
-// Polls `done` until it is true or `timeout` passes.
-template <typename F>
-bool Eventually(F done, absl::Duration timeout = absl::Seconds(15)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return done();
-}
 
 class ConsumerServiceTest : public ::testing::Test {
  protected:

@@ -26,6 +26,7 @@
 #include "libsync/value.h"
 #include "services/common/service_main.h"
 #include "tests/support/http_get.h"
+#include "tests/support/eventually.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -110,16 +111,6 @@ std::string ConsumerConfig(const ConsumerOpts& o) {
       "\n      doctypes:\n        - {doctype: Note, use_same_name: true}\n");
 }
 
-// Polls `done` until it is true or `timeout` passes.
-template <typename F>
-bool Eventually(F done, absl::Duration timeout = absl::Seconds(30)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return done();
-}
 
 int64_t Count(pg::Connection* conn, const std::string& sql) {
   auto r = conn->Exec(sql);

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "spdlog/sinks/base_sink.h"
 #include "spdlog/spdlog.h"
+#include "tests/support/eventually.h"
 
 namespace eventstream::testing {
 namespace {
@@ -228,15 +229,6 @@ class NotifierTest : public ::testing::Test {
   std::shared_ptr<CaptureSink> sink_;
 };
 
-template <typename Pred>
-bool Eventually(Pred pred, milliseconds timeout) {
-  const auto until = Clock::now() + timeout;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return pred();
-}
 
 TEST_F(NotifierTest, BurstOfSignalsIsCoalesced) {
   FakeConsumer consumer(kToken);

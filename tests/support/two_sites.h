@@ -26,6 +26,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libsync/pg.h"
+#include "tests/support/eventually.h"
 #include "tests/support/service_runner.h"
 
 namespace eventstream::testing {
@@ -127,17 +128,6 @@ int64_t QueryInt(pg::Connection* conn, const std::string& sql);
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 int FreeTcpPort();
 
-// Polls `done` every 50 ms until it is true or `timeout` passes; returns
-// its last answer.
-template <typename F>
-bool Eventually(F done, absl::Duration timeout = absl::Seconds(30)) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return done();
-}
 
 }  // namespace eventstream::testing
 
