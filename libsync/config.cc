@@ -1190,6 +1190,11 @@ class Parser {
 
 // ---- lookups ---------------------------------------------------------------
 
+const std::vector<std::string>& Config::condition_functions() const {
+  static const std::vector<std::string> kNone;
+  return producer ? producer->condition_functions : kNone;
+}
+
 const ApiKeyConfig* ProducerConfig::FindApiKey(std::string_view key) const {
   for (const ApiKeyConfig& k : api_keys) {
     if (k.key == key) return &k;

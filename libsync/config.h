@@ -465,6 +465,9 @@ struct Config {
   DocTypeRegistry registry;                // from `doctypes:`, validated
   std::optional<ProducerConfig> producer;  // absent: no producer on this site
   std::optional<ConsumerConfig> consumer;  // absent: no consumer on this site
+
+  // producer.condition_functions, empty when there is no producer.
+  const std::vector<std::string>& condition_functions() const;
 };
 
 // Parses and validates `yaml_text`; `filename` is only used in messages.

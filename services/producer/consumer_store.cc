@@ -116,9 +116,7 @@ absl::Status ConsumerStore::Validate(const ConsumerRegistration& reg) const {
           absl::StrCat("DocType ", Quote(d.doctype), " is listed twice"));
     }
     // A consumer's cmd: condition may only name an allowed function.
-    static const std::vector<std::string> kNone;
-    std::string problem = ConditionProblem(
-        d.condition, config_->producer ? &config_->producer->condition_functions : &kNone);
+    std::string problem = ConditionProblem(d.condition, &config_->condition_functions());
     if (!problem.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "condition for DocType ", Quote(d.doctype), ": ", problem));

@@ -106,7 +106,12 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
     for (const char* column : {"condition", "producer_condition"}) {
       if (!r->Get(i, column).empty()) sub.conditions.emplace_back(r->Get(i, column));
     }
-    sub.refused = ConditionProblem(r->Get(i, "condition"), &AllowedFunctions());
+    // Only a cmd: condition can be refused here; an expression's parse
+    // errors are PassesConditions' to report.
+    absl::string_view condition = r->Get(i, "condition");
+    if (absl::StartsWith(condition, "cmd:")) {
+      sub.refused = ConditionProblem(condition, &config_->condition_functions());
+    }
   }
   return subs;
 }
@@ -146,11 +151,6 @@ void UpdateFeed::LogConditionError(absl::string_view site,
       "once)",
       condition, std::string(site), std::string(doctype),
       std::string(status.message()));
-}
-
-const std::vector<std::string>& UpdateFeed::AllowedFunctions() const {
-  static const std::vector<std::string> kNone;
-  return config_->producer ? config_->producer->condition_functions : kNone;
 }
 
 bool UpdateFeed::PassesConditions(pg::Connection* conn, absl::string_view site,

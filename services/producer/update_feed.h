@@ -222,7 +222,6 @@ class UpdateFeed {
                                                   absl::string_view site,
                                                   Subscriptions* boundaries = nullptr);
   absl::StatusOr<Access> LoadAccess(pg::Connection* conn, absl::string_view site);
-  const std::vector<std::string>& AllowedFunctions() const;
   // Whether `doc` passes every condition of `sub` (see file comment).
   bool PassesConditions(pg::Connection* conn, absl::string_view site,
                         absl::string_view doctype, const Subscription& sub,
