@@ -188,6 +188,24 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                      arrays.values.data(), nullptr, nullptr, 0));
 }
 
+namespace {
+
+absl::StatusOr<Result> Named(const Query& query, absl::StatusOr<Result> result) {
+  if (result.ok()) return result;
+  return absl::Status(result.status().code(),
+                      absl::StrCat(query.name, ": ", result.status().message()));
+}
+
+}  // namespace
+
+absl::StatusOr<Result> Connection::Exec(const Query& query, const Params& params) {
+  return Named(query, Exec(absl::string_view(query.sql), params));
+}
+
+absl::StatusOr<Result> Connection::ExecPrepared(const Query& query, const Params& params) {
+  return Named(query, ExecPrepared(std::string(query.name), query.sql, params));
+}
+
 absl::Status Connection::ExecScript(absl::string_view sql) {
   if (absl::Status s = FlushDeferred(); !s.ok()) return s;
   std::string text(sql);

@@ -49,6 +49,18 @@ class Param {
 };
 using Params = std::vector<Param>;
 
+// A statement with its name, as each store keeps its queries (userver's
+// Query{sql, Name} is the model):
+//   constexpr pg::Query kFindNote{"find_note", "SELECT name FROM t WHERE x = $1"};
+// The name prefixes errors ("find_note: ERROR: ..."), so a failure names the
+// query; ExecPrepared(query, ...) prepares it once per connection under it.
+// Parameters only; identifiers that vary (a DocType's table) are not
+// constants, build those with QuoteIdentifier and Exec(string).
+struct Query {
+  const char* name;
+  const char* sql;
+};
+
 // The rows of one statement, in text form. Move-only.
 class Result {
  public:
@@ -94,6 +106,9 @@ class Connection {
   absl::StatusOr<Result> ExecPrepared(const std::string& name,
                                       absl::string_view sql,
                                       const Params& params = {});
+  // A named query (see Query), plain or prepared under its name.
+  absl::StatusOr<Result> Exec(const Query& query, const Params& params = {});
+  absl::StatusOr<Result> ExecPrepared(const Query& query, const Params& params = {});
   // Several statements without parameters (migrations, DDL scripts).
   absl::Status ExecScript(absl::string_view sql);
 

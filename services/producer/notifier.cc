@@ -65,7 +65,7 @@ void Notifier::Stop() {
     absl::MutexLock lock(&mu_);
     if (stop_ && !thread_.joinable() && in_flight_ == 0) return;
     stop_ = true;
-    for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
+    for (const auto& [ptr, live] : live_calls_) calls.push_back(live.call);
   }
   cv_.SignalAll();
   // Outside mu_: a cancelled call's callback may run inside TryCancel().
@@ -77,12 +77,25 @@ void Notifier::Stop() {
   {
     absl::MutexLock lock(&mu_);
     calls.clear();
-    for (const auto& [ptr, call] : live_calls_) calls.push_back(call);
+    for (const auto& [ptr, live] : live_calls_) calls.push_back(live.call);
   }
   for (const auto& call : calls) call->context.TryCancel();
   calls.clear();
-  absl::MutexLock lock(&mu_);
-  while (in_flight_ != 0) idle_cv_.Wait(&mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    while (in_flight_ != 0) idle_cv_.Wait(&mu_);
+  }
+  ReleaseFinished();
+}
+
+void Notifier::ReleaseFinished() {
+  std::vector<InFlight> done;
+  {
+    absl::MutexLock lock(&mu_);
+    done.swap(finished_);
+  }
+  // Destroyed here, outside mu_: a channel's destructor may join gRPC's
+  // callback threads, which may be waiting for mu_ in OnDone.
 }
 
 std::shared_ptr<grpc::Channel> Notifier::ChannelLocked(
@@ -235,6 +248,12 @@ milliseconds Notifier::NextBackoffLocked(Target& target) {
 void Notifier::Run() {
   mu_.Lock();
   while (!stop_) {
+    if (!finished_.empty()) {
+      mu_.Unlock();
+      ReleaseFinished();
+      mu_.Lock();
+      continue;
+    }
     const auto now = Clock::now();
     std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>>
         to_start;
@@ -261,19 +280,19 @@ void Notifier::Run() {
       ++target->stats.attempts;
       ++totals_.attempts;
       ++in_flight_;
-      live_calls_[call.get()] = call;
+      live_calls_[call.get()] = InFlight{target, call};
       to_start.emplace_back(target, std::move(call));
     }
     if (!to_start.empty()) {
       // Start outside mu_: a callback may run before Notify() returns.
-      // Target::stub is immutable once the target is created.
+      // Target::stub is immutable once the target is created. The callback
+      // owns nothing (see OnDone); live_calls_ keeps the call alive.
       mu_.Unlock();
       for (auto& [target, call] : to_start) {
+        Call* raw = call.get();
         target->stub->async()->Notify(
             &call->context, &call->request, &call->response,
-            [this, target = target, call = call](grpc::Status status) {
-              OnDone(target, call, status);
-            });
+            [this, raw](grpc::Status status) { OnDone(raw, status); });
       }
       to_start.clear();
       mu_.Lock();
@@ -288,11 +307,13 @@ void Notifier::Run() {
   mu_.Unlock();
 }
 
-void Notifier::OnDone(const std::shared_ptr<Target>& target,
-                      const std::shared_ptr<Call>& call,
-                      const grpc::Status& status) {
+void Notifier::OnDone(Call* raw, const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
-  live_calls_.erase(call.get());
+  auto live = live_calls_.find(raw);
+  finished_.push_back(std::move(live->second));
+  live_calls_.erase(live);
+  const std::shared_ptr<Target>& target = finished_.back().target;
+  const Call* call = raw;
   TargetStats& stats = target->stats;
   stats.in_flight = false;
   const int64_t position = call->request.log_position();

@@ -156,9 +156,14 @@ class Notifier {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<grpc::Channel> ChannelLocked(const std::string& address)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs on a gRPC thread when a call finishes.
-  void OnDone(const std::shared_ptr<Target>& target,
-              const std::shared_ptr<Call>& call, const grpc::Status& status);
+  // Runs on a gRPC thread when a call finishes. Releases nothing: the
+  // call (and with it possibly the last reference to a channel) goes to
+  // finished_, freed by the worker or Stop(). A channel freed on gRPC's own
+  // callback thread shuts down the queue that thread is serving (gRPC 1.51
+  // then aborts: "ref_counted.h assertion failed: prior > 0").
+  void OnDone(Call* call, const grpc::Status& status);
+  // Frees finished_ outside mu_ (never on a gRPC callback thread).
+  void ReleaseFinished() ABSL_LOCKS_EXCLUDED(mu_);
   // Requires mu_. Counts a failure of `target`; its next delay (>= 1 ms).
   std::chrono::milliseconds NextBackoffLocked(Target& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -177,7 +182,14 @@ class Notifier {
   // shared_ptr: a call's completion may outlive the target's removal.
   std::map<std::string, std::shared_ptr<Target>> targets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
-  std::map<Call*, std::shared_ptr<Call>> live_calls_ ABSL_GUARDED_BY(mu_);  // started, not done
+  // A call and the target it was made for (which SetTargets may already
+  // have replaced), owned here from start to release.
+  struct InFlight {
+    std::shared_ptr<Target> target;
+    std::shared_ptr<Call> call;
+  };
+  std::map<Call*, InFlight> live_calls_ ABSL_GUARDED_BY(mu_);  // started, not done
+  std::vector<InFlight> finished_ ABSL_GUARDED_BY(mu_);        // done, not yet freed
   Stats totals_ ABSL_GUARDED_BY(mu_);  // targets is filled in by stats()
   std::thread thread_;  // started under mu_ in Start(); joined by Stop()
 };
