@@ -17,6 +17,7 @@
 //  * `doc.get` followed by `(` is Frappe's doc.get(key[, default]); without a
 //    call, `doc.get` reads the field named "get".
 #include "libsync/expr.h"
+#include "libsync/expr_internal.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -36,7 +37,7 @@ constexpr int kMaxDepth = 64;
 // keeps evaluation and destruction recursion shallow too.
 constexpr int kMaxHeight = 4 * kMaxDepth;
 
-enum class CmpOp { kEq, kNe, kLt, kLe, kGt, kGe, kIn, kNotIn, kIs, kIsNot };
+using expr_internal::CmpOp;
 
 const char* CmpOpText(CmpOp op) {
   switch (op) {
@@ -56,21 +57,6 @@ const char* CmpOpText(CmpOp op) {
 
 }  // namespace
 
-namespace expr_internal {
-
-struct Node {
-  enum class Kind { kLiteral, kDoc, kAttr, kGet, kSeq, kNot, kAnd, kOr, kCmp };
-  Kind kind = Kind::kLiteral;
-  int column = 0;                // 1-based; where evaluation errors point
-  int height = 1;                // longest path to a leaf, counting this node
-  Value literal;                 // kLiteral
-  std::string name;              // kAttr: the field name
-  std::vector<std::unique_ptr<Node>> kids;  // operands, in source order
-  std::vector<CmpOp> ops;        // kCmp: ops[i] joins kids[i] and kids[i+1]
-  std::vector<int> op_columns;   // kCmp: column of each operator
-};
-
-}  // namespace expr_internal
 
 namespace {
 

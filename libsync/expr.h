@@ -52,6 +52,8 @@ class Condition {
   absl::StatusOr<Value> EvaluateValue(const Value& doc) const;
 
   const std::string& text() const { return text_; }
+  // The syntax tree (expr_internal.h); null for a default-constructed one.
+  const expr_internal::Node* root() const { return root_.get(); }
 
  private:
   std::string text_;
