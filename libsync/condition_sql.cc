@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libsync/expr_internal.h"
+#include "libsync/pg.h"
 #include "libsync/status_macros.h"
 
 namespace eventstream {
@@ -86,8 +87,8 @@ std::string Or(const std::string& x, const std::string& y) {
 
 class Compiler {
  public:
-  Compiler(const DocTypeDef& def, std::string row_json, int first_param)
-      : def_(def), row_json_(std::move(row_json)), first_param_(first_param) {}
+  Compiler(const DocTypeDef& def, RowSql row, int first_param)
+      : def_(def), row_(std::move(row)), first_param_(first_param) {}
 
   absl::StatusOr<std::string> Bool(const Node& n);
   std::vector<std::string> TakeParams() { return std::move(params_); }
@@ -108,7 +109,7 @@ class Compiler {
   absl::StatusOr<std::string> Compare(CmpOp op, const Node& a, const Node& b);
 
   const DocTypeDef& def_;
-  const std::string row_json_;
+  const RowSql row_;
   const int first_param_;
   std::vector<std::string> params_;
 };
@@ -161,8 +162,12 @@ absl::StatusOr<std::string> Compiler::Field(const std::string& key, const Node* 
     ASSIGN_OR_RETURN(otherwise, Json(*fallback));
   }
   if (key.find('\0') != std::string::npos || !IsReplicatedColumn(&def_, key)) return otherwise;
-  return absl::StrCat("COALESCE((", row_json_, ") -> ", Param(key, "text"), ", ", otherwise,
-                      ")");
+  if (row_.read == RowRead::kByColumn) {
+    return absl::StrCat("COALESCE(to_jsonb(", row_.alias, ".", pg::QuoteIdentifier(key), "), ",
+                        otherwise, ")");
+  }
+  return absl::StrCat("COALESCE(to_jsonb(", row_.alias, ") -> ", Param(key, "text"), ", ",
+                      otherwise, ")");
 }
 
 absl::StatusOr<std::string> Compiler::Eq(const std::string& j, const Value& lit) {
@@ -300,15 +305,15 @@ absl::StatusOr<std::string> Compiler::Bool(const Node& n) {
 }  // namespace
 
 absl::StatusOr<SqlPredicate> ConditionToSql(const Condition& condition, const DocTypeDef& def,
-                                            const std::string& row_json, int first_param) {
+                                            const RowSql& row, int first_param) {
   if (condition.root() == nullptr) return Untranslatable("an unparsed condition");
-  Compiler compiler(def, row_json, first_param);
+  Compiler compiler(def, row, first_param);
   ASSIGN_OR_RETURN(std::string sql, compiler.Bool(*condition.root()));
   return SqlPredicate{absl::StrCat("COALESCE(", sql, ", FALSE)"), compiler.TakeParams()};
 }
 
 absl::StatusOr<SqlPredicate> ConditionsToSql(const std::vector<std::string>& conditions,
-                                             const DocTypeDef& def, const std::string& row_json,
+                                             const DocTypeDef& def, const RowSql& row,
                                              int first_param) {
   SqlPredicate all{"TRUE", {}};
   for (const std::string& text : conditions) {
@@ -316,7 +321,7 @@ absl::StatusOr<SqlPredicate> ConditionsToSql(const std::vector<std::string>& con
     auto parsed = Condition::Parse(text);
     if (!parsed.ok()) return Untranslatable("a condition that does not parse");
     ASSIGN_OR_RETURN(SqlPredicate one,
-                     ConditionToSql(*parsed, def, row_json,
+                     ConditionToSql(*parsed, def, row,
                                     first_param + static_cast<int>(all.params.size())));
     absl::StrAppend(&all.sql, " AND ", one.sql);
     for (std::string& p : one.params) all.params.push_back(std::move(p));

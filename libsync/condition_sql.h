@@ -35,17 +35,26 @@ struct SqlPredicate {
   std::vector<std::string> params;  // $first_param, $first_param + 1, ...
 };
 
-// `condition` over the row whose to_jsonb is the SQL expression `row_json`
-// (e.g. "to_jsonb(t)") of a table of DocType `def`. Parameters are numbered
-// from `first_param`.
+// How the translation reads a field of row `alias`: by its column
+// (to_jsonb(t."f"), the fast way; a query then fails with SQLSTATE 42703
+// when the table lacks a column the registry lists) or out of the whole
+// row (to_jsonb(t) -> 'f', where a missing column reads None).
+enum class RowRead { kByColumn, kWholeRow };
+struct RowSql {
+  std::string alias = "t";
+  RowRead read = RowRead::kByColumn;
+};
+
+// `condition` over row `row` of a table of DocType `def`. Parameters are
+// numbered from `first_param`.
 absl::StatusOr<SqlPredicate> ConditionToSql(const Condition& condition, const DocTypeDef& def,
-                                            const std::string& row_json, int first_param);
+                                            const RowSql& row, int first_param);
 
 // All of `conditions` (the texts a Subscription holds: "" or an
 // expression) at once; "TRUE" for none. UNIMPLEMENTED when one cannot be
 // translated (a cmd: function, a parse error, an unsupported form).
 absl::StatusOr<SqlPredicate> ConditionsToSql(const std::vector<std::string>& conditions,
-                                             const DocTypeDef& def, const std::string& row_json,
+                                             const DocTypeDef& def, const RowSql& row,
                                              int first_param);
 
 }  // namespace eventstream

@@ -1,5 +1,6 @@
 #include "libsync/link_graph.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -110,6 +111,80 @@ absl::StatusOr<Reachability> ReachableFromGrantor(const DocRef& target, const Re
       }
     }
     frontier = std::move(next);
+  }
+  return out;
+}
+
+namespace {
+
+using Frontier = std::map<std::string, std::vector<std::string>>;  // doctype -> names
+
+// The backward half of ReachableFromGrantors: what links to what, and the
+// grantors met.
+struct BackwardMap {
+  std::map<DocRef, std::vector<DocRef>> links_to;  // linker -> documents it links to
+  std::vector<DocRef> grantors;
+};
+
+// Judges the documents first met on this level and returns the passage
+// ones as the next frontier.
+absl::StatusOr<Frontier> JudgeLevel(const Frontier& met, const BatchReverseWalk& walk,
+                                    int budget, BatchReachability* out, BackwardMap* map) {
+  Frontier next;
+  for (const auto& [doctype, all] : met) {
+    std::vector<std::string> names = all;
+    if (out->examined + static_cast<int>(names.size()) > budget) {
+      names.resize(std::max(0, budget - out->examined));
+      out->out_of_budget = true;
+    }
+    if (names.empty()) continue;
+    out->examined += static_cast<int>(names.size());
+    ASSIGN_OR_RETURN(auto standings, walk.standings(doctype, names));
+    for (const auto& [name, standing] : standings) {
+      if (standing == Standing::kGrantor) map->grantors.push_back({doctype, name});
+      if (standing == Standing::kPassage) next[doctype].push_back(name);
+    }
+  }
+  return next;
+}
+
+}  // namespace
+
+absl::StatusOr<BatchReachability> ReachableFromGrantors(const std::vector<DocRef>& targets,
+                                                        const BatchReverseWalk& walk,
+                                                        int budget) {
+  BatchReachability out;
+  BackwardMap map;
+  std::set<DocRef> visited(targets.begin(), targets.end());
+  Frontier frontier;
+  for (const DocRef& t : targets) frontier[t.doctype].push_back(t.name);
+  while (!frontier.empty() && !out.out_of_budget) {
+    Frontier met;
+    for (const auto& [doctype, names] : frontier) {
+      ASSIGN_OR_RETURN(std::vector<LinkEdge> edges,
+                       walk.linkers(doctype, names, std::max(1, budget - out.examined)));
+      for (LinkEdge& edge : edges) {
+        map.links_to[edge.from].push_back({doctype, edge.to});
+        if (visited.insert(edge.from).second) met[edge.from.doctype].push_back(edge.from.name);
+      }
+    }
+    ASSIGN_OR_RETURN(frontier, JudgeLevel(met, walk, budget, &out, &map));
+  }
+  // Forwards from the grantors; every document reached this way is a
+  // target or a passage document (only those were walked from).
+  std::set<DocRef> reached;
+  std::vector<DocRef> queue = map.grantors;
+  while (!queue.empty()) {
+    DocRef at = std::move(queue.back());
+    queue.pop_back();
+    auto it = map.links_to.find(at);
+    if (it == map.links_to.end()) continue;
+    for (const DocRef& to : it->second) {
+      if (reached.insert(to).second) queue.push_back(to);
+    }
+  }
+  for (const DocRef& t : targets) {
+    if (reached.count(t) > 0) out.readable.insert(t);
   }
   return out;
 }

@@ -12,7 +12,9 @@
 #define EVENTSTREAM_LIBSYNC_LINK_GRAPH_H_
 
 #include <functional>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -80,6 +82,39 @@ struct Reachability {
 // (then readable = false, out_of_budget = true).
 absl::StatusOr<Reachability> ReachableFromGrantor(const DocRef& target, const ReverseWalk& walk,
                                                   int budget);
+
+// A link found walking backwards: document `from` links to the document
+// named `to` (of the DocType the walk asked about).
+struct LinkEdge {
+  DocRef from;
+  std::string to;
+};
+// The batched form of ReverseWalk: each call covers a whole level of one
+// DocType, so a walk costs queries per level, not per document.
+struct BatchReverseWalk {
+  // The links to any of `names` (of `doctype`), at most `limit` per field.
+  std::function<absl::StatusOr<std::vector<LinkEdge>>(
+      const std::string& doctype, const std::vector<std::string>& names, int limit)>
+      linkers;
+  // The standing of each of `names` (of `doctype`); a name left out is
+  // missing.
+  std::function<absl::StatusOr<std::map<std::string, Standing>>(
+      const std::string& doctype, const std::vector<std::string>& names)>
+      standings;
+};
+struct BatchReachability {
+  std::set<DocRef> readable;  // the targets a grantor reaches
+  int examined = 0;           // documents judged
+  bool out_of_budget = false;
+};
+// ReachableFromGrantor for many `targets` at once (all of them passage
+// documents): one backward walk from all of them, recording the links it
+// meets, then forwards from the grantors found along those links through
+// passage documents only. Past `budget` judged documents the walk stops and
+// what it has not proven reachable counts as not readable.
+absl::StatusOr<BatchReachability> ReachableFromGrantors(const std::vector<DocRef>& targets,
+                                                        const BatchReverseWalk& walk,
+                                                        int budget);
 
 struct ClosureLimits {
   int max_documents = 1000;

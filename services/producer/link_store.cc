@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "libsync/status_macros.h"
 
 namespace eventstream {
 namespace {
@@ -11,17 +12,18 @@ namespace {
 // {table}, {column} and {doctype_column} are quoted identifiers from the
 // registry; $1 the target names, $2 the row limit, $3 the target DocType
 // (Dynamic Link only).
+// Each row is one link: the linking document and the name it links to.
 constexpr char kParentLinkers[] =
-    "SELECT t.name FROM {table} AS t WHERE t.{column}::text = ANY($1::text[])"
-    " LIMIT $2";
+    "SELECT t.name, t.{column}::text AS linked FROM {table} AS t"
+    " WHERE t.{column}::text = ANY($1::text[]) LIMIT $2";
 constexpr char kParentDynamicLinkers[] =
-    "SELECT t.name FROM {table} AS t WHERE t.{column}::text = ANY($1::text[])"
-    " AND t.{doctype_column}::text = $3 LIMIT $2";
+    "SELECT t.name, t.{column}::text AS linked FROM {table} AS t"
+    " WHERE t.{column}::text = ANY($1::text[]) AND t.{doctype_column}::text = $3 LIMIT $2";
 constexpr char kChildLinkers[] =
-    "SELECT DISTINCT c.parenttype, c.parent FROM {table} AS c"
+    "SELECT DISTINCT c.parenttype, c.parent, c.{column}::text AS linked FROM {table} AS c"
     " WHERE c.{column}::text = ANY($1::text[]) LIMIT $2";
 constexpr char kChildDynamicLinkers[] =
-    "SELECT DISTINCT c.parenttype, c.parent FROM {table} AS c"
+    "SELECT DISTINCT c.parenttype, c.parent, c.{column}::text AS linked FROM {table} AS c"
     " WHERE c.{column}::text = ANY($1::text[]) AND c.{doctype_column}::text = $3"
     " LIMIT $2";
 
@@ -47,14 +49,13 @@ bool HoldsChild(const DocTypeRegistry& registry, const std::string& parent,
 
 }  // namespace
 
-absl::StatusOr<std::vector<DocRef>> FindLinkers(pg::Connection* conn,
-                                                const DocTypeRegistry& registry,
-                                                const std::string& doctype,
-                                                const std::vector<std::string>& names,
-                                                int limit) {
-  std::set<DocRef> seen;
-  std::vector<DocRef> out;
-  if (names.empty() || limit <= 0) return out;
+absl::StatusOr<std::vector<LinkEdge>> FindLinkEdges(pg::Connection* conn,
+                                                    const DocTypeRegistry& registry,
+                                                    const std::string& doctype,
+                                                    const std::vector<std::string>& names,
+                                                    int limit) {
+  std::vector<LinkEdge> out;
+  if (limit <= 0) return out;  // no names: the same queries, finding nothing
   for (const LinkField& f : FieldsLinkingTo(registry, doctype)) {
     const bool child = f.holder->istable;
     const char* query = child ? (f.dynamic ? kChildDynamicLinkers : kChildLinkers)
@@ -65,12 +66,27 @@ absl::StatusOr<std::vector<DocRef>> FindLinkers(pg::Connection* conn,
     if (!r.ok() && pg::SqlStateOf(r.status()) == kUndefinedTable) continue;
     if (!r.ok()) return r.status();
     for (int i = 0; i < r->rows(); ++i) {
-      DocRef ref = child ? DocRef{std::string(r->Get(i, "parenttype")),
-                                  std::string(r->Get(i, "parent"))}
-                         : DocRef{f.holder->name, std::string(r->Get(i, "name"))};
-      if (child && !HoldsChild(registry, ref.doctype, f.holder->name)) continue;
-      if (seen.insert(ref).second) out.push_back(std::move(ref));
+      DocRef from = child ? DocRef{std::string(r->Get(i, "parenttype")),
+                                   std::string(r->Get(i, "parent"))}
+                          : DocRef{f.holder->name, std::string(r->Get(i, "name"))};
+      if (child && !HoldsChild(registry, from.doctype, f.holder->name)) continue;
+      out.push_back({std::move(from), std::string(r->Get(i, "linked"))});
     }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<DocRef>> FindLinkers(pg::Connection* conn,
+                                                const DocTypeRegistry& registry,
+                                                const std::string& doctype,
+                                                const std::vector<std::string>& names,
+                                                int limit) {
+  ASSIGN_OR_RETURN(std::vector<LinkEdge> edges,
+                   FindLinkEdges(conn, registry, doctype, names, limit));
+  std::set<DocRef> seen;
+  std::vector<DocRef> out;
+  for (LinkEdge& edge : edges) {
+    if (seen.insert(edge.from).second) out.push_back(std::move(edge.from));
   }
   return out;
 }

@@ -30,6 +30,14 @@ absl::StatusOr<std::vector<DocRef>> FindLinkers(pg::Connection* conn,
                                                 const std::vector<std::string>& names,
                                                 int limit);
 
+// The same, as links: each linking document with the name it links to
+// (a document linking to several of `names` comes once per name).
+absl::StatusOr<std::vector<LinkEdge>> FindLinkEdges(pg::Connection* conn,
+                                                    const DocTypeRegistry& registry,
+                                                    const std::string& doctype,
+                                                    const std::vector<std::string>& names,
+                                                    int limit);
+
 }  // namespace eventstream
 
 #endif  // EVENTSTREAM_SERVICES_PRODUCER_LINK_STORE_H_

@@ -12,6 +12,7 @@
 #include "libsync/subscription_condition.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/link_store.h"
+#include "services/producer/statement_count.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -612,23 +613,6 @@ Value StandIn(const DocTypeDef& def, absl::string_view name) {
   return doc;
 }
 
-// Tells Options::on_statements the statements run on `conn` from its
-// construction to its end.
-class StatementCount {
- public:
-  StatementCount(const pg::Connection* conn, const std::function<void(int64_t)>* told)
-      : conn_(conn), told_(told), start_(conn->statements()) {}
-  ~StatementCount() {
-    if (*told_) (*told_)(conn_->statements() - start_);
-  }
-  StatementCount(const StatementCount&) = delete;
-  StatementCount& operator=(const StatementCount&) = delete;
-
- private:
-  const pg::Connection* conn_;
-  const std::function<void(int64_t)>* told_;
-  int64_t start_;
-};
 
 }  // namespace
 
@@ -713,60 +697,6 @@ absl::StatusOr<ServedDocument> UpdateFeed::GetDocument(absl::string_view site,
   out.json = doc->ToJson();
   if (with_dependencies) {
     RETURN_IF_ERROR(AddDependencies(conn, site, access, *def, *doc, &out));
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDocuments(
-    absl::string_view site, absl::string_view doctype,
-    const std::map<std::string, std::string>& filters, int limit) {
-  auto def = ServedDocType(doctype);
-  if (!def.ok()) return def.status();
-  if (limit <= 0) limit = options_.default_find_limit;
-  limit = std::min(limit, options_.max_find_limit);
-  std::string where = "TRUE";
-  pg::Params params;
-  for (const auto& [field, value] : filters) {
-    const FieldDef* f = (*def)->FindField(field);
-    bool ok = f != nullptr ? !f->is_table() : IsStandardColumn(field, false);
-    if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "filters: ", Quote(field), " is not a field of DocType ",
-          Quote(doctype), f != nullptr ? " that has a column (it is a Table)" : ""));
-    }
-    params.emplace_back(value);
-    absl::StrAppend(&where, " AND t.", pg::QuoteIdentifier(field), "::text = $",
-                    params.size());
-  }
-  ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
-  pg::Connection* conn = lease.get();
-  StatementCount count(conn, &options_.on_statements);
-  ASSIGN_OR_RETURN(Access access, LoadAccess(conn, site));
-  // Pages of matching names; invisible ones are skipped, so more may be
-  // read than returned. Bounded so a filter matching mostly invisible rows
-  // cannot make one call scan the whole table.
-  constexpr int kPage = 200;
-  const int max_scanned = std::max(10 * limit, 2000);
-  std::vector<std::string> out;
-  std::string last;  // "" sorts before every name
-  int scanned = 0;
-  while (static_cast<int>(out.size()) < limit && scanned < max_scanned) {
-    RETURN_IF_ERROR(Interrupted());  // an abandoned call's pages stop here
-    pg::Params page = params;
-    page.emplace_back(last);
-    std::string sql = absl::StrCat(
-        "SELECT t.name FROM ", pg::QuoteIdentifier((*def)->table), " AS t WHERE ",
-        where, " AND t.name > $", page.size(), " ORDER BY t.name LIMIT ", kPage);
-    auto r = conn->Exec(sql, page);
-    if (!r.ok()) return r.status();
-    for (int i = 0; i < r->rows() && static_cast<int>(out.size()) < limit; ++i) {
-      ++scanned;
-      last = std::string(r->Get(i, 0));
-      auto doc = Readable(conn, site, access, **def, last, /*same_work=*/false);
-      if (!doc.ok()) return doc.status();
-      if (doc->has_value()) out.push_back((*doc)->ToJson());
-    }
-    if (r->rows() < kPage) break;
   }
   return out;
 }

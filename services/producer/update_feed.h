@@ -115,6 +115,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "libsync/batch_budget.h"
+#include "libsync/condition_sql.h"
 #include "libsync/config.h"
 #include "libsync/link_graph.h"
 #include "libsync/pg.h"
@@ -256,6 +257,47 @@ class UpdateFeed {
                                const Access& access, const DocTypeDef& def,
                                const Value& doc, ServedDocument* out);
   absl::StatusOr<const DocTypeDef*> ServedDocType(absl::string_view doctype) const;
+
+  // FindDocuments (find_documents.cc). How a row `t` of `def`'s table
+  // stands for the site, decided by SQL (libsync/condition_sql.h): `open`
+  // (not blocked) and `grant` are boolean expressions with `params` from
+  // $first_param; nullopt when a condition has no SQL form (cmd:, ...).
+  struct StandingSql {
+    std::string open;
+    std::string grant;
+    std::vector<std::string> params;
+  };
+  std::optional<StandingSql> StandingInSql(absl::string_view site, const Access& access,
+                                           const DocTypeDef& def, int first_param,
+                                           RowRead read);
+  // How each of `names` (of `def`) stands; missing names are left out. One
+  // query when StandingInSql has an answer, else Judge per name.
+  absl::StatusOr<std::map<std::string, Standing>> Standings(
+      pg::Connection* conn, absl::string_view site, const Access& access,
+      const DocTypeDef& def, const std::vector<std::string>& names);
+  // A page's names in order: "" for one not readable, else its JSON.
+  struct FindQuery {
+    const DocTypeDef* def = nullptr;
+    std::string where;  // over `t`, with filter parameters $1..$n
+    pg::Params params;
+    int limit = 0;
+  };
+  absl::StatusOr<std::vector<std::string>> FindDecidedInSql(pg::Connection* conn,
+                                                            absl::string_view site,
+                                                            const Access& access,
+                                                            const FindQuery& query,
+                                                            const StandingSql& standing);
+  absl::StatusOr<std::vector<std::string>> FindJudgedOneByOne(pg::Connection* conn,
+                                                              absl::string_view site,
+                                                              const Access& access,
+                                                              const FindQuery& query);
+  // The documents among `names` (passage documents of `def`) that a grantor
+  // reaches: one batched backward walk (link_graph.h ReachableFromGrantors).
+  absl::StatusOr<std::set<std::string>> ReachableAmong(pg::Connection* conn,
+                                                       absl::string_view site,
+                                                       const Access& access,
+                                                       const DocTypeDef& def,
+                                                       const std::vector<std::string>& names);
   // Options::interrupted, or OK without one.
   absl::Status Interrupted() const;
 

@@ -114,7 +114,48 @@ struct Graph {
     };
     return w;
   }
+  int standings_calls = 0;
+  BatchReverseWalk Batch() {
+    BatchReverseWalk w;
+    w.linkers = [this](const std::string& doctype, const std::vector<std::string>& names,
+                       int limit) -> absl::StatusOr<std::vector<LinkEdge>> {
+      ++linker_calls;
+      std::set<std::string> wanted(names.begin(), names.end());
+      std::vector<LinkEdge> out;
+      for (const auto& [from, tos] : links) {
+        for (const DocRef& to : tos) {
+          if (to.doctype == doctype && wanted.count(to.name) &&
+              static_cast<int>(out.size()) < limit) {
+            out.push_back({from, to.name});
+          }
+        }
+      }
+      return out;
+    };
+    w.standings = [this](const std::string& doctype, const std::vector<std::string>& names)
+        -> absl::StatusOr<std::map<std::string, Standing>> {
+      ++standings_calls;
+      std::map<std::string, Standing> out;
+      for (const std::string& name : names) {
+        auto it = standing.find(R(doctype, name));
+        if (it == standing.end()) {
+          out[name] = Standing::kPassage;
+        } else if (it->second != Standing::kMissing) {
+          out[name] = it->second;
+        }
+      }
+      return out;
+    };
+    return w;
+  }
+  static DocRef R(std::string doctype, std::string name) {
+    return {std::move(doctype), std::move(name)};
+  }
 };
+
+std::string Names(const std::set<DocRef>& refs) {
+  return Names(std::vector<DocRef>(refs.begin(), refs.end()));
+}
 
 DocRef R(std::string doctype, std::string name) { return {std::move(doctype), std::move(name)}; }
 
@@ -203,6 +244,81 @@ TEST(ReachableFromGrantor, OneLinkerQueryPerDocTypePerLevel) {
   auto r = ReachableFromGrantor(R("Role", "r"), g.Walk(), 100);
   EXPECT_TRUE(r->readable);
   EXPECT_EQ(g.linker_calls, 2);
+}
+
+// The batched walk FindDocuments uses (issue 13 item 9): many targets in
+// one walk, with the same answers as one walk each.
+TEST(ReachableFromGrantors, SameAnswersAsOneWalkEach) {
+  Graph g;
+  // n1 (grantor) -> u1 -> r1 -> r2 <-> r3; h (passage, unreachable) -> u9 -> r9;
+  // g2 (grantor) -> b (blocked) -> u8; a <-> c a cycle nothing visible links.
+  g.standing[R("Note", "n1")] = Standing::kGrantor;
+  g.standing[R("Note", "g2")] = Standing::kGrantor;
+  g.standing[R("Note", "b")] = Standing::kBlocked;
+  g.Link(R("Note", "n1"), R("User", "u1"));
+  g.Link(R("User", "u1"), R("Role", "r1"));
+  g.Link(R("Role", "r1"), R("Role", "r2"));
+  g.Link(R("Role", "r2"), R("Role", "r3"));
+  g.Link(R("Role", "r3"), R("Role", "r2"));
+  g.Link(R("Note", "h"), R("User", "u9"));
+  g.Link(R("User", "u9"), R("Role", "r9"));
+  g.Link(R("Note", "g2"), R("Note", "b"));
+  g.Link(R("Note", "b"), R("User", "u8"));
+  g.Link(R("Role", "a"), R("Role", "c"));
+  g.Link(R("Role", "c"), R("Role", "a"));
+  std::vector<DocRef> targets = {R("User", "u1"), R("Role", "r1"), R("Role", "r3"),
+                                 R("User", "u9"), R("Role", "r9"), R("User", "u8"),
+                                 R("Role", "a"),  R("Role", "c")};
+  auto r = ReachableFromGrantors(targets, g.Batch(), 100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Names(r->readable), "Role:r1 Role:r3 User:u1");
+  EXPECT_FALSE(r->out_of_budget);
+  for (const DocRef& t : targets) {
+    auto one = ReachableFromGrantor(t, g.Walk(), 100);
+    ASSERT_TRUE(one.ok());
+    EXPECT_EQ(one->readable, r->readable.count(t) > 0) << t.doctype << ":" << t.name;
+  }
+}
+
+TEST(ReachableFromGrantors, QueriesPerLevelNotPerTarget) {
+  // 200 invisible notes match; none is linked. One linker query for their
+  // DocType, none for standings (nothing was met): the cost does not grow
+  // with the number of targets.
+  Graph g;
+  std::vector<DocRef> targets;
+  for (int i = 0; i < 200; ++i) targets.push_back(R("Note", "h" + std::to_string(i)));
+  auto r = ReachableFromGrantors(targets, g.Batch(), 1000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->readable.empty());
+  EXPECT_EQ(g.linker_calls, 1);
+  EXPECT_EQ(g.standings_calls, 0);
+  // Each linked by its own user, all users linked by one grantor: two
+  // levels, two linker queries and two standings queries, whatever the count.
+  for (int i = 0; i < 200; ++i) {
+    g.Link(R("User", "u" + std::to_string(i)), R("Note", "h" + std::to_string(i)));
+    g.Link(R("Role", "top"), R("User", "u" + std::to_string(i)));
+  }
+  g.standing[R("Role", "top")] = Standing::kGrantor;
+  g.linker_calls = g.standings_calls = 0;
+  auto all = ReachableFromGrantors(targets, g.Batch(), 1000);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->readable.size(), 200u);
+  EXPECT_EQ(g.linker_calls, 2);
+  EXPECT_EQ(g.standings_calls, 2);
+}
+
+TEST(ReachableFromGrantors, StopsAtTheBudget) {
+  Graph g;
+  for (int i = 0; i < 50; ++i) {
+    g.Link(R("Role", std::to_string(i + 1)), R("Role", std::to_string(i)));
+  }
+  g.standing[R("Role", "50")] = Standing::kGrantor;
+  auto cut = ReachableFromGrantors({R("Role", "0")}, g.Batch(), 10);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_TRUE(cut->readable.empty());
+  EXPECT_TRUE(cut->out_of_budget);
+  EXPECT_EQ(cut->examined, 10);
+  EXPECT_EQ(ReachableFromGrantors({R("Role", "0")}, g.Batch(), 100)->readable.size(), 1u);
 }
 
 TEST(LinkClosure, WholeChainBreadthFirstEachOnce) {
