@@ -1,4 +1,4 @@
-#include "services/producer/webhook_store.h"
+#include "services/producer/webhooks/webhook_store.h"
 
 #include <memory>
 #include <utility>

@@ -22,8 +22,8 @@
 //    (CheckRuntimeWebhookSecrets, webhook_template.h): Upsert refuses
 //    anything else, and delivery checks again before each attempt, so one
 //    stored earlier (or before the list shrank) is Failed, not sent.
-#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
-#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_
 
 #include <cstdint>
 #include <functional>
@@ -132,4 +132,4 @@ class WebhookStore {
 
 }  // namespace eventstream
 
-#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_
