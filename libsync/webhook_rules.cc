@@ -17,13 +17,6 @@
 namespace eventstream {
 namespace {
 constexpr char kMasked[] = "***";
-
-bool HasContentType(const WebhookConfig& hook) {
-  for (const WebhookHeaderConfig& h : hook.headers) {
-    if (absl::EqualsIgnoreCase(h.key, "content-type")) return true;
-  }
-  return false;
-}
 }  // namespace
 
 // ---- doc events and the document as of an entry ----------------------------
@@ -139,7 +132,7 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
   } else {
     out.body = RenderFormBody(hook, doc);
   }
-  if (!HasContentType(hook)) out.headers.emplace_back("Content-Type", "application/json");
+  if (!SetsContentType(hook)) out.headers.emplace_back("Content-Type", "application/json");
   for (const WebhookHeaderConfig& h : hook.headers) {
     out.headers.emplace_back(h.key, h.is_secret() ? kMasked : h.value);
   }
@@ -148,6 +141,13 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
     out.headers.emplace_back("webhook-signature", kMasked);
   }
   return out;
+}
+
+bool SetsContentType(const WebhookConfig& hook) {
+  for (const WebhookHeaderConfig& h : hook.headers) {
+    if (absl::EqualsIgnoreCase(h.key, "content-type")) return true;
+  }
+  return false;
 }
 
 Value HeadersToJson(const std::vector<std::pair<std::string, std::string>>& headers) {

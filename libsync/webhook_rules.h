@@ -67,6 +67,9 @@ absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
 absl::StatusOr<BuiltRequest> BuildRequest(const WebhookConfig& hook,
                                           const PreparedWebhook& prepared,
                                           const Value& doc);
+// Whether the webhook sets its own Content-Type header (else
+// application/json is sent).
+bool SetsContentType(const WebhookConfig& hook);
 // [[key, value], ...] as stored in webhook_request.headers.
 Value HeadersToJson(const std::vector<std::pair<std::string, std::string>>& headers);
 // "msg_" + 32 hex digits of SHA-256(webhook NUL seq): the webhook-id of the

@@ -69,13 +69,8 @@ absl::StatusOr<std::vector<std::string>> HeaderLines(
           "webhook \"", hook.name, "\": ", problem->key, ": ", problem->message));
     }
   }
-  bool has_content_type = false;
-  for (const WebhookHeaderConfig& h : hook.headers) {
-    has_content_type =
-        has_content_type || absl::EqualsIgnoreCase(h.key, "content-type");
-  }
   std::vector<std::string> lines;
-  if (!has_content_type) lines.push_back("Content-Type: application/json");
+  if (!SetsContentType(hook)) lines.push_back("Content-Type: application/json");
   for (const WebhookHeaderConfig& h : hook.headers) {
     std::string value = h.value;
     if (h.is_secret()) {

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "libsync/status_macros.h"
 #include "libsync/webhook_template.h"
 #include "services/producer/approvals_lock.h"
 #include "spdlog/spdlog.h"
@@ -13,12 +14,93 @@
 namespace eventstream {
 namespace {
 
-constexpr char kTime[] =
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+// A timestamptz column as RFC 3339 UTC text ("" for NULL), under its name.
+#define ES_TS(column)                                        \
+  "coalesce(to_char(" column " AT TIME ZONE 'UTC', "         \
+  "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') AS " column
+// A row of es_producer.webhook_request as ReadRequest reads it.
+#define ES_REQUEST_COLUMNS                                                    \
+  "id, request_id, webhook, seq, doctype, docname, doc_event, url, method,"  \
+  " headers::text AS headers, body, status, attempts, " ES_TS(               \
+      "next_attempt_at") ","                                                  \
+  " coalesce(response_code, 0) AS response_code,"                            \
+  " coalesce(response_body, '') AS response_body,"                           \
+  " coalesce(error, '') AS error, coalesce(duration_ms, 0) AS duration_ms, " \
+  ES_TS("created_at") ", " ES_TS("first_attempt_at") ", "                    \
+  ES_TS("last_attempt_at") ", " ES_TS("finished_at")
 
-std::string Ts(absl::string_view column) {
-  return absl::StrCat("coalesce(to_char(", column, " AT TIME ZONE 'UTC', ",
-                      kTime, "), '')");
+constexpr pg::Query kWebhookDocTypes{
+    "webhook_doctypes", "SELECT DISTINCT doctype FROM es_producer.webhook"};
+// Config webhooks that left the config go, their Queued requests Failed.
+constexpr pg::Query kDropRemovedConfigWebhooks{
+    "webhook_drop_removed_config",
+    "WITH gone AS (DELETE FROM es_producer.webhook WHERE from_config"
+    "  AND NOT (name IN (SELECT jsonb_array_elements_text($1::jsonb)))"
+    "  RETURNING name)"
+    " UPDATE es_producer.webhook_request SET status = 'Failed',"
+    "  error = 'webhook deleted (removed from the config)',"
+    "  finished_at = now()"
+    " WHERE status = 'Queued' AND webhook IN (SELECT name FROM gone)"};
+// A config webhook in; a new one's cursor at the log's end.
+constexpr pg::Query kUpsertConfigWebhook{
+    "webhook_upsert_config",
+    "INSERT INTO es_producer.webhook (name, doctype, definition,"
+    "  from_config, last_seq)"
+    " VALUES ($1, $2, $3::jsonb, true,"
+    "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))"
+    " ON CONFLICT (name) DO UPDATE SET doctype = EXCLUDED.doctype,"
+    "  definition = EXCLUDED.definition, from_config = true,"
+    "  updated_at = CASE WHEN webhook.definition = EXCLUDED.definition"
+    "    THEN webhook.updated_at ELSE now() END"};
+constexpr pg::Query kListWebhooks{
+    "webhook_list",
+    "SELECT w.definition::text AS definition, w.from_config, c.last_seq"
+    " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
+    " ORDER BY name"};
+constexpr pg::Query kGetWebhook{
+    "webhook_get",
+    "SELECT w.definition::text AS definition, w.from_config, c.last_seq"
+    " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
+    " WHERE name = $1"};
+// A runtime webhook in (no row back when $1 is a config webhook's name).
+constexpr pg::Query kUpsertRuntimeWebhook{
+    "webhook_upsert_runtime",
+    "INSERT INTO es_producer.webhook (name, doctype, definition, last_seq)"
+    " VALUES ($1, $2, $3::jsonb,"
+    "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))"
+    " ON CONFLICT (name) DO UPDATE SET doctype = EXCLUDED.doctype,"
+    "  definition = EXCLUDED.definition, updated_at = now()"
+    "  WHERE NOT webhook.from_config"
+    " RETURNING (xmax = 0) AS created"};
+constexpr pg::Query kDeleteRuntimeWebhook{
+    "webhook_delete_runtime",
+    "DELETE FROM es_producer.webhook WHERE name = $1 AND NOT from_config"};
+constexpr pg::Query kFailQueuedOfWebhook{
+    "webhook_fail_queued",
+    "UPDATE es_producer.webhook_request SET status = 'Failed',"
+    " error = 'webhook deleted', finished_at = now()"
+    " WHERE webhook = $1 AND status = 'Queued'"};
+constexpr pg::Query kListRequests{
+    "webhook_list_requests",
+    "SELECT " ES_REQUEST_COLUMNS " FROM es_producer.webhook_request"
+    " WHERE ($1 = '' OR webhook = $1) AND ($2 = '' OR doctype = $2)"
+    "  AND ($3 = '' OR docname = $3) AND ($4 = '' OR status = $4)"
+    "  AND ($5::bigint = 0 OR id < $5::bigint)"
+    " ORDER BY id DESC LIMIT $6::int"};
+constexpr pg::Query kGetRequest{
+    "webhook_get_request",
+    "SELECT " ES_REQUEST_COLUMNS " FROM es_producer.webhook_request"
+    " WHERE id = $1"};
+constexpr pg::Query kRetryRequest{
+    "webhook_retry_request",
+    "UPDATE es_producer.webhook_request SET status = 'Queued',"
+    " attempts = 0, next_attempt_at = now(), finished_at = NULL"
+    " WHERE id = $1"};
+#undef ES_REQUEST_COLUMNS
+#undef ES_TS
+
+int64_t Int(const pg::Result& r, int row, const char* column) {
+  return r.GetInt64(row, r.ColumnIndex(column));
 }
 
 std::string Str(const Value& obj, absl::string_view key) {
@@ -35,29 +117,18 @@ void SetOrigin(const std::string& name, absl::string_view key, SecretRef* ref) {
   ref->origin = absl::StrCat("webhook \"", name, "\": ", key);
 }
 
-std::string RequestColumns() {
-  return absl::StrCat(
-      "id, request_id, webhook, seq, doctype, docname, doc_event, url, method,"
-      " headers::text, body, status, attempts, ",
-      Ts("next_attempt_at"),
-      ", coalesce(response_code, 0), coalesce(response_body, ''),"
-      " coalesce(error, ''), coalesce(duration_ms, 0), ",
-      Ts("created_at"), ", ", Ts("first_attempt_at"), ", ",
-      Ts("last_attempt_at"), ", ", Ts("finished_at"));
-}
-
 WebhookRequestRow ReadRequest(const pg::Result& r, int i) {
   WebhookRequestRow row;
-  row.id = r.GetInt64(i, 0);
-  row.request_id = std::string(r.Get(i, 1));
-  row.webhook = std::string(r.Get(i, 2));
-  row.seq = r.GetInt64(i, 3);
-  row.doctype = std::string(r.Get(i, 4));
-  row.docname = std::string(r.Get(i, 5));
-  row.doc_event = std::string(r.Get(i, 6));
-  row.url = std::string(r.Get(i, 7));
-  row.method = std::string(r.Get(i, 8));
-  auto headers = Value::ParseJson(std::string(r.Get(i, 9)));
+  row.id = Int(r, i, "id");
+  row.request_id = std::string(r.Get(i, "request_id"));
+  row.webhook = std::string(r.Get(i, "webhook"));
+  row.seq = Int(r, i, "seq");
+  row.doctype = std::string(r.Get(i, "doctype"));
+  row.docname = std::string(r.Get(i, "docname"));
+  row.doc_event = std::string(r.Get(i, "doc_event"));
+  row.url = std::string(r.Get(i, "url"));
+  row.method = std::string(r.Get(i, "method"));
+  auto headers = Value::ParseJson(std::string(r.Get(i, "headers")));
   if (headers.ok() && headers->is_array()) {
     for (const Value& h : headers->as_array()) {
       if (h.is_array() && h.as_array().size() == 2 &&
@@ -67,19 +138,27 @@ WebhookRequestRow ReadRequest(const pg::Result& r, int i) {
       }
     }
   }
-  row.body = std::string(r.Get(i, 10));
-  row.status = std::string(r.Get(i, 11));
-  row.attempts = static_cast<int>(r.GetInt64(i, 12));
-  row.next_attempt_at = std::string(r.Get(i, 13));
-  row.response_code = static_cast<int>(r.GetInt64(i, 14));
-  row.response_body = std::string(r.Get(i, 15));
-  row.error = std::string(r.Get(i, 16));
-  row.duration_ms = static_cast<int>(r.GetInt64(i, 17));
-  row.created_at = std::string(r.Get(i, 18));
-  row.first_attempt_at = std::string(r.Get(i, 19));
-  row.last_attempt_at = std::string(r.Get(i, 20));
-  row.finished_at = std::string(r.Get(i, 21));
+  row.body = std::string(r.Get(i, "body"));
+  row.status = std::string(r.Get(i, "status"));
+  row.attempts = static_cast<int>(Int(r, i, "attempts"));
+  row.next_attempt_at = std::string(r.Get(i, "next_attempt_at"));
+  row.response_code = static_cast<int>(Int(r, i, "response_code"));
+  row.response_body = std::string(r.Get(i, "response_body"));
+  row.error = std::string(r.Get(i, "error"));
+  row.duration_ms = static_cast<int>(Int(r, i, "duration_ms"));
+  row.created_at = std::string(r.Get(i, "created_at"));
+  row.first_attempt_at = std::string(r.Get(i, "first_attempt_at"));
+  row.last_attempt_at = std::string(r.Get(i, "last_attempt_at"));
+  row.finished_at = std::string(r.Get(i, "finished_at"));
   return row;
+}
+
+// A row of kListWebhooks / kGetWebhook.
+absl::StatusOr<WebhookRow> ReadWebhook(const pg::Result& r, int i) {
+  ASSIGN_OR_RETURN(Value json, Value::ParseJson(std::string(r.Get(i, "definition"))));
+  ASSIGN_OR_RETURN(WebhookConfig hook, WebhookFromJson(json));
+  return WebhookRow{std::move(hook), r.GetBool(i, r.ColumnIndex("from_config")),
+                    Int(r, i, "last_seq")};
 }
 
 }  // namespace
@@ -169,11 +248,10 @@ WebhookStore::WebhookStore(const Config* config, pg::ConnectionPool* pool,
 
 absl::StatusOr<std::set<std::string>> WebhookStore::DocTypes(
     pg::Connection* conn, const DocTypeRegistry& registry) {
-  auto r = conn->Exec("SELECT DISTINCT doctype FROM es_producer.webhook");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kWebhookDocTypes));
   std::set<std::string> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    std::string doctype(r->Get(i, 0));
+  for (int i = 0; i < r.rows(); ++i) {
+    std::string doctype(r.Get(i, "doctype"));
     const DocTypeDef* def = registry.Find(doctype);
     if (def != nullptr && !def->istable) out.insert(std::move(doctype));
   }
@@ -221,27 +299,11 @@ absl::Status WebhookStore::SyncConfig() {
     Value::Array name_list;
     for (const std::string& n : names) name_list.push_back(Value::String(n));
     std::string names_json = Value::FromArray(std::move(name_list)).ToJson();
-    auto gone = (*conn)->Exec(
-        "WITH gone AS (DELETE FROM es_producer.webhook WHERE from_config"
-        "  AND NOT (name IN (SELECT jsonb_array_elements_text($1::jsonb)))"
-        "  RETURNING name)"
-        " UPDATE es_producer.webhook_request SET status = 'Failed',"
-        "  error = 'webhook deleted (removed from the config)',"
-        "  finished_at = now()"
-        " WHERE status = 'Queued' AND webhook IN (SELECT name FROM gone)",
-        {names_json});
+    auto gone = (*conn)->Exec(kDropRemovedConfigWebhooks, {names_json});
     if (!gone.ok()) return gone.status();
     for (const WebhookConfig& w : config_->producer->webhooks) {
-      auto r = (*conn)->Exec(
-          "INSERT INTO es_producer.webhook (name, doctype, definition,"
-          "  from_config, last_seq)"
-          " VALUES ($1, $2, $3::jsonb, true,"
-          "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))"
-          " ON CONFLICT (name) DO UPDATE SET doctype = EXCLUDED.doctype,"
-          "  definition = EXCLUDED.definition, from_config = true,"
-          "  updated_at = CASE WHEN webhook.definition = EXCLUDED.definition"
-          "    THEN webhook.updated_at ELSE now() END",
-          {w.name, w.doctype, WebhookToJson(w).ToJson()});
+      auto r = (*conn)->Exec(kUpsertConfigWebhook,
+                             {w.name, w.doctype, WebhookToJson(w).ToJson()});
       if (!r.ok()) return r.status();
     }
     return (*tx)->Commit();
@@ -251,18 +313,11 @@ absl::Status WebhookStore::SyncConfig() {
 absl::StatusOr<std::vector<WebhookRow>> WebhookStore::List() {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(
-      "SELECT w.definition::text, w.from_config, c.last_seq"
-      " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
-      " ORDER BY name");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(pg::Result r, (*conn)->Exec(kListWebhooks));
   std::vector<WebhookRow> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    auto json = Value::ParseJson(std::string(r->Get(i, 0)));
-    if (!json.ok()) return json.status();
-    auto hook = WebhookFromJson(*json);
-    if (!hook.ok()) return hook.status();
-    out.push_back({std::move(*hook), r->GetBool(i, 1), r->GetInt64(i, 2)});
+  for (int i = 0; i < r.rows(); ++i) {
+    ASSIGN_OR_RETURN(WebhookRow row, ReadWebhook(r, i));
+    out.push_back(std::move(row));
   }
   return out;
 }
@@ -270,20 +325,11 @@ absl::StatusOr<std::vector<WebhookRow>> WebhookStore::List() {
 absl::StatusOr<WebhookRow> WebhookStore::Get(absl::string_view name) {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(
-      "SELECT w.definition::text, w.from_config, c.last_seq"
-      " FROM es_producer.webhook w JOIN es_producer.webhook_cursor c USING (name)"
-      " WHERE name = $1",
-      {name});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) {
+  ASSIGN_OR_RETURN(pg::Result r, (*conn)->Exec(kGetWebhook, {name}));
+  if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook \"", name, "\""));
   }
-  auto json = Value::ParseJson(std::string(r->Get(0, 0)));
-  if (!json.ok()) return json.status();
-  auto hook = WebhookFromJson(*json);
-  if (!hook.ok()) return hook.status();
-  return WebhookRow{std::move(*hook), r->GetBool(0, 1), r->GetInt64(0, 2)};
+  return ReadWebhook(r, 0);
 }
 
 absl::StatusOr<WebhookRow> WebhookStore::Upsert(const WebhookConfig& hook,
@@ -302,22 +348,15 @@ absl::StatusOr<WebhookRow> WebhookStore::Upsert(const WebhookConfig& hook,
   absl::Status status = WithCapture(conn->get(), {hook.doctype}, [&]() -> absl::Status {
     // One statement: the definition and (for a new webhook) its cursor at
     // the current log position are written together or not at all.
-    auto r = (*conn)->Exec(
-        "INSERT INTO es_producer.webhook (name, doctype, definition, last_seq)"
-        " VALUES ($1, $2, $3::jsonb,"
-        "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))"
-        " ON CONFLICT (name) DO UPDATE SET doctype = EXCLUDED.doctype,"
-        "  definition = EXCLUDED.definition, updated_at = now()"
-        "  WHERE NOT webhook.from_config"
-        " RETURNING (xmax = 0)",
-        {hook.name, hook.doctype, WebhookToJson(hook).ToJson()});
+    auto r = (*conn)->Exec(kUpsertRuntimeWebhook,
+                           {hook.name, hook.doctype, WebhookToJson(hook).ToJson()});
     if (!r.ok()) return r.status();
     if (r->rows() == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "webhook \"", hook.name,
           "\" is defined in the config (producer.webhooks); change it there"));
     }
-    if (created != nullptr) *created = r->GetBool(0, 0);
+    if (created != nullptr) *created = r->GetBool(0, r->ColumnIndex("created"));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -339,18 +378,12 @@ absl::Status WebhookStore::Delete(absl::string_view name) {
   // One transaction: the webhook and its queued requests go together.
   auto tx = pg::Transaction::Begin(conn->get());
   if (!tx.ok()) return tx.status();
-  auto r = (*conn)->Exec(
-      "DELETE FROM es_producer.webhook WHERE name = $1 AND NOT from_config",
-      {name});
+  auto r = (*conn)->Exec(kDeleteRuntimeWebhook, {name});
   if (!r.ok()) return r.status();
   if (r->affected_rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook \"", name, "\""));
   }
-  auto q = (*conn)->Exec(
-      "UPDATE es_producer.webhook_request SET status = 'Failed',"
-      " error = 'webhook deleted', finished_at = now()"
-      " WHERE webhook = $1 AND status = 'Queued'",
-      {name});
+  auto q = (*conn)->Exec(kFailQueuedOfWebhook, {name});
   if (!q.ok()) return q.status();
   if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
   spdlog::info("webhook {} deleted", std::string(name));
@@ -362,15 +395,9 @@ absl::StatusOr<std::vector<WebhookRequestRow>> WebhookStore::ListRequests(
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
   int limit = filter.limit <= 0 ? 100 : std::min(filter.limit, 1000);
-  auto r = (*conn)->Exec(
-      absl::StrCat("SELECT ", RequestColumns(),
-                   " FROM es_producer.webhook_request"
-                   " WHERE ($1 = '' OR webhook = $1) AND ($2 = '' OR doctype = $2)"
-                   "  AND ($3 = '' OR docname = $3) AND ($4 = '' OR status = $4)"
-                   "  AND ($5::bigint = 0 OR id < $5::bigint)"
-                   " ORDER BY id DESC LIMIT $6::int"),
-      {filter.webhook, filter.doctype, filter.docname, filter.status,
-       filter.before_id, limit});
+  auto r = (*conn)->Exec(kListRequests,
+                         {filter.webhook, filter.doctype, filter.docname,
+                          filter.status, filter.before_id, limit});
   if (!r.ok()) return r.status();
   std::vector<WebhookRequestRow> out;
   for (int i = 0; i < r->rows(); ++i) out.push_back(ReadRequest(*r, i));
@@ -380,10 +407,7 @@ absl::StatusOr<std::vector<WebhookRequestRow>> WebhookStore::ListRequests(
 absl::StatusOr<WebhookRequestRow> WebhookStore::GetRequest(int64_t id) {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(absl::StrCat("SELECT ", RequestColumns(),
-                                      " FROM es_producer.webhook_request"
-                                      " WHERE id = $1"),
-                         {id});
+  auto r = (*conn)->Exec(kGetRequest, {id});
   if (!r.ok()) return r.status();
   if (r->rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook request ", id));
@@ -396,11 +420,7 @@ absl::StatusOr<WebhookRequestRow> WebhookStore::Retry(int64_t id) {
   if (!conn.ok()) return conn.status();
   // One statement. A row a worker is sending right now is locked; this
   // waits for that attempt to finish and then queues it again.
-  auto r = (*conn)->Exec(
-      "UPDATE es_producer.webhook_request SET status = 'Queued',"
-      " attempts = 0, next_attempt_at = now(), finished_at = NULL"
-      " WHERE id = $1",
-      {id});
+  auto r = (*conn)->Exec(kRetryRequest, {id});
   if (!r.ok()) return r.status();
   if (r->affected_rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook request ", id));
