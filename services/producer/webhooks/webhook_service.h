@@ -1,7 +1,7 @@
 // WebhooksService: the gRPC face of outgoing webhooks
 // (proto/eventstream/v1/webhooks.proto), admin keys only. Definitions and
 // the request log live in WebhookStore (webhook_store.h); delivery in
-// WebhookDelivery (webhook_delivery.h).
+// WebhookDelivery (delivery.h).
 //
 // WebhookRuntime bundles the three for the producer: ProducerInstance
 // registers service() next to the Producer service, Start()s delivery with

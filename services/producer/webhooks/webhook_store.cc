@@ -283,37 +283,31 @@ absl::Status WebhookStore::WithCapture(pg::Connection* conn,
 }
 
 absl::Status WebhookStore::SyncConfig() {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
   std::set<std::string> doctypes;
-  std::vector<std::string> names;
+  Value::Array names;
   for (const WebhookConfig& w : config_->producer->webhooks) {
     doctypes.insert(w.doctype);
-    names.push_back(w.name);
+    names.push_back(Value::String(w.name));
   }
-  return WithCapture(conn->get(), doctypes, [&]() -> absl::Status {
+  const std::string names_json = Value::FromArray(std::move(names)).ToJson();
+  return WithCapture(conn.get(), doctypes, [&]() -> absl::Status {
     // One transaction: a crash midway leaves the previous set of config
     // webhooks (and their queued requests) as they were.
-    auto tx = pg::Transaction::Begin(conn->get());
-    if (!tx.ok()) return tx.status();
-    Value::Array name_list;
-    for (const std::string& n : names) name_list.push_back(Value::String(n));
-    std::string names_json = Value::FromArray(std::move(name_list)).ToJson();
-    auto gone = (*conn)->Exec(kDropRemovedConfigWebhooks, {names_json});
-    if (!gone.ok()) return gone.status();
+    ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
+    RETURN_IF_ERROR(conn->Exec(kDropRemovedConfigWebhooks, {names_json}).status());
     for (const WebhookConfig& w : config_->producer->webhooks) {
-      auto r = (*conn)->Exec(kUpsertConfigWebhook,
-                             {w.name, w.doctype, WebhookToJson(w).ToJson()});
-      if (!r.ok()) return r.status();
+      RETURN_IF_ERROR(conn->Exec(kUpsertConfigWebhook,
+                                 {w.name, w.doctype, WebhookToJson(w).ToJson()})
+                          .status());
     }
-    return (*tx)->Commit();
+    return tx->Commit();
   });
 }
 
 absl::StatusOr<std::vector<WebhookRow>> WebhookStore::List() {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  ASSIGN_OR_RETURN(pg::Result r, (*conn)->Exec(kListWebhooks));
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kListWebhooks));
   std::vector<WebhookRow> out;
   for (int i = 0; i < r.rows(); ++i) {
     ASSIGN_OR_RETURN(WebhookRow row, ReadWebhook(r, i));
@@ -323,9 +317,8 @@ absl::StatusOr<std::vector<WebhookRow>> WebhookStore::List() {
 }
 
 absl::StatusOr<WebhookRow> WebhookStore::Get(absl::string_view name) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  ASSIGN_OR_RETURN(pg::Result r, (*conn)->Exec(kGetWebhook, {name}));
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kGetWebhook, {name}));
   if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook \"", name, "\""));
   }
@@ -343,86 +336,74 @@ absl::StatusOr<WebhookRow> WebhookStore::Upsert(const WebhookConfig& hook,
     return absl::InvalidArgumentError(absl::StrCat(
         "webhook \"", hook.name, "\": ", problem->key, ": ", problem->message));
   }
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  absl::Status status = WithCapture(conn->get(), {hook.doctype}, [&]() -> absl::Status {
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
+  RETURN_IF_ERROR(WithCapture(conn.get(), {hook.doctype}, [&]() -> absl::Status {
     // One statement: the definition and (for a new webhook) its cursor at
     // the current log position are written together or not at all.
-    auto r = (*conn)->Exec(kUpsertRuntimeWebhook,
-                           {hook.name, hook.doctype, WebhookToJson(hook).ToJson()});
-    if (!r.ok()) return r.status();
-    if (r->rows() == 0) {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     conn->Exec(kUpsertRuntimeWebhook,
+                                {hook.name, hook.doctype, WebhookToJson(hook).ToJson()}));
+    if (r.rows() == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "webhook \"", hook.name,
           "\" is defined in the config (producer.webhooks); change it there"));
     }
-    if (created != nullptr) *created = r->GetBool(0, r->ColumnIndex("created"));
+    if (created != nullptr) *created = r.GetBool(0, r.ColumnIndex("created"));
     return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
+  }));
   spdlog::info("webhook {} saved (DocType {}, {})", hook.name, hook.doctype,
                hook.doc_event);
   return Get(hook.name);
 }
 
 absl::Status WebhookStore::Delete(absl::string_view name) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto row = Get(name);
-  if (!row.ok()) return row.status();
-  if (row->from_config) {
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(WebhookRow row, Get(name));
+  if (row.from_config) {
     return absl::FailedPreconditionError(absl::StrCat(
         "webhook \"", name,
         "\" is defined in the config (producer.webhooks); remove it there"));
   }
   // One transaction: the webhook and its queued requests go together.
-  auto tx = pg::Transaction::Begin(conn->get());
-  if (!tx.ok()) return tx.status();
-  auto r = (*conn)->Exec(kDeleteRuntimeWebhook, {name});
-  if (!r.ok()) return r.status();
-  if (r->affected_rows() == 0) {
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kDeleteRuntimeWebhook, {name}));
+  if (r.affected_rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook \"", name, "\""));
   }
-  auto q = (*conn)->Exec(kFailQueuedOfWebhook, {name});
-  if (!q.ok()) return q.status();
-  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(conn->Exec(kFailQueuedOfWebhook, {name}).status());
+  RETURN_IF_ERROR(tx->Commit());
   spdlog::info("webhook {} deleted", std::string(name));
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<WebhookRequestRow>> WebhookStore::ListRequests(
     const WebhookRequestFilter& filter) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
   int limit = filter.limit <= 0 ? 100 : std::min(filter.limit, 1000);
-  auto r = (*conn)->Exec(kListRequests,
-                         {filter.webhook, filter.doctype, filter.docname,
-                          filter.status, filter.before_id, limit});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(pg::Result r,
+                   conn->Exec(kListRequests,
+                              {filter.webhook, filter.doctype, filter.docname,
+                               filter.status, filter.before_id, limit}));
   std::vector<WebhookRequestRow> out;
-  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadRequest(*r, i));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadRequest(r, i));
   return out;
 }
 
 absl::StatusOr<WebhookRequestRow> WebhookStore::GetRequest(int64_t id) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(kGetRequest, {id});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) {
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kGetRequest, {id}));
+  if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook request ", id));
   }
-  return ReadRequest(*r, 0);
+  return ReadRequest(r, 0);
 }
 
 absl::StatusOr<WebhookRequestRow> WebhookStore::Retry(int64_t id) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(pg::ConnectionPool::Lease conn, pool_->Acquire());
   // One statement. A row a worker is sending right now is locked; this
   // waits for that attempt to finish and then queues it again.
-  auto r = (*conn)->Exec(kRetryRequest, {id});
-  if (!r.ok()) return r.status();
-  if (r->affected_rows() == 0) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kRetryRequest, {id}));
+  if (r.affected_rows() == 0) {
     return absl::NotFoundError(absl::StrCat("no webhook request ", id));
   }
   spdlog::info("webhook request {} queued again by RetryWebhookRequest", id);
