@@ -33,7 +33,7 @@
 #include "services/producer/notifier.h"
 #include "services/producer/producer_metrics.h"
 #include "services/producer/update_feed.h"
-#include "services/producer/webhook_service.h"
+#include "services/producer/webhooks/webhook_service.h"
 
 namespace eventstream {
 

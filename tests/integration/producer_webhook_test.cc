@@ -50,9 +50,10 @@
 #include "libsync/pg.h"
 #include "libsync/value.h"
 #include "libsync/webhook_template.h"
-#include "services/producer/webhook_delivery.h"
-#include "services/producer/webhook_service.h"
-#include "services/producer/webhook_store.h"
+#include "services/producer/webhooks/delivery.h"
+#include "services/producer/webhooks/webhook_service.h"
+#include "services/producer/webhooks/webhook_store.h"
+#include "tests/support/frappe_verifier.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -273,36 +274,6 @@ class Receiver {
   std::vector<Received> received_;
 };
 
-// ---- Frappe's verifier ------------------------------------------------------
-// From the documented receiver (seed 003):
-//   computed = base64.b64encode(hmac.new(secret.encode("utf-8"), payload,
-//                                        hashlib.sha256).digest()).decode()
-//   return hmac.compare_digest(computed, signature_header)
-bool VerifyFrappeWebhook(const std::string& payload, const std::string& header,
-                         const std::string& secret) {
-  unsigned char digest[32];
-  unsigned int digest_len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(payload.data()), payload.size(),
-       digest, &digest_len);
-  static const char kB64[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string computed;
-  for (unsigned int i = 0; i < digest_len; i += 3) {
-    unsigned int n = digest[i] << 16;
-    if (i + 1 < digest_len) n |= digest[i + 1] << 8;
-    if (i + 2 < digest_len) n |= digest[i + 2];
-    computed += kB64[(n >> 18) & 63];
-    computed += kB64[(n >> 12) & 63];
-    computed += i + 1 < digest_len ? kB64[(n >> 6) & 63] : '=';
-    computed += i + 2 < digest_len ? kB64[n & 63] : '=';
-  }
-  if (computed.size() != header.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < computed.size(); ++i) diff |= computed[i] ^ header[i];
-  return diff == 0;
-}
-
 // ---- the site -----------------------------------------------------------------
 
 constexpr char kSecret[] = "frappe-shared-secret";
@@ -453,165 +424,6 @@ constexpr char kFastDeliveryRuntimeSecrets[] =
     "{workers: 3, max_attempts: 6, initial_backoff: 200ms, max_backoff: 800ms,"
     " poll_interval: 100ms,"
     " runtime_secret_env: [ES_T_WEBHOOK_SECRET, \"ES_T_RT_*\"]}";
-
-TEST(WebhookSignature, KnownAnswerAndFrappeVerifier) {
-  // RFC 4231 test case 2, base64 of the HMAC-SHA256.
-  EXPECT_EQ(WebhookSignature("Jefe", "what do ya want for nothing?"),
-            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
-  EXPECT_TRUE(VerifyFrappeWebhook("what do ya want for nothing?",
-                                  "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=",
-                                  "Jefe"));
-}
-
-TEST(DocEventsForTest, FrappeInsertRunsOnUpdateButNotOnChange) {
-  using V = std::vector<std::string>;
-  auto data = [](const char* json) {
-    auto v = Value::ParseJson(json);
-    EXPECT_TRUE(v.ok()) << json;
-    return v.ok() ? *v : Value();
-  };
-  EXPECT_EQ(DocEventsFor("Create", data(R"({"name": "N", "docstatus": 0})"), 0),
-            (V{"after_insert", "on_update"}));
-  EXPECT_EQ(DocEventsFor("Create", data(R"({"name": "N", "docstatus": 1})"), 0),
-            (V{"after_insert", "on_update", "on_submit"}));
-  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"title": "x"}})"), 0),
-            (V{"on_update", "on_change"}));
-  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"docstatus": 1}})"), 0),
-            (V{"on_submit", "on_change"}));
-  EXPECT_EQ(DocEventsFor("Update", data(R"({"changed": {"title": "x"}})"), 1),
-            (V{"on_update_after_submit", "on_change"}));
-  EXPECT_EQ(DocEventsFor("Cancel", data(R"({"changed": {"docstatus": 2}})"), 1),
-            (V{"on_cancel", "on_change"}));
-  EXPECT_EQ(DocEventsFor("Delete", data("{}"), 0), (V{"on_trash"}));
-}
-
-TEST(WebhookRetryTest, ParsesRetryAfterInAllItsForms) {
-  absl::Time now = absl::FromUnixSeconds(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
-  EXPECT_EQ(ParseRetryAfter("2", now), absl::Seconds(2));
-  EXPECT_EQ(ParseRetryAfter(" 120 ", now), absl::Seconds(120));
-  EXPECT_EQ(ParseRetryAfter("0", now), absl::ZeroDuration());
-  EXPECT_GE(*ParseRetryAfter("99999999999999999999", now), absl::Hours(24 * 365));
-  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:49:47 GMT", now), absl::Seconds(10));
-  EXPECT_EQ(ParseRetryAfter("Sunday, 06-Nov-94 08:50:37 GMT", now), absl::Seconds(60));
-  EXPECT_EQ(ParseRetryAfter("Sun Nov  6 08:49:39 1994", now), absl::Seconds(2));
-  // In the past: retry as soon as the normal backoff allows.
-  EXPECT_EQ(ParseRetryAfter("Sat, 05 Nov 1994 08:49:37 GMT", now), absl::ZeroDuration());
-  for (const char* bad : {"", "  ", "-1", "1.5", "soon", "2 s",
-                          "Sun, 06 Nov 1994 08:49:47 CET", "06 Nov 1994"}) {
-    EXPECT_FALSE(ParseRetryAfter(bad, now).has_value()) << bad;
-  }
-}
-
-TEST(WebhookRetryTest, JitteredDelaysStayWithinBounds) {
-  WebhookDeliveryConfig options;
-  options.initial_backoff = absl::Seconds(5);
-  options.max_backoff = absl::Seconds(60);
-  auto secs = [&](int attempts, std::optional<absl::Duration> retry_after,
-                  double unit) {
-    return absl::ToDoubleSeconds(
-        WebhookRetryDelay(options, attempts, retry_after, unit));
-  };
-  // Exact bounds: the base doubles per attempt up to max_backoff; jitter
-  // spans [0.8, 1.2] x base and never passes max_backoff.
-  EXPECT_NEAR(secs(1, std::nullopt, 0.0), 4, 1e-6);
-  EXPECT_NEAR(secs(1, std::nullopt, 0.5), 5, 1e-6);
-  EXPECT_NEAR(secs(1, std::nullopt, 1.0), 6, 1e-6);
-  EXPECT_NEAR(secs(3, std::nullopt, 0.0), 16, 1e-6);
-  EXPECT_NEAR(secs(3, std::nullopt, 1.0), 24, 1e-6);
-  EXPECT_NEAR(secs(4, std::nullopt, 1.0), 48, 1e-6);
-  EXPECT_NEAR(secs(5, std::nullopt, 0.0), 48, 1e-6);  // base 60 (capped)
-  EXPECT_NEAR(secs(5, std::nullopt, 1.0), 60, 1e-6);
-  EXPECT_NEAR(secs(50, std::nullopt, 0.0), 48, 1e-6);
-  EXPECT_NEAR(secs(50, std::nullopt, 1.0), 60, 1e-6);
-  // Random factors: always inside the bounds, and spread out (no lockstep).
-  std::mt19937_64 rng(42);
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  for (int attempts = 1; attempts <= 8; ++attempts) {
-    double base = std::min(5.0 * (1 << (attempts - 1)), 60.0);
-    double lo = base * 0.8;
-    double hi = std::min(base * 1.2, 60.0);
-    double min_seen = 1e9, max_seen = -1;
-    for (int i = 0; i < 1000; ++i) {
-      double d = secs(attempts, std::nullopt, unit(rng));
-      ASSERT_GE(d, lo - 1e-6) << attempts;
-      ASSERT_LE(d, hi + 1e-6) << attempts;
-      min_seen = std::min(min_seen, d);
-      max_seen = std::max(max_seen, d);
-    }
-    EXPECT_GT(max_seen - min_seen, (hi - lo) * 0.9) << attempts;
-  }
-  // Retry-After: at least that long, still capped at max_backoff; a shorter
-  // one does not shorten the backoff.
-  EXPECT_NEAR(secs(1, absl::Seconds(30), 0.5), 30, 1e-6);
-  EXPECT_NEAR(secs(1, absl::Hours(2), 0.5), 60, 1e-6);
-  EXPECT_NEAR(secs(3, absl::Seconds(1), 0.5), 20, 1e-6);
-  EXPECT_NEAR(secs(3, absl::ZeroDuration(), 0.0), 16, 1e-6);
-  // initial_backoff == max_backoff: jitter only downwards.
-  options.max_backoff = options.initial_backoff;
-  EXPECT_NEAR(secs(1, std::nullopt, 0.0), 4, 1e-6);
-  EXPECT_NEAR(secs(1, std::nullopt, 1.0), 5, 1e-6);
-}
-
-TEST(WebhookTemplateTest, RendersFieldsAndRejectsCode) {
-  auto doc = Value::ParseJson(
-      R"({"name":"N/1","title":"say \"hi\"","qty":12.50,"items":[{"a":1}],"o":{"k":"v"}})");
-  ASSERT_TRUE(doc.ok());
-  auto t = WebhookTemplate::Parse(
-      R"({"n": "{{ doc.name }}", "t": "{{doc.title}}", "q": {{ doc.qty }},)"
-      R"( "i": {{ doc.items | tojson }}, "k": "{{ doc.o.k }}", "m": {{ doc.missing }}})",
-      WebhookTemplate::Kind::kJson);
-  ASSERT_TRUE(t.ok()) << t.status();
-  std::string out = t->Render(*doc);
-  EXPECT_EQ(out, R"({"n": "N/1", "t": "say \"hi\"", "q": 12.50, "i": [{"a":1}],)"
-                 R"( "k": "v", "m": null})");
-  EXPECT_TRUE(Value::ParseJson(out).ok());
-  auto url = WebhookTemplate::Parse("http://x/{{ doc.name }}", WebhookTemplate::Kind::kUrl);
-  ASSERT_TRUE(url.ok());
-  EXPECT_EQ(url->Render(*doc), "http://x/N%2F1");
-  auto bad = WebhookTemplate::Parse("{\n  \"a\": {{ doc.x.__class__ }}}", WebhookTemplate::Kind::kJson);
-  EXPECT_FALSE(bad.ok());
-  bad = WebhookTemplate::Parse("{\n \"a\": {{ frappe.db.sql('x') }}}", WebhookTemplate::Kind::kJson);
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(), "line 2, column 7"))
-      << bad.status();
-  EXPECT_FALSE(WebhookTemplate::Parse("{% for x in y %}", WebhookTemplate::Kind::kJson).ok());
-  EXPECT_FALSE(WebhookTemplate::Parse("{{ doc.a | upper }}", WebhookTemplate::Kind::kJson).ok());
-  EXPECT_FALSE(CheckJsonTemplate(R"({"a": {{ doc.a }} "b": 1})").ok());
-}
-
-TEST(WebhookConfigTest, ErrorsNameTheKey) {
-  auto parse = [](const std::string& hook) {
-    return ParseConfig(absl::StrCat(R"(site: {name: hq}
-database: {url: "x"}
-doctypes: [{name: Note, fields: [{fieldname: title, fieldtype: Data}]}]
-producer:
-  webhooks:
-    - name: w
-      doctype: Note
-      request_url: "http://h/x"
-)", hook), "c.yaml");
-  };
-  auto ok = parse("      doc_event: on_update\n      webhook_data: [{fieldname: title}]\n");
-  ASSERT_TRUE(ok.ok()) << ok.status();
-  ASSERT_EQ(ok->producer->webhooks.size(), 1u);
-  auto bad = parse("      doc_event: on_update\n      request_structure: JSON\n"
-                   "      webhook_json: '{\"a\": {{ doc.title }} }x'\n");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StartsWith(bad.status().message(),
-                               "c.yaml: producer.webhooks[0].webhook_json: "))
-      << bad.status();
-  bad = parse("      doc_event: on_save\n      webhook_data: [{fieldname: title}]\n");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(), "webhooks[0].doc_event")) << bad.status();
-  bad = parse("      doc_event: on_update\n      webhook_data: [{fieldname: title}]\n"
-              "      enable_security: true\n");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(), "webhooks[0].secret_env")) << bad.status();
-  bad = parse("      doc_event: on_update\n      webhook_data: [{fieldname: title}]\n"
-              "      webhook_secret: abc\n");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_TRUE(absl::StrContains(bad.status().message(), "never inline")) << bad.status();
-}
 
 TEST_F(WebhookTest, EachDocEventFiresExactlyItsWebhooks) {
   Receiver rx;

@@ -3,9 +3,22 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/support/frappe_verifier.h"
 
 namespace eventstream {
 namespace {
+
+using testing::VerifyFrappeWebhook;
+
+TEST(WebhookSignature, KnownAnswerAndFrappeVerifier) {
+  // RFC 4231 test case 2, base64 of the HMAC-SHA256.
+  EXPECT_EQ(WebhookSignature("Jefe", "what do ya want for nothing?"),
+            "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
+  EXPECT_TRUE(VerifyFrappeWebhook("what do ya want for nothing?",
+                                  "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=",
+                                  "Jefe"));
+}
+
 
 TEST(WebhookSignatureTest, FrappeSignatureIsBase64HmacOfTheBody) {
   // RFC 4231 test case 2, base64 of the HMAC-SHA256.

@@ -1,15 +1,44 @@
-// CheckRuntimeWebhookSecrets: what a runtime webhook may read (issue 13,
-// item 8). The templates themselves are tested in
-// tests/integration/producer_webhook_test.cc.
+// Webhook templates, and CheckRuntimeWebhookSecrets: what a runtime webhook
+// may read (issue 13, item 8).
 #include "libsync/webhook_template.h"
 
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "libsync/value.h"
 
 namespace eventstream {
 namespace {
+
+TEST(WebhookTemplateTest, RendersFieldsAndRejectsCode) {
+  auto doc = Value::ParseJson(
+      R"({"name":"N/1","title":"say \"hi\"","qty":12.50,"items":[{"a":1}],"o":{"k":"v"}})");
+  ASSERT_TRUE(doc.ok());
+  auto t = WebhookTemplate::Parse(
+      R"({"n": "{{ doc.name }}", "t": "{{doc.title}}", "q": {{ doc.qty }},)"
+      R"( "i": {{ doc.items | tojson }}, "k": "{{ doc.o.k }}", "m": {{ doc.missing }}})",
+      WebhookTemplate::Kind::kJson);
+  ASSERT_TRUE(t.ok()) << t.status();
+  std::string out = t->Render(*doc);
+  EXPECT_EQ(out, R"({"n": "N/1", "t": "say \"hi\"", "q": 12.50, "i": [{"a":1}],)"
+                 R"( "k": "v", "m": null})");
+  EXPECT_TRUE(Value::ParseJson(out).ok());
+  auto url = WebhookTemplate::Parse("http://x/{{ doc.name }}", WebhookTemplate::Kind::kUrl);
+  ASSERT_TRUE(url.ok());
+  EXPECT_EQ(url->Render(*doc), "http://x/N%2F1");
+  auto bad = WebhookTemplate::Parse("{\n  \"a\": {{ doc.x.__class__ }}}", WebhookTemplate::Kind::kJson);
+  EXPECT_FALSE(bad.ok());
+  bad = WebhookTemplate::Parse("{\n \"a\": {{ frappe.db.sql('x') }}}", WebhookTemplate::Kind::kJson);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "line 2, column 7"))
+      << bad.status();
+  EXPECT_FALSE(WebhookTemplate::Parse("{% for x in y %}", WebhookTemplate::Kind::kJson).ok());
+  EXPECT_FALSE(WebhookTemplate::Parse("{{ doc.a | upper }}", WebhookTemplate::Kind::kJson).ok());
+  EXPECT_FALSE(CheckJsonTemplate(R"({"a": {{ doc.a }} "b": 1})").ok());
+}
+
 
 WebhookConfig Hook() {
   WebhookConfig hook;

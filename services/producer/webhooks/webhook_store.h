@@ -1,29 +1,11 @@
-// WebhookStore: the webhook definitions and the Webhook Request Log
-// (migrations/producer/0005_webhooks.sql), for the admin RPCs and start-up.
-//
-// Contract:
-//  * Config webhooks (producer.webhooks) are written to es_producer.webhook
-//    on every start (SyncConfig) with from_config = true; a config webhook
-//    that left the config is deleted. The RPCs may not change or delete
-//    them (FAILED_PRECONDITION naming the config key).
-//  * A webhook's DocType must be captured: before a webhook of a DocType is
-//    committed, EnsureCapture installs the capture triggers for it (under
-//    the consumer approvals lock, so a concurrent approval change cannot
-//    drop them). A new webhook's cursor is the log position at its creation:
-//    it fires for changes from then on. Replacing a webhook keeps its
-//    cursor. Deleting one leaves its DocType captured until the next start
-//    (costs log rows only).
-//  * Deleting a webhook turns its Queued requests into Failed ("webhook
-//    deleted") in the same transaction.
-//  * Definitions are stored as JSON (WebhookToJson); secrets only by the
-//    names of their variables or files.
-//  * A runtime webhook reads secrets only from the environment variables
-//    producer.webhook_delivery.runtime_secret_env admits, never from files
-//    (CheckRuntimeWebhookSecrets, webhook_template.h): Upsert refuses
-//    anything else, and delivery checks again before each attempt, so one
-//    stored earlier (or before the list shrank) is Failed, not sent.
-#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
-#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+// WebhookStore: the webhook definitions (es_producer.webhook, stored as
+// WebhookToJson, secrets by name only) and the Webhook Request Log, for the
+// admin RPCs and start-up. Config webhooks are synced on start and read-only
+// to the RPCs (FAILED_PRECONDITION); a webhook's DocType is captured before
+// the webhook is committed; deleting one Fails its Queued requests in the
+// same transaction. docs/design.md "Webhooks" (Definitions).
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_
 
 #include <cstdint>
 #include <functional>
@@ -132,4 +114,4 @@ class WebhookStore {
 
 }  // namespace eventstream
 
-#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_STORE_H_
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_STORE_H_

@@ -1,10 +1,11 @@
-#include "services/producer/webhook_service.h"
+#include "services/producer/webhooks/webhook_service.h"
 
 #include "absl/strings/str_cat.h"
 #include "libsync/expr.h"
+#include "libsync/webhook_rules.h"
 #include "libsync/webhook_template.h"
 #include "services/producer/document_reader.h"
-#include "services/producer/webhook_delivery.h"
+#include "services/producer/webhooks/delivery.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

@@ -1,13 +1,13 @@
 // WebhooksService: the gRPC face of outgoing webhooks
 // (proto/eventstream/v1/webhooks.proto), admin keys only. Definitions and
 // the request log live in WebhookStore (webhook_store.h); delivery in
-// WebhookDelivery (webhook_delivery.h).
+// WebhookDelivery (delivery.h).
 //
 // WebhookRuntime bundles the three for the producer: ProducerInstance
 // registers service() next to the Producer service, Start()s delivery with
 // the assembler and Stop()s it on shutdown.
-#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_SERVICE_H_
-#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_SERVICE_H_
+#ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_SERVICE_H_
+#define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_SERVICE_H_
 
 #include <memory>
 
@@ -16,8 +16,8 @@
 #include "libsync/config.h"
 #include "libsync/pg_pool.h"
 #include "services/common/auth.h"
-#include "services/producer/webhook_delivery.h"
-#include "services/producer/webhook_store.h"
+#include "services/producer/webhooks/delivery.h"
+#include "services/producer/webhooks/webhook_store.h"
 
 namespace eventstream {
 
@@ -90,4 +90,4 @@ class WebhookRuntime {
 
 }  // namespace eventstream
 
-#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOK_SERVICE_H_
+#endif  // EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_WEBHOOK_SERVICE_H_
