@@ -190,10 +190,16 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
 
 namespace {
 
+// The error with the query's name in front; payloads (the SQLSTATE that
+// SqlStateOf reads) are kept.
 absl::StatusOr<Result> Named(const Query& query, absl::StatusOr<Result> result) {
   if (result.ok()) return result;
-  return absl::Status(result.status().code(),
-                      absl::StrCat(query.name, ": ", result.status().message()));
+  absl::Status named(result.status().code(),
+                     absl::StrCat(query.name, ": ", result.status().message()));
+  result.status().ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    named.SetPayload(url, payload);
+  });
+  return named;
 }
 
 }  // namespace

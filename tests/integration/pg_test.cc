@@ -53,6 +53,13 @@ TEST(Pg, ErrorsCarrySqlState) {
   EXPECT_NE(dup.status().message().find("SQLSTATE 23505"), absl::string_view::npos);
   auto missing = conn->Exec("SELECT * FROM nope");
   EXPECT_EQ(pg::SqlStateOf(missing.status()), "42P01");
+  // A named query's error names it and keeps the SQLSTATE.
+  constexpr pg::Query kFromNope{"select_from_nope", "SELECT * FROM nope WHERE $1 = 1"};
+  for (absl::Status named : {conn->Exec(kFromNope, {1}).status(),
+                             conn->ExecPrepared(kFromNope, {1}).status()}) {
+    EXPECT_EQ(pg::SqlStateOf(named), "42P01");
+    EXPECT_TRUE(absl::StartsWith(named.message(), "select_from_nope: ")) << named;
+  }
 }
 
 TEST(Pg, TransactionRollsBackUnlessCommitted) {
