@@ -13,6 +13,13 @@
 namespace eventstream {
 namespace {
 
+// The pull lock: a session advisory lock per producer ($1: its key), held
+// on its own connection while this replica pulls; and the check that its
+// session is still alive.
+constexpr pg::Query kTryPullLock{"consumer_try_pull_lock",
+                                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked"};
+constexpr pg::Query kPingSession{"consumer_ping_session", "SELECT 1"};
+
 // Marks a failure that happened on this side (the database), so it does not
 // count as the producer being unreachable.
 absl::Status Local(const absl::Status& status, bool* local_failure) {
@@ -170,7 +177,7 @@ absl::StatusOr<pg::Connection*> Puller::Connection() {
 absl::StatusOr<bool> Puller::HoldPullLock() {
   if (lock_conn_ != nullptr && active_) {
     // The lock lives as long as its session: check the session.
-    if (lock_conn_->Exec("SELECT 1").ok()) return true;
+    if (lock_conn_->Exec(kPingSession).ok()) return true;
     spdlog::warn("producer {}: the pull lock's database session broke; taking the lock "
                  "again",
                  name());
@@ -182,13 +189,12 @@ absl::StatusOr<bool> Puller::HoldPullLock() {
     ASSIGN_OR_RETURN(lock_conn_, pg::Connection::Open(options_.database_url));
     (void)lock_conn_->SetApplicationName("eventstream-consumer pull lock");
   }
-  auto r = lock_conn_->Exec("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                            {absl::StrCat("eventstream.consumer.puller:", name())});
+  auto r = lock_conn_->Exec(kTryPullLock, {absl::StrCat("eventstream.consumer.puller:", name())});
   if (!r.ok()) {
     lock_conn_.reset();
     return r.status();
   }
-  active_ = r->GetBool(0, 0);
+  active_ = r->GetBool(0, r->ColumnIndex("locked"));
   return active_;
 }
 
