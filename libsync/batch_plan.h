@@ -93,7 +93,8 @@ enum class ResyncStep { kReplay, kRepark, kStop };
 class ResyncPlan {
  public:
   ResyncStep Next() const;
-  // The row Next last answered kReplay for failed again; it is row `id`.
+  // Row `index`, which Next last answered kReplay for, failed again; it is
+  // sync log row `id`.
   void Failed(size_t index, int64_t id);
   // What the later rows park behind (0: nothing failed yet).
   int64_t root() const { return root_; }

@@ -72,7 +72,7 @@ constexpr pg::Query kRollbackSavepoint{"consumer_rollback_savepoint",
 constexpr pg::Query kRowProducer{"consumer_sync_log_producer",
                                  "SELECT producer FROM es_consumer.sync_log WHERE id = $1"};
 
-// The columns RowFromResult reads; created_at as RFC 3339 UTC, as
+// The columns ReadSyncLogRow reads; created_at as RFC 3339 UTC, as
 // ListSyncLog reports it.
 #define ES_SYNC_LOG_COLUMNS                                                                   \
   "SELECT id, producer, seq, doctype, docname, update_type, status, error, note,"            \
@@ -117,7 +117,9 @@ std::string InsertSyncLogSql(size_t rows) {
 
 // ---- rows -------------------------------------------------------------------
 
-SyncLogRow RowFromResult(const pg::Result& r, int i) {
+}  // namespace
+
+SyncLogRow ReadSyncLogRow(const pg::Result& r, int i) {
   SyncLogRow row;
   row.id = r.GetInt64(i, r.ColumnIndex("id"));
   row.producer = std::string(r.Get(i, "producer"));
@@ -135,6 +137,8 @@ SyncLogRow RowFromResult(const pg::Result& r, int i) {
   row.local_docname = std::string(r.Get(i, "local_docname"));
   return row;
 }
+
+namespace {
 
 SyncLogRow RowFromEntry(const std::string& producer, const v1::UpdateLogEntry& e) {
   SyncLogRow row;
@@ -430,14 +434,14 @@ namespace {
 absl::StatusOr<std::vector<SyncLogRow>> LoadResyncRows(pg::Connection* conn, int64_t id) {
   ASSIGN_OR_RETURN(pg::Result first, conn->ExecPrepared(kResyncRow, {id}));
   if (first.rows() == 0) return absl::NotFoundError(absl::StrCat("no sync log row ", id));
-  SyncLogRow failed = RowFromResult(first, 0);
+  SyncLogRow failed = ReadSyncLogRow(first, 0);
   if (failed.status != "Failed") {
     return absl::FailedPreconditionError(absl::StrCat("sync log row ", id, " is ", failed.status,
                                                       ", not Failed: only Failed rows resync"));
   }
   ASSIGN_OR_RETURN(pg::Result parked, conn->ExecPrepared(kResyncParked, {id}));
   std::vector<SyncLogRow> rows{failed};
-  for (int i = 0; i < parked.rows(); ++i) rows.push_back(RowFromResult(parked, i));
+  for (int i = 0; i < parked.rows(); ++i) rows.push_back(ReadSyncLogRow(parked, i));
   return rows;
 }
 

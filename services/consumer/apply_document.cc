@@ -143,7 +143,7 @@ std::string FindChildRowSql(const std::string& table, const std::string& key) {
   return absl::StrCat("SELECT name FROM ", QuoteIdentifier(table), " WHERE ", ChildRowWhere(key));
 }
 
-// `rows` rows of `columns` (already quoted), parameters $1... row by row.
+// `rows` rows of `columns`, parameters $1... row by row.
 std::string InsertSql(const std::string& table, const std::vector<std::string>& columns,
                       size_t rows) {
   std::vector<std::string> tuples;
@@ -154,7 +154,9 @@ std::string InsertSql(const std::string& table, const std::vector<std::string>& 
     }
     tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
   }
-  return absl::StrCat("INSERT INTO ", QuoteIdentifier(table), " (", absl::StrJoin(columns, ", "),
+  std::vector<std::string> quoted;
+  for (const std::string& c : columns) quoted.push_back(QuoteIdentifier(c));
+  return absl::StrCat("INSERT INTO ", QuoteIdentifier(table), " (", absl::StrJoin(quoted, ", "),
                       ") VALUES ", absl::StrJoin(tuples, ", "));
 }
 
@@ -729,7 +731,7 @@ absl::Status DocumentApplier::InsertRows(const TableInfo& info,
     size_t end = start + 1;
     while (end < rows.size() && end - start < 200 && same_columns(rows[start], rows[end])) ++end;
     std::vector<std::string> cols;
-    for (const auto& [k, v] : rows[start]) cols.push_back(QuoteIdentifier(k));
+    for (const auto& [k, v] : rows[start]) cols.push_back(k);
     pg::Params params;
     for (size_t i = start; i < end; ++i) {
       for (const auto& [k, v] : rows[i]) params.push_back(ToParam(v, info.columns.at(k)));

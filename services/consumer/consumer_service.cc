@@ -21,9 +21,9 @@ constexpr int kMaxSyncLogLimit = 1000;
 constexpr pg::Query kListSyncLog{
     "consumer_list_sync_log",
     "SELECT id, producer, seq, doctype, docname, update_type, status,"
-    " coalesce(error, '') AS error, coalesce(data::text, '') AS data,"
+    " coalesce(error, '') AS error, note, coalesce(data::text, '') AS data,"
     " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at,"
-    " coalesce(parked_behind, 0) AS parked_behind,"
+    " coalesce(parked_behind, 0) AS parked_behind, local_doctype,"
     " coalesce(local_docname, '') AS local_docname"
     " FROM es_consumer.sync_log"
     " WHERE ($1 = '' OR producer = $1) AND ($2 = '' OR doctype = $2)"
@@ -33,22 +33,6 @@ constexpr pg::Query kSyncLogProducer{
     "consumer_service_sync_log_producer",
     "SELECT producer FROM es_consumer.sync_log WHERE id = $1"};
 
-SyncLogRow ListedRow(const pg::Result& r, int i) {
-  SyncLogRow row;
-  row.id = r.GetInt64(i, r.ColumnIndex("id"));
-  row.producer = std::string(r.Get(i, "producer"));
-  row.seq = r.GetInt64(i, r.ColumnIndex("seq"));
-  row.doctype = std::string(r.Get(i, "doctype"));
-  row.docname = std::string(r.Get(i, "docname"));
-  row.update_type = std::string(r.Get(i, "update_type"));
-  row.status = std::string(r.Get(i, "status"));
-  row.error = std::string(r.Get(i, "error"));
-  row.data = std::string(r.Get(i, "data"));
-  row.created_at = std::string(r.Get(i, "created_at"));
-  row.parked_behind = r.GetInt64(i, r.ColumnIndex("parked_behind"));
-  row.local_docname = std::string(r.Get(i, "local_docname"));
-  return row;
-}
 
 std::string Rfc3339(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
@@ -260,7 +244,7 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
     }
     return AnswerRpc("Consumer.ListSyncLog", r.status());
   }
-  for (int i = 0; i < r->rows(); ++i) ToProto(ListedRow(*r, i), response->add_entries());
+  for (int i = 0; i < r->rows(); ++i) ToProto(ReadSyncLogRow(*r, i), response->add_entries());
   return grpc::Status::OK;
 }
 
