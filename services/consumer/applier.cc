@@ -1,5 +1,7 @@
 // The replay lifecycle around DocumentApplier: batch transaction, savepoint
-// per entry, Event Sync Log rows, parking, watermark, Resync.
+// per entry, Event Sync Log rows, parking, watermark, Resync. The decisions
+// (skip, park, apply; how a Resync proceeds) are libsync/batch_plan.h's;
+// this file is their store (the SQL below) and the loops that wire them.
 //
 // Crash safety: everything ApplyBatch writes (documents, sync log rows,
 // watermark) is in one transaction; dying before COMMIT leaves nothing and
@@ -23,42 +25,120 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/batch_plan.h"
+#include "libsync/status_macros.h"
 #include "services/consumer/apply_document.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
 namespace {
 
-// created_at as RFC 3339 UTC, as ListSyncLog reports it.
-constexpr char kCreatedAt[] =
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+// ---- the sync log store: its statements ------------------------------------
 
-// The columns RowFromResult reads.
-std::string Columns() {
+// Serialize with other appliers of the producer ($1: lock key) and tag this
+// transaction's writes with it ($2) as origin.
+constexpr pg::Query kBeginApply{
+    "consumer_begin_apply",
+    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),"
+    " set_config('eventstream.origin', $2, true)"};
+// The watermark row, locked for the batch (the no-op DO UPDATE locks the
+// row, as FOR UPDATE would).
+constexpr pg::Query kLockWatermark{
+    "consumer_lock_watermark",
+    "INSERT INTO es_consumer.last_update AS l (producer, last_seq) VALUES ($1, 0)"
+    " ON CONFLICT (producer) DO UPDATE SET last_seq = l.last_seq RETURNING last_seq"};
+constexpr pg::Query kLoggedSeqs{
+    "consumer_logged_seqs",
+    "SELECT seq FROM es_consumer.sync_log WHERE producer = $1"
+    " AND doctype = ANY($2::text[]) AND seq = ANY($3::bigint[])"};
+// Failed / Parked rows of the batch's documents, with their Failed root.
+constexpr pg::Query kBlockedRows{
+    "consumer_blocked_rows",
+    "SELECT doctype, docname,"
+    " CASE WHEN status = 'Parked' THEN parked_behind ELSE id END AS root"
+    " FROM es_consumer.sync_log WHERE producer = $1 AND status IN ('Failed', 'Parked')"
+    " AND docname = ANY($2::text[]) ORDER BY id"};
+constexpr pg::Query kMoveWatermark{
+    "consumer_move_watermark",
+    "INSERT INTO es_consumer.last_update AS l (producer, last_seq, updated_at)"
+    " VALUES ($1, $2, now()) ON CONFLICT (producer) DO UPDATE"
+    " SET last_seq = GREATEST(l.last_seq, EXCLUDED.last_seq), updated_at = now()"
+    " RETURNING last_seq"};
+constexpr pg::Query kSavepoint{"consumer_savepoint", "SAVEPOINT es_entry"};
+constexpr pg::Query kReleaseSavepoint{"consumer_release_savepoint",
+                                      "RELEASE SAVEPOINT es_entry"};
+constexpr pg::Query kRollbackSavepoint{"consumer_rollback_savepoint",
+                                       "ROLLBACK TO SAVEPOINT es_entry"};
+constexpr pg::Query kRowProducer{"consumer_sync_log_producer",
+                                 "SELECT producer FROM es_consumer.sync_log WHERE id = $1"};
+
+// The columns ReadSyncLogRow reads; created_at as RFC 3339 UTC, as
+// ListSyncLog reports it.
+#define ES_SYNC_LOG_COLUMNS                                                                   \
+  "SELECT id, producer, seq, doctype, docname, update_type, status, error, note,"            \
+  " coalesce(data, '') AS data,"                                                              \
+  " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at," \
+  " coalesce(parked_behind, 0) AS parked_behind, local_doctype, local_docname"                \
+  " FROM es_consumer.sync_log"
+constexpr pg::Query kResyncRow{"consumer_resync_row",
+                               ES_SYNC_LOG_COLUMNS " WHERE id = $1 FOR UPDATE"};
+constexpr pg::Query kResyncParked{
+    "consumer_resync_parked",
+    ES_SYNC_LOG_COLUMNS
+    " WHERE parked_behind = $1 AND status = 'Parked' ORDER BY seq, id FOR UPDATE"};
+#undef ES_SYNC_LOG_COLUMNS
+constexpr pg::Query kRepark{
+    "consumer_repark",
+    "UPDATE es_consumer.sync_log SET parked_behind = $2, updated_at = now() WHERE id = $1"};
+constexpr pg::Query kResyncResult{
+    "consumer_resync_result",
+    "UPDATE es_consumer.sync_log SET status = $2, error = $3, note = $4,"
+    " parked_behind = NULL, local_doctype = $5, local_docname = $6,"
+    " attempts = attempts + 1, updated_at = now() WHERE id = $1"};
+
+// The multi-row INSERT of `rows` sync log rows (12 parameters each); it
+// returns each row's id and created_at. Not prepared: the text differs
+// with the row count.
+std::string InsertSyncLogSql(size_t rows) {
+  std::vector<std::string> tuples;
+  for (size_t i = 0; i < rows; ++i) {
+    std::vector<std::string> holders;
+    for (size_t k = 1; k <= 12; ++k) holders.push_back(absl::StrCat("$", i * 12 + k));
+    tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
+  }
   return absl::StrCat(
-      "id, producer, seq, doctype, docname, update_type, status, error, note,"
-      " coalesce(data, ''), ",
-      kCreatedAt, ", coalesce(parked_behind, 0), local_doctype, local_docname");
+      "INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname,"
+      " update_type, status, error, note, data, parked_behind, local_doctype,"
+      " local_docname) VALUES ",
+      absl::StrJoin(tuples, ", "),
+      " RETURNING id, to_char(created_at AT TIME ZONE 'UTC',"
+      " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at");
 }
 
-SyncLogRow RowFromResult(const pg::Result& r, int i) {
+// ---- rows -------------------------------------------------------------------
+
+}  // namespace
+
+SyncLogRow ReadSyncLogRow(const pg::Result& r, int i) {
   SyncLogRow row;
-  row.id = r.GetInt64(i, 0);
-  row.producer = std::string(r.Get(i, 1));
-  row.seq = r.GetInt64(i, 2);
-  row.doctype = std::string(r.Get(i, 3));
-  row.docname = std::string(r.Get(i, 4));
-  row.update_type = std::string(r.Get(i, 5));
-  row.status = std::string(r.Get(i, 6));
-  row.error = std::string(r.Get(i, 7));
-  row.note = std::string(r.Get(i, 8));
-  row.data = std::string(r.Get(i, 9));
-  row.created_at = std::string(r.Get(i, 10));
-  row.parked_behind = r.GetInt64(i, 11);
-  row.local_doctype = std::string(r.Get(i, 12));
-  row.local_docname = std::string(r.Get(i, 13));
+  row.id = r.GetInt64(i, r.ColumnIndex("id"));
+  row.producer = std::string(r.Get(i, "producer"));
+  row.seq = r.GetInt64(i, r.ColumnIndex("seq"));
+  row.doctype = std::string(r.Get(i, "doctype"));
+  row.docname = std::string(r.Get(i, "docname"));
+  row.update_type = std::string(r.Get(i, "update_type"));
+  row.status = std::string(r.Get(i, "status"));
+  row.error = std::string(r.Get(i, "error"));
+  row.note = std::string(r.Get(i, "note"));
+  row.data = std::string(r.Get(i, "data"));
+  row.created_at = std::string(r.Get(i, "created_at"));
+  row.parked_behind = r.GetInt64(i, r.ColumnIndex("parked_behind"));
+  row.local_doctype = std::string(r.Get(i, "local_doctype"));
+  row.local_docname = std::string(r.Get(i, "local_docname"));
   return row;
 }
+
+namespace {
 
 SyncLogRow RowFromEntry(const std::string& producer, const v1::UpdateLogEntry& e) {
   SyncLogRow row;
@@ -81,76 +161,14 @@ v1::UpdateLogEntry EntryFromRow(const SyncLogRow& row) {
   return e;
 }
 
-// The producer's names an entry concerns: its docname, and for a Rename the
-// old name too (a Rename is logged under the new name).
-std::vector<std::string> NamesOf(const v1::UpdateLogEntry& e) {
-  std::vector<std::string> names{e.docname()};
-  if (e.update_type() == v1::UPDATE_TYPE_RENAME) {
-    auto json = Value::ParseJson(e.data_json());
-    if (json.ok()) {
-      const Value* old_name = json->Find("old_name");
-      if (old_name != nullptr && old_name->is_string() && old_name->as_string() != e.docname()) {
-        names.push_back(old_name->as_string());
-      }
-    }
-  }
-  return names;
-}
-
-absl::Status Exec(pg::Connection* conn, const std::string& sql, const pg::Params& params = {}) {
-  return apply::RunPrepared(conn, sql, params).status();
-}
-
-// Inside the caller's transaction: serialize with other appliers of
-// `producer` and tag this transaction's writes with it as origin.
-absl::Status BeginApply(pg::Connection* conn, const std::string& producer) {
-  return Exec(conn,
-              "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),"
-              " set_config('eventstream.origin', $2, true)",
-              {absl::StrCat("eventstream.consumer.apply:", producer), producer});
-}
-
-// Writes `rows` (no id yet) in one multi-row INSERT; returns their ids.
-absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
-  constexpr size_t kChunk = 400;  // 12 parameters per row, well under 65535
-  for (size_t start = 0; start < rows.size(); start += kChunk) {
-    size_t end = std::min(rows.size(), start + kChunk);
-    std::vector<std::string> tuples;
-    pg::Params params;
-    for (size_t i = start; i < end; ++i) {
-      const SyncLogRow& r = rows[i];
-      std::vector<std::string> holders;
-      for (int k = 1; k <= 12; ++k) holders.push_back(absl::StrCat("$", params.size() + k));
-      tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
-      params.push_back(r.producer);
-      params.push_back(r.seq);
-      params.push_back(r.doctype);
-      params.push_back(r.docname);
-      params.push_back(r.update_type);
-      params.push_back(r.status);
-      params.push_back(r.error);
-      params.push_back(r.note);
-      params.push_back(r.data.empty() ? pg::Param() : pg::Param(r.data));
-      params.push_back(r.parked_behind == 0 ? pg::Param() : pg::Param(r.parked_behind));
-      params.push_back(r.local_doctype);
-      params.push_back(r.local_docname);
-    }
-    // `rows` is in seq order and RETURNING follows the VALUES order for a
-    // plain INSERT, so the ids match the rows one by one.
-    // Not prepared: the text differs with the row count.
-    auto res = conn->Exec(
-        absl::StrCat("INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname,"
-                     " update_type, status, error, note, data, parked_behind, local_doctype,"
-                     " local_docname) VALUES ",
-                     absl::StrJoin(tuples, ", "), " RETURNING id, ", kCreatedAt),
-        params);
-    if (!res.ok()) return res.status();
-    for (size_t i = start; i < end && static_cast<int>(i - start) < res->rows(); ++i) {
-      rows[i].id = res->GetInt64(static_cast<int>(i - start), 0);
-      rows[i].created_at = std::string(res->Get(static_cast<int>(i - start), 1));
-    }
-  }
-  return absl::OkStatus();
+// What the batch planner sees of an entry.
+BatchEntry PlanEntry(const v1::UpdateLogEntry& e) {
+  BatchEntry out;
+  out.seq = e.seq();
+  out.doctype = e.doctype();
+  out.names =
+      EntryNames(e.docname(), e.update_type() == v1::UPDATE_TYPE_RENAME, e.data_json());
+  return out;
 }
 
 // One log line per failed entry (PostgreSQL's DETAIL comes on a new line).
@@ -161,6 +179,123 @@ void LogFailure(const SyncLogRow& row) {
   }
   spdlog::warn("sync {} seq {} {} {} \"{}\": Failed (sync log {}): {}", row.producer, row.seq,
                row.update_type, row.doctype, row.docname, row.id, error);
+}
+
+// ---- the sync log store: its calls ------------------------------------------
+
+absl::Status Exec(pg::Connection* conn, const pg::Query& query, const pg::Params& params = {}) {
+  return conn->ExecPrepared(query, params).status();
+}
+
+// Inside the caller's transaction: serialize with other appliers of
+// `producer` and tag this transaction's writes with it as origin.
+absl::Status BeginApply(pg::Connection* conn, const std::string& producer) {
+  return Exec(conn, kBeginApply,
+              {absl::StrCat("eventstream.consumer.apply:", producer), producer});
+}
+
+// Writes `rows` (no id yet) in multi-row INSERTs; fills in their ids and
+// created_at. Inside the caller's transaction.
+absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
+  constexpr size_t kChunk = 400;  // 12 parameters per row, well under 65535
+  for (size_t start = 0; start < rows.size(); start += kChunk) {
+    size_t end = std::min(rows.size(), start + kChunk);
+    pg::Params params;
+    for (size_t i = start; i < end; ++i) {
+      const SyncLogRow& r = rows[i];
+      for (pg::Param p : {pg::Param(r.producer), pg::Param(r.seq), pg::Param(r.doctype),
+                          pg::Param(r.docname), pg::Param(r.update_type), pg::Param(r.status),
+                          pg::Param(r.error), pg::Param(r.note),
+                          r.data.empty() ? pg::Param() : pg::Param(r.data),
+                          r.parked_behind == 0 ? pg::Param() : pg::Param(r.parked_behind),
+                          pg::Param(r.local_doctype), pg::Param(r.local_docname)}) {
+        params.push_back(std::move(p));
+      }
+    }
+    // `rows` is in seq order and RETURNING follows the VALUES order for a
+    // plain INSERT, so the ids match the rows one by one.
+    ASSIGN_OR_RETURN(pg::Result res, conn->Exec(InsertSyncLogSql(end - start), params));
+    for (size_t i = start; i < end && static_cast<int>(i - start) < res.rows(); ++i) {
+      const int n = static_cast<int>(i - start);
+      rows[i].id = res.GetInt64(n, res.ColumnIndex("id"));
+      rows[i].created_at = std::string(res.Get(n, "created_at"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The batch's planner: the watermark (locked for the batch), the entries
+// at or below it that an earlier batch already logged, and the documents
+// with a Failed or Parked row (one query each for the whole batch).
+absl::StatusOr<BatchPlanner> LoadBatchPlanner(pg::Connection* conn, const std::string& producer,
+                                              const std::vector<BatchEntry>& entries) {
+  ASSIGN_OR_RETURN(pg::Result wm, conn->ExecPrepared(kLockWatermark, {producer}));
+  const int64_t watermark = wm.rows() > 0 ? wm.GetInt64(0, wm.ColumnIndex("last_seq")) : 0;
+  std::set<int64_t> already_logged;
+  LoggedLookup lookup = LoggedLookupFor(entries, watermark);
+  if (!lookup.seqs.empty()) {
+    ASSIGN_OR_RETURN(pg::Result logged,
+                     conn->ExecPrepared(kLoggedSeqs, {producer, pg::TextArray(lookup.doctypes),
+                                                      absl::StrCat("{", absl::StrJoin(lookup.seqs, ","), "}")}));
+    for (int i = 0; i < logged.rows(); ++i) {
+      already_logged.insert(logged.GetInt64(i, logged.ColumnIndex("seq")));
+    }
+  }
+  BatchPlanner plan(watermark, std::move(already_logged));
+  ASSIGN_OR_RETURN(pg::Result blocked,
+                   conn->ExecPrepared(kBlockedRows,
+                                      {producer, pg::TextArray(BlockedLookupNames(entries))}));
+  for (int i = 0; i < blocked.rows(); ++i) {
+    plan.AddBlocked(std::string(blocked.Get(i, "doctype")),
+                    std::string(blocked.Get(i, "docname")),
+                    blocked.GetInt64(i, blocked.ColumnIndex("root")));
+  }
+  return plan;
+}
+
+// Moves the watermark in the batch's transaction (a crash before COMMIT
+// loses the batch and its watermark together); returns the new one.
+absl::StatusOr<int64_t> MoveWatermark(pg::Connection* conn, const std::string& producer,
+                                      int64_t next_after_seq) {
+  ASSIGN_OR_RETURN(pg::Result moved, conn->ExecPrepared(kMoveWatermark, {producer, next_after_seq}));
+  return moved.GetInt64(0, moved.ColumnIndex("last_seq"));
+}
+
+// Applies `e` in a savepoint. The outer status fails the whole batch (the
+// connection is unusable); the inner one is the entry's own outcome, its
+// partial writes rolled back when it failed. Dying inside the savepoint
+// loses the whole transaction, and so the entry's partial write.
+absl::StatusOr<absl::StatusOr<apply::Outcome>> ApplyInSavepoint(pg::Connection* conn,
+                                                                 apply::DocumentApplier& doc,
+                                                                 const v1::UpdateLogEntry& e) {
+  RETURN_IF_ERROR(Exec(conn, kSavepoint));
+  absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
+  if (outcome.ok()) {
+    // The entry's deferred writes fail here, if at all: still its own.
+    absl::Status written = conn->FlushDeferred();
+    if (!written.ok()) {
+      outcome = written;
+      doc.ForgetKnown();  // rolled back below
+    }
+  }
+  if (outcome.ok()) {
+    RETURN_IF_ERROR(Exec(conn, kReleaseSavepoint));
+    return outcome;
+  }
+  // Undo the entry's partial writes; if even that fails the connection is
+  // unusable and the caller abandons its transaction (nothing committed).
+  (void)conn->FlushDeferred();  // a failure here is the one reported
+  RETURN_IF_ERROR(Exec(conn, kRollbackSavepoint));
+  return outcome;
+}
+
+void MarkSynced(SyncLogRow& row, const apply::Outcome& outcome) {
+  row.status = "Synced";
+  row.error.clear();
+  row.note = outcome.note;
+  row.parked_behind = 0;
+  row.local_doctype = outcome.local_doctype;
+  row.local_docname = outcome.local_docname;
 }
 
 }  // namespace
@@ -213,7 +348,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
   // pipelined. If any entry fails, that transaction is rolled back (nothing
   // of it stays) and the batch runs again isolating every entry in a
   // savepoint, so the failing one is logged Failed and the others apply.
-  if (entries.size() > 1) {
+  if (PipelinedFirst(entries.size())) {
     bool entry_failed = false;
     auto fast = ApplyBatchOnce(conn, producer, entries, next_after_seq, deps,
                                /*isolate=*/false, &entry_failed);
@@ -227,157 +362,55 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
                                                     const std::vector<v1::UpdateLogEntry>& entries,
                                                     int64_t next_after_seq, DependencySource* deps,
                                                     bool isolate, bool* entry_failed) {
-  auto txn = pg::Transaction::Begin(conn);
-  if (!txn.ok()) return txn.status();
-  absl::Status s = BeginApply(conn, producer);
-  if (!s.ok()) return s;
-  // The watermark row, locked for the batch. Entries at or below it were
-  // applied by an earlier batch (an overlapping pull): skip them.
-  // (The no-op DO UPDATE locks the row, as FOR UPDATE would.)
-  auto wm = apply::RunPrepared(
-      conn,
-      "INSERT INTO es_consumer.last_update AS l (producer, last_seq) VALUES ($1, 0)"
-      " ON CONFLICT (producer) DO UPDATE SET last_seq = l.last_seq RETURNING last_seq",
-      {producer});
-  if (!wm.ok()) return wm.status();
-  const int64_t watermark = wm->rows() > 0 ? wm->GetInt64(0, 0) : 0;
-
-  // Entries at or below the watermark are of two kinds: ones an earlier
-  // batch already applied (an overlapping pull; they have a sync log row),
-  // and a document's earlier entries that the producer sends with their
-  // original seq when access to it flips from false to true (docs/design.md
-  // "Notify / pull"); those were never sent before and have no row. Skip
-  // only the first kind: skipping by the watermark alone silently dropped
-  // the withheld history (and so lost its changes when the consumer already
-  // had the document).
-  std::set<int64_t> already_logged;
-  {
-    std::string seqs;
-    std::vector<std::string> doctypes;
-    for (const v1::UpdateLogEntry& e : entries) {
-      if (e.seq() > watermark) continue;
-      absl::StrAppend(&seqs, seqs.empty() ? "" : ",", e.seq());
-      doctypes.push_back(e.doctype());
-    }
-    if (!seqs.empty()) {
-      auto logged = apply::RunPrepared(
-          conn,
-          "SELECT seq FROM es_consumer.sync_log WHERE producer = $1"
-          " AND doctype = ANY($2::text[]) AND seq = ANY($3::bigint[])",
-          {producer, pg::TextArray(doctypes), absl::StrCat("{", seqs, "}")});
-      if (!logged.ok()) return logged.status();
-      for (int i = 0; i < logged->rows(); ++i) already_logged.insert(logged->GetInt64(i, 0));
-    }
-  }
-
-  // Documents of this batch with a Failed or Parked row: their entries park
-  // behind it (the Failed row's id). One query for the whole batch.
-  // (doctype, docname) -> the Failed row's id; Failed rows of this batch
-  // join it as they happen.
-  std::map<std::pair<std::string, std::string>, int64_t> blocked;
-  {
-    std::vector<std::string> names;
-    for (const v1::UpdateLogEntry& e : entries) {
-      for (std::string& n : NamesOf(e)) names.push_back(std::move(n));
-    }
-    auto q = apply::RunPrepared(
-        conn,
-        "SELECT doctype, docname, CASE WHEN status = 'Parked' THEN parked_behind ELSE id END"
-        " FROM es_consumer.sync_log WHERE producer = $1 AND status IN ('Failed', 'Parked')"
-        " AND docname = ANY($2::text[]) ORDER BY id",
-        {producer, pg::TextArray(names)});
-    if (!q.ok()) return q.status();
-    for (int i = 0; i < q->rows(); ++i) {
-      // emplace keeps the first (lowest id) row of each document.
-      blocked.emplace(std::make_pair(std::string(q->Get(i, 0)), std::string(q->Get(i, 1))),
-                      q->GetInt64(i, 2));
-    }
-  }
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(BeginApply(conn, producer));
+  std::vector<BatchEntry> planned;
+  for (const v1::UpdateLogEntry& e : entries) planned.push_back(PlanEntry(e));
+  ASSIGN_OR_RETURN(BatchPlanner plan, LoadBatchPlanner(conn, producer, planned));
 
   ApplyResult result;
   result.isolated = isolate;
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
+  if (PipelinedFirst(entries.size())) RETURN_IF_ERROR(doc.Prefetch(entries));
   std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
-  auto log_synced = [&pending, &result](SyncLogRow row, const apply::Outcome& outcome) {
-    row.status = "Synced";
-    row.note = outcome.note;
-    row.local_doctype = outcome.local_doctype;
-    row.local_docname = outcome.local_docname;
-    pending.push_back(std::move(row));
-    ++result.synced;
-  };
-  if (entries.size() > 1) {
-    s = doc.Prefetch(entries);
-    if (!s.ok()) return s;
-  }
-
-  for (const v1::UpdateLogEntry& e : entries) {
-    if (e.seq() <= watermark && already_logged.count(e.seq())) continue;
-    SyncLogRow row = RowFromEntry(producer, e);
-    std::vector<std::string> names = NamesOf(e);
-
-    // Parked? An earlier entry of this document Failed (or waits itself).
-    int64_t behind = 0;
-    for (const std::string& n : names) {
-      auto it = blocked.find({e.doctype(), n});
-      if (it != blocked.end()) behind = it->second;
-    }
-    if (behind != 0) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const BatchPlanner::Step step = plan.Next(planned[i]);
+    if (step.kind == BatchPlanner::Step::kSkip) continue;
+    SyncLogRow row = RowFromEntry(producer, entries[i]);
+    if (step.kind == BatchPlanner::Step::kPark) {
       row.status = "Parked";
-      row.parked_behind = behind;
-      for (const std::string& n : names) blocked[{e.doctype(), n}] = behind;
+      row.parked_behind = step.parked_behind;
       pending.push_back(std::move(row));
       ++result.parked;
       continue;
     }
-
-    if (!isolate) {
+    absl::StatusOr<apply::Outcome> outcome;
+    if (isolate) {
+      ASSIGN_OR_RETURN(outcome, ApplyInSavepoint(conn, doc, entries[i]));
+    } else {
       // No savepoint: the first failure abandons this attempt (the caller
       // runs the batch again isolated).
-      absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
+      outcome = doc.Apply(entries[i]);
       if (!outcome.ok()) {
         *entry_failed = true;
         return outcome.status();
       }
-      log_synced(std::move(row), *outcome);
-      continue;
-    }
-
-    // Apply in a savepoint. Dying inside it: the whole batch is gone (no
-    // COMMIT), and so is the entry's partial write.
-    s = Exec(conn, "SAVEPOINT es_entry");
-    if (!s.ok()) return s;
-    absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
-    if (outcome.ok()) {
-      // The entry's deferred writes fail here, if at all: still its own.
-      absl::Status written = conn->FlushDeferred();
-      if (!written.ok()) {
-        outcome = written;
-        doc.ForgetKnown();  // rolled back below
-      }
     }
     if (outcome.ok()) {
-      s = Exec(conn, "RELEASE SAVEPOINT es_entry");
-      if (!s.ok()) return s;
-      log_synced(std::move(row), *outcome);
+      MarkSynced(row, *outcome);
+      pending.push_back(std::move(row));
+      ++result.synced;
       continue;
     }
-    // Undo the entry's partial writes; if even that fails the connection is
-    // unusable and the batch is abandoned (nothing committed).
-    (void)conn->FlushDeferred();  // a failure here is the one reported
-    s = Exec(conn, "ROLLBACK TO SAVEPOINT es_entry");
-    if (!s.ok()) return s;
     row.status = "Failed";
     row.error = std::string(outcome.status().message());
     // Written now (after the rows before it, so ids follow seq) to learn
     // its id for the entries parked behind it.
     pending.push_back(std::move(row));
-    s = InsertRows(conn, pending);
-    if (!s.ok()) return s;
-    const SyncLogRow& failed = pending.back();
-    LogFailure(failed);
-    for (const std::string& n : names) blocked[{e.doctype(), n}] = failed.id;
+    RETURN_IF_ERROR(InsertRows(conn, pending));
+    LogFailure(pending.back());
+    plan.Failed(planned[i], pending.back().id);
     pending.clear();
     ++result.failed;
   }
@@ -388,35 +421,40 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
       return written;
     }
   }
-  s = InsertRows(conn, pending);
-  if (!s.ok()) return s;
-
-  // The watermark moves in the same transaction: a crash before COMMIT
-  // loses the batch and its watermark together.
-  auto moved = apply::RunPrepared(
-      conn,
-      "INSERT INTO es_consumer.last_update AS l (producer, last_seq, updated_at)"
-      " VALUES ($1, $2, now()) ON CONFLICT (producer) DO UPDATE"
-      " SET last_seq = GREATEST(l.last_seq, EXCLUDED.last_seq), updated_at = now()"
-      " RETURNING last_seq",
-      {producer, next_after_seq});
-  if (!moved.ok()) return moved.status();
-  result.last_seq = moved->GetInt64(0, 0);
-  s = (*txn)->Commit();
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(InsertRows(conn, pending));
+  ASSIGN_OR_RETURN(result.last_seq, MoveWatermark(conn, producer, next_after_seq));
+  RETURN_IF_ERROR(txn->Commit());
   return result;
 }
+
+namespace {
+
+// Row `id` (locked; it must be Failed) and the rows parked behind it
+// (locked, in seq order), inside the Resync's transaction.
+absl::StatusOr<std::vector<SyncLogRow>> LoadResyncRows(pg::Connection* conn, int64_t id) {
+  ASSIGN_OR_RETURN(pg::Result first, conn->ExecPrepared(kResyncRow, {id}));
+  if (first.rows() == 0) return absl::NotFoundError(absl::StrCat("no sync log row ", id));
+  SyncLogRow failed = ReadSyncLogRow(first, 0);
+  if (failed.status != "Failed") {
+    return absl::FailedPreconditionError(absl::StrCat("sync log row ", id, " is ", failed.status,
+                                                      ", not Failed: only Failed rows resync"));
+  }
+  ASSIGN_OR_RETURN(pg::Result parked, conn->ExecPrepared(kResyncParked, {id}));
+  std::vector<SyncLogRow> rows{failed};
+  for (int i = 0; i < parked.rows(); ++i) rows.push_back(ReadSyncLogRow(parked, i));
+  return rows;
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
     pg::Connection* conn, int64_t id,
     const std::function<DependencySource*(const std::string& producer)>& deps_for) {
   // The row's producer first (outside the transaction: PrepareTables runs
   // DDL that must not wait on our own locks).
-  auto peek =
-      apply::RunPrepared(conn, "SELECT producer FROM es_consumer.sync_log WHERE id = $1", {id});
-  if (!peek.ok()) return peek.status();
-  if (peek->rows() == 0) return absl::NotFoundError(absl::StrCat("no sync log row ", id));
-  const std::string producer(peek->Get(0, 0));
+  ASSIGN_OR_RETURN(pg::Result peek, conn->ExecPrepared(kRowProducer, {id}));
+  if (peek.rows() == 0) return absl::NotFoundError(absl::StrCat("no sync log row ", id));
+  const std::string producer(peek.Get(0, "producer"));
   const EventProducerConfig* pc =
       config_.consumer ? config_.consumer->FindProducer(producer) : nullptr;
   if (pc == nullptr) {
@@ -425,84 +463,40 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
   }
   PrepareTables(conn, *pc);
 
-  auto txn = pg::Transaction::Begin(conn);
-  if (!txn.ok()) return txn.status();
-  absl::Status s = BeginApply(conn, producer);
-  if (!s.ok()) return s;
-  auto first = apply::RunPrepared(
-      conn,
-      absl::StrCat("SELECT ", Columns(), " FROM es_consumer.sync_log WHERE id = $1 FOR UPDATE"),
-      {id});
-  if (!first.ok()) return first.status();
-  if (first->rows() == 0) return absl::NotFoundError(absl::StrCat("no sync log row ", id));
-  SyncLogRow failed = RowFromResult(*first, 0);
-  if (failed.status != "Failed") {
-    return absl::FailedPreconditionError(absl::StrCat("sync log row ", id, " is ", failed.status,
-                                                      ", not Failed: only Failed rows resync"));
-  }
-  auto parked = apply::RunPrepared(
-      conn,
-      absl::StrCat("SELECT ", Columns(),
-                   " FROM es_consumer.sync_log WHERE parked_behind = $1 AND status = 'Parked'"
-                   " ORDER BY seq, id FOR UPDATE"),
-      {id});
-  if (!parked.ok()) return parked.status();
-  std::vector<SyncLogRow> rows{failed};
-  for (int i = 0; i < parked->rows(); ++i) rows.push_back(RowFromResult(*parked, i));
-
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(BeginApply(conn, producer));
+  ASSIGN_OR_RETURN(std::vector<SyncLogRow> rows, LoadResyncRows(conn, id));
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps_for ? deps_for(producer) : nullptr);
-  int64_t new_root = 0;  // a released row that failed: the rest park behind it
+  ResyncPlan plan;
   for (size_t i = 0; i < rows.size(); ++i) {
+    const ResyncStep step = plan.Next();
+    if (step == ResyncStep::kStop) break;  // the parked ones stay behind it
     SyncLogRow& row = rows[i];
-    if (new_root != 0) {
-      row.parked_behind = new_root;
-      s = Exec(conn,
-               "UPDATE es_consumer.sync_log SET parked_behind = $2, updated_at = now()"
-               " WHERE id = $1",
-               {row.id, new_root});
-      if (!s.ok()) return s;
+    if (step == ResyncStep::kRepark) {
+      row.parked_behind = plan.root();
+      RETURN_IF_ERROR(Exec(conn, kRepark, {row.id, plan.root()}));
       continue;
     }
     // Same lifecycle as in a batch; dying anywhere rolls back the whole
     // Resync and the rows keep their previous state.
-    s = Exec(conn, "SAVEPOINT es_entry");
-    if (!s.ok()) return s;
-    absl::StatusOr<apply::Outcome> outcome = doc.Apply(EntryFromRow(row));
+    ASSIGN_OR_RETURN(absl::StatusOr<apply::Outcome> outcome,
+                     ApplyInSavepoint(conn, doc, EntryFromRow(row)));
     if (outcome.ok()) {
-      absl::Status written = conn->FlushDeferred();  // the entry's own writes
-      if (!written.ok()) outcome = written;
-    }
-    if (outcome.ok()) {
-      s = Exec(conn, "RELEASE SAVEPOINT es_entry");
-      if (!s.ok()) return s;
-      row.status = "Synced";
-      row.error.clear();
-      row.note = outcome->note;
-      row.parked_behind = 0;
-      row.local_doctype = outcome->local_doctype;
-      row.local_docname = outcome->local_docname;
+      MarkSynced(row, *outcome);
     } else {
-      (void)conn->FlushDeferred();  // a failure here is the one reported
-      s = Exec(conn, "ROLLBACK TO SAVEPOINT es_entry");
-      if (!s.ok()) return s;
       row.status = "Failed";
       row.error = std::string(outcome.status().message());
       row.parked_behind = 0;
-      new_root = row.id;
+      plan.Failed(i, row.id);
       LogFailure(row);
     }
-    s = Exec(conn,
-             "UPDATE es_consumer.sync_log SET status = $2, error = $3, note = $4,"
-             " parked_behind = NULL, local_doctype = $5, local_docname = $6,"
-             " attempts = attempts + 1, updated_at = now() WHERE id = $1",
-             {row.id, row.status, row.error, row.note, row.local_doctype, row.local_docname});
-    if (!s.ok()) return s;
-    if (i == 0 && row.status == "Failed") break;  // the parked ones stay behind it
+    RETURN_IF_ERROR(Exec(
+        conn, kResyncResult,
+        {row.id, row.status, row.error, row.note, row.local_doctype, row.local_docname}));
   }
-  if (rows[0].status == "Failed") rows.resize(1);
-  s = (*txn)->Commit();
-  if (!s.ok()) return s;
+  rows.resize(plan.Reported(rows.size()));
+  RETURN_IF_ERROR(txn->Commit());
   return rows;
 }
 

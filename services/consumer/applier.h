@@ -20,6 +20,9 @@
 // rolled back and the batch run again with a savepoint per entry. Both
 // attempts are whole transactions, so the guarantees above hold for either.
 //
+// The decisions (skip, park, apply; a Resync's course) are pure, in
+// libsync/batch_plan.h; applier.cc is their store and loop.
+//
 // Thread-compatible: one Applier per pulling thread, or guard it.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
 #define EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
@@ -68,6 +71,12 @@ struct SyncLogRow {
   std::string local_doctype;
   std::string local_docname;
 };
+
+// Row `i` of a sync_log query that selects (by these names) id, producer,
+// seq, doctype, docname, update_type, status, error, note, data,
+// created_at (RFC 3339 UTC text), parked_behind, local_doctype and
+// local_docname.
+SyncLogRow ReadSyncLogRow(const pg::Result& r, int i);
 
 namespace apply {
 class TableCache;

@@ -14,6 +14,8 @@
 #include "libsync/diff.h"
 #include "libsync/document.h"
 #include "libsync/naming.h"
+#include "libsync/status_macros.h"
+#include "libsync/update_plan.h"
 #include "services/common/update_type.h"
 
 namespace eventstream::apply {
@@ -69,49 +71,172 @@ absl::Status Annotate(const absl::Status& s, const std::string& prefix) {
   return absl::Status(s.code(), absl::StrCat(prefix, ": ", std::string(s.message())));
 }
 
-// Parent-row keys the applier sets itself or that are not columns.
-const std::set<std::string>& ParentSkip() {
-  static const auto* skip =
-      new std::set<std::string>{"name", "doctype", "remote_docname", "remote_site_name"};
-  return *skip;
-}
-const std::set<std::string>& ChildSkip() {
-  static const auto* skip =
-      new std::set<std::string>{"name",        "doctype",        "parent",          "parenttype",
-                                "parentfield", "remote_docname", "remote_site_name"};
-  return *skip;
+// ---- the store's statements -------------------------------------------------
+// SQL over a DocType's table is built at runtime (its table and column
+// names quoted with QuoteIdentifier, values only as $n parameters): one
+// builder per statement kind. Each runs prepared under a name derived from
+// its text (RunPrepared), so a table's statement is prepared once per
+// connection.
+
+constexpr pg::Query kTableColumns{
+    "consumer_table_columns",
+    "SELECT a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS column_type"
+    " FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
+    " AND a.attnum > 0 AND NOT a.attisdropped"};
+
+// Idempotent DDL adding remote_docname / remote_site_name and their index.
+std::vector<std::string> AddRemoteColumnsSql(const std::string& table) {
+  const std::string q = QuoteIdentifier(table);
+  return {absl::StrCat("ALTER TABLE ", q, " ADD COLUMN IF NOT EXISTS remote_docname text"),
+          absl::StrCat("ALTER TABLE ", q, " ADD COLUMN IF NOT EXISTS remote_site_name text"),
+          absl::StrCat("CREATE INDEX IF NOT EXISTS ",
+                       QuoteIdentifier(absl::StrCat(table.substr(0, 40), "_remote_name")), " ON ",
+                       q, " (remote_site_name, remote_docname)")};
 }
 
-}  // namespace
+// Documents by name ($1: text[]): remote_name, local_name.
+std::string PrefetchByNameSql(const std::string& table) {
+  return absl::StrCat("SELECT name AS remote_name, name AS local_name FROM ",
+                      QuoteIdentifier(table), " WHERE name = ANY($1::text[])");
+}
 
-namespace {
+// Documents by remote name ($1: producer, $2: text[]): remote_name, local_name.
+std::string PrefetchByRemoteSql(const std::string& table) {
+  return absl::StrCat("SELECT remote_docname AS remote_name, min(name) AS local_name FROM ",
+                      QuoteIdentifier(table),
+                      " WHERE remote_site_name = $1 AND remote_docname = ANY($2::text[])"
+                      " GROUP BY remote_docname");
+}
+
+// A document by name ($1): name.
+std::string FindByNameSql(const std::string& table) {
+  return absl::StrCat("SELECT name FROM ", QuoteIdentifier(table), " WHERE name = $1");
+}
+
+// A document by remote name ($1: producer, $2: remote name): name.
+std::string FindByRemoteSql(const std::string& table) {
+  return absl::StrCat("SELECT name FROM ", QuoteIdentifier(table),
+                      " WHERE remote_site_name = $1 AND remote_docname = $2"
+                      " ORDER BY name LIMIT 1");
+}
+
+// One child row: $1 parent, $2 parenttype, $3 the row's `key` (ChildRowKey).
+std::string ChildRowWhere(const std::string& key) {
+  return absl::StrCat("parent = $1 AND parenttype = $2 AND ", QuoteIdentifier(key), " = $3");
+}
+
+// A column of a parent row ($1: name) as text: value.
+std::string ParentColumnSql(const std::string& table, const std::string& column) {
+  return absl::StrCat("SELECT ", QuoteIdentifier(column), "::text AS value FROM ",
+                      QuoteIdentifier(table), " WHERE name = $1");
+}
+
+// A column of a child row (ChildRowWhere) as text: value.
+std::string ChildColumnSql(const std::string& table, const std::string& column,
+                           const std::string& key) {
+  return absl::StrCat("SELECT ", QuoteIdentifier(column), "::text AS value FROM ",
+                      QuoteIdentifier(table), " WHERE ", ChildRowWhere(key));
+}
+
+// Whether a child row exists (ChildRowWhere): name.
+std::string FindChildRowSql(const std::string& table, const std::string& key) {
+  return absl::StrCat("SELECT name FROM ", QuoteIdentifier(table), " WHERE ", ChildRowWhere(key));
+}
+
+// `rows` rows of `columns`, parameters $1... row by row.
+std::string InsertSql(const std::string& table, const std::vector<std::string>& columns,
+                      size_t rows) {
+  std::vector<std::string> tuples;
+  for (size_t i = 0; i < rows; ++i) {
+    std::vector<std::string> holders;
+    for (size_t k = 1; k <= columns.size(); ++k) {
+      holders.push_back(absl::StrCat("$", i * columns.size() + k));
+    }
+    tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
+  }
+  std::vector<std::string> quoted;
+  for (const std::string& c : columns) quoted.push_back(QuoteIdentifier(c));
+  return absl::StrCat("INSERT INTO ", QuoteIdentifier(table), " (", absl::StrJoin(quoted, ", "),
+                      ") VALUES ", absl::StrJoin(tuples, ", "));
+}
+
+// Sets `columns` from $first on; `where_sql` uses the parameters before.
+std::string UpdateSql(const std::string& table, const std::vector<std::string>& columns,
+                      size_t first, const std::string& where_sql) {
+  std::vector<std::string> sets;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    sets.push_back(absl::StrCat(QuoteIdentifier(columns[i]), " = $", first + i));
+  }
+  return absl::StrCat("UPDATE ", QuoteIdentifier(table), " SET ", absl::StrJoin(sets, ", "),
+                      " WHERE ", where_sql);
+}
+
+// One child row (ChildRowWhere).
+std::string DeleteChildRowSql(const std::string& table, const std::string& key) {
+  return absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ", ChildRowWhere(key));
+}
+
+// A table's rows of a document: $1 parent, $2 parenttype, $3 parentfield.
+std::string DeleteTableRowsSql(const std::string& table) {
+  return absl::StrCat("DELETE FROM ", QuoteIdentifier(table),
+                      " WHERE parent = $1 AND parenttype = $2 AND parentfield = $3");
+}
+
+// Every row of a document in a child table: $1 parent, $2 parenttype.
+constexpr char kDocumentRowsWhere[] = "parent = $1 AND parenttype = $2";
+std::string DeleteChildRowsSql(const std::string& table) {
+  return absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ", kDocumentRowsWhere);
+}
+
+// A document ($1: name).
+std::string DeleteDocumentSql(const std::string& table) {
+  return absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE name = $1");
+}
+
+// $1 the new remote name of the document named $2.
+std::string RenameRemoteSql(const std::string& table) {
+  return absl::StrCat("UPDATE ", QuoteIdentifier(table),
+                      " SET remote_docname = $1 WHERE name = $2");
+}
+
+// $1 the new name of the document named $2.
+std::string RenameSql(const std::string& table) {
+  return absl::StrCat("UPDATE ", QuoteIdentifier(table), " SET name = $1 WHERE name = $2");
+}
+
+// A renamed document's rows: $1 new parent, $2 old parent, $3 parenttype.
+std::string RenameChildRowsSql(const std::string& table) {
+  return absl::StrCat("UPDATE ", QuoteIdentifier(table),
+                      " SET parent = $1 WHERE parent = $2 AND parenttype = $3");
+}
+
 // The prepared statement's name: one per SQL text and parameter count.
 std::string StatementName(const std::string& sql, size_t params) {
   return absl::StrCat("es_apply_", absl::Hex(std::hash<std::string>{}(sql)), "_", params);
 }
-}  // namespace
 
+// Runs `sql` as a prepared statement named after its text.
 absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& sql,
-                                       const pg::Params& params) {
+                                       const pg::Params& params = {}) {
   return conn->ExecPrepared(StatementName(sql, params.size()), sql, params);
 }
 
+// The same, deferred (pg::Connection::ExecPreparedDeferred): for writes. A
+// failure comes back from a later call on `conn`, named by `what`.
 absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
                                  const pg::Params& params, std::string what) {
   return conn->ExecPreparedDeferred(StatementName(sql, params.size()), sql, params,
                                     std::move(what));
 }
 
+}  // namespace
+
 // ---- TableCache -------------------------------------------------------------
 
 absl::StatusOr<const TableInfo*> TableCache::Get(pg::Connection* conn, const std::string& table) {
   auto it = tables_.find(table);
   if (it != tables_.end()) return &it->second;
-  auto r = RunPrepared(conn,
-                       "SELECT a.attname, format_type(a.atttypid, a.atttypmod)"
-                       " FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
-                       " AND a.attnum > 0 AND NOT a.attisdropped",
-                       {QuoteIdentifier(table)});
+  auto r = conn->ExecPrepared(kTableColumns, {QuoteIdentifier(table)});
   if (!r.ok()) return Annotate(r.status(), absl::StrCat("reading columns of table ", table));
   if (r->rows() == 0) {
     return absl::NotFoundError(absl::StrCat("table \"", table, "\" does not exist on this site"));
@@ -119,24 +244,17 @@ absl::StatusOr<const TableInfo*> TableCache::Get(pg::Connection* conn, const std
   TableInfo info;
   info.table = table;
   for (int i = 0; i < r->rows(); ++i) {
-    info.columns[std::string(r->Get(i, 0))] = std::string(r->Get(i, 1));
+    info.columns[std::string(r->Get(i, "column_name"))] = std::string(r->Get(i, "column_type"));
   }
   return &tables_.emplace(table, std::move(info)).first->second;
 }
 
 absl::Status TableCache::EnsureRemoteColumns(pg::Connection* conn, const std::string& table) {
-  auto info = Get(conn, table);
-  if (!info.ok()) return info.status();
-  if ((*info)->has_remote()) return absl::OkStatus();
-  std::string q = QuoteIdentifier(table);
+  ASSIGN_OR_RETURN(const TableInfo* info, Get(conn, table));
+  if (info->has_remote()) return absl::OkStatus();
   // Each statement commits on its own and is idempotent: dying between them
   // leaves columns without the index; the next start adds it.
-  for (const std::string& sql :
-       {absl::StrCat("ALTER TABLE ", q, " ADD COLUMN IF NOT EXISTS remote_docname text"),
-        absl::StrCat("ALTER TABLE ", q, " ADD COLUMN IF NOT EXISTS remote_site_name text"),
-        absl::StrCat("CREATE INDEX IF NOT EXISTS ",
-                     QuoteIdentifier(absl::StrCat(table.substr(0, 40), "_remote_name")), " ON ", q,
-                     " (remote_site_name, remote_docname)")}) {
+  for (const std::string& sql : AddRemoteColumnsSql(table)) {
     auto r = conn->Exec(sql);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("adding remote columns to ", table));
   }
@@ -199,11 +317,10 @@ absl::StatusOr<Outcome> DocumentApplier::Apply(const v1::UpdateLogEntry& e) {
 absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e) {
   pending_.clear();
   depth_ = 0;
-  auto t = Resolve(e.doctype());
-  if (!t.ok()) return t.status();
+  ASSIGN_OR_RETURN(const Target t, Resolve(e.doctype()));
   if (e.data_omitted_bytes() > 0 ||
       (e.data_json().empty() && e.update_type() != v1::UPDATE_TYPE_DELETE)) {
-    return DataNeverArrived(*t, e);
+    return DataNeverArrived(t, e);
   }
   switch (e.update_type()) {
     case v1::UPDATE_TYPE_CREATE: {
@@ -211,16 +328,16 @@ absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e)
       if (!doc.ok()) return Annotate(doc.status(), "Create data");
       if (!doc->is_object()) return absl::InvalidArgumentError("Create data is not an object");
       std::string name = e.docname().empty() ? NameOf(*doc) : e.docname();
-      return Create(*t, name, *std::move(doc), "");
+      return Create(t, name, *std::move(doc), "");
     }
     case v1::UPDATE_TYPE_UPDATE:
-      return Update(*t, e, /*cancel=*/false);
+      return Update(t, e, /*cancel=*/false);
     case v1::UPDATE_TYPE_CANCEL:
-      return Update(*t, e, /*cancel=*/true);
+      return Update(t, e, /*cancel=*/true);
     case v1::UPDATE_TYPE_RENAME:
-      return Rename(*t, e);
+      return Rename(t, e);
     case v1::UPDATE_TYPE_DELETE:
-      return Delete(*t, e);
+      return Delete(t, e);
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown update type ", static_cast<int>(e.update_type())));
@@ -269,23 +386,14 @@ absl::Status DocumentApplier::Prefetch(const std::vector<v1::UpdateLogEntry>& en
     if (!same_name && !(*info)->has_remote()) continue;
     const std::string array =
         pg::TextArray(std::vector<std::string>(names.begin(), names.end()));
-    const std::string q = QuoteIdentifier(def->table);
     absl::StatusOr<pg::Result> r =
-        same_name
-            ? RunPrepared(conn_,
-                          absl::StrCat("SELECT name, name FROM ", q,
-                                       " WHERE name = ANY($1::text[])"),
-                          {array})
-            : RunPrepared(conn_,
-                          absl::StrCat("SELECT remote_docname, min(name) FROM ", q,
-                                       " WHERE remote_site_name = $1"
-                                       " AND remote_docname = ANY($2::text[])"
-                                       " GROUP BY remote_docname"),
-                          {producer_, array});
+        same_name ? RunPrepared(conn_, PrefetchByNameSql(def->table), {array})
+                  : RunPrepared(conn_, PrefetchByRemoteSql(def->table), {producer_, array});
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", def->name, " documents"));
     for (const std::string& n : names) SetKnown(*def, n, same_name, std::nullopt);
     for (int i = 0; i < r->rows(); ++i) {
-      SetKnown(*def, std::string(r->Get(i, 0)), same_name, std::string(r->Get(i, 1)));
+      SetKnown(*def, std::string(r->Get(i, "remote_name")), same_name,
+               std::string(r->Get(i, "local_name")));
     }
   }
   return absl::OkStatus();
@@ -296,26 +404,20 @@ absl::StatusOr<std::optional<std::string>> DocumentApplier::FindLocal(
   if (auto it = known_.find(KnownKey(def.name, same_name, remote_name)); it != known_.end()) {
     return it->second;
   }
-  auto info = tables_->Get(conn_, def.table);
-  if (!info.ok()) return info.status();
-  std::string q = QuoteIdentifier(def.table);
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, def.table));
   absl::StatusOr<pg::Result> r;
   if (same_name) {
-    r = RunPrepared(conn_, absl::StrCat("SELECT name FROM ", q, " WHERE name = $1"), {remote_name});
+    r = RunPrepared(conn_, FindByNameSql(def.table), {remote_name});
   } else {
-    if (!(*info)->has_remote()) {
+    if (!info->has_remote()) {
       return absl::FailedPreconditionError(
           absl::StrCat("table \"", def.table, "\" has no remote_docname/remote_site_name columns"));
     }
-    r = RunPrepared(conn_,
-                    absl::StrCat("SELECT name FROM ", q,
-                                 " WHERE remote_site_name = $1 AND remote_docname = $2"
-                                 " ORDER BY name LIMIT 1"),
-                    {producer_, remote_name});
+    r = RunPrepared(conn_, FindByRemoteSql(def.table), {producer_, remote_name});
   }
   if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", Doc(def.name, remote_name)));
   if (r->rows() == 0) return std::optional<std::string>();
-  return std::optional<std::string>(std::string(r->Get(0, 0)));
+  return std::optional<std::string>(std::string(r->Get(0, "name")));
 }
 
 absl::StatusOr<std::string> DocumentApplier::NewName(const DocTypeDef& def, const Value& doc) {
@@ -363,9 +465,8 @@ absl::Status DocumentApplier::Validate(const DocTypeDef& def, const Value& obj, 
       const DocTypeDef* child = config_.registry.Find(f.options);
       if (child == nullptr) continue;
       for (const Value& row : v->as_array()) {
-        absl::Status s = Validate(*child, row, false,
-                                  absl::StrCat(where, " row ", Doc(child->name, NameOf(row))));
-        if (!s.ok()) return s;
+        RETURN_IF_ERROR(Validate(*child, row, false,
+                                 absl::StrCat(where, " row ", Doc(child->name, NameOf(row)))));
       }
       continue;
     }
@@ -402,9 +503,8 @@ absl::Status DocumentApplier::ResolveLinks(const DocTypeDef& def, Value& obj,
       const DocTypeDef* child = config_.registry.Find(f.options);
       if (child == nullptr || !v.is_array()) continue;
       for (Value& row : v.mutable_array()) {
-        absl::Status s = ResolveLinks(
-            *child, row, absl::StrCat(where, " row ", Doc(child->name, NameOf(row))), nullptr);
-        if (!s.ok()) return s;
+        RETURN_IF_ERROR(ResolveLinks(
+            *child, row, absl::StrCat(where, " row ", Doc(child->name, NameOf(row))), nullptr));
       }
       continue;
     }
@@ -418,21 +518,27 @@ absl::Status DocumentApplier::ResolveLinks(const DocTypeDef& def, Value& obj,
       if (dt != nullptr && dt->is_string()) {
         target = dt->as_string();
       } else if (dt == nullptr && fallback) {
-        auto local = fallback(f.options);
-        if (!local.ok()) return local.status();
-        target = *local;
+        ASSIGN_OR_RETURN(target, fallback(f.options));
       }
     }
     if (target.empty()) continue;
     const DocTypeDef* tdef = config_.registry.Find(target);
     if (tdef == nullptr || tdef->istable) continue;  // not ours to resolve
-    auto local =
+    ASSIGN_OR_RETURN(
+        std::string local,
         EnsureDocument(target, v.as_string(),
-                       absl::StrCat(where, " field \"", f.fieldname, "\" (", f.fieldtype, ")"));
-    if (!local.ok()) return local.status();
-    if (*local != v.as_string()) v = Value::String(*local);
+                       absl::StrCat(where, " field \"", f.fieldname, "\" (", f.fieldtype, ")")));
+    if (local != v.as_string()) v = Value::String(local);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> DocumentApplier::FindEither(const DocTypeDef& def,
+                                                                      const TableInfo& info,
+                                                                      const std::string& name) {
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindLocal(def, name, /*same_name=*/true));
+  if (local.has_value() || !info.has_remote()) return local;
+  return FindLocal(def, name, /*same_name=*/false);
 }
 
 absl::StatusOr<std::string> DocumentApplier::EnsureDocument(const std::string& doctype,
@@ -442,14 +548,8 @@ absl::StatusOr<std::string> DocumentApplier::EnsureDocument(const std::string& d
   const DocTypeDef* def = config_.registry.Find(doctype);
   auto info = tables_->Get(conn_, def->table);
   if (!info.ok()) return Annotate(info.status(), via);
-  auto local = FindLocal(*def, name, /*same_name=*/true);
-  if (!local.ok()) return local.status();
-  if (local->has_value()) return **local;
-  if ((*info)->has_remote()) {
-    local = FindLocal(*def, name, /*same_name=*/false);
-    if (!local.ok()) return local.status();
-    if (local->has_value()) return **local;
-  }
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindEither(*def, **info, name));
+  if (local.has_value()) return *local;
   if (deps_ == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("missing dependency: ", via, " links to ", Doc(doctype, name),
@@ -476,16 +576,15 @@ absl::StatusOr<std::optional<Value>> DocumentApplier::Fetch(const std::string& d
   if (auto it = fetched_.find(Key(doctype, name)); it != fetched_.end()) {
     return std::optional<Value>(it->second);
   }
-  auto fetched = deps_->GetDocument(doctype, name);
-  if (!fetched.ok()) return fetched.status();
-  if (!fetched->has_value()) return std::optional<Value>();
-  for (Value& dep : (*fetched)->dependencies) {
+  ASSIGN_OR_RETURN(auto fetched, deps_->GetDocument(doctype, name));
+  if (!fetched.has_value()) return std::optional<Value>();
+  for (Value& dep : fetched->dependencies) {
     std::string dep_doctype = DocTypeOf(dep), dep_name = NameOf(dep);
     if (!dep_doctype.empty() && !dep_name.empty()) {
       fetched_.insert_or_assign(Key(dep_doctype, dep_name), std::move(dep));
     }
   }
-  return std::optional<Value>(std::move((*fetched)->document));
+  return std::optional<Value>(std::move(fetched->document));
 }
 
 absl::StatusOr<std::string> DocumentApplier::InsertDependency(const DocTypeDef& def, Value doc) {
@@ -518,10 +617,9 @@ absl::StatusOr<std::optional<Value>> DocumentApplier::FindRemote(const std::stri
   if (filters.is_object()) {
     for (const auto& [k, v] : filters.as_object()) f[k] = v.ToText();
   }
-  auto found = deps_->FindDocuments(remote_doctype, f, 1);
-  if (!found.ok()) return found.status();
-  if (found->empty()) return std::optional<Value>();
-  return std::optional<Value>(found->front());
+  ASSIGN_OR_RETURN(auto found, deps_->FindDocuments(remote_doctype, f, 1));
+  if (found.empty()) return std::optional<Value>();
+  return std::optional<Value>(found.front());
 }
 
 absl::StatusOr<std::string> DocumentApplier::InsertLocal(const Value& mapped_doc) {
@@ -533,16 +631,9 @@ absl::StatusOr<std::string> DocumentApplier::InsertLocal(const Value& mapped_doc
         absl::StrCat("DocType \"", doctype, "\" is not in this site's registry"));
   }
   if (auto it = pending_.find(Key(doctype, name)); it != pending_.end()) return it->second;
-  auto info = tables_->Get(conn_, def->table);
-  if (!info.ok()) return info.status();
-  auto local = FindLocal(*def, name, /*same_name=*/true);
-  if (!local.ok()) return local.status();
-  if (local->has_value()) return **local;
-  if ((*info)->has_remote()) {
-    local = FindLocal(*def, name, /*same_name=*/false);
-    if (!local.ok()) return local.status();
-    if (local->has_value()) return **local;
-  }
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, def->table));
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindEither(*def, *info, name));
+  if (local.has_value()) return *local;
   return InsertDependency(*def, mapped_doc);
 }
 
@@ -566,18 +657,7 @@ std::map<std::string, Value> DocumentApplier::RowValues(const TableInfo& info, c
 
 absl::Status DocumentApplier::InsertRow(const TableInfo& info, std::map<std::string, Value> values,
                                         const std::string& what) {
-  std::vector<std::string> cols, holders;
-  pg::Params params;
-  for (auto& [k, v] : values) {
-    cols.push_back(QuoteIdentifier(k));
-    holders.push_back(absl::StrCat("$", params.size() + 1));
-    params.push_back(ToParam(v, info.columns.at(k)));
-  }
-  return RunPreparedDeferred(
-      conn_,
-      absl::StrCat("INSERT INTO ", QuoteIdentifier(info.table), " (", absl::StrJoin(cols, ", "),
-                   ") VALUES (", absl::StrJoin(holders, ", "), ")"),
-      params, absl::StrCat("inserting ", what));
+  return InsertRows(info, {std::move(values)}, what);
 }
 
 absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
@@ -586,40 +666,36 @@ absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
                                         const pg::Params& where_params, const std::string& what) {
   if (values.empty()) return absl::OkStatus();
   pg::Params params = where_params;
-  std::vector<std::string> sets;
+  std::vector<std::string> columns;
   for (const auto& [k, v] : values) {
     params.push_back(ToParam(v, info.columns.at(k)));
-    sets.push_back(absl::StrCat(QuoteIdentifier(k), " = $", params.size()));
+    columns.push_back(k);
   }
   return RunPreparedDeferred(conn_,
-                             absl::StrCat("UPDATE ", QuoteIdentifier(info.table), " SET ",
-                                          absl::StrJoin(sets, ", "), " WHERE ", where_sql),
+                             UpdateSql(info.table, columns, where_params.size() + 1, where_sql),
                              params, absl::StrCat("updating ", what));
 }
 
 absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value& doc,
                                              const std::string& local_name,
                                              const std::string& remote_name, bool same_name) {
-  auto info = tables_->Get(conn_, def.table);
-  if (!info.ok()) return info.status();
-  std::set<std::string> skip = ParentSkip();
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, def.table));
+  std::set<std::string> skip = ParentSkipKeys();
   for (const FieldDef& f : def.fields) {
     if (f.is_table()) skip.insert(f.fieldname);
   }
-  std::map<std::string, Value> values = RowValues(**info, doc, skip);
+  std::map<std::string, Value> values = RowValues(*info, doc, skip);
   values["name"] = Value::String(local_name);
-  if ((*info)->has_remote()) {
+  if (info->has_remote()) {
     values["remote_docname"] = Value::String(remote_name);
     values["remote_site_name"] = Value::String(producer_);
   } else if (!same_name) {
     return absl::FailedPreconditionError(
         absl::StrCat("table \"", def.table, "\" has no remote_docname/remote_site_name columns"));
   }
-  const bool has_remote = (*info)->has_remote();
-  absl::Status s = InsertRow(**info, std::move(values), Doc(def.name, local_name));
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(InsertRow(*info, std::move(values), Doc(def.name, local_name)));
   SetKnown(def, local_name, /*same_name=*/true, local_name);
-  if (has_remote) SetKnown(def, remote_name, /*same_name=*/false, local_name);
+  if (info->has_remote()) SetKnown(def, remote_name, /*same_name=*/false, local_name);
   for (const FieldDef& f : def.fields) {
     if (!f.is_table()) continue;
     const ::eventstream::Value::Array* rows = ChildRows(doc, f.fieldname);
@@ -627,14 +703,13 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
     if (rows == nullptr || rows->empty() || child == nullptr) continue;
     std::vector<RowValuesMap> collected;
     for (const Value& row : *rows) {
-      s = UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false, &collected);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(
+          UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false, &collected));
     }
-    auto child_info = tables_->Get(conn_, child->table);
-    if (!child_info.ok()) return child_info.status();
-    s = InsertRows(**child_info, collected,
-                   absl::StrCat(Doc(def.name, local_name), " rows of \"", f.fieldname, "\""));
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const TableInfo* child_info, tables_->Get(conn_, child->table));
+    RETURN_IF_ERROR(InsertRows(*child_info, collected,
+                               absl::StrCat(Doc(def.name, local_name), " rows of \"", f.fieldname,
+                                            "\"")));
   }
   return absl::OkStatus();
 }
@@ -642,42 +717,27 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
 absl::Status DocumentApplier::InsertRows(const TableInfo& info,
                                          const std::vector<RowValuesMap>& rows,
                                          const std::string& what) {
+  auto same_columns = [](const RowValuesMap& a, const RowValuesMap& b) {
+    if (a.size() != b.size()) return false;
+    for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+      if (i->first != j->first) return false;
+    }
+    return true;
+  };
   size_t start = 0;
   while (start < rows.size()) {
-    // A run of rows with the same columns (usually all of them).
+    // A run of rows with the same columns (usually all of them), at most
+    // 200 to a statement.
     size_t end = start + 1;
-    auto same_columns = [](const RowValuesMap& a, const RowValuesMap& b) {
-      if (a.size() != b.size()) return false;
-      for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
-        if (i->first != j->first) return false;
-      }
-      return true;
-    };
     while (end < rows.size() && end - start < 200 && same_columns(rows[start], rows[end])) ++end;
-    if (end - start == 1) {
-      absl::Status s = InsertRow(info, rows[start], what);
-      if (!s.ok()) return s;
-      start = end;
-      continue;
-    }
     std::vector<std::string> cols;
-    for (const auto& [k, v] : rows[start]) cols.push_back(QuoteIdentifier(k));
-    std::vector<std::string> tuples;
+    for (const auto& [k, v] : rows[start]) cols.push_back(k);
     pg::Params params;
     for (size_t i = start; i < end; ++i) {
-      std::vector<std::string> holders;
-      for (const auto& [k, v] : rows[i]) {
-        params.push_back(ToParam(v, info.columns.at(k)));
-        holders.push_back(absl::StrCat("$", params.size()));
-      }
-      tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
+      for (const auto& [k, v] : rows[i]) params.push_back(ToParam(v, info.columns.at(k)));
     }
-    absl::Status s = RunPreparedDeferred(
-        conn_,
-        absl::StrCat("INSERT INTO ", QuoteIdentifier(info.table), " (", absl::StrJoin(cols, ", "),
-                     ") VALUES ", absl::StrJoin(tuples, ", ")),
-        params, absl::StrCat("inserting ", what));
-    if (!s.ok()) return s;
+    RETURN_IF_ERROR(RunPreparedDeferred(conn_, InsertSql(info.table, cols, end - start), params,
+                                        absl::StrCat("inserting ", what)));
     start = end;
   }
   return absl::OkStatus();
@@ -690,46 +750,40 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
                                              std::vector<RowValuesMap>* collect) {
   const DocTypeDef* child = config_.registry.Find(table_field.options);
   if (child == nullptr) return absl::OkStatus();
-  auto info = tables_->Get(conn_, child->table);
-  if (!info.ok()) return info.status();
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, child->table));
   std::string remote_row = NameOf(row);
   std::string what =
       absl::StrCat(Doc(parent_def.name, parent_local), " row ", Doc(child->name, remote_row),
                    " of \"", table_field.fieldname, "\"");
-  if (!same_name && !(*info)->has_remote()) {
+  if (!same_name && !info->has_remote()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "table \"", child->table, "\" has no remote_docname/remote_site_name columns"));
   }
-  std::map<std::string, Value> values = RowValues(**info, row, ChildSkip());
+  std::map<std::string, Value> values = RowValues(*info, row, ChildSkipKeys());
   if (may_exist && !remote_row.empty()) {
-    std::string key = same_name ? "name" : "remote_docname";
-    std::string where =
-        absl::StrCat("parent = $1 AND parenttype = $2 AND ", QuoteIdentifier(key), " = $3");
-    auto r = RunPrepared(
-        conn_, absl::StrCat("SELECT name FROM ", QuoteIdentifier(child->table), " WHERE ", where),
-        {parent_local, parent_def.name, remote_row});
+    const std::string key = ChildRowKey(same_name);
+    const pg::Params where_params{parent_local, parent_def.name, remote_row};
+    auto r = RunPrepared(conn_, FindChildRowSql(child->table, key), where_params);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", what));
     if (r->rows() > 0) {
       values["parentfield"] = Value::String(table_field.fieldname);
-      return UpdateRow(**info, values, where, {parent_local, parent_def.name, remote_row}, what);
+      return UpdateRow(*info, values, ChildRowWhere(key), where_params, what);
     }
   }
   std::string local_row = remote_row;
   if (!same_name || local_row.empty()) {
-    auto name = NewName(*child, row);
-    if (!name.ok()) return name.status();
-    local_row = *name;
+    ASSIGN_OR_RETURN(local_row, NewName(*child, row));
   }
   values["name"] = Value::String(local_row);
   values["parent"] = Value::String(parent_local);
   values["parenttype"] = Value::String(parent_def.name);
   values["parentfield"] = Value::String(table_field.fieldname);
-  if ((*info)->has_remote()) {
+  if (info->has_remote()) {
     values["remote_docname"] = Value::String(remote_row);
     values["remote_site_name"] = Value::String(producer_);
   }
   for (const char* col : {"parent", "parenttype", "parentfield"}) {
-    if (!(*info)->Has(col)) {
+    if (!info->Has(col)) {
       return absl::FailedPreconditionError(
           absl::StrCat("child table \"", child->table, "\" has no column \"", col, "\""));
     }
@@ -738,7 +792,7 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
     collect->push_back(std::move(values));
     return absl::OkStatus();
   }
-  return InsertRow(**info, std::move(values), what);
+  return InsertRow(*info, std::move(values), what);
 }
 
 // ---- entry types ----------------------------------------------------------
@@ -756,29 +810,23 @@ absl::StatusOr<Outcome> DocumentApplier::Create(const Target& t, const std::stri
   }
   Outcome out;
   out.local_doctype = def.name;
-  auto existing = FindLocal(def, remote_name, t.same_name);
-  if (!existing.ok()) return existing.status();
-  if (existing->has_value()) {
-    out.local_docname = **existing;
+  ASSIGN_OR_RETURN(std::optional<std::string> existing, FindLocal(def, remote_name, t.same_name));
+  if (existing.has_value()) {
+    out.local_docname = *existing;
     out.note = absl::StrCat(note.empty() ? "" : absl::StrCat(note, "; "),
                             "already exists here as \"", out.local_docname, "\"; left alone");
     return out;
   }
   std::string local = remote_name;
   if (!t.same_name) {
-    auto name = NewName(def, doc);
-    if (!name.ok()) return name.status();
-    local = *name;
+    ASSIGN_OR_RETURN(local, NewName(def, doc));
   }
   pending_[Key(def.name, remote_name)] = local;
   std::string where = Doc(def.name, remote_name);
   FillDefaults(def, doc);
-  absl::Status s = ResolveLinks(def, doc, where, nullptr);
-  if (!s.ok()) return s;
-  s = Validate(def, doc, false, where);
-  if (!s.ok()) return s;
-  s = InsertDocument(def, doc, local, remote_name, t.same_name);
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(ResolveLinks(def, doc, where, nullptr));
+  RETURN_IF_ERROR(Validate(def, doc, false, where));
+  RETURN_IF_ERROR(InsertDocument(def, doc, local, remote_name, t.same_name));
   out.local_docname = local;
   out.note = std::move(note);
   return out;
@@ -818,11 +866,11 @@ absl::StatusOr<Outcome> DocumentApplier::DataNeverArrived(const Target& t,
   // it is now.
   const std::string why = absl::StrCat("Resync of an entry whose data never arrived (over "
                                        "consumer.max_message_mb)");
-  auto local = FindLocal(*t.def, e.docname(), t.same_name);
-  if (!local.ok()) return local.status();
-  if (!local->has_value()) return InsertFetched(t, e.docname(), why);
+  ASSIGN_OR_RETURN(std::optional<std::string> local,
+                   FindLocal(*t.def, e.docname(), t.same_name));
+  if (!local.has_value()) return InsertFetched(t, e.docname(), why);
   return absl::FailedPreconditionError(absl::StrCat(
-      why, ": ", Doc(e.doctype(), e.docname()), " is here as \"", **local,
+      why, ": ", Doc(e.doctype(), e.docname()), " is here as \"", *local,
       "\", so its change cannot be replayed; delete it here and Resync this row again to "
       "fetch the current document whole"));
 }
@@ -836,20 +884,9 @@ absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::Updat
   auto diff = DocDiff::FromJson(*json);
   if (!diff.ok()) return Annotate(diff.status(), absl::StrCat(kind, " data"));
 
-  auto local = FindLocal(def, e.docname(), t.same_name);
-  if (!local.ok()) return local.status();
-  if (!local->has_value()) {
-    auto out = InsertFetched(t, e.docname(), absl::StrCat(kind, " of a document missing here"));
-    if (!out.ok() || !cancel) return out;
-    // The fetched copy is the current one; a Cancel still means docstatus 2.
-    auto info = tables_->Get(conn_, def.table);
-    if (!info.ok()) return info.status();
-    absl::Status s = UpdateRow(**info, {{"docstatus", Value::Int(2)}}, "name = $1",
-                               {out->local_docname}, Doc(def.name, out->local_docname));
-    if (!s.ok()) return s;
-    return out;
-  }
-  const std::string name = **local;
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindLocal(def, e.docname(), t.same_name));
+  if (!local.has_value()) return UpdateMissing(t, e.docname(), kind, cancel);
+  const std::string name = *local;
   if (t.mapping != nullptr) {
     auto mapped = mappings_->MapDiff(t.mapping->name, *diff, this);
     if (!mapped.ok()) {
@@ -859,148 +896,122 @@ absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::Updat
     diff = *std::move(mapped);
   }
   if (cancel) diff->changed["docstatus"] = Value::Int(2);
-  const std::string where = Doc(def.name, name);
-  auto info = tables_->Get(conn_, def.table);
-  if (!info.ok()) return info.status();
-  const std::string q = QuoteIdentifier(def.table);
-
-  Fallback parent_column = [&](const std::string& column) -> absl::StatusOr<std::string> {
-    if (!(*info)->Has(column)) return std::string();
-    auto r = RunPrepared(
-        conn_,
-        absl::StrCat("SELECT ", QuoteIdentifier(column), "::text FROM ", q, " WHERE name = $1"),
-        {name});
-    if (!r.ok()) return r.status();
-    return r->rows() > 0 ? std::string(r->Get(0, 0)) : std::string();
-  };
-  // The child DocType and child table field of a table key in the diff.
-  auto table_of = [&](const std::string& field) -> std::pair<const FieldDef*, const DocTypeDef*> {
-    const FieldDef* f = def.FindField(field);
-    if (f == nullptr || !f->is_table()) return {nullptr, nullptr};
-    return {f, config_.registry.Find(f->options)};
-  };
-  const std::string row_key = t.same_name ? "name" : "remote_docname";
-
-  // Dependencies, then validation, for everything the diff writes.
-  absl::Status s = ResolveLinks(def, diff->changed, where, parent_column);
-  if (!s.ok()) return s;
-  for (auto& [table, rows] : diff->added.mutable_object()) {
-    auto [f, child] = table_of(table);
-    if (child == nullptr || !rows.is_array()) continue;
-    for (Value& row : rows.mutable_array()) {
-      std::string w = absl::StrCat(where, " row ", Doc(child->name, NameOf(row)));
-      s = ResolveLinks(*child, row, w, nullptr);
-      if (s.ok()) s = Validate(*child, row, false, w);
-      if (!s.ok()) return s;
-    }
-  }
-  for (auto& [table, rows] : diff->row_changed.mutable_object()) {
-    auto [f, child] = table_of(table);
-    if (child == nullptr || !rows.is_array()) continue;
-    for (Value& row : rows.mutable_array()) {
-      std::string remote_row = NameOf(row);
-      std::string w = absl::StrCat(where, " row ", Doc(child->name, remote_row));
-      const DocTypeDef* cd = child;
-      Fallback child_column =
-          [&, cd, remote_row](const std::string& column) -> absl::StatusOr<std::string> {
-        auto ci = tables_->Get(conn_, cd->table);
-        if (!ci.ok()) return ci.status();
-        if (!(*ci)->Has(column)) return std::string();
-        auto r = RunPrepared(
-            conn_,
-            absl::StrCat("SELECT ", QuoteIdentifier(column), "::text FROM ",
-                         QuoteIdentifier(cd->table), " WHERE parent = $1 AND parenttype = $2 AND ",
-                         QuoteIdentifier(row_key), " = $3"),
-            {name, def.name, remote_row});
-        if (!r.ok()) return r.status();
-        return r->rows() > 0 ? std::string(r->Get(0, 0)) : std::string();
-      };
-      s = ResolveLinks(*child, row, w, child_column);
-      if (s.ok()) s = Validate(*child, row, true, w);
-      if (!s.ok()) return s;
-    }
-  }
-  s = Validate(def, diff->changed, true, where);
-  if (!s.ok()) return s;
-
-  // removed
-  for (const auto& [table, names] : diff->removed.as_object()) {
-    auto [f, child] = table_of(table);
-    if (child == nullptr || !names.is_array()) continue;
-    for (const Value& n : names.as_array()) {
-      s = RunPreparedDeferred(conn_,
-                              absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                                           " WHERE parent = $1 AND parenttype = $2 AND ",
-                                           QuoteIdentifier(row_key), " = $3"),
-                              {name, def.name, n.ToText()},
-                              absl::StrCat("deleting ", where, " row ", Doc(child->name, n.ToText())));
-      if (!s.ok()) return s;
-    }
-  }
-  // row_changed
-  for (const auto& [table, rows] : diff->row_changed.as_object()) {
-    auto [f, child] = table_of(table);
-    if (child == nullptr || !rows.is_array()) continue;
-    auto ci = tables_->Get(conn_, child->table);
-    if (!ci.ok()) return ci.status();
-    for (const Value& row : rows.as_array()) {
-      std::string remote_row = NameOf(row);
-      s = UpdateRow(
-          **ci, RowValues(**ci, row, ChildSkip()),
-          absl::StrCat("parent = $1 AND parenttype = $2 AND ", QuoteIdentifier(row_key), " = $3"),
-          {name, def.name, remote_row}, absl::StrCat(where, " row ", Doc(child->name, remote_row)));
-      if (!s.ok()) return s;
-    }
-  }
-  // changed: parent columns; a whole table in `changed` replaces its rows.
-  std::set<std::string> skip = ParentSkip();
-  for (const FieldDef& f : def.fields) {
-    if (!f.is_table()) continue;
-    skip.insert(f.fieldname);
-    const Value* rows = diff->changed.Find(f.fieldname);
-    const DocTypeDef* child = config_.registry.Find(f.options);
-    if (rows == nullptr || child == nullptr) continue;
-    s = RunPreparedDeferred(
-        conn_,
-        absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                     " WHERE parent = $1 AND parenttype = $2 AND parentfield = $3"),
-        {name, def.name, f.fieldname}, absl::StrCat("replacing ", where, " table ", f.fieldname));
-    if (!s.ok()) return s;
-    if (rows->is_array()) {
-      for (const Value& row : rows->as_array()) {
-        s = UpsertChildRow(def, f, name, row, t.same_name, /*may_exist=*/false);
-        if (!s.ok()) return s;
-      }
-    }
-  }
-  s = UpdateRow(**info, RowValues(**info, diff->changed, skip), "name = $1", {name}, where);
-  if (!s.ok()) return s;
-  // added
-  for (const auto& [table, rows] : diff->added.as_object()) {
-    auto [f, child] = table_of(table);
-    if (child == nullptr || !rows.is_array()) continue;
-    for (const Value& row : rows.as_array()) {
-      s = UpsertChildRow(def, *f, name, row, t.same_name, /*may_exist=*/true);
-      if (!s.ok()) return s;
-    }
-  }
-  // A child row's docstatus follows its parent's (diff.h).
-  if (const Value* ds = diff->changed.Find("docstatus"); ds != nullptr && !ds->is_null()) {
-    for (const FieldDef& f : def.fields) {
-      const DocTypeDef* child = f.is_table() ? config_.registry.Find(f.options) : nullptr;
-      if (child == nullptr) continue;
-      auto ci = tables_->Get(conn_, child->table);
-      if (!ci.ok()) return ci.status();
-      if (!(*ci)->Has("docstatus")) continue;
-      s = UpdateRow(**ci, {{"docstatus", *ds}}, "parent = $1 AND parenttype = $2", {name, def.name},
-                    absl::StrCat(where, " rows of ", f.fieldname));
-      if (!s.ok()) return s;
-    }
-  }
+  // Dependencies and validation first (they may rewrite link values), then
+  // the writes the plan lists (libsync/update_plan.h).
+  RETURN_IF_ERROR(ResolveDiff(def, t.same_name, name, *diff));
+  RETURN_IF_ERROR(WriteUpdate(def, t.same_name, name, *diff,
+                              PlanUpdate(def, config_.registry, *diff)));
   Outcome out;
   out.local_doctype = def.name;
   out.local_docname = name;
   return out;
+}
+
+absl::StatusOr<Outcome> DocumentApplier::UpdateMissing(const Target& t,
+                                                       const std::string& remote_name,
+                                                       const std::string& kind, bool cancel) {
+  ASSIGN_OR_RETURN(Outcome out,
+                   InsertFetched(t, remote_name, absl::StrCat(kind, " of a document missing here")));
+  if (!cancel) return out;
+  // The fetched copy is the current one; a Cancel still means docstatus 2.
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, t.def->table));
+  RETURN_IF_ERROR(UpdateRow(*info, {{"docstatus", Value::Int(2)}}, "name = $1",
+                            {out.local_docname}, Doc(t.def->name, out.local_docname)));
+  return out;
+}
+
+absl::Status DocumentApplier::ResolveDiff(const DocTypeDef& def, bool same_name,
+                                          const std::string& name, DocDiff& diff) {
+  const std::string where = Doc(def.name, name);
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, def.table));
+  // The Dynamic Link's DocType column when the diff does not carry it.
+  Fallback parent_column = [&](const std::string& column) -> absl::StatusOr<std::string> {
+    if (!info->Has(column)) return std::string();
+    ASSIGN_OR_RETURN(pg::Result r, RunPrepared(conn_, ParentColumnSql(def.table, column), {name}));
+    return r.rows() > 0 ? std::string(r.Get(0, "value")) : std::string();
+  };
+  RETURN_IF_ERROR(ResolveLinks(def, diff.changed, where, parent_column));
+  for (auto& [table, rows] : diff.added.mutable_object()) {
+    const DocTypeDef* child = ChildTableOf(def, config_.registry, table).child;
+    if (child == nullptr || !rows.is_array()) continue;
+    for (Value& row : rows.mutable_array()) {
+      std::string w = absl::StrCat(where, " row ", Doc(child->name, NameOf(row)));
+      RETURN_IF_ERROR(ResolveLinks(*child, row, w, nullptr));
+      RETURN_IF_ERROR(Validate(*child, row, false, w));
+    }
+  }
+  for (auto& [table, rows] : diff.row_changed.mutable_object()) {
+    const DocTypeDef* child = ChildTableOf(def, config_.registry, table).child;
+    if (child == nullptr || !rows.is_array()) continue;
+    for (Value& row : rows.mutable_array()) {
+      const std::string remote_row = NameOf(row);
+      std::string w = absl::StrCat(where, " row ", Doc(child->name, remote_row));
+      Fallback child_column = [&, child, remote_row](const std::string& column) {
+        return ChildColumn(*child, ChildRowKey(same_name), {name, def.name, remote_row}, column);
+      };
+      RETURN_IF_ERROR(ResolveLinks(*child, row, w, child_column));
+      RETURN_IF_ERROR(Validate(*child, row, true, w));
+    }
+  }
+  return Validate(def, diff.changed, true, where);
+}
+
+absl::StatusOr<std::string> DocumentApplier::ChildColumn(const DocTypeDef& child,
+                                                         const std::string& key,
+                                                         const pg::Params& row,
+                                                         const std::string& column) {
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, child.table));
+  if (!info->Has(column)) return std::string();
+  ASSIGN_OR_RETURN(pg::Result r, RunPrepared(conn_, ChildColumnSql(child.table, column, key), row));
+  return r.rows() > 0 ? std::string(r.Get(0, "value")) : std::string();
+}
+
+absl::Status DocumentApplier::WriteUpdate(const DocTypeDef& def, bool same_name,
+                                          const std::string& name, const DocDiff& diff,
+                                          const UpdatePlan& plan) {
+  const std::string where = Doc(def.name, name);
+  const std::string key = ChildRowKey(same_name);
+  for (const UpdatePlan::RowDelete& d : plan.deletes) {
+    RETURN_IF_ERROR(RunPreparedDeferred(conn_, DeleteChildRowSql(d.child->table, key),
+                                        {name, def.name, d.row},
+                                        absl::StrCat("deleting ", where, " row ",
+                                                     Doc(d.child->name, d.row))));
+  }
+  for (const UpdatePlan::TableRows& t : plan.row_updates) {
+    ASSIGN_OR_RETURN(const TableInfo* ci, tables_->Get(conn_, t.child->table));
+    for (const Value& row : *t.rows) {
+      const std::string remote_row = NameOf(row);
+      RETURN_IF_ERROR(UpdateRow(*ci, RowValues(*ci, row, ChildSkipKeys()), ChildRowWhere(key),
+                                {name, def.name, remote_row},
+                                absl::StrCat(where, " row ", Doc(t.child->name, remote_row))));
+    }
+  }
+  for (const UpdatePlan::TableReplace& t : plan.replaced) {
+    RETURN_IF_ERROR(RunPreparedDeferred(
+        conn_, DeleteTableRowsSql(t.child->table), {name, def.name, t.field->fieldname},
+        absl::StrCat("replacing ", where, " table ", t.field->fieldname)));
+    if (t.rows == nullptr) continue;
+    for (const Value& row : *t.rows) {
+      RETURN_IF_ERROR(UpsertChildRow(def, *t.field, name, row, same_name, /*may_exist=*/false));
+    }
+  }
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, def.table));
+  RETURN_IF_ERROR(
+      UpdateRow(*info, RowValues(*info, diff.changed, plan.parent_skip), "name = $1", {name}, where));
+  for (const UpdatePlan::TableRows& t : plan.added) {
+    for (const Value& row : *t.rows) {
+      RETURN_IF_ERROR(UpsertChildRow(def, *t.field, name, row, same_name, /*may_exist=*/true));
+    }
+  }
+  if (plan.docstatus == nullptr) return absl::OkStatus();
+  // A child row's docstatus follows its parent's (diff.h).
+  for (const ChildTable& c : plan.docstatus_tables) {
+    ASSIGN_OR_RETURN(const TableInfo* ci, tables_->Get(conn_, c.child->table));
+    if (!ci->Has("docstatus")) continue;
+    RETURN_IF_ERROR(UpdateRow(*ci, {{"docstatus", *plan.docstatus}}, kDocumentRowsWhere,
+                              {name, def.name}, absl::StrCat(where, " rows of ", c.field->fieldname)));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::UpdateLogEntry& e) {
@@ -1025,47 +1036,36 @@ absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::Updat
   };
   Outcome out;
   out.local_doctype = def.name;
-  auto local = FindLocal(def, old_name, t.same_name);
-  if (!local.ok()) return local.status();
-  if (!local->has_value()) {
-    auto renamed = FindLocal(def, new_name, t.same_name);
-    if (!renamed.ok()) return renamed.status();
-    if (renamed->has_value()) {
-      out.local_docname = **renamed;
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindLocal(def, old_name, t.same_name));
+  if (!local.has_value()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> renamed, FindLocal(def, new_name, t.same_name));
+    if (renamed.has_value()) {
+      out.local_docname = *renamed;
       out.note = "already renamed here";
       return out;
     }
     return InsertFetched(t, new_name, "Rename of a document missing here");
   }
-  const std::string where = Doc(def.name, **local);
+  const std::string where = Doc(def.name, *local);
   Forget forget{this, def, old_name, new_name};
   if (!t.same_name) {
     // Only the remote name changes; the local name stays.
-    auto r = RunPrepared(conn_,
-                         absl::StrCat("UPDATE ", QuoteIdentifier(def.table),
-                                      " SET remote_docname = $1 WHERE name = $2"),
-                         {new_name, **local});
+    auto r = RunPrepared(conn_, RenameRemoteSql(def.table), {new_name, *local});
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("renaming ", where));
-    out.local_docname = **local;
+    out.local_docname = *local;
     return out;
   }
-  auto clash = FindLocal(def, new_name, true);
-  if (!clash.ok()) return clash.status();
-  if (clash->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<std::string> clash, FindLocal(def, new_name, true));
+  if (clash.has_value()) {
     return absl::AlreadyExistsError(absl::StrCat("cannot rename ", where, " to \"", new_name,
                                                  "\": that name exists here already"));
   }
-  auto r = RunPrepared(
-      conn_, absl::StrCat("UPDATE ", QuoteIdentifier(def.table), " SET name = $1 WHERE name = $2"),
-      {new_name, old_name});
+  auto r = RunPrepared(conn_, RenameSql(def.table), {new_name, old_name});
   if (!r.ok()) return Annotate(r.status(), absl::StrCat("renaming ", where));
   for (const FieldDef& f : def.fields) {
     const DocTypeDef* child = f.is_table() ? config_.registry.Find(f.options) : nullptr;
     if (child == nullptr) continue;
-    r = RunPrepared(conn_,
-                    absl::StrCat("UPDATE ", QuoteIdentifier(child->table),
-                                 " SET parent = $1 WHERE parent = $2 AND parenttype = $3"),
-                    {new_name, old_name, def.name});
+    r = RunPrepared(conn_, RenameChildRowsSql(child->table), {new_name, old_name, def.name});
     if (!r.ok()) {
       return Annotate(r.status(), absl::StrCat("renaming ", where, " rows of ", f.fieldname));
     }
@@ -1078,30 +1078,23 @@ absl::StatusOr<Outcome> DocumentApplier::Delete(const Target& t, const v1::Updat
   const DocTypeDef& def = *t.def;
   Outcome out;
   out.local_doctype = def.name;
-  auto local = FindLocal(def, e.docname(), t.same_name);
-  if (!local.ok()) return local.status();
-  if (!local->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindLocal(def, e.docname(), t.same_name));
+  if (!local.has_value()) {
     out.note = "not present here; nothing to delete";
     return out;
   }
-  const std::string name = **local;
+  const std::string name = *local;
   out.local_docname = name;
   Unknow(def, name);
   Unknow(def, e.docname());
   for (const FieldDef& f : def.fields) {
     const DocTypeDef* child = f.is_table() ? config_.registry.Find(f.options) : nullptr;
     if (child == nullptr) continue;
-    absl::Status s = RunPreparedDeferred(conn_,
-                                         absl::StrCat("DELETE FROM ", QuoteIdentifier(child->table),
-                                                      " WHERE parent = $1 AND parenttype = $2"),
-                                         {name, def.name},
-                                         absl::StrCat("deleting rows of ", Doc(def.name, name)));
-    if (!s.ok()) return s;
+    RETURN_IF_ERROR(RunPreparedDeferred(conn_, DeleteChildRowsSql(child->table), {name, def.name},
+                                        absl::StrCat("deleting rows of ", Doc(def.name, name))));
   }
-  absl::Status s = RunPreparedDeferred(
-      conn_, absl::StrCat("DELETE FROM ", QuoteIdentifier(def.table), " WHERE name = $1"), {name},
-      absl::StrCat("deleting ", Doc(def.name, name)));
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(RunPreparedDeferred(conn_, DeleteDocumentSql(def.table), {name},
+                                      absl::StrCat("deleting ", Doc(def.name, name))));
   return out;
 }
 

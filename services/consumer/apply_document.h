@@ -55,21 +55,15 @@
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
 #include "libsync/config.h"
+#include "libsync/diff.h"
 #include "libsync/doctype.h"
 #include "libsync/mapping.h"
 #include "libsync/pg.h"
+#include "libsync/update_plan.h"
 #include "libsync/value.h"
 #include "services/consumer/applier.h"
 
 namespace eventstream::apply {
-
-// Runs `sql` as a prepared statement named after its text.
-absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& sql,
-                                       const pg::Params& params = {});
-// The same, deferred (pg::Connection::ExecPreparedDeferred): for writes. A
-// failure comes back from a later call on `conn`, named by `what`.
-absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
-                                 const pg::Params& params, std::string what);
 
 struct TableInfo {
   std::string table;
@@ -110,7 +104,7 @@ class DocumentApplier : public DocumentFetcher {
 
   // Applies `entry`; an error leaves partial writes that the caller must
   // roll back (to its savepoint). Messages name the DocType, document and
-  // field concerned. Writes are deferred (RunPreparedDeferred): success
+  // field concerned. Writes are deferred (ExecPreparedDeferred): success
   // means "sent"; the caller flushes the connection to learn whether they
   // all landed (a later read on the connection does it too).
   absl::StatusOr<Outcome> Apply(const v1::UpdateLogEntry& entry);
@@ -144,6 +138,21 @@ class DocumentApplier : public DocumentFetcher {
   absl::StatusOr<Outcome> Create(const Target& t, const std::string& remote_name, Value doc,
                                  std::string note);
   absl::StatusOr<Outcome> Update(const Target& t, const v1::UpdateLogEntry& e, bool cancel);
+  // An Update / Cancel (`kind`) of a document missing here: the current one
+  // is fetched and inserted (a Cancel then sets its docstatus to 2).
+  absl::StatusOr<Outcome> UpdateMissing(const Target& t, const std::string& remote_name,
+                                        const std::string& kind, bool cancel);
+  // Inserts the dependencies `diff` links to (rewriting its links to local
+  // names) and validates what it writes to the document `name`.
+  absl::Status ResolveDiff(const DocTypeDef& def, bool same_name, const std::string& name,
+                           DocDiff& diff);
+  // A column of a child row (`row`: parent, parenttype, and its `key`) as
+  // text; "" when the table has no such column or no such row.
+  absl::StatusOr<std::string> ChildColumn(const DocTypeDef& child, const std::string& key,
+                                          const pg::Params& row, const std::string& column);
+  // Runs `plan` (PlanUpdate of `diff`) against the document `name`.
+  absl::Status WriteUpdate(const DocTypeDef& def, bool same_name, const std::string& name,
+                           const DocDiff& diff, const UpdatePlan& plan);
   absl::StatusOr<Outcome> Rename(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> Delete(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> InsertFetched(const Target& t, const std::string& remote_name,
@@ -160,6 +169,11 @@ class DocumentApplier : public DocumentFetcher {
                 std::optional<std::string> local);
   // FindLocal asks the database again for `name` (both kinds of key).
   void Unknow(const DocTypeDef& def, const std::string& name);
+  // FindLocal by name, then (when the table has remote columns) by remote
+  // name.
+  absl::StatusOr<std::optional<std::string>> FindEither(const DocTypeDef& def,
+                                                        const TableInfo& info,
+                                                        const std::string& name);
   absl::StatusOr<std::string> EnsureDocument(const std::string& doctype, const std::string& name,
                                              const std::string& via);
   // The producer's current document (nullopt: it has none it may show):

@@ -3,18 +3,23 @@
 #include <algorithm>
 #include <vector>
 
+#include "libsync/status_macros.h"
+
 namespace eventstream {
 namespace {
 
 using metrics::Sample;
 
+constexpr pg::Query kWatermarks{"consumer_metrics_watermarks",
+                                "SELECT producer, last_seq FROM es_consumer.last_update"};
+
 absl::StatusOr<std::map<std::string, int64_t>> Watermarks(pg::ConnectionPool* pool) {
-  auto conn = pool->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec("SELECT producer, last_seq FROM es_consumer.last_update");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kWatermarks));
   std::map<std::string, int64_t> out;
-  for (int i = 0; i < r->rows(); ++i) out[std::string(r->Get(i, 0))] = r->GetInt64(i, 1);
+  for (int i = 0; i < r.rows(); ++i) {
+    out[std::string(r.Get(i, "producer"))] = r.GetInt64(i, r.ColumnIndex("last_seq"));
+  }
   return out;
 }
 
@@ -42,10 +47,9 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
                        "The last producer seq this site has applied (its watermark).",
                        metrics::Type::kGauge, {"producer"},
                        [pool]() -> absl::StatusOr<std::vector<Sample>> {
-                         auto wm = Watermarks(pool.get());
-                         if (!wm.ok()) return wm.status();
+                         ASSIGN_OR_RETURN(auto wm, Watermarks(pool.get()));
                          std::vector<Sample> out;
-                         for (const auto& [p, seq] : *wm)
+                         for (const auto& [p, seq] : wm)
                            out.push_back(Sample{{p}, static_cast<double>(seq)});
                          return out;
                        });
@@ -53,8 +57,7 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
       "eventstream_consumer_lag_entries",
       "The producer's log position minus this site's watermark.", metrics::Type::kGauge,
       {"producer"}, [this, pool]() -> absl::StatusOr<std::vector<Sample>> {
-        auto wm = Watermarks(pool.get());
-        if (!wm.ok()) return wm.status();
+        ASSIGN_OR_RETURN(auto wm, Watermarks(pool.get()));
         std::map<std::string, int64_t> positions;
         {
           std::lock_guard<std::mutex> lock(mu_);
@@ -62,8 +65,8 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
         }
         std::vector<Sample> out;
         for (const auto& [p, position] : positions) {
-          auto it = wm->find(p);
-          int64_t watermark = it == wm->end() ? 0 : it->second;
+          auto it = wm.find(p);
+          int64_t watermark = it == wm.end() ? 0 : it->second;
           out.push_back(Sample{{p}, static_cast<double>(std::max<int64_t>(0, position - watermark))});
         }
         return out;

@@ -16,6 +16,24 @@ namespace {
 constexpr int kDefaultSyncLogLimit = 100;
 constexpr int kMaxSyncLogLimit = 1000;
 
+// The sync log, newest first: $1 producer, $2 doctype, $3 status ('' = any),
+// $4 before this id (0 = newest), $5 how many.
+constexpr pg::Query kListSyncLog{
+    "consumer_list_sync_log",
+    "SELECT id, producer, seq, doctype, docname, update_type, status,"
+    " coalesce(error, '') AS error, note, coalesce(data::text, '') AS data,"
+    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at,"
+    " coalesce(parked_behind, 0) AS parked_behind, local_doctype,"
+    " coalesce(local_docname, '') AS local_docname"
+    " FROM es_consumer.sync_log"
+    " WHERE ($1 = '' OR producer = $1) AND ($2 = '' OR doctype = $2)"
+    "   AND ($3 = '' OR status = $3) AND ($4::bigint = 0 OR id < $4::bigint)"
+    " ORDER BY id DESC LIMIT $5::int"};
+constexpr pg::Query kSyncLogProducer{
+    "consumer_service_sync_log_producer",
+    "SELECT producer FROM es_consumer.sync_log WHERE id = $1"};
+
+
 std::string Rfc3339(absl::Time t) {
   if (t == absl::InfinitePast()) return "";
   return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", t, absl::UTCTimeZone());
@@ -212,15 +230,10 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
                                           : std::min(request->limit(), kMaxSyncLogLimit);
   auto conn = deps_.pool->Acquire();
   if (!conn.ok()) return AnswerRpc("Consumer.ListSyncLog", conn.status());
+  // By its text, not Exec(kListSyncLog): the named overload keeps the
+  // message but not the SQLSTATE payload that the check below reads.
   auto r = (*conn)->Exec(
-      "SELECT id, producer, seq, doctype, docname, update_type, status,"
-      " coalesce(error, ''), coalesce(data::text, ''),"
-      " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-      " coalesce(parked_behind, 0), coalesce(local_docname, '')"
-      " FROM es_consumer.sync_log"
-      " WHERE ($1 = '' OR producer = $1) AND ($2 = '' OR doctype = $2)"
-      "   AND ($3 = '' OR status = $3) AND ($4::bigint = 0 OR id < $4::bigint)"
-      " ORDER BY id DESC LIMIT $5::int",
+      absl::string_view(kListSyncLog.sql),
       {request->producer(), request->doctype(), SyncStatusText(request->status()),
        static_cast<int64_t>(request->before_id()), limit});
   if (!r.ok()) {
@@ -231,22 +244,7 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
     }
     return AnswerRpc("Consumer.ListSyncLog", r.status());
   }
-  for (int i = 0; i < r->rows(); ++i) {
-    SyncLogRow row;
-    row.id = r->GetInt64(i, 0);
-    row.producer = std::string(r->Get(i, 1));
-    row.seq = r->GetInt64(i, 2);
-    row.doctype = std::string(r->Get(i, 3));
-    row.docname = std::string(r->Get(i, 4));
-    row.update_type = std::string(r->Get(i, 5));
-    row.status = std::string(r->Get(i, 6));
-    row.error = std::string(r->Get(i, 7));
-    row.data = std::string(r->Get(i, 8));
-    row.created_at = std::string(r->Get(i, 9));
-    row.parked_behind = r->GetInt64(i, 10);
-    row.local_docname = std::string(r->Get(i, 11));
-    ToProto(row, response->add_entries());
-  }
+  for (int i = 0; i < r->rows(); ++i) ToProto(ReadSyncLogRow(*r, i), response->add_entries());
   return grpc::Status::OK;
 }
 
@@ -262,14 +260,13 @@ grpc::Status ConsumerService::Resync(grpc::ServerContext* context,
   {
     auto conn = deps_.pool->Acquire();
     if (!conn.ok()) return AnswerRpc("Consumer.Resync", conn.status());
-    auto r = (*conn)->Exec("SELECT producer FROM es_consumer.sync_log WHERE id = $1",
-                           {static_cast<int64_t>(request->id())});
+    auto r = (*conn)->Exec(kSyncLogProducer, {static_cast<int64_t>(request->id())});
     if (!r.ok()) return AnswerRpc("Consumer.Resync", r.status());
     if (r->rows() == 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("no sync log row ", request->id()));
     }
-    producer = std::string(r->Get(0, 0));
+    producer = std::string(r->Get(0, "producer"));
   }
   auto it = deps_.pullers.find(producer);
   if (it == deps_.pullers.end()) {

@@ -13,6 +13,13 @@
 namespace eventstream {
 namespace {
 
+// The pull lock: a session advisory lock per producer ($1: its key), held
+// on its own connection while this replica pulls; and the check that its
+// session is still alive.
+constexpr pg::Query kTryPullLock{"consumer_try_pull_lock",
+                                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked"};
+constexpr pg::Query kPingSession{"consumer_ping_session", "SELECT 1"};
+
 // Marks a failure that happened on this side (the database), so it does not
 // count as the producer being unreachable.
 absl::Status Local(const absl::Status& status, bool* local_failure) {
@@ -61,6 +68,27 @@ bool AllApproved(const std::vector<ProducerDocTypeRow>& rows) {
   return std::all_of(rows.begin(), rows.end(), [](const ProducerDocTypeRow& r) {
     return r.unsubscribe || r.status == v1::SUBSCRIPTION_STATUS_APPROVED;
   });
+}
+
+// How the stored subscription differs from the desired one: `changed`
+// (something the producer must hear: address, DocTypes, conditions ...),
+// `local_changed` (only this side's columns: local DocType, naming, mapping).
+struct SubscriptionChange {
+  bool changed = false;
+  bool local_changed = false;
+};
+SubscriptionChange CompareSubscription(const StoredProducer& stored, const std::string& address,
+                                       const std::vector<ProducerDocTypeRow>& desired) {
+  SubscriptionChange c;
+  c.changed = stored.notify_address != address || stored.doctypes.size() != desired.size();
+  for (size_t i = 0; !c.changed && i < desired.size(); ++i) {
+    const ProducerDocTypeRow& want = desired[i];
+    const ProducerDocTypeRow& have = stored.doctypes[i];
+    if (!want.SameRequest(have)) c.changed = true;
+    c.local_changed = c.local_changed || want.local_doctype != have.local_doctype ||
+                      want.use_same_name != have.use_same_name || want.mapping != have.mapping;
+  }
+  return c;
 }
 
 }  // namespace
@@ -170,7 +198,7 @@ absl::StatusOr<pg::Connection*> Puller::Connection() {
 absl::StatusOr<bool> Puller::HoldPullLock() {
   if (lock_conn_ != nullptr && active_) {
     // The lock lives as long as its session: check the session.
-    if (lock_conn_->Exec("SELECT 1").ok()) return true;
+    if (lock_conn_->Exec(kPingSession).ok()) return true;
     spdlog::warn("producer {}: the pull lock's database session broke; taking the lock "
                  "again",
                  name());
@@ -182,13 +210,12 @@ absl::StatusOr<bool> Puller::HoldPullLock() {
     ASSIGN_OR_RETURN(lock_conn_, pg::Connection::Open(options_.database_url));
     (void)lock_conn_->SetApplicationName("eventstream-consumer pull lock");
   }
-  auto r = lock_conn_->Exec("SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                            {absl::StrCat("eventstream.consumer.puller:", name())});
+  auto r = lock_conn_->Exec(kTryPullLock, {absl::StrCat("eventstream.consumer.puller:", name())});
   if (!r.ok()) {
     lock_conn_.reset();
     return r.status();
   }
-  active_ = r->GetBool(0, 0);
+  active_ = r->GetBool(0, r->ColumnIndex("locked"));
   return active_;
 }
 
@@ -300,10 +327,37 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
   next_due_ = now + backoff_.Next();
 }
 
+absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored,
+                              std::vector<ProducerDocTypeRow>& desired, bool* local_failure) {
+  const std::string& address = options_.notify_address;
+  auto response = link_->Register(MakeRequest<v1::RegisterConsumerRequest>(
+      options_.site, address, stored.notify_token, desired));
+  if (!response.ok()) {
+    if (response.status().code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          response.status().message(),
+          " -- another consumer deployment registered site ", options_.site,
+          " there with another notify token, or this consumer's database was reset; "
+          "an operator of producer ", name(), " must remove the old registration"));
+    }
+    return response.status();
+  }
+  MergeStatuses(response->subscriptions(), &desired);
+  if (absl::Status s = SaveSubscription(conn, name(), address, desired, response->last_seq());
+      !s.ok())
+    return Local(s, local_failure);
+  spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
+               link_->url(), options_.site, Describe(desired), response->last_seq());
+  reconciled_ = true;
+  refreshed_at_ = absl::Now();
+  all_approved_ = AllApproved(desired);
+  return absl::OkStatus();
+}
+
 absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
                                bool* local_failure) {
-  auto desired = DesiredDocTypes(*config_.consumer, producer_);
-  if (!desired.ok()) return desired.status();
+  ASSIGN_OR_RETURN(std::vector<ProducerDocTypeRow> desired,
+                   DesiredDocTypes(*config_.consumer, producer_));
   auto stored = LoadProducer(conn, name());
   if (!stored.ok()) return Local(stored.status(), local_failure);
   if (!stored->has_value()) {
@@ -313,43 +367,9 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
   }
   const StoredProducer& p = **stored;
   const std::string& address = options_.notify_address;
+  if (!p.registered) return Register(conn, p, desired, local_failure);
 
-  if (!p.registered) {
-    auto response = link_->Register(MakeRequest<v1::RegisterConsumerRequest>(
-        options_.site, address, p.notify_token, *desired));
-    if (!response.ok()) {
-      if (response.status().code() == absl::StatusCode::kAlreadyExists) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            response.status().message(),
-            " -- another consumer deployment registered site ", options_.site,
-            " there with another notify token, or this consumer's database was reset; "
-            "an operator of producer ", name(), " must remove the old registration"));
-      }
-      return response.status();
-    }
-    MergeStatuses(response->subscriptions(), &*desired);
-    if (absl::Status s =
-            SaveSubscription(conn, name(), address, *desired, response->last_seq());
-        !s.ok())
-      return Local(s, local_failure);
-    spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
-                 link_->url(), options_.site, Describe(*desired), response->last_seq());
-    reconciled_ = true;
-    refreshed_at_ = absl::Now();
-    all_approved_ = AllApproved(*desired);
-    return absl::OkStatus();
-  }
-
-  bool changed = p.notify_address != address || p.doctypes.size() != desired->size();
-  bool local_changed = false;
-  for (size_t i = 0; !changed && i < desired->size(); ++i) {
-    const ProducerDocTypeRow& want = (*desired)[i];
-    const ProducerDocTypeRow& have = p.doctypes[i];
-    if (!want.SameRequest(have)) changed = true;
-    local_changed = local_changed || want.local_doctype != have.local_doctype ||
-                    want.use_same_name != have.use_same_name ||
-                    want.mapping != have.mapping;
-  }
+  const auto [changed, local_changed] = CompareSubscription(p, address, desired);
   const absl::Time now = absl::Now();
   const bool refresh =
       (triggers & kPullNow) ||
@@ -359,21 +379,21 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
 
   if (!reconciled_ && !changed) {
     // Unchanged since the last run: keep everything (statuses as stored).
-    for (size_t i = 0; i < desired->size(); ++i) (*desired)[i].status = p.doctypes[i].status;
+    for (size_t i = 0; i < desired.size(); ++i) desired[i].status = p.doctypes[i].status;
     if (local_changed) {
-      if (absl::Status s = SaveSubscription(conn, name(), address, *desired, std::nullopt);
+      if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
           !s.ok())
         return Local(s, local_failure);
     }
     reconciled_ = true;
     refreshed_at_ = now;
-    all_approved_ = AllApproved(*desired);
+    all_approved_ = AllApproved(desired);
     if (!refresh) return absl::OkStatus();
   }
   if (reconciled_ && !changed && !refresh) return absl::OkStatus();
 
   auto response = link_->UpdateSubscription(MakeRequest<v1::UpdateSubscriptionRequest>(
-      options_.site, address, p.notify_token, *desired));
+      options_.site, address, p.notify_token, desired));
   if (!response.ok()) {
     if (response.status().code() == absl::StatusCode::kNotFound) {
       // The producer forgot us (its database was reset): register again next
@@ -386,18 +406,18 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
     }
     return response.status();
   }
-  MergeStatuses(response->subscriptions(), &*desired);
-  if (absl::Status s = SaveSubscription(conn, name(), address, *desired, std::nullopt);
+  MergeStatuses(response->subscriptions(), &desired);
+  if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
       !s.ok())
     return Local(s, local_failure);
   if (changed) {
-    spdlog::info("updated subscription at producer {}: {}", name(), Describe(*desired));
-  } else if (AllApproved(*desired) != all_approved_) {
-    spdlog::info("producer {} statuses: {}", name(), Describe(*desired));
+    spdlog::info("updated subscription at producer {}: {}", name(), Describe(desired));
+  } else if (AllApproved(desired) != all_approved_) {
+    spdlog::info("producer {} statuses: {}", name(), Describe(desired));
   }
   reconciled_ = true;
   refreshed_at_ = now;
-  all_approved_ = AllApproved(*desired);
+  all_approved_ = AllApproved(desired);
   return absl::OkStatus();
 }
 
@@ -456,39 +476,45 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
                           return link->PullUpdates(after, limit, committed);
                         });
     }
-    // Moved, not copied: an entry may carry a document of many megabytes.
-    std::vector<v1::UpdateLogEntry> entries;
-    entries.reserve(batch->entries_size());
-    for (v1::UpdateLogEntry& e : *batch->mutable_entries()) entries.push_back(std::move(e));
-    if (!entries.empty() || batch->next_after_seq() > outcome.last_seq) {
-      const absl::Time started = absl::Now();
-      auto applied = applier_.ApplyBatch(*conn, name(), entries,
-                                         batch->next_after_seq(), link_.get());
-      if (metrics != nullptr) {
-        metrics->apply_seconds->WithLabels({name()})
-            .Observe(absl::ToDoubleSeconds(absl::Now() - started));
-        if (applied.ok()) {
-          metrics->applied->WithLabels({name(), "synced"}).Increment(applied->synced);
-          metrics->applied->WithLabels({name(), "failed"}).Increment(applied->failed);
-          metrics->applied->WithLabels({name(), "parked"}).Increment(applied->parked);
-        }
-      }
-      if (!applied.ok()) {
-        if (next.valid()) next.wait();  // its answer is dropped
-        outcome.status = Local(applied.status(), local_failure);
-        return outcome;
-      }
-      outcome.pulled += static_cast<int64_t>(entries.size());
-      outcome.synced += applied->synced;
-      outcome.failed += applied->failed;
-      outcome.parked += applied->parked;
-      outcome.last_seq = applied->last_seq;
+    if (absl::Status s = ApplyPulled(*conn, *batch, &outcome, local_failure); !s.ok()) {
+      if (next.valid()) next.wait();  // its answer is dropped
+      outcome.status = s;
+      return outcome;
     }
     if (!next.valid()) break;
     batch = next.get();
   }
   outcome.advanced = outcome.last_seq > start_seq;
   return outcome;
+}
+
+absl::Status Puller::ApplyPulled(pg::Connection* conn, v1::PullUpdatesResponse& batch,
+                                 PullOutcome* outcome, bool* local_failure) {
+  // Moved, not copied: an entry may carry a document of many megabytes.
+  std::vector<v1::UpdateLogEntry> entries;
+  entries.reserve(batch.entries_size());
+  for (v1::UpdateLogEntry& e : *batch.mutable_entries()) entries.push_back(std::move(e));
+  if (entries.empty() && batch.next_after_seq() <= outcome->last_seq) return absl::OkStatus();
+  ConsumerMetrics* metrics = options_.metrics;
+  const absl::Time started = absl::Now();
+  auto applied =
+      applier_.ApplyBatch(conn, name(), entries, batch.next_after_seq(), link_.get());
+  if (metrics != nullptr) {
+    metrics->apply_seconds->WithLabels({name()})
+        .Observe(absl::ToDoubleSeconds(absl::Now() - started));
+    if (applied.ok()) {
+      metrics->applied->WithLabels({name(), "synced"}).Increment(applied->synced);
+      metrics->applied->WithLabels({name(), "failed"}).Increment(applied->failed);
+      metrics->applied->WithLabels({name(), "parked"}).Increment(applied->parked);
+    }
+  }
+  if (!applied.ok()) return Local(applied.status(), local_failure);
+  outcome->pulled += static_cast<int64_t>(entries.size());
+  outcome->synced += applied->synced;
+  outcome->failed += applied->failed;
+  outcome->parked += applied->parked;
+  outcome->last_seq = applied->last_seq;
+  return absl::OkStatus();
 }
 
 }  // namespace eventstream

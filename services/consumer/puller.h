@@ -155,6 +155,16 @@ class Puller {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Reconcile's first step for a producer not registered with yet:
+  // RegisterConsumer, then the statuses and watermark it returns stored.
+  absl::Status Register(pg::Connection* conn, const StoredProducer& stored,
+                        std::vector<ProducerDocTypeRow>& desired, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Applies one pulled answer (its entries moved out of `batch`) and adds
+  // it to `outcome`; a failure is Local.
+  absl::Status ApplyPulled(pg::Connection* conn, v1::PullUpdatesResponse& batch,
+                           PullOutcome* outcome, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   absl::StatusOr<pg::Connection*> Connection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // Whether this replica holds (or just took) the pull lock.
   absl::StatusOr<bool> HoldPullLock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
