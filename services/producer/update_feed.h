@@ -84,10 +84,11 @@
 // tables are read, the conditions judged (a missing document as a stand-in
 // with only its name) and the links to the name walked backwards in every
 // case but a visible grantor, so its time does not tell an invisible
-// document from a missing one. It still grows with the documents that link
-// to the name (whether the name exists or not), and FindDocuments still
-// judges each match, so its time grows with the invisible matches
-// (docs/design.md "Known limitations"). Anything unreadable is
+// document from a missing one. FindDocuments decides visibility in its
+// query (find_documents.cc), so matching invisible documents runs the same
+// statements as matching none; conditions without an SQL form fall back to
+// judging each row (docs/design.md "What a consumer may see"). Anything
+// unreadable is
 // PERMISSION_DENIED with the same message whether or not the document
 // exists ("document \"N\" of DocType \"D\" is not visible to site
 // \"S\""): existence is not revealed. An unknown or child DocType is
