@@ -14,6 +14,10 @@ std::string UpdateTypeName(v1::UpdateType type) {
       return "Rename";
     case v1::UPDATE_TYPE_DELETE:
       return "Delete";
+    case v1::UPDATE_TYPE_SYNC:
+      return "Sync";
+    case v1::UPDATE_TYPE_REVOKE:
+      return "Revoke";
     default:
       return "Unspecified";
   }
@@ -25,6 +29,8 @@ v1::UpdateType UpdateTypeFromName(absl::string_view name) {
   if (name == "Cancel") return v1::UPDATE_TYPE_CANCEL;
   if (name == "Rename") return v1::UPDATE_TYPE_RENAME;
   if (name == "Delete") return v1::UPDATE_TYPE_DELETE;
+  if (name == "Sync") return v1::UPDATE_TYPE_SYNC;
+  if (name == "Revoke") return v1::UPDATE_TYPE_REVOKE;
   return v1::UPDATE_TYPE_UNSPECIFIED;
 }
 
