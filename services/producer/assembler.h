@@ -2,34 +2,13 @@
 // by the capture triggers, see capture.h) into Event Update Log entries
 // (es_producer.update_log).
 //
-// Entries, per transaction and document (docs/design.md "Producer / Capture"):
-//  * Create  the parent row was inserted in the transaction: the whole
-//            document (parent columns, "doctype", every Table field of the
-//            registry as an array of its child rows ordered by idx, each row
-//            with its own "doctype"). Inserted and deleted in the same
-//            transaction: no entry.
-//  * Delete  the parent row was deleted; data NULL. Child deletes that go
-//            with it are part of the same entry.
-//  * Rename  the parent's `name` changed: {"old_name", "new_name"}. If other
-//            fields changed in the same transaction, an Update (or Cancel)
-//            follows it as a separate entry, computed as if the document had
-//            always had the new name (children's `parent` moving to the new
-//            name is part of the rename, not of the diff).
-//  * Cancel  docstatus went 1 -> 2: the diff (libsync Diff).
-//  * Update  anything else: the diff of the rows the transaction touched
-//            (first old version vs last new version of each row); rows it did
-//            not touch appear on neither side. An empty diff (e.g. only
-//            `modified` changed) is no entry.
-//  An entry's docname is the document's name after the entry (for Delete,
-//  the name it had). Its origin is the origin shared by all its raw rows
-//  (NULL when they differ: a mixed transaction is treated as local).
-//  Several changes to one document in one transaction are one entry
-//  (Rename + Update being the one exception above).
-//  Timestamps and numbers come from to_jsonb: numerics digit for digit,
-//  timestamps in PostgreSQL's ISO-8601 JSON form ("2024-01-02T03:04:05.5").
-//  Only the registry's columns travel (doctype.h IsReplicatedColumn): the
-//  raw rows hold whole table rows, and every other column (one the site
-//  added for itself) is cut before an entry is built.
+// What the entries are (Create / Update / Cancel / Rename / Delete, one per
+// document per transaction, in commit order) is libsync/entry_builder.h;
+// which transactions a pass takes and how a failing document is split off,
+// libsync/assembly_plan.h; the SQL, raw_change_store.h. Only the registry's
+// columns travel (doctype.h IsReplicatedColumn): the raw rows hold whole
+// table rows, and every other column (one the site added for itself) is cut
+// before an entry is built.
 //
 // One document never holds up another: a document whose raw rows of a
 // transaction cannot be turned into an entry (a JSON value nested deeper
@@ -86,56 +65,17 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "libsync/assembly_plan.h"
 #include "libsync/backoff.h"
 #include "libsync/doctype.h"
+#include "libsync/entry_builder.h"
 #include "libsync/pg.h"
-#include "libsync/value.h"
+#include "services/producer/raw_change_store.h"
 
 namespace eventstream {
 
-// One raw row as the assembler reads it.
-// Its rows hold the registry's columns only (KeepReplicatedColumns).
-struct RawChange {
-  int64_t id = 0;
-  std::string txid;
-  std::string doctype;
-  char op = 'U';                 // 'I', 'U' or 'D'
-  std::optional<Value> old_row;  // absent for 'I'
-  std::optional<Value> new_row;  // absent for 'D'
-  std::optional<std::string> origin;
-  // Why old_row / new_row could not be read (JSON nested deeper than
-  // value.h allows); "" when they were.
-  std::string unreadable;
-};
-
-// A document whose raw rows of one transaction could not be turned into an
-// entry; recorded in es_producer.capture_error.
-struct CaptureFailure {
-  std::string doctype;  // the document's DocType and name
-  std::string docname;
-  std::string txid;
-  std::string error;     // what was wrong
-  std::vector<int64_t> raw_ids;
-  int64_t record_id = 0;  // its es_producer.capture_error id
-};
-
-// One Event Update Log entry before it gets its seq.
-struct LogEntry {
-  std::string doctype;
-  std::string docname;
-  std::string update_type;  // Create | Update | Cancel | Rename | Delete
-  Value data;               // null for Delete
-  std::optional<std::string> origin;
-  std::string txid;
-};
-
-// The entries of ONE transaction, from its raw rows in id order. Pure; the
-// registry tells child DocTypes from parents and lists Table fields. A row of
-// a DocType the registry does not know counts as a child row when it has a
-// "parentfield" key. INTERNAL naming the raw row id for a row without a
-// string "name".
-absl::StatusOr<std::vector<LogEntry>> BuildEntries(
-    const DocTypeRegistry& registry, const std::vector<RawChange>& tx_rows);
+// RawChange, LogEntry (entry_builder.h) and CaptureFailure (assembly_plan.h)
+// are the assembler's vocabulary.
 
 class Assembler {
  public:
@@ -152,6 +92,8 @@ class Assembler {
   };
   explicit Assembler(DocTypeRegistry registry);
   Assembler(DocTypeRegistry registry, Options options);
+  Assembler(const Assembler&) = delete;  // store_ points at registry_
+  Assembler& operator=(const Assembler&) = delete;
 
   // One pass (see file comment). Returns the number of entries written; 0
   // when there was nothing to do or another assembler holds the lock.
@@ -163,9 +105,16 @@ class Assembler {
                                    bool* more = nullptr) const;
 
  private:
+  // The entries and failures of the transactions `picked`, re-reading rows
+  // that do not parse (in the pass's transaction).
+  absl::StatusOr<PassOutcome> AssemblePicked(pg::Connection* conn,
+                                             std::vector<TxRows>* picked) const;
+  // After COMMIT: logs and reports the failures and the entries written.
+  void Report(const PassOutcome& pass, int64_t end_seq, int64_t* last_seq) const;
+
   DocTypeRegistry registry_;
   Options options_;
-  std::string columns_json_;  // each DocType's replicated columns, for SQL
+  RawChangeStore store_;
 };
 
 // Runs Assembler::AssembleOnce on its own thread and connection until

@@ -3,7 +3,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "libsync/status_macros.h"
 #include "libsync/value.h"
 #include "spdlog/spdlog.h"
@@ -33,20 +32,18 @@ absl::StatusOr<CapturePlan> PlanCapture(const DocTypeRegistry& registry,
   std::map<std::string, std::set<std::string>> child_parents;
   std::map<std::string, std::string> child_doctype;
   for (const std::string& name : doctypes) {
-    auto def = registry.Get(name);
-    if (!def.ok()) return def.status();
-    if ((*def)->istable) {
+    ASSIGN_OR_RETURN(const DocTypeDef* def, registry.Get(name));
+    if (def->istable) {
       return absl::InvalidArgumentError(absl::StrCat(
           "DocType ", Quoted(name),
           " is a child DocType (istable); capture its parent DocType instead"));
     }
-    plan.tables[(*def)->table] = {name};
-    for (const FieldDef& field : (*def)->fields) {
+    plan.tables[def->table] = {name};
+    for (const FieldDef& field : def->fields) {
       if (!field.is_table()) continue;
-      auto child = registry.Get(field.options);
-      if (!child.ok()) return child.status();
-      child_parents[(*child)->table].insert(name);
-      child_doctype[(*child)->table] = (*child)->name;
+      ASSIGN_OR_RETURN(const DocTypeDef* child, registry.Get(field.options));
+      child_parents[child->table].insert(name);
+      child_doctype[child->table] = child->name;
     }
   }
   for (const auto& [table, parents] : child_parents) {
@@ -59,29 +56,34 @@ absl::StatusOr<CapturePlan> PlanCapture(const DocTypeRegistry& registry,
 
 namespace {
 
-constexpr char kSetLockTimeoutSql[] = "SELECT set_config('lock_timeout', $1, true)";
-constexpr char kSyncLockSql[] =
-    "SELECT pg_advisory_xact_lock(hashtext('es_producer.capture_install'))";
-constexpr char kTableOidSql[] = "SELECT to_regclass($1)::oid AS oid";
+constexpr pg::Query kSetLockTimeout{"es_capture_lock_timeout",
+                                    "SELECT set_config('lock_timeout', $1, true)"};
+constexpr pg::Query kSyncLock{
+    "es_capture_sync_lock",
+    "SELECT pg_advisory_xact_lock(hashtext('es_producer.capture_install'))"};
+constexpr pg::Query kTableOid{"es_capture_table_oid", "SELECT to_regclass($1)::oid AS oid"};
 // Every capture trigger: its table's oid and PostgreSQL's own (quoted,
 // schema-qualified if needed) spelling of it, its arguments, and whether we
 // may drop it (DROP TRIGGER needs the table's owner; CREATE [OR REPLACE]
 // TRIGGER only the TRIGGER privilege).
-constexpr char kExistingSql[] =
+constexpr pg::Query kExisting{
+    "es_capture_existing",
     "SELECT t.tgrelid::oid AS oid, t.tgrelid::regclass::text AS rel,"
     " encode(t.tgargs, 'hex') AS args, t.tgnargs AS nargs,"
     " pg_has_role(c.relowner, 'USAGE') AS owned"
     " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-    " WHERE t.tgname = $1 AND NOT t.tgisinternal";
-// The DDL installing the trigger on table $1 with the arguments $2 (a JSON
-// array of strings). The arguments are string literals in the DDL;
-// PostgreSQL's quote_literal builds them from parameters, never from
-// spliced text.
-constexpr char kInstallDdlSql[] =
-    "SELECT format('CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE"
-    " ON %s FOR EACH ROW EXECUTE FUNCTION es_producer.capture_row(%s)', $1::regclass,"
+    " WHERE t.tgname = $1 AND NOT t.tgisinternal"};
+// The DDL installing trigger $3 on table $1 with the arguments $2 (a JSON
+// array of strings). The trigger name is quoted by format's %I, the
+// arguments are string literals in the DDL: PostgreSQL's quote_literal
+// builds them from parameters, never from spliced text.
+constexpr pg::Query kInstallDdl{
+    "es_capture_install_ddl",
+    "SELECT format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE"
+    " ON %s FOR EACH ROW EXECUTE FUNCTION es_producer.capture_row(%s)', $3::text,"
+    " $1::regclass,"
     " (SELECT string_agg(quote_literal(a), ', ' ORDER BY o)"
-    "    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS e(a, o))) AS ddl";
+    "    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS e(a, o))) AS ddl"};
 
 struct Want {
   std::string table;
@@ -98,9 +100,9 @@ absl::StatusOr<std::map<std::string, Want>> WantedByOid(pg::Connection* conn,
   std::map<std::string, Want> want;
   for (const auto& [table, args] : plan.tables) {
     std::string what = absl::StrCat("table ", Quoted(table), " of DocType ", Quoted(args[0]));
-    auto r = conn->Exec(kTableOidSql, {pg::QuoteIdentifier(table)});
+    auto r = conn->Exec(kTableOid, {pg::QuoteIdentifier(table)});
     if (!r.ok()) return Annotated(r.status(), what);
-    if (r->IsNull(0, 0)) {
+    if (r->IsNull(0, r->ColumnIndex("oid"))) {
       return absl::NotFoundError(
           absl::StrCat(what, " does not exist; cannot install the capture trigger"));
     }
@@ -115,11 +117,9 @@ absl::Status Install(pg::Connection* conn, const std::string& rel,
                      const std::vector<std::string>& args) {
   std::vector<Value> json;
   for (const std::string& a : args) json.push_back(Value::String(a));
-  ASSIGN_OR_RETURN(
-      pg::Result ddl,
-      conn->Exec(absl::StrReplaceAll(kInstallDdlSql,
-                                     {{"{trigger}", pg::QuoteIdentifier(kCaptureTrigger)}}),
-                 {rel, Value::FromArray(std::move(json)).ToJson()}));
+  ASSIGN_OR_RETURN(pg::Result ddl,
+                   conn->Exec(kInstallDdl, {rel, Value::FromArray(std::move(json)).ToJson(),
+                                            kCaptureTrigger}));
   return conn->Exec(ddl.Get(0, "ddl")).status();
 }
 
@@ -156,11 +156,11 @@ absl::Status CaptureInstaller::SyncTriggers(
   // One transaction: if the process dies before COMMIT, PostgreSQL rolls
   // back every CREATE/DROP TRIGGER of this sync and the old set stays.
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
-  RETURN_IF_ERROR(conn->Exec(kSetLockTimeoutSql, {options_.lock_timeout}).status());
-  RETURN_IF_ERROR(conn->Exec(kSyncLockSql).status());
+  RETURN_IF_ERROR(conn->Exec(kSetLockTimeout, {options_.lock_timeout}).status());
+  RETURN_IF_ERROR(conn->Exec(kSyncLock).status());
   ASSIGN_OR_RETURN(auto want, WantedByOid(conn, plan));
 
-  ASSIGN_OR_RETURN(pg::Result existing, conn->Exec(kExistingSql, {kCaptureTrigger}));
+  ASSIGN_OR_RETURN(pg::Result existing, conn->Exec(kExisting, {kCaptureTrigger}));
   std::map<std::string, std::string> have_args;  // oid -> args hex
   for (int i = 0; i < existing.rows(); ++i) {
     std::string oid(existing.Get(i, "oid"));

@@ -22,9 +22,102 @@
 namespace eventstream {
 namespace {
 
-constexpr char kRowColumns[] =
-    "doctype, status, condition, producer_condition, unsubscribed, "
-    "approved_by_config";
+// The columns of a SubscriptionRow (RowAt reads them by these names).
+#define ES_SUBSCRIPTION_COLUMNS \
+  "doctype, status, condition, producer_condition, unsubscribed, approved_by_config"
+
+constexpr pg::Query kNotifyTargets{
+    "es_consumers_notify_targets",
+    "SELECT c.site, c.notify_address, c.notify_token FROM es_producer.consumer c"
+    " WHERE c.notify_address <> '' AND EXISTS (SELECT 1 FROM"
+    " es_producer.consumer_doctype d WHERE d.site = c.site"
+    " AND d.status = 'approved' AND NOT d.unsubscribed) ORDER BY c.site"};
+constexpr pg::Query kLogPosition{
+    "es_consumers_log_position",
+    "SELECT coalesce(max(seq), 0) AS position FROM es_producer.update_log"};
+constexpr pg::Query kApprovedDocTypes{
+    "es_consumers_approved_doctypes",
+    "SELECT DISTINCT doctype FROM es_producer.consumer_doctype"
+    " WHERE status = 'approved' AND NOT unsubscribed"};
+constexpr pg::Query kSiteRows{
+    "es_consumers_site_rows",
+    "SELECT " ES_SUBSCRIPTION_COLUMNS " FROM es_producer.consumer_doctype"
+    " WHERE site = $1 ORDER BY doctype"};
+constexpr pg::Query kSetNotify{
+    "es_consumers_set_notify",
+    "UPDATE es_producer.consumer SET notify_address = $2, notify_token = $3"
+    " WHERE site = $1"};
+// A config entry decides the status (and adds its condition); without one,
+// a new row is pending and an existing row keeps its status, except that a
+// status the config used to decide falls back to pending.
+constexpr pg::Query kUpsertRow{
+    "es_consumers_upsert_row",
+    "INSERT INTO es_producer.consumer_doctype AS d"
+    " (site, doctype, status, condition, producer_condition, unsubscribed,"
+    "  approved_by_config)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    " ON CONFLICT (site, doctype) DO UPDATE SET"
+    "  condition = EXCLUDED.condition,"
+    "  producer_condition = EXCLUDED.producer_condition,"
+    "  unsubscribed = EXCLUDED.unsubscribed,"
+    "  status = CASE WHEN EXCLUDED.approved_by_config THEN EXCLUDED.status"
+    "                WHEN d.approved_by_config THEN 'pending'"
+    "                ELSE d.status END,"
+    "  approved_by_config = EXCLUDED.approved_by_config,"
+    "  updated_at = now()"};
+// Every row of site $1 whose DocType is not in the JSON array $2.
+constexpr pg::Query kUnsubscribeOthers{
+    "es_consumers_unsubscribe_others",
+    "UPDATE es_producer.consumer_doctype SET unsubscribed = true,"
+    " updated_at = now()"
+    " WHERE site = $1 AND NOT unsubscribed"
+    "   AND doctype NOT IN (SELECT jsonb_array_elements_text($2::jsonb))"};
+constexpr pg::Query kLockConsumerCredentials{
+    "es_consumers_lock_credentials",
+    "SELECT api_key, notify_token FROM es_producer.consumer WHERE site = $1"
+    " FOR UPDATE"};
+constexpr pg::Query kInsertConsumer{
+    "es_consumers_insert",
+    "INSERT INTO es_producer.consumer (site, api_key) VALUES ($1, $2)"};
+constexpr pg::Query kLockConsumer{
+    "es_consumers_lock",
+    "SELECT 1 FROM es_producer.consumer WHERE site = $1 FOR UPDATE"};
+constexpr pg::Query kConsumerExists{
+    "es_consumers_exists", "SELECT 1 FROM es_producer.consumer WHERE site = $1"};
+constexpr pg::Query kLockRow{
+    "es_consumers_lock_row",
+    "SELECT " ES_SUBSCRIPTION_COLUMNS " FROM es_producer.consumer_doctype"
+    " WHERE site = $1 AND doctype = $2 FOR UPDATE"};
+constexpr pg::Query kSetStatus{
+    "es_consumers_set_status",
+    "UPDATE es_producer.consumer_doctype SET status = $3, updated_at = now()"
+    " WHERE site = $1 AND doctype = $2"};
+constexpr pg::Query kListConsumers{
+    "es_consumers_list",
+    "SELECT c.site, c.notify_address, c.acknowledged_seq,"
+    "  coalesce(to_char(c.last_pull_at AT TIME ZONE 'UTC',"
+    "                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') AS last_pull_at,"
+    "  (SELECT count(*) FROM es_producer.update_log u"
+    "    WHERE u.seq > c.acknowledged_seq"
+    "      AND u.origin IS DISTINCT FROM c.site"
+    "      AND u.doctype IN (SELECT d.doctype FROM es_producer.consumer_doctype d"
+    "                         WHERE d.site = c.site AND d.status = 'approved'"
+    "                           AND NOT d.unsubscribed)) AS lag_entries"
+    " FROM es_producer.consumer c ORDER BY c.site"};
+constexpr pg::Query kAllRows{
+    "es_consumers_all_rows",
+    "SELECT site, " ES_SUBSCRIPTION_COLUMNS " FROM es_producer.consumer_doctype"
+    " ORDER BY site, doctype"};
+constexpr pg::Query kLockAllRows{
+    "es_consumers_lock_all_rows",
+    "SELECT site, " ES_SUBSCRIPTION_COLUMNS " FROM es_producer.consumer_doctype"
+    " ORDER BY site, doctype FOR UPDATE"};
+#undef ES_SUBSCRIPTION_COLUMNS
+constexpr pg::Query kApplyConfigRow{
+    "es_consumers_apply_config_row",
+    "UPDATE es_producer.consumer_doctype SET status = $3,"
+    " producer_condition = $4, approved_by_config = $5, updated_at = now()"
+    " WHERE site = $1 AND doctype = $2"};
 
 std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
@@ -44,14 +137,15 @@ SubscriptionStatus ParseStatus(absl::string_view text) {
   return SubscriptionStatus::kPending;
 }
 
+// Row `i` of a result with the subscription columns, by name.
 SubscriptionRow RowAt(const pg::Result& r, int i) {
   SubscriptionRow row;
-  row.doctype = std::string(r.Get(i, 0));
-  row.status = ParseStatus(r.Get(i, 1));
-  row.condition = std::string(r.Get(i, 2));
-  row.producer_condition = std::string(r.Get(i, 3));
-  row.unsubscribed = r.GetBool(i, 4);
-  row.from_config = r.GetBool(i, 5);
+  row.doctype = std::string(r.Get(i, "doctype"));
+  row.status = ParseStatus(r.Get(i, "status"));
+  row.condition = std::string(r.Get(i, "condition"));
+  row.producer_condition = std::string(r.Get(i, "producer_condition"));
+  row.unsubscribed = r.GetBool(i, r.ColumnIndex("unsubscribed"));
+  row.from_config = r.GetBool(i, r.ColumnIndex("approved_by_config"));
   return row;
 }
 
@@ -138,36 +232,28 @@ const ConsumerDocTypeConfig* ConsumerStore::ConfigFor(
 }
 
 absl::StatusOr<std::vector<NotifyTarget>> ConsumerStore::NotifyTargets() {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(
-      "SELECT c.site, c.notify_address, c.notify_token FROM es_producer.consumer c"
-      " WHERE c.notify_address <> '' AND EXISTS (SELECT 1 FROM"
-      " es_producer.consumer_doctype d WHERE d.site = c.site"
-      " AND d.status = 'approved' AND NOT d.unsubscribed) ORDER BY c.site");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kNotifyTargets));
   std::vector<NotifyTarget> out;
-  for (int i = 0; i < r->rows(); ++i)
-    out.push_back(NotifyTarget{std::string(r->Get(i, 0)), std::string(r->Get(i, 1)),
-                               std::string(r->Get(i, 2))});
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(NotifyTarget{std::string(r.Get(i, "site")),
+                               std::string(r.Get(i, "notify_address")),
+                               std::string(r.Get(i, "notify_token"))});
+  }
   return out;
 }
 
 absl::StatusOr<int64_t> ConsumerStore::LogPosition(pg::Connection* conn) {
-  auto r = conn->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
-  if (!r.ok()) return r.status();
-  return r->GetInt64(0, 0);
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kLogPosition));
+  return r.GetInt64(0, r.ColumnIndex("position"));
 }
 
 absl::StatusOr<std::set<std::string>> ConsumerStore::CapturedDocTypes(
     pg::Connection* conn) {
-  auto r = conn->Exec(
-      "SELECT DISTINCT doctype FROM es_producer.consumer_doctype"
-      " WHERE status = 'approved' AND NOT unsubscribed");
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kApprovedDocTypes));
   std::set<std::string> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    std::string doctype(r->Get(i, 0));
+  for (int i = 0; i < r.rows(); ++i) {
+    std::string doctype(r.Get(i, "doctype"));
     const DocTypeDef* def = config_->registry.Find(doctype);
     if (def != nullptr && !def->istable) out.insert(std::move(doctype));
   }
@@ -176,44 +262,36 @@ absl::StatusOr<std::set<std::string>> ConsumerStore::CapturedDocTypes(
 
 absl::StatusOr<std::vector<SubscriptionRow>> ConsumerStore::ReadRows(
     pg::Connection* conn, absl::string_view site) {
-  auto r = conn->Exec(absl::StrCat("SELECT ", kRowColumns,
-                                   " FROM es_producer.consumer_doctype"
-                                   " WHERE site = $1 ORDER BY doctype"),
-                      {site});
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kSiteRows, {site}));
   std::vector<SubscriptionRow> rows;
-  for (int i = 0; i < r->rows(); ++i) rows.push_back(RowAt(*r, i));
+  for (int i = 0; i < r.rows(); ++i) rows.push_back(RowAt(r, i));
   return rows;
 }
 
 absl::Status ConsumerStore::WriteWithCapture(
     const std::function<absl::Status(pg::Connection*)>& write, bool reconcile) {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  if (auto locked = (*conn)->Exec(kApprovalsLock); !locked.ok()) return locked.status();
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  RETURN_IF_ERROR(conn->Exec(kApprovalsLock).status());
   // Session-level lock: released here on every path. Should the process
   // die, PostgreSQL releases it with the session.
   struct Unlock {
     pg::Connection* c;
     ~Unlock() { (void)c->Exec(kApprovalsUnlock); }
-  } unlock{conn->get()};
+  } unlock{conn.get()};
 
-  auto before = CapturedDocTypes(conn->get());
-  if (!before.ok()) return before.status();
-  auto tx = pg::Transaction::Begin(conn->get());
-  if (!tx.ok()) return tx.status();
-  if (absl::Status s = write(conn->get()); !s.ok()) return s;  // rolls back
-  auto after = CapturedDocTypes(conn->get());  // sees this transaction's writes
-  if (!after.ok()) return after.status();
+  ASSIGN_OR_RETURN(const std::set<std::string> before, CapturedDocTypes(conn.get()));
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
+  RETURN_IF_ERROR(write(conn.get()));  // rolls back
+  // Sees this transaction's writes.
+  ASSIGN_OR_RETURN(const std::set<std::string> after, CapturedDocTypes(conn.get()));
 
-  std::set<std::string> both = *before;
-  both.insert(after->begin(), after->end());
+  std::set<std::string> both = before;
+  both.insert(after.begin(), after.end());
   std::unique_ptr<pg::ConnectionPool::Lease> ddl;
   auto sync = [&](const std::set<std::string>& doctypes) -> absl::Status {
     if (ddl == nullptr) {
-      auto lease = pool_->Acquire();
-      if (!lease.ok()) return lease.status();
-      ddl = std::make_unique<pg::ConnectionPool::Lease>(std::move(*lease));
+      ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
+      ddl = std::make_unique<pg::ConnectionPool::Lease>(std::move(lease));
     }
     return sync_triggers_(ddl->get(), doctypes);
   };
@@ -221,23 +299,23 @@ absl::Status ConsumerStore::WriteWithCapture(
   // the approvals are. Dying after this sync and before our COMMIT leaves
   // triggers without an approval: captured rows nobody pulls, dropped again
   // on the next start.
-  if (both.size() != before->size()) {
+  if (both.size() != before.size()) {
     if (absl::Status s = sync(both); !s.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cannot install capture for DocType(s) [",
           absl::StrJoin(both, ", "), "]; nothing was changed: ", s.message()));
     }
   }
-  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx->Commit());
   // Withdrawn approvals: triggers go only after the commit, so no committed
   // approval is ever without its trigger. Dying here keeps them until the
   // next start.
-  if (reconcile || both.size() != after->size()) {
-    if (absl::Status s = sync(*after); !s.ok()) {
+  if (reconcile || both.size() != after.size()) {
+    if (absl::Status s = sync(after); !s.ok()) {
       if (reconcile) {
         return absl::FailedPreconditionError(absl::StrCat(
             "cannot install capture for the approved DocType(s) [",
-            absl::StrJoin(*after, ", "), "]: ", s.message()));
+            absl::StrJoin(after, ", "), "]: ", s.message()));
       }
       spdlog::warn(
           "approvals changed, but removing capture triggers failed (they stay "
@@ -252,45 +330,20 @@ absl::Status ConsumerStore::WriteSubscriptions(pg::Connection* conn,
                                                const ConsumerRegistration& reg) {
   // All statements run in the caller's transaction: a crash between them
   // rolls every one back.
-  auto updated = conn->Exec(
-      "UPDATE es_producer.consumer SET notify_address = $2, notify_token = $3"
-      " WHERE site = $1",
-      {reg.site, reg.notify_address, reg.notify_token});
-  if (!updated.ok()) return updated.status();
-
+  RETURN_IF_ERROR(
+      conn->Exec(kSetNotify, {reg.site, reg.notify_address, reg.notify_token}).status());
   std::vector<std::string> asked;
   for (const SubscriptionRequest& d : reg.doctypes) {
     asked.push_back(d.doctype);
     const ConsumerDocTypeConfig* cfg = ConfigFor(reg.site, d.doctype);
-    // A config entry decides the status (and adds its condition); without
-    // one, a new row is pending and an existing row keeps its status, except
-    // that a status the config used to decide falls back to pending.
-    auto upserted = conn->Exec(
-        "INSERT INTO es_producer.consumer_doctype AS d"
-        " (site, doctype, status, condition, producer_condition, unsubscribed,"
-        "  approved_by_config)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT (site, doctype) DO UPDATE SET"
-        "  condition = EXCLUDED.condition,"
-        "  producer_condition = EXCLUDED.producer_condition,"
-        "  unsubscribed = EXCLUDED.unsubscribed,"
-        "  status = CASE WHEN EXCLUDED.approved_by_config THEN EXCLUDED.status"
-        "                WHEN d.approved_by_config THEN 'pending'"
-        "                ELSE d.status END,"
-        "  approved_by_config = EXCLUDED.approved_by_config,"
-        "  updated_at = now()",
-        {reg.site, d.doctype,
-         cfg ? StatusText(cfg->status) : std::string("pending"), d.condition,
-         cfg ? cfg->condition : std::string(), d.unsubscribe, cfg != nullptr});
-    if (!upserted.ok()) return upserted.status();
+    RETURN_IF_ERROR(conn->Exec(kUpsertRow,
+                               {reg.site, d.doctype,
+                                cfg ? StatusText(cfg->status) : std::string("pending"),
+                                d.condition, cfg ? cfg->condition : std::string(),
+                                d.unsubscribe, cfg != nullptr})
+                        .status());
   }
-  auto dropped = conn->Exec(
-      "UPDATE es_producer.consumer_doctype SET unsubscribed = true,"
-      " updated_at = now()"
-      " WHERE site = $1 AND NOT unsubscribed"
-      "   AND doctype NOT IN (SELECT jsonb_array_elements_text($2::jsonb))",
-      {reg.site, JsonArray(asked)});
-  return dropped.status();
+  return conn->Exec(kUnsubscribeOthers, {reg.site, JsonArray(asked)}).status();
 }
 
 absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistration& reg) {
@@ -298,16 +351,12 @@ absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistratio
   RETURN_IF_ERROR(Validate(reg));
   RegisterResult result;
   bool existed = false;
-  absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
-    auto found = conn->Exec(
-        "SELECT api_key, notify_token FROM es_producer.consumer WHERE site = $1"
-        " FOR UPDATE",
-        {reg.site});
-    if (!found.ok()) return found.status();
-    if (found->rows() > 0) {
+  RETURN_IF_ERROR(WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
+    ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockConsumerCredentials, {reg.site}));
+    if (found.rows() > 0) {
       existed = true;
-      bool same_key = found->Get(0, 0) == reg.api_key;
-      if (!same_key || !SecretEquals(found->Get(0, 1), reg.notify_token)) {
+      bool same_key = found.Get(0, "api_key") == reg.api_key;
+      if (!same_key || !SecretEquals(found.Get(0, "notify_token"), reg.notify_token)) {
         return absl::AlreadyExistsError(absl::StrCat(
             "consumer site ", Quote(reg.site), " is already registered with ",
             same_key ? "another notify token" : "another api key",
@@ -316,23 +365,14 @@ absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistratio
             "consumer a site name of its own"));
       }
     } else {
-      auto inserted = conn->Exec(
-          "INSERT INTO es_producer.consumer (site, api_key) VALUES ($1, $2)",
-          {reg.site, reg.api_key});
-      if (!inserted.ok()) return inserted.status();
+      RETURN_IF_ERROR(conn->Exec(kInsertConsumer, {reg.site, reg.api_key}).status());
     }
-    if (absl::Status s = WriteSubscriptions(conn, reg); !s.ok()) return s;
-    auto position = LogPosition(conn);
-    if (!position.ok()) return position.status();
-    result.watermark = *position;
+    RETURN_IF_ERROR(WriteSubscriptions(conn, reg));
+    ASSIGN_OR_RETURN(result.watermark, LogPosition(conn));
     return absl::OkStatus();
-  });
-  if (!written.ok()) return written;
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto rows = ReadRows(conn->get(), reg.site);
-  if (!rows.ok()) return rows.status();
-  result.subscriptions = std::move(*rows);
+  }));
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(result.subscriptions, ReadRows(conn.get(), reg.site));
   spdlog::info("consumer {} {} (notify {}), watermark {}; {}", reg.site,
                existed ? "registered again" : "registered",
                reg.notify_address.empty() ? "off" : reg.notify_address,
@@ -344,25 +384,20 @@ absl::StatusOr<std::vector<SubscriptionRow>> ConsumerStore::UpdateSubscription(
     const ConsumerRegistration& reg) {
   if (reg.site.empty()) return absl::InvalidArgumentError("consumer_site: required");
   RETURN_IF_ERROR(Validate(reg));
-  absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
-    auto found = conn->Exec(
-        "SELECT 1 FROM es_producer.consumer WHERE site = $1 FOR UPDATE", {reg.site});
-    if (!found.ok()) return found.status();
-    if (found->rows() == 0) {
+  RETURN_IF_ERROR(WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
+    ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockConsumer, {reg.site}));
+    if (found.rows() == 0) {
       return absl::NotFoundError(absl::StrCat(
           "consumer site ", Quote(reg.site),
           " is not registered; call RegisterConsumer first"));
     }
     return WriteSubscriptions(conn, reg);
-  });
-  if (!written.ok()) return written;
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto rows = ReadRows(conn->get(), reg.site);
-  if (!rows.ok()) return rows.status();
+  }));
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(std::vector<SubscriptionRow> rows, ReadRows(conn.get(), reg.site));
   spdlog::info("consumer {} updated its subscription (notify {}); {}", reg.site,
                reg.notify_address.empty() ? "off" : reg.notify_address,
-               Describe(*rows));
+               Describe(rows));
   return rows;
 }
 
@@ -371,18 +406,11 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,
                                                          SubscriptionStatus status) {
   SubscriptionRow row;
   std::string was;
-  absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
-    auto found = conn->Exec(
-        absl::StrCat("SELECT ", kRowColumns,
-                     " FROM es_producer.consumer_doctype"
-                     " WHERE site = $1 AND doctype = $2 FOR UPDATE"),
-        {site, doctype});
-    if (!found.ok()) return found.status();
-    if (found->rows() == 0) {
-      auto consumer =
-          conn->Exec("SELECT 1 FROM es_producer.consumer WHERE site = $1", {site});
-      if (!consumer.ok()) return consumer.status();
-      if (consumer->rows() == 0) {
+  RETURN_IF_ERROR(WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
+    ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockRow, {site, doctype}));
+    if (found.rows() == 0) {
+      ASSIGN_OR_RETURN(pg::Result consumer, conn->Exec(kConsumerExists, {site}));
+      if (consumer.rows() == 0) {
         return absl::NotFoundError(
             absl::StrCat("no consumer site ", Quote(site), " is registered"));
       }
@@ -390,7 +418,7 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,
                                               " has not asked for DocType ",
                                               Quote(doctype)));
     }
-    row = RowAt(*found, 0);
+    row = RowAt(found, 0);
     if (row.from_config) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the status of consumer site ", Quote(site), "'s subscription to ",
@@ -398,124 +426,87 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,
           Quote(site), "); change it there"));
     }
     was = StatusText(row.status);
-    auto updated = conn->Exec(
-        "UPDATE es_producer.consumer_doctype SET status = $3, updated_at = now()"
-        " WHERE site = $1 AND doctype = $2",
-        {site, doctype, StatusText(status)});
-    if (!updated.ok()) return updated.status();
+    RETURN_IF_ERROR(conn->Exec(kSetStatus, {site, doctype, StatusText(status)}).status());
     row.status = status;
     return absl::OkStatus();
-  });
-  if (!written.ok()) return written;
+  }));
   spdlog::info("consumer {} subscription to {}: {} -> {}", std::string(site),
                std::string(doctype), was, StatusText(status));
   return row;
 }
 
 absl::StatusOr<ConsumerListing> ConsumerStore::List() {
-  auto conn = pool_->Acquire();
-  if (!conn.ok()) return conn.status();
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
   // One snapshot for the whole listing.
-  auto tx = pg::Transaction::Begin(conn->get(), "ISOLATION LEVEL REPEATABLE READ READ ONLY");
-  if (!tx.ok()) return tx.status();
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get(),
+                                                   "ISOLATION LEVEL REPEATABLE READ READ ONLY"));
   ConsumerListing listing;
-  auto position = LogPosition(conn->get());
-  if (!position.ok()) return position.status();
-  listing.log_position = *position;
-  auto consumers = (*conn)->Exec(
-      "SELECT c.site, c.notify_address, c.acknowledged_seq,"
-      "  coalesce(to_char(c.last_pull_at AT TIME ZONE 'UTC',"
-      "                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''),"
-      "  (SELECT count(*) FROM es_producer.update_log u"
-      "    WHERE u.seq > c.acknowledged_seq"
-      "      AND u.origin IS DISTINCT FROM c.site"
-      "      AND u.doctype IN (SELECT d.doctype FROM es_producer.consumer_doctype d"
-      "                         WHERE d.site = c.site AND d.status = 'approved'"
-      "                           AND NOT d.unsubscribed))"
-      " FROM es_producer.consumer c ORDER BY c.site");
-  if (!consumers.ok()) return consumers.status();
+  ASSIGN_OR_RETURN(listing.log_position, LogPosition(conn.get()));
+  ASSIGN_OR_RETURN(pg::Result consumers, conn->Exec(kListConsumers));
   std::map<std::string, size_t> index;
-  for (int i = 0; i < consumers->rows(); ++i) {
+  const int acknowledged = consumers.ColumnIndex("acknowledged_seq"),
+            lag = consumers.ColumnIndex("lag_entries");
+  for (int i = 0; i < consumers.rows(); ++i) {
     ConsumerSummary c;
-    c.site = std::string(consumers->Get(i, 0));
-    c.notify_address = std::string(consumers->Get(i, 1));
-    c.acknowledged_seq = consumers->GetInt64(i, 2);
-    c.last_pull_at = std::string(consumers->Get(i, 3));
-    c.lag_entries = consumers->GetInt64(i, 4);
+    c.site = std::string(consumers.Get(i, "site"));
+    c.notify_address = std::string(consumers.Get(i, "notify_address"));
+    c.acknowledged_seq = consumers.GetInt64(i, acknowledged);
+    c.last_pull_at = std::string(consumers.Get(i, "last_pull_at"));
+    c.lag_entries = consumers.GetInt64(i, lag);
     index[c.site] = listing.consumers.size();
     listing.consumers.push_back(std::move(c));
   }
-  auto rows = (*conn)->Exec(absl::StrCat("SELECT site, ", kRowColumns,
-                                         " FROM es_producer.consumer_doctype"
-                                         " ORDER BY site, doctype"));
-  if (!rows.ok()) return rows.status();
-  for (int i = 0; i < rows->rows(); ++i) {
-    auto it = index.find(std::string(rows->Get(i, 0)));
+  ASSIGN_OR_RETURN(pg::Result rows, conn->Exec(kAllRows));
+  for (int i = 0; i < rows.rows(); ++i) {
+    auto it = index.find(std::string(rows.Get(i, "site")));
     if (it == index.end()) continue;
-    SubscriptionRow row;
-    row.doctype = std::string(rows->Get(i, 1));
-    row.status = ParseStatus(rows->Get(i, 2));
-    row.condition = std::string(rows->Get(i, 3));
-    row.producer_condition = std::string(rows->Get(i, 4));
-    row.unsubscribed = rows->GetBool(i, 5);
-    row.from_config = rows->GetBool(i, 6);
-    listing.consumers[it->second].subscriptions.push_back(std::move(row));
+    listing.consumers[it->second].subscriptions.push_back(RowAt(rows, i));
   }
-  if (absl::Status s = (*tx)->Commit(); !s.ok()) return s;
+  RETURN_IF_ERROR(tx->Commit());
   return listing;
 }
 
 absl::Status ConsumerStore::ApplyConfig() {
   int changed = 0;
-  absl::Status written = WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
-    auto rows = conn->Exec(absl::StrCat("SELECT site, ", kRowColumns,
-                                        " FROM es_producer.consumer_doctype"
-                                        " ORDER BY site, doctype FOR UPDATE"));
-    if (!rows.ok()) return rows.status();
-    for (int i = 0; i < rows->rows(); ++i) {
-      std::string site(rows->Get(i, 0));
-      std::string doctype(rows->Get(i, 1));
-      SubscriptionStatus status = ParseStatus(rows->Get(i, 2));
-      std::string producer_condition(rows->Get(i, 4));
-      bool from_config = rows->GetBool(i, 6);
-      if (config_->registry.Find(doctype) == nullptr &&
-          status == SubscriptionStatus::kApproved) {
+  RETURN_IF_ERROR(WriteWithCapture([&](pg::Connection* conn) -> absl::Status {
+    ASSIGN_OR_RETURN(pg::Result rows, conn->Exec(kLockAllRows));
+    for (int i = 0; i < rows.rows(); ++i) {
+      std::string site(rows.Get(i, "site"));
+      SubscriptionRow row = RowAt(rows, i);
+      if (config_->registry.Find(row.doctype) == nullptr &&
+          row.status == SubscriptionStatus::kApproved) {
         spdlog::warn(
             "consumer {} is approved for DocType {}, which the config no longer "
             "defines; it is not captured",
-            site, doctype);
+            site, row.doctype);
       }
-      const ConsumerDocTypeConfig* cfg = ConfigFor(site, doctype);
-      SubscriptionStatus want_status = status;
-      std::string want_condition = producer_condition;
+      const ConsumerDocTypeConfig* cfg = ConfigFor(site, row.doctype);
+      SubscriptionStatus want_status = row.status;
+      std::string want_condition = row.producer_condition;
       if (cfg != nullptr) {
         want_status = cfg->status;
         want_condition = cfg->condition;
-      } else if (from_config) {
+      } else if (row.from_config) {
         want_status = SubscriptionStatus::kPending;  // config entry withdrawn
         want_condition.clear();
       } else {
         continue;
       }
-      if (want_status == status && want_condition == producer_condition &&
-          from_config == (cfg != nullptr)) {
+      if (want_status == row.status && want_condition == row.producer_condition &&
+          row.from_config == (cfg != nullptr)) {
         continue;
       }
       // In the caller's transaction: a crash rolls back every row.
-      auto updated = conn->Exec(
-          "UPDATE es_producer.consumer_doctype SET status = $3,"
-          " producer_condition = $4, approved_by_config = $5, updated_at = now()"
-          " WHERE site = $1 AND doctype = $2",
-          {site, doctype, StatusText(want_status), want_condition, cfg != nullptr});
-      if (!updated.ok()) return updated.status();
+      RETURN_IF_ERROR(conn->Exec(kApplyConfigRow, {site, row.doctype, StatusText(want_status),
+                                                   want_condition, cfg != nullptr})
+                          .status());
       ++changed;
-      spdlog::info("consumer {} subscription to {}: {} -> {} ({})", site, doctype,
-                   StatusText(status), StatusText(want_status),
+      spdlog::info("consumer {} subscription to {}: {} -> {} ({})", site, row.doctype,
+                   StatusText(row.status), StatusText(want_status),
                    cfg ? "config pre-approval" : "config entry removed");
     }
     return absl::OkStatus();
-  }, /*reconcile=*/true);
-  if (!written.ok()) return written;
+  }, /*reconcile=*/true));
   spdlog::info("config pre-approvals applied at start: {} row(s) changed",
                changed);
   return absl::OkStatus();

@@ -218,8 +218,8 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
   int64_t position = pulled->next_after_seq;
   if (pulled->more) {
     if (auto conn = deps_.pool->Acquire(); conn.ok()) {
-      auto r = (*conn)->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
-      if (r.ok()) position = std::max(position, r->GetInt64(0, 0));
+      auto log_position = ConsumerStore::LogPosition(conn->get());
+      if (log_position.ok()) position = std::max(position, *log_position);
     }
   }
   response->set_log_position(position);

@@ -1,0 +1,223 @@
+#include "services/producer/raw_change_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "libsync/status_macros.h"
+
+namespace eventstream {
+namespace {
+
+constexpr pg::Query kAnyRaw{"es_asm_any",
+                            "SELECT EXISTS (SELECT 1 FROM es_producer.raw_change) AS waiting"};
+constexpr pg::Query kLock{
+    "es_asm_lock",
+    "SELECT pg_try_advisory_xact_lock(hashtext('es_producer.assembler')) AS locked"};
+// The transactions with a row among the first $1 ids.
+constexpr pg::Query kWindowTx{
+    "es_asm_window_tx",
+    "SELECT DISTINCT txid::text AS txid FROM (SELECT txid FROM es_producer.raw_change"
+    " ORDER BY id LIMIT $1) w"};
+// All rows of the transactions $1 (not prepared: see ReadWindow).
+constexpr pg::Query kWindowRows{
+    "es_asm_window_rows",
+    "SELECT r.id, r.txid::text AS txid, r.doctype, r.op, r.old_row::text AS old_row,"
+    " r.new_row::text AS new_row, r.origin"
+    " FROM es_producer.raw_change r WHERE r.txid = ANY($1::xid8[])"
+    " ORDER BY r.id"};
+// The rows of the transaction that finished writing first.
+constexpr pg::Query kFirstTxRows{
+    "es_asm_first",
+    "SELECT r.id, r.txid::text AS txid, r.doctype, r.op, r.old_row::text AS old_row,"
+    " r.new_row::text AS new_row, r.origin"
+    " FROM es_producer.raw_change r WHERE r.txid ="
+    "   (SELECT txid FROM es_producer.raw_change GROUP BY txid ORDER BY max(id) LIMIT 1)"
+    " ORDER BY r.id"};
+// A contiguous block of $1 seq numbers; returns its last.
+constexpr pg::Query kSeqBlock{
+    "es_asm_seq",
+    "SELECT setval('es_producer.update_log_seq',"
+    "              nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq"};
+constexpr pg::Query kInsertEntries{
+    "es_asm_insert",
+    "INSERT INTO es_producer.update_log"
+    "   (seq, doctype, docname, update_type, data, origin, txid)"
+    " SELECT (e->>'seq')::bigint, e->>'doctype', e->>'docname', e->>'update_type',"
+    "        NULLIF(e->'data', 'null'::jsonb), e->>'origin', (e->>'txid')::xid8"
+    " FROM jsonb_array_elements($1::jsonb) AS e"};
+// Not prepared either: planned with the actual array (see ReadWindow).
+constexpr pg::Query kConsume{"es_asm_consume",
+                             "DELETE FROM es_producer.raw_change WHERE txid = ANY($1::xid8[])"};
+
+// The registry columns of raw row side `side` (old_row / new_row of `r`),
+// cut by PostgreSQL, which reads JSON of any depth. $2 maps each DocType to
+// its replicated columns ("" to those of a DocType the registry lacks).
+// Costs about 20 us a row, so it runs only for rows the services cannot read.
+#define ES_REGISTRY_COLUMNS(side)                                          \
+  "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r." side ") AS e" \
+  " WHERE coalesce($2::jsonb -> r.doctype, $2::jsonb -> '') ? e.key)"
+// Rows $1 again, registry columns only, with the keys that place them in
+// their document.
+constexpr pg::Query kReread{
+    "es_asm_reread",
+    "SELECT r.id, " ES_REGISTRY_COLUMNS("old_row") "::text AS old_row, "
+    ES_REGISTRY_COLUMNS("new_row") "::text AS new_row,"
+    " r.old_row ->> 'name' AS old_name, r.new_row ->> 'name' AS new_name,"
+    " r.old_row ->> 'parenttype' AS old_parenttype, r.old_row ->> 'parent' AS old_parent,"
+    " r.new_row ->> 'parenttype' AS new_parenttype, r.new_row ->> 'parent' AS new_parent,"
+    " coalesce(r.new_row, r.old_row) ? 'parentfield' AS has_parentfield"
+    " FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"};
+// Moves rows $1 (registry columns only) into one capture_error row.
+constexpr pg::Query kRecordFailure{
+    "es_asm_record_failure",
+    "INSERT INTO es_producer.capture_error (txid, doctype, docname, error, raw_rows)"
+    " SELECT $3::xid8, $4, $5, $6, jsonb_agg(jsonb_build_object("
+    "   'id', r.id, 'table_name', r.table_name, 'doctype', r.doctype, 'op', r.op,"
+    "   'old_row', " ES_REGISTRY_COLUMNS("old_row") ", 'new_row', "
+    ES_REGISTRY_COLUMNS("new_row") ", 'origin', r.origin) ORDER BY r.id)"
+    " FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"
+    " RETURNING id"};
+#undef ES_REGISTRY_COLUMNS
+
+std::string XidArray(const std::vector<std::string>& txids) {
+  return absl::StrCat("{", absl::StrJoin(txids, ","), "}");
+}
+
+std::string IdArray(const std::vector<int64_t>& ids) {
+  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
+}
+
+std::string_view View(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
+// Column `col` of row `i`, nullopt for NULL.
+std::optional<std::string_view> Nullable(const pg::Result& r, int i, int col) {
+  if (r.IsNull(i, col)) return std::nullopt;
+  return View(r.Get(i, col));
+}
+
+// The keys of re-read raw row `c` (row `i` of kReread), as PostgreSQL read
+// them.
+RowKeys RereadKeys(const pg::Result& r, int i, const RawChange& c, const DocTypeDef* def) {
+  RowKeys k;
+  k.doctype = c.doctype;
+  k.child = def != nullptr ? def->istable : r.GetBool(i, r.ColumnIndex("has_parentfield"));
+  k.old_name = r.GetOptional(i, r.ColumnIndex("old_name"));
+  k.new_name = r.GetOptional(i, r.ColumnIndex("new_name"));
+  if (!k.child) return k;
+  if (c.op != 'I') {
+    k.old_parent = {std::string(r.Get(i, "old_parenttype")), std::string(r.Get(i, "old_parent"))};
+  }
+  if (c.op != 'D') {
+    k.new_parent = {std::string(r.Get(i, "new_parenttype")), std::string(r.Get(i, "new_parent"))};
+  }
+  return k;
+}
+
+}  // namespace
+
+RawChangeStore::RawChangeStore(const DocTypeRegistry* registry)
+    : registry_(registry), columns_json_(ReplicatedColumnsJson(*registry)) {}
+
+absl::StatusOr<bool> RawChangeStore::AnyRaw(pg::Connection* conn) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kAnyRaw));
+  return r.GetBool(0, r.ColumnIndex("waiting"));
+}
+
+absl::StatusOr<bool> RawChangeStore::TryLock(pg::Connection* conn) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kLock));
+  return r.GetBool(0, r.ColumnIndex("locked"));
+}
+
+std::vector<RawChange> RawChangeStore::ParseRows(const pg::Result& r) const {
+  const int id = r.ColumnIndex("id"), txid = r.ColumnIndex("txid"),
+            doctype = r.ColumnIndex("doctype"), op = r.ColumnIndex("op"),
+            old_row = r.ColumnIndex("old_row"), new_row = r.ColumnIndex("new_row"),
+            origin = r.ColumnIndex("origin");
+  std::vector<RawChange> rows;
+  rows.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) {
+    rows.push_back(ParseRawChange(
+        *registry_, RawChangeText{r.GetInt64(i, id), View(r.Get(i, txid)),
+                                  View(r.Get(i, doctype)), View(r.Get(i, op)),
+                                  Nullable(r, i, old_row), Nullable(r, i, new_row),
+                                  Nullable(r, i, origin)}));
+  }
+  return rows;
+}
+
+absl::StatusOr<WindowPlan> RawChangeStore::ReadWindow(pg::Connection* conn, int limit) const {
+  // Two statements: the transactions, then their rows. They had committed
+  // when the first statement ran, so the second (a later snapshot of this
+  // READ COMMITTED transaction) sees every row of theirs, and no one else
+  // deletes raw rows while we hold the lock. One statement (`txid IN
+  // (SELECT txid ... LIMIT n)`) left the join to the planner, which, with
+  // statistics taken while raw_change was nearly empty, chose a nested loop
+  // over the whole table per window row: one call ran 90 s while capture
+  // fell behind. The second statement is planned with the actual array each
+  // time (not prepared), so whichever plan it picks is linear: index probes
+  // on txid, or a scan with a hashed ANY.
+  ASSIGN_OR_RETURN(pg::Result window, conn->ExecPrepared(kWindowTx, {limit}));
+  std::vector<std::string> txids;
+  txids.reserve(window.rows());
+  for (int i = 0; i < window.rows(); ++i) txids.emplace_back(window.Get(i, "txid"));
+  ASSIGN_OR_RETURN(pg::Result rows, conn->Exec(kWindowRows, {XidArray(txids)}));
+  WindowPlan plan = PlanWindow(ParseRows(rows), limit);
+  if (plan.take_first_whole) {  // one transaction larger than the window
+    ASSIGN_OR_RETURN(pg::Result first, conn->ExecPrepared(kFirstTxRows));
+    plan.picked = GroupByTransaction(ParseRows(first));
+  }
+  return plan;
+}
+
+absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
+                                    std::map<int64_t, RowKeys>* keys) const {
+  std::vector<int64_t> ids;
+  std::map<int64_t, RawChange*> by_id;
+  for (RawChange& c : tx->rows) {
+    if (c.unreadable.empty()) continue;
+    ids.push_back(c.id);
+    by_id[c.id] = &c;
+  }
+  if (ids.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kReread, {IdArray(ids), columns_json_}));
+  const int id = r.ColumnIndex("id"), old_row = r.ColumnIndex("old_row"),
+            new_row = r.ColumnIndex("new_row");
+  for (int i = 0; i < r.rows(); ++i) {
+    RawChange& c = *by_id.at(r.GetInt64(i, id));
+    const DocTypeDef* def = registry_->Find(c.doctype);
+    c.unreadable.clear();
+    ParseRawSide(def, "old_row", c.id, Nullable(r, i, old_row), &c.old_row, &c.unreadable);
+    ParseRawSide(def, "new_row", c.id, Nullable(r, i, new_row), &c.new_row, &c.unreadable);
+    (*keys)[c.id] = RereadKeys(r, i, c, def);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> RawChangeStore::AppendEntries(pg::Connection* conn,
+                                                      std::vector<LogEntry>* entries) {
+  // Only the lock holder draws from the sequence, so setval cannot race
+  // with another nextval.
+  const int64_t n = static_cast<int64_t>(entries->size());
+  ASSIGN_OR_RETURN(pg::Result block, conn->ExecPrepared(kSeqBlock, {n}));
+  const int64_t end_seq = block.GetInt64(0, block.ColumnIndex("end_seq"));
+  RETURN_IF_ERROR(
+      conn->ExecPrepared(kInsertEntries, {EntriesJson(entries, end_seq - n + 1)}).status());
+  return end_seq;
+}
+
+absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,
+                                            std::vector<CaptureFailure>* failures) const {
+  for (CaptureFailure& f : *failures) {
+    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kRecordFailure, {IdArray(f.raw_ids), columns_json_,
+                                                               f.txid, f.doctype, f.docname,
+                                                               f.error}));
+    f.record_id = r.GetInt64(0, r.ColumnIndex("id"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RawChangeStore::Consume(pg::Connection* conn,
+                                     const std::vector<std::string>& txids) {
+  return conn->Exec(kConsume, {XidArray(txids)}).status();
+}
+
+}  // namespace eventstream
