@@ -119,6 +119,7 @@
 #include "libsync/condition_sql.h"
 #include "libsync/config.h"
 #include "libsync/link_graph.h"
+#include "libsync/membership.h"
 #include "libsync/pg.h"
 #include "libsync/pg_pool.h"
 #include "libsync/value.h"
@@ -208,7 +209,6 @@ class UpdateFeed {
     std::string refused;
   };
   using Subscriptions = std::map<std::string, Subscription, std::less<>>;
-  using DocKey = std::pair<std::string, std::string>;  // doctype, name
   // What decides readability for one site: its grants (approved,
   // subscribed DocTypes) and the producer's conditions for it on any
   // DocType whatever the status (as one-condition Subscriptions).
@@ -231,12 +231,31 @@ class UpdateFeed {
   void LogConditionError(absl::string_view site, absl::string_view doctype,
                          const std::string& condition,
                          const absl::Status& status);
-  // The entries of the document now called `name` before `bound`, back
-  // through its renames to its beginning (see file comment), in seq order.
-  absl::StatusOr<std::vector<FeedEntry>> History(pg::Connection* conn,
-                                                 const std::string& doctype,
-                                                 std::string name,
-                                                 int64_t bound);
+  // Pull (pull.cc): the entries examined, the wanted ones among them.
+  struct PullWindow {
+    std::vector<FeedEntry> wanted;
+    std::vector<int64_t> examined_seqs;  // ascending
+    int64_t next_after_seq = 0;
+    bool more = false;
+  };
+  absl::StatusOr<PullWindow> ReadWindow(pg::Connection* conn, absl::string_view site,
+                                        const Subscriptions& subs, int64_t after_seq,
+                                        int limit, const ByteBudget& budget);
+  // The documents among `keys` the site holds as of `after_seq`: acknowledged
+  // holdings with the pending changes up to there (membership.h).
+  absl::StatusOr<std::set<DocKey>> LoadHoldings(pg::Connection* conn, absl::string_view site,
+                                                int64_t after_seq,
+                                                const std::vector<DocKey>& keys);
+  // `wanted` for the membership planner: conditions judged on the current
+  // documents, which are left in `current` (nullopt: gone).
+  absl::StatusOr<std::vector<MemberEntry>> JudgeEntries(
+      pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
+      const std::vector<FeedEntry>& wanted, std::map<DocKey, std::optional<Value>>* current);
+  // One transaction: pending holding changes beyond `after_seq` replaced by
+  // `changes`, those up to `acknowledged` folded into the holdings, and the
+  // acknowledged position. Dying before COMMIT records nothing.
+  absl::Status RecordPull(pg::Connection* conn, absl::string_view site, int64_t after_seq,
+                          int64_t acknowledged, const std::vector<HoldingChange>& changes);
   // How `ref` stands for the site (link_graph.h); `doc` is the document
   // when already read (else it is read only when a condition needs it, and
   // the caller knows the document exists).

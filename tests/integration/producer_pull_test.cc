@@ -392,7 +392,9 @@ TEST_F(PullTest, PullWritesAConstantNumberOfStatements) {
     CREATE TABLE stmt_count (tbl text, n int);
     CREATE FUNCTION count_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN INSERT INTO stmt_count VALUES (TG_TABLE_NAME, 1); RETURN NULL; END $$;
-    CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.consumer_document
+    CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.holding
+      FOR EACH STATEMENT EXECUTE FUNCTION count_stmt();
+    CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.holding_change
       FOR EACH STATEMENT EXECUTE FUNCTION count_stmt();
     CREATE TRIGGER c AFTER INSERT OR UPDATE OR DELETE ON es_producer.consumer
       FOR EACH STATEMENT EXECUTE FUNCTION count_stmt();)").ok());
@@ -403,30 +405,31 @@ TEST_F(PullTest, PullWritesAConstantNumberOfStatements) {
   ASSERT_TRUE(conn_->Exec("DELETE FROM stmt_count").ok());
   v1::PullUpdatesResponse resp = MustPull(kB1, wm);
   // Conditions see the current document: the 19 remaining even-numbered
-  // Notes (public now 1) send Create + Update; the 23 deleted ones are judged
-  // by their Create's data (public = g % 2): the 12 odd ones send Create,
-  // Update and Delete.
-  EXPECT_EQ(resp.entries_size(), 19 * 2 + 12 * 3);
-  auto r = conn_->Exec(
-      "SELECT tbl, count(*) FROM stmt_count GROUP BY tbl ORDER BY tbl");
+  // Notes (public now 1) move in with their Create (a SYNC of the current
+  // document) and then get their Update; the 23 deleted ones were never
+  // held, so nothing of them goes.
+  EXPECT_EQ(resp.entries_size(), 19 * 2);
+  auto r = conn_->Exec("SELECT tbl, count(*) AS n FROM stmt_count GROUP BY tbl ORDER BY tbl");
   ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_EQ(r->rows(), 2);
-  EXPECT_EQ(r->Get(0, 0), "consumer");
+  ASSERT_EQ(r->rows(), 3);
+  EXPECT_EQ(r->Get(0, "tbl"), "consumer");
   EXPECT_EQ(r->GetInt64(0, 1), 1);
-  EXPECT_EQ(r->Get(1, 0), "consumer_document");
-  EXPECT_LE(r->GetInt64(1, 1), 3);  // upsert, renamed away, applied deletes
-  // The 12 sent Deletes stay marked until the consumer acknowledges them.
-  auto docs = conn_->Exec(
-      "SELECT count(*) FILTER (WHERE deleted_seq IS NULL),"
-      "       count(*) FILTER (WHERE deleted_seq IS NOT NULL)"
-      " FROM es_producer.consumer_document WHERE site = 'branch1'");
-  ASSERT_TRUE(docs.ok());
-  EXPECT_EQ(docs->GetInt64(0, 0), 19);
-  EXPECT_EQ(docs->GetInt64(0, 1), 12);
+  EXPECT_EQ(r->Get(1, "tbl"), "holding");
+  EXPECT_LE(r->GetInt64(1, 1), 2);  // the fold: insert, delete
+  EXPECT_EQ(r->Get(2, "tbl"), "holding_change");
+  EXPECT_LE(r->GetInt64(2, 1), 3);  // drop re-asked, fold, add
+  // The 19 move-ins are pending until the consumer acknowledges them.
+  auto count = [&](const char* table) {
+    auto c = conn_->Exec(absl::StrCat("SELECT count(*) FROM es_producer.", table,
+                                      " WHERE site = 'branch1'"));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? c->GetInt64(0, 0) : -1;
+  };
+  EXPECT_EQ(count("holding_change"), 19);
+  EXPECT_EQ(count("holding"), 0);
   MustPull(kB1, resp.next_after_seq());
-  docs = conn_->Exec(
-      "SELECT count(*) FROM es_producer.consumer_document WHERE site = 'branch1'");
-  EXPECT_EQ(docs->GetInt64(0, 0), 19);
+  EXPECT_EQ(count("holding_change"), 0);
+  EXPECT_EQ(count("holding"), 19);
 }
 
 TEST_F(PullTest, OwnOriginEntriesAreNotReturned) {
@@ -445,7 +448,10 @@ TEST_F(PullTest, OwnOriginEntriesAreNotReturned) {
   EXPECT_EQ(resp.entries(0).origin(), "branch1");
 }
 
-TEST_F(PullTest, AccessFlipSendsEarlierEntriesInOrderAndDeletesOnlyToReceivers) {
+// Membership (issue 14): a document that starts passing the conditions
+// moves in with its current state (SYNC), one that stops moves out
+// (REVOKE); a consumer that never held a document gets none of its entries.
+TEST_F(PullTest, MoveInSendsTheCurrentDocumentAndMoveOutRevokes) {
   int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
   Subscribe(kB3, "branch3", {Sub("Note")});
   Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N1', 'draft', 0);)");
@@ -455,68 +461,74 @@ TEST_F(PullTest, AccessFlipSendsEarlierEntriesInOrderAndDeletesOnlyToReceivers) 
   EXPECT_EQ(b1.next_after_seq(), LogPosition());  // the invisible ones skipped
   EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:N1 UPDATE:N1");
 
-  // Access flips: the earlier entries come first, with their own seqs.
+  // Move-in: the whole current document, at the entry that moved it in.
   int64_t after = b1.next_after_seq();
   Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'N1';)");
   b1 = MustPull(kB1, after);
-  ASSERT_EQ(Summary(b1), "CREATE:N1 UPDATE:N1 UPDATE:N1");
-  EXPECT_LE(b1.entries(0).seq(), after);
-  EXPECT_LT(b1.entries(0).seq(), b1.entries(1).seq());
-  EXPECT_LT(b1.entries(1).seq(), b1.entries(2).seq());
-  EXPECT_EQ(b1.entries(2).seq(), LogPosition());
-  EXPECT_EQ(Str(Json(b1.entries(0).data_json()), "title"), "draft");
+  ASSERT_EQ(Summary(b1), "SYNC:N1");
+  EXPECT_EQ(b1.entries(0).seq(), LogPosition());
+  EXPECT_EQ(Str(Json(b1.entries(0).data_json()), "title"), "draft 2");
+  EXPECT_EQ(Json(b1.entries(0).data_json()).Find("public")->number_text(), "1");
 
-  // Later entries come alone, once.
+  // Later entries come as they are, once; a repeated pull (the consumer
+  // died before committing) gets the same.
   after = b1.next_after_seq();
   Write(R"(UPDATE "tabNote" SET title = 'final' WHERE name = 'N1';)");
   EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");
-  EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");  // a repeated pull
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");
   after = LogPosition();
 
-  // Hidden again, edited, visible again: the withheld entries come first.
+  // Move-out: a REVOKE, then nothing while hidden, the same on a repeat.
   Write(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'N1';)");
   Write(R"(UPDATE "tabNote" SET title = 'hidden edit' WHERE name = 'N1';)");
   b1 = MustPull(kB1, after);
-  EXPECT_EQ(Summary(b1), "");
+  ASSERT_EQ(Summary(b1), "REVOKE:N1");
+  EXPECT_EQ(Str(Json(b1.entries(0).data_json()), "reason"), "no longer passes the conditions");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "REVOKE:N1");
   after = b1.next_after_seq();
+  // ... and back in: the current state again.
   Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'N1';)");
   b1 = MustPull(kB1, after);
-  ASSERT_EQ(Summary(b1), "UPDATE:N1 UPDATE:N1 UPDATE:N1");
-  EXPECT_EQ(b1.entries(0).seq(), after - 1);
-  EXPECT_EQ(b1.entries(1).seq(), after);
-  EXPECT_EQ(b1.entries(2).seq(), after + 1);
+  ASSERT_EQ(Summary(b1), "SYNC:N1");
+  EXPECT_EQ(Str(Json(b1.entries(0).data_json()), "title"), "hidden edit");
   after = b1.next_after_seq();
   Write(R"(UPDATE "tabNote" SET title = 'visible edit' WHERE name = 'N1';)");
   EXPECT_EQ(Summary(MustPull(kB1, after)), "UPDATE:N1");
   after = LogPosition();
 
-  // A document branch1 never saw: its Delete goes to branch3 only.
+  // A document branch1 never held: its Delete goes to branch3 only.
   Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N2', 'secret', 0);)");
   Write(R"(DELETE FROM "tabNote" WHERE name = 'N2';)");
   Write(R"(DELETE FROM "tabNote" WHERE name = 'N1';)");
   EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:N1");
   EXPECT_EQ(Summary(MustPull(kB3, after)), "CREATE:N2 DELETE:N2 DELETE:N1");
 
-  // A Create that is visible from the start brings no history.
+  // Visible from the start: its Create moves it in as its current state.
   after = LogPosition();
   Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('N3', 'open', 1);)");
-  EXPECT_EQ(Summary(MustPull(kB1, after)), "CREATE:N3");
+  EXPECT_EQ(Summary(MustPull(kB1, after)), "SYNC:N3");
 }
 
 TEST_F(PullTest, RenamesAreFollowed) {
   int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
   Subscribe(kB3, "branch3", {Sub("Note", "doc.public == 1")});
+  // What branch1 holds, its pending changes included.
   auto sent = [&] {
     auto r = conn_->Exec(
-        "SELECT coalesce(string_agg(docname, ' ' ORDER BY docname), '')"
-        " FROM es_producer.consumer_document WHERE site = 'branch1'"
-        "   AND deleted_seq IS NULL");
+        "SELECT coalesce(string_agg(docname, ' ' ORDER BY docname), '') FROM"
+        " (SELECT docname FROM es_producer.holding WHERE site = 'branch1'"
+        "  UNION SELECT docname FROM es_producer.holding_change WHERE site = 'branch1') d"
+        " WHERE coalesce((SELECT c.held FROM es_producer.holding_change c"
+        "                 WHERE c.site = 'branch1' AND c.docname = d.docname"
+        "                 ORDER BY c.seq DESC LIMIT 1), true)");
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? std::string(r->Get(0, 0)) : "";
   };
-  // A document branch1 was sent: the Rename reaches it, the record follows.
+  // A document branch1 holds: the Rename reaches it, the holding follows.
   Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('R1', 'x', 1);)");
-  int64_t after = MustPull(kB1, wm).next_after_seq();
+  v1::PullUpdatesResponse first = MustPull(kB1, wm);
+  EXPECT_EQ(Summary(first), "SYNC:R1");
+  int64_t after = first.next_after_seq();
   EXPECT_EQ(sent(), "R1");
   Write(R"(UPDATE "tabNote" SET name = 'R2' WHERE name = 'R1';)");
   Write(R"(UPDATE "tabNote" SET name = 'R3' WHERE name = 'R2';)");
@@ -539,8 +551,8 @@ TEST_F(PullTest, RenamesAreFollowed) {
     EXPECT_EQ(Summary(MustPull(kB1, after)), "DELETE:R3");
   }
 
-  // A hidden document renamed, then made visible: its history under the old
-  // name comes along, in order.
+  // A hidden document renamed, then made visible: it moves in under its
+  // new name, as it is now.
   after = LogPosition();
   Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('H1', 'x', 0);)");
   Write(R"(UPDATE "tabNote" SET title = 'y' WHERE name = 'H1';)");
@@ -548,10 +560,11 @@ TEST_F(PullTest, RenamesAreFollowed) {
   EXPECT_EQ(Summary(MustPull(kB1, after)), "");
   int64_t hidden = LogPosition();
   Write(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'H2';)");
-  EXPECT_EQ(Summary(MustPull(kB1, hidden)), "CREATE:H1 UPDATE:H1 RENAME:H2 UPDATE:H2");
+  EXPECT_EQ(Summary(MustPull(kB1, hidden)), "SYNC:H2");
   EXPECT_EQ(sent(), "H2");
-  // All in one pull (another consumer) gives the same.
-  EXPECT_EQ(Summary(MustPull(kB3, after)), "CREATE:H1 UPDATE:H1 RENAME:H2 UPDATE:H2");
+  // All in one pull (another consumer): the Rename moves it in (the
+  // document is visible now), the Update after it comes as it is.
+  EXPECT_EQ(Summary(MustPull(kB3, after)), "SYNC:H2 UPDATE:H2");
 }
 
 TEST_F(PullTest, ConditionsThatErrorHideEntriesWithoutFailingThePull) {
@@ -566,7 +579,7 @@ TEST_F(PullTest, ConditionsThatErrorHideEntriesWithoutFailingThePull) {
     EXPECT_EQ(b1.next_after_seq(), LogPosition());
     EXPECT_EQ(Summary(MustPull(kB2, wm)), "");
   }
-  EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:A");
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "SYNC:A");
 
   // Logged once per (consumer, DocType, condition), not per entry or pull.
   std::string log = service_.process->Log();
@@ -596,7 +609,7 @@ TEST_F(PullTest, CommandConditionsRunReadOnlyAndOnlyWhenAllowed) {
 
   // A condition stored before its function left the allow-list shows
   // nothing, and the function is never called.
-  EXPECT_EQ(Summary(MustPull(kB3, wm)), "CREATE:A");
+  EXPECT_EQ(Summary(MustPull(kB3, wm)), "SYNC:A");
   ASSERT_TRUE(conn_->Exec("UPDATE es_producer.consumer_doctype"
                           " SET condition = 'cmd:public.pg_sleep_for'"
                           " WHERE site = 'branch3'").ok());
@@ -624,10 +637,10 @@ TEST_F(PullTest, DependencyRpcsServeVisibleAndLinkedDocumentsOnly) {
       VALUES ('Q1', 'closed', 0, 'U3', 'Project', 'PR2');
     INSERT INTO "tabNote" (name, title, public, author)
       VALUES ('P2', 'open but unsent', 1, 'U4');)");
-  // branch1 is sent P1 (and P2), not Q1. Whether a document was sent does
+  // branch1 is sent P1 (and P2), not Q1. Whether a document is held does
   // not matter for what it may read: P2 grants its links once forgotten.
-  EXPECT_EQ(Summary(MustPull(kB1, wm)), "CREATE:P1 CREATE:P2");
-  ASSERT_TRUE(conn_->Exec("DELETE FROM es_producer.consumer_document"
+  EXPECT_EQ(Summary(MustPull(kB1, wm)), "SYNC:P1 SYNC:P2");
+  ASSERT_TRUE(conn_->Exec("DELETE FROM es_producer.holding_change"
                           " WHERE site = 'branch1' AND docname = 'P2'").ok());
 
   std::string json;
@@ -759,7 +772,7 @@ TEST_F(PullTest, AHiddenDocumentGrantsNothing) {
   Write(R"(
     INSERT INTO "tabUser" (name, full_name) VALUES ('U1', 'Ann'), ('U2', 'Bob');
     INSERT INTO "tabNote" (name, title, public, author) VALUES ('P1', 'open', 1, 'U1');)");
-  EXPECT_EQ(Summary(MustPull(kB1, wm)), "CREATE:P1");
+  EXPECT_EQ(Summary(MustPull(kB1, wm)), "SYNC:P1");
   EXPECT_TRUE(Get(kB1, "User", "U1").ok());
   Write(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'P1';)");
   EXPECT_EQ(Get(kB1, "User", "U1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
