@@ -46,9 +46,9 @@
 //    no longer followed").
 //  * Replays (entries that repeat what a Sync already brought): Create of
 //    a document here is left alone; Update's added rows that exist are
-//    updated, removed or changed rows that do not exist change nothing (a
-//    later entry removes such a row again: the Sync came from a newer
-//    state); Rename whose old name is gone and new name here, and Delete
+//    updated, removed or changed rows that do not exist change nothing
+//    (the Sync came from a newer state without them; a partial row could
+//    not be inserted whole); Rename whose old name is gone and new name here, and Delete
 //    of a missing document, change nothing and say so.
 //  * An entry that came without its data (UpdateLogEntry.data_omitted_bytes:
 //    larger than consumer.max_message_mb) fails, naming its size and that
