@@ -1044,14 +1044,19 @@ class Parser {
     MapReader m(errors_, path);
     ES_CONFIG_RETURN_IF_ERROR(m.Open(
         node,
-        {"doctype", "use_same_name", "condition", "mapping", "unsubscribe"}));
+        {"doctype", "use_same_name", "condition", "mapping", "unsubscribe",
+         "on_move_out"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &d->doctype, true));
     ES_CONFIG_RETURN_IF_ERROR(m.Bool("use_same_name", &d->use_same_name));
     ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &d->condition));
     ES_CONFIG_RETURN_IF_ERROR(
         CheckCondition(m.PathOf("condition"), d->condition));
     ES_CONFIG_RETURN_IF_ERROR(m.String("mapping", &d->mapping));
-    return m.Bool("unsubscribe", &d->unsubscribe);
+    ES_CONFIG_RETURN_IF_ERROR(m.Bool("unsubscribe", &d->unsubscribe));
+    using MoveOut = ProducerDocTypeConfig::MoveOut;
+    return m.Enum<MoveOut>(
+        "on_move_out", {{"delete", MoveOut::kDelete}, {"keep", MoveOut::kKeep}},
+        &d->on_move_out);
   }
 
   absl::Status ParseEventProducer(const YAML::Node& node,

@@ -197,6 +197,11 @@
 //             condition: ""            # expression or cmd:schema.function
 //             mapping: ""              # name of a mapping below
 //             unsubscribe: false
+//             on_move_out: delete      # delete | keep: what a REVOKE
+//                                      #   (the document stopped passing
+//                                      #   the conditions) does to the
+//                                      #   local copy; keep leaves it, no
+//                                      #   longer followed
 //     mappings:                        # Document Type Mappings (mapping.h)
 //       - name: so-to-po               # * unique
 //         local_doctype: Purchase Order   # * a DocType of the registry
@@ -427,6 +432,9 @@ struct ProducerDocTypeConfig {
   std::string condition;       // sent to the producer at registration
   std::string mapping;  // "" = none; else a ConsumerConfig::mappings name
   bool unsubscribe = false;
+  // What an UPDATE_TYPE_REVOKE (move-out) does to the local copy.
+  enum class MoveOut { kDelete, kKeep };
+  MoveOut on_move_out = MoveOut::kDelete;  // as PostgreSQL row filters do
 };
 
 // An Event Producer: a producer this site's consumer follows.

@@ -15,6 +15,7 @@
 #include "libsync/document.h"
 #include "libsync/naming.h"
 #include "libsync/status_macros.h"
+#include "libsync/sync_plan.h"
 #include "libsync/update_plan.h"
 #include "services/common/update_type.h"
 
@@ -171,6 +172,20 @@ std::string UpdateSql(const std::string& table, const std::vector<std::string>& 
                       " WHERE ", where_sql);
 }
 
+// A document's row as JSON ($1: name): doc.
+std::string ReadDocumentSql(const std::string& table) {
+  return absl::StrCat("SELECT to_jsonb(t)::text AS doc FROM ", QuoteIdentifier(table),
+                      " t WHERE name = $1");
+}
+
+// A table's rows of a document as a JSON array: $1 parent, $2 parenttype,
+// $3 parentfield: rows.
+std::string ReadTableRowsSql(const std::string& table) {
+  return absl::StrCat("SELECT COALESCE(jsonb_agg(to_jsonb(t)), '[]'::jsonb)::text AS rows FROM ",
+                      QuoteIdentifier(table),
+                      " t WHERE parent = $1 AND parenttype = $2 AND parentfield = $3");
+}
+
 // One child row (ChildRowWhere).
 std::string DeleteChildRowSql(const std::string& table, const std::string& key) {
   return absl::StrCat("DELETE FROM ", QuoteIdentifier(table), " WHERE ", ChildRowWhere(key));
@@ -285,6 +300,7 @@ absl::StatusOr<DocumentApplier::Target> DocumentApplier::Resolve(
     Target t;
     t.same_name = row.use_same_name;
     t.remote_doctype = remote_doctype;
+    t.on_move_out = row.on_move_out;
     std::string local;
     if (!row.mapping.empty()) {
       const DocTypeMapping* m = mappings_ ? mappings_->Find(row.mapping) : nullptr;
@@ -319,7 +335,8 @@ absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e)
   depth_ = 0;
   ASSIGN_OR_RETURN(const Target t, Resolve(e.doctype()));
   if (e.data_omitted_bytes() > 0 ||
-      (e.data_json().empty() && e.update_type() != v1::UPDATE_TYPE_DELETE)) {
+      (e.data_json().empty() && e.update_type() != v1::UPDATE_TYPE_DELETE &&
+       e.update_type() != v1::UPDATE_TYPE_REVOKE)) {
     return DataNeverArrived(t, e);
   }
   switch (e.update_type()) {
@@ -338,6 +355,10 @@ absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e)
       return Rename(t, e);
     case v1::UPDATE_TYPE_DELETE:
       return Delete(t, e);
+    case v1::UPDATE_TYPE_SYNC:
+      return Sync(t, e);
+    case v1::UPDATE_TYPE_REVOKE:
+      return Revoke(t, e);
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown update type ", static_cast<int>(e.update_type())));
@@ -1012,6 +1033,91 @@ absl::Status DocumentApplier::WriteUpdate(const DocTypeDef& def, bool same_name,
                               {name, def.name}, absl::StrCat(where, " rows of ", c.field->fieldname)));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<Outcome> DocumentApplier::Sync(const Target& t, const v1::UpdateLogEntry& e) {
+  auto doc = Value::ParseJson(e.data_json());
+  if (!doc.ok()) return Annotate(doc.status(), "Sync data");
+  if (!doc->is_object()) return absl::InvalidArgumentError("Sync data is not an object");
+  const std::string remote_name = e.docname().empty() ? NameOf(*doc) : e.docname();
+  ASSIGN_OR_RETURN(std::optional<std::string> local,
+                   FindLocal(*t.def, remote_name, t.same_name));
+  if (!local.has_value()) return Create(t, remote_name, *std::move(doc), "inserted");
+  if (t.mapping != nullptr) {
+    auto mapped = mappings_->MapDocument(t.mapping->name, *doc, this);
+    if (!mapped.ok()) {
+      return Annotate(mapped.status(), absl::StrCat("mapping ", Doc(t.remote_doctype, remote_name)));
+    }
+    doc = *std::move(mapped);
+  }
+  return Replace(t, remote_name, *local, *std::move(doc));
+}
+
+absl::StatusOr<Outcome> DocumentApplier::Replace(const Target& t, const std::string& remote_name,
+                                                 const std::string& name, Value doc) {
+  const DocTypeDef& def = *t.def;
+  const std::string where = Doc(def.name, remote_name);
+  // As Create prepares a document: defaults, dependencies (link values
+  // become local names, as the copy here holds them), validation.
+  FillDefaults(def, doc);
+  RETURN_IF_ERROR(ResolveLinks(def, doc, where, nullptr));
+  RETURN_IF_ERROR(Validate(def, doc, false, where));
+  ASSIGN_OR_RETURN(Value here, ReadLocal(def, name));
+  const SyncChange change =
+      PlanSync(LocalAsRemote(def, std::move(here), remote_name, t.same_name), doc);
+  Outcome out;
+  out.local_doctype = def.name;
+  out.local_docname = name;
+  if (change.empty()) {
+    out.note = "already equal";
+    return out;
+  }
+  // The same writes as an Update with this diff; inside the entry's
+  // savepoint like every write here.
+  RETURN_IF_ERROR(WriteUpdate(def, t.same_name, name, change.diff,
+                              PlanUpdate(def, config_.registry, change.diff)));
+  out.note = absl::StrCat("replaced ", change.fields, " fields and ", change.rows, " child rows");
+  return out;
+}
+
+absl::StatusOr<Value> DocumentApplier::ReadLocal(const DocTypeDef& def, const std::string& name) {
+  const std::string where = Doc(def.name, name);
+  ASSIGN_OR_RETURN(pg::Result r, RunPrepared(conn_, ReadDocumentSql(def.table), {name}));
+  if (r.rows() == 0) return absl::NotFoundError(absl::StrCat(where, " vanished while syncing"));
+  ASSIGN_OR_RETURN(Value doc, Value::ParseJson(std::string(r.Get(0, "doc"))));
+  for (const FieldDef& f : def.fields) {
+    const DocTypeDef* child = f.is_table() ? config_.registry.Find(f.options) : nullptr;
+    if (child == nullptr) continue;
+    ASSIGN_OR_RETURN(pg::Result rows, RunPrepared(conn_, ReadTableRowsSql(child->table),
+                                                  {name, def.name, f.fieldname}));
+    ASSIGN_OR_RETURN(doc[f.fieldname], Value::ParseJson(std::string(rows.Get(0, "rows"))));
+  }
+  return doc;
+}
+
+absl::StatusOr<Outcome> DocumentApplier::Revoke(const Target& t, const v1::UpdateLogEntry& e) {
+  std::string reason;
+  if (auto json = Value::ParseJson(e.data_json().empty() ? "{}" : e.data_json()); json.ok()) {
+    const Value* r = json->Find("reason");
+    if (r != nullptr && r->is_string() && !r->as_string().empty()) {
+      reason = absl::StrCat("; moved out: ", r->as_string());
+    }
+  }
+  Outcome out;
+  if (t.on_move_out == ProducerDocTypeConfig::MoveOut::kKeep) {
+    ASSIGN_OR_RETURN(std::optional<std::string> local,
+                     FindLocal(*t.def, e.docname(), t.same_name));
+    out.local_doctype = t.def->name;
+    out.local_docname = local.value_or("");
+    out.note = absl::StrCat(local.has_value() ? "kept, no longer followed (on_move_out: keep)"
+                                              : "not here",
+                            reason);
+    return out;
+  }
+  ASSIGN_OR_RETURN(out, Delete(t, e));
+  out.note = absl::StrCat(out.local_docname.empty() ? "not here" : "deleted (on_move_out: delete)",
+                          reason);
+  return out;
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::UpdateLogEntry& e) {

@@ -36,6 +36,20 @@
 //    producer does not have it, the entry fails.
 //  * Rename does not rewrite links in other documents: the producer's own
 //    rename updates those documents, which reach us as their Updates.
+//  * Sync (the producer's whole current document: move-in, initial sync):
+//    missing here -> inserted as a Create; here -> made equal to it
+//    (libsync/sync_plan.h decides what differs, in the local shape after
+//    the mapping; written as an Update's diff). Idempotent; the note says
+//    "inserted", "replaced N fields and M child rows" or "already equal".
+//  * Revoke (move-out): the DocType row's on_move_out: delete (as a
+//    Delete; "not here" when missing) or keep (left as it is, noted "kept,
+//    no longer followed").
+//  * Replays (entries that repeat what a Sync already brought): Create of
+//    a document here is left alone; Update's added rows that exist are
+//    updated, removed or changed rows that do not exist change nothing
+//    (the Sync came from a newer state without them; a partial row could
+//    not be inserted whole); Rename whose old name is gone and new name here, and Delete
+//    of a missing document, change nothing and say so.
 //  * An entry that came without its data (UpdateLogEntry.data_omitted_bytes:
 //    larger than consumer.max_message_mb) fails, naming its size and that
 //    key; its sync log row keeps no data. Resync of such a row (a non-Delete
@@ -128,6 +142,7 @@ class DocumentApplier : public DocumentFetcher {
     const DocTypeMapping* mapping = nullptr;
     bool same_name = false;
     std::string remote_doctype;
+    ProducerDocTypeConfig::MoveOut on_move_out = ProducerDocTypeConfig::MoveOut::kDelete;
   };
   // For a column of the local row that an object does not carry (the
   // DocType of a Dynamic Link in a diff): "" when unknown.
@@ -153,6 +168,14 @@ class DocumentApplier : public DocumentFetcher {
   // Runs `plan` (PlanUpdate of `diff`) against the document `name`.
   absl::Status WriteUpdate(const DocTypeDef& def, bool same_name, const std::string& name,
                            const DocDiff& diff, const UpdatePlan& plan);
+  // Sync: insert (as Create) or make the copy here equal to the document.
+  absl::StatusOr<Outcome> Sync(const Target& t, const v1::UpdateLogEntry& e);
+  // The copy here (`name`) made equal to `doc` (already mapped).
+  absl::StatusOr<Outcome> Replace(const Target& t, const std::string& remote_name,
+                                  const std::string& name, Value doc);
+  // The document `name` as it is here: its row, and each Table field's rows.
+  absl::StatusOr<Value> ReadLocal(const DocTypeDef& def, const std::string& name);
+  absl::StatusOr<Outcome> Revoke(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> Rename(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> Delete(const Target& t, const v1::UpdateLogEntry& e);
   absl::StatusOr<Outcome> InsertFetched(const Target& t, const std::string& remote_name,

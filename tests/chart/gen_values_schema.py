@@ -129,6 +129,8 @@ D["producerDocType"] = obj({
     "condition": ref("condition"),
     "mapping": s("the name of one of consumer.mappings; \"\" = none"),
     "unsubscribe": ref("flag"),
+    "on_move_out": {"enum": ["delete", "keep", ""],
+                    "description": "what a move-out (REVOKE) does to the local copy: delete (default) or keep it, no longer followed"},
 }, ["doctype"], "one DocType followed from this producer (the LOCAL DocType)")
 D["eventProducer"] = obj({
     "name": ref("requiredText"),

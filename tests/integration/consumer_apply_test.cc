@@ -82,7 +82,7 @@ consumer:
       doctypes:
         - {doctype: Note, use_same_name: true}
         - {doctype: Task, use_same_name: false}
-        - {doctype: Memo, use_same_name: true}
+        - {doctype: Memo, use_same_name: true, on_move_out: keep}
         - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}
   mappings:
     - name: so-to-po
@@ -653,6 +653,142 @@ TEST_F(ApplyTest, OneBatchSeesItsOwnWrites) {
   EXPECT_EQ(All("SELECT remote_docname, subject FROM \"tabTask\""), "T9|t");
   EXPECT_EQ(All("SELECT name, text FROM \"tabMemo\""), "M0|new");
   EXPECT_EQ(producer_.get_calls, 1);  // CUST-9, once
+}
+
+// ---- membership: Sync, Revoke, replays (issue 14) ---------------------------
+
+std::string Note(const std::string& title, int docstatus, const std::string& rows) {
+  return absl::StrCat(R"({"doctype":"Note","name":"N1","title":")", title,
+                      R"(","amount":1.5,"docstatus":)", docstatus, R"(,"items":[)", rows, "]}");
+}
+std::string Row(const std::string& name, int idx, const std::string& item, int qty) {
+  return absl::StrCat(R"({"doctype":"Note Item","name":")", name, R"(","idx":)", idx,
+                      R"(,"item":")", item, R"(","qty":)", qty, "}");
+}
+
+TEST_F(ApplyTest, SyncInsertsAMissingDocumentAsACreate) {
+  ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_SYNC,
+                               Note("First", 0, Row("r1", 1, "a", 1)))});
+  EXPECT_EQ(r.synced, 1) << Error(1);
+  EXPECT_EQ(All("SELECT name, title, body FROM \"tabNote\""), "N1|First|(empty)");
+  EXPECT_EQ(All("SELECT name, parent, item FROM \"tabNote Item\""), "r1|N1|a");
+  EXPECT_EQ(All("SELECT update_type, status, note, local_docname FROM es_consumer.sync_log"),
+            "Sync|Synced|inserted|N1");
+}
+
+TEST_F(ApplyTest, SyncReplacesFieldsAndChildRows) {
+  Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE,
+               Note("First", 0, Row("r1", 1, "a", 1) + "," + Row("r2", 2, "b", 2)))});
+  // r1 gone, r2 changed, r3 new; title and docstatus changed.
+  ApplyResult r = Apply({Entry(2, "Note", "N1", v1::UPDATE_TYPE_SYNC,
+                               Note("Second", 1, Row("r2", 1, "b", 5) + "," + Row("r3", 2, "c", 3)))});
+  EXPECT_EQ(r.synced, 1) << Error(2);
+  EXPECT_EQ(All("SELECT title, docstatus, amount::text, body FROM \"tabNote\""),
+            "Second|1|1.500000000|(empty)");
+  EXPECT_EQ(All("SELECT name, idx, item, qty::text, docstatus FROM \"tabNote Item\" ORDER BY idx"),
+            "r2|1|b|5.000000000|1;r3|2|c|3.000000000|1");
+  EXPECT_EQ(One("SELECT note FROM es_consumer.sync_log WHERE seq = 2"),
+            "replaced 2 fields and 3 child rows");
+}
+
+TEST_F(ApplyTest, SameSyncTwiceLeavesTheSameRows) {
+  const std::string doc = Note("First", 0, Row("r1", 1, "a", 1) + "," + Row("r2", 2, "b", 2));
+  ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_SYNC, doc),
+                         Entry(2, "Note", "N1", v1::UPDATE_TYPE_SYNC, doc)});
+  EXPECT_EQ(r.synced, 2) << Error(1) << Error(2);
+  r = Apply({Entry(3, "Note", "N1", v1::UPDATE_TYPE_SYNC, doc)});
+  EXPECT_EQ(r.synced, 1) << Error(3);
+  EXPECT_EQ(All("SELECT name, title FROM \"tabNote\""), "N1|First");
+  EXPECT_EQ(All("SELECT name, item, qty::text FROM \"tabNote Item\" ORDER BY idx"),
+            "r1|a|1.000000000;r2|b|2.000000000");
+  EXPECT_EQ(All("SELECT seq, note FROM es_consumer.sync_log ORDER BY seq"),
+            "1|inserted;2|already equal;3|already equal");
+}
+
+TEST_F(ApplyTest, SyncWithLocalNamesMatchesRowsByRemoteName) {
+  auto task = [](const std::string& subject, const std::string& rows) {
+    return absl::StrCat(R"({"doctype":"Task","name":"hq-1","subject":")", subject,
+                        R"(","items":[)", rows, "]}");
+  };
+  const std::string i1 = R"({"doctype":"Task Item","name":"i1","idx":1,"item":"one"})";
+  const std::string i2 = R"({"doctype":"Task Item","name":"i2","idx":2,"item":"two"})";
+  const std::string i2b = R"({"doctype":"Task Item","name":"i2","idx":1,"item":"TWO"})";
+  Apply({Entry(1, "Task", "hq-1", v1::UPDATE_TYPE_SYNC, task("s", i1 + "," + i2)),
+         Entry(2, "Task", "hq-1", v1::UPDATE_TYPE_SYNC, task("s2", i2b)),
+         Entry(3, "Task", "hq-1", v1::UPDATE_TYPE_SYNC, task("s2", i2b))});
+  EXPECT_EQ(All("SELECT seq, status, note FROM es_consumer.sync_log ORDER BY seq"),
+            "1|Synced|inserted;2|Synced|replaced 1 fields and 2 child rows;"
+            "3|Synced|already equal");
+  EXPECT_EQ(All("SELECT name, subject, remote_docname FROM \"tabTask\""), "TASK-00001|s2|hq-1");
+  EXPECT_EQ(All("SELECT parent, remote_docname, item, idx FROM \"tabTask Item\""),
+            "TASK-00001|i2|TWO|1");
+}
+
+TEST_F(ApplyTest, MappedSyncComparesInTheLocalShape) {
+  producer_.Put(R"({"doctype":"Customer","name":"CUST-1","customer_name":"Acme"})");
+  auto so = [](int qty) {
+    return absl::StrCat(R"({"doctype":"Sales Order","name":"SO-1","customer":"CUST-1",
+      "items":[{"doctype":"Sales Order Item","name":"soi-1","idx":1,"item_code":"W","qty":)",
+                        qty, "}]}");
+  };
+  Apply({Entry(1, "Sales Order", "SO-1", v1::UPDATE_TYPE_SYNC, so(3)),
+         Entry(2, "Sales Order", "SO-1", v1::UPDATE_TYPE_SYNC, so(4)),
+         Entry(3, "Sales Order", "SO-1", v1::UPDATE_TYPE_SYNC, so(4))});
+  EXPECT_EQ(All("SELECT seq, status, note FROM es_consumer.sync_log ORDER BY seq"),
+            "1|Synced|inserted;2|Synced|replaced 0 fields and 1 child rows;"
+            "3|Synced|already equal");
+  EXPECT_EQ(All("SELECT name, supplier_ref, customer_link FROM \"tabPurchase Order\""),
+            "SO-1|CUST-1|CUST-1");
+  EXPECT_EQ(All("SELECT name, item, qty::text FROM \"tabPurchase Order Item\""),
+            "soi-1|W|4.000000000");
+}
+
+TEST_F(ApplyTest, RevokeDeletesByDefault) {
+  Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note("First", 0, Row("r1", 1, "a", 1)))});
+  ApplyResult r =
+      Apply({Entry(2, "Note", "N1", v1::UPDATE_TYPE_REVOKE, R"({"reason":"condition"})"),
+             Entry(3, "Note", "N-never", v1::UPDATE_TYPE_REVOKE, R"({"reason":"condition"})"),
+             Entry(4, "Note", "N1", v1::UPDATE_TYPE_REVOKE, "")});
+  EXPECT_EQ(r.synced, 3) << Error(2) << Error(3) << Error(4);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote Item\""), "0");
+  EXPECT_EQ(All("SELECT seq, update_type, note FROM es_consumer.sync_log WHERE seq > 1"
+                " ORDER BY seq"),
+            "2|Revoke|deleted (on_move_out: delete); moved out: condition;"
+            "3|Revoke|not here; moved out: condition;4|Revoke|not here");
+}
+
+TEST_F(ApplyTest, RevokeWithKeepLeavesTheCopy) {
+  Apply({Entry(1, "Memo", "M1", v1::UPDATE_TYPE_CREATE,
+               R"({"doctype":"Memo","name":"M1","code":"c","text":"t"})")});
+  ApplyResult r = Apply({Entry(2, "Memo", "M1", v1::UPDATE_TYPE_REVOKE, R"({"reason":"x"})"),
+                         Entry(3, "Memo", "M2", v1::UPDATE_TYPE_REVOKE, R"({"reason":"x"})")});
+  EXPECT_EQ(r.synced, 2) << Error(2) << Error(3);
+  EXPECT_EQ(All("SELECT name, code, text FROM \"tabMemo\""), "M1|c|t");
+  EXPECT_EQ(All("SELECT seq, note, local_docname FROM es_consumer.sync_log WHERE seq > 1"
+                " ORDER BY seq"),
+            "2|kept, no longer followed (on_move_out: keep); moved out: x|M1;"
+            "3|not here; moved out: x|");
+}
+
+TEST_F(ApplyTest, ReplayedUpdateAndRenameAfterASyncDoNotFail) {
+  // The Sync brought the current state; older entries follow.
+  Apply({Entry(1, "Note", "N2", v1::UPDATE_TYPE_SYNC,
+               R"({"doctype":"Note","name":"N2","title":"t","items":[)" +
+                   Row("r1", 1, "a", 1) + "," + Row("r2", 2, "b", 2) + "]}")});
+  ApplyResult r = Apply({Entry(2, "Note", "N2", v1::UPDATE_TYPE_UPDATE, absl::StrCat(R"({
+      "added": {"items": [)", Row("r2", 2, "b", 7), R"(]},
+      "removed": {"items": ["r9"]},
+      "row_changed": {"items": [{"name": "r8", "qty": 4}]}})")),
+                         Entry(3, "Note", "N2", v1::UPDATE_TYPE_RENAME,
+                               R"({"old_name":"N1","new_name":"N2"})"),
+                         Entry(4, "Note", "N1", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(r.synced, 3) << Error(2) << Error(3) << Error(4);
+  EXPECT_EQ(All("SELECT name, item, qty::text FROM \"tabNote Item\" ORDER BY idx"),
+            "r1|a|1.000000000;r2|b|7.000000000");
+  EXPECT_EQ(All("SELECT seq, note FROM es_consumer.sync_log WHERE seq > 2 ORDER BY seq"),
+            "3|already renamed here;4|not present here; nothing to delete");
+  EXPECT_EQ(One("SELECT name FROM \"tabNote\""), "N2");
 }
 
 TEST_F(ApplyTest, UnknownProducerIsAnError) {

@@ -531,6 +531,21 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
   resync.set_id(987654);
   EXPECT_EQ(stub_->Resync(&ctx6, resync, &resynced).error_code(),
             grpc::StatusCode::NOT_FOUND);
+
+  // Membership entries (issue 14) are listed by their type.
+  ASSERT_TRUE(branch_
+                  ->ExecScript("INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname,"
+                               " update_type, status, note) VALUES"
+                               " ('hq', 1000, 'Note', 'moved', 'Sync', 'Synced', 'inserted'),"
+                               " ('hq', 1001, 'Note', 'moved', 'Revoke', 'Synced', 'not here')")
+                  .ok());
+  grpc::ClientContext ctx7;
+  ctx7.AddMetadata("authorization", kOps);
+  v1::ListSyncLogResponse membership;
+  ASSERT_TRUE(stub_->ListSyncLog(&ctx7, all, &membership).ok());
+  ASSERT_GE(membership.entries_size(), 2);
+  EXPECT_EQ(membership.entries(0).update_type(), v1::UPDATE_TYPE_REVOKE);
+  EXPECT_EQ(membership.entries(1).update_type(), v1::UPDATE_TYPE_SYNC);
 }
 
 }  // namespace

@@ -225,6 +225,10 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   ASSERT_NE(archive, nullptr);
   EXPECT_EQ(archive->api_secret.file, "/run/secrets/eventstream/hq-archive");
   EXPECT_TRUE(archive->doctypes[0].unsubscribe);
+  const EventProducerConfig* hq_full = consumer.FindProducer("hq");
+  ASSERT_NE(hq_full, nullptr);
+  ASSERT_EQ(hq_full->doctypes.size(), 4u);
+  EXPECT_EQ(hq_full->doctypes[2].on_move_out, ProducerDocTypeConfig::MoveOut::kKeep);
   ASSERT_TRUE(producer.tls.has_value());
   EXPECT_EQ(producer.tls->cert_file, "/etc/eventstream-tls/tls.crt");
   EXPECT_EQ(producer.tls->client_ca_file, "/etc/eventstream-tls/ca.crt");
@@ -309,6 +313,7 @@ consumer:
   const ProducerDocTypeConfig& d = config->consumer->producers[0].doctypes[0];
   EXPECT_FALSE(d.use_same_name);
   EXPECT_FALSE(d.unsubscribe);
+  EXPECT_EQ(d.on_move_out, ProducerDocTypeConfig::MoveOut::kDelete);
   EXPECT_EQ(d.condition, "");
   EXPECT_EQ(d.mapping, "");
   // No tls anywhere: plaintext.
@@ -520,7 +525,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "{doctype: Note, same_name: true,",
        "config.yaml: consumer.producers[0].doctypes[0].same_name: unknown "
        "key \"same_name\" (expected one of: doctype, use_same_name, "
-       "condition, mapping, unsubscribe)"},
+       "condition, mapping, unsubscribe, on_move_out)"},
       {"      remote_doctype: Sales Order\n",
        "      remote_doctype: Sales Order\n      has_mapping: 1\n",
        "config.yaml: consumer.mappings[0].has_mapping: unknown key "
@@ -612,6 +617,19 @@ TEST(ConfigErrors, Enums) {
   EXPECT_EQ(ErrorOf(Sketch("mapping_type: Child Table", "mapping_type: Table")),
             "config.yaml: consumer.mappings[0].field_mapping[1].mapping_type: "
             "expected one of Child Table, Document");
+  EXPECT_EQ(ErrorOf(Sketch("mapping: so-to-po}", "mapping: so-to-po, on_move_out: drop}")),
+            "config.yaml: consumer.producers[0].doctypes[1].on_move_out: "
+            "expected one of delete, keep");
+}
+
+TEST(Config, OnMoveOutKeepIsCaseInsensitive) {
+  absl::StatusOr<Config> config = ParseConfig(
+      Sketch("mapping: so-to-po}", "mapping: so-to-po, on_move_out: KEEP}"), "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->consumer->producers[0].doctypes[0].on_move_out,
+            ProducerDocTypeConfig::MoveOut::kDelete);
+  EXPECT_EQ(config->consumer->producers[0].doctypes[1].on_move_out,
+            ProducerDocTypeConfig::MoveOut::kKeep);
 }
 
 TEST(ConfigErrors, Durations) {
