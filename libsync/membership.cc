@@ -28,6 +28,18 @@ MembershipPlan::Step Judge(const MemberEntry& e, Holdings* holdings,
   const bool rename = e.update_type == "Rename";
   const DocKey known = rename ? DocKey{e.doctype, e.old_name} : now;
   const bool held = holdings->Has(known);
+  if (e.update_type == "Sync") {
+    // An initial sync's entry: the document as it is now decides (a
+    // document gone since has its Delete later in the log).
+    if (!e.passes.has_value()) return {Verdict::kSkip, ""};
+    if (*e.passes) {
+      holdings->Set(e.seq, now, true, changes);
+      return {Verdict::kSync, now.second};
+    }
+    if (!held) return {Verdict::kSkip, ""};
+    holdings->Set(e.seq, known, false, changes);
+    return {Verdict::kRevoke, known.second};
+  }
   if (e.update_type == "Delete") {
     if (!held) return {Verdict::kSkip, ""};
     holdings->Set(e.seq, known, false, changes);

@@ -11,7 +11,9 @@
 //   not held, fails     -> nothing
 // A Delete goes only to a consumer holding the document; a document gone
 // since (deleted or renamed later) counts as passing exactly when held. A
-// Rename moves the holding to the new name. Subscriptions without
+// Rename moves the holding to the new name. A Sync entry an initial sync
+// logged for the consumer becomes a SYNC of the current document when it
+// passes (held or not), a REVOKE when it fails and is held, else nothing. Subscriptions without
 // conditions hold everything: their entries all go as they are and nothing
 // is recorded.
 //
@@ -37,7 +39,7 @@ struct MemberEntry {
   int64_t seq = 0;
   std::string doctype;
   std::string docname;      // the document's name after the entry
-  std::string update_type;  // Create | Update | Cancel | Rename | Delete
+  std::string update_type;  // Create | Update | Cancel | Rename | Delete | Sync
   std::string old_name;     // Rename: the name before
   bool tracked = false;     // its subscription has conditions
   // Whether the current document passes the conditions for this entry;

@@ -90,10 +90,28 @@ void Assembler::Report(const PassOutcome& pass, int64_t end_seq, int64_t* last_s
 }
 
 AssemblerLoop::AssemblerLoop(const Assembler* assembler, Options options,
-                             std::function<void(int64_t)> on_entries)
+                             std::function<void(int64_t)> on_entries,
+                             const InitialSyncWriter* initial_sync)
     : assembler_(assembler),
       options_(std::move(options)),
-      on_entries_(std::move(on_entries)) {}
+      on_entries_(std::move(on_entries)),
+      initial_sync_(initial_sync) {}
+
+bool AssemblerLoop::SyncChunk(pg::Connection* conn, std::string* last_error) {
+  if (initial_sync_ == nullptr) return false;
+  absl::StatusOr<InitialSyncWriter::Chunk> chunk = initial_sync_->WriteOne(conn);
+  if (!chunk.ok()) {
+    const std::string message(chunk.status().message());
+    if (message != *last_error) {
+      spdlog::warn("initial sync: {}; retrying after the next pass", message);
+      *last_error = message;
+    }
+    return false;
+  }
+  last_error->clear();
+  if (chunk->written > 0 && on_entries_) on_entries_(chunk->last_seq);
+  return chunk->more;
+}
 
 AssemblerLoop::~AssemblerLoop() { Stop(); }
 
@@ -121,6 +139,7 @@ void AssemblerLoop::Run() {
                options_.idle_poll_ms);
   std::unique_ptr<pg::Connection> conn;
   int poll_ms = options_.idle_poll_ms;
+  std::string sync_error;  // the last initial sync failure logged
   // One pass: the wait before the next (zero while there is backlog), or
   // the error that makes RunLoop back off.
   auto pass = [&]() -> absl::StatusOr<absl::Duration> {
@@ -137,6 +156,8 @@ void AssemblerLoop::Run() {
       return written.status();
     }
     if (*written > 0 && on_entries_) on_entries_(last_seq);
+    if (SyncChunk(conn.get(), &sync_error)) more = true;
+    if (!conn->ok()) conn.reset();
     if (more) return absl::ZeroDuration();
     poll_ms = *written > 0
                   ? std::max(1, std::min(options_.busy_poll_ms, options_.idle_poll_ms))

@@ -70,6 +70,7 @@
 #include "libsync/doctype.h"
 #include "libsync/entry_builder.h"
 #include "libsync/pg.h"
+#include "services/producer/initial_sync.h"
 #include "services/producer/raw_change_store.h"
 
 namespace eventstream {
@@ -147,8 +148,12 @@ class AssemblerLoop {
   // With several replicas only the one whose pass wrote the entries calls
   // it; a notifier that must react to every entry in every replica has to
   // watch update_log's max(seq) itself.
+  // `initial_sync` (optional, must outlive the loop) writes a chunk of a
+  // ready initial sync after each pass (initial_sync.h); its failures are
+  // logged and never hold up capture.
   AssemblerLoop(const Assembler* assembler, Options options,
-                std::function<void(int64_t last_seq)> on_entries = nullptr);
+                std::function<void(int64_t last_seq)> on_entries = nullptr,
+                const InitialSyncWriter* initial_sync = nullptr);
   ~AssemblerLoop();  // Stop()
   AssemblerLoop(const AssemblerLoop&) = delete;
   AssemblerLoop& operator=(const AssemblerLoop&) = delete;
@@ -164,9 +169,14 @@ class AssemblerLoop {
   static BackoffPolicy RetryPolicy(const Options& options);
   void Run();
 
+  // One chunk of initial sync; whether it did work. Logs a failure once
+  // per distinct message in a row.
+  bool SyncChunk(pg::Connection* conn, std::string* last_error);
+
   const Assembler* assembler_;
   Options options_;
   std::function<void(int64_t)> on_entries_;
+  const InitialSyncWriter* initial_sync_;
   InterruptibleSleeper sleeper_;  // Stop() and Wake() end its waits
   absl::Mutex thread_mu_;         // Start/Stop against each other
   std::thread thread_ ABSL_GUARDED_BY(thread_mu_);

@@ -23,8 +23,16 @@ namespace eventstream {
 namespace {
 
 // The columns of a SubscriptionRow (RowAt reads them by these names).
-#define ES_SUBSCRIPTION_COLUMNS \
-  "doctype, status, condition, producer_condition, unsubscribed, approved_by_config"
+// The initial sync's progress comes from es_producer.sync_job.
+#define ES_SUBSCRIPTION_COLUMNS                                                     \
+  "doctype, status, condition, producer_condition, unsubscribed, approved_by_config," \
+  " skip_initial_sync,"                                                             \
+  " (SELECT j.state FROM es_producer.sync_job j WHERE j.site = consumer_doctype.site"  \
+  "   AND j.doctype = consumer_doctype.doctype) AS sync_state,"                      \
+  " (SELECT j.done FROM es_producer.sync_job j WHERE j.site = consumer_doctype.site"   \
+  "   AND j.doctype = consumer_doctype.doctype) AS sync_done,"                       \
+  " (SELECT j.total FROM es_producer.sync_job j WHERE j.site = consumer_doctype.site"  \
+  "   AND j.doctype = consumer_doctype.doctype) AS sync_total"
 
 constexpr pg::Query kNotifyTargets{
     "es_consumers_notify_targets",
@@ -54,10 +62,11 @@ constexpr pg::Query kUpsertRow{
     "es_consumers_upsert_row",
     "INSERT INTO es_producer.consumer_doctype AS d"
     " (site, doctype, status, condition, producer_condition, unsubscribed,"
-    "  approved_by_config)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    "  approved_by_config, skip_initial_sync)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     " ON CONFLICT (site, doctype) DO UPDATE SET"
     "  condition = EXCLUDED.condition,"
+    "  skip_initial_sync = EXCLUDED.skip_initial_sync,"
     "  producer_condition = EXCLUDED.producer_condition,"
     "  unsubscribed = EXCLUDED.unsubscribed,"
     "  status = CASE WHEN EXCLUDED.approved_by_config THEN EXCLUDED.status"
@@ -100,6 +109,7 @@ constexpr pg::Query kListConsumers{
     "  (SELECT count(*) FROM es_producer.update_log u"
     "    WHERE u.seq > c.acknowledged_seq"
     "      AND u.origin IS DISTINCT FROM c.site"
+    "      AND (u.for_site IS NULL OR u.for_site = c.site)"
     "      AND u.doctype IN (SELECT d.doctype FROM es_producer.consumer_doctype d"
     "                         WHERE d.site = c.site AND d.status = 'approved'"
     "                           AND NOT d.unsubscribed)) AS lag_entries"
@@ -146,6 +156,10 @@ SubscriptionRow RowAt(const pg::Result& r, int i) {
   row.producer_condition = std::string(r.Get(i, "producer_condition"));
   row.unsubscribed = r.GetBool(i, r.ColumnIndex("unsubscribed"));
   row.from_config = r.GetBool(i, r.ColumnIndex("approved_by_config"));
+  row.skip_initial_sync = r.GetBool(i, r.ColumnIndex("skip_initial_sync"));
+  row.sync_state = std::string(r.Get(i, "sync_state"));
+  row.sync_done = r.GetInt64(i, r.ColumnIndex("sync_done"));
+  row.sync_total = r.GetInt64(i, r.ColumnIndex("sync_total"));
   return row;
 }
 
@@ -340,7 +354,7 @@ absl::Status ConsumerStore::WriteSubscriptions(pg::Connection* conn,
                                {reg.site, d.doctype,
                                 cfg ? StatusText(cfg->status) : std::string("pending"),
                                 d.condition, cfg ? cfg->condition : std::string(),
-                                d.unsubscribe, cfg != nullptr})
+                                d.unsubscribe, cfg != nullptr, d.skip_initial_sync})
                         .status());
   }
   return conn->Exec(kUnsubscribeOthers, {reg.site, JsonArray(asked)}).status();

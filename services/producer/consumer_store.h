@@ -61,6 +61,11 @@ struct SubscriptionRow {
   std::string producer_condition;  // from the producer's config; "" = none
   bool unsubscribed = false;
   bool from_config = false;        // column approved_by_config
+  bool skip_initial_sync = false;  // the consumer asked for changes only
+  // Its initial sync (es_producer.sync_job): "" none, "running", "done".
+  std::string sync_state;
+  int64_t sync_done = 0;
+  int64_t sync_total = 0;  // 0 while not counted yet
 };
 
 // What a consumer asks for, per DocType.
@@ -68,6 +73,7 @@ struct SubscriptionRequest {
   std::string doctype;
   std::string condition;
   bool unsubscribe = false;
+  bool skip_initial_sync = false;  // changes from now on only
 };
 
 struct ConsumerRegistration {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "libsync/status_macros.h"
+
 namespace eventstream {
 namespace {
 
@@ -19,6 +21,7 @@ constexpr char kLagSql[] =
     "   FROM es_producer.update_log u"
     "   WHERE u.seq > c.acknowledged_seq"
     "     AND u.origin IS DISTINCT FROM c.site"
+    "     AND (u.for_site IS NULL OR u.for_site = c.site)"
     "     AND u.doctype IN (SELECT d.doctype FROM es_producer.consumer_doctype d"
     "                        WHERE d.site = c.site AND d.status = 'approved'"
     "                          AND NOT d.unsubscribed)) l"
@@ -34,6 +37,25 @@ absl::StatusOr<std::vector<Sample>> Lag(pg::ConnectionPool* pool, int column) {
     double v = column == 1 ? static_cast<double>(r->GetInt64(i, 1))
                            : std::stod(std::string(r->Get(i, 2)));
     out.push_back(Sample{{std::string(r->Get(i, 0))}, v < 0 ? 0 : v});
+  }
+  return out;
+}
+
+// Initial syncs (es_producer.sync_job): documents examined and in all, per
+// consumer and DocType.
+absl::StatusOr<std::vector<Sample>> InitialSync(pg::ConnectionPool* pool) {
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r,
+                   conn->Exec("SELECT site, doctype, state, done, coalesce(total, 0) AS total"
+                              " FROM es_producer.sync_job ORDER BY site, doctype"));
+  std::vector<Sample> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    const std::string site(r.Get(i, "site")), doctype(r.Get(i, "doctype"));
+    out.push_back(Sample{{site, doctype, "done"},
+                         static_cast<double>(r.GetInt64(i, r.ColumnIndex("done")))});
+    out.push_back(Sample{{site, doctype, "total"},
+                         static_cast<double>(r.GetInt64(i, r.ColumnIndex("total")))});
+    out.push_back(Sample{{site, doctype, "running"}, r.Get(i, "state") == "running" ? 1.0 : 0.0});
   }
   return out;
 }
@@ -91,6 +113,12 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
           return out;
         });
   }
+  registry.AddCallback("eventstream_producer_initial_sync_documents",
+                       "Initial syncs (issue 14): documents examined (of=\"done\"), in the "
+                       "DocType when it started (of=\"total\"), and 1 while running "
+                       "(of=\"running\").",
+                       metrics::Type::kGauge, {"consumer", "doctype", "of"},
+                       [pool] { return InitialSync(pool.get()); });
   registry.AddCallback("eventstream_producer_consumer_lag_entries",
                        "Update log entries of the consumer's approved DocTypes after its "
                        "acknowledged position.",

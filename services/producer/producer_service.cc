@@ -33,6 +33,11 @@ void ToProto(const SubscriptionRow& row, v1::DocTypeSubscription* out) {
   out->set_unsubscribed(row.unsubscribed);
   out->set_producer_condition(row.producer_condition);
   out->set_from_config(row.from_config);
+  v1::InitialSync* sync = out->mutable_initial_sync();
+  sync->set_state(!row.sync_state.empty() ? row.sync_state
+                                          : (row.skip_initial_sync ? "off" : ""));
+  sync->set_documents_done(row.sync_done);
+  sync->set_documents_total(row.sync_total);
 }
 
 template <typename Request>
@@ -43,7 +48,7 @@ ConsumerRegistration FromProto(const Request& request, const std::string& key) {
   reg.notify_address = request.notify_address();
   reg.notify_token = request.notify_token();
   for (const v1::SubscriptionRequest& d : request.doctypes())
-    reg.doctypes.push_back({d.doctype(), d.condition(), d.unsubscribe()});
+    reg.doctypes.push_back({d.doctype(), d.condition(), d.unsubscribe(), d.skip_initial_sync()});
   return reg;
 }
 
@@ -74,13 +79,17 @@ class ProducerInstance : public ServiceInstance {
       : notifier_(deps.notifier),
         webhooks_(deps.webhooks),
         metrics_(deps.metrics),
+        config_(deps.config),
         service_(std::move(deps)),
         assembler_(config.registry, AssemblerOptions(metrics_.get())),
-        loop_(&assembler_, AssemblerLoop::Options{config.database.url},
-              [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
-                if (notifier) notifier->SignalAll(last_seq);
-                if (webhooks) webhooks->Wake();
-              }) {
+        initial_sync_(config_.get(), InitialSyncWriter::Options()),
+        loop_(
+            &assembler_, AssemblerLoop::Options{config.database.url},
+            [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
+              if (notifier) notifier->SignalAll(last_seq);
+              if (webhooks) webhooks->Wake();
+            },
+            &initial_sync_) {
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();
     loop_.Start();
@@ -104,8 +113,10 @@ class ProducerInstance : public ServiceInstance {
   std::shared_ptr<Notifier> notifier_;
   std::shared_ptr<WebhookRuntime> webhooks_;
   std::shared_ptr<ProducerMetrics> metrics_;
+  std::shared_ptr<const Config> config_;  // outlives initial_sync_
   ProducerService service_;
   Assembler assembler_;
+  InitialSyncWriter initial_sync_;
   AssemblerLoop loop_;
 };
 

@@ -37,7 +37,8 @@ constexpr pg::Query kWindow{
     "         OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
     "         < $5 AS read_data"
     "       FROM (SELECT *, (doctype = ANY($3::text[])"
-    "                        AND origin IS DISTINCT FROM $4) AS wanted"
+    "                        AND origin IS DISTINCT FROM $4"
+    "                        AND (for_site IS NULL OR for_site = $4)) AS wanted"
     "             FROM es_producer.update_log WHERE seq > $1"
     "             ORDER BY seq LIMIT $2) AS e) AS f"
     " ORDER BY seq"};

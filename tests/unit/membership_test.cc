@@ -95,6 +95,18 @@ TEST(PlanMembership, RenameMovesTheHolding) {
   EXPECT_EQ(Verdicts(in), "sync:b");
 }
 
+TEST(PlanMembership, InitialSyncEntriesFollowTheCurrentDocument) {
+  // Passing: synced, held or not; failing: revoked when held (a condition
+  // changed), else nothing; gone: nothing (its Delete follows).
+  auto plan = PlanMembership({E(1, "Sync", "a", true), E(2, "Sync", "b", true),
+                              E(3, "Sync", "c", false), E(4, "Sync", "d", false),
+                              E(5, "Sync", "e", std::nullopt)},
+                             {K("b"), K("c")});
+  EXPECT_EQ(Verdicts(plan), "sync:a sync:b revoke:c skip skip");
+  EXPECT_EQ(plan.changes,
+            (std::vector<HoldingChange>{{1, K("a"), true}, {3, K("c"), false}}));
+}
+
 TEST(PlanMembership, UntrackedSubscriptionsSendEverythingAndRecordNothing) {
   MemberEntry e = E(1, "Delete", "x", std::nullopt);
   e.tracked = false;

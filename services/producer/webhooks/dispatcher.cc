@@ -117,7 +117,7 @@ constexpr pg::Query kPassEntries{
     "SELECT seq, doctype, docname, update_type,"
     " coalesce(data::text, 'null') AS data"
     " FROM es_producer.update_log"
-    " WHERE seq > $1 AND seq <= $2"
+    " WHERE seq > $1 AND seq <= $2 AND for_site IS NULL"
     "  AND doctype IN (SELECT jsonb_array_elements_text($3::jsonb))"
     " ORDER BY seq LIMIT $4"};
 // The firing webhooks (1-based positions in $1) that have Queued requests.

@@ -15,14 +15,14 @@ namespace {
 constexpr pg::Query kEntriesSince{
     "webhook_entries_since",
     "SELECT update_type, data::text AS data FROM es_producer.update_log"
-    " WHERE doctype = $1 AND docname = $2 AND seq > $3 AND seq < $4"
+    " WHERE doctype = $1 AND docname = $2 AND seq > $3 AND seq < $4 AND for_site IS NULL"
     " ORDER BY seq"};
 // A document's entries before `seq` from its latest Create (none: unknown
 // to the log).
 constexpr pg::Query kEntriesFromCreate{
     "webhook_entries_from_create",
     "SELECT update_type, data::text AS data FROM es_producer.update_log"
-    " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+    " WHERE doctype = $1 AND docname = $2 AND seq < $3 AND for_site IS NULL"
     "  AND seq >= coalesce((SELECT max(seq) FROM es_producer.update_log"
     "    WHERE doctype = $1 AND docname = $2 AND seq < $3"
     "      AND update_type = 'Create'), $3)"
@@ -33,7 +33,7 @@ constexpr pg::Query kLastDocstatus{
     "SELECT CASE WHEN update_type = 'Create' THEN data->>'docstatus'"
     "  ELSE data->'changed'->>'docstatus' END AS docstatus"
     " FROM es_producer.update_log"
-    " WHERE doctype = $1 AND docname = $2 AND seq < $3"
+    " WHERE doctype = $1 AND docname = $2 AND seq < $3 AND for_site IS NULL"
     "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
     "       AND data->'changed' ? 'docstatus'))"
     " ORDER BY seq DESC LIMIT 1"};

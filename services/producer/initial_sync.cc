@@ -1,0 +1,159 @@
+#include "services/producer/initial_sync.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "libsync/condition_sql.h"
+#include "libsync/status_macros.h"
+#include "services/producer/document_reader.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+
+struct InitialSyncWriter::Job {
+  std::string site;
+  std::string doctype;
+  std::string cursor;
+  bool counted = false;
+  std::vector<std::string> conditions;  // the non-empty ones
+};
+
+namespace {
+
+// The oldest running job whose consumer acknowledged the chunk before its
+// last one, and whether its subscription is still active.
+constexpr pg::Query kReadyJob{
+    "es_sync_ready_job",
+    "SELECT j.site, j.doctype, j.cursor, j.total IS NOT NULL AS counted, d.condition,"
+    "  d.producer_condition,"
+    "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
+    " FROM es_producer.sync_job j JOIN es_producer.consumer c ON c.site = j.site"
+    " LEFT JOIN es_producer.consumer_doctype d ON d.site = j.site AND d.doctype = j.doctype"
+    " WHERE j.state = 'running' AND c.acknowledged_seq >= j.prev_seq"
+    " ORDER BY j.started_at, j.site, j.doctype LIMIT 1"};
+constexpr pg::Query kFinish{
+    "es_sync_finish",
+    "UPDATE es_producer.sync_job SET state = 'done', finished_at = now()"
+    " WHERE site = $1 AND doctype = $2"};
+// The same as the assembler's (raw_change_store.cc): seqs in commit order.
+constexpr pg::Query kAssemblerLock{
+    "es_sync_lock", "SELECT pg_advisory_xact_lock(hashtext('es_producer.assembler'))"};
+// The job again, locked; its cursor must not have moved (another replica).
+constexpr pg::Query kLockJob{
+    "es_sync_lock_job",
+    "SELECT cursor FROM es_producer.sync_job WHERE site = $1 AND doctype = $2"
+    " AND state = 'running' FOR UPDATE"};
+constexpr pg::Query kSeqBlock{
+    "es_sync_seq",
+    "SELECT setval('es_producer.update_log_seq',"
+    "              nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq"};
+constexpr pg::Query kInsert{
+    "es_sync_insert",
+    "INSERT INTO es_producer.update_log"
+    "   (seq, doctype, docname, update_type, data, origin, txid, for_site)"
+    " SELECT u.seq::bigint, $1, u.name, 'Sync', u.data::jsonb, NULL, pg_current_xact_id(), $2"
+    " FROM unnest($3::text[], $4::text[], $5::text[]) AS u(seq, name, data)"};
+constexpr pg::Query kAdvance{
+    "es_sync_advance",
+    "UPDATE es_producer.sync_job SET cursor = $3, done = done + $4,"
+    "  prev_seq = last_seq, last_seq = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE last_seq END,"
+    "  total = coalesce(total, $6::bigint),"
+    "  state = CASE WHEN $7::boolean THEN 'done' ELSE state END,"
+    "  finished_at = CASE WHEN $7::boolean THEN now() END"
+    " WHERE site = $1 AND doctype = $2"};
+
+// {table}; {visible}: the conditions over `t` (params from $5). $1 cursor,
+// $2 chunk size, $3 site, $4 DocType. A document is logged when it passes,
+// or when the consumer holds it (it may have to move out).
+constexpr char kPageSql[] =
+    "SELECT t.name, ({visible}"
+    "  OR EXISTS (SELECT 1 FROM es_producer.holding h WHERE h.site = $3"
+    "             AND h.doctype = $4 AND h.docname = t.name)"
+    "  OR EXISTS (SELECT 1 FROM es_producer.holding_change c WHERE c.site = $3"
+    "             AND c.doctype = $4 AND c.docname = t.name AND c.held)) AS wanted"
+    " FROM {table} AS t WHERE t.name COLLATE \"C\" > $1"
+    " ORDER BY t.name COLLATE \"C\" LIMIT $2";
+constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
+
+}  // namespace
+
+absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connection* conn) const {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kReadyJob));
+  if (r.rows() == 0) return Chunk{};
+  Job job{std::string(r.Get(0, "site")), std::string(r.Get(0, "doctype")),
+          std::string(r.Get(0, "cursor")), r.GetBool(0, r.ColumnIndex("counted")), {}};
+  for (const char* column : {"condition", "producer_condition"}) {
+    if (!r.Get(0, column).empty()) job.conditions.emplace_back(r.Get(0, column));
+  }
+  const DocTypeDef* def = config_->registry.Find(job.doctype);
+  if (!r.GetBool(0, r.ColumnIndex("active")) || def == nullptr || def->istable) {
+    // No longer followed (or no longer in the registry): nothing to send.
+    RETURN_IF_ERROR(conn->ExecPrepared(kFinish, {job.site, job.doctype}).status());
+    return Chunk{0, 0, true};
+  }
+  return WriteChunk(conn, job);
+}
+
+absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,
+                                                                       const Job& job) const {
+  const DocTypeDef& def = *config_->registry.Find(job.doctype);
+  const std::string table = pg::QuoteIdentifier(def.table);
+  // Whole-row reads: a table lacking a registry column must not fail the
+  // statement inside the transaction (condition_sql.h RowRead).
+  auto visible = ConditionsToSql(job.conditions, def, RowSql{"t", RowRead::kWholeRow}, 5);
+  const std::string sql = absl::StrReplaceAll(
+      kPageSql, {{"{visible}", visible.ok() ? visible->sql : std::string("TRUE")},
+                 {"{table}", table}});
+  pg::Params params = {job.cursor, options_.chunk_documents, job.site, job.doctype};
+  if (visible.ok()) params.insert(params.end(), visible->params.begin(), visible->params.end());
+
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(conn->ExecPrepared(kAssemblerLock).status());
+  ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(kLockJob, {job.site, job.doctype}));
+  if (locked.rows() == 0 || locked.Get(0, "cursor") != job.cursor) return Chunk{0, 0, true};
+  int64_t total = 0;
+  if (!job.counted) {
+    ASSIGN_OR_RETURN(pg::Result n, conn->Exec(absl::StrReplaceAll(kCountSql, {{"{table}", table}})));
+    total = n.GetInt64(0, n.ColumnIndex("n"));
+  }
+  ASSIGN_OR_RETURN(pg::Result page, conn->Exec(sql, params));
+  std::vector<std::string> names, data;
+  for (int i = 0; i < page.rows(); ++i) {
+    if (page.Get(i, "wanted") != "t") continue;
+    const std::string name(page.Get(i, "name"));
+    ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(conn, config_->registry, def, name));
+    if (!doc) continue;  // cannot be represented: treated as absent
+    names.push_back(name);
+    data.push_back(doc->ToJson());
+  }
+  int64_t end_seq = 0;
+  if (!names.empty()) {
+    ASSIGN_OR_RETURN(pg::Result block,
+                     conn->ExecPrepared(kSeqBlock, {static_cast<int64_t>(names.size())}));
+    end_seq = block.GetInt64(0, block.ColumnIndex("end_seq"));
+    std::vector<std::string> seqs;
+    for (size_t i = 0; i < names.size(); ++i) {
+      seqs.push_back(std::to_string(end_seq - static_cast<int64_t>(names.size()) + 1 +
+                                    static_cast<int64_t>(i)));
+    }
+    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, pg::TextArray(seqs),
+                                                 pg::TextArray(names), pg::TextArray(data)})
+                        .status());
+  }
+  const bool finished = page.rows() < options_.chunk_documents;
+  const std::string cursor =
+      page.rows() > 0 ? std::string(page.Get(page.rows() - 1, "name")) : job.cursor;
+  RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, cursor,
+                                                static_cast<int64_t>(page.rows()), end_seq,
+                                                total, finished})
+                      .status());
+  RETURN_IF_ERROR(tx->Commit());
+  spdlog::info("initial sync of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
+               job.doctype, job.site, page.rows(), cursor, names.size(),
+               finished ? "; done" : "");
+  return Chunk{static_cast<int>(names.size()), end_seq, true};
+}
+
+}  // namespace eventstream
