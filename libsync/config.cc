@@ -1045,7 +1045,7 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(m.Open(
         node,
         {"doctype", "use_same_name", "condition", "mapping", "unsubscribe",
-         "on_move_out"}));
+         "on_move_out", "initial_sync"}));
     ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &d->doctype, true));
     ES_CONFIG_RETURN_IF_ERROR(m.Bool("use_same_name", &d->use_same_name));
     ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &d->condition));
@@ -1053,6 +1053,7 @@ class Parser {
         CheckCondition(m.PathOf("condition"), d->condition));
     ES_CONFIG_RETURN_IF_ERROR(m.String("mapping", &d->mapping));
     ES_CONFIG_RETURN_IF_ERROR(m.Bool("unsubscribe", &d->unsubscribe));
+    ES_CONFIG_RETURN_IF_ERROR(m.Bool("initial_sync", &d->initial_sync));
     using MoveOut = ProducerDocTypeConfig::MoveOut;
     return m.Enum<MoveOut>(
         "on_move_out", {{"delete", MoveOut::kDelete}, {"keep", MoveOut::kKeep}},

@@ -202,6 +202,10 @@
 //                                      #   the conditions) does to the
 //                                      #   local copy; keep leaves it, no
 //                                      #   longer followed
+//             initial_sync: true       # when the subscription becomes
+//                                      #   active, the producer first sends
+//                                      #   every document this site may
+//                                      #   see; false = only later changes
 //     mappings:                        # Document Type Mappings (mapping.h)
 //       - name: so-to-po               # * unique
 //         local_doctype: Purchase Order   # * a DocType of the registry
@@ -435,6 +439,9 @@ struct ProducerDocTypeConfig {
   // What an UPDATE_TYPE_REVOKE (move-out) does to the local copy.
   enum class MoveOut { kDelete, kKeep };
   MoveOut on_move_out = MoveOut::kDelete;  // as PostgreSQL row filters do
+  // Sent as !SubscriptionRequest.skip_initial_sync; the producer reads it
+  // only when the subscription becomes active.
+  bool initial_sync = true;
 };
 
 // An Event Producer: a producer this site's consumer follows.

@@ -100,6 +100,7 @@ absl::StatusOr<std::vector<ProducerDocTypeRow>> DesiredDocTypes(
     row.condition = d.condition;
     row.mapping = d.mapping;
     row.unsubscribe = d.unsubscribe;
+    row.initial_sync = d.initial_sync;
     auto [it, inserted] = by_doctype.emplace(row.doctype, row);
     if (!inserted) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -34,9 +34,15 @@ struct ProducerDocTypeRow {
   std::string condition;
   std::string mapping;
   bool unsubscribe = false;
+  // Sent as !skip_initial_sync; not stored (a row loaded from the database
+  // keeps the default) and not compared by SameRequest: the producer reads
+  // it only when the subscription becomes active, so a change alone is no
+  // reason to call UpdateSubscription.
+  bool initial_sync = true;
   v1::SubscriptionStatus status = v1::SUBSCRIPTION_STATUS_UNSPECIFIED;
 
-  // What the producer is told (RegisterConsumer / UpdateSubscription).
+  // What the producer is told (RegisterConsumer / UpdateSubscription),
+  // apart from initial_sync.
   bool SameRequest(const ProducerDocTypeRow& other) const {
     return doctype == other.doctype && condition == other.condition &&
            unsubscribe == other.unsubscribe;

@@ -48,6 +48,7 @@ Request MakeRequest(const std::string& site, const std::string& notify_address,
     s->set_doctype(r.doctype);
     s->set_condition(r.condition);
     s->set_unsubscribe(r.unsubscribe);
+    s->set_skip_initial_sync(!r.initial_sync);
   }
   return request;
 }

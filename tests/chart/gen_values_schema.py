@@ -131,6 +131,7 @@ D["producerDocType"] = obj({
     "unsubscribe": ref("flag"),
     "on_move_out": {"enum": ["delete", "keep", ""],
                     "description": "what a move-out (REVOKE) does to the local copy: delete (default) or keep it, no longer followed"},
+    "initial_sync": ref("flag"),
 }, ["doctype"], "one DocType followed from this producer (the LOCAL DocType)")
 D["eventProducer"] = obj({
     "name": ref("requiredText"),

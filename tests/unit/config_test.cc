@@ -229,6 +229,8 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   ASSERT_NE(hq_full, nullptr);
   ASSERT_EQ(hq_full->doctypes.size(), 4u);
   EXPECT_EQ(hq_full->doctypes[2].on_move_out, ProducerDocTypeConfig::MoveOut::kKeep);
+  EXPECT_FALSE(hq_full->doctypes[2].initial_sync);
+  EXPECT_TRUE(hq_full->doctypes[3].initial_sync);
   ASSERT_TRUE(producer.tls.has_value());
   EXPECT_EQ(producer.tls->cert_file, "/etc/eventstream-tls/tls.crt");
   EXPECT_EQ(producer.tls->client_ca_file, "/etc/eventstream-tls/ca.crt");
@@ -314,6 +316,7 @@ consumer:
   EXPECT_FALSE(d.use_same_name);
   EXPECT_FALSE(d.unsubscribe);
   EXPECT_EQ(d.on_move_out, ProducerDocTypeConfig::MoveOut::kDelete);
+  EXPECT_TRUE(d.initial_sync);
   EXPECT_EQ(d.condition, "");
   EXPECT_EQ(d.mapping, "");
   // No tls anywhere: plaintext.
@@ -525,7 +528,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
        "{doctype: Note, same_name: true,",
        "config.yaml: consumer.producers[0].doctypes[0].same_name: unknown "
        "key \"same_name\" (expected one of: doctype, use_same_name, "
-       "condition, mapping, unsubscribe, on_move_out)"},
+       "condition, mapping, unsubscribe, on_move_out, initial_sync)"},
       {"      remote_doctype: Sales Order\n",
        "      remote_doctype: Sales Order\n      has_mapping: 1\n",
        "config.yaml: consumer.mappings[0].has_mapping: unknown key "
@@ -630,6 +633,26 @@ TEST(Config, OnMoveOutKeepIsCaseInsensitive) {
             ProducerDocTypeConfig::MoveOut::kDelete);
   EXPECT_EQ(config->consumer->producers[0].doctypes[1].on_move_out,
             ProducerDocTypeConfig::MoveOut::kKeep);
+}
+
+TEST(Config, InitialSyncDefaultsToTrueAndCanBeTurnedOff) {
+  absl::StatusOr<Config> config = ParseConfig(
+      Sketch("mapping: so-to-po}", "mapping: so-to-po, initial_sync: false}"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->consumer->producers[0].doctypes[0].initial_sync);
+  EXPECT_FALSE(config->consumer->producers[0].doctypes[1].initial_sync);
+}
+
+TEST(ConfigErrors, InitialSyncMustBeABoolean) {
+  for (const char* bad : {"later", "{}", "[true]"}) {
+    EXPECT_EQ(ErrorOf(Sketch("mapping: so-to-po}",
+                             std::string("mapping: so-to-po, initial_sync: ") +
+                                 bad + "}")),
+              "config.yaml: consumer.producers[0].doctypes[1].initial_sync: "
+              "expected true or false")
+        << bad;
+  }
 }
 
 TEST(ConfigErrors, Durations) {
