@@ -7,6 +7,9 @@
 -- Entries for one consumer only (an initial sync's Sync entries); NULL:
 -- for every consumer and webhook, as before.
 ALTER TABLE update_log ADD COLUMN for_site text;
+ALTER TABLE update_log DROP CONSTRAINT update_log_update_type_check;
+ALTER TABLE update_log ADD CONSTRAINT update_log_update_type_check
+  CHECK (update_type IN ('Create', 'Update', 'Cancel', 'Rename', 'Delete', 'Sync'));
 
 -- The consumer asked for changes from now on only (`initial_sync: false`).
 ALTER TABLE consumer_doctype ADD COLUMN skip_initial_sync boolean NOT NULL DEFAULT false;

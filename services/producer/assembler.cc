@@ -101,13 +101,16 @@ bool AssemblerLoop::SyncChunk(pg::Connection* conn, std::string* last_error) {
   if (initial_sync_ == nullptr) return false;
   absl::StatusOr<InitialSyncWriter::Chunk> chunk = initial_sync_->WriteOne(conn);
   if (!chunk.ok()) {
-    const std::string message(chunk.status().message());
-    if (message != *last_error) {
-      spdlog::warn("initial sync: {}; retrying after the next pass", message);
-      *last_error = message;
+    // Once per streak of failures (their texts differ in seqs and txids).
+    if (last_error->empty()) {
+      spdlog::warn("initial sync: {}; retrying after each pass (logged again once it has "
+                   "worked)",
+                   std::string(chunk.status().message()));
     }
+    *last_error = std::string(chunk.status().message());
     return false;
   }
+  if (!last_error->empty()) spdlog::info("initial sync: working again");
   last_error->clear();
   if (chunk->written > 0 && on_entries_) on_entries_(chunk->last_seq);
   return chunk->more;

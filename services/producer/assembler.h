@@ -169,8 +169,8 @@ class AssemblerLoop {
   static BackoffPolicy RetryPolicy(const Options& options);
   void Run();
 
-  // One chunk of initial sync; whether it did work. Logs a failure once
-  // per distinct message in a row.
+  // One chunk of initial sync; whether it did work. Logs a failure once per
+  // streak.
   bool SyncChunk(pg::Connection* conn, std::string* last_error);
 
   const Assembler* assembler_;

@@ -208,12 +208,29 @@ class E2ETest : public ::testing::Test {
         << sites_->Logs();
   }
 
-  // "count:md5" over `columns` of `table`, rows ordered by name.
+  // "count:md5" over `columns` of the rows of `table` matching `where`,
+  // ordered by name.
   static std::string Digest(pg::Connection* conn, const std::string& table,
-                            const std::string& columns) {
+                            const std::string& columns, const std::string& where = "TRUE") {
     return QueryText(conn, absl::StrCat(
         "SELECT count(*) || ':' || coalesce(md5(string_agg(row_to_json(t)::text, ',' "
-        "ORDER BY t.name)), '') FROM (SELECT ", columns, " FROM \"", table, "\") t"));
+        "ORDER BY t.name)), '') FROM (SELECT ", columns, " FROM \"", table, "\" WHERE ",
+        where, ") t"));
+  }
+  // Whether branch holds exactly hq's Notes matching `where` (and their rows).
+  bool BranchHoldsNotesWhere(const std::string& where) {
+    const std::string items = absl::StrCat(
+        "parent IN (SELECT name FROM \"tabNote\" WHERE ", where, ")");
+    return Digest(hq(), "tabNote", kNoteColumns, where) ==
+               Digest(branch(), "tabNote", kNoteColumns) &&
+           Digest(hq(), "tabNote Item", kNoteItemColumns, items) ==
+               Digest(branch(), "tabNote Item", kNoteItemColumns);
+  }
+  void AwaitBranchHoldsNotesWhere(const std::string& where,
+                                  absl::Duration timeout = absl::Seconds(60)) {
+    ASSERT_TRUE(Eventually([&] { return BranchHoldsNotesWhere(where); }, timeout))
+        << "hq " << Digest(hq(), "tabNote", kNoteColumns, where) << " branch "
+        << Digest(branch(), "tabNote", kNoteColumns) << "\n" << sites_->Logs();
   }
   bool SameOnBothSites(const std::string& table, const std::string& columns) {
     return Digest(hq(), table, columns) == Digest(branch(), table, columns);
@@ -941,6 +958,143 @@ TEST_F(E2ETest, KilledConsumerEndsEqualWithNothingAppliedTwice) {
   }));
   ExpectEachEntrySyncedOnce(hq(), branch());
   EXPECT_EQ(OnBranch("SELECT count(*) - count(DISTINCT parent) FROM \"tabNote Item\""), "0");
+}
+
+
+// ---- Membership (issue 14): initial sync, move-in and move-out ----
+
+constexpr char kNotePublic[] =
+    "        - {doctype: Note, use_same_name: true, condition: \"doc.public == 1\"}\n";
+
+// `n` Notes S00001.. (public = g % 2 when `alternate`, else 1) with two rows
+// each, as SQL for a Spec's hq_sql.
+std::string SeedNotes(int n, bool alternate) {
+  return absl::StrCat(
+      "INSERT INTO \"tabNote\" (name, title, public) SELECT 'S' || lpad(g::text, 5, '0'),"
+      " 'seed ' || g, ", alternate ? "g % 2" : "1", " FROM generate_series(1, ", n, ") g;\n",
+      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, idx, item, qty)"
+      " SELECT 'S' || lpad(g::text, 5, '0') || '-' || i, 'S' || lpad(g::text, 5, '0'),"
+      " 'Note', 'items', i, 'item ' || i, i FROM generate_series(1, ", n,
+      ") g, generate_series(1, 2) i;\n");
+}
+
+v1::InitialSync NoteSync(const v1::ConsumerInfo& c) {
+  for (const auto& sub : c.subscriptions())
+    if (sub.doctype() == "Note") return sub.initial_sync();
+  return {};
+}
+
+// A branch subscribing to Notes hq already has gets every one it may see,
+// as it is now, while hq goes on writing: no gap, no stale overwrite.
+TEST_F(E2ETest, InitialSyncSendsEveryVisibleDocumentWhileWritesGoOn) {
+  TwoSites::Spec spec = BaseSpec(kNotePublic, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(2000, /*alternate=*/true);
+  Start(spec);
+  // While it runs: edits of visible and hidden Notes, flips both ways,
+  // deletes, inserts.
+  Hq(R"(UPDATE "tabNote" SET title = title || ' edited' WHERE name <= 'S00100')");
+  Hq(R"(UPDATE "tabNote" SET public = 1 - public WHERE name BETWEEN 'S01001' AND 'S01100')");
+  Hq(R"(DELETE FROM "tabNote Item" WHERE parent BETWEEN 'S01901' AND 'S01950';
+        DELETE FROM "tabNote" WHERE name BETWEEN 'S01901' AND 'S01950')");
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) SELECT 'A' || g, 'new', g % 2
+        FROM generate_series(1, 50) g)");
+  Hq(R"(UPDATE "tabNote Item" SET qty = qty + 10 WHERE parent BETWEEN 'S00050' AND 'S00150')");
+  AwaitBranchHoldsNotesWhere("public = 1");
+  ASSERT_TRUE(Eventually([&] { return NoteSync(HqConsumer()).state() == "done"; }))
+      << HqConsumer().DebugString();
+  const v1::InitialSync sync = NoteSync(HqConsumer());
+  EXPECT_GE(sync.documents_total(), 1950);
+  EXPECT_GE(sync.documents_done(), sync.documents_total() - 50);
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM (SELECT seq FROM es_consumer.sync_log"
+                               " GROUP BY seq HAVING count(*) > 1) twice"),
+            0);
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
+            0);
+  EXPECT_NE(sites_->ProducerLog().find("initial sync of Note for consumer branch"),
+            std::string::npos);
+}
+
+// kill -9 of either service in the middle of an initial sync: it goes on
+// from where it was and ends equal, each entry applied once.
+TEST_F(E2ETest, InitialSyncSurvivesKilledServices) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(3000, /*alternate=*/false);
+  spec.poll_interval = "1s";
+  Start(spec);
+  std::mt19937 rng(20261202u);
+  std::uniform_int_distribution<int> delay_ms(50, 400);
+  std::string where;
+  for (int round = 0; round < 4; ++round) {
+    absl::SleepFor(absl::Milliseconds(delay_ms(rng)));
+    absl::StrAppend(&where, " ", QueryInt(branch(), "SELECT count(*) FROM \"tabNote\""));
+    if (round % 2 == 0) {
+      sites_->KillProducer();
+      ASSERT_TRUE(sites_->StartProducer().ok());
+    } else {
+      sites_->KillConsumer();
+      StartConsumer();
+    }
+  }
+  std::cout << "[          ] branch Notes at each kill:" << where << "\n";
+  AwaitNotesEqual(absl::Seconds(90));
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update") ==
+           QueryInt(hq(), "SELECT max(seq) FROM es_producer.update_log");
+  }));
+  ExpectEachEntrySyncedOnce(hq(), branch());
+}
+
+// `initial_sync: false`: only what changes from now on.
+TEST_F(E2ETest, InitialSyncOffSendsOnlyNewChanges) {
+  TwoSites::Spec spec = BaseSpec(
+      "        - {doctype: Note, use_same_name: true, initial_sync: false}\n", {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(20, /*alternate=*/false);
+  Start(spec);
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('N1', 'new'))");
+  AwaitBranch("SELECT string_agg(name, ' ') FROM \"tabNote\"", "N1");
+  EXPECT_EQ(NoteSync(HqConsumer()).state(), "off");
+}
+
+// A condition changed in the consumer's config: documents that pass now
+// move in, those that no longer pass move out (deleted here).
+TEST_F(E2ETest, ConditionChangeMovesDocumentsInAndOut) {
+  TwoSites::Spec spec = BaseSpec(kNotePublic, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(200, /*alternate=*/true);
+  Start(spec);
+  AwaitBranchHoldsNotesWhere("public = 1");
+  ASSERT_TRUE(sites_->StopConsumer().ok());
+  sites_->mutable_spec()->subscriptions =
+      "        - {doctype: Note, use_same_name: true, condition: \"doc.title < 'seed 2'\"}\n";
+  StartConsumer();
+  AwaitBranchHoldsNotesWhere("title COLLATE \"C\" < 'seed 2'");
+  EXPECT_GT(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log"
+                               " WHERE update_type = 'Revoke'"),
+            0);
+}
+
+// on_move_out: keep: a document that stops passing stays here, no longer
+// followed; when it passes again it is made equal.
+TEST_F(E2ETest, MoveOutWithKeepLeavesTheCopy) {
+  Start(BaseSpec("        - {doctype: Note, use_same_name: true, condition: \"doc.public =="
+                 " 1\", on_move_out: keep}\n",
+                 {"Note"}));
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('K1', 'shown', 1))");
+  AwaitBranch("SELECT title FROM \"tabNote\" WHERE name = 'K1'", "shown");
+  Hq(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'K1')");
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log"
+                              " WHERE update_type = 'Revoke' AND note LIKE 'kept%'") == 1;
+  })) << SyncSummary() << sites_->Logs();
+  Hq(R"(UPDATE "tabNote" SET title = 'hidden edit' WHERE name = 'K1')");
+  PullNow();
+  EXPECT_EQ(OnBranch("SELECT title || '|' || public FROM \"tabNote\" WHERE name = 'K1'"),
+            "shown|1");
+  Hq(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'K1')");
+  AwaitNotesEqual();
 }
 
 }  // namespace

@@ -124,6 +124,12 @@ void TwoSites::KillConsumer() {
   (void)consumer_.process->Wait(absl::Seconds(20));
 }
 
+void TwoSites::KillProducer() {
+  if (producer_.process == nullptr) return;
+  producer_.process->Signal(SIGKILL);
+  (void)producer_.process->Wait(absl::Seconds(20));
+}
+
 bool TwoSites::ConsumerRunning() {
   return consumer_.process != nullptr && consumer_.process->Running();
 }

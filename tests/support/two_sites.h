@@ -86,6 +86,7 @@ class TwoSites {
   absl::StatusOr<std::string> StopConsumer();
   // SIGKILL, reaps it.
   void KillConsumer();
+  void KillProducer();
   bool ConsumerRunning();
 
   int consumer_metrics_port() const { return consumer_metrics_port_; }
