@@ -29,6 +29,9 @@ CREATE TABLE sync_job (
   -- consumer acknowledged the one before the last (two in flight).
   last_seq    bigint NOT NULL DEFAULT 0,
   prev_seq    bigint NOT NULL DEFAULT 0,
+  -- The log's end when it started: documents created after it come whole
+  -- through their Create, so the sync leaves them out.
+  start_seq   bigint NOT NULL DEFAULT 0,
   done        bigint NOT NULL DEFAULT 0,  -- documents examined
   total       bigint,                     -- documents when it started; NULL = not counted yet
   started_at  timestamptz NOT NULL DEFAULT now(),
@@ -51,9 +54,11 @@ BEGIN
   IF NOT active_before
      OR OLD.condition IS DISTINCT FROM NEW.condition
      OR OLD.producer_condition IS DISTINCT FROM NEW.producer_condition THEN
-    INSERT INTO es_producer.sync_job AS j (site, doctype) VALUES (NEW.site, NEW.doctype)
+    INSERT INTO es_producer.sync_job AS j (site, doctype, start_seq)
+    VALUES (NEW.site, NEW.doctype, (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))
     ON CONFLICT (site, doctype) DO UPDATE SET state = 'running', cursor = '', last_seq = 0,
-      prev_seq = 0, done = 0, total = NULL, started_at = now(), finished_at = NULL;
+      prev_seq = 0, start_seq = EXCLUDED.start_seq, done = 0, total = NULL,
+      started_at = now(), finished_at = NULL;
   END IF;
   RETURN NULL;
 END $$;

@@ -16,6 +16,7 @@ struct InitialSyncWriter::Job {
   std::string site;
   std::string doctype;
   std::string cursor;
+  int64_t start_seq = 0;
   bool counted = false;
   std::vector<std::string> conditions;  // the non-empty ones
 };
@@ -26,7 +27,8 @@ namespace {
 // last one, and whether its subscription is still active.
 constexpr pg::Query kReadyJob{
     "es_sync_ready_job",
-    "SELECT j.site, j.doctype, j.cursor, j.total IS NOT NULL AS counted, d.condition,"
+    "SELECT j.site, j.doctype, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
+    "  d.condition,"
     "  d.producer_condition,"
     "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
     " FROM es_producer.sync_job j JOIN es_producer.consumer c ON c.site = j.site"
@@ -64,15 +66,22 @@ constexpr pg::Query kAdvance{
     "  finished_at = CASE WHEN $7::boolean THEN now() END"
     " WHERE site = $1 AND doctype = $2"};
 
-// {table}; {visible}: the conditions over `t` (params from $5). $1 cursor,
-// $2 chunk size, $3 site, $4 DocType. A document is logged when it passes,
-// or when the consumer holds it (it may have to move out).
+// {table}; {visible}: the conditions over `t` (params from $6). $1 cursor,
+// $2 chunk size, $3 site, $4 DocType, $5 the job's start_seq. A document is
+// logged when it passes, or when the consumer holds it (it may have to
+// move out), unless it was created after the sync started: its Create
+// (logged, or still a raw row) brings it whole.
 constexpr char kPageSql[] =
     "SELECT t.name, ({visible}"
     "  OR EXISTS (SELECT 1 FROM es_producer.holding h WHERE h.site = $3"
     "             AND h.doctype = $4 AND h.docname = t.name)"
     "  OR EXISTS (SELECT 1 FROM es_producer.holding_change c WHERE c.site = $3"
-    "             AND c.doctype = $4 AND c.docname = t.name AND c.held)) AS wanted"
+    "             AND c.doctype = $4 AND c.docname = t.name AND c.held))"
+    " AND NOT EXISTS (SELECT 1 FROM es_producer.update_log u WHERE u.doctype = $4"
+    "                 AND u.docname = t.name AND u.seq > $5 AND u.update_type = 'Create'"
+    "                 AND u.for_site IS NULL)"
+    " AND NOT EXISTS (SELECT 1 FROM es_producer.raw_change r WHERE r.doctype = $4"
+    "                 AND r.op = 'I' AND r.new_row ->> 'name' = t.name) AS wanted"
     " FROM {table} AS t WHERE t.name COLLATE \"C\" > $1"
     " ORDER BY t.name COLLATE \"C\" LIMIT $2";
 constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
@@ -83,7 +92,8 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connect
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kReadyJob));
   if (r.rows() == 0) return Chunk{};
   Job job{std::string(r.Get(0, "site")), std::string(r.Get(0, "doctype")),
-          std::string(r.Get(0, "cursor")), r.GetBool(0, r.ColumnIndex("counted")), {}};
+          std::string(r.Get(0, "cursor")), r.GetInt64(0, r.ColumnIndex("start_seq")),
+          r.GetBool(0, r.ColumnIndex("counted")), {}};
   for (const char* column : {"condition", "producer_condition"}) {
     if (!r.Get(0, column).empty()) job.conditions.emplace_back(r.Get(0, column));
   }
@@ -102,11 +112,12 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   const std::string table = pg::QuoteIdentifier(def.table);
   // Whole-row reads: a table lacking a registry column must not fail the
   // statement inside the transaction (condition_sql.h RowRead).
-  auto visible = ConditionsToSql(job.conditions, def, RowSql{"t", RowRead::kWholeRow}, 5);
+  auto visible = ConditionsToSql(job.conditions, def, RowSql{"t", RowRead::kWholeRow}, 6);
   const std::string sql = absl::StrReplaceAll(
       kPageSql, {{"{visible}", visible.ok() ? visible->sql : std::string("TRUE")},
                  {"{table}", table}});
-  pg::Params params = {job.cursor, options_.chunk_documents, job.site, job.doctype};
+  pg::Params params = {job.cursor, options_.chunk_documents, job.site, job.doctype,
+                       job.start_seq};
   if (visible.ok()) params.insert(params.end(), visible->params.begin(), visible->params.end());
 
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
