@@ -22,53 +22,32 @@
 //    last seq examined, so invisible entries are skipped for good, and
 //    `more` says whether entries beyond it exist.
 //  * Bytes (issue 13 item 2; libsync/batch_budget.h): the answer takes
-//    whole units (an entry with the history a flip sends before it) while
-//    they fit budget.max_bytes, always the first; examining stops before
-//    the unit that does not fit (next_after_seq is the seq before it, and
-//    `more` is true). Data is read only for the entries whose stored sizes
-//    so far stay below max_bytes, so a run of large documents is read one
-//    answer at a time. An entry of the first unit that would go past
-//    budget.max_message_bytes comes without its data (data_omitted_bytes).
+//    entries while they fit budget.max_bytes, always the first; examining
+//    stops before the entry that does not fit (next_after_seq is the seq
+//    before it, and `more` is true). Data is read only for the entries
+//    whose stored sizes so far stay below max_bytes, so a run of large
+//    documents is read one answer at a time. A first entry that would go
+//    past budget.max_message_bytes comes without its data
+//    (data_omitted_bytes).
 //  * Options::interrupted is asked before each entry; a non-OK answer (the
 //    call was abandoned) ends the pull with that status, recording nothing.
-//  * Never returns an entry whose origin is the caller's site (no echoes).
-//  * Create/Update/Cancel/Rename of a subscription with a condition: visible
-//    when the current document passes the conditions. A document that no
-//    longer exists (deleted, or renamed later) is judged by the entry's data
-//    for a Create, else it is visible only if the consumer was sent it.
-//    Without conditions every such entry is visible.
-//  * Delete: visible only if the consumer was sent the document (per-site
-//    record es_producer.consumer_document, kept under the document's
-//    current name: a Rename moves it, sent or not). A sent Delete only marks
-//    the record (deleted_seq); it is dropped by the first pull whose
+//  * Never returns an entry whose origin is the caller's site (no echoes),
+//    nor one logged for another site (update_log.for_site: initial syncs).
+//  * Membership (libsync/membership.h, docs/design.md "Membership"): for a
+//    subscription with conditions, each entry is judged on the CURRENT
+//    document against what the site holds (es_producer.holding plus the
+//    pending changes up to after_seq): it goes as it is, becomes a SYNC of
+//    the current document (move-in) or a REVOKE (move-out), or is skipped;
+//    a Delete goes only to a holder. Without conditions every entry goes.
+//  * Writes (O(1) statements per pull, not one per entry; pull.cc): one
+//    transaction that drops the pending holding changes beyond after_seq
+//    (the site asks for those entries again), folds those up to the
 //    acknowledged position (acknowledged_seq if given, never above
-//    after_seq; else after_seq) reaches that seq, i.e. once the consumer
-//    has committed the Delete. A consumer that dies before committing pulls
-//    the Delete again.
-//  * Access flip: when an entry becomes visible for a document the consumer
-//    was never sent, the response also carries the document's earlier
-//    entries, in seq order, right before that entry and with their original
-//    seqs — these may be <= after_seq, and the consumer must apply them even
-//    though they are below its watermark. "Earlier entries" follow the
-//    document back through its Renames to its Create (or the oldest entry in
-//    the log, for documents that predate capture), never past a Delete of
-//    the name. A Create has no earlier entries. For a document the consumer
-//    was sent but whose entries were then withheld (condition false;
-//    consumer_document.hidden_from records the first one), the withheld
-//    entries come first the same way when it becomes visible again.
-//    Entries of the caller's own origin are never part of this.
-//  * Writes (issue 3 item 8: O(1) statements per pull, not one per entry):
-//    one transaction with at most one multi-row upsert and two multi-row
-//    DELETEs on consumer_document (documents sent or withheld; documents
-//    renamed away; deletes the consumer acknowledged) and one UPDATE of the
-//    consumer's acknowledged_seq (the acknowledged position above) and
-//    last_pull_at.
-//    If the process dies before COMMIT nothing is recorded and the repeated
-//    pull computes the same answer. If it commits but the response is lost,
-//    a repeated pull no longer sees a flipped document as "not sent" and
-//    sends its entry without the history; the consumer then takes its
-//    "Update of a missing document -> GetDocument" path (docs/design.md
-//    "Consumer / Failures"), so nothing is lost.
+//    after_seq; else after_seq) into the holdings, records this answer's
+//    changes as pending, and sets the site's acknowledged_seq and
+//    last_pull_at. If the process dies before COMMIT nothing is recorded and
+//    the repeated pull computes the same answer; a consumer that dies before
+//    committing an answer gets the same SYNCs, REVOKEs and Deletes again.
 //
 // GetDocument / FindDocuments (dependencies; docs/design.md "What a
 // consumer may see"): a document is readable by the caller when it is a
