@@ -23,7 +23,8 @@ CREATE TABLE sync_job (
   site        text NOT NULL REFERENCES consumer (site) ON DELETE CASCADE,
   doctype     text NOT NULL,
   state       text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done')),
-  -- The last document name examined ('' = none yet); names in COLLATE "C".
+  -- The last document name examined ('' = none yet), in the order of the
+  -- table's primary key (its own collation), so each chunk is an index scan.
   cursor      text NOT NULL DEFAULT '',
   -- Seqs of the last two chunks logged: the next chunk waits until the
   -- consumer acknowledged the one before the last (two in flight).

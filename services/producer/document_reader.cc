@@ -28,6 +28,15 @@ constexpr char kChildrenSql[] =
     "SELECT {row} AS row FROM {table} AS t WHERE t.parent = $1 AND t.parenttype = $2"
     " AND t.parentfield = $3 ORDER BY t.idx, t.name";
 
+// Many at once (ReadDocuments): $1 the names; children also by $2 the
+// parent DocType, $3 the Table field.
+constexpr char kParentsSql[] =
+    "SELECT t.name, to_jsonb(t)::text AS row FROM {table} AS t WHERE t.name = ANY($1::text[])";
+constexpr char kChildrenOfSql[] =
+    "SELECT t.parent, to_jsonb(t)::text AS row FROM {table} AS t"
+    " WHERE t.parent = ANY($1::text[]) AND t.parenttype = $2 AND t.parentfield = $3"
+    " ORDER BY t.parent, t.idx, t.name";
+
 // Documents already warned about (bounded: past it, no more warnings).
 constexpr size_t kMaxWarned = 10000;
 ABSL_CONST_INIT absl::Mutex warned_mu(absl::kConstInit);
@@ -109,7 +118,66 @@ void WarnUnrepresentable(const DocTypeDef& def, absl::string_view name,
       absl::CHexEscape(name), absl::CHexEscape(def.name), std::string(why.message()));
 }
 
+// Parses one row of ReadDocuments: the registry's columns and "doctype".
+absl::StatusOr<Value> ParseRow(absl::string_view text, const DocTypeDef& of) {
+  ASSIGN_OR_RETURN(Value v, Value::ParseJson(std::string_view(text.data(), text.size())));
+  KeepReplicatedColumns(&of, &v);
+  v["doctype"] = Value::String(of.name);
+  return v;
+}
+
 }  // namespace
+
+absl::StatusOr<std::map<std::string, Value>> ReadDocuments(pg::Connection* conn,
+                                                          const DocTypeRegistry& registry,
+                                                          const DocTypeDef& def,
+                                                          const std::vector<std::string>& names) {
+  std::map<std::string, Value> out;
+  std::set<std::string> alone;  // rows that do not parse: read one by one
+  const std::string all = pg::TextArray(names);
+  ASSIGN_OR_RETURN(pg::Result parents,
+                   conn->Exec(absl::StrReplaceAll(kParentsSql, {{"{table}",
+                                                                 pg::QuoteIdentifier(def.table)}}),
+                              {all}));
+  for (int i = 0; i < parents.rows(); ++i) {
+    const std::string name(parents.Get(i, "name"));
+    absl::StatusOr<Value> doc = ParseRow(parents.Get(i, "row"), def);
+    if (!doc.ok()) {
+      alone.insert(name);
+      continue;
+    }
+    for (const FieldDef& field : def.fields) {
+      if (field.is_table()) (*doc)[field.fieldname] = Value::EmptyArray();
+    }
+    out.emplace(name, *std::move(doc));
+  }
+  for (const FieldDef& field : def.fields) {
+    const DocTypeDef* child = field.is_table() ? registry.Find(field.options) : nullptr;
+    if (child == nullptr) continue;
+    ASSIGN_OR_RETURN(pg::Result rows,
+                     conn->Exec(absl::StrReplaceAll(kChildrenOfSql,
+                                                    {{"{table}", pg::QuoteIdentifier(child->table)}}),
+                                {all, def.name, field.fieldname}));
+    for (int i = 0; i < rows.rows(); ++i) {
+      const std::string parent(rows.Get(i, "parent"));
+      auto it = out.find(parent);
+      if (it == out.end()) continue;
+      absl::StatusOr<Value> row = ParseRow(rows.Get(i, "row"), *child);
+      if (!row.ok()) {
+        alone.insert(parent);
+        out.erase(it);
+        continue;
+      }
+      it->second[field.fieldname].mutable_array().push_back(*std::move(row));
+    }
+  }
+  for (const std::string& name : alone) {
+    out.erase(name);
+    ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(conn, registry, def, name));
+    if (doc) out.emplace(name, *std::move(doc));
+  }
+  return out;
+}
 
 absl::StatusOr<std::optional<Value>> ReadDocument(
     pg::Connection* conn, const DocTypeRegistry& registry,

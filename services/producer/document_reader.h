@@ -23,8 +23,10 @@
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_
 
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -45,6 +47,15 @@ absl::StatusOr<std::optional<Value>> ReadDocument(
     pg::Connection* conn, const DocTypeRegistry& registry,
     const DocTypeDef& def, absl::string_view name,
     bool same_work_when_missing = false);
+
+// Many documents of `def` at once: one statement for the parents and one
+// per child table, whatever the number of names (initial sync chunks).
+// Missing names are left out; a document that cannot be represented is read
+// again alone by ReadDocument (and so left out with its warning).
+absl::StatusOr<std::map<std::string, Value>> ReadDocuments(pg::Connection* conn,
+                                                          const DocTypeRegistry& registry,
+                                                          const DocTypeDef& def,
+                                                          const std::vector<std::string>& names);
 
 }  // namespace eventstream
 

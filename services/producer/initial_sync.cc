@@ -82,8 +82,7 @@ constexpr char kPageSql[] =
     "                 AND u.for_site IS NULL)"
     " AND NOT EXISTS (SELECT 1 FROM es_producer.raw_change r WHERE r.doctype = $4"
     "                 AND r.op = 'I' AND r.new_row ->> 'name' = t.name) AS wanted"
-    " FROM {table} AS t WHERE t.name COLLATE \"C\" > $1"
-    " ORDER BY t.name COLLATE \"C\" LIMIT $2";
+    " FROM {table} AS t WHERE t.name > $1 ORDER BY t.name LIMIT $2";
 constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
 
 }  // namespace
@@ -130,14 +129,17 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
     total = n.GetInt64(0, n.ColumnIndex("n"));
   }
   ASSIGN_OR_RETURN(pg::Result page, conn->Exec(sql, params));
-  std::vector<std::string> names, data;
+  std::vector<std::string> wanted;
   for (int i = 0; i < page.rows(); ++i) {
-    if (page.Get(i, "wanted") != "t") continue;
-    const std::string name(page.Get(i, "name"));
-    ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(conn, config_->registry, def, name));
-    if (!doc) continue;  // cannot be represented: treated as absent
+    if (page.Get(i, "wanted") == "t") wanted.emplace_back(page.Get(i, "name"));
+  }
+  // One statement per table for the whole chunk; a document that cannot be
+  // represented is left out (document_reader.h).
+  ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry, def, wanted));
+  std::vector<std::string> names, data;
+  for (auto& [name, doc] : docs) {
     names.push_back(name);
-    data.push_back(doc->ToJson());
+    data.push_back(doc.ToJson());
   }
   int64_t end_seq = 0;
   if (!names.empty()) {

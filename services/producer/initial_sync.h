@@ -27,7 +27,7 @@ namespace eventstream {
 class InitialSyncWriter {
  public:
   struct Options {
-    int chunk_documents = 200;  // documents examined per chunk
+    int chunk_documents = 500;  // documents examined per chunk
   };
   struct Chunk {
     int written = 0;       // Sync entries logged
