@@ -95,6 +95,7 @@ class WebhookDelivery {
   void DispatchLoop();
   // DeleteExpired when `*next_cleanup` has come; then sets the next one.
   absl::Status CleanupIfDue(pg::Connection* conn, absl::Time* next_cleanup);
+  absl::Duration CleanupInterval() const;
   // The busy_cpu_percent pause after a pass that queued requests; false
   // when stopping.
   bool PauseAfterPass(webhook_dispatch::PauseReport* report);

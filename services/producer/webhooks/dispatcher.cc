@@ -618,13 +618,16 @@ absl::Status WebhookDelivery::DeleteExpired(pg::Connection* conn) {
   return absl::OkStatus();
 }
 
+// Once a minute (sooner for a retention below two minutes).
+absl::Duration WebhookDelivery::CleanupInterval() const {
+  return std::clamp(options_.retention / 2, absl::Seconds(1), absl::Minutes(1));
+}
+
 absl::Status WebhookDelivery::CleanupIfDue(pg::Connection* conn,
                                            absl::Time* next_cleanup) {
   if (absl::Now() < *next_cleanup) return absl::OkStatus();
   absl::Status status = DeleteExpired(conn);
-  // Once a minute (sooner for a retention below two minutes).
-  *next_cleanup = absl::Now() + std::clamp(options_.retention / 2,
-                                           absl::Seconds(1), absl::Minutes(1));
+  *next_cleanup = absl::Now() + CleanupInterval();
   return status;
 }
 
@@ -632,7 +635,8 @@ void WebhookDelivery::DispatchLoop() {
   LowerThisThreadPriority(options_.nice);
   std::unique_ptr<pg::Connection> conn;
   bool failing = false;
-  absl::Time next_cleanup = absl::Now();
+  // Not at once: a restarted producer first catches up on its passes.
+  absl::Time next_cleanup = absl::Now() + CleanupInterval();
   webhook_dispatch::PauseReport report;
   while (true) {
     absl::Status status = Reconnect(&conn);
