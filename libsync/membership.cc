@@ -28,6 +28,11 @@ MembershipPlan::Step Judge(const MemberEntry& e, Holdings* holdings,
   const bool rename = e.update_type == "Rename";
   const DocKey known = rename ? DocKey{e.doctype, e.old_name} : now;
   const bool held = holdings->Has(known);
+  if (e.update_type == "Revoke") {
+    // Logged when a subscription ended: what the consumer holds goes.
+    holdings->Set(e.seq, known, false, changes);
+    return {Verdict::kSend, ""};
+  }
   if (e.update_type == "Sync") {
     // An initial sync's entry: the document as it is now decides (a
     // document gone since has its Delete later in the log).

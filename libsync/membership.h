@@ -13,7 +13,8 @@
 // since (deleted or renamed later) counts as passing exactly when held. A
 // Rename moves the holding to the new name. A Sync entry an initial sync
 // logged for the consumer becomes a SYNC of the current document when it
-// passes (held or not), a REVOKE when it fails and is held, else nothing. Subscriptions without
+// passes (held or not), a REVOKE when it fails and is held, else nothing;
+// a Revoke entry logged when its subscription ended goes as it is. Subscriptions without
 // conditions hold everything: their entries all go as they are and nothing
 // is recorded.
 //
@@ -39,7 +40,7 @@ struct MemberEntry {
   int64_t seq = 0;
   std::string doctype;
   std::string docname;      // the document's name after the entry
-  std::string update_type;  // Create | Update | Cancel | Rename | Delete | Sync
+  std::string update_type;  // Create | Update | Cancel | Rename | Delete | Sync | Revoke
   std::string old_name;     // Rename: the name before
   bool tracked = false;     // its subscription has conditions
   // Whether the current document passes the conditions for this entry;

@@ -9,7 +9,7 @@
 ALTER TABLE update_log ADD COLUMN for_site text;
 ALTER TABLE update_log DROP CONSTRAINT update_log_update_type_check;
 ALTER TABLE update_log ADD CONSTRAINT update_log_update_type_check
-  CHECK (update_type IN ('Create', 'Update', 'Cancel', 'Rename', 'Delete', 'Sync'));
+  CHECK (update_type IN ('Create', 'Update', 'Cancel', 'Rename', 'Delete', 'Sync', 'Revoke'));
 
 -- The consumer asked for changes from now on only (`initial_sync: false`).
 ALTER TABLE consumer_doctype ADD COLUMN skip_initial_sync boolean NOT NULL DEFAULT false;
@@ -22,6 +22,9 @@ ALTER TABLE consumer_doctype ADD COLUMN skip_initial_sync boolean NOT NULL DEFAU
 CREATE TABLE sync_job (
   site        text NOT NULL REFERENCES consumer (site) ON DELETE CASCADE,
   doctype     text NOT NULL,
+  -- sync: the documents the consumer may see, as Sync entries; revoke: the
+  -- subscription ended, every document it holds as a Revoke entry.
+  kind        text NOT NULL DEFAULT 'sync' CHECK (kind IN ('sync', 'revoke')),
   state       text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done')),
   -- The last document name examined ('' = none yet), in the order of the
   -- table's primary key (its own collation), so each chunk is an index scan.
@@ -42,25 +45,32 @@ CREATE TABLE sync_job (
 
 -- A subscription that becomes active (first approval, re-subscribe, a
 -- DocType added later), or whose conditions change while active, (re)starts
--- its initial sync, unless the consumer asked for none. Every path that
--- writes consumer_doctype (RPCs, config, admin) goes through here.
+-- its initial sync, unless the consumer asked for none; one that stops
+-- being active (unsubscribed, rejected, back to pending) revokes what the
+-- consumer holds. Every path that writes consumer_doctype (RPCs, config,
+-- admin) goes through here.
 CREATE FUNCTION start_initial_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   active_now boolean := NEW.status = 'approved' AND NOT NEW.unsubscribed;
   active_before boolean := TG_OP = 'UPDATE' AND OLD.status = 'approved' AND NOT OLD.unsubscribed;
+  job text;
 BEGIN
-  IF NOT active_now OR NEW.skip_initial_sync THEN
+  IF active_before AND NOT active_now THEN
+    job := 'revoke';
+  ELSIF active_now AND NOT NEW.skip_initial_sync
+        AND (NOT active_before
+             OR OLD.condition IS DISTINCT FROM NEW.condition
+             OR OLD.producer_condition IS DISTINCT FROM NEW.producer_condition) THEN
+    job := 'sync';
+  ELSE
     RETURN NULL;
   END IF;
-  IF NOT active_before
-     OR OLD.condition IS DISTINCT FROM NEW.condition
-     OR OLD.producer_condition IS DISTINCT FROM NEW.producer_condition THEN
-    INSERT INTO es_producer.sync_job AS j (site, doctype, start_seq)
-    VALUES (NEW.site, NEW.doctype, (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))
-    ON CONFLICT (site, doctype) DO UPDATE SET state = 'running', cursor = '', last_seq = 0,
-      prev_seq = 0, start_seq = EXCLUDED.start_seq, done = 0, total = NULL,
-      started_at = now(), finished_at = NULL;
-  END IF;
+  INSERT INTO es_producer.sync_job AS j (site, doctype, kind, start_seq)
+  VALUES (NEW.site, NEW.doctype, job,
+          (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))
+  ON CONFLICT (site, doctype) DO UPDATE SET kind = EXCLUDED.kind, state = 'running',
+    cursor = '', last_seq = 0, prev_seq = 0, start_seq = EXCLUDED.start_seq, done = 0,
+    total = NULL, started_at = now(), finished_at = NULL;
   RETURN NULL;
 END $$;
 CREATE TRIGGER start_initial_sync AFTER INSERT OR UPDATE ON consumer_doctype

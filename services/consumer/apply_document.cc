@@ -333,7 +333,16 @@ absl::StatusOr<Outcome> DocumentApplier::Apply(const v1::UpdateLogEntry& e) {
 absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e) {
   pending_.clear();
   depth_ = 0;
-  ASSIGN_OR_RETURN(const Target t, Resolve(e.doctype()));
+  absl::StatusOr<Target> resolved = Resolve(e.doctype());
+  if (!resolved.ok() && e.update_type() == v1::UPDATE_TYPE_REVOKE) {
+    // A subscription this site dropped from its config: the producer
+    // revokes what it held, and there is nothing here to apply it to.
+    Outcome out;
+    out.note = absl::StrCat("not subscribed here any more (", resolved.status().message(),
+                            "); nothing to do");
+    return out;
+  }
+  ASSIGN_OR_RETURN(const Target t, std::move(resolved));
   if (e.data_omitted_bytes() > 0 ||
       (e.data_json().empty() && e.update_type() != v1::UPDATE_TYPE_DELETE &&
        e.update_type() != v1::UPDATE_TYPE_REVOKE)) {

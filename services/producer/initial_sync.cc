@@ -15,6 +15,7 @@ namespace eventstream {
 struct InitialSyncWriter::Job {
   std::string site;
   std::string doctype;
+  bool revoke = false;  // kind 'revoke': the subscription ended
   std::string cursor;
   int64_t start_seq = 0;
   bool counted = false;
@@ -24,10 +25,11 @@ struct InitialSyncWriter::Job {
 namespace {
 
 // The oldest running job whose consumer acknowledged the chunk before its
-// last one, and whether its subscription is still active.
+// last one, and whether its subscription is active (a sync job needs it to
+// be, a revoke job the opposite; the trigger replaces one by the other).
 constexpr pg::Query kReadyJob{
     "es_sync_ready_job",
-    "SELECT j.site, j.doctype, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
+    "SELECT j.site, j.doctype, j.kind, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
     "  d.condition,"
     "  d.producer_condition,"
     "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
@@ -55,7 +57,7 @@ constexpr pg::Query kInsert{
     "es_sync_insert",
     "INSERT INTO es_producer.update_log"
     "   (seq, doctype, docname, update_type, data, origin, txid, for_site)"
-    " SELECT u.seq::bigint, $1, u.name, 'Sync', u.data::jsonb, NULL, pg_current_xact_id(), $2"
+    " SELECT u.seq::bigint, $1, u.name, $6, u.data::jsonb, NULL, pg_current_xact_id(), $2"
     " FROM unnest($3::text[], $4::text[], $5::text[]) AS u(seq, name, data)"};
 constexpr pg::Query kAdvance{
     "es_sync_advance",
@@ -90,15 +92,19 @@ constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
 absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connection* conn) const {
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kReadyJob));
   if (r.rows() == 0) return Chunk{};
-  Job job{std::string(r.Get(0, "site")), std::string(r.Get(0, "doctype")),
-          std::string(r.Get(0, "cursor")), r.GetInt64(0, r.ColumnIndex("start_seq")),
-          r.GetBool(0, r.ColumnIndex("counted")), {}};
+  Job job{std::string(r.Get(0, "site")),
+          std::string(r.Get(0, "doctype")),
+          r.Get(0, "kind") == "revoke",
+          std::string(r.Get(0, "cursor")),
+          r.GetInt64(0, r.ColumnIndex("start_seq")),
+          r.GetBool(0, r.ColumnIndex("counted")),
+          {}};
   for (const char* column : {"condition", "producer_condition"}) {
     if (!r.Get(0, column).empty()) job.conditions.emplace_back(r.Get(0, column));
   }
   const DocTypeDef* def = config_->registry.Find(job.doctype);
-  if (!r.GetBool(0, r.ColumnIndex("active")) || def == nullptr || def->istable) {
-    // No longer followed (or no longer in the registry): nothing to send.
+  if (r.GetBool(0, r.ColumnIndex("active")) == job.revoke || def == nullptr || def->istable) {
+    // Superseded, or no longer in the registry: nothing to send.
     RETURN_IF_ERROR(conn->ExecPrepared(kFinish, {job.site, job.doctype}).status());
     return Chunk{0, 0, true};
   }
@@ -111,7 +117,12 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   const std::string table = pg::QuoteIdentifier(def.table);
   // Whole-row reads: a table lacking a registry column must not fail the
   // statement inside the transaction (condition_sql.h RowRead).
-  auto visible = ConditionsToSql(job.conditions, def, RowSql{"t", RowRead::kWholeRow}, 6);
+  // A revoke job logs what the consumer holds: for a subscription with
+  // conditions its holdings, without them every document.
+  auto visible = job.revoke ? absl::StatusOr<SqlPredicate>(SqlPredicate{
+                                  job.conditions.empty() ? "TRUE" : "FALSE", {}})
+                            : ConditionsToSql(job.conditions, def,
+                                              RowSql{"t", RowRead::kWholeRow}, 6);
   const std::string sql = absl::StrReplaceAll(
       kPageSql, {{"{visible}", visible.ok() ? visible->sql : std::string("TRUE")},
                  {"{table}", table}});
@@ -133,13 +144,20 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   for (int i = 0; i < page.rows(); ++i) {
     if (page.Get(i, "wanted") == "t") wanted.emplace_back(page.Get(i, "name"));
   }
-  // One statement per table for the whole chunk; a document that cannot be
-  // represented is left out (document_reader.h).
-  ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry, def, wanted));
   std::vector<std::string> names, data;
-  for (auto& [name, doc] : docs) {
-    names.push_back(name);
-    data.push_back(doc.ToJson());
+  if (job.revoke) {
+    for (std::string& name : wanted) {
+      names.push_back(std::move(name));
+      data.push_back(R"({"reason": "the subscription ended"})");
+    }
+  } else {
+    // One statement per table for the whole chunk; a document that cannot
+    // be represented is left out (document_reader.h).
+    ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry, def, wanted));
+    for (auto& [name, doc] : docs) {
+      names.push_back(name);
+      data.push_back(doc.ToJson());
+    }
   }
   int64_t end_seq = 0;
   if (!names.empty()) {
@@ -152,7 +170,8 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
                                     static_cast<int64_t>(i)));
     }
     RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, pg::TextArray(seqs),
-                                                 pg::TextArray(names), pg::TextArray(data)})
+                                                 pg::TextArray(names), pg::TextArray(data),
+                                                 job.revoke ? "Revoke" : "Sync"})
                         .status());
   }
   const bool finished = page.rows() < options_.chunk_documents;
@@ -163,9 +182,9 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
                                                 total, finished})
                       .status());
   RETURN_IF_ERROR(tx->Commit());
-  spdlog::info("initial sync of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
-               job.doctype, job.site, page.rows(), cursor, names.size(),
-               finished ? "; done" : "");
+  spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
+               job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,
+               page.rows(), cursor, names.size(), finished ? "; done" : "");
   return Chunk{static_cast<int>(names.size()), end_seq, true};
 }
 

@@ -36,9 +36,10 @@ constexpr pg::Query kWindow{
     " FROM (SELECT *, wanted AND coalesce(sum(CASE WHEN wanted THEN pg_column_size(data) END)"
     "         OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)"
     "         < $5 AS read_data"
-    "       FROM (SELECT *, (doctype = ANY($3::text[])"
-    "                        AND origin IS DISTINCT FROM $4"
-    "                        AND (for_site IS NULL OR for_site = $4)) AS wanted"
+    "       FROM (SELECT *, ((doctype = ANY($3::text[])"
+    "                         AND origin IS DISTINCT FROM $4"
+    "                         AND (for_site IS NULL OR for_site = $4))"
+    "                        OR (for_site = $4 AND update_type = 'Revoke')) AS wanted"
     "             FROM es_producer.update_log WHERE seq > $1"
     "             ORDER BY seq LIMIT $2) AS e) AS f"
     " ORDER BY seq"};
@@ -195,7 +196,14 @@ absl::StatusOr<std::vector<MemberEntry>> UpdateFeed::JudgeEntries(
   std::vector<MemberEntry> out;
   for (const FeedEntry& e : wanted) {
     RETURN_IF_ERROR(Interrupted());
-    const Subscription& sub = subs.find(e.doctype)->second;
+    auto found = subs.find(e.doctype);
+    if (found == subs.end() || e.update_type == "Revoke") {
+      // A Revoke of a subscription that ended (initial_sync.h): it goes.
+      out.push_back(MemberEntry{e.seq, e.doctype, e.docname, e.update_type, "", true,
+                                std::nullopt});
+      continue;
+    }
+    const Subscription& sub = found->second;
     MemberEntry m{e.seq, e.doctype, e.docname, e.update_type, "", !sub.conditions.empty(),
                   std::nullopt};
     if (e.update_type == "Rename") m.old_name = OldName(e);

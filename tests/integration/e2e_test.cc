@@ -263,13 +263,16 @@ class E2ETest : public ::testing::Test {
   }
 
   void Approve(const std::string& doctype) {
+    SetStatus(doctype, v1::SUBSCRIPTION_STATUS_APPROVED);
+  }
+  void SetStatus(const std::string& doctype, v1::SubscriptionStatus status) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", TwoSites::kHqAdmin);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::SetSubscriptionStatusRequest req;
     req.set_consumer_site("branch");
     req.set_doctype(doctype);
-    req.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
+    req.set_status(status);
     v1::SetSubscriptionStatusResponse resp;
     grpc::Status s = hq_stub_->SetSubscriptionStatus(&ctx, req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
@@ -1070,6 +1073,32 @@ TEST_F(E2ETest, DISABLED_MeasureInitialSync) {
   std::printf("[          ] initial sync of %d Notes (3 rows each): %.1f s, %.0f docs/s\n", docs,
               seconds, docs / seconds);
   if (std::getenv("ES_SYNC_LOGS") != nullptr) std::printf("%s\n", sites_->Logs().c_str());
+}
+
+// A subscription that ends (here: rejected at hq) revokes everything the
+// branch holds of it: with a condition, what passed it; without, every
+// document (on_move_out: delete, the default, removes them here).
+TEST_F(E2ETest, SubscriptionEndRevokesWhatTheBranchHolds) {
+  TwoSites::Spec spec = BaseSpec(
+      std::string(kNotePublic) + "        - {doctype: Project, use_same_name: true}\n", {});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(40, /*alternate=*/true) +
+                "INSERT INTO \"tabProject\" (name, title) SELECT 'P' || g, 'p'"
+                " FROM generate_series(1, 30) g;\n";
+  Start(spec, {"Note", "Project"});
+  AwaitBranchHoldsNotesWhere("public = 1");
+  AwaitBranch("SELECT count(*) FROM \"tabProject\"", "30");
+  SetStatus("Note", v1::SUBSCRIPTION_STATUS_REJECTED);
+  SetStatus("Project", v1::SUBSCRIPTION_STATUS_REJECTED);
+  AwaitBranch("SELECT count(*) FROM \"tabNote\"", "0");
+  AwaitBranch("SELECT count(*) FROM \"tabProject\"", "0");
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log"
+                               " WHERE update_type = 'Revoke' AND status = 'Synced'"),
+            20 + 30);
+  // Nothing more of them flows.
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('late', 'x', 1))");
+  PullNow();
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "0");
 }
 
 // `initial_sync: false`: only what changes from now on.

@@ -107,6 +107,13 @@ TEST(PlanMembership, InitialSyncEntriesFollowTheCurrentDocument) {
             (std::vector<HoldingChange>{{1, K("a"), true}, {3, K("c"), false}}));
 }
 
+TEST(PlanMembership, RevokesOfAnEndedSubscriptionGoAndEndTheHolding) {
+  auto plan = PlanMembership({E(1, "Revoke", "a", std::nullopt), E(2, "Revoke", "b", std::nullopt)},
+                             {K("a")});
+  EXPECT_EQ(Verdicts(plan), "send send");
+  EXPECT_EQ(plan.changes, (std::vector<HoldingChange>{{1, K("a"), false}}));
+}
+
 TEST(PlanMembership, UntrackedSubscriptionsSendEverythingAndRecordNothing) {
   MemberEntry e = E(1, "Delete", "x", std::nullopt);
   e.tracked = false;
