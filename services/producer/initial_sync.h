@@ -1,6 +1,7 @@
 // InitialSyncWriter: logs the initial sync of a subscription (docs/design.md
 // "Membership"; issue 14) as Sync entries for that consumer alone
-// (update_log.for_site), one chunk of documents at a time, in name order.
+// (update_log.for_site), one chunk of documents at a time, in name order;
+// and, when a subscription ends, Revoke entries for what the consumer holds.
 //
 // A job (es_producer.sync_job) starts when a subscription becomes active or
 // its conditions change (a trigger, migration 0010). A chunk is written
