@@ -214,6 +214,26 @@ grpc::Status ConsumerService::PullNow(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status ConsumerService::Resnapshot(grpc::ServerContext* context,
+                                         const v1::ResnapshotRequest* request,
+                                         v1::ResnapshotResponse* response) {
+  ES_AUTHORIZE(*deps_.auth, context, Role::kAdmin);
+  auto it = deps_.pullers.find(request->producer());
+  if (it == deps_.pullers.end()) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("no producer \"", request->producer(),
+                                     "\" in consumer.producers (ListProducers lists them)"));
+  }
+  if (request->doctype().empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
+  auto answer = it->second->link()->RestartSync(request->doctype());
+  if (!answer.ok()) return AnswerRpc("Consumer.Resnapshot", answer.status());
+  spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)", request->producer(),
+               request->doctype());
+  *response->mutable_subscription() = answer->subscription();
+  return grpc::Status::OK;
+}
+
 grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
                                           const v1::ListSyncLogRequest* request,
                                           v1::ListSyncLogResponse* response) {

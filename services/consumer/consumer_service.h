@@ -58,6 +58,8 @@ class ConsumerService final : public v1::Consumer::Service {
                            v1::ListSyncLogResponse* response) override;
   grpc::Status Resync(grpc::ServerContext* context, const v1::ResyncRequest* request,
                       v1::ResyncResponse* response) override;
+  grpc::Status Resnapshot(grpc::ServerContext* context, const v1::ResnapshotRequest* request,
+                          v1::ResnapshotResponse* response) override;
 
  private:
   Deps deps_;

@@ -88,6 +88,16 @@ absl::StatusOr<v1::UpdateSubscriptionResponse> ProducerLink::UpdateSubscription(
   return response;
 }
 
+absl::StatusOr<v1::RestartSyncResponse> ProducerLink::RestartSync(const std::string& doctype) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::RestartSyncRequest request;
+  request.set_doctype(doctype);
+  v1::RestartSyncResponse response;
+  RETURN_IF_ERROR(Convert("RestartSync", stub_->RestartSync(&context, request, &response)));
+  return response;
+}
+
 absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
     int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq) {
   grpc::ClientContext context;

@@ -82,6 +82,8 @@ class ProducerLink : public DependencySource {
       const v1::RegisterConsumerRequest& request);
   virtual absl::StatusOr<v1::UpdateSubscriptionResponse> UpdateSubscription(
       const v1::UpdateSubscriptionRequest& request);
+  // Producer.RestartSync of the producer's DocType `doctype` (Resnapshot).
+  absl::StatusOr<v1::RestartSyncResponse> RestartSync(const std::string& doctype);
   // Thread-safe (the puller fetches the next batch on another thread while
   // applying one). acknowledged_seq: see PullUpdatesRequest.
   virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(

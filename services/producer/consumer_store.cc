@@ -97,6 +97,14 @@ constexpr pg::Query kLockRow{
     "es_consumers_lock_row",
     "SELECT " ES_SUBSCRIPTION_COLUMNS " FROM es_producer.consumer_doctype"
     " WHERE site = $1 AND doctype = $2 FOR UPDATE"};
+// The same reset the trigger on consumer_doctype makes (migration 0010).
+constexpr pg::Query kRestartSync{
+    "es_consumers_restart_sync",
+    "INSERT INTO es_producer.sync_job (site, doctype, kind, start_seq)"
+    " VALUES ($1, $2, 'sync', (SELECT coalesce(max(seq), 0) FROM es_producer.update_log))"
+    " ON CONFLICT (site, doctype) DO UPDATE SET kind = 'sync', state = 'running',"
+    "  cursor = '', last_seq = 0, prev_seq = 0, start_seq = EXCLUDED.start_seq, done = 0,"
+    "  total = NULL, started_at = now(), finished_at = NULL"};
 constexpr pg::Query kSetStatus{
     "es_consumers_set_status",
     "UPDATE es_producer.consumer_doctype SET status = $3, updated_at = now()"
@@ -413,6 +421,30 @@ absl::StatusOr<std::vector<SubscriptionRow>> ConsumerStore::UpdateSubscription(
                reg.notify_address.empty() ? "off" : reg.notify_address,
                Describe(rows));
   return rows;
+}
+
+absl::StatusOr<SubscriptionRow> ConsumerStore::RestartSync(absl::string_view site,
+                                                           absl::string_view doctype) {
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
+  ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockRow, {site, doctype}));
+  if (found.rows() == 0) {
+    return absl::NotFoundError(absl::StrCat("consumer site ", Quote(site),
+                                            " has not asked for DocType ", Quote(doctype)));
+  }
+  const SubscriptionRow before = RowAt(found, 0);
+  if (before.status != SubscriptionStatus::kApproved || before.unsubscribed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "consumer site ", Quote(site), "'s subscription to ", Quote(doctype), " is ",
+        before.unsubscribed ? "unsubscribed" : StatusText(before.status),
+        ": only an approved subscription has an initial sync to run again"));
+  }
+  RETURN_IF_ERROR(conn->Exec(kRestartSync, {site, doctype}).status());
+  ASSIGN_OR_RETURN(pg::Result row, conn->Exec(kLockRow, {site, doctype}));
+  RETURN_IF_ERROR(tx->Commit());
+  spdlog::info("consumer {} asked for the initial sync of {} again", std::string(site),
+               std::string(doctype));
+  return RowAt(row, 0);
 }
 
 absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,

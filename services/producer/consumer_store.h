@@ -124,6 +124,11 @@ class ConsumerStore {
   // the caller proved it acts for reg.site.
   absl::StatusOr<std::vector<SubscriptionRow>> UpdateSubscription(
       const ConsumerRegistration& reg);
+  // Runs the initial sync of an active subscription again (Producer.
+  // RestartSync; docs/design.md "Membership"). NOT_FOUND for a DocType the
+  // site never asked for; FAILED_PRECONDITION when it is not active.
+  absl::StatusOr<SubscriptionRow> RestartSync(absl::string_view site,
+                                              absl::string_view doctype);
   // NOT_FOUND for an unknown site or a DocType the site never asked for;
   // FAILED_PRECONDITION for a row the config decides, or when capture
   // cannot be installed (e.g. the DocType's table is missing).

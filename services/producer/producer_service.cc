@@ -312,6 +312,21 @@ grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status ProducerService::RestartSync(grpc::ServerContext* context,
+                                          const v1::RestartSyncRequest* request,
+                                          v1::RestartSyncResponse* response) {
+  std::optional<CallLimiter::Slot> slot;
+  auto principal = Admit(context, &slot);
+  if (!principal.ok()) return ToGrpc(principal.status());
+  CallScope scope(context);
+  if (request->doctype().empty())
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
+  auto row = deps_.consumers->RestartSync(principal->key, request->doctype());
+  if (!row.ok()) return AnswerRpc("Producer.RestartSync", row.status());
+  ToProto(*row, response->mutable_subscription());
+  return grpc::Status::OK;
+}
+
 grpc::Status ProducerService::SetSubscriptionStatus(
     grpc::ServerContext* context, const v1::SetSubscriptionStatusRequest* request,
     v1::SetSubscriptionStatusResponse* response) {

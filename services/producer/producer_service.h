@@ -78,6 +78,8 @@ class ProducerService final : public v1::Producer::Service {
   grpc::Status SetSubscriptionStatus(grpc::ServerContext* context,
                                      const v1::SetSubscriptionStatusRequest* request,
                                      v1::SetSubscriptionStatusResponse* response) override;
+  grpc::Status RestartSync(grpc::ServerContext* context, const v1::RestartSyncRequest* request,
+                           v1::RestartSyncResponse* response) override;
 
  private:
   // OK, or the UNAUTHENTICATED / PERMISSION_DENIED status to return; then

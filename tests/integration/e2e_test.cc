@@ -1101,6 +1101,43 @@ TEST_F(E2ETest, SubscriptionEndRevokesWhatTheBranchHolds) {
   EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "0");
 }
 
+// Resnapshot repairs a branch that drifted: a deleted copy comes back, an
+// edited one is made equal again, an edited child row too.
+TEST_F(E2ETest, ResnapshotRepairsDeletedAndEditedCopies) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(50, /*alternate=*/false);
+  Start(spec);
+  AwaitNotesEqual();
+  ASSERT_TRUE(Eventually([&] { return NoteSync(HqConsumer()).state() == "done"; }));
+  ASSERT_TRUE(branch()->ExecScript(R"(
+    DELETE FROM "tabNote Item" WHERE parent = 'S00007';
+    DELETE FROM "tabNote" WHERE name = 'S00007';
+    UPDATE "tabNote" SET title = 'edited here' WHERE name = 'S00011';
+    UPDATE "tabNote Item" SET qty = 99 WHERE name = 'S00012-1';)").ok());
+  ASSERT_FALSE(NotesEqual());
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ResnapshotRequest req;
+  req.set_producer("hq");
+  req.set_doctype("Note");
+  v1::ResnapshotResponse resp;
+  grpc::Status s = stub_->Resnapshot(&ctx, req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.subscription().initial_sync().state(), "running");
+  AwaitNotesEqual();
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
+            0);
+  // Unknown producer, unknown DocType: clear errors.
+  grpc::ClientContext bad;
+  bad.AddMetadata("authorization", TwoSites::kBranchAdmin);
+  req.set_doctype("Nope");
+  s = stub_->Resnapshot(&bad, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_NE(s.error_message().find("Nope"), std::string::npos) << s.error_message();
+}
+
 // `initial_sync: false`: only what changes from now on.
 TEST_F(E2ETest, InitialSyncOffSendsOnlyNewChanges) {
   TwoSites::Spec spec = BaseSpec(
