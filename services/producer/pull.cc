@@ -193,6 +193,23 @@ absl::StatusOr<std::set<DocKey>> UpdateFeed::LoadHoldings(pg::Connection* conn,
 absl::StatusOr<std::vector<MemberEntry>> UpdateFeed::JudgeEntries(
     pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
     const std::vector<FeedEntry>& wanted, std::map<DocKey, std::optional<Value>>* current) {
+  // The current documents the conditions need, read with one statement per
+  // table (and DocType) for the whole window.
+  std::map<std::string, std::vector<std::string>> to_read;  // doctype -> names
+  for (const FeedEntry& e : wanted) {
+    auto found = subs.find(e.doctype);
+    if (found == subs.end() || found->second.conditions.empty() ||
+        e.update_type == "Delete" || e.update_type == "Revoke" ||
+        !current->emplace(DocKey{e.doctype, e.docname}, std::nullopt).second) {
+      continue;
+    }
+    to_read[e.doctype].push_back(e.docname);
+  }
+  for (const auto& [doctype, names] : to_read) {
+    ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry,
+                                              *subs.find(doctype)->second.def, names));
+    for (auto& [name, doc] : docs) (*current)[{doctype, name}] = std::move(doc);
+  }
   std::vector<MemberEntry> out;
   for (const FeedEntry& e : wanted) {
     RETURN_IF_ERROR(Interrupted());
@@ -208,16 +225,8 @@ absl::StatusOr<std::vector<MemberEntry>> UpdateFeed::JudgeEntries(
                   std::nullopt};
     if (e.update_type == "Rename") m.old_name = OldName(e);
     if (m.tracked && e.update_type != "Delete") {
-      const DocKey key{e.doctype, e.docname};
-      auto it = current->find(key);
-      if (it == current->end()) {
-        ASSIGN_OR_RETURN(std::optional<Value> doc,
-                         ReadDocument(conn, config_->registry, *sub.def, e.docname));
-        it = current->emplace(key, std::move(doc)).first;
-      }
-      if (it->second) {
-        m.passes = PassesConditions(conn, site, e.doctype, sub, *it->second, EntryJson(e));
-      }
+      const std::optional<Value>& doc = current->at({e.doctype, e.docname});
+      if (doc) m.passes = PassesConditions(conn, site, e.doctype, sub, *doc, EntryJson(e));
     }
     out.push_back(std::move(m));
   }

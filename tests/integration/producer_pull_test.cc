@@ -1016,6 +1016,40 @@ TEST_F(PullTest, FindDocumentsWorksAlikeForInvisibleAndNoMatches) {
   EXPECT_EQ(names, (std::vector<std::string>{"U1", "U2"}));
 }
 
+// Not a check (run by hand with --gtest_also_run_disabled_tests): the cost
+// per entry of a pull of 500 Updates of held Notes (condition judged on
+// each) when branch1 holds 10,000 and 1,000,000 documents (issue 14,
+// "Scale": per-consumer state must not make pulls dearer).
+TEST_F(PullTest, DISABLED_MeasurePullCostByHoldings) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Write(R"(INSERT INTO "tabNote" (name, title, public)
+           SELECT 'M' || lpad(g::text, 4, '0'), 't', 1 FROM generate_series(1, 500) g;)");
+  int64_t after = MustPull(kB1, wm, 1000).next_after_seq();
+  MustPull(kB1, after);  // acknowledges the 500 move-ins: held
+  Write(R"(UPDATE "tabNote" SET title = 'u';)");
+  auto per_entry_us = [&](int64_t holdings) {
+    absl::Status held = conn_->ExecScript(absl::StrCat(
+        "INSERT INTO es_producer.holding (site, doctype, docname)"
+        " SELECT 'branch1', 'Note', 'X' || g FROM generate_series(",
+        QueryInt(conn_.get(), "SELECT count(*) FROM es_producer.holding") + 1, ", ",
+        holdings, ") g; ANALYZE es_producer.holding;"));
+    EXPECT_TRUE(held.ok()) << held;
+    std::vector<double> us;
+    for (int i = 0; i < 9; ++i) {
+      absl::Time start = absl::Now();
+      v1::PullUpdatesResponse resp = MustPull(kB1, after, 1000);
+      us.push_back(absl::ToDoubleMicroseconds(absl::Now() - start) / resp.entries_size());
+      EXPECT_EQ(resp.entries_size(), 500);
+    }
+    std::sort(us.begin(), us.end());
+    return us[4];
+  };
+  const double small = per_entry_us(10000);
+  const double large = per_entry_us(1000000);
+  std::printf("pull of 500 Updates: %.1f us/entry with 10k holdings, %.1f with 1M (%.2fx)\n",
+              small, large, large / small);
+}
+
 // Not a check (run by hand with --gtest_also_run_disabled_tests): medians
 // of GetDocument for an invisible vs a missing Note and of FindDocuments
 // matching 2,500 invisible Notes vs none (issue 13 item 9).
