@@ -57,6 +57,14 @@ std::string Sql(const char* query, const DocTypeDef& table, bool cut, int column
                              {{"{row}", row}, {"{table}", pg::QuoteIdentifier(table.table)}});
 }
 
+// Parses one row as a document reads it: the registry's columns and "doctype".
+absl::StatusOr<Value> ParseRow(absl::string_view text, const DocTypeDef& of) {
+  ASSIGN_OR_RETURN(Value v, Value::ParseJson(std::string_view(text.data(), text.size())));
+  KeepReplicatedColumns(&of, &v);
+  v["doctype"] = Value::String(of.name);
+  return v;
+}
+
 // Reads one document. A row that does not parse sets `unparsable` and
 // returns its parse error.
 absl::StatusOr<std::optional<Value>> Read(pg::Connection* conn, const DocTypeRegistry& registry,
@@ -64,13 +72,8 @@ absl::StatusOr<std::optional<Value>> Read(pg::Connection* conn, const DocTypeReg
                                           bool cut, bool same_work_when_missing,
                                           bool* unparsable) {
   auto parse = [&](absl::string_view text, const DocTypeDef& of) -> absl::StatusOr<Value> {
-    auto v = Value::ParseJson(std::string_view(text.data(), text.size()));
-    if (!v.ok()) {
-      *unparsable = true;
-      return v.status();
-    }
-    KeepReplicatedColumns(&of, &*v);
-    (*v)["doctype"] = Value::String(of.name);
+    absl::StatusOr<Value> v = ParseRow(text, of);
+    if (!v.ok()) *unparsable = true;
     return v;
   };
   *unparsable = false;
@@ -118,13 +121,6 @@ void WarnUnrepresentable(const DocTypeDef& def, absl::string_view name,
       absl::CHexEscape(name), absl::CHexEscape(def.name), std::string(why.message()));
 }
 
-// Parses one row of ReadDocuments: the registry's columns and "doctype".
-absl::StatusOr<Value> ParseRow(absl::string_view text, const DocTypeDef& of) {
-  ASSIGN_OR_RETURN(Value v, Value::ParseJson(std::string_view(text.data(), text.size())));
-  KeepReplicatedColumns(&of, &v);
-  v["doctype"] = Value::String(of.name);
-  return v;
-}
 
 }  // namespace
 

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "libsync/condition_sql.h"
 #include "libsync/status_macros.h"
 #include "services/producer/document_reader.h"
@@ -44,15 +45,6 @@ constexpr char kPageSql[] =
     "SELECT t.name, ({grant}) AS grant FROM {table} AS t"
     " WHERE {where} AND t.name > ${last} AND ({open}) ORDER BY t.name LIMIT {page}";
 
-std::string Render(const char* sql, const std::vector<std::pair<std::string, std::string>>& with) {
-  std::string out = sql;
-  for (const auto& [key, value] : with) {
-    for (size_t at = out.find(key); at != std::string::npos; at = out.find(key, at + value.size())) {
-      out.replace(at, key.size(), value);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -93,7 +85,7 @@ absl::StatusOr<std::map<std::string, Standing>> UpdateFeed::Standings(
     if (!sql) return std::optional<pg::Result>();
     pg::Params params = {pg::TextArray(names)};
     params.insert(params.end(), sql->params.begin(), sql->params.end());
-    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(Render(kStandingsSql,
+    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(absl::StrReplaceAll(kStandingsSql,
                                                      {{"{open}", sql->open},
                                                       {"{grant}", sql->grant},
                                                       {"{table}", pg::QuoteIdentifier(def.table)}}),
@@ -159,7 +151,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::FindDecidedInSql(
     pg::Connection* conn, absl::string_view site, const Access& access, const FindQuery& query,
     const StandingSql& standing) {
   const int max_scanned = std::max(10 * query.limit, 2000);
-  const std::string sql = Render(
+  const std::string sql = absl::StrReplaceAll(
       kPageSql, {{"{open}", standing.open},
                  {"{grant}", standing.grant},
                  {"{table}", pg::QuoteIdentifier(query.def->table)},

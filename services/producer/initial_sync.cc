@@ -8,6 +8,7 @@
 #include "libsync/condition_sql.h"
 #include "libsync/status_macros.h"
 #include "services/producer/document_reader.h"
+#include "services/producer/raw_change_store.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -41,18 +42,11 @@ constexpr pg::Query kFinish{
     "es_sync_finish",
     "UPDATE es_producer.sync_job SET state = 'done', finished_at = now()"
     " WHERE site = $1 AND doctype = $2"};
-// The same as the assembler's (raw_change_store.cc): seqs in commit order.
-constexpr pg::Query kAssemblerLock{
-    "es_sync_lock", "SELECT pg_advisory_xact_lock(hashtext('es_producer.assembler'))"};
 // The job again, locked; its cursor must not have moved (another replica).
 constexpr pg::Query kLockJob{
     "es_sync_lock_job",
     "SELECT cursor FROM es_producer.sync_job WHERE site = $1 AND doctype = $2"
     " AND state = 'running' FOR UPDATE"};
-constexpr pg::Query kSeqBlock{
-    "es_sync_seq",
-    "SELECT setval('es_producer.update_log_seq',"
-    "              nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq"};
 constexpr pg::Query kInsert{
     "es_sync_insert",
     "INSERT INTO es_producer.update_log"
@@ -131,7 +125,8 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   if (visible.ok()) params.insert(params.end(), visible->params.begin(), visible->params.end());
 
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
-  RETURN_IF_ERROR(conn->ExecPrepared(kAssemblerLock).status());
+  // The assembler's lock: seqs in commit order (raw_change_store.h).
+  RETURN_IF_ERROR(RawChangeStore::Lock(conn));
   ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(kLockJob, {job.site, job.doctype}));
   if (locked.rows() == 0 || locked.Get(0, "cursor") != job.cursor) return Chunk{0, 0, true};
   int64_t total = 0;
@@ -161,9 +156,8 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   }
   int64_t end_seq = 0;
   if (!names.empty()) {
-    ASSIGN_OR_RETURN(pg::Result block,
-                     conn->ExecPrepared(kSeqBlock, {static_cast<int64_t>(names.size())}));
-    end_seq = block.GetInt64(0, block.ColumnIndex("end_seq"));
+    ASSIGN_OR_RETURN(end_seq,
+                     RawChangeStore::ReserveSeqs(conn, static_cast<int64_t>(names.size())));
     std::vector<std::string> seqs;
     for (size_t i = 0; i < names.size(); ++i) {
       seqs.push_back(std::to_string(end_seq - static_cast<int64_t>(names.size()) + 1 +

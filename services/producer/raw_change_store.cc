@@ -12,6 +12,8 @@ constexpr pg::Query kAnyRaw{"es_asm_any",
 constexpr pg::Query kLock{
     "es_asm_lock",
     "SELECT pg_try_advisory_xact_lock(hashtext('es_producer.assembler')) AS locked"};
+constexpr pg::Query kLockWait{"es_asm_lock_wait",
+                              "SELECT pg_advisory_xact_lock(hashtext('es_producer.assembler'))"};
 // The transactions with a row among the first $1 ids.
 constexpr pg::Query kWindowTx{
     "es_asm_window_tx",
@@ -192,13 +194,19 @@ absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
   return absl::OkStatus();
 }
 
+absl::Status RawChangeStore::Lock(pg::Connection* conn) {
+  return conn->ExecPrepared(kLockWait).status();
+}
+
+absl::StatusOr<int64_t> RawChangeStore::ReserveSeqs(pg::Connection* conn, int64_t n) {
+  ASSIGN_OR_RETURN(pg::Result block, conn->ExecPrepared(kSeqBlock, {n}));
+  return block.GetInt64(0, block.ColumnIndex("end_seq"));
+}
+
 absl::StatusOr<int64_t> RawChangeStore::AppendEntries(pg::Connection* conn,
                                                       std::vector<LogEntry>* entries) {
-  // Only the lock holder draws from the sequence, so setval cannot race
-  // with another nextval.
   const int64_t n = static_cast<int64_t>(entries->size());
-  ASSIGN_OR_RETURN(pg::Result block, conn->ExecPrepared(kSeqBlock, {n}));
-  const int64_t end_seq = block.GetInt64(0, block.ColumnIndex("end_seq"));
+  ASSIGN_OR_RETURN(const int64_t end_seq, ReserveSeqs(conn, n));
   RETURN_IF_ERROR(
       conn->ExecPrepared(kInsertEntries, {EntriesJson(entries, end_seq - n + 1)}).status());
   return end_seq;

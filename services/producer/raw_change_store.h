@@ -34,6 +34,11 @@ class RawChangeStore {
   // The assembler's transaction-level advisory lock; false when another
   // assembler holds it.
   static absl::StatusOr<bool> TryLock(pg::Connection* conn);
+  // The same lock, waiting for it (initial sync chunks, initial_sync.h).
+  static absl::Status Lock(pg::Connection* conn);
+  // A contiguous block of `n` seqs; returns its last. Only the lock holder
+  // may call it (so setval cannot race with another nextval).
+  static absl::StatusOr<int64_t> ReserveSeqs(pg::Connection* conn, int64_t n);
 
   // The transactions this pass takes (assembly_plan.h PlanWindow), parsed
   // and cut to the registry's columns; the first to finish, whole, when no
