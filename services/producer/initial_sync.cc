@@ -20,6 +20,7 @@ struct InitialSyncWriter::Job {
   std::string cursor;
   int64_t start_seq = 0;
   bool counted = false;
+  std::string started_at;  // identifies this run of the job (kLockJob)
   std::vector<std::string> conditions;  // the non-empty ones
 };
 
@@ -31,6 +32,7 @@ namespace {
 constexpr pg::Query kReadyJob{
     "es_sync_ready_job",
     "SELECT j.site, j.doctype, j.kind, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
+    "  j.started_at::text AS started_at,"
     "  d.condition,"
     "  d.producer_condition,"
     "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
@@ -42,11 +44,14 @@ constexpr pg::Query kFinish{
     "es_sync_finish",
     "UPDATE es_producer.sync_job SET state = 'done', finished_at = now()"
     " WHERE site = $1 AND doctype = $2"};
-// The job again, locked; its cursor must not have moved (another replica).
+// The job again, locked. It must be the one read: same start (the trigger
+// restarts a job, possibly as the other kind, when the subscription is
+// re-activated, ended or its conditions change) and same cursor (another
+// replica may have written the chunk).
 constexpr pg::Query kLockJob{
     "es_sync_lock_job",
-    "SELECT cursor FROM es_producer.sync_job WHERE site = $1 AND doctype = $2"
-    " AND state = 'running' FOR UPDATE"};
+    "SELECT 1 FROM es_producer.sync_job WHERE site = $1 AND doctype = $2"
+    " AND state = 'running' AND started_at::text = $3 AND cursor = $4 FOR UPDATE"};
 constexpr pg::Query kInsert{
     "es_sync_insert",
     "INSERT INTO es_producer.update_log"
@@ -92,6 +97,7 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connect
           std::string(r.Get(0, "cursor")),
           r.GetInt64(0, r.ColumnIndex("start_seq")),
           r.GetBool(0, r.ColumnIndex("counted")),
+          std::string(r.Get(0, "started_at")),
           {}};
   for (const char* column : {"condition", "producer_condition"}) {
     if (!r.Get(0, column).empty()) job.conditions.emplace_back(r.Get(0, column));
@@ -127,8 +133,10 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
   // The assembler's lock: seqs in commit order (raw_change_store.h).
   RETURN_IF_ERROR(RawChangeStore::Lock(conn));
-  ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(kLockJob, {job.site, job.doctype}));
-  if (locked.rows() == 0 || locked.Get(0, "cursor") != job.cursor) return Chunk{0, 0, true};
+  ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(
+                                          kLockJob, {job.site, job.doctype, job.started_at,
+                                                     job.cursor}));
+  if (locked.rows() == 0) return Chunk{0, 0, true};  // restarted or moved on: read it again
   int64_t total = 0;
   if (!job.counted) {
     ASSIGN_OR_RETURN(pg::Result n, conn->Exec(absl::StrReplaceAll(kCountSql, {{"{table}", table}})));

@@ -1034,6 +1034,20 @@ producer:
     return out;
   }
 
+  // branch1 unsubscribes from Note, or subscribes again.
+  void Subscribe(bool unsubscribe) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::UpdateSubscriptionRequest req;
+    req.set_consumer_site("branch1");
+    auto* sub = req.add_doctypes();
+    sub->set_doctype("Note");
+    sub->set_unsubscribe(unsubscribe);
+    v1::UpdateSubscriptionResponse resp;
+    grpc::Status s = stub_->UpdateSubscription(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
+  }
+
   std::string db_, producer_role_, app_role_, consumer_role_;
   int metrics_port_ = 0;
   std::unique_ptr<pg::Connection> admin_, app_, consumer_;
@@ -1153,18 +1167,7 @@ TEST_F(SiteRolesTest, DeepDocumentIsAVisibleErrorAndReplicationGoesOn) {
 // longer wanted is left inert instead (it records nothing), and is armed
 // again when wanted.
 TEST_F(SiteRolesTest, CaptureIsRemovedWithoutOwningTheTables) {
-  auto subscribe = [&](bool unsubscribe) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::UpdateSubscriptionRequest req;
-    req.set_consumer_site("branch1");
-    auto* sub = req.add_doctypes();
-    sub->set_doctype("Note");
-    sub->set_unsubscribe(unsubscribe);
-    v1::UpdateSubscriptionResponse resp;
-    grpc::Status s = stub_->UpdateSubscription(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
-  };
+  auto subscribe = [&](bool unsubscribe) { Subscribe(unsubscribe); };
   const std::string armed =
       "SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture' AND tgnargs > 0";
   subscribe(true);
@@ -1187,6 +1190,39 @@ TEST_F(SiteRolesTest, CaptureIsRemovedWithoutOwningTheTables) {
                                    " FROM es_producer.update_log WHERE for_site = 'branch1'"
                                    " AND docname = 'U1' AND update_type = 'Sync'") == "Sync";
   }));
+}
+
+// Issue 14: unsubscribing starts a revoke job and subscribing again
+// replaces it with a sync job. A writer that had read the revoke job before
+// the replacement must not carry it out on the new job (it did: the new
+// job was finished as a revoke and the consumer never got its Sync; seen
+// in CI as a flaky CaptureIsRemovedWithoutOwningTheTables). The test holds
+// the assembler's lock so that the writer waits between reading the job
+// and locking it.
+TEST_F(SiteRolesTest, ResubscribingWhileARevokeWaitsSyncsAgain) {
+  Write(app_.get(), R"(INSERT INTO "tabNote" (name, title) VALUES ('U0', 'kept'))");
+  Drained();
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(admin_.get(), "SELECT count(*) FROM es_producer.sync_job"
+                                  " WHERE state = 'running'") == 0;
+  }));
+  auto holder = Open("postgres");
+  ASSERT_NE(holder, nullptr);
+  Write(holder.get(), "SELECT pg_advisory_lock(hashtext('es_producer.assembler'))");
+  Subscribe(true);
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(admin_.get(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                  " AND NOT granted") > 0;
+  })) << "the initial sync writer never waited for the assembler's lock";
+  Subscribe(false);
+  Write(holder.get(), "SELECT pg_advisory_unlock(hashtext('es_producer.assembler'))");
+  ASSERT_TRUE(Eventually([&] {
+    return QueryText(admin_.get(), "SELECT update_type FROM es_producer.update_log"
+                                   " WHERE for_site = 'branch1' AND docname = 'U0'"
+                                   " ORDER BY seq DESC LIMIT 1") == "Sync";
+  })) << QueryText(admin_.get(), "SELECT string_agg(kind || ':' || state, ' ')"
+                                 " FROM es_producer.sync_job")
+      << "\n" << service_.process->Log();
 }
 
 }  // namespace
