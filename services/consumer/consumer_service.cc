@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "libsync/status_macros.h"
 #include "services/consumer/producer_store.h"
+#include "services/consumer/resnapshot.h"
 #include "services/common/tls.h"
 #include "services/common/update_type.h"
 #include "spdlog/spdlog.h"
@@ -226,11 +227,16 @@ grpc::Status ConsumerService::Resnapshot(grpc::ServerContext* context,
   }
   if (request->doctype().empty())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
-  auto answer = it->second->link()->RestartSync(request->doctype());
+  auto conn = deps_.pool->Acquire();
+  if (!conn.ok()) return AnswerRpc("Consumer.Resnapshot", conn.status());
+  auto answer = RunResnapshot(*deps_.config, conn->get(), it->second->link(), request->doctype(),
+                              request->dry_run());
   if (!answer.ok()) return AnswerRpc("Consumer.Resnapshot", answer.status());
-  spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)", request->producer(),
-               request->doctype());
-  *response->mutable_subscription() = answer->subscription();
+  if (!request->dry_run()) {
+    spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)",
+                 request->producer(), request->doctype());
+  }
+  *response = *std::move(answer);
   return grpc::Status::OK;
 }
 

@@ -84,6 +84,9 @@ class ProducerLink : public DependencySource {
       const v1::UpdateSubscriptionRequest& request);
   // Producer.RestartSync of the producer's DocType `doctype` (Resnapshot).
   absl::StatusOr<v1::RestartSyncResponse> RestartSync(const std::string& doctype);
+  // One page of Producer.ListVisibleDocuments (Resnapshot's comparison).
+  absl::StatusOr<v1::ListVisibleDocumentsResponse> ListVisibleDocuments(
+      const std::string& doctype, const std::string& after_name, int limit);
   // Thread-safe (the puller fetches the next batch on another thread while
   // applying one). acknowledged_seq: see PullUpdatesRequest.
   virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(

@@ -1110,28 +1110,65 @@ TEST_F(E2ETest, ResnapshotRepairsDeletedAndEditedCopies) {
   Start(spec);
   AwaitNotesEqual();
   ASSERT_TRUE(Eventually([&] { return NoteSync(HqConsumer()).state() == "done"; }));
+  // S00003 deleted on hq (and so here), then restored here from a backup.
+  Hq(R"(DELETE FROM "tabNote Item" WHERE parent = 'S00003';
+        DELETE FROM "tabNote" WHERE name = 'S00003';)");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'S00003'", "0");
   ASSERT_TRUE(branch()->ExecScript(R"(
+    INSERT INTO "tabNote" (name, title) VALUES ('S00003', 'restored from a backup');
     DELETE FROM "tabNote Item" WHERE parent = 'S00007';
     DELETE FROM "tabNote" WHERE name = 'S00007';
     UPDATE "tabNote" SET title = 'edited here' WHERE name = 'S00011';
     UPDATE "tabNote Item" SET qty = 99 WHERE name = 'S00012-1';)").ok());
   ASSERT_FALSE(NotesEqual());
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::ResnapshotRequest req;
-  req.set_producer("hq");
-  req.set_doctype("Note");
-  v1::ResnapshotResponse resp;
-  grpc::Status s = stub_->Resnapshot(&ctx, req, &resp);
+  auto resnapshot = [&](bool dry_run, v1::ResnapshotResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::ResnapshotRequest req;
+    req.set_producer("hq");
+    req.set_doctype("Note");
+    req.set_dry_run(dry_run);
+    return stub_->Resnapshot(&ctx, req, resp);
+  };
+  // The dry run counts, and changes nothing.
+  v1::ResnapshotResponse dry;
+  grpc::Status s = resnapshot(true, &dry);
   ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(dry.check().checked(), 49);
+  EXPECT_EQ(dry.check().equal(), 46);
+  EXPECT_EQ(dry.check().missing(), 1);
+  EXPECT_EQ(dry.check().differing(), 2);
+  EXPECT_EQ(dry.check().failed(), 0);
+  EXPECT_EQ(dry.check().extra(), 1);
+  const std::string examples = absl::StrJoin(dry.check().examples(), "; ");
+  for (const char* want : {"missing: S00007", "differing: S00011", "differing: S00012",
+                           "extra: S00003"}) {
+    EXPECT_NE(examples.find(want), std::string::npos) << examples;
+  }
+  EXPECT_FALSE(dry.has_subscription());
+  EXPECT_EQ(QueryText(branch(), "SELECT title FROM \"tabNote\" WHERE name = 'S00003'"),
+            "restored from a backup");
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM \"tabNote\" WHERE name = 'S00007'"), 0);
+  // The repair: the extra copy follows on_move_out (delete), the rest
+  // comes through the stream.
+  v1::ResnapshotResponse resp;
+  s = resnapshot(false, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.moved_out(), 1);
   EXPECT_EQ(resp.subscription().initial_sync().state(), "running");
   AwaitNotesEqual();
+  v1::ResnapshotResponse after;
+  ASSERT_TRUE(resnapshot(true, &after).ok());
+  EXPECT_EQ(after.check().equal(), 49);
+  EXPECT_EQ(after.check().extra(), 0);
   EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
             0);
   // Unknown producer, unknown DocType: clear errors.
   grpc::ClientContext bad;
   bad.AddMetadata("authorization", TwoSites::kBranchAdmin);
+  v1::ResnapshotRequest req;
+  req.set_producer("hq");
   req.set_doctype("Nope");
   s = stub_->Resnapshot(&bad, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
