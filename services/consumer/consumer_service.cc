@@ -178,6 +178,10 @@ grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
       info->set_last_error(state.last_error);
       info->set_last_pull_at(Rfc3339(state.last_pull_at));
       info->set_consecutive_failures(state.consecutive_failures);
+      for (v1::ProducerDocType& d : *info->mutable_doctypes()) {
+        auto sync = state.initial_sync.find(d.doctype());
+        if (sync != state.initial_sync.end()) *d.mutable_initial_sync() = sync->second;
+      }
     }
   }
   return grpc::Status::OK;
@@ -233,6 +237,9 @@ grpc::Status ConsumerService::Resnapshot(grpc::ServerContext* context,
                               request->dry_run());
   if (!answer.ok()) return AnswerRpc("Consumer.Resnapshot", answer.status());
   if (!request->dry_run()) {
+    google::protobuf::RepeatedPtrField<v1::DocTypeSubscription> heard;
+    *heard.Add() = answer->subscription();
+    it->second->HeardSubscriptions(heard);
     spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)",
                  request->producer(), request->doctype());
   }

@@ -1009,6 +1009,26 @@ TEST_F(E2ETest, InitialSyncSendsEveryVisibleDocumentWhileWritesGoOn) {
   const v1::InitialSync sync = NoteSync(HqConsumer());
   EXPECT_GE(sync.documents_total(), 1950);
   EXPECT_GE(sync.documents_done(), sync.documents_total() - 50);
+  // The consumer shows it too (ListProducers; a PullNow refreshes it).
+  v1::InitialSync seen;
+  ASSERT_TRUE(Eventually([&] {
+    grpc::ClientContext pull_ctx;
+    pull_ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    v1::PullNowRequest pull;
+    pull.set_producer("hq");
+    v1::PullNowResponse pulled;
+    (void)stub_->PullNow(&pull_ctx, pull, &pulled);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", TwoSites::kBranchAdmin);
+    v1::ListProducersResponse listed;
+    if (!stub_->ListProducers(&ctx, v1::ListProducersRequest(), &listed).ok()) return false;
+    for (const auto& d : listed.producers(0).doctypes()) {
+      if (d.doctype() == "Note") seen = d.initial_sync();
+    }
+    return seen.state() == "done";
+  })) << seen.DebugString();
+  EXPECT_EQ(seen.documents_total(), sync.documents_total());
+  EXPECT_EQ(seen.documents_done(), sync.documents_done());
   EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM (SELECT seq FROM es_consumer.sync_log"
                                " GROUP BY seq HAVING count(*) > 1) twice"),
             0);
