@@ -30,6 +30,9 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
                               "PullUpdates calls made to the producer.", {"producer"});
   pull_errors = registry.AddCounter("eventstream_consumer_pull_errors_total",
                                     "Pulls from the producer that failed.", {"producer"});
+  sync_log_trimmed = registry.AddCounter(
+      "eventstream_consumer_sync_log_trimmed_total",
+      "Synced sync log rows deleted because they were older than consumer.sync_log_retention.");
   dependency_calls = registry.AddCounter(
       "eventstream_consumer_dependency_calls_total",
       "GetDocument and FindDocuments calls made to the producer to fetch dependencies.",

@@ -20,6 +20,9 @@
 //                                            and from pulls) minus the
 //                                            watermark, never below 0;
 //                                            absent until a position is known
+// And for the site:
+//  eventstream_consumer_sync_log_trimmed_total  Synced sync log rows deleted
+//                                            past consumer.sync_log_retention
 // Counters count what this replica did; the database-backed gauges are the
 // same on every replica.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_CONSUMER_METRICS_H_
@@ -51,6 +54,7 @@ class ConsumerMetrics {
   metrics::Family<metrics::Counter>* applied;
   metrics::Family<metrics::Histogram>* apply_seconds;
   metrics::Family<metrics::Gauge>* active;
+  metrics::Family<metrics::Counter>* sync_log_trimmed;
 
  private:
   std::mutex mu_;
