@@ -63,7 +63,7 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
         ASSIGN_OR_RETURN(auto wm, Watermarks(pool.get()));
         std::map<std::string, int64_t> positions;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           positions = positions_;
         }
         std::vector<Sample> out;
@@ -77,7 +77,7 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
 }
 
 void ConsumerMetrics::NotePosition(const std::string& producer, int64_t position) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   int64_t& p = positions_[producer];
   p = std::max(p, position);
 }

@@ -31,9 +31,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "libsync/metrics.h"
 #include "libsync/pg_pool.h"
 
@@ -57,8 +58,8 @@ class ConsumerMetrics {
   metrics::Family<metrics::Counter>* sync_log_trimmed;
 
  private:
-  std::mutex mu_;
-  std::map<std::string, int64_t> positions_;
+  absl::Mutex mu_;
+  std::map<std::string, int64_t> positions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream
