@@ -96,3 +96,20 @@ pgbench_run() {
     || { cat "$WORK/pgbench.out" >&2; fail "pgbench $script on $db did not run $count transactions"; }
   calc "$count / ($t1 - $t0)" 0
 }
+# insert_docs DB FIRST LAST: documents FIRST..LAST (submitted, 3 rows each)
+# in one transaction, in one statement per table.
+insert_docs() {
+  q "$1" "BEGIN;
+    INSERT INTO \"tabBench Doc\" (name, owner, modified_by, docstatus, idx, customer, remarks,
+                                 grand_total, net_total, total_qty, written_at)
+      SELECT 'BD-' || lpad(i::text, 9, '0'), 'bench', 'bench', 1, 0, 'CUST-' || (i % 997),
+             'document ' || i, i * 1.17 / 1000, i / 1000.0, 7, clock_timestamp()
+      FROM generate_series($2, $3) i;
+    INSERT INTO \"tabBench Doc Item\" (name, owner, modified_by, docstatus, idx, parent,
+                                      parenttype, parentfield, item_code, qty, rate, amount)
+      SELECT 'BD-' || lpad(i::text, 9, '0') || '-' || k, 'bench', 'bench', 1, k,
+             'BD-' || lpad(i::text, 9, '0'), 'Bench Doc', 'items', 'ITEM-' || (i % 101),
+             k, 12.5, k * 12.5
+      FROM generate_series($2, $3) i, generate_series(1, 3) k;
+    COMMIT" >/dev/null
+}
