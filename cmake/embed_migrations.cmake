@@ -16,7 +16,7 @@ foreach(f ${files})
 endforeach()
 file(WRITE ${OUT}.tmp
 "// Generated from ${DIR} by cmake/embed_migrations.cmake. Do not edit.
-#include \"libsync/migrate.h\"
+#include \"libsync/base/migrate.h\"
 
 namespace eventstream {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "libsync/input_rules.h"
+#include "libsync/base/input_rules.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

@@ -24,7 +24,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "libsync/metrics.h"
+#include "libsync/base/metrics.h"
 #include "prometheus/exposer.h"
 
 namespace eventstream {

@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
-#include "libsync/config.h"
+#include "libsync/config/config.h"
 
 namespace eventstream {
 

@@ -8,9 +8,9 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/support/log.h"
-#include "libsync/input_rules.h"
-#include "libsync/pg.h"
-#include "libsync/tls_reasons.h"
+#include "libsync/base/input_rules.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/tls_reasons.h"
 #include "services/common/cli.h"
 #include "services/common/metrics_server.h"
 #include "services/common/server.h"
@@ -107,7 +107,7 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
 
 // gRPC logs one line per failed TLS handshake, naming only OpenSSL's
 // reason; a client retrying with the wrong settings would write one every
-// few seconds. This says what the reason means (libsync/tls_reasons.h), at
+// few seconds. This says what the reason means (libsync/base/tls_reasons.h), at
 // most once a minute per cause, counting the ones it held back.
 class HandshakeFailureLog {
  public:

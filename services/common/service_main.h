@@ -30,9 +30,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/grpcpp.h"
-#include "libsync/config.h"
-#include "libsync/metrics.h"
-#include "libsync/migrate.h"
+#include "libsync/config/config.h"
+#include "libsync/base/metrics.h"
+#include "libsync/base/migrate.h"
 #include "services/common/auth.h"
 
 namespace eventstream {

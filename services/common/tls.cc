@@ -23,8 +23,8 @@
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_certificate_verifier.h"
 #include "grpcpp/security/tls_credentials_options.h"
-#include "libsync/status_macros.h"
-#include "libsync/tls_reasons.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/base/tls_reasons.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

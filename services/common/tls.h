@@ -1,6 +1,6 @@
 // TLS for both services: the servers (producer.tls, consumer.tls) and the
 // client channels (consumer.producers[].tls for pulls, producer.notify_tls
-// for Notify). Schema: libsync/config.h; the picture: docs/design.md
+// for Notify). Schema: libsync/config/config.h; the picture: docs/design.md
 // "Protocol / Transport".
 //
 // Contract:
@@ -37,7 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
-#include "libsync/config.h"
+#include "libsync/config/config.h"
 
 namespace eventstream {
 
@@ -64,7 +64,7 @@ struct ClientTransport {
 absl::StatusOr<ClientTransport> MakeClientTransport(const TlsClientConfig* tls);
 
 // What to add to a failed call's message: " (TLS: <likely cause>)" for a
-// TLS failure (libsync/tls_reasons.h); " (<plaintext_hint>)" when the
+// TLS failure (libsync/base/tls_reasons.h); " (<plaintext_hint>)" when the
 // channel is plaintext and the server closed the connection unanswered, as
 // a TLS server does with a plaintext client; else "".
 std::string TransportHint(const grpc::Status& status, bool tls,

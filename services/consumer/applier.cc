@@ -1,6 +1,6 @@
 // The replay lifecycle around DocumentApplier: batch transaction, savepoint
 // per entry, Event Sync Log rows, parking, watermark, Resync. The decisions
-// (skip, park, apply; how a Resync proceeds) are libsync/batch_plan.h's;
+// (skip, park, apply; how a Resync proceeds) are libsync/rules/batch_plan.h's;
 // this file is their store (the SQL below) and the loops that wire them.
 //
 // Crash safety: everything ApplyBatch writes (documents, sync log rows,
@@ -25,8 +25,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "libsync/batch_plan.h"
-#include "libsync/status_macros.h"
+#include "libsync/rules/batch_plan.h"
+#include "libsync/base/status_macros.h"
 #include "services/consumer/apply_document.h"
 #include "spdlog/spdlog.h"
 

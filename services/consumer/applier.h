@@ -21,7 +21,7 @@
 // attempts are whole transactions, so the guarantees above hold for either.
 //
 // The decisions (skip, park, apply; a Resync's course) are pure, in
-// libsync/batch_plan.h; applier.cc is their store and loop.
+// libsync/rules/batch_plan.h; applier.cc is their store and loop.
 //
 // Thread-compatible: one Applier per pulling thread, or guard it.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
@@ -37,9 +37,9 @@
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
-#include "libsync/value.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/value.h"
 #include "services/consumer/dependency_source.h"
 
 namespace eventstream {

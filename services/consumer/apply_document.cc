@@ -11,12 +11,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "libsync/diff.h"
-#include "libsync/document.h"
-#include "libsync/naming.h"
-#include "libsync/status_macros.h"
-#include "libsync/sync_plan.h"
-#include "libsync/update_plan.h"
+#include "libsync/model/diff.h"
+#include "libsync/model/document.h"
+#include "libsync/model/naming.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/rules/sync_plan.h"
+#include "libsync/rules/update_plan.h"
 #include "services/common/update_type.h"
 #include "services/consumer/apply_sql.h"
 
@@ -711,7 +711,7 @@ absl::StatusOr<Outcome> DocumentApplier::Update(const Target& t, const v1::Updat
   }
   if (cancel) diff->changed["docstatus"] = Value::Int(2);
   // Dependencies and validation first (they may rewrite link values), then
-  // the writes the plan lists (libsync/update_plan.h).
+  // the writes the plan lists (libsync/rules/update_plan.h).
   RETURN_IF_ERROR(ResolveDiff(def, t.same_name, name, *diff));
   RETURN_IF_ERROR(WriteUpdate(def, t.same_name, name, *diff,
                               PlanUpdate(def, config_.registry, *diff)));

@@ -38,7 +38,7 @@
 //    rename updates those documents, which reach us as their Updates.
 //  * Sync (the producer's whole current document: move-in, initial sync):
 //    missing here -> inserted as a Create; here -> made equal to it
-//    (libsync/sync_plan.h decides what differs, in the local shape after
+//    (libsync/rules/sync_plan.h decides what differs, in the local shape after
 //    the mapping; written as an Update's diff). Idempotent; the note says
 //    "inserted", "replaced N fields and M child rows" or "already equal".
 //  * Revoke (move-out): the DocType row's on_move_out: delete (as a
@@ -68,13 +68,13 @@
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
-#include "libsync/config.h"
-#include "libsync/diff.h"
-#include "libsync/doctype.h"
-#include "libsync/mapping.h"
-#include "libsync/pg.h"
-#include "libsync/update_plan.h"
-#include "libsync/value.h"
+#include "libsync/config/config.h"
+#include "libsync/model/diff.h"
+#include "libsync/model/doctype.h"
+#include "libsync/model/mapping.h"
+#include "libsync/base/pg.h"
+#include "libsync/rules/update_plan.h"
+#include "libsync/base/value.h"
 #include "services/consumer/applier.h"
 
 namespace eventstream::apply {

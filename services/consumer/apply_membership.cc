@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "libsync/document.h"
-#include "libsync/status_macros.h"
-#include "libsync/sync_plan.h"
-#include "libsync/update_plan.h"
+#include "libsync/model/document.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/rules/sync_plan.h"
+#include "libsync/rules/update_plan.h"
 #include "services/consumer/apply_document.h"
 #include "services/consumer/apply_sql.h"
 

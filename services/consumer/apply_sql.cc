@@ -3,7 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream::apply::internal {
 

@@ -12,8 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "libsync/pg.h"
-#include "libsync/value.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/value.h"
 
 namespace eventstream::apply::internal {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 namespace {

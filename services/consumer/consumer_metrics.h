@@ -35,8 +35,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "libsync/metrics.h"
-#include "libsync/pg_pool.h"
+#include "libsync/base/metrics.h"
+#include "libsync/base/pg_pool.h"
 
 namespace eventstream {
 

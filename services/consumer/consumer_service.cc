@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 #include "services/consumer/producer_store.h"
 #include "services/consumer/resnapshot.h"
 #include "services/consumer/sync_log_trimmer.h"

@@ -20,8 +20,8 @@
 #include <string>
 
 #include "eventstream/v1/consumer.grpc.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg_pool.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg_pool.h"
 #include "services/common/auth.h"
 #include "services/common/service_main.h"
 #include "services/consumer/consumer_metrics.h"

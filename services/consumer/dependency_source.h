@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "libsync/value.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 

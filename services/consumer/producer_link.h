@@ -11,7 +11,7 @@
 //  * As a DependencySource (dependency_source.h): GetDocument answers nullopt when the
 //    producer has no such document or may not show it (NOT_FOUND,
 //    PERMISSION_DENIED); documents are parsed from their JSON text.
-//  * Sizes (issue 13 item 2; libsync/batch_budget.h): the channel accepts
+//  * Sizes (issue 13 item 2; libsync/rules/batch_budget.h): the channel accepts
 //    answers up to Options::max_message_bytes (consumer.max_message_mb), and
 //    every request says so (max_message_bytes), so the producer never sends
 //    more; pulls also ask for about Options::batch_bytes per answer. An
@@ -23,7 +23,7 @@
 //    connection the producer closed unanswered ("Socket closed", as a TLS
 //    server does) says that the producer may require TLS and where to set
 //    it; a TLS failure keeps gRPC's reason (e.g. "certificate verify
-//    failed") and adds what it likely means (libsync/tls_reasons.h).
+//    failed") and adds what it likely means (libsync/base/tls_reasons.h).
 //  * Constructing one does no I/O (the channel connects on first use), so
 //    tests can build it for an address nothing listens on.
 //
@@ -42,7 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "eventstream/v1/producer.grpc.pb.h"
-#include "libsync/metrics.h"
+#include "libsync/base/metrics.h"
 #include "services/common/tls.h"
 #include "services/consumer/dependency_source.h"
 

@@ -6,7 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 namespace {

@@ -21,8 +21,8 @@
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream {
 

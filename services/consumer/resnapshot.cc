@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "libsync/status_macros.h"
-#include "libsync/value.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/base/value.h"
 #include "services/consumer/applier.h"
 #include "spdlog/spdlog.h"
 

@@ -13,8 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/consumer.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
 #include "services/consumer/producer_link.h"
 
 namespace eventstream {

@@ -1,6 +1,6 @@
 #include "services/consumer/sync_log_trimmer.h"
 
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

@@ -4,7 +4,7 @@
 // through the primary key, until none is left. Failed and Parked rows stay
 // until resolved (Resync turns them Synced; they age from their creation).
 // Nothing depends on old rows: exactly-once rests on the watermark alone
-// (libsync/batch_plan.h), so a deleted row can never make an entry apply
+// (libsync/rules/batch_plan.h), so a deleted row can never make an entry apply
 // twice. Dying between batches leaves older rows for the next pass.
 // Every replica may run it; deletes of the same rows simply overlap.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_SYNC_LOG_TRIMMER_H_
@@ -19,9 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "libsync/backoff.h"
-#include "libsync/metrics.h"
-#include "libsync/pg_pool.h"
+#include "libsync/base/backoff.h"
+#include "libsync/base/metrics.h"
+#include "libsync/base/pg_pool.h"
 
 namespace eventstream {
 

@@ -1,5 +1,5 @@
 // Fitting GetDocument and FindDocuments answers into the caller's
-// max_message_bytes (issue 13 item 2; rules in libsync/batch_budget.h).
+// max_message_bytes (issue 13 item 2; rules in libsync/rules/batch_budget.h).
 //
 //  * GetDocument: the document itself must fit, else RESOURCE_EXHAUSTED
 //    naming its size and the limit (the caller must raise its limit: a
@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "libsync/batch_budget.h"
+#include "libsync/rules/batch_budget.h"
 #include "services/producer/update_feed.h"
 
 namespace eventstream {

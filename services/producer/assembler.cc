@@ -5,7 +5,7 @@
 #include <map>
 
 #include "absl/strings/escaping.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

@@ -3,9 +3,9 @@
 // (es_producer.update_log).
 //
 // What the entries are (Create / Update / Cancel / Rename / Delete, one per
-// document per transaction, in commit order) is libsync/entry_builder.h;
+// document per transaction, in commit order) is libsync/rules/entry_builder.h;
 // which transactions a pass takes and how a failing document is split off,
-// libsync/assembly_plan.h; the SQL, raw_change_store.h. Only the registry's
+// libsync/rules/assembly_plan.h; the SQL, raw_change_store.h. Only the registry's
 // columns travel (doctype.h IsReplicatedColumn): the raw rows hold whole
 // table rows, and every other column (one the site added for itself) is cut
 // before an entry is built.
@@ -20,7 +20,7 @@
 // documents of the same transaction and every later one are assembled as
 // usual. How: a transaction is built with one BuildEntries call; only when
 // a row does not parse, or BuildEntries refuses, is it split by document
-// (libsync/row_groups.h, with the keys of an unparsable row extracted by
+// (libsync/model/row_groups.h, with the keys of an unparsable row extracted by
 // PostgreSQL). Before that, an unparsable row is read again with its
 // non-registry columns cut out by PostgreSQL, so deep JSON in a column the
 // registry does not know fails nothing.
@@ -65,12 +65,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "libsync/assembly_plan.h"
-#include "libsync/backoff.h"
-#include "libsync/doctype.h"
-#include "libsync/entry_builder.h"
-#include "libsync/pg.h"
-#include "libsync/queue_vacuum.h"
+#include "libsync/rules/assembly_plan.h"
+#include "libsync/base/backoff.h"
+#include "libsync/model/doctype.h"
+#include "libsync/rules/entry_builder.h"
+#include "libsync/base/pg.h"
+#include "libsync/rules/queue_vacuum.h"
 #include "services/producer/initial_sync.h"
 #include "services/producer/raw_change_store.h"
 
@@ -145,7 +145,7 @@ class AssemblerLoop {
     int busy_poll_ms = 25;
     int idle_poll_ms = 25;
     int max_backoff_ms = 2000;
-    // When the loop vacuums raw_change itself (libsync/queue_vacuum.h).
+    // When the loop vacuums raw_change itself (libsync/rules/queue_vacuum.h).
     // Measured with SiteRolesTest.DISABLED_MeasureQueueBloatAtMaxRate.
     QueueVacuumPolicy queue_vacuum;
   };

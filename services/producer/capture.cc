@@ -3,9 +3,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "libsync/input_rules.h"
-#include "libsync/status_macros.h"
-#include "libsync/value.h"
+#include "libsync/base/input_rules.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/base/value.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

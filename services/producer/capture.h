@@ -48,8 +48,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "libsync/doctype.h"
-#include "libsync/pg.h"
+#include "libsync/model/doctype.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream {
 

@@ -46,9 +46,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
-#include "libsync/pg_pool.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/pg_pool.h"
 #include "services/producer/notifier.h"
 
 namespace eventstream {
@@ -153,7 +153,7 @@ class ConsumerStore {
   absl::StatusOr<std::set<std::string>> CapturedDocTypes(pg::Connection* conn);
 
  private:
-  // Validates a registration: its notify_address (libsync/input_rules.h)
+  // Validates a registration: its notify_address (libsync/base/input_rules.h)
   // and its DocType list (see file comment).
   absl::Status Validate(const ConsumerRegistration& reg) const;
   // The config entry deciding `site`'s row for `doctype`, or null.

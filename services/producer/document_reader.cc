@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {

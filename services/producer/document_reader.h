@@ -30,9 +30,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "libsync/doctype.h"
-#include "libsync/pg.h"
-#include "libsync/value.h"
+#include "libsync/model/doctype.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 

@@ -17,9 +17,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "libsync/input_rules.h"
-#include "libsync/condition_sql.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/input_rules.h"
+#include "libsync/config/condition_sql.h"
+#include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/link_store.h"
 #include "services/producer/statement_count.h"

@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "libsync/condition_sql.h"
-#include "libsync/status_macros.h"
+#include "libsync/config/condition_sql.h"
+#include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/raw_change_store.h"
 #include "spdlog/spdlog.h"

@@ -20,8 +20,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream {
 

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 namespace {

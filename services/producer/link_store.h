@@ -1,4 +1,4 @@
-// LinkStore: the SQL side of the link graph (libsync/link_graph.h) on the
+// LinkStore: the SQL side of the link graph (libsync/model/link_graph.h) on the
 // producer's site tables: which documents hold a link to given documents.
 //
 // Reads only. Identifiers come from the registry and are quoted, values
@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "libsync/doctype.h"
-#include "libsync/link_graph.h"
-#include "libsync/pg.h"
+#include "libsync/model/doctype.h"
+#include "libsync/model/link_graph.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream {
 

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_replace.h"
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/update_feed.h"
 

@@ -2,7 +2,7 @@
 // services/producer/*.cc and libsync.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "libsync/migrate.h"
+#include "libsync/base/migrate.h"
 #include "services/common/service_main.h"
 #include "services/producer/producer_service.h"
 

@@ -57,7 +57,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "eventstream/v1/consumer.grpc.pb.h"
-#include "libsync/backoff.h"
+#include "libsync/base/backoff.h"
 #include "grpcpp/grpcpp.h"
 #include "services/common/tls.h"
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "libsync/status_macros.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 namespace {

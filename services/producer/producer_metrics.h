@@ -42,8 +42,8 @@
 
 #include <memory>
 
-#include "libsync/metrics.h"
-#include "libsync/pg_pool.h"
+#include "libsync/base/metrics.h"
+#include "libsync/base/pg_pool.h"
 #include "services/producer/notifier.h"
 
 namespace eventstream {

@@ -16,7 +16,7 @@
 // feed's long loops stop when its deadline passes or its caller goes away;
 // the database pool is bounded (producer.database_pool) and a call that
 // finds it full for acquire_timeout is RESOURCE_EXHAUSTED too. Answers
-// fit the caller's max_message_bytes (libsync/batch_budget.h).
+// fit the caller's max_message_bytes (libsync/rules/batch_budget.h).
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_SERVICE_H_
 
@@ -24,8 +24,8 @@
 #include <optional>
 
 #include "eventstream/v1/producer.grpc.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg_pool.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg_pool.h"
 #include "services/common/auth.h"
 #include "services/common/call_guard.h"
 #include "services/common/service_main.h"

@@ -1,6 +1,6 @@
 // UpdateFeed::Pull (update_feed.h): a window of the log, judged for one
-// consumer site with the membership planner (libsync/membership.h), sized
-// to the caller's byte budget (libsync/batch_budget.h), and recorded in one
+// consumer site with the membership planner (libsync/rules/membership.h), sized
+// to the caller's byte budget (libsync/rules/batch_budget.h), and recorded in one
 // transaction.
 //
 // Crash safety: the holdings an answer changes are recorded as pending,
@@ -13,8 +13,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "libsync/batch_budget.h"
-#include "libsync/status_macros.h"
+#include "libsync/rules/batch_budget.h"
+#include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/update_feed.h"
 #include "spdlog/spdlog.h"

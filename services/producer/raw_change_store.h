@@ -2,7 +2,7 @@
 // else: reading the trigger capture's raw rows (es_producer.raw_change),
 // writing the entries (es_producer.update_log) and the failures
 // (es_producer.capture_error), consuming the raw rows. What the rows become
-// is decided by libsync/assembly_plan.h and entry_builder.h.
+// is decided by libsync/rules/assembly_plan.h and entry_builder.h.
 //
 // Every call runs on the caller's connection, inside the pass's transaction
 // (but AnyRaw, the idle check, which runs before it): the assembler's crash
@@ -17,10 +17,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "libsync/assembly_plan.h"
-#include "libsync/doctype.h"
-#include "libsync/pg.h"
-#include "libsync/row_groups.h"
+#include "libsync/rules/assembly_plan.h"
+#include "libsync/model/doctype.h"
+#include "libsync/base/pg.h"
+#include "libsync/model/row_groups.h"
 
 namespace eventstream {
 
@@ -62,7 +62,7 @@ class RawChangeStore {
   // Deletes the raw rows of the transactions `txids`; how many.
   static absl::StatusOr<int64_t> Consume(pg::Connection* conn,
                                          const std::vector<std::string>& txids);
-  // VACUUM of the queue (libsync/queue_vacuum.h says when); `conn` must not
+  // VACUUM of the queue (libsync/rules/queue_vacuum.h says when); `conn` must not
   // be in a transaction.
   static absl::Status Vacuum(pg::Connection* conn);
 

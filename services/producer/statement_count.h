@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream {
 

@@ -5,14 +5,14 @@
 // Visibility of a document to a consumer site: its DocType is approved for
 // the site and not unsubscribed, and both the consumer's `condition` and the
 // producer's `producer_condition` hold ("" holds always). A condition is an
-// expression (libsync/expr.h) evaluated against the CURRENT document (read
+// expression (libsync/config/expr.h) evaluated against the CURRENT document (read
 // from the site's tables, document_reader.h), or `cmd:schema.fn`, called as
 // `SELECT schema.fn(consumer_site, doc::jsonb, entry::jsonb)` (entry = the
 // log entry as JSON {seq, doctype, docname, update_type, data, origin}, or
 // null for GetDocument/FindDocuments) in a read-only transaction; NULL
 // counts as false. A consumer's own cmd: condition runs only when its
 // function is in producer.condition_functions
-// (libsync/subscription_condition.h); otherwise nothing is visible. A condition
+// (libsync/config/subscription_condition.h); otherwise nothing is visible. A condition
 // that fails to parse or errors makes the document invisible; it is logged
 // once per (site, DocType, condition) per process, and never fails the RPC.
 //
@@ -21,7 +21,7 @@
 //    5000) in seq order and returns the visible ones; next_after_seq is the
 //    last seq examined, so invisible entries are skipped for good, and
 //    `more` says whether entries beyond it exist.
-//  * Bytes (issue 13 item 2; libsync/batch_budget.h): the answer takes
+//  * Bytes (issue 13 item 2; libsync/rules/batch_budget.h): the answer takes
 //    entries while they fit budget.max_bytes, always the first; examining
 //    stops before the entry that does not fit (next_after_seq is the seq
 //    before it, and `more` is true). Data is read only for the entries
@@ -33,7 +33,7 @@
 //    call was abandoned) ends the pull with that status, recording nothing.
 //  * Never returns an entry whose origin is the caller's site (no echoes),
 //    nor one logged for another site (update_log.for_site: initial syncs).
-//  * Membership (libsync/membership.h, docs/design.md "Membership"): for a
+//  * Membership (libsync/rules/membership.h, docs/design.md "Membership"): for a
 //    subscription with conditions, each entry is judged on the CURRENT
 //    document against what the site holds (es_producer.holding plus the
 //    pending changes up to after_seq): it goes as it is, becomes a SYNC of
@@ -53,7 +53,7 @@
 // consumer may see"): a document is readable by the caller when it is a
 // grantor (its DocType is approved for the site and subscribed, and it
 // passes both conditions now) or is reachable from a grantor through Link,
-// child-row Link and Dynamic Link fields at any depth (libsync/link_graph.h).
+// child-row Link and Dynamic Link fields at any depth (libsync/model/link_graph.h).
 // The producer's condition for the site on a DocType is a hard boundary: a
 // document failing it is neither readable nor followed. Readability is
 // decided by walking links backwards from the asked document, at most
@@ -94,14 +94,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "libsync/batch_budget.h"
-#include "libsync/condition_sql.h"
-#include "libsync/config.h"
-#include "libsync/link_graph.h"
-#include "libsync/membership.h"
-#include "libsync/pg.h"
-#include "libsync/pg_pool.h"
-#include "libsync/value.h"
+#include "libsync/rules/batch_budget.h"
+#include "libsync/config/condition_sql.h"
+#include "libsync/config/config.h"
+#include "libsync/model/link_graph.h"
+#include "libsync/rules/membership.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/pg_pool.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 
@@ -270,7 +270,7 @@ class UpdateFeed {
   absl::StatusOr<const DocTypeDef*> ServedDocType(absl::string_view doctype) const;
 
   // FindDocuments (find_documents.cc). How a row `t` of `def`'s table
-  // stands for the site, decided by SQL (libsync/condition_sql.h): `open`
+  // stands for the site, decided by SQL (libsync/config/condition_sql.h): `open`
   // (not blocked) and `grant` are boolean expressions with `params` from
   // $first_param; nullopt when a condition has no SQL form (cmd:, ...).
   struct StandingSql {

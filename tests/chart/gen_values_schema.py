@@ -2,7 +2,7 @@
 """Generates k8s/charts/eventstream/values.schema.json (the chart tests check
 that the committed file is what this prints).
 
-The config part mirrors the schema documented at the top of libsync/config.h:
+The config part mirrors the schema documented at the top of libsync/config/config.h:
 same keys, required keys, enums and patterns (DocType names, identifiers,
 host:port, durations). Change both together. Usage:
   python3 tests/chart/gen_values_schema.py > k8s/charts/eventstream/values.schema.json
@@ -112,7 +112,7 @@ D["tlsServer"] = obj({
     "key_file": s("its PEM private key", minLength=1),
     "client_ca_file": s("PEM CA bundle; set = clients must present a certificate one of these signed (mutual TLS)"),
     "refresh_interval": ref("duration"),
-}, ["cert_file", "key_file"], "serve TLS (libsync/config.h); absent = plaintext")
+}, ["cert_file", "key_file"], "serve TLS (libsync/config/config.h); absent = plaintext")
 D["tlsClient"] = obj({
     "ca_file": s("PEM CA bundle that verifies the server; \"\" = the system's roots"),
     "server_name": s("the name the server's certificate must carry; \"\" = the host dialled",
@@ -120,7 +120,7 @@ D["tlsClient"] = obj({
     "cert_file": s("client certificate (with key_file) for mutual TLS"),
     "key_file": s("its PEM private key"),
     "refresh_interval": ref("duration"),
-}, desc="dial with TLS (libsync/config.h); absent = plaintext", extra={"allOf": [
+}, desc="dial with TLS (libsync/config/config.h); absent = plaintext", extra={"allOf": [
     {"if": {"required": ["cert_file"]}, "then": {"required": ["key_file"]}},
     {"if": {"required": ["key_file"]}, "then": {"required": ["cert_file"]}}]})
 D["producerDocType"] = obj({
@@ -190,7 +190,7 @@ peers = {"type": "array", "items": {"type": "object"}}
 schema = {
   "$schema": "http://json-schema.org/draft-07/schema#",
   "title": "eventstream chart values",
-  "description": "site, database, log, doctypes, producer and consumer are the service config of libsync/config.h (its header comment is the reference; this schema mirrors it). The other keys are deployment-only.",
+  "description": "site, database, log, doctypes, producer and consumer are the service config of libsync/config/config.h (its header comment is the reference; this schema mirrors it). The other keys are deployment-only.",
   "type": "object",
   "additionalProperties": False,
   "required": ["site", "producer", "consumer"],

@@ -250,7 +250,7 @@ check_chart() {
   good producer-only  hq     hq      "producer" -f "$CASES/producer-only.yaml"
   good consumer-only  es     branch2 "consumer" -f "$CASES/consumer-only.yaml"
   good existing-secret eventstream branch3 "producer consumer" -f "$CASES/existing-secret.yaml"
-  # The config test file that uses every key of libsync/config.h, as values:
+  # The config test file that uses every key of libsync/config/config.h, as values:
   # the values schema accepts all of the config schema.
   good config-full eventstream branch1 "producer consumer" -f "$SRC/tests/testdata/config/full.yaml" \
     --set existingSecret=eventstream-secrets \
@@ -319,12 +319,12 @@ check_schema() {
   fi
   # The fieldtype enum must be libsync's KnownFieldtypes().
   local cxx json
-  cxx=$(sed -n '/kTypes = new std::vector/,/};/p' "$SRC/libsync/doctype.cc" | grep -o '"[^"]*"' | tr -d '"' | sort)
+  cxx=$(sed -n '/kTypes = new std::vector/,/};/p' "$SRC/libsync/model/doctype.cc" | grep -o '"[^"]*"' | tr -d '"' | sort)
   json=$(python3 -c 'import json,sys; print("\n".join(sorted(json.load(open(sys.argv[1]))["definitions"]["field"]["properties"]["fieldtype"]["enum"])))' "$schema")
   if [ -n "$cxx" ] && [ "$cxx" = "$json" ]; then
-    ok "schema: fieldtype enum = KnownFieldtypes() of libsync/doctype.cc ($(wc -l <<<"$cxx") types)"
+    ok "schema: fieldtype enum = KnownFieldtypes() of libsync/model/doctype.cc ($(wc -l <<<"$cxx") types)"
   else
-    bad "schema: fieldtype enum differs from KnownFieldtypes() in libsync/doctype.cc: $(diff <(echo "$cxx") <(echo "$json") | grep '^[<>]' | tr '\n' ' ')"
+    bad "schema: fieldtype enum differs from KnownFieldtypes() in libsync/model/doctype.cc: $(diff <(echo "$cxx") <(echo "$json") | grep '^[<>]' | tr '\n' ' ')"
   fi
 }
 

@@ -1,10 +1,10 @@
-// ConditionToSql (libsync/condition_sql.h) against the evaluator it
+// ConditionToSql (libsync/config/condition_sql.h) against the evaluator it
 // replaces in queries: for every condition and every row of a table with
 // columns of each kind (NULLs, empty strings, zero, exact decimals, floats,
 // booleans, dates, JSON of every shape, non-ASCII text), the SQL predicate
 // is true exactly when Condition::Evaluate on the document as the producer
 // reads it (ReadDocument) is true, an evaluation error counting as false.
-#include "libsync/condition_sql.h"
+#include "libsync/config/condition_sql.h"
 
 #include <map>
 #include <memory>
@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "libsync/doctype.h"
-#include "libsync/expr.h"
-#include "libsync/pg.h"
+#include "libsync/model/doctype.h"
+#include "libsync/config/expr.h"
+#include "libsync/base/pg.h"
 #include "services/producer/document_reader.h"
 #include "tests/support/pg_cluster.h"
 

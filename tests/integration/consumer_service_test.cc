@@ -23,7 +23,7 @@
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 #include "tests/support/eventually.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"

@@ -6,10 +6,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "libsync/migrate.h"
-#include "libsync/naming.h"
-#include "libsync/pg.h"
-#include "libsync/pg_pool.h"
+#include "libsync/base/migrate.h"
+#include "libsync/model/naming.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/pg_pool.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {

@@ -24,7 +24,7 @@
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
@@ -83,7 +83,7 @@ constexpr char kLastStatement[] =
     " WHERE application_name = 'eventstream-producer' AND datname = current_database()";
 
 // Hides every Note above. Comparing two fields has no SQL form
-// (libsync/condition_sql.h), so FindDocuments judges each row in C++ and
+// (libsync/config/condition_sql.h), so FindDocuments judges each row in C++ and
 // stays slow, as any call may be; "doc.public == 1" alone would be decided
 // in the query in milliseconds.
 constexpr char kSlowCondition[] = "doc.public == 1 and doc.title != doc.name";

@@ -1,7 +1,7 @@
 #include "tests/support/frappe_schema.h"
 
 #include "absl/strings/str_cat.h"
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream::testing {
 

@@ -12,7 +12,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 #include "tests/support/process.h"
 
 namespace eventstream::testing {

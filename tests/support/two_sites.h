@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "libsync/pg.h"
+#include "libsync/base/pg.h"
 #include "tests/support/eventually.h"
 #include "tests/support/service_runner.h"
 
@@ -60,7 +60,7 @@ class TwoSites {
     // indented by 2 ("  max_message_mb: 8\n").
     std::string producer_extra;
     std::string consumer_extra;
-    // TLS (libsync/config.h): YAML flow mappings such as
+    // TLS (libsync/config/config.h): YAML flow mappings such as
     // "{cert_file: /x/tls.crt, key_file: /x/tls.key}" put under producer.tls,
     // producer.notify_tls, consumer.tls and the consumer's entry for hq in
     // consumer.producers; "" = none (plaintext). With TLS on a server, the

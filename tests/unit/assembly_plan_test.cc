@@ -1,4 +1,4 @@
-#include "libsync/assembly_plan.h"
+#include "libsync/rules/assembly_plan.h"
 
 #include <string>
 #include <vector>

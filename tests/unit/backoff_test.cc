@@ -1,6 +1,6 @@
-// libsync/backoff.h: backoff sequences, jitter bounds and the loop's waits,
+// libsync/base/backoff.h: backoff sequences, jitter bounds and the loop's waits,
 // on virtual time (FakeSleeper): nothing here really sleeps.
-#include "libsync/backoff.h"
+#include "libsync/base/backoff.h"
 
 #include <thread>
 

@@ -1,7 +1,7 @@
-// The byte budget of the producer's answers (libsync/batch_budget.h; issue 13
+// The byte budget of the producer's answers (libsync/rules/batch_budget.h; issue 13
 // item 2): whole units up to max_bytes, the first always, nothing past
 // max_message_bytes.
-#include "libsync/batch_budget.h"
+#include "libsync/rules/batch_budget.h"
 
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "libsync/batch_plan.h"
+#include "libsync/rules/batch_plan.h"
 
 #include "gtest/gtest.h"
 

@@ -1,4 +1,4 @@
-#include "libsync/config.h"
+#include "libsync/config/config.h"
 
 #include <unistd.h>
 

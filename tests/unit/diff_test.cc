@@ -1,4 +1,4 @@
-#include "libsync/diff.h"
+#include "libsync/model/diff.h"
 
 #include <algorithm>
 #include <random>
@@ -7,7 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "libsync/document.h"
+#include "libsync/model/document.h"
 
 namespace eventstream {
 namespace {

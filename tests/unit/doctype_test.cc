@@ -1,10 +1,10 @@
-#include "libsync/doctype.h"
+#include "libsync/model/doctype.h"
 
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "libsync/naming.h"
+#include "libsync/model/naming.h"
 
 namespace eventstream {
 namespace {

@@ -1,4 +1,4 @@
-#include "libsync/entry_builder.h"
+#include "libsync/rules/entry_builder.h"
 
 #include <string>
 #include <vector>

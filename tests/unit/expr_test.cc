@@ -1,7 +1,7 @@
-// Tests for the condition language (libsync/expr.h): what it accepts, what it
+// Tests for the condition language (libsync/config/expr.h): what it accepts, what it
 // means (Python semantics), the errors users see, and a fuzz test that it
 // never crashes or hangs on hostile input.
-#include "libsync/expr.h"
+#include "libsync/config/expr.h"
 
 #include <chrono>
 #include <cstdio>

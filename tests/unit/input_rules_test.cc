@@ -1,6 +1,6 @@
-// libsync/input_rules: log escaping, client message truncation, NUL and
+// libsync/base/input_rules: log escaping, client message truncation, NUL and
 // notify address rules.
-#include "libsync/input_rules.h"
+#include "libsync/base/input_rules.h"
 
 #include <string>
 

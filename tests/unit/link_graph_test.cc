@@ -1,7 +1,7 @@
-// libsync/link_graph: which documents link where, the backward walk that
+// libsync/model/link_graph: which documents link where, the backward walk that
 // decides whether a document is readable, and the forward closure sent with
 // a dependency. No database: the walks run over an in-memory graph.
-#include "libsync/link_graph.h"
+#include "libsync/model/link_graph.h"
 
 #include <map>
 #include <set>

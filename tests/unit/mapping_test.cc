@@ -1,4 +1,4 @@
-#include "libsync/mapping.h"
+#include "libsync/model/mapping.h"
 
 #include <functional>
 #include <string>

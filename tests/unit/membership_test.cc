@@ -1,6 +1,6 @@
-// libsync/membership: what a pull sends as the set of documents a consumer
+// libsync/rules/membership: what a pull sends as the set of documents a consumer
 // holds changes (move-in, move-out, deletes, renames), without a database.
-#include "libsync/membership.h"
+#include "libsync/rules/membership.h"
 
 #include "gtest/gtest.h"
 

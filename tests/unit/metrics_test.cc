@@ -1,8 +1,8 @@
-// libsync/metrics.h on prometheus-cpp: the text exposition format 0.0.4 a
+// libsync/base/metrics.h on prometheus-cpp: the text exposition format 0.0.4 a
 // scrape returns (HELP/TYPE lines, escaping, series order, histogram
 // buckets, callback families computed at scrape time, a failing callback
 // rendering no samples), same-name families, and thread-safe updates.
-#include "libsync/metrics.h"
+#include "libsync/base/metrics.h"
 
 #include <limits>
 #include <thread>

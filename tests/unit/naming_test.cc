@@ -1,4 +1,4 @@
-#include "libsync/naming.h"
+#include "libsync/model/naming.h"
 
 #include <regex>
 

@@ -1,4 +1,4 @@
-#include "libsync/queue_vacuum.h"
+#include "libsync/rules/queue_vacuum.h"
 
 #include "gtest/gtest.h"
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "libsync/doctype.h"
-#include "libsync/entry_builder.h"
-#include "libsync/value.h"
+#include "libsync/model/doctype.h"
+#include "libsync/rules/entry_builder.h"
+#include "libsync/base/value.h"
 
 namespace eventstream::testing_raw_rows {
 

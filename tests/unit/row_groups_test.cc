@@ -1,4 +1,4 @@
-#include "libsync/row_groups.h"
+#include "libsync/model/row_groups.h"
 
 #include "gtest/gtest.h"
 

@@ -1,4 +1,4 @@
-#include "libsync/sync_plan.h"
+#include "libsync/rules/sync_plan.h"
 
 #include "gtest/gtest.h"
 

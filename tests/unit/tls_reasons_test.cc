@@ -1,4 +1,4 @@
-#include "libsync/tls_reasons.h"
+#include "libsync/base/tls_reasons.h"
 
 #include <string>
 

@@ -1,7 +1,7 @@
-#include "libsync/update_plan.h"
+#include "libsync/rules/update_plan.h"
 
 #include "gtest/gtest.h"
-#include "libsync/document.h"
+#include "libsync/model/document.h"
 
 namespace eventstream {
 namespace {

@@ -1,4 +1,4 @@
-#include "libsync/value.h"
+#include "libsync/base/value.h"
 
 #include <string>
 

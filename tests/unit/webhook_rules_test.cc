@@ -1,8 +1,8 @@
-// libsync/webhook_rules.h: the pure decisions of webhook delivery (doc
+// libsync/rules/webhook_rules.h: the pure decisions of webhook delivery (doc
 // events, the document as of an entry, request ids, bodies and masked
 // headers, conditions, a pass's cap and chains, outcomes, retry delays, the
 // busy pause), and webhook config errors.
-#include "libsync/webhook_rules.h"
+#include "libsync/rules/webhook_rules.h"
 
 #include <algorithm>
 #include <map>
@@ -14,9 +14,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "libsync/config.h"
-#include "libsync/expr.h"
-#include "libsync/value.h"
+#include "libsync/config/config.h"
+#include "libsync/config/expr.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 namespace {

@@ -1,4 +1,4 @@
-#include "libsync/webhook_signature.h"
+#include "libsync/rules/webhook_signature.h"
 
 #include <string>
 

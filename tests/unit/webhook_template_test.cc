@@ -1,13 +1,13 @@
 // Webhook templates, and CheckRuntimeWebhookSecrets: what a runtime webhook
 // may read (issue 13, item 8).
-#include "libsync/webhook_template.h"
+#include "libsync/config/webhook_template.h"
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
-#include "libsync/value.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 namespace {

@@ -23,9 +23,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
-#include "libsync/webhook_rules.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
+#include "libsync/rules/webhook_rules.h"
 #include "services/producer/webhooks/events.h"
 
 namespace eventstream {

@@ -4,8 +4,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "libsync/status_macros.h"
-#include "libsync/webhook_rules.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/rules/webhook_rules.h"
 #include "services/producer/document_reader.h"
 
 namespace eventstream {

@@ -2,7 +2,7 @@
 // document as of the entry (its latest Create replayed with the later
 // diffs, DocumentVersions), for a Delete the version before it, and when
 // the log does not follow it the current document (or a stub). Which doc
-// events fire is DocEventsFor (libsync/webhook_rules.h). Read-only; runs
+// events fire is DocEventsFor (libsync/rules/webhook_rules.h). Read-only; runs
 // inside the dispatcher's planning transaction. docs/design.md "Webhooks".
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_EVENTS_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_WEBHOOKS_EVENTS_H_
@@ -13,9 +13,9 @@
 #include <unordered_map>
 
 #include "absl/status/statusor.h"
-#include "libsync/doctype.h"
-#include "libsync/pg.h"
-#include "libsync/value.h"
+#include "libsync/model/doctype.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 

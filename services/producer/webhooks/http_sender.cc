@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "libsync/status_macros.h"
-#include "libsync/webhook_signature.h"
-#include "libsync/webhook_template.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/rules/webhook_signature.h"
+#include "libsync/config/webhook_template.h"
 
 namespace eventstream {
 namespace {

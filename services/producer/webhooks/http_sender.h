@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "libsync/config.h"
-#include "libsync/webhook_rules.h"
+#include "libsync/config/config.h"
+#include "libsync/rules/webhook_rules.h"
 
 namespace eventstream {
 

@@ -1,9 +1,9 @@
 #include "services/producer/webhooks/webhook_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "libsync/expr.h"
-#include "libsync/webhook_rules.h"
-#include "libsync/webhook_template.h"
+#include "libsync/config/expr.h"
+#include "libsync/rules/webhook_rules.h"
+#include "libsync/config/webhook_template.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/webhooks/delivery.h"
 #include "spdlog/spdlog.h"

@@ -13,8 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "eventstream/v1/webhooks.grpc.pb.h"
-#include "libsync/config.h"
-#include "libsync/pg_pool.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg_pool.h"
 #include "services/common/auth.h"
 #include "services/producer/webhooks/delivery.h"
 #include "services/producer/webhooks/webhook_store.h"

@@ -6,8 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "libsync/status_macros.h"
-#include "libsync/webhook_template.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/config/webhook_template.h"
 #include "services/producer/approvals_lock.h"
 #include "spdlog/spdlog.h"
 

@@ -18,10 +18,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "libsync/config.h"
-#include "libsync/pg.h"
-#include "libsync/pg_pool.h"
-#include "libsync/value.h"
+#include "libsync/config/config.h"
+#include "libsync/base/pg.h"
+#include "libsync/base/pg_pool.h"
+#include "libsync/base/value.h"
 
 namespace eventstream {
 

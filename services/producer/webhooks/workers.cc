@@ -3,8 +3,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "libsync/status_macros.h"
-#include "libsync/webhook_rules.h"
+#include "libsync/base/status_macros.h"
+#include "libsync/rules/webhook_rules.h"
 #include "services/producer/webhooks/delivery.h"
 #include "services/producer/webhooks/http_sender.h"
 #include "services/producer/webhooks/webhook_store.h"

@@ -60,7 +60,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The config file ---------------------------------------------------------
      The config keys of the values, verbatim, minus the chart's `enabled`
      switches; a disabled section is left out (= no such service on this
-     site). The schema is libsync/config.h's. */}}
+     site). The schema is libsync/config/config.h's. */}}
 {{- define "eventstream.config" -}}
 {{- $c := dict "site" .Values.site -}}
 {{- if .Values.database }}{{ $_ := set $c "database" .Values.database }}{{ end -}}

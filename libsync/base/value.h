@@ -1,0 +1,101 @@
+// Value: a JSON value that keeps every number as its exact decimal text.
+//
+// Documents travel between sites as JSON. PostgreSQL numerics, bigints and
+// timestamps must arrive digit for digit, so a Value never converts a number
+// to double: `12345678901234567.123456789` stays that text from ParseJson to
+// ToJson. Objects keep their keys sorted (std::map), so ToJson is canonical
+// and two equal Values serialize to the same bytes.
+//
+// Value is a plain value type: copyable, movable, comparable with ==.
+#ifndef EVENTSTREAM_LIBSYNC_BASE_VALUE_H_
+#define EVENTSTREAM_LIBSYNC_BASE_VALUE_H_
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace eventstream {
+
+class Value {
+ public:
+  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
+  using Array = std::vector<Value>;
+  using Object = std::map<std::string, Value, std::less<>>;
+
+  Value() = default;  // null
+  static Value Null() { return Value(); }
+  static Value Bool(bool b);
+  // `text` must be a JSON number (checked by IsNumberText); kept verbatim.
+  static Value Number(std::string text);
+  static Value Int(int64_t n);
+  static Value String(std::string s);
+  static Value FromArray(Array a);
+  static Value FromObject(Object o);
+  static Value EmptyArray() { return FromArray({}); }
+  static Value EmptyObject() { return FromObject({}); }
+
+  Kind kind() const { return static_cast<Kind>(data_.index()); }
+  bool is_null() const { return kind() == Kind::kNull; }
+  bool is_bool() const { return kind() == Kind::kBool; }
+  bool is_number() const { return kind() == Kind::kNumber; }
+  bool is_string() const { return kind() == Kind::kString; }
+  bool is_array() const { return kind() == Kind::kArray; }
+  bool is_object() const { return kind() == Kind::kObject; }
+
+  // Accessors; calling one on the wrong kind is a programming error (asserts).
+  bool as_bool() const;
+  const std::string& number_text() const;
+  const std::string& as_string() const;
+  const Array& as_array() const;
+  Array& mutable_array();
+  const Object& as_object() const;
+  Object& mutable_object();
+
+  // Object helpers. Find returns nullptr when absent or when not an object.
+  const Value* Find(std::string_view key) const;
+  // Inserts null if absent; turns a null Value into an object first.
+  Value& operator[](std::string_view key);
+  // Removes `key` from an object; returns whether it was there.
+  bool Erase(std::string_view key);
+
+  // Scalar text as a database would take it: strings as is, numbers as their
+  // text, booleans "1"/"0" (Frappe's Check), null -> empty. Arrays/objects
+  // -> their JSON.
+  std::string ToText() const;
+
+  // Compact JSON, keys sorted. Non-ASCII is written as UTF-8 as is.
+  std::string ToJson() const;
+  // Strict JSON (RFC 8259). Errors name the byte offset and what was expected.
+  static absl::StatusOr<Value> ParseJson(std::string_view text);
+
+  // True for text that is a JSON number (`-0.5`, `1e10`, `9223372036854775807`).
+  static bool IsNumberText(std::string_view text);
+
+  friend bool operator==(const Value& a, const Value& b) {
+    return a.data_ == b.data_;
+  }
+  friend bool operator!=(const Value& a, const Value& b) { return !(a == b); }
+
+ private:
+  struct NumberText {
+    std::string text;
+    friend bool operator==(const NumberText& a, const NumberText& b) {
+      return a.text == b.text;
+    }
+  };
+  std::variant<std::monostate, bool, NumberText, std::string, Array, Object>
+      data_;
+};
+
+// Lets GoogleTest (and logs) show a Value as its JSON.
+void PrintTo(const Value& v, std::ostream* os);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_LIBSYNC_BASE_VALUE_H_
