@@ -250,19 +250,27 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status ProducerService::BeginDocumentCall(grpc::ServerContext* context,
+                                                int64_t max_message_bytes, DocumentCall* call) {
+  auto principal = Admit(context, &call->slot);
+  if (!principal.ok()) return ToGrpc(principal.status());
+  call->scope.emplace(context);
+  call->site = principal->key;
+  auto budget = ResolveBudget(0, max_message_bytes);
+  if (!budget.ok()) return ToGrpc(budget.status());
+  call->budget = *budget;
+  return grpc::Status::OK;
+}
+
 grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
                                           const v1::GetDocumentRequest* request,
                                           v1::GetDocumentResponse* response) {
-  std::optional<CallLimiter::Slot> slot;
-  auto principal = Admit(context, &slot);
-  if (!principal.ok()) return ToGrpc(principal.status());
-  CallScope scope(context);
-  auto budget = ResolveBudget(0, request->max_message_bytes());
-  if (!budget.ok()) return ToGrpc(budget.status());
-  auto doc = deps_.feed->GetDocument(principal->key, request->doctype(),
+  DocumentCall call;
+  ES_RETURN_IF_GRPC_ERROR(BeginDocumentCall(context, request->max_message_bytes(), &call));
+  auto doc = deps_.feed->GetDocument(call.site, request->doctype(),
                                      request->name(), request->with_dependencies());
   if (!doc.ok()) return AnswerRpc("Producer.GetDocument", doc.status());
-  auto fitted = FitServedDocument(*budget, request->doctype(), request->name(), *std::move(doc));
+  auto fitted = FitServedDocument(call.budget, request->doctype(), request->name(), *std::move(doc));
   if (!fitted.ok()) return ToGrpc(fitted.status());
   response->set_document_json(std::move(fitted->json));
   for (std::string& d : fitted->dependencies_json) response->add_dependencies_json(std::move(d));
@@ -273,18 +281,14 @@ grpc::Status ProducerService::GetDocument(grpc::ServerContext* context,
 grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
                                             const v1::FindDocumentsRequest* request,
                                             v1::FindDocumentsResponse* response) {
-  std::optional<CallLimiter::Slot> slot;
-  auto principal = Admit(context, &slot);
-  if (!principal.ok()) return ToGrpc(principal.status());
-  CallScope scope(context);
-  auto budget = ResolveBudget(0, request->max_message_bytes());
-  if (!budget.ok()) return ToGrpc(budget.status());
+  DocumentCall call;
+  ES_RETURN_IF_GRPC_ERROR(BeginDocumentCall(context, request->max_message_bytes(), &call));
   std::map<std::string, std::string> filters(request->filters().begin(),
                                              request->filters().end());
-  auto docs = deps_.feed->FindDocuments(principal->key, request->doctype(),
+  auto docs = deps_.feed->FindDocuments(call.site, request->doctype(),
                                         filters, request->limit());
   if (!docs.ok()) return AnswerRpc("Producer.FindDocuments", docs.status());
-  auto fitted = FitFoundDocuments(*budget, request->doctype(), *std::move(docs));
+  auto fitted = FitFoundDocuments(call.budget, request->doctype(), *std::move(docs));
   if (!fitted.ok()) return ToGrpc(fitted.status());
   for (std::string& d : fitted->documents) response->add_documents_json(std::move(d));
   response->set_truncated(fitted->truncated);
@@ -294,16 +298,12 @@ grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
 grpc::Status ProducerService::ListVisibleDocuments(grpc::ServerContext* context,
                                                    const v1::ListVisibleDocumentsRequest* request,
                                                    v1::ListVisibleDocumentsResponse* response) {
-  std::optional<CallLimiter::Slot> slot;
-  auto principal = Admit(context, &slot);
-  if (!principal.ok()) return ToGrpc(principal.status());
-  CallScope scope(context);
-  auto budget = ResolveBudget(0, request->max_message_bytes());
-  if (!budget.ok()) return ToGrpc(budget.status());
-  auto page = deps_.feed->ListVisible(principal->key, request->doctype(), request->after_name(),
+  DocumentCall call;
+  ES_RETURN_IF_GRPC_ERROR(BeginDocumentCall(context, request->max_message_bytes(), &call));
+  auto page = deps_.feed->ListVisible(call.site, request->doctype(), request->after_name(),
                                       request->limit());
   if (!page.ok()) return AnswerRpc("Producer.ListVisibleDocuments", page.status());
-  auto fitted = FitFoundDocuments(*budget, request->doctype(), std::move(page->documents));
+  auto fitted = FitFoundDocuments(call.budget, request->doctype(), std::move(page->documents));
   if (!fitted.ok()) return ToGrpc(fitted.status());
   // Cut by size: go on after the last document sent.
   response->set_next_after_name(fitted->truncated ? page->names[fitted->documents.size() - 1]

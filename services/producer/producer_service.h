@@ -26,6 +26,7 @@
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "libsync/config/config.h"
 #include "libsync/base/pg_pool.h"
+#include "libsync/rules/batch_budget.h"
 #include "services/common/auth.h"
 #include "services/common/call_guard.h"
 #include "services/common/service_main.h"
@@ -96,6 +97,17 @@ class ProducerService final : public v1::Producer::Service {
   // Authorizes a consumer-role call and takes its slot; the principal.
   absl::StatusOr<Principal> Admit(grpc::ServerContext* context,
                                   std::optional<CallLimiter::Slot>* slot);
+  // A consumer's document call (GetDocument, FindDocuments,
+  // ListVisibleDocuments): admitted (Admit), its deadline in scope for the
+  // feed's work (CallScope), and the answer's byte budget.
+  struct DocumentCall {
+    std::optional<CallLimiter::Slot> slot;
+    std::optional<CallScope> scope;
+    std::string site;  // the caller key's
+    ByteBudget budget;
+  };
+  grpc::Status BeginDocumentCall(grpc::ServerContext* context, int64_t max_message_bytes,
+                                 DocumentCall* call);
   // A slot of `key` in deps_.limiter (none without a limiter).
   absl::Status TakeSlot(const std::string& key, std::optional<CallLimiter::Slot>* slot);
   Deps deps_;
