@@ -90,8 +90,10 @@ absl::Status LogTrimmedError(const std::string& site, int64_t position, int64_t 
 }
 
 bool IsLogTrimmed(const absl::Status& status) {
+  // A client may prefix the producer's message with where it came from.
   return status.code() == absl::StatusCode::kFailedPrecondition &&
-         absl::StartsWith(status.message(), kLogTrimmedMarker);
+         (absl::StartsWith(status.message(), kLogTrimmedMarker) ||
+          absl::StrContains(status.message(), absl::StrCat(": ", kLogTrimmedMarker)));
 }
 
 }  // namespace eventstream

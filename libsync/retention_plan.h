@@ -86,7 +86,8 @@ RetentionPlan PlanRetention(const RetentionInput& input);
 // The answer to a pull of a cut-off consumer (docs/design.md "Retention"):
 // FAILED_PRECONDITION whose message starts with kLogTrimmedMarker and names
 // the position it asked from, the trim point that cut it off and the first
-// seq kept. The consumer recognises it with IsLogTrimmed and recovers with
+// seq kept. The consumer recognises it with IsLogTrimmed (also behind a
+// "<where>: " prefix its client adds) and recovers with
 // Producer.RestartSync(skip_trimmed).
 inline constexpr char kLogTrimmedMarker[] = "log trimmed:";
 absl::Status LogTrimmedError(const std::string& site, int64_t position, int64_t lost_through,

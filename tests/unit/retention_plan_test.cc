@@ -140,5 +140,21 @@ TEST(RetentionPlan, NeverBelowTheRecordedTrimPoint) {
   EXPECT_TRUE(plan.behind.empty());
 }
 
+TEST(LogTrimmed, MessageNamesTheGapAndIsRecognised) {
+  absl::Status s = LogTrimmedError("branch1", 12, 450, 451);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "log trimmed: site \"branch1\" is at seq 12, but entries it still needed up to seq "
+            "450 were deleted by the retention valve (producer.retention max_age / "
+            "max_entries); the first seq kept is 451 (438 seqs behind); call "
+            "Producer.RestartSync with skip_trimmed to re-sync");
+  EXPECT_TRUE(IsLogTrimmed(s));
+  // As the consumer's client reports it.
+  EXPECT_TRUE(IsLogTrimmed(absl::FailedPreconditionError(
+      absl::StrCat("producer hq (x:1): Producer.PullUpdates: ", s.message()))));
+  EXPECT_FALSE(IsLogTrimmed(absl::UnavailableError(s.message())));
+  EXPECT_FALSE(IsLogTrimmed(absl::FailedPreconditionError("capture cannot be installed")));
+}
+
 }  // namespace
 }  // namespace eventstream
