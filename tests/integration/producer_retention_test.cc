@@ -8,6 +8,7 @@
 // the middle of its own trim.
 #include <signal.h>
 
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -340,6 +341,8 @@ TEST_F(RetentionTest, KillDuringTrimLosesNothingAConsumerStillNeeds) {
   service_.process->Signal(SIGKILL);
   (void)service_.process->Wait(absl::Seconds(10));
   const int64_t killed_at = FirstKept();
+  std::cout << "[          ] killed with seq " << killed_at << " the first kept (trim from "
+            << w1 + 1 << " through " << acknowledged << ")\n";
   // Whatever the moment, nothing past the acknowledged position went.
   EXPECT_GT(killed_at, w1 + 1);
   EXPECT_LE(killed_at, acknowledged + 1);
