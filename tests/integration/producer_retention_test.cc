@@ -97,13 +97,14 @@ class RetentionTest : public ::testing::Test {
 
   // Registers `site` for `doctype` (no initial sync) and approves it.
   int64_t Subscribe(const std::string& auth, const std::string& site,
-                    const std::string& doctype = "Note") {
+                    const std::string& doctype = "Note", const std::string& condition = "") {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", auth);
     v1::RegisterConsumerRequest req;
     req.set_consumer_site(site);
     v1::SubscriptionRequest* sub = req.add_doctypes();
     sub->set_doctype(doctype);
+    sub->set_condition(condition);
     sub->set_skip_initial_sync(true);
     v1::RegisterConsumerResponse resp;
     grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
@@ -326,6 +327,56 @@ TEST_F(RetentionTest, ValveCutsOffAnUnacknowledgedConsumerWhichSkipsAndResyncs) 
   EXPECT_EQ(Int("SELECT (acknowledged_seq >= lost_through)::int FROM es_producer.consumer"
                 " WHERE site = 'branch1'"),
             1);
+}
+
+// A consumer cut off with answers it received but never acknowledged (a
+// move-in, then a move-out of N2): every document they touched counts as
+// held, so the new sync moves N2 out again (REVOKE) and sends the rest.
+TEST_F(RetentionTest, SkipCountsUnacknowledgedMoveInsAsHeld) {
+  const int64_t w1 = Subscribe(kB1, "branch1", "Note", "doc.title != \"hidden\"");
+  WriteNotes(1, 6);
+  v1::PullUpdatesResponse resp;
+  grpc::Status s = Pull(kB1, w1, &resp);  // received, never acknowledged
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.entries_size(), 5);
+  EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding_change WHERE site = 'branch1'"), 5);
+  ASSERT_TRUE(conn_->Exec("UPDATE \"tabNote\" SET title = 'hidden' WHERE name = 'N2'").ok());
+  ASSERT_TRUE(Eventually([&] { return Int("SELECT count(*) FROM es_producer.raw_change") == 0; }));
+  // Its move-out is received too, and not acknowledged either: whether the
+  // consumer applied it is unknown, so N2 must still count as held.
+  v1::PullUpdatesResponse out;
+  s = Pull(kB1, resp.next_after_seq(), &out, w1);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(out.entries_size(), 1);
+  EXPECT_EQ(out.entries(0).update_type(), v1::UPDATE_TYPE_REVOKE);
+  EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding_change WHERE site = 'branch1'"), 6);
+  Trim(Policy(absl::Hours(1), absl::ZeroDuration(), 1), absl::Now() + absl::Hours(2));
+  s = Pull(kB1, w1, &resp);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", kB1);
+  v1::RestartSyncRequest req;
+  req.set_skip_trimmed(true);
+  v1::RestartSyncResponse answer;
+  s = stub_->RestartSync(&ctx, req, &answer);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding_change WHERE site = 'branch1'"), 0);
+  EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding WHERE site = 'branch1'"), 5);
+  std::map<std::string, std::string> got;  // docname -> type
+  int64_t after = answer.watermark();
+  ASSERT_TRUE(Eventually([&] {
+    v1::PullUpdatesResponse r;
+    if (!Pull(kB1, after, &r, after).ok()) return false;
+    for (const auto& e : r.entries()) got[e.docname()] = v1::UpdateType_Name(e.update_type());
+    after = r.next_after_seq();
+    return got.size() >= 5;
+  })) << got.size();
+  EXPECT_EQ(got, (std::map<std::string, std::string>{{"N1", "UPDATE_TYPE_SYNC"},
+                                                     {"N2", "UPDATE_TYPE_REVOKE"},
+                                                     {"N3", "UPDATE_TYPE_SYNC"},
+                                                     {"N4", "UPDATE_TYPE_SYNC"},
+                                                     {"N5", "UPDATE_TYPE_SYNC"}}));
 }
 
 TEST_F(RetentionTest, KillDuringTrimLosesNothingAConsumerStillNeeds) {
