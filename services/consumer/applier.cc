@@ -500,4 +500,112 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
   return rows;
 }
 
+namespace {
+
+constexpr size_t kMaxExamples = 20;
+
+void AddExample(std::vector<std::string>* examples, absl::string_view what,
+                absl::string_view detail) {
+  if (examples->size() < kMaxExamples) examples->push_back(absl::StrCat(what, ": ", detail));
+}
+
+v1::UpdateLogEntry SnapshotEntry(const std::string& doctype, const std::string& docname,
+                                 v1::UpdateType type, std::string data) {
+  v1::UpdateLogEntry e;
+  e.set_seq(0);  // not from the producer's log
+  e.set_doctype(doctype);
+  e.set_docname(docname);
+  e.set_update_type(type);
+  e.set_data_json(std::move(data));
+  return e;
+}
+
+}  // namespace
+
+absl::StatusOr<SnapshotCompare> Applier::CompareSnapshot(
+    pg::Connection* conn, const std::string& producer, const std::string& doctype,
+    const std::vector<std::pair<std::string, std::string>>& docs, DependencySource* deps) {
+  const EventProducerConfig* pc =
+      config_.consumer ? config_.consumer->FindProducer(producer) : nullptr;
+  if (pc == nullptr) return absl::NotFoundError(absl::StrCat("no producer \"", producer, "\""));
+  PrepareTables(conn, *pc);
+  // Nothing of this transaction is ever committed: each document is
+  // applied as a Sync entry and rolled back, so the Sync's own rules say
+  // whether the copy here is equal, missing or differing.
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
+                             producer, deps);
+  SnapshotCompare out;
+  for (const auto& [name, json] : docs) {
+    RETURN_IF_ERROR(Exec(conn, kSavepoint));
+    absl::StatusOr<apply::Outcome> outcome =
+        doc.Apply(SnapshotEntry(doctype, name, v1::UPDATE_TYPE_SYNC, json));
+    if (outcome.ok()) {
+      if (absl::Status written = conn->FlushDeferred(); !written.ok()) outcome = written;
+    } else {
+      (void)conn->FlushDeferred();
+    }
+    RETURN_IF_ERROR(Exec(conn, kRollbackSavepoint));
+    doc.ForgetKnown();  // what it wrote is gone
+    using Effect = apply::Outcome::SyncEffect;
+    if (!outcome.ok()) {
+      ++out.failed;
+      AddExample(&out.examples, "failed", absl::StrCat(name, ": ", outcome.status().message()));
+    } else if (outcome->sync == Effect::kInserted) {
+      ++out.missing;
+      AddExample(&out.examples, "missing", name);
+    } else if (outcome->sync == Effect::kReplaced) {
+      ++out.differing;
+      AddExample(&out.examples, "differing", absl::StrCat(name, " (", outcome->note, ")"));
+    } else {
+      ++out.equal;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Applier::LocalCopies(pg::Connection* conn,
+                                                              const std::string& producer,
+                                                              const std::string& doctype) {
+  apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
+                             producer, nullptr);
+  return doc.LocalCopies(doctype);
+}
+
+absl::StatusOr<int64_t> Applier::MoveOutCopies(pg::Connection* conn, const std::string& producer,
+                                               const std::string& doctype,
+                                               const std::vector<std::string>& names,
+                                               DependencySource* deps) {
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  // No batch of this producer runs meanwhile: one that brought a document
+  // back in committed before, and the check below sees it.
+  RETURN_IF_ERROR(BeginApply(conn, producer));
+  apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
+                             producer, deps);
+  std::vector<SyncLogRow> rows;
+  for (const std::string& name : names) {
+    // Still not shown (it may have moved in since the comparison).
+    ASSIGN_OR_RETURN(auto shown, deps->GetDocument(doctype, name));
+    if (shown.has_value()) continue;
+    const v1::UpdateLogEntry e = SnapshotEntry(
+        doctype, name, v1::UPDATE_TYPE_REVOKE,
+        R"({"reason": "Resnapshot: the producer does not show it"})");
+    SyncLogRow row = RowFromEntry(producer, e);
+    ASSIGN_OR_RETURN(absl::StatusOr<apply::Outcome> outcome, ApplyInSavepoint(conn, doc, e));
+    if (outcome.ok()) {
+      MarkSynced(row, *outcome);
+    } else {
+      row.status = "Failed";
+      row.error = std::string(outcome.status().message());
+    }
+    rows.push_back(std::move(row));
+  }
+  RETURN_IF_ERROR(InsertRows(conn, rows));
+  for (const SyncLogRow& row : rows) {
+    if (row.status == "Failed") LogFailure(row);
+  }
+  RETURN_IF_ERROR(txn->Commit());
+  return static_cast<int64_t>(rows.size());
+}
+
 }  // namespace eventstream

@@ -78,6 +78,12 @@ struct SyncLogRow {
 // local_docname.
 SyncLogRow ReadSyncLogRow(const pg::Result& r, int i);
 
+// Resnapshot's comparison (Applier::CompareSnapshot).
+struct SnapshotCompare {
+  int64_t equal = 0, missing = 0, differing = 0, failed = 0;
+  std::vector<std::string> examples;  // at most 20, "missing: NAME", ...
+};
+
 namespace apply {
 class TableCache;
 }
@@ -106,6 +112,29 @@ class Applier {
   absl::StatusOr<std::vector<SyncLogRow>> Resync(
       pg::Connection* conn, int64_t id,
       const std::function<DependencySource*(const std::string& producer)>& deps_for);
+
+  // Resnapshot (docs/design.md "Membership"). How this site's copies
+  // compare with `docs` ({name, JSON}: the producer's current documents of
+  // its DocType `doctype`): each is applied as a Sync entry in a savepoint
+  // that is rolled back, in a transaction never committed, so nothing
+  // changes here and the Sync's own rules decide. Runs beside batches.
+  absl::StatusOr<SnapshotCompare> CompareSnapshot(
+      pg::Connection* conn, const std::string& producer, const std::string& doctype,
+      const std::vector<std::pair<std::string, std::string>>& docs, DependencySource* deps);
+  // The producer's names of the copies here of its documents of `doctype`
+  // (DocumentApplier::LocalCopies).
+  absl::StatusOr<std::vector<std::string>> LocalCopies(pg::Connection* conn,
+                                                       const std::string& producer,
+                                                       const std::string& doctype);
+  // Applies on_move_out to each of `names` that `deps` (the producer) still
+  // does not show, as a Revoke entry with seq 0 logged like any entry, in
+  // one transaction under the batches' per-producer lock (so a batch that
+  // moved one back in is seen first). Dying before COMMIT changes nothing.
+  // Returns how many were moved out (Synced or Failed rows written).
+  absl::StatusOr<int64_t> MoveOutCopies(pg::Connection* conn, const std::string& producer,
+                                        const std::string& doctype,
+                                        const std::vector<std::string>& names,
+                                        DependencySource* deps);
 
  private:
   // remote_docname / remote_site_name on the tables (and child tables) of

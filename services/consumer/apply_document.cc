@@ -121,6 +121,20 @@ std::string FindByRemoteSql(const std::string& table) {
                       " ORDER BY name LIMIT 1");
 }
 
+// Copies of a producer's documents ($1: producer): remote_name.
+std::string CopiesByRemoteSql(const std::string& table) {
+  return absl::StrCat("SELECT DISTINCT remote_docname AS remote_name FROM ", QuoteIdentifier(table),
+                      " WHERE remote_site_name = $1 AND remote_docname IS NOT NULL");
+}
+
+// Same-name copies: names the sync log of ($1 producer, $2 its DocType)
+// mentions that exist here: remote_name.
+std::string CopiesByNameSql(const std::string& table) {
+  return absl::StrCat("SELECT DISTINCT s.docname AS remote_name FROM es_consumer.sync_log s"
+                      " JOIN ", QuoteIdentifier(table), " t ON t.name = s.docname"
+                      " WHERE s.producer = $1 AND s.doctype = $2");
+}
+
 // One child row: $1 parent, $2 parenttype, $3 the row's `key` (ChildRowKey).
 std::string ChildRowWhere(const std::string& key) {
   return absl::StrCat("parent = $1 AND parenttype = $2 AND ", QuoteIdentifier(key), " = $3");
@@ -448,6 +462,21 @@ absl::StatusOr<std::optional<std::string>> DocumentApplier::FindLocal(
   if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", Doc(def.name, remote_name)));
   if (r->rows() == 0) return std::optional<std::string>();
   return std::optional<std::string>(std::string(r->Get(0, "name")));
+}
+
+absl::StatusOr<std::vector<std::string>> DocumentApplier::LocalCopies(
+    const std::string& remote_doctype) {
+  ASSIGN_OR_RETURN(const Target t, Resolve(remote_doctype));
+  ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, t.def->table));
+  std::vector<std::string> names;
+  if (!t.same_name && !info->has_remote()) return names;  // nothing came here yet
+  ASSIGN_OR_RETURN(pg::Result r,
+                   t.same_name
+                       ? RunPrepared(conn_, CopiesByNameSql(t.def->table), {producer_, remote_doctype})
+                       : RunPrepared(conn_, CopiesByRemoteSql(t.def->table), {producer_}));
+  names.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) names.emplace_back(r.Get(i, "remote_name"));
+  return names;
 }
 
 absl::StatusOr<std::string> DocumentApplier::NewName(const DocTypeDef& def, const Value& doc) {
@@ -1051,7 +1080,11 @@ absl::StatusOr<Outcome> DocumentApplier::Sync(const Target& t, const v1::UpdateL
   const std::string remote_name = e.docname().empty() ? NameOf(*doc) : e.docname();
   ASSIGN_OR_RETURN(std::optional<std::string> local,
                    FindLocal(*t.def, remote_name, t.same_name));
-  if (!local.has_value()) return Create(t, remote_name, *std::move(doc), "inserted");
+  if (!local.has_value()) {
+    ASSIGN_OR_RETURN(Outcome out, Create(t, remote_name, *std::move(doc), "inserted"));
+    out.sync = Outcome::SyncEffect::kInserted;
+    return out;
+  }
   if (t.mapping != nullptr) {
     auto mapped = mappings_->MapDocument(t.mapping->name, *doc, this);
     if (!mapped.ok()) {
@@ -1079,8 +1112,10 @@ absl::StatusOr<Outcome> DocumentApplier::Replace(const Target& t, const std::str
   out.local_docname = name;
   if (change.empty()) {
     out.note = "already equal";
+    out.sync = Outcome::SyncEffect::kEqual;
     return out;
   }
+  out.sync = Outcome::SyncEffect::kReplaced;
   // The same writes as an Update with this diff; inside the entry's
   // savepoint like every write here.
   RETURN_IF_ERROR(WriteUpdate(def, t.same_name, name, change.diff,

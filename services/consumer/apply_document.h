@@ -104,6 +104,9 @@ class TableCache {
 };
 
 struct Outcome {
+  // What a Sync entry did (Resnapshot's dry run counts them).
+  enum class SyncEffect { kNone, kInserted, kReplaced, kEqual };
+  SyncEffect sync = SyncEffect::kNone;
   std::string note;
   std::string local_doctype;
   std::string local_docname;
@@ -130,6 +133,12 @@ class DocumentApplier : public DocumentFetcher {
   // when it rolls back a write of this object (a failed entry).
   absl::Status Prefetch(const std::vector<v1::UpdateLogEntry>& entries);
   void ForgetKnown() { known_.clear(); }
+
+  // The producer's names of the copies here of its documents of
+  // `remote_doctype`: rows whose remote_site_name is the producer, or, with
+  // use_same_name (rows carry no provenance), the names its sync log
+  // mentions that exist here.
+  absl::StatusOr<std::vector<std::string>> LocalCopies(const std::string& remote_doctype);
 
   // DocumentFetcher, for `Document` mappings.
   absl::StatusOr<std::optional<Value>> FindRemote(const std::string& remote_doctype,

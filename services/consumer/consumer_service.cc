@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "libsync/status_macros.h"
 #include "services/consumer/producer_store.h"
+#include "services/consumer/resnapshot.h"
 #include "services/common/tls.h"
 #include "services/common/update_type.h"
 #include "spdlog/spdlog.h"
@@ -177,6 +178,10 @@ grpc::Status ConsumerService::ListProducers(grpc::ServerContext* context,
       info->set_last_error(state.last_error);
       info->set_last_pull_at(Rfc3339(state.last_pull_at));
       info->set_consecutive_failures(state.consecutive_failures);
+      for (v1::ProducerDocType& d : *info->mutable_doctypes()) {
+        auto sync = state.initial_sync.find(d.doctype());
+        if (sync != state.initial_sync.end()) *d.mutable_initial_sync() = sync->second;
+      }
     }
   }
   return grpc::Status::OK;
@@ -226,11 +231,19 @@ grpc::Status ConsumerService::Resnapshot(grpc::ServerContext* context,
   }
   if (request->doctype().empty())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
-  auto answer = it->second->link()->RestartSync(request->doctype());
+  auto conn = deps_.pool->Acquire();
+  if (!conn.ok()) return AnswerRpc("Consumer.Resnapshot", conn.status());
+  auto answer = RunResnapshot(*deps_.config, conn->get(), it->second->link(), request->doctype(),
+                              request->dry_run());
   if (!answer.ok()) return AnswerRpc("Consumer.Resnapshot", answer.status());
-  spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)", request->producer(),
-               request->doctype());
-  *response->mutable_subscription() = answer->subscription();
+  if (!request->dry_run()) {
+    google::protobuf::RepeatedPtrField<v1::DocTypeSubscription> heard;
+    *heard.Add() = answer->subscription();
+    it->second->HeardSubscriptions(heard);
+    spdlog::info("producer {}: initial sync of {} asked for again (Resnapshot)",
+                 request->producer(), request->doctype());
+  }
+  *response = *std::move(answer);
   return grpc::Status::OK;
 }
 

@@ -109,6 +109,21 @@ absl::StatusOr<v1::RestartSyncResponse> ProducerLink::SkipTrimmed() {
   return CallRestartSync(request);
 }
 
+absl::StatusOr<v1::ListVisibleDocumentsResponse> ProducerLink::ListVisibleDocuments(
+    const std::string& doctype, const std::string& after_name, int limit) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ListVisibleDocumentsRequest request;
+  request.set_doctype(doctype);
+  request.set_after_name(after_name);
+  request.set_limit(limit);
+  request.set_max_message_bytes(options_.max_message_bytes);
+  v1::ListVisibleDocumentsResponse response;
+  RETURN_IF_ERROR(Convert("ListVisibleDocuments",
+                          stub_->ListVisibleDocuments(&context, request, &response)));
+  return response;
+}
+
 absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
     int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq) {
   grpc::ClientContext context;

@@ -14,6 +14,10 @@
 namespace eventstream {
 namespace {
 
+// How often a pull asks the producer for initial sync progress while one runs.
+constexpr absl::Duration kSyncProgressRefresh = absl::Seconds(2);
+
+
 // The pull lock: a session advisory lock per producer ($1: its key), held
 // on its own connection while this replica pulls; and the check that its
 // session is still alive.
@@ -186,6 +190,22 @@ PullerState Puller::State() const {
   return state_;
 }
 
+void Puller::HeardSubscriptions(
+    const google::protobuf::RepeatedPtrField<v1::DocTypeSubscription>& subs) {
+  absl::MutexLock lock(&mu_);
+  for (const v1::DocTypeSubscription& s : subs) {
+    state_.initial_sync[s.doctype()] = s.initial_sync();
+  }
+}
+
+bool Puller::Syncing() const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [doctype, sync] : state_.initial_sync) {
+    if (sync.state() == "running") return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<SyncLogRow>> Puller::Resync(int64_t id) {
   absl::MutexLock pull_lock(&pull_mu_);
   ASSIGN_OR_RETURN(pg::Connection * conn, Connection());
@@ -353,6 +373,7 @@ absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored
     return response.status();
   }
   MergeStatuses(response->subscriptions(), &desired);
+  HeardSubscriptions(response->subscriptions());
   if (absl::Status s = SaveSubscription(conn, name(), address, desired, response->last_seq());
       !s.ok())
     return Local(s, local_failure);
@@ -385,7 +406,9 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
       (triggers & kPullNow) ||
       (!all_approved_ && reconciled_ &&
        ((triggers & kNotify) || now - refreshed_at_ >= options_.poll_interval)) ||
-      (reconciled_ && now - refreshed_at_ >= options_.status_refresh);
+      (reconciled_ && now - refreshed_at_ >= options_.status_refresh) ||
+      // Initial sync progress for ListProducers.
+      (reconciled_ && now - refreshed_at_ >= kSyncProgressRefresh && Syncing());
 
   if (!reconciled_ && !changed) {
     // Unchanged since the last run: keep everything (statuses as stored).
@@ -417,6 +440,7 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
     return response.status();
   }
   MergeStatuses(response->subscriptions(), &desired);
+  HeardSubscriptions(response->subscriptions());
   if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
       !s.ok())
     return Local(s, local_failure);

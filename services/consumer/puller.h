@@ -60,6 +60,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -99,6 +100,8 @@ struct PullerState {
   absl::Time last_pull_at = absl::InfinitePast();  // last successful pull
   int64_t pulls = 0;  // pulls started since the process started
   bool active = false;  // this replica holds the pull lock
+  // Per producer DocType, its initial sync as the producer last answered.
+  std::map<std::string, v1::InitialSync> initial_sync;
 };
 
 class Puller {
@@ -148,6 +151,10 @@ class Puller {
       const std::function<bool()>& cancelled = nullptr);
 
   PullerState State() const;
+  // Records subscriptions the producer answered outside a pull (Resnapshot's
+  // RestartSync): their initial sync progress, refreshed while it runs.
+  void HeardSubscriptions(
+      const google::protobuf::RepeatedPtrField<v1::DocTypeSubscription>& subs);
 
   // Runs Applier::Resync for a sync log row of this producer, never at the
   // same time as a pull of it.
@@ -184,6 +191,8 @@ class Puller {
   // `active`: whether the pull just recorded ran holding the pull lock.
   void Record(const PullOutcome& outcome, bool local_failure, bool active)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether some initial sync was running when last heard.
+  bool Syncing() const;
 
   const Config& config_;
   const EventProducerConfig& producer_;

@@ -300,6 +300,27 @@ grpc::Status ProducerService::FindDocuments(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status ProducerService::ListVisibleDocuments(grpc::ServerContext* context,
+                                                   const v1::ListVisibleDocumentsRequest* request,
+                                                   v1::ListVisibleDocumentsResponse* response) {
+  std::optional<CallLimiter::Slot> slot;
+  auto principal = Admit(context, &slot);
+  if (!principal.ok()) return ToGrpc(principal.status());
+  CallScope scope(context);
+  auto budget = ResolveBudget(0, request->max_message_bytes());
+  if (!budget.ok()) return ToGrpc(budget.status());
+  auto page = deps_.feed->ListVisible(principal->key, request->doctype(), request->after_name(),
+                                      request->limit());
+  if (!page.ok()) return AnswerRpc("Producer.ListVisibleDocuments", page.status());
+  auto fitted = FitFoundDocuments(*budget, request->doctype(), std::move(page->documents));
+  if (!fitted.ok()) return ToGrpc(fitted.status());
+  // Cut by size: go on after the last document sent.
+  response->set_next_after_name(fitted->truncated ? page->names[fitted->documents.size() - 1]
+                                                  : page->next_after_name);
+  for (std::string& d : fitted->documents) response->add_documents_json(std::move(d));
+  return grpc::Status::OK;
+}
+
 grpc::Status ProducerService::ListConsumers(grpc::ServerContext* context,
                                             const v1::ListConsumersRequest*,
                                             v1::ListConsumersResponse* response) {

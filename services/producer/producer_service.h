@@ -72,6 +72,9 @@ class ProducerService final : public v1::Producer::Service {
   grpc::Status FindDocuments(grpc::ServerContext* context,
                              const v1::FindDocumentsRequest* request,
                              v1::FindDocumentsResponse* response) override;
+  grpc::Status ListVisibleDocuments(grpc::ServerContext* context,
+                                    const v1::ListVisibleDocumentsRequest* request,
+                                    v1::ListVisibleDocumentsResponse* response) override;
   grpc::Status ListConsumers(grpc::ServerContext* context,
                              const v1::ListConsumersRequest* request,
                              v1::ListConsumersResponse* response) override;

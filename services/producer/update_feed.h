@@ -183,6 +183,18 @@ class UpdateFeed {
       absl::string_view site, absl::string_view doctype,
       const std::map<std::string, std::string>& filters, int limit);
 
+  // ListVisibleDocuments (list_visible.cc): the documents of `doctype` the
+  // site's subscription selects now (grantors: approved, subscribed, passing
+  // both conditions), names greater than `after_name`, in name order, at most
+  // `limit`. `names[i]` is the name of `documents[i]` (JSON).
+  struct VisiblePage {
+    std::vector<std::string> names;
+    std::vector<std::string> documents;
+    std::string next_after_name;  // "" = no more; else the page's last name
+  };
+  absl::StatusOr<VisiblePage> ListVisible(absl::string_view site, absl::string_view doctype,
+                                          absl::string_view after_name, int limit);
+
  private:
   struct Subscription {
     const DocTypeDef* def = nullptr;
@@ -279,6 +291,16 @@ class UpdateFeed {
   absl::StatusOr<std::map<std::string, Standing>> Standings(
       pg::Connection* conn, absl::string_view site, const Access& access,
       const DocTypeDef& def, const std::vector<std::string>& names);
+  // ListVisible's names: by SQL (nullopt: a condition has no SQL form for
+  // `read`, or the table lacks a column it reads), else judged one by one.
+  absl::StatusOr<std::optional<std::vector<std::string>>> VisibleInSql(
+      pg::Connection* conn, absl::string_view site, const Access& access, const DocTypeDef& def,
+      absl::string_view after_name, int limit, RowRead read);
+  absl::StatusOr<std::vector<std::string>> VisibleJudged(pg::Connection* conn,
+                                                         absl::string_view site,
+                                                         const Access& access,
+                                                         const DocTypeDef& def,
+                                                         absl::string_view after_name, int limit);
   // A page's names in order: "" for one not readable, else its JSON.
   struct FindQuery {
     const DocTypeDef* def = nullptr;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "eventstream/v1/consumer.grpc.pb.h"
@@ -292,6 +293,29 @@ class PullTest : public ::testing::Test {
     names->clear();
     for (const auto& d : resp.documents_json()) names->push_back(Str(Json(d), "name"));
     return s;
+  }
+
+  // Every page of ListVisibleDocuments (`limit` each): "V1 V2 | V3" (pages
+  // apart), or the error.
+  std::string ListVisible(const std::string& auth, const std::string& doctype, int limit) {
+    std::string out, after;
+    for (int pages = 0; pages < 100; ++pages) {
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", auth);
+      v1::ListVisibleDocumentsRequest req;
+      req.set_doctype(doctype);
+      req.set_after_name(after);
+      req.set_limit(limit);
+      v1::ListVisibleDocumentsResponse resp;
+      grpc::Status s = stub_->ListVisibleDocuments(&ctx, req, &resp);
+      if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
+      std::vector<std::string> names;
+      for (const auto& d : resp.documents_json()) names.push_back(Str(Json(d), "name"));
+      absl::StrAppend(&out, out.empty() ? "" : " | ", absl::StrJoin(names, " "));
+      after = resp.next_after_name();
+      if (after.empty()) return out;
+    }
+    return out + " ...";
   }
 
   v1::ConsumerInfo Consumer(const std::string& site) {
@@ -1014,6 +1038,27 @@ TEST_F(PullTest, FindDocumentsWorksAlikeForInvisibleAndNoMatches) {
   // V2 makes readable, so U2 is readable too.
   ASSERT_TRUE(Find(kB1, "User", {{"full_name", "Ann"}}, &names).ok());
   EXPECT_EQ(names, (std::vector<std::string>{"U1", "U2"}));
+}
+
+// Issue 14 (Resnapshot): ListVisibleDocuments pages through what the
+// subscription selects, not the documents readable only through links nor
+// the invisible ones; the same when the condition has no SQL form.
+TEST_F(PullTest, ListVisibleDocumentsPagesWhatTheSubscriptionSelects) {
+  Subscribe(kB1, "branch1", {Sub("Note", "doc.public == 1")});
+  Write(R"(
+    INSERT INTO "tabNote" (name, title, public) SELECT 'H' || g, 'hidden', 0
+      FROM generate_series(1, 20) g;
+    INSERT INTO "tabNote" (name, title, public) SELECT 'V' || g, 'V' || g, 1
+      FROM generate_series(1, 5) g;
+    INSERT INTO "tabNote" (name, title, public) VALUES ('L1', 'linked', 0);
+    UPDATE "tabNote" SET ref_type = 'Note', ref_name = 'L1' WHERE name = 'V1';)");
+  EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
+  EXPECT_EQ(ListVisible(kB1, "Note", 0), "V1 V2 V3 V4 V5");
+  // Two fields compared: no SQL form, judged one by one.
+  Subscribe(kB1, "branch1", {Sub("Note", "doc.title == doc.name")});
+  EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
+  EXPECT_EQ(ListVisible(kB1, "User", 2), "");  // not subscribed: nothing
+  EXPECT_EQ(ListVisible(kB1, "Nope", 2).substr(0, 8), "error 3:");
 }
 
 // Not a check (run by hand with --gtest_also_run_disabled_tests): the cost
