@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "libsync/retention_plan.h"
 #include "libsync/status_macros.h"
+#include "services/consumer/resnapshot.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -533,6 +534,23 @@ absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& r
                "({}); restarting the initial sync of every DocType from the log's end",
                name(), outcome->last_seq, std::string(refused.message()));
   ASSIGN_OR_RETURN(v1::RestartSyncResponse skipped, link_->SkipTrimmed());
+  HeardSubscriptions(skipped.subscriptions());
+  // Copies of documents deleted there while this consumer was cut off:
+  // the sync walks only what exists, so Resnapshot's comparison finds them
+  // and applies on_move_out (it restarts that sync once more, which costs a
+  // second pass, never a wrong copy). Before the watermark moves: dying
+  // here, the next pull is refused again and all of this repeats.
+  for (const v1::DocTypeSubscription& sub : skipped.subscriptions()) {
+    if (sub.status() != v1::SUBSCRIPTION_STATUS_APPROVED || sub.unsubscribed()) continue;
+    absl::StatusOr<v1::ResnapshotResponse> repaired =
+        RunResnapshot(config_, conn, link_.get(), sub.doctype(), false);
+    if (absl::IsNotFound(repaired.status())) continue;  // not followed from here
+    RETURN_IF_ERROR(repaired.status());
+    if (repaired->moved_out() > 0) {
+      spdlog::info("producer {}: {} copies of {} deleted there while cut off moved out", name(),
+                   repaired->moved_out(), sub.doctype());
+    }
+  }
   auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});
   if (!stored.ok()) return Local(stored.status(), local_failure);
   spdlog::info("producer {}: watermark moved from {} to {} past the trimmed log; the "

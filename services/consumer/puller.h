@@ -45,9 +45,11 @@
 //    needed; libsync/retention_plan.h IsLogTrimmed) is recovered from at
 //    once: one warning naming how far behind it was, Producer.RestartSync
 //    with skip_trimmed (every DocType's initial sync again, from the log's
-//    end), then the watermark moves to the answer's watermark and pulling
-//    goes on. Dying between the two, the next pull is refused again and
-//    the recovery repeats (the producer keeps refusing positions below it).
+//    end), Resnapshot of each approved DocType (resnapshot.h: copies of
+//    documents deleted there meanwhile follow on_move_out), then the
+//    watermark moves to the answer's watermark and pulling goes on. Dying
+//    before that, the next pull is refused again and the recovery repeats
+//    (the producer keeps refusing positions below it).
 //  * A pull that moved the watermark is followed at once by another, so the
 //    producer records (acknowledged_seq = that pull's after_seq) that the
 //    entries arrived even when no Notify or poll comes soon: the producer's

@@ -1237,9 +1237,8 @@ TEST_F(E2ETest, ResnapshotRepairsDeletedAndEditedCopies) {
 
 // Retention (issue 15): a branch stopped past hq's valve (max_age 3s) is
 // refused "log trimmed:" when it comes back, logs it once, skips past the
-// trimmed log and re-syncs every DocType by itself, ending equal to hq.
-// (No deletes while it is away: a document deleted then would stay on it,
-// docs/design.md "Retention", "Not covered".)
+// trimmed log and re-syncs every DocType by itself (documents deleted while
+// it was away included), ending equal to hq.
 TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
   TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
   spec.branch_sql = Tables();
@@ -1253,10 +1252,13 @@ TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
   ASSERT_TRUE(log.ok()) << log.status();
   const int64_t stopped_at = QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update");
 
-  // While it is away: new Notes, edits of seeded ones and of their rows.
-  for (const auto& script : WorkloadScripts({30, 10, 0, 10}, "R")) Hq(script);
+  // While it is away: new Notes (5 of them deleted again), edits of seeded
+  // ones and of their rows, a seeded one deleted.
+  for (const auto& script : WorkloadScripts({30, 10, 5, 10}, "R")) Hq(script);
   Hq(R"(UPDATE "tabNote" SET title = title || ' later' WHERE name <= 'S00005';
-        UPDATE "tabNote Item" SET qty = qty + 10 WHERE parent = 'S00002')");
+        UPDATE "tabNote Item" SET qty = qty + 10 WHERE parent = 'S00002';
+        DELETE FROM "tabNote Item" WHERE parent = 'S00009';
+        DELETE FROM "tabNote" WHERE name = 'S00009')");
   // hq's valve passes it: the entries it needed are gone.
   ASSERT_TRUE(Eventually([&] {
     return QueryInt(hq(), "SELECT lost_through FROM es_producer.consumer WHERE site = 'branch'") >
@@ -1281,7 +1283,7 @@ TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
       << consumer_log;
   EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
             0);
-  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "50");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "44");
 }
 
 // `initial_sync: false`: only what changes from now on.
