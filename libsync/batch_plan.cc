@@ -17,16 +17,6 @@ std::vector<std::string> EntryNames(absl::string_view docname, bool rename,
   return names;
 }
 
-LoggedLookup LoggedLookupFor(const std::vector<BatchEntry>& entries, int64_t watermark) {
-  LoggedLookup out;
-  for (const BatchEntry& e : entries) {
-    if (e.seq > watermark) continue;
-    out.seqs.push_back(e.seq);
-    out.doctypes.push_back(e.doctype);
-  }
-  return out;
-}
-
 std::vector<std::string> BlockedLookupNames(const std::vector<BatchEntry>& entries) {
   std::vector<std::string> names;
   for (const BatchEntry& e : entries) names.insert(names.end(), e.names.begin(), e.names.end());
@@ -40,7 +30,7 @@ void BatchPlanner::AddBlocked(const std::string& doctype, const std::string& doc
 
 BatchPlanner::Step BatchPlanner::Next(const BatchEntry& entry) {
   Step step;
-  if (entry.seq <= watermark_ && already_logged_.count(entry.seq) > 0) {
+  if (entry.seq <= watermark_) {
     step.kind = Step::kSkip;
     return step;
   }

@@ -3,9 +3,12 @@
 // docs/design.md "Consumer"). Pure (tests/unit/batch_plan_test.cc).
 //
 // Per entry, in seq order, BatchPlanner::Next says:
-//  * kSkip: at or below the watermark and already in the sync log (an
-//    overlapping pull applied it). At or below it but never logged (a
-//    document's earlier entries re-sent by an access flip) still applies.
+//  * kSkip: at or below the watermark. The watermark moves in the
+//    transaction that applies (or logs Failed / Parked) the entries it
+//    passes, and a producer sends only entries after the position asked
+//    for (membership replaced history re-sends with new SYNC entries), so
+//    such an entry came from an overlapping pull and is already handled.
+//    The sync log is not consulted: old rows may be deleted (retention).
 //  * kPark: an earlier entry of the same document (its docname, or for a
 //    Rename its old name too) is Failed or Parked; it parks behind that
 //    Failed row's id, and so do the document's later entries.
@@ -45,22 +48,12 @@ std::vector<std::string> EntryNames(absl::string_view docname, bool rename,
 // first (and prefetches the documents it concerns).
 inline bool PipelinedFirst(size_t entries) { return entries > 1; }
 
-// The entries at or below `watermark`: whose sync log rows to look up
-// (seqs and their doctypes, in entry order). Empty: nothing to look up.
-struct LoggedLookup {
-  std::vector<int64_t> seqs;
-  std::vector<std::string> doctypes;
-};
-LoggedLookup LoggedLookupFor(const std::vector<BatchEntry>& entries, int64_t watermark);
-
 // Every name of every entry: whose Failed / Parked rows to look up.
 std::vector<std::string> BlockedLookupNames(const std::vector<BatchEntry>& entries);
 
 class BatchPlanner {
  public:
-  // `already_logged`: the seqs LoggedLookupFor found in the sync log.
-  BatchPlanner(int64_t watermark, std::set<int64_t> already_logged)
-      : watermark_(watermark), already_logged_(std::move(already_logged)) {}
+  explicit BatchPlanner(int64_t watermark) : watermark_(watermark) {}
 
   // A Failed or Parked row of the sync log for (doctype, docname), whose
   // Failed root is `root` (a Parked row's parked_behind, a Failed row's id).
@@ -80,7 +73,6 @@ class BatchPlanner {
 
  private:
   int64_t watermark_;
-  std::set<int64_t> already_logged_;
   // (doctype, docname) -> the Failed row its entries park behind.
   std::map<std::pair<std::string, std::string>, int64_t> blocked_;
 };

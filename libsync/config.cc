@@ -1189,7 +1189,8 @@ class Parser {
     MapReader m(errors_, "consumer");
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"listen", "advertise", "metrics_listen", "tls", "api_keys",
-                      "poll_interval", "max_message_mb", "producers", "mappings"}));
+                      "poll_interval", "max_message_mb", "sync_log_retention", "producers",
+                      "mappings"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &consumer->listen));
     if (consumer->listen.empty()) consumer->listen = "0.0.0.0:50052";
     ES_CONFIG_RETURN_IF_ERROR(m.Address("advertise", &consumer->advertise));
@@ -1204,6 +1205,13 @@ class Parser {
         m.Duration("poll_interval", &consumer->poll_interval));
     ES_CONFIG_RETURN_IF_ERROR(
         Int(m, "max_message_mb", 4, 1024, &consumer->max_message_mb));
+    std::string keep;
+    if (m.Has("sync_log_retention")) ES_CONFIG_RETURN_IF_ERROR(m.String("sync_log_retention", &keep));
+    if (keep == "0" || keep == "0s") {
+      consumer->sync_log_retention = absl::ZeroDuration();  // kept for ever
+    } else {
+      ES_CONFIG_RETURN_IF_ERROR(m.Duration("sync_log_retention", &consumer->sync_log_retention));
+    }
     ES_CONFIG_RETURN_IF_ERROR(
         m.List("producers", &consumer->producers,
                [this](const YAML::Node& n, const std::string& p,

@@ -487,6 +487,9 @@ struct ConsumerConfig {
   std::vector<ApiKeyConfig> api_keys;  // operators' keys; role admin
   absl::Duration poll_interval = absl::Seconds(30);
   int max_message_mb = 64;  // the largest answer accepted from a producer
+  // Synced sync log rows older than this are deleted (Failed and Parked
+  // stay until resolved); zero = kept for ever.
+  absl::Duration sync_log_retention = absl::Hours(24 * 30);
   std::vector<EventProducerConfig> producers;
   std::vector<DocTypeMapping> mappings;
 

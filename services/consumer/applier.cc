@@ -47,10 +47,6 @@ constexpr pg::Query kLockWatermark{
     "consumer_lock_watermark",
     "INSERT INTO es_consumer.last_update AS l (producer, last_seq) VALUES ($1, 0)"
     " ON CONFLICT (producer) DO UPDATE SET last_seq = l.last_seq RETURNING last_seq"};
-constexpr pg::Query kLoggedSeqs{
-    "consumer_logged_seqs",
-    "SELECT seq FROM es_consumer.sync_log WHERE producer = $1"
-    " AND doctype = ANY($2::text[]) AND seq = ANY($3::bigint[])"};
 // Failed / Parked rows of the batch's documents, with their Failed root.
 constexpr pg::Query kBlockedRows{
     "consumer_blocked_rows",
@@ -224,24 +220,13 @@ absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
   return absl::OkStatus();
 }
 
-// The batch's planner: the watermark (locked for the batch), the entries
-// at or below it that an earlier batch already logged, and the documents
-// with a Failed or Parked row (one query each for the whole batch).
+// The batch's planner: the watermark (locked for the batch) and the
+// documents with a Failed or Parked row (one query for the whole batch).
 absl::StatusOr<BatchPlanner> LoadBatchPlanner(pg::Connection* conn, const std::string& producer,
                                               const std::vector<BatchEntry>& entries) {
   ASSIGN_OR_RETURN(pg::Result wm, conn->ExecPrepared(kLockWatermark, {producer}));
   const int64_t watermark = wm.rows() > 0 ? wm.GetInt64(0, wm.ColumnIndex("last_seq")) : 0;
-  std::set<int64_t> already_logged;
-  LoggedLookup lookup = LoggedLookupFor(entries, watermark);
-  if (!lookup.seqs.empty()) {
-    ASSIGN_OR_RETURN(pg::Result logged,
-                     conn->ExecPrepared(kLoggedSeqs, {producer, pg::TextArray(lookup.doctypes),
-                                                      absl::StrCat("{", absl::StrJoin(lookup.seqs, ","), "}")}));
-    for (int i = 0; i < logged.rows(); ++i) {
-      already_logged.insert(logged.GetInt64(i, logged.ColumnIndex("seq")));
-    }
-  }
-  BatchPlanner plan(watermark, std::move(already_logged));
+  BatchPlanner plan(watermark);
   ASSIGN_OR_RETURN(pg::Result blocked,
                    conn->ExecPrepared(kBlockedRows,
                                       {producer, pg::TextArray(BlockedLookupNames(entries))}));

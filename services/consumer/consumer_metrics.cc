@@ -35,6 +35,9 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
       "Pulls refused \"log trimmed:\" (the producer's retention valve passed this consumer) "
       "that it recovered from by re-syncing every DocType.",
       {"producer"});
+  sync_log_trimmed = registry.AddCounter(
+      "eventstream_consumer_sync_log_trimmed_total",
+      "Synced sync log rows deleted because they were older than consumer.sync_log_retention.");
   dependency_calls = registry.AddCounter(
       "eventstream_consumer_dependency_calls_total",
       "GetDocument and FindDocuments calls made to the producer to fetch dependencies.",
@@ -65,7 +68,7 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
         ASSIGN_OR_RETURN(auto wm, Watermarks(pool.get()));
         std::map<std::string, int64_t> positions;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           positions = positions_;
         }
         std::vector<Sample> out;
@@ -79,7 +82,7 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
 }
 
 void ConsumerMetrics::NotePosition(const std::string& producer, int64_t position) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   int64_t& p = positions_[producer];
   p = std::max(p, position);
 }

@@ -24,6 +24,9 @@
 //                                            and from pulls) minus the
 //                                            watermark, never below 0;
 //                                            absent until a position is known
+// And for the site:
+//  eventstream_consumer_sync_log_trimmed_total  Synced sync log rows deleted
+//                                            past consumer.sync_log_retention
 // Counters count what this replica did; the database-backed gauges are the
 // same on every replica.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_CONSUMER_METRICS_H_
@@ -32,9 +35,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "libsync/metrics.h"
 #include "libsync/pg_pool.h"
 
@@ -56,10 +60,11 @@ class ConsumerMetrics {
   metrics::Family<metrics::Counter>* applied;
   metrics::Family<metrics::Histogram>* apply_seconds;
   metrics::Family<metrics::Gauge>* active;
+  metrics::Family<metrics::Counter>* sync_log_trimmed;
 
  private:
-  std::mutex mu_;
-  std::map<std::string, int64_t> positions_;
+  absl::Mutex mu_;
+  std::map<std::string, int64_t> positions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream

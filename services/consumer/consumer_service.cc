@@ -7,6 +7,7 @@
 #include "libsync/status_macros.h"
 #include "services/consumer/producer_store.h"
 #include "services/consumer/resnapshot.h"
+#include "services/consumer/sync_log_trimmer.h"
 #include "services/common/tls.h"
 #include "services/common/update_type.h"
 #include "spdlog/spdlog.h"
@@ -95,8 +96,10 @@ class ConsumerInstance : public ServiceInstance {
       : config_(deps.config),
         metrics_(deps.metrics),
         pullers_(std::move(pullers)),
+        trimmer_(deps.pool, TrimmerOptions(*deps.config->consumer, deps.metrics.get())),
         service_(std::move(deps)) {
     for (auto& p : pullers_) p->Start();
+    trimmer_.Start();
   }
   ~ConsumerInstance() override { Stop(); }
   std::vector<grpc::Service*> services() override { return {&service_}; }
@@ -105,12 +108,22 @@ class ConsumerInstance : public ServiceInstance {
   }
   void Stop() override {
     for (auto& p : pullers_) p->Stop();
+    trimmer_.Stop();
   }
 
  private:
+  static SyncLogTrimmer::Options TrimmerOptions(const ConsumerConfig& consumer,
+                                                ConsumerMetrics* metrics) {
+    SyncLogTrimmer::Options options;
+    options.retention = consumer.sync_log_retention;
+    if (metrics != nullptr) options.trimmed = &metrics->sync_log_trimmed->WithLabels({});
+    return options;
+  }
+
   std::shared_ptr<const Config> config_;  // the pullers refer to it
   std::shared_ptr<ConsumerMetrics> metrics_;  // so do they
   std::vector<std::unique_ptr<Puller>> pullers_;
+  SyncLogTrimmer trimmer_;
   ConsumerService service_;
 };
 

@@ -37,8 +37,9 @@ absl::StatusOr<PassOutcome> Assembler::AssemblePicked(pg::Connection* conn,
 }
 
 absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_seq,
-                                            bool* more) const {
+                                            bool* more, int64_t* consumed_rows) const {
   if (more != nullptr) *more = false;
+  if (consumed_rows != nullptr) *consumed_rows = 0;
   // Cheap idle check outside any transaction.
   ASSIGN_OR_RETURN(bool waiting, RawChangeStore::AnyRaw(conn));
   if (!waiting) return 0;
@@ -57,12 +58,13 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_
     ASSIGN_OR_RETURN(end_seq, RawChangeStore::AppendEntries(conn, &pass.entries));
   }
   RETURN_IF_ERROR(store_.RecordFailures(conn, &pass.failures));
-  RETURN_IF_ERROR(RawChangeStore::Consume(conn, pass.txids));
+  ASSIGN_OR_RETURN(const int64_t consumed, RawChangeStore::Consume(conn, pass.txids));
   // Dying before this COMMIT leaves everything as it was (see header): the
   // next pass assembles, records and consumes the same rows again.
   RETURN_IF_ERROR(tx->Commit());
 
   if (more != nullptr) *more = window.more;
+  if (consumed_rows != nullptr) *consumed_rows = consumed;
   Report(pass, end_seq, last_seq);
   return static_cast<int>(pass.entries.size());
 }
@@ -116,6 +118,20 @@ bool AssemblerLoop::SyncChunk(pg::Connection* conn, std::string* last_error) {
   return chunk->more;
 }
 
+void AssemblerLoop::VacuumQueue(pg::Connection* conn, QueueVacuumPlanner* vacuum) {
+  const absl::Time start = sleeper_.Now();
+  absl::Status s = RawChangeStore::Vacuum(conn);
+  vacuum->Vacuumed(sleeper_.Now(), s.ok());
+  if (!s.ok()) {
+    // Not fatal: autovacuum still runs; logged once per streak.
+    if (!vacuum_failing_) spdlog::warn("assembler: VACUUM of raw_change failed: {}", std::string(s.message()));
+    vacuum_failing_ = true;
+    return;
+  }
+  vacuum_failing_ = false;
+  spdlog::debug("assembler: vacuumed raw_change in {}", absl::FormatDuration(sleeper_.Now() - start));
+}
+
 AssemblerLoop::~AssemblerLoop() { Stop(); }
 
 void AssemblerLoop::Start() {
@@ -143,6 +159,7 @@ void AssemblerLoop::Run() {
   std::unique_ptr<pg::Connection> conn;
   int poll_ms = options_.idle_poll_ms;
   std::string sync_error;  // the last initial sync failure logged
+  QueueVacuumPlanner vacuum(options_.queue_vacuum);
   // One pass: the wait before the next (zero while there is backlog), or
   // the error that makes RunLoop back off.
   auto pass = [&]() -> absl::StatusOr<absl::Duration> {
@@ -152,12 +169,15 @@ void AssemblerLoop::Run() {
       RETURN_IF_ERROR(conn->SetApplicationName("eventstream-assembler"));
     }
     bool more = false;
-    int64_t last_seq = 0;
-    absl::StatusOr<int> written = assembler_->AssembleOnce(conn.get(), &last_seq, &more);
+    int64_t last_seq = 0, consumed = 0;
+    absl::StatusOr<int> written =
+        assembler_->AssembleOnce(conn.get(), &last_seq, &more, &consumed);
     if (!written.ok()) {
       if (!conn->ok()) conn.reset();
       return written.status();
     }
+    vacuum.Consumed(consumed);
+    if (vacuum.Due(sleeper_.Now())) VacuumQueue(conn.get(), &vacuum);
     if (*written > 0 && on_entries_) on_entries_(last_seq);
     if (SyncChunk(conn.get(), &sync_error)) more = true;
     if (!conn->ok()) conn.reset();

@@ -70,6 +70,7 @@
 #include "libsync/doctype.h"
 #include "libsync/entry_builder.h"
 #include "libsync/pg.h"
+#include "libsync/queue_vacuum.h"
 #include "services/producer/initial_sync.h"
 #include "services/producer/raw_change_store.h"
 
@@ -100,10 +101,12 @@ class Assembler {
   // when there was nothing to do or another assembler holds the lock.
   // `last_seq`, when given, receives the highest seq written (left alone
   // when none). `more`, when given, is set to whether raw rows were left
-  // behind by the batch limit (call again at once).
+  // behind by the batch limit (call again at once). `consumed_rows`, when
+  // given, receives how many raw rows the pass deleted.
   absl::StatusOr<int> AssembleOnce(pg::Connection* conn,
                                    int64_t* last_seq = nullptr,
-                                   bool* more = nullptr) const;
+                                   bool* more = nullptr,
+                                   int64_t* consumed_rows = nullptr) const;
 
  private:
   // The entries and failures of the transactions `picked`, re-reading rows
@@ -142,6 +145,9 @@ class AssemblerLoop {
     int busy_poll_ms = 25;
     int idle_poll_ms = 25;
     int max_backoff_ms = 2000;
+    // When the loop vacuums raw_change itself (libsync/queue_vacuum.h).
+    // Measured with SiteRolesTest.DISABLED_MeasureQueueBloatAtMaxRate.
+    QueueVacuumPolicy queue_vacuum;
   };
   // on_entries(last_seq) runs on the loop thread after each pass that wrote
   // entries; it must not block for long (the future notifier hands off).
@@ -165,6 +171,9 @@ class AssemblerLoop {
   void Wake();
 
  private:
+  // VACUUM of raw_change on the loop's connection (between passes).
+  void VacuumQueue(pg::Connection* conn, QueueVacuumPlanner* vacuum);
+  bool vacuum_failing_ = false;  // the loop thread's own
   // Retry after a failed pass: 50 ms doubling up to max_backoff_ms.
   static BackoffPolicy RetryPolicy(const Options& options);
   void Run();

@@ -49,6 +49,8 @@ constexpr pg::Query kInsertEntries{
 // Not prepared either: planned with the actual array (see ReadWindow).
 constexpr pg::Query kConsume{"es_asm_consume",
                              "DELETE FROM es_producer.raw_change WHERE txid = ANY($1::xid8[])"};
+// Outside any transaction; the producer's role owns the table.
+constexpr pg::Query kVacuum{"es_asm_vacuum", "VACUUM es_producer.raw_change"};
 
 // The registry columns of raw row side `side` (old_row / new_row of `r`),
 // cut by PostgreSQL, which reads JSON of any depth. $2 maps each DocType to
@@ -223,9 +225,14 @@ absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,
   return absl::OkStatus();
 }
 
-absl::Status RawChangeStore::Consume(pg::Connection* conn,
-                                     const std::vector<std::string>& txids) {
-  return conn->Exec(kConsume, {XidArray(txids)}).status();
+absl::StatusOr<int64_t> RawChangeStore::Consume(pg::Connection* conn,
+                                                const std::vector<std::string>& txids) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kConsume, {XidArray(txids)}));
+  return r.affected_rows();
+}
+
+absl::Status RawChangeStore::Vacuum(pg::Connection* conn) {
+  return conn->Exec(kVacuum).status();
 }
 
 }  // namespace eventstream

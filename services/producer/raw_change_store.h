@@ -59,8 +59,12 @@ class RawChangeStore {
   // capture_error row; sets its record_id.
   absl::Status RecordFailures(pg::Connection* conn,
                               std::vector<CaptureFailure>* failures) const;
-  // Deletes the raw rows of the transactions `txids`.
-  static absl::Status Consume(pg::Connection* conn, const std::vector<std::string>& txids);
+  // Deletes the raw rows of the transactions `txids`; how many.
+  static absl::StatusOr<int64_t> Consume(pg::Connection* conn,
+                                         const std::vector<std::string>& txids);
+  // VACUUM of the queue (libsync/queue_vacuum.h says when); `conn` must not
+  // be in a transaction.
+  static absl::Status Vacuum(pg::Connection* conn);
 
  private:
   // The rows of `r` (kWindowRows' columns), parsed.

@@ -16,6 +16,7 @@
 #include "libsync/pg.h"
 #include "libsync/value.h"
 #include "services/consumer/applier.h"
+#include "services/consumer/sync_log_trimmer.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {
@@ -600,11 +601,8 @@ TEST_F(ApplyTest, WatermarkIsNotAdvancedWhenTheBatchDoesNotCommit) {
   EXPECT_EQ(One("SELECT last_seq FROM es_consumer.last_update"), "10");
   EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log"), "0");
   EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
-  // Entries at or below the watermark that an earlier batch logged (an
-  // overlapping pull) are skipped; one never logged (a document's earlier
-  // entry, re-sent with its own seq when access to it flips) is applied.
-  Exec("INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type,"
-       " status) VALUES ('hq', 9, 'Note', 'old', 'Create', 'Synced')");
+  // Entries at or below the watermark (an overlapping pull's) are skipped,
+  // whatever the sync log holds (its old rows may have been deleted).
   ApplyResult ok = Apply({Entry(8, "Note", "history", v1::UPDATE_TYPE_CREATE,
                                 R"({"doctype":"Note","name":"history","title":"t"})"),
                           Entry(9, "Note", "old", v1::UPDATE_TYPE_CREATE,
@@ -612,10 +610,10 @@ TEST_F(ApplyTest, WatermarkIsNotAdvancedWhenTheBatchDoesNotCommit) {
                           Entry(11, "Note", "ok", v1::UPDATE_TYPE_CREATE,
                                 R"({"doctype":"Note","name":"ok","title":"fine"})")},
                          11);
-  EXPECT_EQ(ok.synced, 2);
+  EXPECT_EQ(ok.synced, 1);
   EXPECT_EQ(ok.last_seq, 11);
-  EXPECT_EQ(All("SELECT name FROM \"tabNote\" ORDER BY name"), "history;ok");
-  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log WHERE seq = 9"), "1");
+  EXPECT_EQ(All("SELECT name FROM \"tabNote\" ORDER BY name"), "ok");
+  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.sync_log WHERE seq <= 10"), "0");
 }
 
 // One batch (the optimistic path: no savepoints, writes pipelined, which
@@ -794,6 +792,36 @@ TEST_F(ApplyTest, ReplayedUpdateAndRenameAfterASyncDoNotFail) {
 TEST_F(ApplyTest, UnknownProducerIsAnError) {
   auto r = applier_->ApplyBatch(conn_.get(), "nobody", {}, 1, &producer_);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+// Issue 15 item 3: Synced rows past consumer.sync_log_retention go, in
+// batches; Failed and Parked rows stay however old; newer rows stay.
+TEST_F(ApplyTest, SyncLogRetentionDeletesOldSyncedRowsOnly) {
+  ASSERT_TRUE(conn_->ExecScript(R"(INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type,
+                                            status, created_at)
+          SELECT 'hq', g, 'Note', 'N' || g, 'Create', 'Synced', now() - interval '40 days'
+          FROM generate_series(1, 5) g;
+          INSERT INTO es_consumer.sync_log (id, producer, seq, doctype, docname, update_type,
+                                            status, created_at)
+          VALUES (100, 'hq', 6, 'Note', 'F', 'Create', 'Failed', now() - interval '40 days');
+          INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type,
+                                            status, parked_behind, created_at)
+          VALUES ('hq', 7, 'Note', 'F', 'Update', 'Parked', 100, now() - interval '40 days'),
+                 ('hq', 8, 'Note', 'N8', 'Create', 'Synced', NULL, now() - interval '2 days');)").ok());
+  auto pool = std::make_shared<pg::ConnectionPool>(SharedCluster().Url(db_), "test");
+  SyncLogTrimmer::Options options;
+  options.retention = absl::Hours(24 * 30);
+  options.batch = 2;  // three batches
+  SyncLogTrimmer trimmer(pool, options);
+  absl::StatusOr<int64_t> trimmed = trimmer.TrimOnce(absl::Now());
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status();
+  EXPECT_EQ(*trimmed, 5);
+  EXPECT_EQ(All("SELECT seq || ':' || status FROM es_consumer.sync_log ORDER BY seq"),
+            "6:Failed;7:Parked;8:Synced");
+  // Nothing more to do; zero retention never trims.
+  EXPECT_EQ(*trimmer.TrimOnce(absl::Now()), 0);
+  SyncLogTrimmer never(pool, SyncLogTrimmer::Options{absl::ZeroDuration()});
+  EXPECT_EQ(*never.TrimOnce(absl::Now() + absl::Hours(24 * 365)), 0);
 }
 
 }  // namespace

@@ -994,14 +994,14 @@ v1::InitialSync NoteSync(const v1::ConsumerInfo& c) {
 TEST_F(E2ETest, InitialSyncSendsEveryVisibleDocumentWhileWritesGoOn) {
   TwoSites::Spec spec = BaseSpec(kNotePublic, {"Note"});
   spec.branch_sql = Tables();
-  spec.hq_sql = Tables() + SeedNotes(2000, /*alternate=*/true);
+  spec.hq_sql = Tables() + SeedNotes(10000, /*alternate=*/true);
   Start(spec);
   // While it runs: edits of visible and hidden Notes, flips both ways,
   // deletes, inserts.
   Hq(R"(UPDATE "tabNote" SET title = title || ' edited' WHERE name <= 'S00100')");
-  Hq(R"(UPDATE "tabNote" SET public = 1 - public WHERE name BETWEEN 'S01001' AND 'S01100')");
-  Hq(R"(DELETE FROM "tabNote Item" WHERE parent BETWEEN 'S01901' AND 'S01950';
-        DELETE FROM "tabNote" WHERE name BETWEEN 'S01901' AND 'S01950')");
+  Hq(R"(UPDATE "tabNote" SET public = 1 - public WHERE name BETWEEN 'S05001' AND 'S05100')");
+  Hq(R"(DELETE FROM "tabNote Item" WHERE parent BETWEEN 'S09901' AND 'S09950';
+        DELETE FROM "tabNote" WHERE name BETWEEN 'S09901' AND 'S09950')");
   Hq(R"(INSERT INTO "tabNote" (name, title, public) SELECT 'A' || g, 'new', g % 2
         FROM generate_series(1, 50) g)");
   Hq(R"(UPDATE "tabNote Item" SET qty = qty + 10 WHERE parent BETWEEN 'S00050' AND 'S00150')");
@@ -1009,7 +1009,7 @@ TEST_F(E2ETest, InitialSyncSendsEveryVisibleDocumentWhileWritesGoOn) {
   ASSERT_TRUE(Eventually([&] { return NoteSync(HqConsumer()).state() == "done"; }))
       << HqConsumer().DebugString();
   const v1::InitialSync sync = NoteSync(HqConsumer());
-  EXPECT_GE(sync.documents_total(), 1950);
+  EXPECT_GE(sync.documents_total(), 9950);
   EXPECT_GE(sync.documents_done(), sync.documents_total() - 50);
   // The consumer shows it too (ListProducers; a PullNow refreshes it).
   v1::InitialSync seen;
@@ -1335,6 +1335,52 @@ TEST_F(E2ETest, MoveOutWithKeepLeavesTheCopy) {
             "shown|1");
   Hq(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'K1')");
   AwaitNotesEqual();
+}
+
+// A DocType added to a running subscription (the branch's config grows):
+// its documents arrive by initial sync, those of the DocType it already
+// had are not sent again.
+TEST_F(E2ETest, DocTypeAddedToARunningSubscriptionIsSynced) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note", "Project"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(20, /*alternate=*/false) +
+                "INSERT INTO \"tabProject\" (name, title) SELECT 'P' || g, 'p'"
+                " FROM generate_series(1, 30) g;\n";
+  Start(spec);
+  AwaitNotesEqual();
+  const int64_t note_syncs = QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log"
+                                                " WHERE update_type = 'Sync' AND doctype = 'Note'");
+  ASSERT_TRUE(sites_->StopConsumer().ok());
+  sites_->mutable_spec()->subscriptions =
+      std::string(kNoteSameName) + "        - {doctype: Project, use_same_name: true}\n";
+  StartConsumer();
+  AwaitBranch("SELECT count(*) FROM \"tabProject\"", "30");
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log"
+                               " WHERE update_type = 'Sync' AND doctype = 'Note'"),
+            note_syncs);
+}
+
+// An edit moves a document out of the condition (deleted here, the
+// default on_move_out) and another one back in: it arrives whole again,
+// equal to hq, and later edits follow.
+TEST_F(E2ETest, EditMovesADocumentOutAndBackIn) {
+  Start(BaseSpec(kNotePublic, {"Note"}));
+  Hq(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('M1', 'shown', 1);
+        INSERT INTO "tabNote Item" (name, parent, parenttype, parentfield, idx, item, qty)
+          VALUES ('M1-1', 'M1', 'Note', 'items', 1, 'a', 1))");
+  AwaitBranch("SELECT title FROM \"tabNote\" WHERE name = 'M1'", "shown");
+  Hq(R"(UPDATE "tabNote" SET public = 0 WHERE name = 'M1')");
+  AwaitBranch("SELECT count(*) FROM \"tabNote\" WHERE name = 'M1'", "0");
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote Item\" WHERE parent = 'M1'"), "0");
+  Hq(R"(UPDATE "tabNote" SET title = 'edited while out' WHERE name = 'M1';
+        UPDATE "tabNote Item" SET qty = 7 WHERE name = 'M1-1')");
+  Hq(R"(UPDATE "tabNote" SET public = 1 WHERE name = 'M1')");
+  AwaitBranch("SELECT title FROM \"tabNote\" WHERE name = 'M1'", "edited while out");
+  AwaitNotesEqual();
+  Hq(R"(UPDATE "tabNote" SET title = 'after' WHERE name = 'M1')");
+  AwaitBranch("SELECT title FROM \"tabNote\" WHERE name = 'M1'", "after");
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
+            0);
 }
 
 }  // namespace

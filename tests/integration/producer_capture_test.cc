@@ -1225,5 +1225,51 @@ TEST_F(SiteRolesTest, ResubscribingWhileARevokeWaitsSyncsAgain) {
       << "\n" << service_.process->Log();
 }
 
+// Not a check (run by hand with --gtest_also_run_disabled_tests): how large
+// the raw_change queue grows while 4 writers insert Notes with 3 rows each
+// as fast as they can for ES_BLOAT_SECONDS (default 30) and the producer's
+// assembler drains it (issue 15 item 2). Samples every 500 ms.
+TEST_F(SiteRolesTest, DISABLED_MeasureQueueBloatAtMaxRate) {
+  const char* env = std::getenv("ES_BLOAT_SECONDS");
+  const absl::Duration run = absl::Seconds(env != nullptr ? std::atoi(env) : 30);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> written{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      auto conn = Open(app_role_);
+      for (int64_t i = 0; !stop.load() && conn != nullptr; ++i) {
+        const std::string name = absl::StrCat("W", w, "-", i);
+        absl::Status s = conn->ExecScript(absl::StrCat(
+            "BEGIN; INSERT INTO \"tabNote\" (name, title) VALUES ('", name, "', 't');",
+            "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, idx, item)"
+            " SELECT '", name, "-' || g, '", name, "', 'Note', 'items', g, 'x'"
+            " FROM generate_series(1, 3) g; COMMIT;"));
+        if (!s.ok()) break;
+        written.fetch_add(1);
+      }
+    });
+  }
+  int64_t max_bytes = 0, max_dead = 0, max_live = 0;
+  const absl::Time end = absl::Now() + run;
+  while (absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(500));
+    max_bytes = std::max<int64_t>(
+        max_bytes, QueryInt(admin_.get(), "SELECT pg_total_relation_size('es_producer.raw_change')"));
+    max_dead = std::max<int64_t>(max_dead, QueryInt(admin_.get(),
+        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'es_producer.raw_change'::regclass"));
+    max_live = std::max<int64_t>(max_live, QueryInt(admin_.get(), "SELECT count(*) FROM es_producer.raw_change"));
+  }
+  stop = true;
+  for (auto& t : writers) t.join();
+  Drained();
+  std::printf("[          ] %lld Notes in %.0f s (%.0f/s); raw_change at most %.1f MB, %lld dead"
+              " rows (stats), %lld waiting rows; after draining %.1f MB\n",
+              static_cast<long long>(written.load()), absl::ToDoubleSeconds(run),
+              written.load() / absl::ToDoubleSeconds(run), max_bytes / 1e6,
+              static_cast<long long>(max_dead), static_cast<long long>(max_live),
+              QueryInt(admin_.get(), "SELECT pg_total_relation_size('es_producer.raw_change')") / 1e6);
+}
+
 }  // namespace
 }  // namespace eventstream::testing

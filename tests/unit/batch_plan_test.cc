@@ -36,13 +36,6 @@ TEST(PipelinedFirst, OnlyForMoreThanOneEntry) {
   EXPECT_TRUE(PipelinedFirst(2));
 }
 
-TEST(LoggedLookupFor, EntriesAtOrBelowTheWatermark) {
-  LoggedLookup l = LoggedLookupFor({E(3, "a"), E(5, "b", "Task"), E(6, "c")}, 5);
-  EXPECT_EQ(l.seqs, (std::vector<int64_t>{3, 5}));
-  EXPECT_EQ(l.doctypes, (std::vector<std::string>{"Note", "Task"}));
-  EXPECT_TRUE(LoggedLookupFor({E(6, "c")}, 5).seqs.empty());
-}
-
 TEST(BlockedLookupNames, AllNamesInOrder) {
   BatchEntry rename = E(2, "new");
   rename.names.push_back("old");
@@ -50,18 +43,15 @@ TEST(BlockedLookupNames, AllNamesInOrder) {
             (std::vector<std::string>{"a", "new", "old"}));
 }
 
-TEST(BatchPlanner, SkipsOnlyLoggedEntriesAtOrBelowTheWatermark) {
-  BatchPlanner plan(/*watermark=*/5, /*already_logged=*/{4});
+TEST(BatchPlanner, SkipsEntriesAtOrBelowTheWatermark) {
+  BatchPlanner plan(/*watermark=*/5);
   EXPECT_EQ(plan.Next(E(4, "a")).kind, Step::kSkip);
-  // Below the watermark but never logged (an access flip re-sent it).
-  EXPECT_EQ(plan.Next(E(3, "b")).kind, Step::kApply);
-  // Above the watermark a logged seq (another DocType's) does not skip.
-  BatchPlanner above(/*watermark=*/2, /*already_logged=*/{4});
-  EXPECT_EQ(above.Next(E(4, "a")).kind, Step::kApply);
+  EXPECT_EQ(plan.Next(E(5, "b")).kind, Step::kSkip);
+  EXPECT_EQ(plan.Next(E(6, "c")).kind, Step::kApply);
 }
 
 TEST(BatchPlanner, ParksBehindStoredFailedRow) {
-  BatchPlanner plan(0, {});
+  BatchPlanner plan(0);
   plan.AddBlocked("Note", "a", 17);
   plan.AddBlocked("Note", "a", 99);  // a later row of the same document
   Step s = plan.Next(E(1, "a"));
@@ -72,7 +62,7 @@ TEST(BatchPlanner, ParksBehindStoredFailedRow) {
 }
 
 TEST(BatchPlanner, LaterEntriesParkBehindAFailureOfThisBatch) {
-  BatchPlanner plan(0, {});
+  BatchPlanner plan(0);
   BatchEntry first = E(1, "a");
   ASSERT_EQ(plan.Next(first).kind, Step::kApply);
   plan.Failed(first, 42);
@@ -83,7 +73,7 @@ TEST(BatchPlanner, LaterEntriesParkBehindAFailureOfThisBatch) {
 }
 
 TEST(BatchPlanner, RenameCarriesTheBlockToItsNewName) {
-  BatchPlanner plan(0, {});
+  BatchPlanner plan(0);
   plan.AddBlocked("Note", "old", 7);
   BatchEntry rename = E(1, "new");
   rename.names.push_back("old");
@@ -95,7 +85,7 @@ TEST(BatchPlanner, RenameCarriesTheBlockToItsNewName) {
 }
 
 TEST(BatchPlanner, TheLastBlockedNameWins) {
-  BatchPlanner plan(0, {});
+  BatchPlanner plan(0);
   plan.AddBlocked("Note", "new", 3);
   plan.AddBlocked("Note", "old", 8);
   BatchEntry rename = E(1, "new");

@@ -225,6 +225,7 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   const ConsumerConfig& consumer = *config->consumer;
   EXPECT_EQ(consumer.metrics_listen, "0.0.0.0:9102");
   EXPECT_EQ(consumer.max_message_mb, 128);
+  EXPECT_EQ(consumer.sync_log_retention, absl::Hours(240));
   EXPECT_EQ(consumer.producers.size(), 2u);
   const EventProducerConfig* archive = consumer.FindProducer("hq-archive");
   ASSERT_NE(archive, nullptr);
@@ -317,6 +318,7 @@ consumer:
   EXPECT_EQ(config->producer->database_pool.acquire_timeout, absl::Seconds(5));
   EXPECT_EQ(config->producer->max_concurrent_calls_per_key, 8);
   EXPECT_EQ(config->consumer->max_message_mb, 64);
+  EXPECT_EQ(config->consumer->sync_log_retention, absl::Hours(720));
   const ProducerDocTypeConfig& d = config->consumer->producers[0].doctypes[0];
   EXPECT_FALSE(d.use_same_name);
   EXPECT_FALSE(d.unsubscribe);
@@ -480,7 +482,8 @@ TEST(ConfigErrors, BadUnknownKeyFile) {
             path +
                 ": consumer.pol_interval: unknown key \"pol_interval\" "
                 "(expected one of: listen, advertise, metrics_listen, tls, "
-                "api_keys, poll_interval, max_message_mb, producers, mappings)");
+                "api_keys, poll_interval, max_message_mb, sync_log_retention, producers, "
+                "mappings)");
 }
 
 TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
@@ -524,7 +527,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"  poll_interval: 30s", "  poll_interval: 30s\n  poll: 1",
        "config.yaml: consumer.poll: unknown key \"poll\" (expected one of: "
        "listen, advertise, metrics_listen, tls, api_keys, poll_interval, "
-       "max_message_mb, producers, mappings)"},
+       "max_message_mb, sync_log_retention, producers, mappings)"},
       {"      api_key: branch1", "      api_key: branch1\n      api_secret: x",
        "config.yaml: consumer.producers[0].api_secret: unknown key "
        "\"api_secret\" (expected one of: name, url, api_key, api_secret_env, "
@@ -697,6 +700,9 @@ TEST(ConfigErrors, Limits) {
   EXPECT_EQ(ErrorOf(Sketch(pool, pool + "\n  max_concurrent_calls_per_key: 0")),
             "config.yaml: producer.max_concurrent_calls_per_key: expected an integer from 1 "
             "to 1000");
+  EXPECT_EQ(ErrorOf(Sketch("  poll_interval: 30s",
+                           "  poll_interval: 30s\n  sync_log_retention: 30d")),
+            "config.yaml: consumer.sync_log_retention: expected a duration like 30s");
   EXPECT_EQ(ErrorOf(Sketch("  poll_interval: 30s", "  poll_interval: 30s\n  max_message_mb: 2")),
             "config.yaml: consumer.max_message_mb: expected an integer from 4 to 1024");
   EXPECT_EQ(ErrorOf(Sketch("  poll_interval: 30s",
@@ -710,6 +716,10 @@ TEST(ConfigErrors, Limits) {
   EXPECT_EQ(config->producer->database_pool.max_connections, 3);
   EXPECT_EQ(config->producer->database_pool.acquire_timeout, absl::Milliseconds(250));
   EXPECT_EQ(config->producer->max_concurrent_calls_per_key, 2);
+  config = ParseConfig(Sketch("  poll_interval: 30s", "  poll_interval: 30s\n  sync_log_retention: 0"),
+                       "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->consumer->sync_log_retention, absl::ZeroDuration());  // kept for ever
 }
 
 TEST(ConfigErrors, YamlSyntaxHasLineAndColumn) {

@@ -1,0 +1,47 @@
+// When the assembler vacuums the raw_change queue itself (docs/design.md
+// "Retention", issue 15 item 2). Every captured row becomes a dead tuple
+// once the assembler consumes it; at a few thousand rows a second,
+// autovacuum (which looks at a database once per autovacuum_naptime, 1 min
+// by default) lets hundreds of thousands pile up. The assembler counts the
+// rows it deleted and vacuums the table once enough are dead and not more
+// often than min_interval. Pure (tests/unit/queue_vacuum_test.cc).
+#ifndef EVENTSTREAM_LIBSYNC_QUEUE_VACUUM_H_
+#define EVENTSTREAM_LIBSYNC_QUEUE_VACUUM_H_
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace eventstream {
+
+struct QueueVacuumPolicy {
+  int64_t min_dead_rows = 20000;  // 0 = never vacuum
+  absl::Duration min_interval = absl::Seconds(2);
+};
+
+class QueueVacuumPlanner {
+ public:
+  explicit QueueVacuumPlanner(QueueVacuumPolicy policy) : policy_(policy) {}
+  // The assembler deleted `rows` queue rows.
+  void Consumed(int64_t rows) { dead_ += rows; }
+  // Whether to vacuum now.
+  bool Due(absl::Time now) const {
+    return policy_.min_dead_rows > 0 && dead_ >= policy_.min_dead_rows &&
+           now - last_ >= policy_.min_interval;
+  }
+  // A vacuum finished (or failed: it is not tried again before min_interval).
+  void Vacuumed(absl::Time now, bool ok) {
+    last_ = now;
+    if (ok) dead_ = 0;
+  }
+  int64_t dead() const { return dead_; }
+
+ private:
+  QueueVacuumPolicy policy_;
+  int64_t dead_ = 0;
+  absl::Time last_ = absl::InfinitePast();
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_LIBSYNC_QUEUE_VACUUM_H_

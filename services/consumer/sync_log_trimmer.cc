@@ -1,0 +1,66 @@
+#include "services/consumer/sync_log_trimmer.h"
+
+#include "libsync/status_macros.h"
+#include "spdlog/spdlog.h"
+
+namespace eventstream {
+namespace {
+
+// $1 the cutoff, $2 the batch size. Oldest first, through the primary key.
+constexpr pg::Query kTrimBatch{
+    "consumer_sync_log_trim",
+    "DELETE FROM es_consumer.sync_log WHERE id IN (SELECT id FROM es_consumer.sync_log"
+    " WHERE status = 'Synced' AND created_at < $1::timestamptz ORDER BY id LIMIT $2)"};
+
+}  // namespace
+
+absl::StatusOr<int64_t> SyncLogTrimmer::TrimOnce(absl::Time now) {
+  if (options_.retention <= absl::ZeroDuration()) return 0;
+  const std::string cutoff = absl::FormatTime(absl::RFC3339_full, now - options_.retention,
+                                              absl::UTCTimeZone());
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  int64_t total = 0;
+  for (;;) {
+    // Each batch its own (autocommit) statement: short, never one long
+    // transaction holding back vacuum or the applier.
+    ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kTrimBatch, {cutoff, options_.batch}));
+    const int64_t n = r.affected_rows();
+    total += n;
+    if (options_.trimmed != nullptr && n > 0) options_.trimmed->Increment(static_cast<double>(n));
+    if (n < options_.batch || sleeper_.stopped()) break;
+  }
+  if (total > 0) {
+    spdlog::info("sync log: deleted {} Synced rows older than {}", total,
+                 absl::FormatDuration(options_.retention));
+  }
+  return total;
+}
+
+void SyncLogTrimmer::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || options_.retention <= absl::ZeroDuration()) return;
+  sleeper_.Resume();
+  thread_ = std::thread([this] {
+    Backoff backoff(BackoffPolicy{absl::Seconds(1), options_.interval, 2.0, 0.0});
+    RunLoop(sleeper_, backoff,
+            [this]() -> absl::StatusOr<absl::Duration> {
+              RETURN_IF_ERROR(TrimOnce(sleeper_.Now()).status());
+              return options_.interval;
+            },
+            {[](const absl::Status& status, int failures) {
+               if (failures == 1) {
+                 spdlog::warn("sync log retention: {}; retrying with backoff",
+                              std::string(status.message()));
+               }
+             },
+             [](int) { spdlog::info("sync log retention: working again"); }});
+  });
+}
+
+void SyncLogTrimmer::Stop() {
+  sleeper_.Stop();
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace eventstream

@@ -1,0 +1,57 @@
+// SyncLogTrimmer: keeps the Event Sync Log bounded (issue 15 item 3;
+// docs/design.md "Retention"). Every `interval` it deletes Synced rows older
+// than consumer.sync_log_retention, `batch` rows per short transaction
+// through the primary key, until none is left. Failed and Parked rows stay
+// until resolved (Resync turns them Synced; they age from their creation).
+// Nothing depends on old rows: exactly-once rests on the watermark alone
+// (libsync/batch_plan.h), so a deleted row can never make an entry apply
+// twice. Dying between batches leaves older rows for the next pass.
+// Every replica may run it; deletes of the same rows simply overlap.
+#ifndef EVENTSTREAM_SERVICES_CONSUMER_SYNC_LOG_TRIMMER_H_
+#define EVENTSTREAM_SERVICES_CONSUMER_SYNC_LOG_TRIMMER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libsync/backoff.h"
+#include "libsync/metrics.h"
+#include "libsync/pg_pool.h"
+
+namespace eventstream {
+
+class SyncLogTrimmer {
+ public:
+  struct Options {
+    absl::Duration retention = absl::Hours(24 * 30);  // zero: never trims
+    absl::Duration interval = absl::Minutes(10);
+    int batch = 1000;
+    metrics::Counter* trimmed = nullptr;  // rows deleted; null = not counted
+  };
+  SyncLogTrimmer(std::shared_ptr<pg::ConnectionPool> pool, Options options)
+      : pool_(std::move(pool)), options_(options) {}
+  ~SyncLogTrimmer() { Stop(); }
+
+  // One pass: deletes every Synced row created before `now - retention`, in
+  // batches; returns how many. Thread-compatible.
+  absl::StatusOr<int64_t> TrimOnce(absl::Time now);
+
+  void Start();  // a thread running TrimOnce every interval (not with zero retention)
+  void Stop();   // idempotent
+
+ private:
+  std::shared_ptr<pg::ConnectionPool> pool_;
+  const Options options_;
+  InterruptibleSleeper sleeper_;
+  absl::Mutex mu_;
+  std::thread thread_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_SERVICES_CONSUMER_SYNC_LOG_TRIMMER_H_
