@@ -129,6 +129,10 @@ class RetentionTest : public ::testing::Test {
                                         " FROM generate_series($1::int, $2::int) AS i"),
                            {first, last - 1})
                     .ok());
+    AwaitAssembled();
+  }
+  // Waits until the assembler consumed every raw change.
+  void AwaitAssembled() {
     ASSERT_TRUE(Eventually([&] { return Int("SELECT count(*) FROM es_producer.raw_change") == 0; }));
   }
 
@@ -156,6 +160,32 @@ class RetentionTest : public ::testing::Test {
     v1::PullUpdatesResponse resp;
     grpc::Status s = Pull(auth, seq, &resp, seq, 1);
     ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  // RestartSync with skip_trimmed, which must succeed.
+  v1::RestartSyncResponse SkipTrimmed(const std::string& auth) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", auth);
+    v1::RestartSyncRequest req;
+    req.set_skip_trimmed(true);
+    v1::RestartSyncResponse answer;
+    grpc::Status s = stub_->RestartSync(&ctx, req, &answer);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return answer;
+  }
+  // docname -> update type of what the site is sent after `after` (each
+  // answer acknowledged), until `n` documents came.
+  std::map<std::string, std::string> PullDocuments(const std::string& auth, int64_t after,
+                                                   size_t n) {
+    std::map<std::string, std::string> got;
+    EXPECT_TRUE(Eventually([&] {
+      v1::PullUpdatesResponse r;
+      if (!Pull(auth, after, &r, after).ok()) return false;
+      for (const auto& e : r.entries()) got[e.docname()] = v1::UpdateType_Name(e.update_type());
+      after = r.next_after_seq();
+      return got.size() >= n;
+    })) << got.size();
+    return got;
   }
 
   // One retention pass as the loop runs it, at `now`.
@@ -297,13 +327,7 @@ TEST_F(RetentionTest, ValveCutsOffAnUnacknowledgedConsumerWhichSkipsAndResyncs) 
             std::optional<double>(2));
 
   // It recovers: position to the log's end, the initial sync again.
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", kB1);
-  v1::RestartSyncRequest req;
-  req.set_skip_trimmed(true);
-  v1::RestartSyncResponse answer;
-  s = stub_->RestartSync(&ctx, req, &answer);
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::RestartSyncResponse answer = SkipTrimmed(kB1);
   EXPECT_EQ(answer.watermark(), end);
   ASSERT_EQ(answer.subscriptions_size(), 1);
   EXPECT_EQ(answer.subscriptions(0).doctype(), "Note");
@@ -311,19 +335,9 @@ TEST_F(RetentionTest, ValveCutsOffAnUnacknowledgedConsumerWhichSkipsAndResyncs) 
   // comes whole as a Sync.
   s = Pull(kB1, w1, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  std::vector<std::string> synced;
-  int64_t after = answer.watermark();
-  ASSERT_TRUE(Eventually([&] {
-    v1::PullUpdatesResponse r;
-    if (!Pull(kB1, after, &r, after).ok()) return false;
-    for (const auto& e : r.entries()) {
-      EXPECT_EQ(e.update_type(), v1::UPDATE_TYPE_SYNC) << e.docname();
-      synced.push_back(e.docname());
-    }
-    after = r.next_after_seq();
-    return synced.size() >= 10;
-  })) << synced.size();
+  std::map<std::string, std::string> synced = PullDocuments(kB1, answer.watermark(), 10);
   EXPECT_EQ(synced.size(), 10u);
+  for (const auto& [name, type] : synced) EXPECT_EQ(type, "UPDATE_TYPE_SYNC") << name;
   EXPECT_EQ(Int("SELECT (acknowledged_seq >= lost_through)::int FROM es_producer.consumer"
                 " WHERE site = 'branch1'"),
             1);
@@ -341,7 +355,7 @@ TEST_F(RetentionTest, SkipCountsUnacknowledgedMoveInsAsHeld) {
   ASSERT_EQ(resp.entries_size(), 5);
   EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding_change WHERE site = 'branch1'"), 5);
   ASSERT_TRUE(conn_->Exec("UPDATE \"tabNote\" SET title = 'hidden' WHERE name = 'N2'").ok());
-  ASSERT_TRUE(Eventually([&] { return Int("SELECT count(*) FROM es_producer.raw_change") == 0; }));
+  AwaitAssembled();
   // Its move-out is received too, and not acknowledged either: whether the
   // consumer applied it is unknown, so N2 must still count as held.
   v1::PullUpdatesResponse out;
@@ -354,24 +368,10 @@ TEST_F(RetentionTest, SkipCountsUnacknowledgedMoveInsAsHeld) {
   s = Pull(kB1, w1, &resp);
   ASSERT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
 
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", kB1);
-  v1::RestartSyncRequest req;
-  req.set_skip_trimmed(true);
-  v1::RestartSyncResponse answer;
-  s = stub_->RestartSync(&ctx, req, &answer);
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::RestartSyncResponse answer = SkipTrimmed(kB1);
   EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding_change WHERE site = 'branch1'"), 0);
   EXPECT_EQ(Int("SELECT count(*) FROM es_producer.holding WHERE site = 'branch1'"), 5);
-  std::map<std::string, std::string> got;  // docname -> type
-  int64_t after = answer.watermark();
-  ASSERT_TRUE(Eventually([&] {
-    v1::PullUpdatesResponse r;
-    if (!Pull(kB1, after, &r, after).ok()) return false;
-    for (const auto& e : r.entries()) got[e.docname()] = v1::UpdateType_Name(e.update_type());
-    after = r.next_after_seq();
-    return got.size() >= 5;
-  })) << got.size();
+  std::map<std::string, std::string> got = PullDocuments(kB1, answer.watermark(), 5);
   EXPECT_EQ(got, (std::map<std::string, std::string>{{"N1", "UPDATE_TYPE_SYNC"},
                                                      {"N2", "UPDATE_TYPE_REVOKE"},
                                                      {"N3", "UPDATE_TYPE_SYNC"},
