@@ -50,6 +50,8 @@ std::string TruncateForClient(absl::string_view message, size_t max) {
   return absl::StrCat(message.substr(0, cut), " ... (", message.size() - cut, " more bytes)");
 }
 
+std::string Quoted(absl::string_view text) { return absl::StrCat("\"", text, "\""); }
+
 std::string NulProblem(absl::string_view value) {
   size_t at = value.find('\0');
   if (at == absl::string_view::npos) return "";

@@ -8,6 +8,8 @@
 //  * NulProblem: PostgreSQL text cannot hold NUL; libpq would silently cut
 //    the value there, so a value with one is refused.
 //  * NotifyAddressProblem: where a producer may send Notify calls.
+//  * Quoted: how a name appears in a message: "Note" (in double quotes, as
+//    it is; messages are escaped for logs and cut for clients above).
 #ifndef EVENTSTREAM_LIBSYNC_INPUT_RULES_H_
 #define EVENTSTREAM_LIBSYNC_INPUT_RULES_H_
 
@@ -26,6 +28,9 @@ inline constexpr size_t kMaxClientMessage = 1024;
 // `message` itself when it fits in `max` bytes; else its first bytes (cut
 // at a UTF-8 character boundary) and " ... (N more bytes)".
 std::string TruncateForClient(absl::string_view message, size_t max = kMaxClientMessage);
+
+// `"` + text + `"`.
+std::string Quoted(absl::string_view text);
 
 // "" when `value` has no NUL byte; else where it is.
 std::string NulProblem(absl::string_view value);

@@ -31,9 +31,10 @@ absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(absl::Time deadlin
   const absl::Time give_up = std::min(deadline, started + options_.acquire_timeout);
   {
     absl::MutexLock lock(&mu_);
+    CloseStale(started);
     while (true) {
       while (!idle_.empty()) {
-        std::unique_ptr<Connection> conn = std::move(idle_.back());
+        std::unique_ptr<Connection> conn = std::move(idle_.back().conn);
         idle_.pop_back();
         if (conn->ok()) return Lease(this, std::move(conn));
         --open_;  // a broken idle connection: closed here, its slot freed
@@ -79,6 +80,14 @@ absl::StatusOr<ConnectionPool::Lease> ConnectionPool::Acquire(absl::Time deadlin
   return Lease(this, std::move(*conn));
 }
 
+void ConnectionPool::CloseStale(absl::Time now) {
+  size_t stale = 0;
+  while (stale < idle_.size() && now - idle_[stale].since >= options_.idle_timeout) ++stale;
+  if (stale == 0) return;
+  idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(stale));
+  for (size_t i = 0; i < stale; ++i) FreeSlot();
+}
+
 void ConnectionPool::FreeSlot() {
   --open_;
   returned_.Signal();
@@ -88,9 +97,11 @@ void ConnectionPool::Return(std::unique_ptr<Connection> conn) {
   // Only an idle, healthy session goes back: one left inside a transaction
   // (an error path that skipped ROLLBACK) is closed, which rolls it back.
   const bool reusable = conn->ok() && PQtransactionStatus(conn->raw()) == PQTRANS_IDLE;
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
+  CloseStale(now);
   if (reusable && idle_.size() < options_.max_idle) {
-    idle_.push_back(std::move(conn));
+    idle_.push_back(Idle{std::move(conn), now});
     returned_.Signal();
     return;
   }

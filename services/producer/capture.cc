@@ -3,6 +3,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/input_rules.h"
 #include "libsync/status_macros.h"
 #include "libsync/value.h"
 #include "spdlog/spdlog.h"
@@ -10,7 +11,6 @@
 namespace eventstream {
 namespace {
 
-std::string Quoted(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
 // pg_trigger.tgargs holds each argument followed by a NUL byte; compared as
 // hex so that any UTF-8 DocType name matches exactly.

@@ -169,7 +169,6 @@ constexpr pg::Query kApplyConfigRow{
     " producer_condition = $4, approved_by_config = $5, updated_at = now()"
     " WHERE site = $1 AND doctype = $2"};
 
-std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
 
 bool SecretEquals(absl::string_view a, absl::string_view b) {
@@ -236,7 +235,7 @@ ConsumerStore::ConsumerStore(const Config* config, pg::ConnectionPool* pool,
 absl::Status ConsumerStore::Validate(const ConsumerRegistration& reg) const {
   if (std::string problem = NotifyAddressProblem(reg.notify_address); !problem.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "notify_address ", Quote(EscapeForLog(TruncateForClient(reg.notify_address, 100))),
+        "notify_address ", Quoted(EscapeForLog(TruncateForClient(reg.notify_address, 100))),
         ": ", problem));
   }
   const std::vector<SubscriptionRequest>& doctypes = reg.doctypes;
@@ -250,24 +249,24 @@ absl::Status ConsumerStore::Validate(const ConsumerRegistration& reg) const {
     const DocTypeDef* def = config_->registry.Find(d.doctype);
     if (def == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "unknown DocType ", Quote(d.doctype),
+          "unknown DocType ", Quoted(d.doctype),
           ": this producer's config (doctypes:) does not define it"));
     }
     if (def->istable) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "DocType ", Quote(d.doctype),
+          "DocType ", Quoted(d.doctype),
           " is a child table; subscribe to its parent DocType, whose "
           "documents carry its rows"));
     }
     if (!seen.insert(d.doctype).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat("DocType ", Quote(d.doctype), " is listed twice"));
+          absl::StrCat("DocType ", Quoted(d.doctype), " is listed twice"));
     }
     // A consumer's cmd: condition may only name an allowed function.
     std::string problem = ConditionProblem(d.condition, &config_->condition_functions());
     if (!problem.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "condition for DocType ", Quote(d.doctype), ": ", problem));
+          "condition for DocType ", Quoted(d.doctype), ": ", problem));
     }
   }
   return absl::OkStatus();
@@ -412,7 +411,7 @@ absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistratio
       bool same_key = found.Get(0, "api_key") == reg.api_key;
       if (!same_key || !SecretEquals(found.Get(0, "notify_token"), reg.notify_token)) {
         return absl::AlreadyExistsError(absl::StrCat(
-            "consumer site ", Quote(reg.site), " is already registered with ",
+            "consumer site ", Quoted(reg.site), " is already registered with ",
             same_key ? "another notify token" : "another api key",
             ": if this deployment replaces the registered one, call "
             "UpdateSubscription with the new token; otherwise give this "
@@ -442,7 +441,7 @@ absl::StatusOr<std::vector<SubscriptionRow>> ConsumerStore::UpdateSubscription(
     ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockConsumer, {reg.site}));
     if (found.rows() == 0) {
       return absl::NotFoundError(absl::StrCat(
-          "consumer site ", Quote(reg.site),
+          "consumer site ", Quoted(reg.site),
           " is not registered; call RegisterConsumer first"));
     }
     return WriteSubscriptions(conn, reg);
@@ -461,13 +460,13 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::RestartSync(absl::string_view sit
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
   ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockRow, {site, doctype}));
   if (found.rows() == 0) {
-    return absl::NotFoundError(absl::StrCat("consumer site ", Quote(site),
-                                            " has not asked for DocType ", Quote(doctype)));
+    return absl::NotFoundError(absl::StrCat("consumer site ", Quoted(site),
+                                            " has not asked for DocType ", Quoted(doctype)));
   }
   const SubscriptionRow before = RowAt(found, 0);
   if (before.status != SubscriptionStatus::kApproved || before.unsubscribed) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "consumer site ", Quote(site), "'s subscription to ", Quote(doctype), " is ",
+        "consumer site ", Quoted(site), "'s subscription to ", Quoted(doctype), " is ",
         before.unsubscribed ? "unsubscribed" : StatusText(before.status),
         ": only an approved subscription has an initial sync to run again"));
   }
@@ -484,7 +483,7 @@ absl::StatusOr<SkipResult> ConsumerStore::SkipTrimmed(absl::string_view site) {
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
   ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockPosition, {site}));
   if (found.rows() == 0) {
-    return absl::NotFoundError(absl::StrCat("site ", Quote(site),
+    return absl::NotFoundError(absl::StrCat("site ", Quoted(site),
                                             " is not registered; call RegisterConsumer first"));
   }
   SkipResult out;
@@ -516,18 +515,18 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,
       ASSIGN_OR_RETURN(pg::Result consumer, conn->Exec(kConsumerExists, {site}));
       if (consumer.rows() == 0) {
         return absl::NotFoundError(
-            absl::StrCat("no consumer site ", Quote(site), " is registered"));
+            absl::StrCat("no consumer site ", Quoted(site), " is registered"));
       }
-      return absl::NotFoundError(absl::StrCat("consumer site ", Quote(site),
+      return absl::NotFoundError(absl::StrCat("consumer site ", Quoted(site),
                                               " has not asked for DocType ",
-                                              Quote(doctype)));
+                                              Quoted(doctype)));
     }
     row = RowAt(found, 0);
     if (row.from_config) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "the status of consumer site ", Quote(site), "'s subscription to ",
-          Quote(doctype), " is set by the config (producer.consumers, site ",
-          Quote(site), "); change it there"));
+          "the status of consumer site ", Quoted(site), "'s subscription to ",
+          Quoted(doctype), " is set by the config (producer.consumers, site ",
+          Quoted(site), "); change it there"));
     }
     was = StatusText(row.status);
     RETURN_IF_ERROR(conn->Exec(kSetStatus, {site, doctype, StatusText(status)}).status());

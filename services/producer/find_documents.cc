@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "libsync/input_rules.h"
 #include "libsync/condition_sql.h"
 #include "libsync/status_macros.h"
 #include "services/producer/document_reader.h"
@@ -34,7 +35,6 @@ constexpr int kPage = 200;
 // row instead (condition_sql.h RowRead).
 constexpr char kUndefinedColumn[] = "42703";
 
-std::string Quoted(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
 // {open}, {grant}: StandingSql; $1 the names.
 constexpr char kStandingsSql[] =

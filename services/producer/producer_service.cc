@@ -413,7 +413,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
     pg::ConnectionPool::Options pool;
     pool.application_name = "eventstream-producer";
     pool.max_open = static_cast<size_t>(config.producer->database_pool.max_connections);
-    pool.max_idle = std::min<size_t>(pool.max_idle, pool.max_open);
+    pool.max_idle = pool.max_open;  // reused while busy; closed after idle_timeout
     pool.acquire_timeout = config.producer->database_pool.acquire_timeout;
     pool.bound_key = "producer.database_pool.max_connections";
     deps.pool = std::make_shared<pg::ConnectionPool>(config.database.url, std::move(pool));

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libsync/input_rules.h"
 #include "libsync/expr.h"
 #include "libsync/status_macros.h"
 #include "libsync/subscription_condition.h"
@@ -18,15 +19,14 @@
 namespace eventstream {
 namespace {
 
-std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
 
 // A PostgreSQL text[] literal: {"a","b"} with " and \ escaped.
 
 absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
                         absl::string_view name) {
   return absl::PermissionDeniedError(
-      absl::StrCat("document ", Quote(name), " of DocType ", Quote(doctype),
-                   " is not visible to site ", Quote(site)));
+      absl::StrCat("document ", Quoted(name), " of DocType ", Quoted(doctype),
+                   " is not visible to site ", Quoted(site)));
 }
 
 }  // namespace
@@ -44,7 +44,7 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
   if (!r.ok()) return r.status();
   if (r->rows() == 0) {
     return absl::NotFoundError(absl::StrCat(
-        "site ", Quote(site), " is not registered; call RegisterConsumer first"));
+        "site ", Quoted(site), " is not registered; call RegisterConsumer first"));
   }
   Subscriptions subs;
   for (int i = 0; i < r->rows(); ++i) {
@@ -168,12 +168,12 @@ absl::StatusOr<const DocTypeDef*> UpdateFeed::ServedDocType(
       config_->registry.Find(std::string_view(doctype.data(), doctype.size()));
   if (def == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unknown DocType ", Quote(doctype),
+        "unknown DocType ", Quoted(doctype),
         ": this producer's config (doctypes:) does not define it"));
   }
   if (def->istable) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "DocType ", Quote(doctype),
+        "DocType ", Quoted(doctype),
         " is a child table; its rows come inside their parent documents"));
   }
   return def;

@@ -9,6 +9,7 @@
 #include "libsync/migrate.h"
 #include "libsync/naming.h"
 #include "libsync/pg.h"
+#include "libsync/pg_pool.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {
@@ -210,6 +211,31 @@ const std::vector<Migration> kMigrations = {
     {1, "first", "CREATE TABLE a (x int);"},
     {2, "second", "CREATE TABLE b (y int); INSERT INTO b VALUES (1);"},
 };
+
+// Idle connections are kept for reuse up to max_idle, and closed once
+// unused for idle_timeout (here zero: at the next use).
+TEST(Pool, KeepsIdleConnectionsUntilTheyGoStale) {
+  const std::string url = SharedCluster().Url(FreshDatabase("pool"));
+  auto burst = [](pg::ConnectionPool& pool) {
+    std::vector<pg::ConnectionPool::Lease> leases;
+    for (int i = 0; i < 3; ++i) {
+      auto lease = pool.Acquire();
+      EXPECT_TRUE(lease.ok()) << lease.status();
+      if (lease.ok()) leases.push_back(std::move(*lease));
+    }
+  };
+  pg::ConnectionPool kept(url, pg::ConnectionPool::Options{});
+  burst(kept);
+  EXPECT_EQ(kept.stats().idle, 3u);
+  burst(kept);  // reused: nothing new opened
+  EXPECT_EQ(kept.stats().open, 3u);
+  pg::ConnectionPool::Options prompt;
+  prompt.idle_timeout = absl::ZeroDuration();
+  pg::ConnectionPool closing(url, prompt);
+  burst(closing);
+  EXPECT_EQ(closing.stats().idle, 1u);  // each return closed the older idle ones
+  EXPECT_EQ(closing.stats().open, 1u);
+}
 
 TEST(Migrations, ApplyOnceAndRecordChecksums) {
   std::string db = FreshDatabase("mig");
