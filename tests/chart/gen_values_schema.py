@@ -242,6 +242,8 @@ schema = {
         "poll_interval": ref("duration"),
         "max_message_mb": {"type": "integer", "minimum": 4, "maximum": 1024,
                            "description": "the largest answer accepted from a producer, in MiB (bounds the largest document)"},
+        "sync_log_retention": {"anyOf": [ref("duration"), {"enum": ["0", "0s"]}],
+                               "description": "Synced sync log rows older than this are deleted (default 720h = 30 days; 0 = keep for ever); Failed and Parked rows stay until resolved"},
         "producers": {"type": "array", "items": ref("eventProducer")},
         "mappings": {"type": "array", "items": ref("mapping")},
     }, ["enabled"]),

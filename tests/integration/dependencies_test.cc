@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/two_sites.h"
@@ -19,46 +20,14 @@
 namespace eventstream::testing {
 namespace {
 
-constexpr char kDocTypes[] = R"(  - name: Note
+const std::string kDocTypes = std::string(R"(  - name: Note
     fields:
       - {fieldname: title, fieldtype: Data}
       - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
-  - name: Note Seen By
-    istable: true
-    fields:
-      - {fieldname: user, fieldtype: Link, options: User}
-  - name: User
-    fields:
-      - {fieldname: full_name, fieldtype: Data}
-      - {fieldname: roles, fieldtype: Table, options: Has Role}
-  - name: Has Role
-    istable: true
-    fields:
-      - {fieldname: role, fieldtype: Link, options: Role}
-      - {fieldname: ref_type, fieldtype: Data}
-      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
-  - name: Role
-    fields:
-      - {fieldname: parent_role, fieldtype: Link, options: Role}
-  - name: Project
-    fields:
-      - {fieldname: title, fieldtype: Data}
-)";
+)") + kLinkedDocTypes;
 
 std::string Tables() {
-  return absl::StrReplaceAll(R"(
-CREATE TABLE "tabNote" (@STD@, title text);
-CREATE TABLE "tabNote Seen By" (@STD@, @CHILD@, "user" text);
-CREATE TABLE "tabUser" (@STD@, full_name text);
-CREATE TABLE "tabHas Role" (@STD@, @CHILD@, role text, ref_type text, ref_name text);
-CREATE TABLE "tabRole" (@STD@, parent_role text);
-CREATE TABLE "tabProject" (@STD@, title text);
-)",
-                             {{"@STD@",
-                               "name text PRIMARY KEY, creation timestamptz, modified "
-                               "timestamptz, modified_by text, owner text, docstatus int NOT "
-                               "NULL DEFAULT 0, idx int NOT NULL DEFAULT 0"},
-                              {"@CHILD@", "parent text, parenttype text, parentfield text"}});
+  return FrappeTable("Note", "title text") + LinkedTables();
 }
 
 class DependenciesTest : public ::testing::Test {

@@ -44,6 +44,7 @@
 #include "libsync/migrate.h"
 #include "libsync/pg.h"
 #include "services/producer/capture.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/two_sites.h"
@@ -106,33 +107,20 @@ constexpr char kDocTypes[] = R"(  - name: Note
       - {fieldname: qty, fieldtype: Float}
 )";
 
-constexpr char kTables[] = R"(
-CREATE TABLE "tabNote" (@STD@, title text, public int DEFAULT 0,
-  amount numeric(30,9), ref_type text, ref_name text);
-CREATE TABLE "tabNote Item" (@STD@, @CHILD@, item text, qty numeric(30,9), "user" text);
-CREATE TABLE "tabUser" (@STD@, full_name text);
-CREATE TABLE "tabProject" (@STD@, title text);
-CREATE TABLE "tabTask" (@STD@, subject text);
-CREATE TABLE "tabMemo" (@STD@, code text, text text);
-CREATE TABLE "tabCustomer" (@STD@, customer_name text);
-CREATE TABLE "tabSales Order" (@STD@, customer text);
-CREATE TABLE "tabSales Order Item" (@STD@, @CHILD@, item_code text, qty numeric(30,9));
-CREATE TABLE "tabPurchase Order" (@STD@, supplier_ref text, customer_link text);
-CREATE TABLE "tabPurchase Order Item" (@STD@, @CHILD@, item text, qty numeric(30,9));
--- A cmd: condition: the same test as "doc.public == 1".
-CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)
-  RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;
-)";
-
-// The standard columns of every table (@STD@ in SQL below).
-constexpr char kStdColumns[] =
-    "name text PRIMARY KEY, creation timestamptz, modified timestamptz, modified_by "
-    "text, owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0";
-
 std::string Tables() {
-  return absl::StrReplaceAll(
-      kTables,
-      {{"@STD@", kStdColumns}, {"@CHILD@", "parent text, parenttype text, parentfield text"}});
+  return absl::StrCat(
+      FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9), ref_type text,"
+                          " ref_name text"),
+      FrappeTable("Note Item", "item text, qty numeric(30,9), \"user\" text", /*child=*/true),
+      FrappeTable("User", "full_name text"), FrappeTable("Project", "title text"),
+      FrappeTable("Task", "subject text"), FrappeTable("Memo", "code text, text text"),
+      FrappeTable("Customer", "customer_name text"), FrappeTable("Sales Order", "customer text"),
+      FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true),
+      FrappeTable("Purchase Order", "supplier_ref text, customer_link text"),
+      FrappeTable("Purchase Order Item", "item text, qty numeric(30,9)", /*child=*/true),
+      // A cmd: condition: the same test as "doc.public == 1".
+      "CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)\n"
+      "  RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;\n");
 }
 
 // The columns that replicate, per table (for comparing the two sites).
@@ -731,12 +719,9 @@ TEST_F(E2ETest, FrappeInnerMappingFindsTheRoleByTitle) {
   TwoSites::Spec spec;
   spec.hq_doctypes = kFrappeHqDocTypes;
   spec.branch_doctypes = kFrappeBranchDocTypes;
-  spec.hq_sql = absl::StrReplaceAll(R"(CREATE TABLE "tabNote" (@STD@, title text, content text);)",
-                                    {{"@STD@", kStdColumns}});
-  spec.branch_sql = absl::StrReplaceAll(
-      R"(CREATE TABLE "tabRole" (@STD@, role_name text);
-         CREATE TABLE "tabToDo" (@STD@, description text, role text);)",
-      {{"@STD@", kStdColumns}});
+  spec.hq_sql = FrappeTable("Note", "title text, content text");
+  spec.branch_sql =
+      FrappeTable("Role", "role_name text") + FrappeTable("ToDo", "description text, role text");
   spec.subscriptions =
       "        - {doctype: ToDo, use_same_name: true, mapping: ToDo to Note Mapping}\n";
   spec.pre_approvals = "        - {doctype: Note, status: approved}\n";

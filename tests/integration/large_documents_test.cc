@@ -22,6 +22,7 @@
 #include "eventstream/v1/consumer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/two_sites.h"
 
 namespace eventstream::testing {
@@ -33,11 +34,7 @@ constexpr char kDocTypes[] = R"(  - name: Note
       - {fieldname: content, fieldtype: Long Text}
 )";
 
-constexpr char kTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, content text);
-)";
+const std::string kTables = FrappeTable("Note", "title text, content text");
 
 // Peak resident set of `pid` in kB (VmHWM), or -1.
 int64_t PeakRssKb(pid_t pid) {

@@ -27,6 +27,7 @@
 #include "services/common/service_main.h"
 #include "tests/support/http_get.h"
 #include "tests/support/eventually.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -47,11 +48,7 @@ constexpr char kDocTypes[] = R"(doctypes:
       - {fieldname: title, fieldtype: Data}
 )";
 
-constexpr char kTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text);
-)";
+const std::string kTables = FrappeTable("Note", "title text");
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

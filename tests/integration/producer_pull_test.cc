@@ -31,6 +31,7 @@
 #include "libsync/value.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/http_get.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
@@ -63,27 +64,7 @@ doctypes:
       - {fieldname: ref_type, fieldtype: Data}
       - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
       - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
-  - name: Note Seen By
-    istable: true
-    fields:
-      - {fieldname: user, fieldtype: Link, options: User}
-  - name: User
-    fields:
-      - {fieldname: full_name, fieldtype: Data}
-      - {fieldname: roles, fieldtype: Table, options: Has Role}
-  - name: Has Role
-    istable: true
-    fields:
-      - {fieldname: role, fieldtype: Link, options: Role}
-      - {fieldname: ref_type, fieldtype: Data}
-      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
-  - name: Role
-    fields:
-      - {fieldname: parent_role, fieldtype: Link, options: Role}
-  - name: Project
-    fields:
-      - {fieldname: title, fieldtype: Data}
-producer:
+)", kLinkedDocTypes, R"(producer:
   listen: "127.0.0.1:0"
   metrics_listen: "127.0.0.1:)", metrics_port, R"("
   api_keys:
@@ -100,27 +81,10 @@ producer:
 )");
 }
 
-constexpr char kSiteTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, public int DEFAULT 0, amount numeric(30,9),
-  author text, ref_type text, ref_name text);
-CREATE TABLE "tabNote Seen By" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, parent text, parenttype text, parentfield text, "user" text);
-CREATE TABLE "tabUser" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, full_name text);
-CREATE TABLE "tabHas Role" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, parent text, parenttype text, parentfield text, role text,
-  ref_type text, ref_name text);
-CREATE TABLE "tabRole" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, parent_role text);
-CREATE TABLE "tabProject" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text);
+const std::string kSiteTables =
+    FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9), author text,"
+                        " ref_type text, ref_name text") +
+    LinkedTables() + R"(
 CREATE FUNCTION public.starts_with_a(consumer text, doc jsonb, entry jsonb)
   RETURNS boolean LANGUAGE sql AS $$ SELECT doc->>'title' LIKE 'a%' $$;
 CREATE TABLE public.side_effects (consumer text, doc jsonb);

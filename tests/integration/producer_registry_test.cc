@@ -15,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "libsync/pg.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -73,17 +74,9 @@ producer:
 }
 
 // Standard Frappe columns; Memo deliberately has no table.
-constexpr char kSiteTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, public int);
-CREATE TABLE "tabNote Item" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, parent text, parenttype text, parentfield text, item text);
-CREATE TABLE "tabTask" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, subject text);
-)";
+const std::string kSiteTables = FrappeTable("Note", "title text, public int") +
+                                FrappeTable("Note Item", "item text", /*child=*/true) +
+                                FrappeTable("Task", "subject text");
 
 v1::SubscriptionRequest Sub(const std::string& doctype, const std::string& condition = "",
                             bool unsubscribe = false) {

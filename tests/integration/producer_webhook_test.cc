@@ -54,6 +54,7 @@
 #include "services/producer/webhooks/webhook_service.h"
 #include "services/producer/webhooks/webhook_store.h"
 #include "tests/support/frappe_verifier.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
@@ -291,14 +292,9 @@ const std::map<std::string, std::string> kEnv = {
 const char kOps[] = "token ops:ops-secret-wh";
 const char kB1[] = "token branch1:b1-secret-wh";
 
-constexpr char kSiteTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, public int DEFAULT 0, amount numeric(30,9));
-CREATE TABLE "tabNote Seen By" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, parent text, parenttype text, parentfield text, "user" text);
-)";
+const std::string kSiteTables =
+    FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9)") +
+    FrappeTable("Note Seen By", "\"user\" text", /*child=*/true);
 
 std::string Base(const std::string& url, const std::string& delivery,
                  const std::string& webhooks) {

@@ -1,0 +1,30 @@
+// Frappe-shaped DocTypes and tables shared by the integration tests, so a
+// test states only what is particular to it.
+//  * FrappeTable: a DocType's table with Frappe's standard columns (name,
+//    creation, modified, modified_by, owner, docstatus, idx; a child table
+//    also parent, parenttype, parentfield) plus the test's own columns.
+//  * The linked world: Note Seen By (a Note child row linking a User), User
+//    (with Has Role rows linking a Role, and a Dynamic Link), Role (linking
+//    a parent Role: chains and cycles) and Project. Tests add their own Note
+//    in front (its fields vary); the registry YAML and the tables match.
+#ifndef EVENTSTREAM_TESTS_SUPPORT_FRAPPE_SCHEMA_H_
+#define EVENTSTREAM_TESTS_SUPPORT_FRAPPE_SCHEMA_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace eventstream::testing {
+
+// CREATE TABLE "tab<doctype>" (standard columns, `columns`); with `;`.
+std::string FrappeTable(absl::string_view doctype, absl::string_view columns,
+                        bool child = false);
+
+// Registry entries (YAML list items, 2-space indent) of the linked world.
+extern const char kLinkedDocTypes[];
+// Their tables.
+std::string LinkedTables();
+
+}  // namespace eventstream::testing
+
+#endif  // EVENTSTREAM_TESTS_SUPPORT_FRAPPE_SCHEMA_H_
