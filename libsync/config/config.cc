@@ -240,6 +240,19 @@ class MapReader {
     return absl::OkStatus();
   }
 
+  // A duration like Duration's, or 0 ("0", "0s") meaning none.
+  absl::Status DurationOrZero(absl::string_view key, absl::Duration* out) const {
+    if (!Has(key)) return absl::OkStatus();
+    std::string text;
+    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    absl::Duration d;
+    if (text == "0" || (absl::ParseDuration(text, &d) && d == absl::ZeroDuration())) {
+      *out = absl::ZeroDuration();
+      return absl::OkStatus();
+    }
+    return Duration(key, out);
+  }
+
   absl::Status Address(absl::string_view key, std::string* out) const {
     ES_CONFIG_RETURN_IF_ERROR(String(key, out));
     if (!Has(key) || out->empty() || IsListenAddress(*out)) {
@@ -613,6 +626,28 @@ class Parser {
     return ParseRuntimeSecretEnv(m, own_secret_env, &d->runtime_secret_env);
   }
 
+  // producer.retention (RetentionConfig). min_age and max_age take 0 (max_age
+  // 0 = no valve by age); the valve may not be shorter than min_age.
+  absl::Status ParseRetention(const YAML::Node& node, RetentionConfig* r) {
+    MapReader m(errors_, "producer.retention");
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.Open(node, {"min_age", "max_age", "max_entries", "batch", "interval"}));
+    ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("min_age", &r->min_age));
+    ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("max_age", &r->max_age));
+    int max_entries = static_cast<int>(r->max_entries);
+    ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_entries", 0, 2000000000, &max_entries));
+    r->max_entries = max_entries;
+    ES_CONFIG_RETURN_IF_ERROR(Int(m, "batch", 1, 100000, &r->batch));
+    ES_CONFIG_RETURN_IF_ERROR(m.Duration("interval", &r->interval));
+    if (r->max_age > absl::ZeroDuration() && r->max_age < r->min_age) {
+      return errors_.At(m.PathOf("max_age"),
+                        absl::StrCat("expected at least min_age (",
+                                     absl::FormatDuration(r->min_age),
+                                     "), or 0 for no valve by age"));
+    }
+    return absl::OkStatus();
+  }
+
   // producer.webhook_delivery.runtime_secret_env: variable names or NAME_*
   // prefixes, none admitting one of `own_secret_env` (the service's own
   // secrets: a runtime webhook could send them anywhere).
@@ -724,7 +759,7 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(
         m.Open(node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
                       "consumers", "condition_functions", "webhooks", "webhook_delivery",
-                      "database_pool", "max_concurrent_calls_per_key"}));
+                      "database_pool", "max_concurrent_calls_per_key", "retention"}));
     ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
     if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
     ES_CONFIG_RETURN_IF_ERROR(
@@ -821,6 +856,7 @@ class Parser {
     ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
         m.Get("webhook_delivery"), own_secret_env,
         &producer->webhook_delivery));
+    ES_CONFIG_RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
 
     std::map<std::string, size_t> sites;
     for (size_t i = 0; i < producer->consumers.size(); ++i) {

@@ -129,6 +129,17 @@
 //         secret_env: ES_WEBHOOK_SECRET  # * with enable_security: exactly
 //         secret_file: /run/secrets/w    #   one of these two (never inline;
 //                                      #   runtime webhooks: as value_env)
+//     retention:                       # update log retention (docs/design.md
+//                                      #   "Retention")
+//       min_age: 1h                    # nothing younger is ever deleted (0 ok)
+//       max_age: 168h                  # valve: older entries go even if a
+//                                      #   consumer still needs them (it is
+//                                      #   refused "log trimmed:" and re-syncs);
+//                                      #   0 = none; at least min_age
+//       max_entries: 0                 # valve: keep at most this many seqs
+//                                      #   (0 = none)
+//       batch: 1000                    # entries deleted per transaction
+//       interval: 1m                   # between retention passes
 //     webhook_delivery:
 //       workers: 4                     # sender threads (1-64)
 //       max_attempts: 8                # then Exhausted (1-100)
@@ -403,6 +414,19 @@ struct WebhookDeliveryConfig {
   std::vector<std::string> runtime_secret_env;
 };
 
+// producer.retention: how long update_log entries are kept (docs/design.md
+// "Retention"). An entry goes once every consumer that needs it
+// acknowledged it, webhook delivery passed it and it is older than min_age;
+// the valve (max_age, max_entries) deletes older ones even so. Nothing
+// younger than min_age is ever deleted.
+struct RetentionConfig {
+  absl::Duration min_age = absl::Hours(1);
+  absl::Duration max_age = absl::Hours(24 * 7);  // zero = no valve by age
+  int64_t max_entries = 0;                       // 0 = no valve by count
+  int batch = 1000;                              // entries per delete transaction
+  absl::Duration interval = absl::Minutes(1);    // between passes
+};
+
 // The producer's database pool for RPCs (libsync/base/pg_pool.h).
 struct DatabasePoolConfig {
   int max_connections = 20;
@@ -422,6 +446,7 @@ struct ProducerConfig {
   std::vector<std::string> condition_functions;
   std::vector<WebhookConfig> webhooks;
   WebhookDeliveryConfig webhook_delivery;
+  RetentionConfig retention;
 
   const ApiKeyConfig* FindApiKey(std::string_view key) const;
   const ConsumerSiteConfig* FindConsumer(std::string_view site) const;

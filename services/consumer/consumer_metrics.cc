@@ -30,6 +30,11 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
                               "PullUpdates calls made to the producer.", {"producer"});
   pull_errors = registry.AddCounter("eventstream_consumer_pull_errors_total",
                                     "Pulls from the producer that failed.", {"producer"});
+  trim_recoveries = registry.AddCounter(
+      "eventstream_consumer_trim_recoveries_total",
+      "Pulls refused \"log trimmed:\" (the producer's retention valve passed this consumer) "
+      "that it recovered from by re-syncing every DocType.",
+      {"producer"});
   sync_log_trimmed = registry.AddCounter(
       "eventstream_consumer_sync_log_trimmed_total",
       "Synced sync log rows deleted because they were older than consumer.sync_log_retention.");

@@ -5,6 +5,10 @@
 //  eventstream_consumer_pull_errors_total    pulls that failed (producer
 //                                            unreachable or refusing, local
 //                                            database errors)
+//  eventstream_consumer_trim_recoveries_total  pulls refused "log trimmed:"
+//                                            (the producer's retention valve
+//                                            passed this consumer) that it
+//                                            recovered from by re-syncing
 //  eventstream_consumer_dependency_calls_total  GetDocument / FindDocuments
 //                                            calls (dependencies, Document
 //                                            mappings)
@@ -51,6 +55,7 @@ class ConsumerMetrics {
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* pulls;
   metrics::Family<metrics::Counter>* pull_errors;
+  metrics::Family<metrics::Counter>* trim_recoveries;
   metrics::Family<metrics::Counter>* dependency_calls;
   metrics::Family<metrics::Counter>* applied;
   metrics::Family<metrics::Histogram>* apply_seconds;

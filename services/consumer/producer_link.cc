@@ -89,13 +89,24 @@ absl::StatusOr<v1::UpdateSubscriptionResponse> ProducerLink::UpdateSubscription(
 }
 
 absl::StatusOr<v1::RestartSyncResponse> ProducerLink::RestartSync(const std::string& doctype) {
-  grpc::ClientContext context;
-  Prepare(&context);
   v1::RestartSyncRequest request;
   request.set_doctype(doctype);
+  return CallRestartSync(request);
+}
+
+absl::StatusOr<v1::RestartSyncResponse> ProducerLink::CallRestartSync(
+    const v1::RestartSyncRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
   v1::RestartSyncResponse response;
   RETURN_IF_ERROR(Convert("RestartSync", stub_->RestartSync(&context, request, &response)));
   return response;
+}
+
+absl::StatusOr<v1::RestartSyncResponse> ProducerLink::SkipTrimmed() {
+  v1::RestartSyncRequest request;
+  request.set_skip_trimmed(true);
+  return CallRestartSync(request);
 }
 
 absl::StatusOr<v1::ListVisibleDocumentsResponse> ProducerLink::ListVisibleDocuments(

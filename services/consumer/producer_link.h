@@ -84,6 +84,9 @@ class ProducerLink : public DependencySource {
       const v1::UpdateSubscriptionRequest& request);
   // Producer.RestartSync of the producer's DocType `doctype` (Resnapshot).
   absl::StatusOr<v1::RestartSyncResponse> RestartSync(const std::string& doctype);
+  // Producer.RestartSync with skip_trimmed: every DocType again, from the
+  // log's end (the answer's watermark); after a pull refused "log trimmed:".
+  virtual absl::StatusOr<v1::RestartSyncResponse> SkipTrimmed();
   // One page of Producer.ListVisibleDocuments (Resnapshot's comparison).
   absl::StatusOr<v1::ListVisibleDocumentsResponse> ListVisibleDocuments(
       const std::string& doctype, const std::string& after_name, int limit);
@@ -103,6 +106,8 @@ class ProducerLink : public DependencySource {
  private:
   void Prepare(grpc::ClientContext* context) const;
   absl::Status Convert(const char* rpc, const grpc::Status& status) const;
+  // Producer.RestartSync with `request` (RestartSync, SkipTrimmed).
+  absl::StatusOr<v1::RestartSyncResponse> CallRestartSync(const v1::RestartSyncRequest& request);
 
   const std::string name_;
   const std::string url_;

@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/rules/retention_plan.h"
 #include "libsync/base/status_macros.h"
+#include "services/consumer/resnapshot.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -23,6 +25,14 @@ constexpr absl::Duration kSyncProgressRefresh = absl::Seconds(2);
 constexpr pg::Query kTryPullLock{"consumer_try_pull_lock",
                                  "SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked"};
 constexpr pg::Query kPingSession{"consumer_ping_session", "SELECT 1"};
+// The watermark after a skip past the producer's trimmed log (it only moves
+// forward).
+constexpr pg::Query kSkipWatermark{
+    "consumer_skip_watermark",
+    "INSERT INTO es_consumer.last_update AS l (producer, last_seq, updated_at)"
+    " VALUES ($1, $2, now()) ON CONFLICT (producer) DO UPDATE"
+    " SET last_seq = GREATEST(l.last_seq, EXCLUDED.last_seq), updated_at = now()"
+    " RETURNING last_seq"};
 
 // Marks a failure that happened on this side (the database), so it does not
 // count as the producer being unreachable.
@@ -486,6 +496,11 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   while (true) {
     const int64_t before = outcome.last_seq;
     if (metrics != nullptr) metrics->pulls->WithLabels({name()}).Increment();
+    if (!batch.ok() && IsLogTrimmed(batch.status())) {
+      outcome.status = RecoverFromTrim(*conn, batch.status(), &outcome, local_failure);
+      outcome.advanced = outcome.status.ok();
+      return outcome;
+    }
     if (!batch.ok()) {
       outcome.status = batch.status();
       return outcome;
@@ -511,6 +526,41 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   }
   outcome.advanced = outcome.last_seq > start_seq;
   return outcome;
+}
+
+absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& refused,
+                                     PullOutcome* outcome, bool* local_failure) {
+  spdlog::warn("producer {}: this consumer fell behind its retention valve at watermark {} "
+               "({}); restarting the initial sync of every DocType from the log's end",
+               name(), outcome->last_seq, std::string(refused.message()));
+  ASSIGN_OR_RETURN(v1::RestartSyncResponse skipped, link_->SkipTrimmed());
+  HeardSubscriptions(skipped.subscriptions());
+  // Copies of documents deleted there while this consumer was cut off:
+  // the sync walks only what exists, so Resnapshot's comparison finds them
+  // and applies on_move_out (it restarts that sync once more, which costs a
+  // second pass, never a wrong copy). Before the watermark moves: dying
+  // here, the next pull is refused again and all of this repeats.
+  for (const v1::DocTypeSubscription& sub : skipped.subscriptions()) {
+    if (sub.status() != v1::SUBSCRIPTION_STATUS_APPROVED || sub.unsubscribed()) continue;
+    absl::StatusOr<v1::ResnapshotResponse> repaired =
+        RunResnapshot(config_, conn, link_.get(), sub.doctype(), false);
+    if (absl::IsNotFound(repaired.status())) continue;  // not followed from here
+    RETURN_IF_ERROR(repaired.status());
+    if (repaired->moved_out() > 0) {
+      spdlog::info("producer {}: {} copies of {} deleted there while cut off moved out", name(),
+                   repaired->moved_out(), sub.doctype());
+    }
+  }
+  auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});
+  if (!stored.ok()) return Local(stored.status(), local_failure);
+  spdlog::info("producer {}: watermark moved from {} to {} past the trimmed log; the "
+               "initial sync brings every document",
+               name(), outcome->last_seq, skipped.watermark());
+  outcome->last_seq = skipped.watermark();
+  if (options_.metrics != nullptr) {
+    options_.metrics->trim_recoveries->WithLabels({name()}).Increment();
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Puller::ApplyPulled(pg::Connection* conn, v1::PullUpdatesResponse& batch,

@@ -40,6 +40,16 @@
 //    PullNow reaching a standby replica therefore just causes such a try.
 //    (ApplyBatch's own per-producer transaction lock still guarantees
 //    exactly-once if two pulls ever overlap.)
+//  * Retention (docs/design.md "Retention"): a pull refused with "log
+//    trimmed:" (the producer's valve deleted entries this consumer still
+//    needed; libsync/rules/retention_plan.h IsLogTrimmed) is recovered from at
+//    once: one warning naming how far behind it was, Producer.RestartSync
+//    with skip_trimmed (every DocType's initial sync again, from the log's
+//    end), Resnapshot of each approved DocType (resnapshot.h: copies of
+//    documents deleted there meanwhile follow on_move_out), then the
+//    watermark moves to the answer's watermark and pulling goes on. Dying
+//    before that, the next pull is refused again and the recovery repeats
+//    (the producer keeps refusing positions below it).
 //  * A pull that moved the watermark is followed at once by another, so the
 //    producer records (acknowledged_seq = that pull's after_seq) that the
 //    entries arrived even when no Notify or poll comes soon: the producer's
@@ -171,6 +181,11 @@ class Puller {
   // it to `outcome`; a failure is Local.
   absl::Status ApplyPulled(pg::Connection* conn, v1::PullUpdatesResponse& batch,
                            PullOutcome* outcome, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // After a pull refused "log trimmed:" (`refused`): skips to the
+  // producer's new watermark, stored in `outcome`.
+  absl::Status RecoverFromTrim(pg::Connection* conn, const absl::Status& refused,
+                               PullOutcome* outcome, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   absl::StatusOr<pg::Connection*> Connection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // Whether this replica holds (or just took) the pull lock.

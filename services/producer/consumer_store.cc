@@ -105,6 +105,38 @@ constexpr pg::Query kRestartSync{
     " ON CONFLICT (site, doctype) DO UPDATE SET kind = 'sync', state = 'running',"
     "  cursor = '', last_seq = 0, prev_seq = 0, start_seq = EXCLUDED.start_seq, done = 0,"
     "  total = NULL, started_at = now(), finished_at = NULL"};
+// SkipTrimmed (docs/design.md "Retention"): the position, locked; the new
+// position; pending holding changes counted as held; the initial syncs of
+// the active subscriptions and the unfinished revokes started again at $2.
+constexpr pg::Query kLockPosition{
+    "es_consumers_lock_position",
+    "SELECT acknowledged_seq, lost_through FROM es_producer.consumer WHERE site = $1 FOR UPDATE"};
+constexpr pg::Query kSkipPosition{
+    "es_consumers_skip_position",
+    "UPDATE es_producer.consumer SET acknowledged_seq = $2,"
+    " lost_through = greatest(lost_through, $2) WHERE site = $1"};
+constexpr pg::Query kHoldPending{
+    "es_consumers_hold_pending",
+    "WITH moved AS (DELETE FROM es_producer.holding_change WHERE site = $1"
+    "               RETURNING doctype, docname)"
+    " INSERT INTO es_producer.holding (site, doctype, docname)"
+    " SELECT DISTINCT $1, doctype, docname FROM moved ON CONFLICT DO NOTHING"};
+#define ES_SYNC_JOB_RESTART                                                          \
+  "state = 'running', cursor = '', last_seq = 0, prev_seq = 0, start_seq = $2, done = 0," \
+  " total = NULL, started_at = now(), finished_at = NULL"
+constexpr pg::Query kRestartAllSyncs{
+    "es_consumers_restart_all_syncs",
+    "INSERT INTO es_producer.sync_job AS j (site, doctype, kind, start_seq)"
+    " SELECT site, doctype, 'sync', $2 FROM es_producer.consumer_doctype"
+    " WHERE site = $1 AND status = 'approved' AND NOT unsubscribed"
+    " ON CONFLICT (site, doctype) DO UPDATE SET kind = 'sync', " ES_SYNC_JOB_RESTART};
+// A revoke whose entries the consumer had not all acknowledged ($3: its
+// old position) is logged again from the start.
+constexpr pg::Query kRestartRevokes{
+    "es_consumers_restart_revokes",
+    "UPDATE es_producer.sync_job SET " ES_SYNC_JOB_RESTART
+    " WHERE site = $1 AND kind = 'revoke' AND (state = 'running' OR last_seq > $3)"};
+#undef ES_SYNC_JOB_RESTART
 constexpr pg::Query kSetStatus{
     "es_consumers_set_status",
     "UPDATE es_producer.consumer_doctype SET status = $3, updated_at = now()"
@@ -444,6 +476,32 @@ absl::StatusOr<SubscriptionRow> ConsumerStore::RestartSync(absl::string_view sit
   spdlog::info("consumer {} asked for the initial sync of {} again", std::string(site),
                std::string(doctype));
   return RowAt(row, 0);
+}
+
+absl::StatusOr<SkipResult> ConsumerStore::SkipTrimmed(absl::string_view site) {
+  ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn.get()));
+  ASSIGN_OR_RETURN(pg::Result found, conn->Exec(kLockPosition, {site}));
+  if (found.rows() == 0) {
+    return absl::NotFoundError(absl::StrCat("site ", Quoted(site),
+                                            " is not registered; call RegisterConsumer first"));
+  }
+  SkipResult out;
+  out.old_position = found.GetInt64(0, found.ColumnIndex("acknowledged_seq"));
+  // Entries commit in seq order (the assembler's lock): any not visible yet
+  // comes after this end, and the consumer pulls it.
+  ASSIGN_OR_RETURN(out.watermark, LogPosition(conn.get()));
+  RETURN_IF_ERROR(conn->Exec(kSkipPosition, {site, out.watermark}).status());
+  RETURN_IF_ERROR(conn->Exec(kHoldPending, {site}).status());
+  RETURN_IF_ERROR(conn->Exec(kRestartAllSyncs, {site, out.watermark}).status());
+  RETURN_IF_ERROR(
+      conn->Exec(kRestartRevokes, {site, out.watermark, out.old_position}).status());
+  ASSIGN_OR_RETURN(out.subscriptions, ReadRows(conn.get(), site));
+  RETURN_IF_ERROR(tx->Commit());
+  spdlog::warn("consumer {} skipped the trimmed part of the log: its position moved from seq {} "
+               "to seq {}; the initial sync of its subscriptions runs again",
+               std::string(site), out.old_position, out.watermark);
+  return out;
 }
 
 absl::StatusOr<SubscriptionRow> ConsumerStore::SetStatus(absl::string_view site,

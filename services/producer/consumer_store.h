@@ -101,6 +101,12 @@ struct ConsumerSummary {
   std::vector<SubscriptionRow> subscriptions;
 };
 
+struct SkipResult {
+  int64_t old_position = 0;  // acknowledged_seq before
+  int64_t watermark = 0;     // acknowledged_seq now: the log's end
+  std::vector<SubscriptionRow> subscriptions;
+};
+
 struct ConsumerListing {
   std::vector<ConsumerSummary> consumers;  // by site
   int64_t log_position = 0;
@@ -129,6 +135,15 @@ class ConsumerStore {
   // site never asked for; FAILED_PRECONDITION when it is not active.
   absl::StatusOr<SubscriptionRow> RestartSync(absl::string_view site,
                                               absl::string_view doctype);
+  // A cut-off consumer's recovery (RestartSync with skip_trimmed;
+  // docs/design.md "Retention"). One transaction: its acknowledged_seq (and
+  // lost_through, so pulls from below stay refused) becomes the log's end,
+  // its pending holding changes count as held (the new sync examines those
+  // documents and moves out what it must), and the initial sync of every
+  // active subscription, and every revoke it had not acknowledged whole,
+  // starts again from the log's end. Killed before COMMIT: nothing changed,
+  // the consumer asks again. NOT_FOUND for an unknown site.
+  absl::StatusOr<SkipResult> SkipTrimmed(absl::string_view site);
   // NOT_FOUND for an unknown site or a DocType the site never asked for;
   // FAILED_PRECONDITION for a row the config decides, or when capture
   // cannot be installed (e.g. the DocType's table is missing).

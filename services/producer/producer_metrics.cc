@@ -60,6 +60,42 @@ absl::StatusOr<std::vector<Sample>> InitialSync(pg::ConnectionPool* pool) {
   return out;
 }
 
+// The producer's tables: rows (estimate) or bytes, per table.
+constexpr char kTablesSql[] =
+    "SELECT t.name, c.reltuples::float8 AS rows,"
+    "  pg_total_relation_size(c.oid)::float8 AS bytes"
+    " FROM unnest(ARRAY['update_log', 'raw_change', 'holding', 'holding_change', 'sync_job',"
+    "                   'webhook_request']) AS t(name)"
+    " JOIN pg_class c ON c.oid = to_regclass('es_producer.' || t.name)"
+    " ORDER BY t.name";
+
+absl::StatusOr<std::vector<Sample>> Tables(pg::ConnectionPool* pool, const char* column) {
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kTablesSql));
+  std::vector<Sample> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(Sample{{std::string(r.Get(i, "name"))}, std::stod(std::string(r.Get(i, column)))});
+  }
+  return out;
+}
+
+// Per consumer: the log's end minus its acknowledged position.
+absl::StatusOr<std::vector<Sample>> HeldBack(pg::ConnectionPool* pool) {
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      conn->Exec("SELECT c.site, greatest(0, l.end_seq - c.acknowledged_seq) AS n"
+                 " FROM es_producer.consumer c,"
+                 "  (SELECT coalesce(max(seq), 0) AS end_seq FROM es_producer.update_log) l"
+                 " ORDER BY c.site"));
+  std::vector<Sample> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(Sample{{std::string(r.Get(i, "site"))},
+                         static_cast<double>(r.GetInt64(i, r.ColumnIndex("n")))});
+  }
+  return out;
+}
+
 // A gauge without labels: the single number `sql` answers, at scrape time.
 std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
     std::shared_ptr<pg::ConnectionPool> pool, const char* sql) {
@@ -141,6 +177,42 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
       ScalarGauge(pool,
                   "SELECT count(*) FROM es_producer.update_log WHERE seq >"
                   " (SELECT min(last_seq) FROM es_producer.webhook_cursor)"));
+  trimmed_entries = registry.AddCounter("eventstream_producer_log_trimmed_entries_total",
+                                        "Update log entries deleted by this replica's "
+                                        "retention loop.",
+                                        {});
+  consumers_cut_off = registry.AddCounter(
+      "eventstream_producer_consumers_cut_off_total",
+      "Times the retention valve trimmed entries the consumer still needed.", {"consumer"});
+  trimmed_pulls = registry.AddCounter("eventstream_producer_log_trimmed_pulls_total",
+                                      "Pulls answered FAILED_PRECONDITION \"log trimmed:\".",
+                                      {"consumer"});
+  webhook_entries_skipped = registry.AddCounter(
+      "eventstream_producer_webhook_entries_skipped_total",
+      "Entries the retention valve trimmed before webhook delivery looked at them.", {});
+  registry.AddCallback("eventstream_producer_log_trimmed_through",
+                       "The recorded trim point: entries up to it may be deleted.",
+                       metrics::Type::kGauge, {},
+                       ScalarGauge(pool, "SELECT trimmed_through FROM es_producer.log_state"));
+  registry.AddCallback(
+      "eventstream_producer_log_oldest_entry_seconds",
+      "Age of the oldest update log entry kept (0 when empty).", metrics::Type::kGauge, {},
+      ScalarGauge(pool, "SELECT coalesce(extract(epoch FROM clock_timestamp() - created_at),"
+                        " 0)::bigint FROM (SELECT NULL) AS one LEFT JOIN LATERAL"
+                        " (SELECT created_at FROM es_producer.update_log ORDER BY seq LIMIT 1)"
+                        " AS u ON true"));
+  registry.AddCallback("eventstream_producer_consumer_held_back_entries",
+                       "The log's end minus the consumer's acknowledged position.",
+                       metrics::Type::kGauge, {"consumer"},
+                       [pool] { return HeldBack(pool.get()); });
+  registry.AddCallback("eventstream_producer_table_rows",
+                       "Rows of the producer's tables (PostgreSQL's estimate, reltuples).",
+                       metrics::Type::kGauge, {"table"},
+                       [pool] { return Tables(pool.get(), "rows"); });
+  registry.AddCallback("eventstream_producer_table_bytes",
+                       "Bytes of the producer's tables with indexes and TOAST.",
+                       metrics::Type::kGauge, {"table"},
+                       [pool] { return Tables(pool.get(), "bytes"); });
   registry.AddCallback(
       "eventstream_producer_webhook_queued_requests",
       "Webhook requests waiting for a (re)try: after a failed attempt, or "

@@ -36,6 +36,30 @@
 //      Scrape time: update_log entries after the lowest webhook cursor, and
 //      webhook requests in status Queued (waiting for a retry, or behind
 //      one of the same webhook and document).
+//  Retention (retention.h; docs/design.md "Retention"):
+//  eventstream_producer_log_trimmed_entries_total
+//      Update log entries this replica's retention loop deleted.
+//  eventstream_producer_consumers_cut_off_total{consumer}
+//      Times the valve (max_age / max_entries) trimmed entries the consumer
+//      still needed.
+//  eventstream_producer_log_trimmed_pulls_total{consumer}
+//      Pulls answered FAILED_PRECONDITION "log trimmed:".
+//  eventstream_producer_webhook_entries_skipped_total
+//      Entries the valve trimmed before webhook delivery looked at them.
+//  eventstream_producer_log_trimmed_through
+//      The recorded trim point (es_producer.log_state; scrape time).
+//  eventstream_producer_log_oldest_entry_seconds
+//      Age of the oldest entry kept (0 when the log is empty; scrape time).
+//  eventstream_producer_consumer_held_back_entries{consumer}
+//      The log's end minus the consumer's acknowledged_seq: how much of the
+//      log it holds back (scrape time).
+//  eventstream_producer_table_rows{table}
+//  eventstream_producer_table_bytes{table}
+//      The producer's tables (update_log, raw_change, holding,
+//      holding_change, sync_job, webhook_request): rows as PostgreSQL
+//      estimates them (pg_class.reltuples, as of the last ANALYZE or
+//      VACUUM; -1 before the first) and bytes with indexes and TOAST
+//      (pg_total_relation_size). Catalog reads: cheap at scrape time.
 // A scrape whose query fails renders those families without samples.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
@@ -60,6 +84,10 @@ struct ProducerMetrics {
   metrics::Family<metrics::Counter>* pulled;
   metrics::Family<metrics::Histogram>* pull_seconds;
   metrics::Family<metrics::Counter>* dependency_statements;
+  metrics::Family<metrics::Counter>* trimmed_entries;
+  metrics::Family<metrics::Counter>* consumers_cut_off;
+  metrics::Family<metrics::Counter>* trimmed_pulls;
+  metrics::Family<metrics::Counter>* webhook_entries_skipped;
 };
 
 }  // namespace eventstream

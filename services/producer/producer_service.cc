@@ -12,6 +12,8 @@
 #include "libsync/base/status_macros.h"
 #include "services/producer/answer_size.h"
 #include "services/producer/capture.h"
+#include "services/producer/retention.h"
+#include "libsync/rules/retention_plan.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -89,10 +91,13 @@ class ProducerInstance : public ServiceInstance {
               if (notifier) notifier->SignalAll(last_seq);
               if (webhooks) webhooks->Wake();
             },
-            &initial_sync_) {
+            &initial_sync_),
+        retention_(RetentionLoop::Options{config.database.url, config.producer->retention,
+                                          metrics_.get()}) {
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();
     loop_.Start();
+    retention_.Start();
   }
   ~ProducerInstance() override { Stop(); }
   const metrics::Registry* metrics() override {
@@ -104,6 +109,7 @@ class ProducerInstance : public ServiceInstance {
     return out;
   }
   void Stop() override {
+    retention_.Stop();
     loop_.Stop();
     if (notifier_) notifier_->Stop();
     if (webhooks_) webhooks_->Stop();
@@ -118,6 +124,7 @@ class ProducerInstance : public ServiceInstance {
   Assembler assembler_;
   InitialSyncWriter initial_sync_;
   AssemblerLoop loop_;
+  RetentionLoop retention_;  // update log retention (retention.h)
 };
 
 }  // namespace
@@ -221,6 +228,8 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
     if (pulled.ok()) {
       deps_.metrics->pulled->WithLabels({principal->key})
           .Increment(static_cast<double>(pulled->entries.size()));
+    } else if (IsLogTrimmed(pulled.status())) {
+      deps_.metrics->trimmed_pulls->WithLabels({principal->key}).Increment();
     }
   }
   if (!pulled.ok()) return AnswerRpc("Producer.PullUpdates", pulled.status());
@@ -340,6 +349,15 @@ grpc::Status ProducerService::RestartSync(grpc::ServerContext* context,
   auto principal = Admit(context, &slot);
   if (!principal.ok()) return ToGrpc(principal.status());
   CallScope scope(context);
+  if (request->skip_trimmed()) {
+    auto skipped = deps_.consumers->SkipTrimmed(principal->key);
+    if (!skipped.ok()) return AnswerRpc("Producer.RestartSync", skipped.status());
+    response->set_watermark(skipped->watermark);
+    for (const SubscriptionRow& row : skipped->subscriptions) {
+      ToProto(row, response->add_subscriptions());
+    }
+    return grpc::Status::OK;
+  }
   if (request->doctype().empty())
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "doctype: required");
   auto row = deps_.consumers->RestartSync(principal->key, request->doctype());

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libsync/rules/batch_budget.h"
+#include "libsync/rules/retention_plan.h"
 #include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/update_feed.h"
@@ -54,6 +55,14 @@ constexpr pg::Query kHeld{
     "                   AND c.seq <= $4 ORDER BY c.seq DESC LIMIT 1),"
     "                EXISTS (SELECT 1 FROM es_producer.holding h WHERE h.site = $1"
     "                        AND h.doctype = u.doctype AND h.docname = u.docname))"};
+
+// The site when the retention valve cut it off below its position $2
+// (docs/design.md "Retention"), with the first seq kept.
+constexpr pg::Query kCutOff{
+    "es_feed_cut_off",
+    "SELECT c.lost_through,"
+    "  coalesce((SELECT min(seq) FROM es_producer.update_log), 0) AS first_kept"
+    " FROM es_producer.consumer c WHERE c.site = $1 AND c.lost_through > $2"};
 
 constexpr pg::Query kAsyncCommit{"es_feed_async",
                                  "SELECT set_config('synchronous_commit', 'off', true)"};
@@ -277,6 +286,14 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   pg::Connection* conn = lease.get();
   ASSIGN_OR_RETURN(Subscriptions subs, LoadSubscriptions(conn, site));
   ASSIGN_OR_RETURN(PullWindow window, ReadWindow(conn, site, subs, after_seq, limit, budget));
+  // Asked after the window was read: retention records the cut-off before
+  // it deletes anything, so a window that missed trimmed entries is refused.
+  ASSIGN_OR_RETURN(pg::Result cut, conn->ExecPrepared(kCutOff, {site, acknowledged}));
+  if (cut.rows() > 0) {
+    return LogTrimmedError(std::string(site), acknowledged,
+                           cut.GetInt64(0, cut.ColumnIndex("lost_through")),
+                           cut.GetInt64(0, cut.ColumnIndex("first_kept")));
+  }
   std::map<DocKey, std::optional<Value>> current;  // documents read
   ASSIGN_OR_RETURN(std::vector<MemberEntry> judged,
                    JudgeEntries(conn, site, subs, window.wanted, &current));

@@ -39,6 +39,11 @@
 //    pending changes up to after_seq): it goes as it is, becomes a SYNC of
 //    the current document (move-in) or a REVOKE (move-out), or is skipped;
 //    a Delete goes only to a holder. Without conditions every entry goes.
+//  * Retention (retention.h, docs/design.md "Retention"): a site the valve
+//    cut off (consumer.lost_through above its acknowledged position) is
+//    answered FAILED_PRECONDITION "log trimmed: ..." (LogTrimmedError,
+//    libsync/rules/retention_plan.h), checked after the window is read, recording
+//    nothing, until it re-syncs with RestartSync(skip_trimmed).
 //  * Writes (O(1) statements per pull, not one per entry; pull.cc): one
 //    transaction that drops the pending holding changes beyond after_seq
 //    (the site asks for those entries again), folds those up to the

@@ -28,6 +28,9 @@ D["docTypeName"] = s("a DocType name: a letter, then letters, digits, spaces, '_
 D["fieldname"] = s("an identifier (letters, digits, '_', not starting with a digit)", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 D["address"] = s("host:port (e.g. 0.0.0.0:50051) or unix:/path; \"\" = default/off", pattern=r"^(|unix:.+|\S+:[0-9]{1,5})$")
 D["duration"] = s("a duration: 500ms, 30s, 2m, 1h", pattern=r"^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|ms|s|m|h))+$")
+D["durationOrZero"] = {"description": "a duration (500ms, 30s, 2m, 1h) or 0 for none",
+                      "anyOf": [s(pattern=r"^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|ms|s|m|h))+)$"),
+                                {"type": "integer", "enum": [0]}]}
 D["flag"] = {"description": "true/false (or 1/0)", "enum": [True, False, 0, 1, "true", "false", "True", "False", "0", "1"]}
 D["scalar"] = {"type": ["string", "number", "boolean"]}
 D["condition"] = s("a Python-style expression over doc, or cmd:schema.function; \"\" = every document")
@@ -212,6 +215,15 @@ schema = {
                                 "items": s(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")},
         "webhooks": {"type": "array", "items": ref("webhook")},
         "webhook_delivery": ref("webhookDelivery"),
+        "retention": obj({
+            "min_age": ref("durationOrZero"),
+            "max_age": ref("durationOrZero"),
+            "max_entries": {"type": "integer", "minimum": 0, "maximum": 2000000000,
+                            "description": "valve: keep at most this many seqs; 0 = none"},
+            "batch": {"type": "integer", "minimum": 1, "maximum": 100000,
+                      "description": "update log entries deleted per transaction"},
+            "interval": ref("duration"),
+        }, desc="update log retention (docs/design.md Retention)"),
         "database_pool": obj({
             "max_connections": {"type": "integer", "minimum": 1, "maximum": 1000,
                                 "description": "database sessions for RPCs, per replica"},

@@ -22,6 +22,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -44,6 +45,7 @@
 #include "libsync/base/pg.h"
 #include "services/producer/capture.h"
 #include "tests/support/frappe_schema.h"
+#include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/two_sites.h"
 
@@ -1216,6 +1218,57 @@ TEST_F(E2ETest, ResnapshotRepairsDeletedAndEditedCopies) {
   s = stub_->Resnapshot(&bad, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
   EXPECT_NE(s.error_message().find("Nope"), std::string::npos) << s.error_message();
+}
+
+// Retention (issue 15): a branch stopped past hq's valve (max_age 3s) is
+// refused "log trimmed:" when it comes back, logs it once, skips past the
+// trimmed log and re-syncs every DocType by itself (documents deleted while
+// it was away included), ending equal to hq.
+TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(20, /*alternate=*/false);
+  spec.producer_extra = "  retention: {min_age: 0, max_age: 3s, interval: 200ms}\n";
+  spec.consumer_metrics = true;
+  Start(spec);
+  AwaitNotesEqual();
+  ASSERT_TRUE(Eventually([&] { return NoteSync(HqConsumer()).state() == "done"; }));
+  auto log = sites_->StopConsumer();
+  ASSERT_TRUE(log.ok()) << log.status();
+  const int64_t stopped_at = QueryInt(branch(), "SELECT last_seq FROM es_consumer.last_update");
+
+  // While it is away: new Notes (5 of them deleted again), edits of seeded
+  // ones and of their rows, a seeded one deleted.
+  for (const auto& script : WorkloadScripts({30, 10, 5, 10}, "R")) Hq(script);
+  Hq(R"(UPDATE "tabNote" SET title = title || ' later' WHERE name <= 'S00005';
+        UPDATE "tabNote Item" SET qty = qty + 10 WHERE parent = 'S00002';
+        DELETE FROM "tabNote Item" WHERE parent = 'S00009';
+        DELETE FROM "tabNote" WHERE name = 'S00009')");
+  // hq's valve passes it: the entries it needed are gone.
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(hq(), "SELECT lost_through FROM es_producer.consumer WHERE site = 'branch'") >
+               stopped_at &&
+           QueryInt(hq(), "SELECT min(seq) FROM es_producer.update_log") > stopped_at + 1;
+  })) << sites_->Logs();
+
+  StartConsumer();
+  AwaitNotesEqual(absl::Seconds(60));
+  ASSERT_TRUE(Eventually([&] {
+    return Scrape(sites_->consumer_metrics_port(),
+                  "eventstream_consumer_trim_recoveries_total{producer=\"hq\"}") ==
+           std::optional<double>(1);
+  })) << sites_->Logs();
+  const std::string consumer_log = sites_->ConsumerLog();
+  size_t warnings = 0;
+  for (size_t at = consumer_log.find("fell behind its retention valve"); at != std::string::npos;
+       at = consumer_log.find("fell behind its retention valve", at + 1))
+    ++warnings;
+  EXPECT_EQ(warnings, 1u) << consumer_log;
+  EXPECT_NE(consumer_log.find(absl::StrCat("at watermark ", stopped_at)), std::string::npos)
+      << consumer_log;
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),
+            0);
+  EXPECT_EQ(OnBranch("SELECT count(*) FROM \"tabNote\""), "44");
 }
 
 // `initial_sync: false`: only what changes from now on.

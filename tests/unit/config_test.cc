@@ -212,6 +212,11 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
             (std::vector<std::string>{"public.note_visible_to", "app.visible"}));
   EXPECT_EQ(producer.webhook_delivery.runtime_secret_env,
             (std::vector<std::string>{"ES_WEBHOOK_CRM_TOKEN", "ES_HOOK_*"}));
+  EXPECT_EQ(producer.retention.min_age, absl::Minutes(30));
+  EXPECT_EQ(producer.retention.max_age, absl::Hours(72));
+  EXPECT_EQ(producer.retention.max_entries, 1000000);
+  EXPECT_EQ(producer.retention.batch, 500);
+  EXPECT_EQ(producer.retention.interval, absl::Seconds(30));
 
   EXPECT_EQ(producer.database_pool.max_connections, 12);
   EXPECT_EQ(producer.database_pool.acquire_timeout, absl::Seconds(2));
@@ -508,7 +513,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
        "metrics_listen, tls, notify_tls, api_keys, consumers, condition_functions, webhooks, "
-       "webhook_delivery, database_pool, max_concurrent_calls_per_key)"},
+       "webhook_delivery, database_pool, max_concurrent_calls_per_key, retention)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},
@@ -1065,6 +1070,67 @@ TEST(ConfigErrors, RuntimeSecretEnv) {
             "\"ES_DATABASE_URL\" admits ES_DATABASE_URL, a secret of this "
             "service itself; runtime webhooks could send it to any URL");
   EXPECT_EQ(with("[ES_WEBHOOK_CRM_TOKEN, \"ES_HOOK_*\"]"), "OK");
+}
+
+TEST(Config, Retention) {
+  absl::StatusOr<Config> config = ParseConfig(kSketch, "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const RetentionConfig& d = config->producer->retention;
+  EXPECT_EQ(d.min_age, absl::Hours(1));
+  EXPECT_EQ(d.max_age, absl::Hours(24 * 7));
+  EXPECT_EQ(d.max_entries, 0);
+  EXPECT_EQ(d.batch, 1000);
+  EXPECT_EQ(d.interval, absl::Minutes(1));
+
+  const std::string consumers =
+      "  consumers: [{site: branch1, doctypes: [{doctype: Note, status: "
+      "approved}]}]\n";
+  config = ParseConfig(
+      Sketch(consumers, consumers + "  retention: {min_age: 0, max_age: 2s, "
+                                    "max_entries: 5000, batch: 50, interval: 250ms}\n"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const RetentionConfig& r = config->producer->retention;
+  EXPECT_EQ(r.min_age, absl::ZeroDuration());
+  EXPECT_EQ(r.max_age, absl::Seconds(2));
+  EXPECT_EQ(r.max_entries, 5000);
+  EXPECT_EQ(r.batch, 50);
+  EXPECT_EQ(r.interval, absl::Milliseconds(250));
+
+  config = ParseConfig(Sketch(consumers, consumers + "  retention: {max_age: 0s}\n"),
+                       "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->producer->retention.max_age, absl::ZeroDuration());
+}
+
+TEST(ConfigErrors, Retention) {
+  const std::string consumers =
+      "  consumers: [{site: branch1, doctypes: [{doctype: Note, status: "
+      "approved}]}]\n";
+  auto with = [&](const std::string& map) {
+    return ErrorOf(Sketch(consumers, consumers + "  retention: " + map + "\n"));
+  };
+  EXPECT_EQ(with("{max_age: 30m}"),
+            "config.yaml: producer.retention.max_age: expected at least min_age "
+            "(1h), or 0 for no valve by age");
+  EXPECT_EQ(with("{min_age: 2h, max_age: 1h}"),
+            "config.yaml: producer.retention.max_age: expected at least min_age "
+            "(2h), or 0 for no valve by age");
+  EXPECT_EQ(with("{min_age: soon}"),
+            "config.yaml: producer.retention.min_age: expected a duration like 30s");
+  EXPECT_EQ(with("{min_age: -1h}"),
+            "config.yaml: producer.retention.min_age: expected a positive duration like 30s");
+  EXPECT_EQ(with("{interval: 0}"),
+            "config.yaml: producer.retention.interval: expected a duration like 30s");
+  EXPECT_EQ(with("{batch: 0}"),
+            "config.yaml: producer.retention.batch: expected an integer from 1 to 100000");
+  EXPECT_EQ(with("{max_entries: -5}"),
+            "config.yaml: producer.retention.max_entries: expected an integer from 0 to "
+            "2000000000");
+  EXPECT_EQ(with("{keep: 1d}"),
+            "config.yaml: producer.retention.keep: unknown key \"keep\" (expected one of: "
+            "min_age, max_age, max_entries, batch, interval)");
+  EXPECT_EQ(with("{min_age: 0, max_age: 0, max_entries: 0}"), "OK");
 }
 
 TEST(ConfigErrors, Addresses) {
