@@ -1205,13 +1205,9 @@ class Parser {
         m.Duration("poll_interval", &consumer->poll_interval));
     ES_CONFIG_RETURN_IF_ERROR(
         Int(m, "max_message_mb", 4, 1024, &consumer->max_message_mb));
-    std::string keep;
-    if (m.Has("sync_log_retention")) ES_CONFIG_RETURN_IF_ERROR(m.String("sync_log_retention", &keep));
-    if (keep == "0" || keep == "0s") {
-      consumer->sync_log_retention = absl::ZeroDuration();  // kept for ever
-    } else {
-      ES_CONFIG_RETURN_IF_ERROR(m.Duration("sync_log_retention", &consumer->sync_log_retention));
-    }
+    // 0: kept for ever.
+    ES_CONFIG_RETURN_IF_ERROR(
+        m.DurationOrZero("sync_log_retention", &consumer->sync_log_retention));
     ES_CONFIG_RETURN_IF_ERROR(
         m.List("producers", &consumer->producers,
                [this](const YAML::Node& n, const std::string& p,
