@@ -200,9 +200,13 @@ absl::Status DocumentApplier::Prefetch(const std::vector<v1::UpdateLogEntry>& en
     if (!same_name && !(*info)->has_remote()) continue;
     const std::string array =
         pg::TextArray(std::vector<std::string>(names.begin(), names.end()));
+    // Not prepared: a cached generic plan chosen while the table was small
+    // stays a sequential scan as it grows (one scan of the table per batch,
+    // so an initial sync's batches got slower and slower); an unnamed
+    // statement is planned for its actual array each time.
     absl::StatusOr<pg::Result> r =
-        same_name ? RunPrepared(conn_, PrefetchByNameSql(def->table), {array})
-                  : RunPrepared(conn_, PrefetchByRemoteSql(def->table), {producer_, array});
+        same_name ? conn_->Exec(PrefetchByNameSql(def->table), {array})
+                  : conn_->Exec(PrefetchByRemoteSql(def->table), {producer_, array});
     if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", def->name, " documents"));
     for (const std::string& n : names) SetKnown(*def, n, same_name, std::nullopt);
     for (int i = 0; i < r->rows(); ++i) {
