@@ -1,0 +1,309 @@
+// Internal to the config loader (config.cc): the error collector and the
+// YAML map reader every section parser uses, and the small path and name
+// helpers. Not for other code: config.h is the contract.
+#ifndef EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
+#define EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "libsync/base/value.h"
+#include "yaml-cpp/yaml.h"
+
+namespace eventstream::config_internal {
+
+#define ES_CONFIG_RETURN_IF_ERROR(expr)                  \
+  do {                                                   \
+    absl::Status es_config_status = (expr);              \
+    if (!es_config_status.ok()) return es_config_status; \
+  } while (0)
+
+// A default-constructed YAML::Node is a (defined) null; a missing key and
+// `key: null` / `key:` all mean "not set".
+inline bool Present(const YAML::Node& node) {
+  return node.IsDefined() && !node.IsNull();
+}
+
+inline std::string Quote(absl::string_view s) { return absl::StrCat("\"", s, "\""); }
+
+inline std::string ChildPath(absl::string_view path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+inline std::string IndexPath(absl::string_view path, size_t i) {
+  return absl::StrCat(path, "[", i, "]");
+}
+
+inline bool IsIdentifier(absl::string_view s) {
+  if (s.empty() || (!absl::ascii_isalpha(s[0]) && s[0] != '_')) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+// Site names and API key ids: they travel in `token KEY:SECRET`, in
+// remote_site_name columns and in log lines, so keep them plain.
+inline bool IsPlainName(absl::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// host:port (port 0-65535; host may be [v6]) or a unix: socket path, the
+// forms gRPC servers and the metrics endpoint bind to. Port 0 lets a server
+// pick a free port and log it (tests and ad-hoc runs use it).
+inline bool IsListenAddress(absl::string_view s) {
+  if (absl::StartsWith(s, "unix:")) return s.size() > 5;
+  size_t colon = s.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) return false;
+  int port = 0;
+  absl::string_view port_text = s.substr(colon + 1);
+  if (port_text.empty() ||
+      port_text.find_first_not_of("0123456789") != absl::string_view::npos) {
+    return false;
+  }
+  if (!absl::SimpleAtoi(port_text, &port)) return false;
+  for (char c : s) {
+    if (absl::ascii_isspace(c)) return false;
+  }
+  return port >= 0 && port <= 65535;
+}
+
+// Keeps the file name so that every error can start with it.
+class Errors {
+ public:
+  explicit Errors(absl::string_view filename) : filename_(filename) {}
+
+  absl::Status At(absl::string_view path, absl::string_view message) const {
+    if (path.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(filename_, ": ", message));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename_, ": ", path, ": ", message));
+  }
+  std::string Origin(absl::string_view path) const {
+    return absl::StrCat(filename_, ": ", path);
+  }
+  const std::string& filename() const { return filename_; }
+
+ private:
+  std::string filename_;
+};
+
+// Reads one YAML mapping: checks the allowed keys once (unknown and repeated
+// keys are errors), then hands out typed values by key, each error carrying
+// the key's full path. A null node reads as an empty mapping.
+class MapReader {
+ public:
+  MapReader(const Errors& errors, std::string path)
+      : errors_(errors), path_(std::move(path)) {}
+
+  absl::Status Open(const YAML::Node& node,
+                    const std::vector<absl::string_view>& allowed) {
+    if (!Present(node)) return absl::OkStatus();
+    if (!node.IsMap()) {
+      return errors_.At(path_, absl::StrCat("expected a mapping with keys: ",
+                                            absl::StrJoin(allowed, ", ")));
+    }
+    for (const auto& entry : node) {
+      if (!entry.first.IsScalar()) {
+        return errors_.At(path_, "expected a mapping with string keys");
+      }
+      const std::string& key = entry.first.Scalar();
+      bool known = false;
+      for (absl::string_view a : allowed) known = known || a == key;
+      if (!known) {
+        return errors_.At(
+            ChildPath(path_, key),
+            absl::StrCat("unknown key ", Quote(key), " (expected one of: ",
+                         absl::StrJoin(allowed, ", "), ")"));
+      }
+      // yaml-cpp keeps both entries of a repeated key; YAML forbids it and
+      // silently taking one would hide a mistake.
+      if (!values_.emplace(key, entry.second).second) {
+        return errors_.At(ChildPath(path_, key),
+                          absl::StrCat("duplicate key ", Quote(key)));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::string PathOf(absl::string_view key) const {
+    return ChildPath(path_, key);
+  }
+  const std::string& path() const { return path_; }
+
+  // The value under `key`; check it with Present() (absent and null are
+  // both "not set").
+  YAML::Node Get(absl::string_view key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) return YAML::Node(YAML::NodeType::Undefined);
+    return it->second;
+  }
+  bool Has(absl::string_view key) const { return Present(Get(key)); }
+
+  absl::Status Required(absl::string_view key) const {
+    if (Has(key)) return absl::OkStatus();
+    return errors_.At(PathOf(key), "required");
+  }
+
+  // Any scalar reads as its text (so `name: 123` is the string "123").
+  // An empty string counts as missing for a required key.
+  absl::Status String(absl::string_view key, std::string* out,
+                      bool required = false) const {
+    YAML::Node node = Get(key);
+    if (!Present(node)) {
+      return required ? errors_.At(PathOf(key), "required") : absl::OkStatus();
+    }
+    if (!node.IsScalar()) return errors_.At(PathOf(key), "expected a string");
+    *out = node.Scalar();
+    if (required && out->empty()) return errors_.At(PathOf(key), "required");
+    return absl::OkStatus();
+  }
+
+  // true/false in any case, or 1/0 as Frappe's Check fields are written.
+  absl::Status Bool(absl::string_view key, bool* out) const {
+    YAML::Node node = Get(key);
+    if (!Present(node)) return absl::OkStatus();
+    std::string text =
+        node.IsScalar() ? absl::AsciiStrToLower(node.Scalar()) : "";
+    if (text == "true" || text == "1") {
+      *out = true;
+    } else if (text == "false" || text == "0") {
+      *out = false;
+    } else {
+      return errors_.At(PathOf(key), "expected true or false");
+    }
+    return absl::OkStatus();
+  }
+
+  // One of `choices` (case-insensitive); `*out` gets the matching value.
+  template <typename T>
+  absl::Status Enum(absl::string_view key,
+                    const std::vector<std::pair<absl::string_view, T>>& choices,
+                    T* out, bool required = false) const {
+    std::string text;
+    ES_CONFIG_RETURN_IF_ERROR(String(key, &text, required));
+    // `key: ""` (as templates render unset values) keeps the default.
+    if (!Has(key) || text.empty()) return absl::OkStatus();
+    std::vector<absl::string_view> names;
+    for (const auto& [name, value] : choices) {
+      if (absl::EqualsIgnoreCase(name, text)) {
+        *out = value;
+        return absl::OkStatus();
+      }
+      names.push_back(name);
+    }
+    return errors_.At(PathOf(key), absl::StrCat("expected one of ",
+                                                absl::StrJoin(names, ", ")));
+  }
+
+  absl::Status Duration(absl::string_view key, absl::Duration* out) const {
+    if (!Has(key)) return absl::OkStatus();
+    std::string text;
+    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    absl::Duration d;
+    // absl accepts "0" and "inf"; neither is a usable interval.
+    if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
+        text.find_first_not_of("0123456789.") == std::string::npos) {
+      return errors_.At(PathOf(key), "expected a duration like 30s");
+    }
+    if (d <= absl::ZeroDuration()) {
+      return errors_.At(PathOf(key), "expected a positive duration like 30s");
+    }
+    *out = d;
+    return absl::OkStatus();
+  }
+
+  // A duration like Duration's, or 0 ("0", "0s") meaning none.
+  absl::Status DurationOrZero(absl::string_view key, absl::Duration* out) const {
+    if (!Has(key)) return absl::OkStatus();
+    std::string text;
+    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    absl::Duration d;
+    if (text == "0" || (absl::ParseDuration(text, &d) && d == absl::ZeroDuration())) {
+      *out = absl::ZeroDuration();
+      return absl::OkStatus();
+    }
+    return Duration(key, out);
+  }
+
+  absl::Status Address(absl::string_view key, std::string* out) const {
+    ES_CONFIG_RETURN_IF_ERROR(String(key, out));
+    if (!Has(key) || out->empty() || IsListenAddress(*out)) {
+      return absl::OkStatus();
+    }
+    return errors_.At(PathOf(key),
+                      "expected host:port like 0.0.0.0:50051 (or "
+                      "unix:/path)");
+  }
+
+  // A sequence under `key`; `parse(item_node, item_path, &item)` reads each.
+  template <typename T, typename ParseFn>
+  absl::Status List(absl::string_view key, std::vector<T>* out,
+                    ParseFn parse) const {
+    YAML::Node node = Get(key);
+    if (!Present(node)) return absl::OkStatus();
+    if (!node.IsSequence()) {
+      return errors_.At(PathOf(key), "expected a list");
+    }
+    out->clear();
+    for (size_t i = 0; i < node.size(); ++i) {
+      T item;
+      ES_CONFIG_RETURN_IF_ERROR(
+          parse(node[i], IndexPath(PathOf(key), i), &item));
+      out->push_back(std::move(item));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const Errors& errors_;
+  std::string path_;
+  std::map<std::string, YAML::Node, std::less<>> values_;
+};
+
+// YAML → Value for free-form data (remote_value_filters). Plain scalars
+// become numbers, booleans or null when they read as such; quoted scalars
+// are always strings, as a YAML user expects.
+inline Value YamlToValue(const YAML::Node& node) {
+  if (!node.IsDefined() || node.IsNull()) return Value::Null();
+  if (node.IsSequence()) {
+    Value::Array items;
+    for (const auto& item : node) items.push_back(YamlToValue(item));
+    return Value::FromArray(std::move(items));
+  }
+  if (node.IsMap()) {
+    Value::Object fields;
+    for (const auto& entry : node) {
+      fields[entry.first.Scalar()] = YamlToValue(entry.second);
+    }
+    return Value::FromObject(std::move(fields));
+  }
+  const std::string& text = node.Scalar();
+  if (node.Tag() == "?") {  // plain (unquoted) scalar
+    if (text == "true" || text == "True") return Value::Bool(true);
+    if (text == "false" || text == "False") return Value::Bool(false);
+    if (Value::IsNumberText(text)) return Value::Number(text);
+  }
+  return Value::String(text);
+}
+
+}  // namespace eventstream::config_internal
+
+#endif  // EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
