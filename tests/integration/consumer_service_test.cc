@@ -101,16 +101,9 @@ std::string ConsumerConfig(const std::string& url, int port, const std::string& 
 class ConsumerServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    hq_db_ = FreshDatabase("hq");
-    branch_db_ = FreshDatabase("branch");
-    auto hq = pg::Connection::Open(SharedCluster().Url(hq_db_));
-    ASSERT_TRUE(hq.ok()) << hq.status();
-    hq_ = std::move(*hq);
-    auto branch = pg::Connection::Open(SharedCluster().Url(branch_db_));
-    ASSERT_TRUE(branch.ok()) << branch.status();
-    branch_ = std::move(*branch);
-    ASSERT_TRUE(hq_->ExecScript(kTables).ok());
-    ASSERT_TRUE(branch_->ExecScript(kTables).ok());
+    hq_db_ = FreshSite("hq", kTables, &hq_);
+    branch_db_ = FreshSite("branch", kTables, &branch_);
+    ASSERT_FALSE(::testing::Test::HasFailure());
     producer_port_ = FreePort();
     consumer_port_ = FreePort();
   }

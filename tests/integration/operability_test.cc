@@ -136,16 +136,9 @@ void WaitPulling(RunningService& consumer) {
 class OperabilityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    hq_db_ = FreshDatabase("hq");
-    branch_db_ = FreshDatabase("branch");
-    auto hq = pg::Connection::Open(SharedCluster().Url(hq_db_));
-    ASSERT_TRUE(hq.ok()) << hq.status();
-    hq_ = std::move(*hq);
-    auto branch = pg::Connection::Open(SharedCluster().Url(branch_db_));
-    ASSERT_TRUE(branch.ok()) << branch.status();
-    branch_ = std::move(*branch);
-    ASSERT_TRUE(hq_->ExecScript(kTables).ok());
-    ASSERT_TRUE(branch_->ExecScript(kTables).ok());
+    hq_db_ = FreshSite("hq", kTables, &hq_);
+    branch_db_ = FreshSite("branch", kTables, &branch_);
+    ASSERT_FALSE(::testing::Test::HasFailure());
   }
 
   int64_t BranchNotes() { return Count(branch_.get(), "SELECT count(*) FROM \"tabNote\""); }

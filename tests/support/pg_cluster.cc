@@ -167,4 +167,16 @@ std::string FreshDatabase(const std::string& prefix) {
   return name;
 }
 
+std::string FreshSite(const std::string& prefix, const std::string& sql,
+                      std::unique_ptr<pg::Connection>* conn) {
+  const std::string db = FreshDatabase(prefix);
+  auto opened = pg::Connection::Open(SharedCluster().Url(db));
+  EXPECT_TRUE(opened.ok()) << opened.status();
+  if (!opened.ok()) return db;
+  *conn = std::move(*opened);
+  absl::Status s = (*conn)->ExecScript(sql);
+  EXPECT_TRUE(s.ok()) << s << "\n" << sql;
+  return db;
+}
+
 }  // namespace eventstream::testing

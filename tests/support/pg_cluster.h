@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
+#include "libsync/base/pg.h"
 
 namespace eventstream::testing {
 
@@ -46,6 +47,11 @@ PgCluster& SharedCluster();
 // A fresh, empty database on the shared cluster with a unique name
 // (prefix + counter), for tests that must not see each other's tables.
 std::string FreshDatabase(const std::string& prefix);
+
+// FreshDatabase, a connection to it in `*conn`, and `sql` (a script) run
+// there; fails the test (ASSERT) when any step fails. Returns its name.
+std::string FreshSite(const std::string& prefix, const std::string& sql,
+                      std::unique_ptr<pg::Connection>* conn);
 
 }  // namespace eventstream::testing
 
