@@ -1,5 +1,5 @@
-# Shared by tools/bench and tools/bench-membership (sourced, not run): the
-# output helpers, psql helpers on the throwaway cluster ($WORK socket,
+# Shared by tools/bench, tools/bench-membership and tools/bench-soak (sourced,
+# not run): the output helpers, psql helpers on the throwaway cluster ($WORK socket,
 # $PGPORT), the "Bench Doc" schema (3 "Bench Doc Item" rows per document),
 # the DocType config block, the pgbench insert script, and the equality
 # checks (counts + md5 over every replicated column).
