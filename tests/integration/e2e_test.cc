@@ -958,14 +958,25 @@ constexpr char kNotePublic[] =
 
 // `n` Notes S00001.. (public = g % 2 when `alternate`, else 1) with two rows
 // each, as SQL for a Spec's hq_sql.
-std::string SeedNotes(int n, bool alternate) {
+std::string SeedNotes(int n, bool alternate, int rows = 2, int digits = 5) {
+  const std::string name = absl::StrCat("'S' || lpad(g::text, ", digits, ", '0')");
   return absl::StrCat(
-      "INSERT INTO \"tabNote\" (name, title, public) SELECT 'S' || lpad(g::text, 5, '0'),"
+      "INSERT INTO \"tabNote\" (name, title, public) SELECT ", name, ","
       " 'seed ' || g, ", alternate ? "g % 2" : "1", " FROM generate_series(1, ", n, ") g;\n",
       "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, idx, item, qty)"
-      " SELECT 'S' || lpad(g::text, 5, '0') || '-' || i, 'S' || lpad(g::text, 5, '0'),"
+      " SELECT ", name, " || '-' || i, ", name, ","
       " 'Note', 'items', i, 'item ' || i, i FROM generate_series(1, ", n,
-      ") g, generate_series(1, 2) i;\n");
+      ") g, generate_series(1, ", rows, ") i;\n");
+}
+
+// The tables of the measurements, indexed as Frappe indexes them (every
+// child table's parent column).
+std::string IndexedTables() { return Tables() + "CREATE INDEX ON \"tabNote Item\" (parent);\n"; }
+
+// `docs` Notes with 3 rows each (names S0000001...), analyzed as a live
+// site's tables are.
+std::string MeasuredNotes(int docs) {
+  return SeedNotes(docs, /*alternate=*/false, /*rows=*/3, /*digits=*/7) + "ANALYZE;\n";
 }
 
 v1::InitialSync NoteSync(const v1::ConsumerInfo& c) {
@@ -1063,16 +1074,8 @@ TEST_F(E2ETest, DISABLED_MeasureInitialSync) {
   const char* env = std::getenv("ES_SYNC_DOCS");
   const int docs = env != nullptr ? std::atoi(env) : 20000;
   TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
-  // Frappe indexes every child table's parent column; so do these.
-  const std::string indexed = Tables() + "CREATE INDEX ON \"tabNote Item\" (parent);\n";
-  spec.branch_sql = indexed;
-  spec.hq_sql = indexed + absl::StrCat(
-      "INSERT INTO \"tabNote\" (name, title, public) SELECT 'S' || lpad(g::text, 7, '0'),"
-      " 'seed ' || g, 1 FROM generate_series(1, ", docs, ") g;\n",
-      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, idx, item, qty)"
-      " SELECT 'S' || lpad(g::text, 7, '0') || '-' || i, 'S' || lpad(g::text, 7, '0'),"
-      " 'Note', 'items', i, 'item ' || i, i FROM generate_series(1, ", docs,
-      ") g, generate_series(1, 3) i;\nANALYZE;\n");
+  spec.branch_sql = IndexedTables();
+  spec.hq_sql = IndexedTables() + MeasuredNotes(docs);
   const absl::Time start = absl::Now();
   Start(spec);
   AwaitNotesEqual(absl::Minutes(30));
@@ -1090,16 +1093,8 @@ TEST_F(E2ETest, DISABLED_MeasureResnapshotDryRun) {
   const int docs = env != nullptr ? std::atoi(env) : 100000;
   TwoSites::Spec spec = BaseSpec(
       "        - {doctype: Note, use_same_name: true, initial_sync: false}\n", {"Note"});
-  const std::string seeded =
-      Tables() + "CREATE INDEX ON \"tabNote Item\" (parent);\n" + absl::StrCat(
-      "INSERT INTO \"tabNote\" (name, title, public) SELECT 'S' || lpad(g::text, 7, '0'),"
-      " 'seed ' || g, 1 FROM generate_series(1, ", docs, ") g;\n",
-      "INSERT INTO \"tabNote Item\" (name, parent, parenttype, parentfield, idx, item, qty)"
-      " SELECT 'S' || lpad(g::text, 7, '0') || '-' || i, 'S' || lpad(g::text, 7, '0'),"
-      " 'Note', 'items', i, 'item ' || i, i FROM generate_series(1, ", docs,
-      ") g, generate_series(1, 3) i;\nANALYZE;\n");
-  spec.branch_sql = seeded;
-  spec.hq_sql = seeded;
+  spec.branch_sql = IndexedTables() + MeasuredNotes(docs);
+  spec.hq_sql = spec.branch_sql;
   Start(spec);
   ASSERT_TRUE(branch()->ExecScript(R"(UPDATE "tabNote" SET title = 'drifted'
                                       WHERE name LIKE '%00')").ok());
