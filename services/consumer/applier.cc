@@ -487,11 +487,9 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
 
 namespace {
 
-constexpr size_t kMaxExamples = 20;
-
 void AddExample(std::vector<std::string>* examples, absl::string_view what,
                 absl::string_view detail) {
-  if (examples->size() < kMaxExamples) examples->push_back(absl::StrCat(what, ": ", detail));
+  if (examples->size() < static_cast<size_t>(kMaxSnapshotExamples)) examples->push_back(absl::StrCat(what, ": ", detail));
 }
 
 v1::UpdateLogEntry SnapshotEntry(const std::string& doctype, const std::string& docname,

@@ -79,9 +79,10 @@ struct SyncLogRow {
 SyncLogRow ReadSyncLogRow(const pg::Result& r, int i);
 
 // Resnapshot's comparison (Applier::CompareSnapshot).
+inline constexpr int kMaxSnapshotExamples = 20;  // examples a comparison reports
 struct SnapshotCompare {
   int64_t equal = 0, missing = 0, differing = 0, failed = 0;
-  std::vector<std::string> examples;  // at most 20, "missing: NAME", ...
+  std::vector<std::string> examples;  // at most kMaxSnapshotExamples, "missing: NAME", ...
 };
 
 namespace apply {

@@ -14,10 +14,9 @@ namespace eventstream {
 namespace {
 
 constexpr int kPage = 500;
-constexpr int kMaxExamples = 20;
 
 void AddExample(v1::ResnapshotCheck* check, const std::string& example) {
-  if (check->examples_size() < kMaxExamples) check->add_examples(example);
+  if (check->examples_size() < kMaxSnapshotExamples) check->add_examples(example);
 }
 
 // Every page of ListVisibleDocuments compared; the names seen in `seen`.
