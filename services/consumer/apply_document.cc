@@ -645,6 +645,7 @@ absl::StatusOr<Outcome> DocumentApplier::Create(const Target& t, const std::stri
   RETURN_IF_ERROR(ResolveLinks(def, doc, where, nullptr));
   RETURN_IF_ERROR(Validate(def, doc, false, where));
   RETURN_IF_ERROR(InsertDocument(def, doc, local, remote_name, t.same_name));
+  RETURN_IF_ERROR(HoldCopy(t, local));
   out.local_docname = local;
   out.note = std::move(note);
   return out;
@@ -888,6 +889,8 @@ absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::Updat
       return Annotate(r.status(), absl::StrCat("renaming ", where, " rows of ", f.fieldname));
     }
   }
+  RETURN_IF_ERROR(ReleaseCopy(t, old_name));
+  RETURN_IF_ERROR(HoldCopy(t, new_name));
   out.local_docname = new_name;
   return out;
 }
@@ -913,6 +916,7 @@ absl::StatusOr<Outcome> DocumentApplier::Delete(const Target& t, const v1::Updat
   }
   RETURN_IF_ERROR(RunPreparedDeferred(conn_, DeleteDocumentSql(def.table), {name},
                                       absl::StrCat("deleting ", Doc(def.name, name))));
+  RETURN_IF_ERROR(ReleaseCopy(t, name));
   return out;
 }
 

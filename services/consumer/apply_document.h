@@ -177,6 +177,11 @@ class DocumentApplier : public DocumentFetcher {
   // Runs `plan` (PlanUpdate of `diff`) against the document `name`.
   absl::Status WriteUpdate(const DocTypeDef& def, bool same_name, const std::string& name,
                            const DocDiff& diff, const UpdatePlan& plan);
+  // Same-name copies' provenance (es_consumer.same_name_copy): `name` here
+  // is this producer's copy of t's DocType (Hold), or was until now
+  // (Release). No-ops for targets with remote columns, whose rows carry it.
+  absl::Status HoldCopy(const Target& t, const std::string& name);
+  absl::Status ReleaseCopy(const Target& t, const std::string& name);
   // Sync: insert (as Create) or make the copy here equal to the document.
   absl::StatusOr<Outcome> Sync(const Target& t, const v1::UpdateLogEntry& e);
   // The copy here (`name`) made equal to `doc` (already mapped).

@@ -31,6 +31,18 @@ absl::StatusOr<std::vector<std::string>> DocumentApplier::LocalCopies(
   return names;
 }
 
+absl::Status DocumentApplier::HoldCopy(const Target& t, const std::string& name) {
+  if (!t.same_name) return absl::OkStatus();
+  return RunPreparedDeferred(conn_, kHoldSameNameCopy, {producer_, t.remote_doctype, name},
+                             absl::StrCat("recording ", Doc(t.def->name, name), " as a copy"));
+}
+
+absl::Status DocumentApplier::ReleaseCopy(const Target& t, const std::string& name) {
+  if (!t.same_name) return absl::OkStatus();
+  return RunPreparedDeferred(conn_, kReleaseSameNameCopy, {producer_, t.remote_doctype, name},
+                             absl::StrCat("releasing ", Doc(t.def->name, name), " as a copy"));
+}
+
 absl::StatusOr<Outcome> DocumentApplier::Sync(const Target& t, const v1::UpdateLogEntry& e) {
   auto doc = Value::ParseJson(e.data_json());
   if (!doc.ok()) return Annotate(doc.status(), "Sync data");
@@ -65,6 +77,9 @@ absl::StatusOr<Outcome> DocumentApplier::Replace(const Target& t, const std::str
   ASSIGN_OR_RETURN(Value here, ReadLocal(def, name));
   const SyncChange change =
       PlanSync(LocalAsRemote(def, std::move(here), remote_name, t.same_name), doc);
+  // The producer's copy from now on, even where a local document of the
+  // same name was here first (as the sync log used to say).
+  RETURN_IF_ERROR(HoldCopy(t, name));
   Outcome out;
   out.local_doctype = def.name;
   out.local_docname = name;

@@ -100,12 +100,12 @@ std::string CopiesByRemoteSql(const std::string& table) {
                       " WHERE remote_site_name = $1 AND remote_docname IS NOT NULL");
 }
 
-// Same-name copies: names the sync log of ($1 producer, $2 its DocType)
-// mentions that exist here: remote_name.
+// Same-name copies: names es_consumer.same_name_copy holds for ($1
+// producer, $2 its DocType) that exist here: remote_name.
 std::string CopiesByNameSql(const std::string& table) {
-  return absl::StrCat("SELECT DISTINCT s.docname AS remote_name FROM es_consumer.sync_log s"
-                      " JOIN ", QuoteIdentifier(table), " t ON t.name = s.docname"
-                      " WHERE s.producer = $1 AND s.doctype = $2");
+  return absl::StrCat("SELECT c.docname AS remote_name FROM es_consumer.same_name_copy c"
+                      " JOIN ", QuoteIdentifier(table), " t ON t.name = c.docname"
+                      " WHERE c.producer = $1 AND c.doctype = $2");
 }
 
 // One child row: $1 parent, $2 parenttype, $3 the row's `key` (ChildRowKey).
@@ -228,6 +228,11 @@ absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
                                  const pg::Params& params, std::string what) {
   return conn->ExecPreparedDeferred(StatementName(sql, params.size()), sql, params,
                                     std::move(what));
+}
+
+absl::Status RunPreparedDeferred(pg::Connection* conn, const pg::Query& query,
+                                 const pg::Params& params, std::string what) {
+  return conn->ExecPreparedDeferred(query.name, query.sql, params, std::move(what));
 }
 
 }  // namespace eventstream::apply::internal

@@ -29,6 +29,19 @@ constexpr pg::Query kTableColumns{
     " FROM pg_attribute a WHERE a.attrelid = to_regclass($1)"
     " AND a.attnum > 0 AND NOT a.attisdropped"};
 
+// Provenance of same-name copies (es_consumer.same_name_copy, migration
+// 0005): $1 producer, $2 its DocType, $3 the name. Deferred writes, in the
+// entry's savepoint with the document itself.
+constexpr pg::Query kHoldSameNameCopy{
+    "consumer_hold_same_name_copy",
+    "INSERT INTO es_consumer.same_name_copy AS c (producer, doctype, docname) VALUES ($1, $2, $3)"
+    " ON CONFLICT (producer, doctype, docname) DO UPDATE SET released_at = NULL"
+    " WHERE c.released_at IS NOT NULL"};
+constexpr pg::Query kReleaseSameNameCopy{
+    "consumer_release_same_name_copy",
+    "UPDATE es_consumer.same_name_copy SET released_at = now()"
+    " WHERE producer = $1 AND doctype = $2 AND docname = $3 AND released_at IS NULL"};
+
 // Every row of one document's child table: $1 parent, $2 parenttype.
 constexpr char kDocumentRowsWhere[] = "parent = $1 AND parenttype = $2";
 
@@ -64,8 +77,8 @@ std::string FindByRemoteSql(const std::string& table);
 // Copies of a producer's documents ($1: producer): remote_name.
 std::string CopiesByRemoteSql(const std::string& table);
 
-// Same-name copies: names the sync log of ($1 producer, $2 its DocType)
-// mentions that exist here: remote_name.
+// Same-name copies: names es_consumer.same_name_copy holds for ($1
+// producer, $2 its DocType) that exist here: remote_name.
 std::string CopiesByNameSql(const std::string& table);
 
 // One child row: $1 parent, $2 parenttype, $3 the row's `key` (ChildRowKey).
@@ -126,6 +139,8 @@ absl::StatusOr<pg::Result> RunPrepared(pg::Connection* conn, const std::string& 
 // The same, deferred (pg::Connection::ExecPreparedDeferred): for writes. A
 // failure comes back from a later call on `conn`, named by `what`.
 absl::Status RunPreparedDeferred(pg::Connection* conn, const std::string& sql,
+                                 const pg::Params& params, std::string what);
+absl::Status RunPreparedDeferred(pg::Connection* conn, const pg::Query& query,
                                  const pg::Params& params, std::string what);
 
 }  // namespace eventstream::apply::internal

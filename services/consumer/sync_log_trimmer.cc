@@ -12,22 +12,41 @@ constexpr pg::Query kTrimBatch{
     "DELETE FROM es_consumer.sync_log WHERE id IN (SELECT id FROM es_consumer.sync_log"
     " WHERE status = 'Synced' AND created_at < $1::timestamptz ORDER BY id LIMIT $2)"};
 
+// Same-name copies the applier released (deleted here) before $1: as long
+// as the sync log keeps its rows, and no longer. $2 the batch size.
+constexpr pg::Query kTrimReleasedCopies{
+    "consumer_same_name_copy_trim",
+    "DELETE FROM es_consumer.same_name_copy WHERE ctid IN (SELECT ctid"
+    " FROM es_consumer.same_name_copy WHERE released_at < $1::timestamptz LIMIT $2)"};
+
 }  // namespace
+
+absl::StatusOr<int64_t> SyncLogTrimmer::TrimBatches(pg::Connection* conn, const pg::Query& query,
+                                                    const std::string& cutoff) {
+  int64_t total = 0;
+  for (;;) {
+    // Each batch its own (autocommit) statement: short, never one long
+    // transaction holding back vacuum or the applier.
+    ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(query, {cutoff, options_.batch}));
+    const int64_t n = r.affected_rows();
+    total += n;
+    if (n < options_.batch || sleeper_.stopped()) return total;
+  }
+}
 
 absl::StatusOr<int64_t> SyncLogTrimmer::TrimOnce(absl::Time now) {
   if (options_.retention <= absl::ZeroDuration()) return 0;
   const std::string cutoff = absl::FormatTime(absl::RFC3339_full, now - options_.retention,
                                               absl::UTCTimeZone());
   ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
-  int64_t total = 0;
-  for (;;) {
-    // Each batch its own (autocommit) statement: short, never one long
-    // transaction holding back vacuum or the applier.
-    ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kTrimBatch, {cutoff, options_.batch}));
-    const int64_t n = r.affected_rows();
-    total += n;
-    if (options_.trimmed != nullptr && n > 0) options_.trimmed->Increment(static_cast<double>(n));
-    if (n < options_.batch || sleeper_.stopped()) break;
+  ASSIGN_OR_RETURN(const int64_t total, TrimBatches(conn.get(), kTrimBatch, cutoff));
+  if (options_.trimmed != nullptr && total > 0) {
+    options_.trimmed->Increment(static_cast<double>(total));
+  }
+  ASSIGN_OR_RETURN(const int64_t released, TrimBatches(conn.get(), kTrimReleasedCopies, cutoff));
+  if (released > 0) {
+    spdlog::info("sync log: forgot {} same-name copies deleted here more than {} ago", released,
+                 absl::FormatDuration(options_.retention));
   }
   if (total > 0) {
     spdlog::info("sync log: deleted {} Synced rows older than {}", total,

@@ -3,6 +3,8 @@
 // than consumer.sync_log_retention, `batch` rows per short transaction
 // through the primary key, until none is left. Failed and Parked rows stay
 // until resolved (Resync turns them Synced; they age from their creation).
+// Released same-name copies (es_consumer.same_name_copy rows of copies
+// deleted here) are forgotten after the same time.
 // Nothing depends on old rows: exactly-once rests on the watermark alone
 // (libsync/rules/batch_plan.h), so a deleted row can never make an entry apply
 // twice. Dying between batches leaves older rows for the next pass.
@@ -45,6 +47,10 @@ class SyncLogTrimmer {
   void Stop();   // idempotent
 
  private:
+  // Runs `query` ($1 cutoff, $2 batch) until a batch deletes fewer rows.
+  absl::StatusOr<int64_t> TrimBatches(pg::Connection* conn, const pg::Query& query,
+                                      const std::string& cutoff);
+
   std::shared_ptr<pg::ConnectionPool> pool_;
   const Options options_;
   InterruptibleSleeper sleeper_;

@@ -337,6 +337,29 @@ TEST_F(ApplyTest, CancelRenameDelete) {
             "not present here; nothing to delete");
 }
 
+// Issue 15: same-name copies keep their provenance beyond the sync log
+// (es_consumer.same_name_copy): held while here, released when deleted or
+// renamed away, held again when a Sync brings the name back.
+TEST_F(ApplyTest, SameNameCopiesKeepTheirProvenance) {
+  constexpr char kCopies[] =
+      "SELECT docname || ':' || (released_at IS NULL) FROM es_consumer.same_name_copy"
+      " WHERE producer = 'hq' AND doctype = 'Note' ORDER BY docname";
+  Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1()),
+         Entry(2, "Note", "N2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"N1","new_name":"N2"})"),
+         Entry(3, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"t"})"),
+         Entry(4, "Note", "N3", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(All(kCopies), "N1:false;N2:true;N3:false");
+  Apply({Entry(5, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"u"})")});
+  EXPECT_EQ(All(kCopies), "N1:false;N2:true;N3:true");
+  // Copies with remote columns carry it on the row: nothing recorded.
+  EXPECT_EQ(One("SELECT count(*) FROM es_consumer.same_name_copy WHERE doctype <> 'Note'"), "0");
+  // Released ones are forgotten with the sync log's rows, held ones stay.
+  auto pool = std::make_shared<pg::ConnectionPool>(SharedCluster().Url(db_), "test");
+  SyncLogTrimmer trimmer(pool, SyncLogTrimmer::Options{absl::Hours(1)});
+  ASSERT_TRUE(trimmer.TrimOnce(absl::Now() + absl::Hours(2)).ok());
+  EXPECT_EQ(All(kCopies), "N2:true;N3:true");
+}
+
 TEST_F(ApplyTest, UpdateOfMissingDocumentFetchesIt) {
   producer_.Put(R"({"doctype":"Note","name":"N9","title":"Fetched","amount":2,
     "items":[{"doctype":"Note Item","name":"x1","idx":1,"item":"z","qty":1}]})");
