@@ -4,7 +4,9 @@
 // autovacuum (which looks at a database once per autovacuum_naptime, 1 min
 // by default) lets hundreds of thousands pile up. The assembler counts the
 // rows it deleted and vacuums the table once enough are dead and not more
-// often than min_interval. Pure (tests/unit/queue_vacuum_test.cc).
+// often than min_interval. The retention loop (services/producer/
+// retention.h) does the same for update_log after its trims. Pure
+// (tests/unit/queue_vacuum_test.cc).
 #ifndef EVENTSTREAM_LIBSYNC_RULES_QUEUE_VACUUM_H_
 #define EVENTSTREAM_LIBSYNC_RULES_QUEUE_VACUUM_H_
 

@@ -70,6 +70,7 @@ constexpr pg::Query kDeleteBatch{
 constexpr pg::Query kTryLock{
     "es_retention_try_lock",
     "SELECT pg_try_advisory_lock(hashtext('es_producer.retention')) AS locked"};
+constexpr pg::Query kVacuum{"es_retention_vacuum", "VACUUM es_producer.update_log"};
 constexpr pg::Query kUnlock{"es_retention_unlock",
                             "SELECT pg_advisory_unlock(hashtext('es_producer.retention'))"};
 
@@ -148,6 +149,11 @@ absl::Status RetentionStore::Unlock(pg::Connection* conn) {
   return conn->ExecPrepared(kUnlock).status();
 }
 
+absl::Status RetentionStore::Vacuum(pg::Connection* conn) {
+  // Not prepared: VACUUM cannot be.
+  return conn->Exec(kVacuum).status();
+}
+
 void RetentionLoop::Report(const RetentionPlan& plan, int64_t skipped, const Options& options) {
   for (const Behind& b : plan.behind) {
     if (!b.newly) continue;  // told when it was cut off
@@ -208,6 +214,20 @@ absl::StatusOr<int64_t> RetentionLoop::Pass(pg::Connection* conn, const Options&
   return deleted;
 }
 
+bool RetentionLoop::VacuumIfDue(pg::Connection* conn, QueueVacuumPlanner* vacuum, absl::Time now) {
+  if (!vacuum->Due(now)) return false;
+  const int64_t dead = vacuum->dead();
+  absl::Status s = RetentionStore::Vacuum(conn);
+  vacuum->Vacuumed(now, s.ok());
+  if (!s.ok()) {
+    // Not fatal: autovacuum still runs.
+    spdlog::warn("retention: VACUUM of update_log failed: {}", std::string(s.message()));
+    return false;
+  }
+  spdlog::info("retention: vacuumed update_log after {} trimmed entries", dead);
+  return true;
+}
+
 RetentionLoop::~RetentionLoop() { Stop(); }
 
 void RetentionLoop::Start() {
@@ -225,6 +245,7 @@ void RetentionLoop::Stop() {
 
 void RetentionLoop::Run() {
   std::unique_ptr<pg::Connection> conn;
+  QueueVacuumPlanner vacuum(options_.vacuum);
   auto pass = [&]() -> absl::StatusOr<absl::Duration> {
     if (conn == nullptr || !conn->ok()) {
       conn.reset();
@@ -236,6 +257,8 @@ void RetentionLoop::Run() {
       if (!conn->ok()) conn.reset();
       return deleted.status();
     }
+    vacuum.Consumed(*deleted);
+    VacuumIfDue(conn.get(), &vacuum, sleeper_.Now());
     return options_.policy.interval;
   };
   Backoff backoff({absl::Seconds(1), std::max(absl::Seconds(1), options_.policy.interval), 2.0,

@@ -19,6 +19,10 @@
 //    recorded mark already covered; the rest goes next pass.
 //  Never blocking capture or pulls: the deletes lock only old rows, which
 //  no writer updates; each batch is a short transaction.
+// After passes that deleted Options::vacuum.min_dead_rows entries in all,
+// the loop VACUUMs update_log itself (libsync/rules/queue_vacuum.h), so its
+// bytes stay bounded even when autovacuum's statistics were lost (a crash
+// or immediate stop resets them); a failed VACUUM is only logged.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_RETENTION_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_RETENTION_H_
 
@@ -33,6 +37,7 @@
 #include "libsync/base/backoff.h"
 #include "libsync/config/config.h"
 #include "libsync/base/pg.h"
+#include "libsync/rules/queue_vacuum.h"
 #include "libsync/rules/retention_plan.h"
 #include "services/producer/producer_metrics.h"
 
@@ -56,6 +61,8 @@ class RetentionStore {
   // when the connection closes.
   static absl::StatusOr<bool> TryLock(pg::Connection* conn);
   static absl::Status Unlock(pg::Connection* conn);
+  // VACUUM of update_log (plain: writers and readers go on).
+  static absl::Status Vacuum(pg::Connection* conn);
 };
 
 class RetentionLoop {
@@ -64,6 +71,7 @@ class RetentionLoop {
     std::string database_url;
     RetentionConfig policy;
     ProducerMetrics* metrics = nullptr;  // may be null; must outlive the loop
+    QueueVacuumPolicy vacuum{10000, absl::Minutes(1)};
   };
   explicit RetentionLoop(Options options) : options_(std::move(options)) {}
   ~RetentionLoop();  // Stop()
@@ -78,6 +86,9 @@ class RetentionLoop {
   // until the horizon or `sleeper` stops. Returns the entries deleted.
   static absl::StatusOr<int64_t> Pass(pg::Connection* conn, const Options& options,
                                       absl::Time now, Sleeper* sleeper = nullptr);
+  // VACUUMs update_log when `vacuum` says it is due (exposed for tests);
+  // whether it did.
+  static bool VacuumIfDue(pg::Connection* conn, QueueVacuumPlanner* vacuum, absl::Time now);
 
  private:
   void Run();

@@ -246,6 +246,27 @@ TEST_F(RetentionTest, TrimsWhatEveryConsumerAcknowledged) {
   EXPECT_EQ(Trim(Policy(absl::Hours(1)), later), 0);  // nothing more to do
 }
 
+// The loop VACUUMs update_log itself once its trims left enough dead rows
+// (so its bytes stay bounded even when a crash reset autovacuum's counts).
+TEST_F(RetentionTest, TrimmedEntriesAreVacuumedOnceEnoughAreDead) {
+  auto vacuums = [&] {
+    return QueryInt(conn_.get(), "SELECT vacuum_count FROM pg_stat_user_tables"
+                                 " WHERE relid = 'es_producer.update_log'::regclass");
+  };
+  const int64_t before = vacuums();
+  QueueVacuumPlanner planner(QueueVacuumPolicy{10, absl::Minutes(1)});
+  const absl::Time now = absl::Now();
+  planner.Consumed(9);
+  EXPECT_FALSE(RetentionLoop::VacuumIfDue(conn_.get(), &planner, now));
+  planner.Consumed(1);
+  EXPECT_TRUE(RetentionLoop::VacuumIfDue(conn_.get(), &planner, now));
+  EXPECT_EQ(planner.dead(), 0);
+  EXPECT_EQ(vacuums(), before + 1);
+  planner.Consumed(20);  // not again within min_interval
+  EXPECT_FALSE(RetentionLoop::VacuumIfDue(conn_.get(), &planner, now + absl::Seconds(30)));
+  EXPECT_TRUE(RetentionLoop::VacuumIfDue(conn_.get(), &planner, now + absl::Minutes(2)));
+}
+
 TEST_F(RetentionTest, MinAgeKeepsYoungEntries) {
   const int64_t w1 = Subscribe(kB1, "branch1");
   WriteNotes(1, 11);
