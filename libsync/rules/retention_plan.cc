@@ -96,4 +96,9 @@ bool IsLogTrimmed(const absl::Status& status) {
           absl::StrContains(status.message(), absl::StrCat(": ", kLogTrimmedMarker)));
 }
 
+absl::Duration SyncLogTrimInterval(absl::Duration retention) {
+  if (retention <= absl::ZeroDuration()) return absl::ZeroDuration();
+  return std::clamp(retention / 2, absl::Seconds(1), absl::Minutes(10));
+}
+
 }  // namespace eventstream

@@ -83,6 +83,12 @@ struct RetentionPlan {
 
 RetentionPlan PlanRetention(const RetentionInput& input);
 
+// How often the consumer's sync log trimmer runs for a given
+// consumer.sync_log_retention: twice per retention period, at least every
+// second and at most every 10 minutes (so a row outlives its retention by
+// at most half of it, or 10 minutes). Zero retention: zero (never runs).
+absl::Duration SyncLogTrimInterval(absl::Duration retention);
+
 // The answer to a pull of a cut-off consumer (docs/design.md "Retention"):
 // FAILED_PRECONDITION whose message starts with kLogTrimmedMarker and names
 // the position it asked from, the trim point that cut it off and the first

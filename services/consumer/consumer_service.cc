@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "libsync/base/status_macros.h"
+#include "libsync/rules/retention_plan.h"
 #include "services/consumer/producer_store.h"
 #include "services/consumer/resnapshot.h"
 #include "services/consumer/sync_log_trimmer.h"
@@ -116,6 +117,7 @@ class ConsumerInstance : public ServiceInstance {
                                                 ConsumerMetrics* metrics) {
     SyncLogTrimmer::Options options;
     options.retention = consumer.sync_log_retention;
+    options.interval = SyncLogTrimInterval(consumer.sync_log_retention);
     if (metrics != nullptr) options.trimmed = &metrics->sync_log_trimmed->WithLabels({});
     return options;
   }

@@ -1,5 +1,6 @@
 // SyncLogTrimmer: keeps the Event Sync Log bounded (issue 15 item 3;
-// docs/design.md "Retention"). Every `interval` it deletes Synced rows older
+// docs/design.md "Retention"). Every `interval` (the service uses
+// SyncLogTrimInterval, libsync/rules/retention_plan.h) it deletes Synced rows older
 // than consumer.sync_log_retention, `batch` rows per short transaction
 // through the primary key, until none is left. Failed and Parked rows stay
 // until resolved (Resync turns them Synced; they age from their creation).

@@ -157,4 +157,12 @@ TEST(LogTrimmed, MessageNamesTheGapAndIsRecognised) {
 }
 
 }  // namespace
+TEST(SyncLogTrimIntervalTest, TwicePerRetentionBetweenASecondAndTenMinutes) {
+  EXPECT_EQ(SyncLogTrimInterval(absl::ZeroDuration()), absl::ZeroDuration());
+  EXPECT_EQ(SyncLogTrimInterval(absl::Milliseconds(500)), absl::Seconds(1));
+  EXPECT_EQ(SyncLogTrimInterval(absl::Seconds(30)), absl::Seconds(15));
+  EXPECT_EQ(SyncLogTrimInterval(absl::Minutes(20)), absl::Minutes(10));
+  EXPECT_EQ(SyncLogTrimInterval(absl::Hours(24 * 30)), absl::Minutes(10));
+}
+
 }  // namespace eventstream
