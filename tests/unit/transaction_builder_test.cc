@@ -1,5 +1,7 @@
 #include "libsync/wal/transaction_builder.h"
 
+#include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -245,6 +247,61 @@ TEST(TransactionBuilderTest, FeedsTheAssemblyPlanner) {
   std::optional<std::vector<LogEntry>> entries = BuildWhole(registry, rows);
   ASSERT_TRUE(entries);
   EXPECT_THAT(testing_raw_rows::Kinds(*entries), ElementsAre("Create:M1"));
+}
+
+// Throughput of the pure path (decode; decode + fold into transactions with
+// JSON rows), on Frappe-like rows: a 12-column tabMemo-like table, 100 rows
+// per transaction. Disabled by default; run with
+//   unit_tests --gtest_also_run_disabled_tests --gtest_filter='*Throughput*'
+TEST(WalThroughputTest, DISABLED_DecodeAndBuild) {
+  const std::vector<Col> cols = {
+      {"name", 25, true}, {"creation", 1114}, {"modified", 1114}, {"modified_by", 1043},
+      {"owner", 1043},    {"docstatus", 21},  {"idx", 23},        {"title", 1043},
+      {"amount", 1700},   {"qty", 23},        {"notes", 25},      {"data", 3802}};
+  std::vector<std::string> stream = {RelationBytes(kMemo, "public", "tabMemo", 'd', cols)};
+  constexpr int kTx = 2000, kRowsPerTx = 100;
+  size_t bytes = 0;
+  for (int t = 0; t < kTx; ++t) {
+    stream.push_back(BeginBytes(0x100 + t, 1000 + t));
+    for (int r = 0; r < kRowsPerTx; ++r) {
+      const std::string name = "MEMO-" + std::to_string(t * kRowsPerTx + r);
+      stream.push_back(Bytes('I').U32(kMemo).U8('N')
+                           .Tuple({name, "2026-11-23 10:00:00.123456", "2026-11-23 10:00:00.123456",
+                                   "admin@example.com", "admin@example.com", "0",
+                                   std::to_string(r), "A memo about something",
+                                   "12345.678900000", "7", "Some longer free text of the memo, "
+                                   "a sentence or two as users write them.",
+                                   R"({"k": "v", "n": 1})"})
+                           .str());
+    }
+    stream.push_back(CommitBytes(0x100 + t, 0x101 + t));
+  }
+  for (const std::string& m : stream) bytes += m.size();
+  const double mb = bytes / 1e6, rows = double(kTx) * kRowsPerTx;
+
+  auto start = std::chrono::steady_clock::now();
+  size_t decoded = 0;
+  for (const std::string& m : stream) decoded += DecodePgOutput(m).ok();
+  const double decode_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(decoded, stream.size());
+
+  start = std::chrono::steady_clock::now();
+  TransactionBuilder builder;
+  size_t txs = 0;
+  for (const std::string& m : stream) {
+    auto tx = builder.Add(*DecodePgOutput(m));
+    ASSERT_TRUE(tx.ok());
+    txs += tx->has_value();
+  }
+  const double build_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(txs, size_t{kTx});
+  std::printf("pgoutput: %.1f MB, %.0f rows\n", mb, rows);
+  std::printf("decode only:     %.3f s  %.0f MB/s  %.0f rows/s\n", decode_s, mb / decode_s,
+              rows / decode_s);
+  std::printf("decode + build:  %.3f s  %.0f MB/s  %.0f rows/s\n", build_s, mb / build_s,
+              rows / build_s);
 }
 
 }  // namespace
