@@ -200,6 +200,28 @@ TEST_F(WalStreamTest, ReplicaIdentityFullGivesTheOldRow) {
   EXPECT_EQ(J(*txs[1].changes[1].old_row), J(n2));
 }
 
+// An update that leaves a TOASTed column alone does not carry it: absent and
+// named, unless REPLICA IDENTITY FULL puts the whole old row in the WAL.
+TEST_F(WalStreamTest, UnchangedToastColumns) {
+  auto stream = Open(Options());
+  ASSERT_TRUE(stream);
+  Sql(R"(INSERT INTO "tabNote" (name, note) VALUES
+         ('big', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i)))");
+  Sql(R"(UPDATE "tabNote" SET title = 'a' WHERE name = 'big')");
+  Sql(R"(ALTER TABLE "tabNote" REPLICA IDENTITY FULL)");
+  Sql(R"(UPDATE "tabNote" SET title = 'b' WHERE name = 'big')");
+  const std::string after = ToJsonb("big");
+  std::vector<WalTransaction> txs = Read(stream.get(), 3);
+  ASSERT_EQ(txs.size(), 3u);
+  const auto& plain = txs[1].changes.at(0);
+  EXPECT_THAT(plain.missing_columns, ElementsAre("note"));
+  EXPECT_EQ(J(*plain.new_row).Find("note"), nullptr);
+  const auto& full = txs[2].changes.at(0);
+  EXPECT_TRUE(full.missing_columns.empty());
+  EXPECT_EQ(J(*full.new_row), J(after));
+  EXPECT_EQ(J(*full.new_row).Find("note")->as_string().size(), 12800u);
+}
+
 TEST_F(WalStreamTest, UnconfirmedTransactionsComeAgainAfterARestart) {
   auto stream = Open(Options());
   ASSERT_TRUE(stream);
