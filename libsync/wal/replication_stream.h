@@ -45,7 +45,9 @@ struct ReplicationOptions {
   std::string conninfo;                   // the site's database
   std::string slot;                       // [a-z0-9_]{1,63}
   std::vector<std::string> publications;  // at least one
-  Lsn start = 0;  // 0: from the slot's confirmed position
+  // 0: from the slot's confirmed position. A later LSN counts as confirmed
+  // (the server moves the slot there with the first status update).
+  Lsn start = 0;
   absl::Duration status_interval = absl::Seconds(10);
   absl::Duration slot_wait = absl::Seconds(10);
 };

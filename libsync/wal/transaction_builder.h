@@ -110,6 +110,9 @@ class TransactionBuilder {
   void SetJsonKind(uint32_t type_oid, JsonKind kind) { kinds_[type_oid] = kind; }
   const RelationInfo* FindRelation(uint32_t relid) const;
   bool in_transaction() const { return open_.has_value(); }
+  // Drops a transaction that is open: call it when the stream restarts (the
+  // server sends that transaction again, whole, from its Begin).
+  void Reset() { open_.reset(); }
 
  private:
   absl::Status Apply(PgOutputMessage& message);

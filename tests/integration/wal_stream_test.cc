@@ -119,6 +119,10 @@ class WalStreamTest : public ::testing::Test {
     return out;
   }
 
+  // A stream opened, kInsertTwo and kUpdateDelete written, both read.
+  void WriteAndReadTwo(std::unique_ptr<ReplicationStream>* stream,
+                       std::vector<WalTransaction>* txs);
+
   std::string db_;
   std::unique_ptr<pg::Connection> conn_;
 };
@@ -222,13 +226,20 @@ TEST_F(WalStreamTest, UnchangedToastColumns) {
   EXPECT_EQ(J(*full.new_row).Find("note")->as_string().size(), 12800u);
 }
 
-TEST_F(WalStreamTest, UnconfirmedTransactionsComeAgainAfterARestart) {
-  auto stream = Open(Options());
-  ASSERT_TRUE(stream);
+void WalStreamTest::WriteAndReadTwo(std::unique_ptr<ReplicationStream>* stream,
+                                    std::vector<WalTransaction>* txs) {
+  *stream = Open(Options());
+  ASSERT_TRUE(*stream);
   Sql(kInsertTwo);
   Sql(kUpdateDelete);
-  std::vector<WalTransaction> first = Read(stream.get(), 2);
-  ASSERT_EQ(first.size(), 2u);
+  *txs = Read(stream->get(), 2);
+  ASSERT_EQ(txs->size(), 2u);
+}
+
+TEST_F(WalStreamTest, UnconfirmedTransactionsComeAgainAfterARestart) {
+  std::unique_ptr<ReplicationStream> stream;
+  std::vector<WalTransaction> first;
+  ASSERT_NO_FATAL_FAILURE(WriteAndReadTwo(&stream, &first));
   stream.reset();  // killed without confirming anything
 
   stream = Open(Options());
@@ -244,12 +255,9 @@ TEST_F(WalStreamTest, UnconfirmedTransactionsComeAgainAfterARestart) {
 }
 
 TEST_F(WalStreamTest, AConfirmedTransactionDoesNotComeAgain) {
-  auto stream = Open(Options());
-  ASSERT_TRUE(stream);
-  Sql(kInsertTwo);
-  Sql(kUpdateDelete);
-  std::vector<WalTransaction> first = Read(stream.get(), 2);
-  ASSERT_EQ(first.size(), 2u);
+  std::unique_ptr<ReplicationStream> stream;
+  std::vector<WalTransaction> first;
+  ASSERT_NO_FATAL_FAILURE(WriteAndReadTwo(&stream, &first));
   ASSERT_TRUE(stream->Confirm(first[0].end_lsn).ok());
   EXPECT_EQ(stream->confirmed(), first[0].end_lsn);
   stream.reset();

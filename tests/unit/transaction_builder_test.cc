@@ -183,6 +183,18 @@ TEST(TransactionBuilderTest, MessagesOutOfPlaceAreErrors) {
   }
 }
 
+TEST(TransactionBuilderTest, ResetDropsAnOpenTransaction) {
+  Feed f;
+  f.All({MemoRelation(), BeginBytes(0x100, 700),
+         Bytes('I').U32(kMemo).U8('N').Tuple(kRow1).str()});
+  EXPECT_TRUE(f.builder.in_transaction());
+  f.builder.Reset();  // the stream restarted: the transaction comes again
+  f.All({BeginBytes(0x100, 700), Bytes('I').U32(kMemo).U8('N').Tuple(kRow1).str(),
+         CommitBytes(0x100, 0x128)});
+  ASSERT_EQ(f.done.size(), 1u);
+  EXPECT_EQ(f.done[0].changes.size(), 1u);
+}
+
 TEST(TransactionBuilderTest, RelationMetadataIsReplaced) {
   Feed f;
   f.All({MemoRelation(), RelationBytes(kMemo, "public", "tabMemo", 'f', {{"name", 25, true}})});
