@@ -38,7 +38,8 @@ absl::Status Run(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() {
+absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start(
+    const std::string& server_options) {
   std::string dir = MakeTempDir("pg");
   if (dir.empty()) return absl::InternalError("mkdtemp failed");
   if (geteuid() == 0) {
@@ -81,7 +82,8 @@ absl::StatusOr<std::unique_ptr<PgCluster>> PgCluster::Start() {
                 dir + "/server.log", "-o",
                 absl::StrCat("-k ", dir, " -p ", port,
                              " -c listen_addresses='' -c fsync=off"
-                             " -c full_page_writes=off -c max_connections=200"),
+                             " -c full_page_writes=off -c max_connections=200 ",
+                             server_options),
                 "start"});
   if (!status.ok()) {
     return absl::InternalError(absl::StrCat(status.message(), "\nserver log:\n",

@@ -21,7 +21,10 @@ namespace eventstream::testing {
 
 class PgCluster {
  public:
-  static absl::StatusOr<std::unique_ptr<PgCluster>> Start();
+  // `server_options` are appended to the server's command line, e.g.
+  // "-c wal_level=logical" (WAL capture tests).
+  static absl::StatusOr<std::unique_ptr<PgCluster>> Start(
+      const std::string& server_options = "");
   ~PgCluster();
 
   // libpq URL of database `db` on this cluster.
