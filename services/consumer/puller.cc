@@ -536,19 +536,19 @@ absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& r
   ASSIGN_OR_RETURN(v1::RestartSyncResponse skipped, link_->SkipTrimmed());
   HeardSubscriptions(skipped.subscriptions());
   // Copies of documents deleted there while this consumer was cut off:
-  // the sync walks only what exists, so Resnapshot's comparison finds them
-  // and applies on_move_out (it restarts that sync once more, which costs a
-  // second pass, never a wrong copy). Before the watermark moves: dying
-  // here, the next pull is refused again and all of this repeats.
+  // the sync walks only what exists, so they are looked for by name (the
+  // skip restarted the sync already; no comparison, so this is quick and the
+  // sync's entries do not age past the valve meanwhile) and follow
+  // on_move_out. Before the watermark moves: dying here, the next pull is
+  // refused again and all of this repeats.
   for (const v1::DocTypeSubscription& sub : skipped.subscriptions()) {
     if (sub.status() != v1::SUBSCRIPTION_STATUS_APPROVED || sub.unsubscribed()) continue;
-    absl::StatusOr<v1::ResnapshotResponse> repaired =
-        RunResnapshot(config_, conn, link_.get(), sub.doctype(), false);
-    if (absl::IsNotFound(repaired.status())) continue;  // not followed from here
-    RETURN_IF_ERROR(repaired.status());
-    if (repaired->moved_out() > 0) {
+    absl::StatusOr<int64_t> moved = MoveOutExtras(config_, conn, link_.get(), sub.doctype());
+    if (absl::IsNotFound(moved.status())) continue;  // not followed from here
+    RETURN_IF_ERROR(moved.status());
+    if (*moved > 0) {
       spdlog::info("producer {}: {} copies of {} deleted there while cut off moved out", name(),
-                   repaired->moved_out(), sub.doctype());
+                   *moved, sub.doctype());
     }
   }
   auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});

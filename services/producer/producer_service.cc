@@ -310,8 +310,14 @@ grpc::Status ProducerService::ListVisibleDocuments(grpc::ServerContext* context,
   DocumentCall call;
   ES_RETURN_IF_GRPC_ERROR(BeginDocumentCall(context, request->max_message_bytes(), &call));
   auto page = deps_.feed->ListVisible(call.site, request->doctype(), request->after_name(),
-                                      request->limit());
+                                      request->limit(), request->names_only());
   if (!page.ok()) return AnswerRpc("Producer.ListVisibleDocuments", page.status());
+  if (request->names_only()) {
+    // Names are small: a page of the producer's largest limit fits any answer.
+    response->set_next_after_name(page->next_after_name);
+    for (std::string& n : page->names) response->add_names(std::move(n));
+    return grpc::Status::OK;
+  }
   auto fitted = FitFoundDocuments(call.budget, request->doctype(), std::move(page->documents));
   if (!fitted.ok()) return ToGrpc(fitted.status());
   // Cut by size: go on after the last document sent.

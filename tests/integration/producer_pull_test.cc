@@ -261,7 +261,10 @@ class PullTest : public ::testing::Test {
 
   // Every page of ListVisibleDocuments (`limit` each): "V1 V2 | V3" (pages
   // apart), or the error.
-  std::string ListVisible(const std::string& auth, const std::string& doctype, int limit) {
+  // Names page by page ("a b | c"); names_only: from `names`, and no
+  // document may come along.
+  std::string ListVisible(const std::string& auth, const std::string& doctype, int limit,
+                          bool names_only = false) {
     std::string out, after;
     for (int pages = 0; pages < 100; ++pages) {
       grpc::ClientContext ctx;
@@ -270,10 +273,12 @@ class PullTest : public ::testing::Test {
       req.set_doctype(doctype);
       req.set_after_name(after);
       req.set_limit(limit);
+      req.set_names_only(names_only);
       v1::ListVisibleDocumentsResponse resp;
       grpc::Status s = stub_->ListVisibleDocuments(&ctx, req, &resp);
       if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
-      std::vector<std::string> names;
+      std::vector<std::string> names(resp.names().begin(), resp.names().end());
+      if (names_only && resp.documents_json_size() > 0) return "documents with names_only";
       for (const auto& d : resp.documents_json()) names.push_back(Str(Json(d), "name"));
       absl::StrAppend(&out, out.empty() ? "" : " | ", absl::StrJoin(names, " "));
       after = resp.next_after_name();
@@ -1018,9 +1023,11 @@ TEST_F(PullTest, ListVisibleDocumentsPagesWhatTheSubscriptionSelects) {
     UPDATE "tabNote" SET ref_type = 'Note', ref_name = 'L1' WHERE name = 'V1';)");
   EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
   EXPECT_EQ(ListVisible(kB1, "Note", 0), "V1 V2 V3 V4 V5");
+  EXPECT_EQ(ListVisible(kB1, "Note", 2, /*names_only=*/true), "V1 V2 | V3 V4 | V5");
   // Two fields compared: no SQL form, judged one by one.
   Subscribe(kB1, "branch1", {Sub("Note", "doc.title == doc.name")});
   EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
+  EXPECT_EQ(ListVisible(kB1, "Note", 2, /*names_only=*/true), "V1 V2 | V3 V4 | V5");
   EXPECT_EQ(ListVisible(kB1, "User", 2), "");  // not subscribed: nothing
   EXPECT_EQ(ListVisible(kB1, "Nope", 2).substr(0, 8), "error 3:");
 }
