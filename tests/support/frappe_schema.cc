@@ -1,9 +1,61 @@
 #include "tests/support/frappe_schema.h"
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 #include "libsync/base/pg.h"
 
 namespace eventstream::testing {
+namespace {
+
+struct NoteField {
+  const char* name;
+  const char* yaml;    // the registry item's keys after the fieldname
+  const char* column;  // "" for a Table field
+};
+
+constexpr NoteField kNoteFields[] = {
+    {"title", "fieldtype: Data", "title text"},
+    {"public", "fieldtype: Check", "public int DEFAULT 0"},
+    {"amount", "fieldtype: Currency", "amount numeric(30,9)"},
+    {"author", "fieldtype: Link, options: User", "author text"},
+    {"ref_type", "fieldtype: Data", "ref_type text"},
+    {"ref_name", "fieldtype: Dynamic Link, options: ref_type", "ref_name text"},
+    {"data", "fieldtype: JSON", "data jsonb"},
+    {"items", "fieldtype: Table, options: Note Item", ""},
+    {"seen_by", "fieldtype: Table, options: Note Seen By", ""},
+};
+
+// "title" and `fields`, each as its kNoteFields row.
+std::vector<const NoteField*> NoteFields(const std::vector<std::string>& fields) {
+  std::vector<const NoteField*> out = {&kNoteFields[0]};
+  for (const std::string& name : fields) {
+    const NoteField* found = nullptr;
+    for (const NoteField& f : kNoteFields)
+      if (name == f.name) found = &f;
+    if (found == nullptr) ADD_FAILURE() << "no Note field " << name;
+    if (found != nullptr) out.push_back(found);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string NoteDocType(const std::vector<std::string>& fields, bool submittable) {
+  std::string out = absl::StrCat("  - name: Note\n", submittable ? "    is_submittable: true\n" : "",
+                                 "    fields:\n");
+  for (const NoteField* f : NoteFields(fields))
+    absl::StrAppend(&out, "      - {fieldname: ", f->name, ", ", f->yaml, "}\n");
+  return out;
+}
+
+std::string NoteTable(const std::vector<std::string>& fields) {
+  std::string columns;
+  for (const NoteField* f : NoteFields(fields)) {
+    if (*f->column == '\0') continue;
+    absl::StrAppend(&columns, columns.empty() ? "" : ", ", f->column);
+  }
+  return FrappeTable("Note", columns);
+}
 
 std::string FrappeTable(absl::string_view doctype, absl::string_view columns, bool child) {
   return absl::StrCat(

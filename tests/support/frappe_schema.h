@@ -11,6 +11,7 @@
 #define EVENTSTREAM_TESTS_SUPPORT_FRAPPE_SCHEMA_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -19,6 +20,16 @@ namespace eventstream::testing {
 // CREATE TABLE "tab<doctype>" (standard columns, `columns`); with `;`.
 std::string FrappeTable(absl::string_view doctype, absl::string_view columns,
                         bool child = false);
+
+// Note, the DocType the tests sync, from one definition of its fields:
+// "title" first, then `fields` in the order given, each one of public
+// (Check), amount (Currency), author (Link User), ref_type, ref_name
+// (Dynamic Link on ref_type), data (JSON), items (Table Note Item), seen_by (Table Note
+// Seen By). An unknown name fails the test.
+// The registry entry (YAML list item, 2-space indent).
+std::string NoteDocType(const std::vector<std::string>& fields, bool submittable = false);
+// Its table: FrappeTable("Note", the fields' columns; Table fields have none).
+std::string NoteTable(const std::vector<std::string>& fields);
 
 // Registry entries (YAML list items, 2-space indent) of the linked world.
 extern const char kLinkedDocTypes[];
