@@ -48,6 +48,7 @@
 #include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
@@ -55,15 +56,10 @@ namespace {
 // One registry for both sites: hq's Sales Orders become branch's Purchase
 // Orders through a mapping; User, Project and Customer are never subscribed
 // (they only arrive as dependencies).
-constexpr char kDocTypes[] = R"(  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-      - {fieldname: amount, fieldtype: Currency}
-      - {fieldname: ref_type, fieldtype: Data}
-      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
-      - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
+const std::vector<std::string> kNoteFields = {"public", "amount", "ref_type", "ref_name",
+                                              "items"};
+
+const std::string kDocTypes = NoteDocType(kNoteFields) + R"(  - name: Note Item
     istable: true
     fields:
       - {fieldname: item, fieldtype: Data}
@@ -79,11 +75,7 @@ constexpr char kDocTypes[] = R"(  - name: Note
     autoname: hash
     fields:
       - {fieldname: subject, fieldtype: Data}
-  - name: Memo
-    fields:
-      - {fieldname: code, fieldtype: Data}
-      - {fieldname: text, fieldtype: Data}
-  - name: Customer
+)" + kMemoDocType + R"(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
   - name: Sales Order
@@ -95,29 +87,17 @@ constexpr char kDocTypes[] = R"(  - name: Note
     fields:
       - {fieldname: item_code, fieldtype: Data}
       - {fieldname: qty, fieldtype: Float}
-  - name: Purchase Order
-    fields:
-      - {fieldname: supplier_ref, fieldtype: Data}
-      - {fieldname: customer_link, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
-  - name: Purchase Order Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-)";
+)" + kPurchaseOrderDocTypes;
 
 std::string Tables() {
   return absl::StrCat(
-      FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9), ref_type text,"
-                          " ref_name text"),
+      NoteTable(kNoteFields),
       FrappeTable("Note Item", "item text, qty numeric(30,9), \"user\" text", /*child=*/true),
       FrappeTable("User", "full_name text"), FrappeTable("Project", "title text"),
       FrappeTable("Task", "subject text"), FrappeTable("Memo", "code text, text text"),
       FrappeTable("Customer", "customer_name text"), FrappeTable("Sales Order", "customer text"),
       FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true),
-      FrappeTable("Purchase Order", "supplier_ref text, customer_link text"),
-      FrappeTable("Purchase Order Item", "item text, qty numeric(30,9)", /*child=*/true),
+      PurchaseOrderTables(),
       // A cmd: condition: the same test as "doc.public == 1".
       "CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)\n"
       "  RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;\n");
@@ -241,15 +221,7 @@ class E2ETest : public ::testing::Test {
   // ---- RPCs ----
 
   v1::ConsumerInfo HqConsumer() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", TwoSites::kHqAdmin);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::ListConsumersResponse resp;
-    grpc::Status s = hq_stub_->ListConsumers(&ctx, {}, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& c : resp.consumers())
-      if (c.site() == "branch") return c;
-    return {};
+    return ConsumerOf(hq_stub_.get(), TwoSites::kHqAdmin, "branch");
   }
 
   void Approve(const std::string& doctype) {
@@ -598,19 +570,13 @@ TEST_F(E2ETest, SyncLogEntryExistsOnConsumer) {
             seq);
 }
 
-constexpr char kSoToPo[] = R"(    - name: so-to-po
+const std::string kSoToPo = R"(    - name: so-to-po
       local_doctype: Purchase Order
       remote_doctype: Sales Order
       field_mapping:
         - {remote_fieldname: customer, local_fieldname: supplier_ref}
         - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-    - name: soi-to-poi
-      local_doctype: Purchase Order Item
-      remote_doctype: Sales Order Item
-      field_mapping:
-        - {remote_fieldname: item_code, local_fieldname: item}
-        - {remote_fieldname: qty, local_fieldname: qty}
-)";
+)" + std::string(kSoiToPoiMapping);
 
 constexpr char kPoSubscription[] =
     "        - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}\n";
@@ -662,12 +628,7 @@ TEST_F(E2ETest, DocumentInnerMappingCreatesTheDependency) {
                  "          mapping: cust\n"
                  "          remote_value_filters: {name: doc.customer}\n"
                  "    - name: soi-to-poi\n"}});
-  absl::StrAppend(&spec.mappings, R"(    - name: cust
-      local_doctype: Customer
-      remote_doctype: Customer
-      field_mapping:
-        - {remote_fieldname: customer_name, local_fieldname: customer_name}
-)");
+  absl::StrAppend(&spec.mappings, kCustomerMapping);
   Start(spec);
   Hq(R"(INSERT INTO "tabCustomer" (name, customer_name) VALUES ('C1', 'Acme'), ('C2', 'Other');
     INSERT INTO "tabSales Order" (name, customer) VALUES ('SO1', 'C1');)");

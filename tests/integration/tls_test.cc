@@ -32,20 +32,12 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/tls.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/process.h"
 #include "tests/support/two_sites.h"
 
 namespace eventstream::testing {
 namespace {
-
-constexpr char kDocTypes[] = R"(  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-)";
-constexpr char kTables[] =
-    "CREATE TABLE \"tabNote\" (name text PRIMARY KEY, creation timestamptz, modified "
-    "timestamptz, modified_by text, owner text, docstatus int NOT NULL DEFAULT 0, idx int "
-    "NOT NULL DEFAULT 0, title text);";
 
 // Certificates for the tests, made once per run with the openssl CLI:
 // two unrelated CAs (`ca` trusted by both sites, `rogue` trusted by nobody)
@@ -184,14 +176,7 @@ HealthAnswer CheckHealth(const std::shared_ptr<grpc::Channel>& channel) {
 
 class TlsTest : public ::testing::Test {
  protected:
-  static TwoSites::Spec BaseSpec() {
-    TwoSites::Spec spec;
-    spec.hq_doctypes = kDocTypes;
-    spec.hq_sql = kTables;
-    spec.subscriptions = "        - {doctype: Note, use_same_name: true}\n";
-    spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
-    return spec;
-  }
+  static TwoSites::Spec BaseSpec() { return TwoSites::NoteSpec(NoteDocType({}), NoteTable({})); }
 
   void Create(TwoSites::Spec spec) {
     auto sites = TwoSites::Create(std::move(spec));

@@ -66,6 +66,44 @@ std::string FrappeTable(absl::string_view doctype, absl::string_view columns, bo
       columns.empty() ? "" : ", ", columns, ");\n");
 }
 
+const char kPurchaseOrderDocTypes[] = R"(  - name: Purchase Order
+    fields:
+      - {fieldname: supplier_ref, fieldtype: Data}
+      - {fieldname: customer_link, fieldtype: Link, options: Customer}
+      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
+  - name: Purchase Order Item
+    istable: true
+    fields:
+      - {fieldname: item, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+)";
+
+std::string PurchaseOrderTables() {
+  return FrappeTable("Purchase Order", "supplier_ref text, customer_link text") +
+         FrappeTable("Purchase Order Item", "item text, qty numeric(30,9)", /*child=*/true);
+}
+
+const char kMemoDocType[] = R"(  - name: Memo
+    fields:
+      - {fieldname: code, fieldtype: Data}
+      - {fieldname: text, fieldtype: Data}
+)";
+
+const char kSoiToPoiMapping[] = R"(    - name: soi-to-poi
+      local_doctype: Purchase Order Item
+      remote_doctype: Sales Order Item
+      field_mapping:
+        - {remote_fieldname: item_code, local_fieldname: item}
+        - {remote_fieldname: qty, local_fieldname: qty}
+)";
+
+const char kCustomerMapping[] = R"(    - name: cust
+      local_doctype: Customer
+      remote_doctype: Customer
+      field_mapping:
+        - {remote_fieldname: customer_name, local_fieldname: customer_name}
+)";
+
 const char kLinkedDocTypes[] = R"(  - name: Note Seen By
     istable: true
     fields:

@@ -31,6 +31,19 @@ std::string NoteDocType(const std::vector<std::string>& fields, bool submittable
 // Its table: FrappeTable("Note", the fields' columns; Table fields have none).
 std::string NoteTable(const std::vector<std::string>& fields);
 
+// The branch side of the tests' Sales Order -> Purchase Order mapping:
+// Purchase Order (supplier_ref, customer_link Link Customer, items) and
+// Purchase Order Item (item, qty), as registry entries; and their tables.
+extern const char kPurchaseOrderDocTypes[];
+std::string PurchaseOrderTables();
+// Memo (code, text), a registry entry.
+extern const char kMemoDocType[];
+// consumer.mappings item (4-space indent): Sales Order Item's item_code and
+// qty into Purchase Order Item's item and qty.
+extern const char kSoiToPoiMapping[];
+// consumer.mappings item: Customer's customer_name as it is.
+extern const char kCustomerMapping[];
+
 // Registry entries (YAML list items, 2-space indent) of the linked world.
 extern const char kLinkedDocTypes[];
 // Their tables.
