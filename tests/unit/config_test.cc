@@ -11,17 +11,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
 
 namespace eventstream {
 namespace {
-
-// unit_tests links gtest only, so a substring check by hand.
-#define EXPECT_CONTAINS(haystack, needle)                                \
-  do {                                                                   \
-    const std::string es_h = (haystack);                                 \
-    EXPECT_NE(es_h.find(needle), std::string::npos)                      \
-        << "\"" << es_h << "\" does not contain \"" << (needle) << "\""; \
-  } while (0)
 
 // The docs/design.md "Config" sketch, with its `doctypes: [...]` filled in and
 // the `soi-to-poi` mapping it refers to defined, so that it is complete.
