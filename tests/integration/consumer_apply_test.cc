@@ -39,13 +39,7 @@ doctypes:
       - {fieldname: ref_type, fieldtype: Data}
       - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
       - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-      - {fieldname: customer, fieldtype: Link, options: Customer}
-  - name: Customer
+)yaml" + NoteItemDocType({"qty", "customer"}) + R"yaml(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
       - {fieldname: parent_customer, fieldtype: Link, options: Customer}
@@ -73,13 +67,7 @@ doctypes:
         - {doctype: Memo, use_same_name: true, on_move_out: keep}
         - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}
   mappings:
-    - name: so-to-po
-      local_doctype: Purchase Order
-      remote_doctype: Sales Order
-      field_mapping:
-        - {remote_fieldname: customer, local_fieldname: supplier_ref}
-        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-        - remote_fieldname: customer
+)yaml" + kSoToPoMapping + R"yaml(        - remote_fieldname: customer
           local_fieldname: customer_link
           mapping_type: Document
           mapping: cust

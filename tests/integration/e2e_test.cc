@@ -59,13 +59,8 @@ namespace {
 const std::vector<std::string> kNoteFields = {"public", "amount", "ref_type", "ref_name",
                                               "items"};
 
-const std::string kDocTypes = NoteDocType(kNoteFields) + R"(  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-      - {fieldname: user, fieldtype: Link, options: User}
-  - name: User
+const std::string kDocTypes = NoteDocType(kNoteFields) + NoteItemDocType({"qty", "user"}) +
+                              R"(  - name: User
     fields:
       - {fieldname: full_name, fieldtype: Data}
   - name: Project
@@ -78,25 +73,15 @@ const std::string kDocTypes = NoteDocType(kNoteFields) + R"(  - name: Note Item
 )" + kMemoDocType + R"(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
-  - name: Sales Order
-    fields:
-      - {fieldname: customer, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Sales Order Item}
-  - name: Sales Order Item
-    istable: true
-    fields:
-      - {fieldname: item_code, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-)" + kPurchaseOrderDocTypes;
+)" + kSalesOrderDocTypes + kPurchaseOrderDocTypes;
 
 std::string Tables() {
   return absl::StrCat(
       NoteTable(kNoteFields),
-      FrappeTable("Note Item", "item text, qty numeric(30,9), \"user\" text", /*child=*/true),
+      NoteItemTable({"qty", "user"}),
       FrappeTable("User", "full_name text"), FrappeTable("Project", "title text"),
       FrappeTable("Task", "subject text"), FrappeTable("Memo", "code text, text text"),
-      FrappeTable("Customer", "customer_name text"), FrappeTable("Sales Order", "customer text"),
-      FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true),
+      FrappeTable("Customer", "customer_name text"), SalesOrderTables(),
       PurchaseOrderTables(),
       // A cmd: condition: the same test as "doc.public == 1".
       "CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)\n"
@@ -570,13 +555,7 @@ TEST_F(E2ETest, SyncLogEntryExistsOnConsumer) {
             seq);
 }
 
-const std::string kSoToPo = R"(    - name: so-to-po
-      local_doctype: Purchase Order
-      remote_doctype: Sales Order
-      field_mapping:
-        - {remote_fieldname: customer, local_fieldname: supplier_ref}
-        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-)" + std::string(kSoiToPoiMapping);
+const std::string kSoToPo = std::string(kSoToPoMapping) + kSoiToPoiMapping;
 
 constexpr char kPoSubscription[] =
     "        - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}\n";

@@ -976,11 +976,7 @@ class SiteRolesTest : public ::testing::Test {
     url.replace(url.find("user=postgres"), 13, "user=" + producer_role_);
     ProducerYaml yaml;
     yaml.url = url;
-    yaml.doctypes = NoteDocType({"data", "items"}) + R"(  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-)";
+    yaml.doctypes = NoteDocType({"data", "items"}) + NoteItemDocType({});
     yaml.metrics_port = metrics_port_;
     yaml.extra = "  consumers: [{site: branch1, doctypes: [{doctype: Note, status: approved}]}]\n";
     return ProducerConfigYaml(yaml);

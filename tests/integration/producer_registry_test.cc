@@ -30,11 +30,7 @@ const char kNotifyToken[] = "notify-token-qqx";
 std::string Config(const std::string& url, bool preapprove) {
   ProducerYaml yaml;
   yaml.url = url;
-  yaml.doctypes = NoteDocType({"public", "items"}) + R"(  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-  - name: Task
+  yaml.doctypes = NoteDocType({"public", "items"}) + NoteItemDocType({}) + R"(  - name: Task
     fields:
       - {fieldname: subject, fieldtype: Data}
   - name: Memo
@@ -55,7 +51,7 @@ std::string Config(const std::string& url, bool preapprove) {
 
 // Standard Frappe columns; Memo deliberately has no table.
 const std::string kSiteTables = NoteTable({"public", "items"}) +
-                                FrappeTable("Note Item", "item text", /*child=*/true) +
+                                NoteItemTable({}) +
                                 FrappeTable("Task", "subject text");
 
 class RegistryTest : public ProducerTest {

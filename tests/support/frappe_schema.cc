@@ -7,54 +7,85 @@
 namespace eventstream::testing {
 namespace {
 
-struct NoteField {
+struct KnownField {
+  const char* doctype;
   const char* name;
   const char* yaml;    // the registry item's keys after the fieldname
   const char* column;  // "" for a Table field
 };
 
-constexpr NoteField kNoteFields[] = {
-    {"title", "fieldtype: Data", "title text"},
-    {"public", "fieldtype: Check", "public int DEFAULT 0"},
-    {"amount", "fieldtype: Currency", "amount numeric(30,9)"},
-    {"author", "fieldtype: Link, options: User", "author text"},
-    {"ref_type", "fieldtype: Data", "ref_type text"},
-    {"ref_name", "fieldtype: Dynamic Link, options: ref_type", "ref_name text"},
-    {"data", "fieldtype: JSON", "data jsonb"},
-    {"items", "fieldtype: Table, options: Note Item", ""},
-    {"seen_by", "fieldtype: Table, options: Note Seen By", ""},
+// Each DocType's first row is the field it always has.
+constexpr KnownField kKnownFields[] = {
+    {"Note", "title", "fieldtype: Data", "title text"},
+    {"Note", "public", "fieldtype: Check", "public int DEFAULT 0"},
+    {"Note", "amount", "fieldtype: Currency", "amount numeric(30,9)"},
+    {"Note", "author", "fieldtype: Link, options: User", "author text"},
+    {"Note", "ref_type", "fieldtype: Data", "ref_type text"},
+    {"Note", "ref_name", "fieldtype: Dynamic Link, options: ref_type", "ref_name text"},
+    {"Note", "data", "fieldtype: JSON", "data jsonb"},
+    {"Note", "items", "fieldtype: Table, options: Note Item", ""},
+    {"Note", "seen_by", "fieldtype: Table, options: Note Seen By", ""},
+    {"Note Item", "item", "fieldtype: Data", "item text"},
+    {"Note Item", "qty", "fieldtype: Float", "qty numeric(30,9)"},
+    {"Note Item", "user", "fieldtype: Link, options: User", "\"user\" text"},
+    {"Note Item", "customer", "fieldtype: Link, options: Customer", "customer text"},
 };
 
-// "title" and `fields`, each as its kNoteFields row.
-std::vector<const NoteField*> NoteFields(const std::vector<std::string>& fields) {
-  std::vector<const NoteField*> out = {&kNoteFields[0]};
+// `doctype`'s first field and `fields`, each as its kKnownFields row.
+std::vector<const KnownField*> Fields(absl::string_view doctype,
+                                      const std::vector<std::string>& fields) {
+  std::vector<const KnownField*> out;
+  for (const KnownField& f : kKnownFields) {
+    if (f.doctype == doctype) {
+      out.push_back(&f);
+      break;
+    }
+  }
   for (const std::string& name : fields) {
-    const NoteField* found = nullptr;
-    for (const NoteField& f : kNoteFields)
-      if (name == f.name) found = &f;
-    if (found == nullptr) ADD_FAILURE() << "no Note field " << name;
+    const KnownField* found = nullptr;
+    for (const KnownField& f : kKnownFields)
+      if (f.doctype == doctype && name == f.name) found = &f;
+    if (found == nullptr) ADD_FAILURE() << "no " << doctype << " field " << name;
     if (found != nullptr) out.push_back(found);
   }
   return out;
 }
 
-}  // namespace
-
-std::string NoteDocType(const std::vector<std::string>& fields, bool submittable) {
-  std::string out = absl::StrCat("  - name: Note\n", submittable ? "    is_submittable: true\n" : "",
-                                 "    fields:\n");
-  for (const NoteField* f : NoteFields(fields))
+// The registry entry: `head` (e.g. "    istable: true\n") before its fields.
+std::string DocTypeYaml(absl::string_view doctype, const std::vector<std::string>& fields,
+                        absl::string_view head) {
+  std::string out = absl::StrCat("  - name: ", doctype, "\n", head, "    fields:\n");
+  for (const KnownField* f : Fields(doctype, fields))
     absl::StrAppend(&out, "      - {fieldname: ", f->name, ", ", f->yaml, "}\n");
   return out;
 }
 
-std::string NoteTable(const std::vector<std::string>& fields) {
+std::string Table(absl::string_view doctype, const std::vector<std::string>& fields,
+                  bool child) {
   std::string columns;
-  for (const NoteField* f : NoteFields(fields)) {
+  for (const KnownField* f : Fields(doctype, fields)) {
     if (*f->column == '\0') continue;
     absl::StrAppend(&columns, columns.empty() ? "" : ", ", f->column);
   }
-  return FrappeTable("Note", columns);
+  return FrappeTable(doctype, columns, child);
+}
+
+}  // namespace
+
+std::string NoteDocType(const std::vector<std::string>& fields, bool submittable) {
+  return DocTypeYaml("Note", fields, submittable ? "    is_submittable: true\n" : "");
+}
+
+std::string NoteTable(const std::vector<std::string>& fields) {
+  return Table("Note", fields, /*child=*/false);
+}
+
+std::string NoteItemDocType(const std::vector<std::string>& fields) {
+  return DocTypeYaml("Note Item", fields, "    istable: true\n");
+}
+
+std::string NoteItemTable(const std::vector<std::string>& fields) {
+  return Table("Note Item", fields, /*child=*/true);
 }
 
 std::string FrappeTable(absl::string_view doctype, absl::string_view columns, bool child) {
@@ -64,6 +95,22 @@ std::string FrappeTable(absl::string_view doctype, absl::string_view columns, bo
       " owner text, docstatus int NOT NULL DEFAULT 0, idx int NOT NULL DEFAULT 0",
       child ? ", parent text, parenttype text, parentfield text" : "",
       columns.empty() ? "" : ", ", columns, ");\n");
+}
+
+const char kSalesOrderDocTypes[] = R"(  - name: Sales Order
+    fields:
+      - {fieldname: customer, fieldtype: Link, options: Customer}
+      - {fieldname: items, fieldtype: Table, options: Sales Order Item}
+  - name: Sales Order Item
+    istable: true
+    fields:
+      - {fieldname: item_code, fieldtype: Data}
+      - {fieldname: qty, fieldtype: Float}
+)";
+
+std::string SalesOrderTables() {
+  return FrappeTable("Sales Order", "customer text") +
+         FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true);
 }
 
 const char kPurchaseOrderDocTypes[] = R"(  - name: Purchase Order
@@ -87,21 +134,6 @@ const char kMemoDocType[] = R"(  - name: Memo
     fields:
       - {fieldname: code, fieldtype: Data}
       - {fieldname: text, fieldtype: Data}
-)";
-
-const char kSoiToPoiMapping[] = R"(    - name: soi-to-poi
-      local_doctype: Purchase Order Item
-      remote_doctype: Sales Order Item
-      field_mapping:
-        - {remote_fieldname: item_code, local_fieldname: item}
-        - {remote_fieldname: qty, local_fieldname: qty}
-)";
-
-const char kCustomerMapping[] = R"(    - name: cust
-      local_doctype: Customer
-      remote_doctype: Customer
-      field_mapping:
-        - {remote_fieldname: customer_name, local_fieldname: customer_name}
 )";
 
 const char kLinkedDocTypes[] = R"(  - name: Note Seen By

@@ -14,7 +14,10 @@
 #include "libsync/base/value.h"
 #include "tests/support/doctype_fixtures.h"
 
-namespace eventstream::testing_raw_rows {
+// Inline: the planners' tests (namespace eventstream) use these names as
+// they are, without a using-declaration each.
+namespace eventstream {
+inline namespace testing_raw_rows {
 
 using fixtures::Field;
 using fixtures::J;
@@ -85,6 +88,7 @@ inline std::vector<std::string> Kinds(const std::vector<LogEntry>& entries) {
   return out;
 }
 
-}  // namespace eventstream::testing_raw_rows
+}  // namespace testing_raw_rows
+}  // namespace eventstream
 
 #endif  // EVENTSTREAM_TESTS_UNIT_RAW_ROWS_H_
