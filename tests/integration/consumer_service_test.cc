@@ -295,10 +295,7 @@ TEST_F(ConsumerServiceTest, UnreachableProducerIsReportedAndRetried) {
   EXPECT_TRUE(Hq().last_error().empty());
   // One warning for the outage, not one per retry.
   std::string log = StopConsumer();
-  size_t warnings = 0;
-  for (size_t at = log.find("pull failed"); at != std::string::npos;
-       at = log.find("pull failed", at + 1))
-    ++warnings;
+  const size_t warnings = Occurrences(log, "pull failed");
   EXPECT_LE(warnings, 2u) << log;
   EXPECT_GE(warnings, 1u) << log;
 }
@@ -381,10 +378,7 @@ TEST_F(ConsumerServiceTest, NotifiesDuringASlowPullCoalesce) {
   // Let the one extra pull run, then count.
   absl::SleepFor(absl::Seconds(2));
   std::string log = StopConsumer();
-  size_t notify_pulls = 0;
-  for (size_t at = log.find("started (Notify)"); at != std::string::npos;
-       at = log.find("started (Notify)", at + 1))
-    ++notify_pulls;
+  const size_t notify_pulls = Occurrences(log, "started (Notify)");
   // The blocked pull plus exactly one more for the 25 notifies (a producer's
   // own Notify may add one).
   EXPECT_GE(notify_pulls, 2u) << log;

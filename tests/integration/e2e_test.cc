@@ -47,6 +47,7 @@
 #include "tests/support/frappe_schema.h"
 #include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/two_sites.h"
 #include "tests/support/grpc/producer_calls.h"
 
@@ -115,10 +116,7 @@ class E2ETest : public ::testing::Test {
   // branch's `subscriptions` all approved (`rpc_approve` are approved with
   // SetSubscriptionStatus, the rest must be pre-approved in the spec).
   void Start(TwoSites::Spec spec, const std::vector<std::string>& rpc_approve = {}) {
-    int expected = 0;
-    for (size_t at = spec.subscriptions.find("doctype:"); at != std::string::npos;
-         at = spec.subscriptions.find("doctype:", at + 1))
-      ++expected;
+    const int expected = static_cast<int>(Occurrences(spec.subscriptions, "doctype:"));
     auto sites = TwoSites::Create(std::move(spec));
     ASSERT_TRUE(sites.ok()) << sites.status();
     sites_ = std::move(*sites);
@@ -1194,11 +1192,7 @@ TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
            std::optional<double>(1);
   })) << sites_->Logs();
   const std::string consumer_log = sites_->ConsumerLog();
-  size_t warnings = 0;
-  for (size_t at = consumer_log.find("fell behind its retention valve"); at != std::string::npos;
-       at = consumer_log.find("fell behind its retention valve", at + 1))
-    ++warnings;
-  EXPECT_EQ(warnings, 1u) << consumer_log;
+  EXPECT_EQ(Occurrences(consumer_log, "fell behind its retention valve"), 1u) << consumer_log;
   EXPECT_NE(consumer_log.find(absl::StrCat("at watermark ", stopped_at)), std::string::npos)
       << consumer_log;
   EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),

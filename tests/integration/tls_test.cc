@@ -209,6 +209,18 @@ class TlsTest : public ::testing::Test {
     return resp.producers_size() == 1 ? resp.producers(0) : v1::ProducerInfo();
   }
 
+  // Waits (10 s) until branch's consumer failed to reach hq; `*hq` is then
+  // its entry for hq, read over plaintext.
+  void AwaitHqFailing(v1::ProducerInfo* hq) {
+    ASSERT_TRUE(Eventually(
+        [&] {
+          *hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
+          return hq->consecutive_failures() > 0;
+        },
+        absl::Seconds(10)))
+        << sites_->Logs();
+  }
+
   // Waits until branch's consumer has registered with hq, which installs
   // capture on hq (a document written before that is not captured).
   void AwaitRegistered() {
@@ -348,13 +360,7 @@ TEST_F(TlsTest, WrongCaRefused) {
   ASSERT_TRUE(sites_->StartProducer().ok()) << sites_->Logs();
   ASSERT_TRUE(sites_->StartConsumer().ok()) << sites_->Logs();
   v1::ProducerInfo hq;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
-        return hq.consecutive_failures() > 0;
-      },
-      absl::Seconds(10)))
-      << sites_->Logs();
+  ASSERT_NO_FATAL_FAILURE(AwaitHqFailing(&hq));
   EXPECT_FALSE(hq.reachable());
   EXPECT_TRUE(absl::StrContains(hq.last_error(), "certificate verify failed")) << hq.last_error();
   EXPECT_TRUE(absl::StrContains(hq.last_error(),
@@ -398,13 +404,7 @@ TEST_F(TlsTest, PlaintextClientRefusedWithClearError) {
 
   ASSERT_TRUE(sites_->StartConsumer().ok()) << sites_->Logs();
   v1::ProducerInfo hq;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
-        return hq.consecutive_failures() > 0;
-      },
-      absl::Seconds(10)))
-      << sites_->Logs();
+  ASSERT_NO_FATAL_FAILURE(AwaitHqFailing(&hq));
   EXPECT_TRUE(absl::StrContains(hq.last_error(),
                                 "this consumer connects without TLS; if the producer serves "
                                 "TLS, set tls under this producer's entry in "
@@ -416,11 +416,7 @@ TEST_F(TlsTest, PlaintextClientRefusedWithClearError) {
   EXPECT_TRUE(absl::StrContains(log, "TLS handshake failed: the peer does not speak TLS (a "
                                      "plaintext client such as grpcurl -plaintext"))
       << log;
-  size_t lines = 0;
-  for (size_t at = log.find("the peer does not speak TLS"); at != std::string::npos;
-       at = log.find("the peer does not speak TLS", at + 1))
-    ++lines;
-  EXPECT_EQ(lines, 1u) << log;
+  EXPECT_EQ(Occurrences(log, "the peer does not speak TLS"), 1u) << log;
 }
 
 // Plaintext on loopback is quiet; plaintext on every interface is warned
