@@ -55,7 +55,7 @@ doctypes:
     istable: true
     fields:
       - {fieldname: item, fieldtype: Data}
-)yaml" + std::string(kMemoDocType) + kPurchaseOrderDocTypes + R"yaml(consumer:
+)yaml" + std::string(kMemoDocType) + PurchaseOrderDocTypes() + R"yaml(consumer:
   producers:
     - name: hq
       url: "hq:50051"

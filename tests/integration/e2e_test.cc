@@ -74,7 +74,7 @@ const std::string kDocTypes = NoteDocType(kNoteFields) + NoteItemDocType({"qty",
 )" + kMemoDocType + R"(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
-)" + kSalesOrderDocTypes + kPurchaseOrderDocTypes;
+)" + SalesOrderDocTypes() + PurchaseOrderDocTypes();
 
 std::string Tables() {
   return absl::StrCat(

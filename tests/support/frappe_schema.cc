@@ -29,7 +29,18 @@ constexpr KnownField kKnownFields[] = {
     {"Note Item", "qty", "fieldtype: Float", "qty numeric(30,9)"},
     {"Note Item", "user", "fieldtype: Link, options: User", "\"user\" text"},
     {"Note Item", "customer", "fieldtype: Link, options: Customer", "customer text"},
+    {"Sales Order", "customer", "fieldtype: Link, options: Customer", "customer text"},
+    {"Sales Order", "items", "fieldtype: Table, options: Sales Order Item", ""},
+    {"Sales Order Item", "item_code", "fieldtype: Data", "item_code text"},
+    {"Sales Order Item", "qty", "fieldtype: Float", "qty numeric(30,9)"},
+    {"Purchase Order", "supplier_ref", "fieldtype: Data", "supplier_ref text"},
+    {"Purchase Order", "customer_link", "fieldtype: Link, options: Customer", "customer_link text"},
+    {"Purchase Order", "items", "fieldtype: Table, options: Purchase Order Item", ""},
+    {"Purchase Order Item", "item", "fieldtype: Data", "item text"},
+    {"Purchase Order Item", "qty", "fieldtype: Float", "qty numeric(30,9)"},
 };
+
+constexpr char kChildHead[] = "    istable: true\n";
 
 // `doctype`'s first field and `fields`, each as its kKnownFields row.
 std::vector<const KnownField*> Fields(absl::string_view doctype,
@@ -81,7 +92,7 @@ std::string NoteTable(const std::vector<std::string>& fields) {
 }
 
 std::string NoteItemDocType(const std::vector<std::string>& fields) {
-  return DocTypeYaml("Note Item", fields, "    istable: true\n");
+  return DocTypeYaml("Note Item", fields, kChildHead);
 }
 
 std::string NoteItemTable(const std::vector<std::string>& fields) {
@@ -97,37 +108,23 @@ std::string FrappeTable(absl::string_view doctype, absl::string_view columns, bo
       columns.empty() ? "" : ", ", columns, ");\n");
 }
 
-const char kSalesOrderDocTypes[] = R"(  - name: Sales Order
-    fields:
-      - {fieldname: customer, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Sales Order Item}
-  - name: Sales Order Item
-    istable: true
-    fields:
-      - {fieldname: item_code, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-)";
-
-std::string SalesOrderTables() {
-  return FrappeTable("Sales Order", "customer text") +
-         FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true);
+std::string SalesOrderDocTypes() {
+  return DocTypeYaml("Sales Order", {"items"}, "") +
+         DocTypeYaml("Sales Order Item", {"qty"}, kChildHead);
 }
 
-const char kPurchaseOrderDocTypes[] = R"(  - name: Purchase Order
-    fields:
-      - {fieldname: supplier_ref, fieldtype: Data}
-      - {fieldname: customer_link, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
-  - name: Purchase Order Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-)";
+std::string SalesOrderTables() {
+  return Table("Sales Order", {"items"}, false) + Table("Sales Order Item", {"qty"}, true);
+}
+
+std::string PurchaseOrderDocTypes() {
+  return DocTypeYaml("Purchase Order", {"customer_link", "items"}, "") +
+         DocTypeYaml("Purchase Order Item", {"qty"}, kChildHead);
+}
 
 std::string PurchaseOrderTables() {
-  return FrappeTable("Purchase Order", "supplier_ref text, customer_link text") +
-         FrappeTable("Purchase Order Item", "item text, qty numeric(30,9)", /*child=*/true);
+  return Table("Purchase Order", {"customer_link", "items"}, false) +
+         Table("Purchase Order Item", {"qty"}, true);
 }
 
 const char kMemoDocType[] = R"(  - name: Memo

@@ -38,12 +38,12 @@ std::string NoteItemTable(const std::vector<std::string>& fields);
 // The hq side of the tests' Sales Order -> Purchase Order mapping: Sales
 // Order (customer Link Customer, items) and Sales Order Item (item_code,
 // qty), as registry entries; and their tables.
-extern const char kSalesOrderDocTypes[];
+std::string SalesOrderDocTypes();
 std::string SalesOrderTables();
 // The branch side of the tests' Sales Order -> Purchase Order mapping:
 // Purchase Order (supplier_ref, customer_link Link Customer, items) and
 // Purchase Order Item (item, qty), as registry entries; and their tables.
-extern const char kPurchaseOrderDocTypes[];
+std::string PurchaseOrderDocTypes();
 std::string PurchaseOrderTables();
 // Memo (code, text), a registry entry.
 extern const char kMemoDocType[];
