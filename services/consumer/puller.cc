@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/rules/pull_due.h"
 #include "libsync/rules/retention_plan.h"
 #include "libsync/base/status_macros.h"
 #include "services/consumer/resnapshot.h"
@@ -306,6 +307,8 @@ void Puller::Run() {
 
 void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active) {
   const absl::Time now = absl::Now();
+  next_due_ = NextPullDue(now, {outcome.standby, outcome.status.ok(), outcome.advanced},
+                          {options_.poll_interval, options_.standby_retry}, backoff_);
   if (options_.metrics != nullptr) {
     options_.metrics->active->WithLabels({name()}).Set(active ? 1 : 0);
   }
@@ -318,7 +321,6 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
     }
     state_.active = false;
     state_.last_error = std::string(outcome.status.message());
-    next_due_ = now + options_.standby_retry;
     return;
   }
   if (active && !state_.active) {
@@ -336,11 +338,9 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
     state_.reachable = true;
     state_.last_error.clear();
     state_.consecutive_failures = 0;
+    // After news, the next pull is due at once (NextPullDue): its after_seq
+    // tells the producer the news arrived (its acknowledged_seq, hence its lag).
     state_.last_pull_at = now;
-    backoff_.Reset();
-    // After news, pull again at once: that pull's after_seq tells the
-    // producer the news arrived (its acknowledged_seq, hence its lag).
-    next_due_ = outcome.advanced ? now : now + options_.poll_interval;
     return;
   }
   const std::string error(outcome.status.message());
@@ -355,7 +355,6 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
   state_.reachable = !unreachable;
   state_.last_error = error;
   ++state_.consecutive_failures;
-  next_due_ = now + backoff_.Next();
 }
 
 absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored,
