@@ -1,13 +1,18 @@
-// Internal to the config loader (config.cc): the error collector and the
-// YAML map reader every section parser uses, and the small path and name
-// helpers. Not for other code: config.h is the contract.
+// Internal to the config loader (config.cc, config_producer.cc,
+// config_consumer.cc): the error collector and the YAML map reader every
+// section parser uses, the small path and name helpers, and the Parser whose
+// methods those three files define. Not for other code: config.h is the
+// contract.
 #ifndef EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
 #define EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -18,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "libsync/base/value.h"
+#include "libsync/config/config.h"
 #include "yaml-cpp/yaml.h"
 
 namespace eventstream::config_internal {
@@ -303,6 +309,78 @@ inline Value YamlToValue(const YAML::Node& node) {
   }
   return Value::String(text);
 }
+
+
+// The loader's section parsers, one method per YAML section, each reporting
+// the first problem at its key's path. Their definitions are split by side:
+// config.cc (top level, doctypes, api keys, TLS and the checks both sides
+// use), config_producer.cc (producer:) and config_consumer.cc (consumer:).
+class Parser {
+ public:
+  explicit Parser(absl::string_view filename) : errors_(filename) {}
+
+  absl::StatusOr<Config> Parse(const YAML::Node& root);
+
+ private:
+  // ---- shared (config.cc)
+  absl::Status ParseDocType(const YAML::Node& node, const std::string& path,
+                            DocTypeDef* def);
+  absl::Status ParseField(const YAML::Node& node, const std::string& path,
+                          FieldDef* field);
+  absl::Status ParseSecretRef(const MapReader& m, absl::string_view env_key,
+                              absl::string_view file_key, SecretRef* ref);
+  absl::Status ParseApiKeys(const MapReader& section, bool admin_only,
+                            std::vector<ApiKeyConfig>* keys);
+  absl::Status CheckCondition(const std::string& path,
+                              const std::string& condition);
+  absl::Status CheckSubscribable(const std::string& path,
+                                 const DocTypeRegistry& registry,
+                                 const std::string& doctype);
+  absl::Status Int(const MapReader& m, absl::string_view key, int lo, int hi,
+                   int* out);
+  absl::Status RefreshInterval(const MapReader& m, absl::Duration* out);
+  absl::Status TlsPath(const MapReader& m, absl::string_view key,
+                       std::string* out, bool required);
+  absl::Status ParseTlsServer(const YAML::Node& node, const std::string& path,
+                              TlsServerConfig* tls);
+  absl::Status ParseTlsClient(const YAML::Node& node, const std::string& path,
+                              TlsClientConfig* tls);
+
+  // ---- producer: (config_producer.cc)
+  absl::Status ParseProducer(const YAML::Node& node,
+                             const DocTypeRegistry& registry,
+                             ProducerConfig* producer);
+  absl::Status ParseWebhookDelivery(
+      const YAML::Node& node, const std::vector<std::string>& own_secret_env,
+      WebhookDeliveryConfig* d);
+  absl::Status ParseRetention(const YAML::Node& node, RetentionConfig* r);
+  absl::Status ParseRuntimeSecretEnv(
+      const MapReader& m, const std::vector<std::string>& own_secret_env,
+      std::vector<std::string>* out);
+  absl::Status ParseWebhook(const YAML::Node& node, const std::string& path,
+                            const DocTypeRegistry& registry, WebhookConfig* w);
+
+  // ---- consumer: (config_consumer.cc)
+  absl::Status ParseConsumer(const YAML::Node& node,
+                             const DocTypeRegistry& registry,
+                             ConsumerConfig* consumer);
+  absl::Status ParseFieldMapping(const YAML::Node& node,
+                                 const std::string& path, FieldMapping* f);
+  absl::Status ParseMapping(const YAML::Node& node, const std::string& path,
+                            DocTypeMapping* mapping);
+  absl::Status CheckMappings(const DocTypeRegistry& registry,
+                             const ConsumerConfig& consumer);
+  absl::Status ParseProducerDocType(const YAML::Node& node,
+                                    const std::string& path,
+                                    ProducerDocTypeConfig* d);
+  absl::Status ParseEventProducer(const YAML::Node& node,
+                                  const std::string& path,
+                                  EventProducerConfig* p);
+  absl::Status CheckProducers(const DocTypeRegistry& registry,
+                              const ConsumerConfig& consumer);
+
+  Errors errors_;
+};
 
 }  // namespace eventstream::config_internal
 

@@ -1,0 +1,324 @@
+#include "libsync/config/config.h"
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "libsync/config/config_reader.h"
+#include "libsync/config/subscription_condition.h"
+#include "libsync/config/webhook_template.h"
+#include "yaml-cpp/yaml.h"
+
+// The producer's section of the config (producer:): its listeners, keys,
+// consumer sites, webhooks, webhook delivery and retention.
+
+namespace eventstream {
+namespace config_internal {
+
+absl::Status Parser::ParseProducer(const YAML::Node& node,
+                                   const DocTypeRegistry& registry,
+                                   ProducerConfig* producer) {
+  MapReader m(errors_, "producer");
+  ES_CONFIG_RETURN_IF_ERROR(
+      m.Open(node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
+                    "consumers", "condition_functions", "webhooks", "webhook_delivery",
+                    "database_pool", "max_concurrent_calls_per_key", "retention"}));
+  ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
+  if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
+  ES_CONFIG_RETURN_IF_ERROR(
+      m.Address("metrics_listen", &producer->metrics_listen));
+  {
+    MapReader pm(errors_, "producer.database_pool");
+    ES_CONFIG_RETURN_IF_ERROR(
+        pm.Open(m.Get("database_pool"), {"max_connections", "acquire_timeout"}));
+    ES_CONFIG_RETURN_IF_ERROR(Int(pm, "max_connections", 1, 1000,
+                                  &producer->database_pool.max_connections));
+    ES_CONFIG_RETURN_IF_ERROR(
+        pm.Duration("acquire_timeout", &producer->database_pool.acquire_timeout));
+  }
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
+                                &producer->max_concurrent_calls_per_key));
+  if (m.Has("tls")) {
+    ES_CONFIG_RETURN_IF_ERROR(ParseTlsServer(
+        m.Get("tls"), m.PathOf("tls"), &producer->tls.emplace()));
+  }
+  if (m.Has("notify_tls")) {
+    ES_CONFIG_RETURN_IF_ERROR(ParseTlsClient(m.Get("notify_tls"),
+                                             m.PathOf("notify_tls"),
+                                             &producer->notify_tls.emplace()));
+  }
+  ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
+  ES_CONFIG_RETURN_IF_ERROR(m.List(
+      "condition_functions", &producer->condition_functions,
+      [&](const YAML::Node& n, const std::string& p, std::string* f) {
+        if (!n.IsScalar()) return errors_.At(p, "expected a string");
+        *f = n.Scalar();
+        auto parsed = ParseConditionFunction(absl::StrCat("cmd:", *f));
+        if (!parsed.ok()) {
+          return errors_.At(p, "expected schema.function (a PostgreSQL function)");
+        }
+        *f = (*parsed)->Name();
+        return absl::OkStatus();
+      }));
+
+  ES_CONFIG_RETURN_IF_ERROR(m.List(
+      "consumers", &producer->consumers,
+      [&](const YAML::Node& n, const std::string& p, ConsumerSiteConfig* c) {
+        MapReader cm(errors_, p);
+        ES_CONFIG_RETURN_IF_ERROR(cm.Open(n, {"site", "doctypes"}));
+        ES_CONFIG_RETURN_IF_ERROR(cm.String("site", &c->site, true));
+        if (!IsPlainName(c->site)) {
+          return errors_.At(cm.PathOf("site"),
+                            "expected a site name (letters, digits, '.', "
+                            "'_', '-')");
+        }
+        return cm.List(
+            "doctypes", &c->doctypes,
+            [&](const YAML::Node& dn, const std::string& dp,
+                ConsumerDocTypeConfig* d) {
+              MapReader dm(errors_, dp);
+              ES_CONFIG_RETURN_IF_ERROR(
+                  dm.Open(dn, {"doctype", "status", "condition"}));
+              ES_CONFIG_RETURN_IF_ERROR(
+                  dm.String("doctype", &d->doctype, true));
+              ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
+                  dm.PathOf("doctype"), registry, d->doctype));
+              ES_CONFIG_RETURN_IF_ERROR(dm.Enum<SubscriptionStatus>(
+                  "status",
+                  {{"approved", SubscriptionStatus::kApproved},
+                   {"pending", SubscriptionStatus::kPending},
+                   {"rejected", SubscriptionStatus::kRejected}},
+                  &d->status));
+              ES_CONFIG_RETURN_IF_ERROR(
+                  dm.String("condition", &d->condition));
+              return CheckCondition(dm.PathOf("condition"), d->condition);
+            });
+      }));
+
+  ES_CONFIG_RETURN_IF_ERROR(m.List(
+      "webhooks", &producer->webhooks,
+      [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
+        return ParseWebhook(n, p, registry, w);
+      }));
+  std::map<std::string, size_t> webhook_names;
+  for (size_t i = 0; i < producer->webhooks.size(); ++i) {
+    auto [it, inserted] =
+        webhook_names.emplace(producer->webhooks[i].name, i);
+    if (!inserted) {
+      return errors_.At(
+          ChildPath(IndexPath("producer.webhooks", i), "name"),
+          absl::StrCat("duplicate webhook ",
+                       Quote(producer->webhooks[i].name), " (also webhooks[",
+                       it->second, "])"));
+    }
+  }
+  std::vector<std::string> own_secret_env = {"ES_DATABASE_URL"};
+  for (const ApiKeyConfig& k : producer->api_keys) {
+    if (!k.secret.env.empty()) own_secret_env.push_back(k.secret.env);
+  }
+  ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
+      m.Get("webhook_delivery"), own_secret_env,
+      &producer->webhook_delivery));
+  ES_CONFIG_RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
+
+  std::map<std::string, size_t> sites;
+  for (size_t i = 0; i < producer->consumers.size(); ++i) {
+    const ConsumerSiteConfig& c = producer->consumers[i];
+    std::string path = IndexPath("producer.consumers", i);
+    auto [it, inserted] = sites.emplace(c.site, i);
+    if (!inserted) {
+      return errors_.At(
+          ChildPath(path, "site"),
+          absl::StrCat("duplicate consumer site ", Quote(c.site),
+                       " (also consumers[", it->second, "])"));
+    }
+    std::map<std::string, size_t> doctypes;
+    for (size_t j = 0; j < c.doctypes.size(); ++j) {
+      auto [dit, dinserted] = doctypes.emplace(c.doctypes[j].doctype, j);
+      if (!dinserted) {
+        return errors_.At(
+            ChildPath(IndexPath(ChildPath(path, "doctypes"), j), "doctype"),
+            absl::StrCat("duplicate DocType ", Quote(c.doctypes[j].doctype),
+                         " (also doctypes[", dit->second, "])"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseWebhookDelivery(
+    const YAML::Node& node, const std::vector<std::string>& own_secret_env,
+    WebhookDeliveryConfig* d) {
+  MapReader m(errors_, "producer.webhook_delivery");
+  ES_CONFIG_RETURN_IF_ERROR(
+      m.Open(node, {"workers", "max_attempts", "initial_backoff",
+                    "max_backoff", "poll_interval", "retention", "nice",
+                    "busy_cpu_percent", "runtime_secret_env"}));
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "nice", 0, 19, &d->nice));
+  ES_CONFIG_RETURN_IF_ERROR(
+      Int(m, "busy_cpu_percent", 0, 6400, &d->busy_cpu_percent));
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_attempts", 1, 100, &d->max_attempts));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("initial_backoff", &d->initial_backoff));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("max_backoff", &d->max_backoff));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("poll_interval", &d->poll_interval));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("retention", &d->retention));
+  if (d->max_backoff < d->initial_backoff) {
+    return errors_.At(m.PathOf("max_backoff"),
+                      "expected at least initial_backoff");
+  }
+  return ParseRuntimeSecretEnv(m, own_secret_env, &d->runtime_secret_env);
+}
+
+// producer.retention (RetentionConfig). min_age and max_age take 0 (max_age
+// 0 = no valve by age); the valve may not be shorter than min_age.
+absl::Status Parser::ParseRetention(const YAML::Node& node,
+                                    RetentionConfig* r) {
+  MapReader m(errors_, "producer.retention");
+  ES_CONFIG_RETURN_IF_ERROR(
+      m.Open(node, {"min_age", "max_age", "max_entries", "batch", "interval"}));
+  ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("min_age", &r->min_age));
+  ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("max_age", &r->max_age));
+  int max_entries = static_cast<int>(r->max_entries);
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_entries", 0, 2000000000, &max_entries));
+  r->max_entries = max_entries;
+  ES_CONFIG_RETURN_IF_ERROR(Int(m, "batch", 1, 100000, &r->batch));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("interval", &r->interval));
+  if (r->max_age > absl::ZeroDuration() && r->max_age < r->min_age) {
+    return errors_.At(m.PathOf("max_age"),
+                      absl::StrCat("expected at least min_age (",
+                                   absl::FormatDuration(r->min_age),
+                                   "), or 0 for no valve by age"));
+  }
+  return absl::OkStatus();
+}
+
+// producer.webhook_delivery.runtime_secret_env: variable names or NAME_*
+// prefixes, none admitting one of `own_secret_env` (the service's own
+// secrets: a runtime webhook could send them anywhere).
+absl::Status Parser::ParseRuntimeSecretEnv(
+    const MapReader& m, const std::vector<std::string>& own_secret_env,
+    std::vector<std::string>* out) {
+  return m.List(
+      "runtime_secret_env", out,
+      [&](const YAML::Node& n, const std::string& p, std::string* entry) {
+        if (!n.IsScalar()) return errors_.At(p, "expected a string");
+        *entry = n.Scalar();
+        absl::string_view name = *entry;
+        absl::ConsumeSuffix(&name, "*");
+        if (!IsIdentifier(name)) {
+          return errors_.At(
+              p, "expected an environment variable name like "
+                 "ES_WEBHOOK_CRM_TOKEN, or a prefix like ES_WEBHOOK_* "
+                 "(not * alone)");
+        }
+        for (const std::string& own : own_secret_env) {
+          if (RuntimeSecretEnvAllowed(own, {*entry})) {
+            return errors_.At(
+                p, absl::StrCat(Quote(*entry), " admits ", own,
+                                ", a secret of this service itself; runtime "
+                                "webhooks could send it to any URL"));
+          }
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::Status Parser::ParseWebhook(const YAML::Node& node,
+                                  const std::string& path,
+                                  const DocTypeRegistry& registry,
+                                  WebhookConfig* w) {
+  MapReader m(errors_, path);
+  ES_CONFIG_RETURN_IF_ERROR(m.Open(
+      node, {"name", "doctype", "doc_event", "enabled", "condition",
+             "request_url", "request_method", "headers", "request_structure",
+             "webhook_data", "webhook_json", "timeout", "enable_security",
+             "secret_env", "secret_file", "webhook_secret"}));
+  if (m.Has("webhook_secret")) {
+    return errors_.At(m.PathOf("webhook_secret"),
+                      "secrets are never inline; use secret_env or "
+                      "secret_file");
+  }
+  ES_CONFIG_RETURN_IF_ERROR(m.String("name", &w->name, true));
+  ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &w->doctype, true));
+  ES_CONFIG_RETURN_IF_ERROR(m.String("doc_event", &w->doc_event, true));
+  ES_CONFIG_RETURN_IF_ERROR(m.Bool("enabled", &w->enabled));
+  ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &w->condition));
+  ES_CONFIG_RETURN_IF_ERROR(m.String("request_url", &w->request_url, true));
+  ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
+      "request_method",
+      {{"POST", "POST"}, {"PUT", "PUT"}, {"PATCH", "PATCH"},
+       {"DELETE", "DELETE"}},
+      &w->request_method));
+  ES_CONFIG_RETURN_IF_ERROR(m.List(
+      "headers", &w->headers,
+      [&](const YAML::Node& n, const std::string& p, WebhookHeaderConfig* h) {
+        MapReader hm(errors_, p);
+        ES_CONFIG_RETURN_IF_ERROR(
+            hm.Open(n, {"key", "value", "value_env", "value_file"}));
+        ES_CONFIG_RETURN_IF_ERROR(hm.String("key", &h->key, true));
+        ES_CONFIG_RETURN_IF_ERROR(hm.String("value", &h->value));
+        int set = (hm.Has("value") ? 1 : 0) + (hm.Has("value_env") ? 1 : 0) +
+                  (hm.Has("value_file") ? 1 : 0);
+        if (set != 1) {
+          return errors_.At(p, "expected exactly one of value, value_env "
+                               "and value_file");
+        }
+        if (!hm.Has("value")) {
+          ES_CONFIG_RETURN_IF_ERROR(
+              ParseSecretRef(hm, "value_env", "value_file", &h->secret));
+        }
+        return absl::OkStatus();
+      }));
+  ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
+      "request_structure", {{"Form", "Form"}, {"JSON", "JSON"}},
+      &w->request_structure));
+  ES_CONFIG_RETURN_IF_ERROR(m.List(
+      "webhook_data", &w->webhook_data,
+      [&](const YAML::Node& n, const std::string& p, WebhookFieldConfig* f) {
+        MapReader fm(errors_, p);
+        ES_CONFIG_RETURN_IF_ERROR(fm.Open(n, {"fieldname", "key"}));
+        ES_CONFIG_RETURN_IF_ERROR(fm.String("fieldname", &f->fieldname, true));
+        return fm.String("key", &f->key);
+      }));
+  ES_CONFIG_RETURN_IF_ERROR(m.String("webhook_json", &w->webhook_json));
+  ES_CONFIG_RETURN_IF_ERROR(m.Duration("timeout", &w->timeout));
+  ES_CONFIG_RETURN_IF_ERROR(m.Bool("enable_security", &w->enable_security));
+  if (w->enable_security) {
+    ES_CONFIG_RETURN_IF_ERROR(
+        ParseSecretRef(m, "secret_env", "secret_file", &w->secret));
+  } else if (m.Has("secret_env") || m.Has("secret_file")) {
+    return errors_.At(m.PathOf(m.Has("secret_env") ? "secret_env"
+                                                   : "secret_file"),
+                      "only used with enable_security: true");
+  }
+  if (auto problem = CheckWebhook(*w, registry)) {
+    return errors_.At(ChildPath(path, problem->key), problem->message);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace config_internal
+
+const ApiKeyConfig* ProducerConfig::FindApiKey(std::string_view key) const {
+  for (const ApiKeyConfig& k : api_keys) {
+    if (k.key == key) return &k;
+  }
+  return nullptr;
+}
+
+const ConsumerSiteConfig* ProducerConfig::FindConsumer(
+    std::string_view site) const {
+  for (const ConsumerSiteConfig& c : consumers) {
+    if (c.site == site) return &c;
+  }
+  return nullptr;
+}
+
+}  // namespace eventstream
