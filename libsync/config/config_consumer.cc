@@ -312,56 +312,67 @@ absl::Status Parser::CheckMappings(const DocTypeRegistry& registry,
                                        "field_mapping[",
                                        wit->second, "]"));
       }
-      const FieldDef* field = local->FindField(f.local_fieldname);
-      if (field == nullptr &&
-          !IsStandardColumn(f.local_fieldname, local->istable)) {
-        return errors_.At(
-            ChildPath(fpath, "local_fieldname"),
-            absl::StrCat(Quote(f.local_fieldname),
-                         " is not a field of DocType ", Quote(local->name)));
-      }
-      if (f.mapping_type.empty()) continue;
-      const DocTypeMapping* inner = consumer.FindMapping(f.mapping);
-      if (inner == nullptr) {
-        return errors_.At(ChildPath(fpath, "mapping"),
-                          absl::StrCat("unknown mapping ", Quote(f.mapping),
-                                       " (expected the name of one of "
-                                       "consumer.mappings)"));
-      }
-      // The inner mapping must produce what the local field holds: the
-      // Table's child DocType, or the Link's target DocType.
-      if (f.mapping_type == "Child Table") {
-        if (field == nullptr || !field->is_table()) {
-          return errors_.At(ChildPath(fpath, "local_fieldname"),
-                            absl::StrCat(Quote(f.local_fieldname),
-                                         " is not a Table field (required "
-                                         "by mapping_type Child Table)"));
-        }
-        if (inner->local_doctype != field->options) {
-          return errors_.At(
-              ChildPath(fpath, "mapping"),
-              absl::StrCat("mapping ", Quote(f.mapping), " produces ",
-                           Quote(inner->local_doctype), " but field ",
-                           Quote(f.local_fieldname), " holds ",
-                           Quote(field->options)));
-        }
-      } else {  // Document
-        if (field == nullptr ||
-            (!field->is_link() && !field->is_dynamic_link())) {
-          return errors_.At(ChildPath(fpath, "local_fieldname"),
-                            absl::StrCat(Quote(f.local_fieldname),
-                                         " is not a Link field (required "
-                                         "by mapping_type Document)"));
-        }
-        if (field->is_link() && inner->local_doctype != field->options) {
-          return errors_.At(
-              ChildPath(fpath, "mapping"),
-              absl::StrCat("mapping ", Quote(f.mapping), " produces ",
-                           Quote(inner->local_doctype), " but field ",
-                           Quote(f.local_fieldname), " links to ",
-                           Quote(field->options)));
-        }
-      }
+      ES_CONFIG_RETURN_IF_ERROR(CheckFieldMapping(consumer, *local, f, fpath));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One field mapping of a mapping whose local DocType is `local`: the local
+// field exists, and a Child Table / Document rule names a mapping that
+// produces what the field holds.
+absl::Status Parser::CheckFieldMapping(const ConsumerConfig& consumer,
+                                       const DocTypeDef& local,
+                                       const FieldMapping& f,
+                                       const std::string& fpath) {
+  const FieldDef* field = local.FindField(f.local_fieldname);
+  if (field == nullptr &&
+      !IsStandardColumn(f.local_fieldname, local.istable)) {
+    return errors_.At(
+        ChildPath(fpath, "local_fieldname"),
+        absl::StrCat(Quote(f.local_fieldname),
+                     " is not a field of DocType ", Quote(local.name)));
+  }
+  if (f.mapping_type.empty()) return absl::OkStatus();
+  const DocTypeMapping* inner = consumer.FindMapping(f.mapping);
+  if (inner == nullptr) {
+    return errors_.At(ChildPath(fpath, "mapping"),
+                      absl::StrCat("unknown mapping ", Quote(f.mapping),
+                                   " (expected the name of one of "
+                                   "consumer.mappings)"));
+  }
+  // The inner mapping must produce what the local field holds: the
+  // Table's child DocType, or the Link's target DocType.
+  if (f.mapping_type == "Child Table") {
+    if (field == nullptr || !field->is_table()) {
+      return errors_.At(ChildPath(fpath, "local_fieldname"),
+                        absl::StrCat(Quote(f.local_fieldname),
+                                     " is not a Table field (required "
+                                     "by mapping_type Child Table)"));
+    }
+    if (inner->local_doctype != field->options) {
+      return errors_.At(
+          ChildPath(fpath, "mapping"),
+          absl::StrCat("mapping ", Quote(f.mapping), " produces ",
+                       Quote(inner->local_doctype), " but field ",
+                       Quote(f.local_fieldname), " holds ",
+                       Quote(field->options)));
+    }
+  } else {  // Document
+    if (field == nullptr ||
+        (!field->is_link() && !field->is_dynamic_link())) {
+      return errors_.At(ChildPath(fpath, "local_fieldname"),
+                        absl::StrCat(Quote(f.local_fieldname),
+                                     " is not a Link field (required "
+                                     "by mapping_type Document)"));
+    }
+    if (field->is_link() && inner->local_doctype != field->options) {
+      return errors_.At(
+          ChildPath(fpath, "mapping"),
+          absl::StrCat("mapping ", Quote(f.mapping), " produces ",
+                       Quote(inner->local_doctype), " but field ",
+                       Quote(f.local_fieldname), " links to ",
+                       Quote(field->options)));
     }
   }
   return absl::OkStatus();

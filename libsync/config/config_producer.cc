@@ -33,15 +33,8 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
   if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
   ES_CONFIG_RETURN_IF_ERROR(
       m.Address("metrics_listen", &producer->metrics_listen));
-  {
-    MapReader pm(errors_, "producer.database_pool");
-    ES_CONFIG_RETURN_IF_ERROR(
-        pm.Open(m.Get("database_pool"), {"max_connections", "acquire_timeout"}));
-    ES_CONFIG_RETURN_IF_ERROR(Int(pm, "max_connections", 1, 1000,
-                                  &producer->database_pool.max_connections));
-    ES_CONFIG_RETURN_IF_ERROR(
-        pm.Duration("acquire_timeout", &producer->database_pool.acquire_timeout));
-  }
+  ES_CONFIG_RETURN_IF_ERROR(
+      ParseDatabasePool(m.Get("database_pool"), &producer->database_pool));
   ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
                                 &producer->max_concurrent_calls_per_key));
   if (m.Has("tls")) {
@@ -54,8 +47,42 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
                                              &producer->notify_tls.emplace()));
   }
   ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
+  ES_CONFIG_RETURN_IF_ERROR(
+      ParseConditionFunctions(m, &producer->condition_functions));
   ES_CONFIG_RETURN_IF_ERROR(m.List(
-      "condition_functions", &producer->condition_functions,
+      "consumers", &producer->consumers,
+      [&](const YAML::Node& n, const std::string& p, ConsumerSiteConfig* c) {
+        return ParseConsumerSite(n, p, registry, c);
+      }));
+  ES_CONFIG_RETURN_IF_ERROR(ParseWebhooks(m, registry, &producer->webhooks));
+  std::vector<std::string> own_secret_env = {"ES_DATABASE_URL"};
+  for (const ApiKeyConfig& k : producer->api_keys) {
+    if (!k.secret.env.empty()) own_secret_env.push_back(k.secret.env);
+  }
+  ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
+      m.Get("webhook_delivery"), own_secret_env,
+      &producer->webhook_delivery));
+  ES_CONFIG_RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
+  return CheckConsumerSites(producer->consumers);
+}
+
+// producer.database_pool.
+absl::Status Parser::ParseDatabasePool(const YAML::Node& node,
+                                       DatabasePoolConfig* pool) {
+  MapReader pm(errors_, "producer.database_pool");
+  ES_CONFIG_RETURN_IF_ERROR(
+      pm.Open(node, {"max_connections", "acquire_timeout"}));
+  ES_CONFIG_RETURN_IF_ERROR(
+      Int(pm, "max_connections", 1, 1000, &pool->max_connections));
+  return pm.Duration("acquire_timeout", &pool->acquire_timeout);
+}
+
+// producer.condition_functions: schema.function names of PostgreSQL
+// functions conditions may call, stored as ParseConditionFunction names them.
+absl::Status Parser::ParseConditionFunctions(const MapReader& m,
+                                             std::vector<std::string>* out) {
+  return m.List(
+      "condition_functions", out,
       [&](const YAML::Node& n, const std::string& p, std::string* f) {
         if (!n.IsScalar()) return errors_.At(p, "expected a string");
         *f = n.Scalar();
@@ -65,71 +92,73 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
         }
         *f = (*parsed)->Name();
         return absl::OkStatus();
-      }));
+      });
+}
 
-  ES_CONFIG_RETURN_IF_ERROR(m.List(
-      "consumers", &producer->consumers,
-      [&](const YAML::Node& n, const std::string& p, ConsumerSiteConfig* c) {
-        MapReader cm(errors_, p);
-        ES_CONFIG_RETURN_IF_ERROR(cm.Open(n, {"site", "doctypes"}));
-        ES_CONFIG_RETURN_IF_ERROR(cm.String("site", &c->site, true));
-        if (!IsPlainName(c->site)) {
-          return errors_.At(cm.PathOf("site"),
-                            "expected a site name (letters, digits, '.', "
-                            "'_', '-')");
-        }
-        return cm.List(
-            "doctypes", &c->doctypes,
-            [&](const YAML::Node& dn, const std::string& dp,
-                ConsumerDocTypeConfig* d) {
-              MapReader dm(errors_, dp);
-              ES_CONFIG_RETURN_IF_ERROR(
-                  dm.Open(dn, {"doctype", "status", "condition"}));
-              ES_CONFIG_RETURN_IF_ERROR(
-                  dm.String("doctype", &d->doctype, true));
-              ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
-                  dm.PathOf("doctype"), registry, d->doctype));
-              ES_CONFIG_RETURN_IF_ERROR(dm.Enum<SubscriptionStatus>(
-                  "status",
-                  {{"approved", SubscriptionStatus::kApproved},
-                   {"pending", SubscriptionStatus::kPending},
-                   {"rejected", SubscriptionStatus::kRejected}},
-                  &d->status));
-              ES_CONFIG_RETURN_IF_ERROR(
-                  dm.String("condition", &d->condition));
-              return CheckCondition(dm.PathOf("condition"), d->condition);
-            });
-      }));
+// producer.consumers[]: a consumer site and the DocTypes it may subscribe.
+absl::Status Parser::ParseConsumerSite(const YAML::Node& node,
+                                       const std::string& path,
+                                       const DocTypeRegistry& registry,
+                                       ConsumerSiteConfig* c) {
+  MapReader cm(errors_, path);
+  ES_CONFIG_RETURN_IF_ERROR(cm.Open(node, {"site", "doctypes"}));
+  ES_CONFIG_RETURN_IF_ERROR(cm.String("site", &c->site, true));
+  if (!IsPlainName(c->site)) {
+    return errors_.At(cm.PathOf("site"),
+                      "expected a site name (letters, digits, '.', "
+                      "'_', '-')");
+  }
+  return cm.List(
+      "doctypes", &c->doctypes,
+      [&](const YAML::Node& dn, const std::string& dp,
+          ConsumerDocTypeConfig* d) {
+        MapReader dm(errors_, dp);
+        ES_CONFIG_RETURN_IF_ERROR(
+            dm.Open(dn, {"doctype", "status", "condition"}));
+        ES_CONFIG_RETURN_IF_ERROR(
+            dm.String("doctype", &d->doctype, true));
+        ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
+            dm.PathOf("doctype"), registry, d->doctype));
+        ES_CONFIG_RETURN_IF_ERROR(dm.Enum<SubscriptionStatus>(
+            "status",
+            {{"approved", SubscriptionStatus::kApproved},
+             {"pending", SubscriptionStatus::kPending},
+             {"rejected", SubscriptionStatus::kRejected}},
+            &d->status));
+        ES_CONFIG_RETURN_IF_ERROR(
+            dm.String("condition", &d->condition));
+        return CheckCondition(dm.PathOf("condition"), d->condition);
+      });
+}
 
+// producer.webhooks[], whose names are unique.
+absl::Status Parser::ParseWebhooks(const MapReader& m,
+                                   const DocTypeRegistry& registry,
+                                   std::vector<WebhookConfig>* webhooks) {
   ES_CONFIG_RETURN_IF_ERROR(m.List(
-      "webhooks", &producer->webhooks,
+      "webhooks", webhooks,
       [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
         return ParseWebhook(n, p, registry, w);
       }));
   std::map<std::string, size_t> webhook_names;
-  for (size_t i = 0; i < producer->webhooks.size(); ++i) {
-    auto [it, inserted] =
-        webhook_names.emplace(producer->webhooks[i].name, i);
+  for (size_t i = 0; i < webhooks->size(); ++i) {
+    auto [it, inserted] = webhook_names.emplace((*webhooks)[i].name, i);
     if (!inserted) {
       return errors_.At(
           ChildPath(IndexPath("producer.webhooks", i), "name"),
-          absl::StrCat("duplicate webhook ",
-                       Quote(producer->webhooks[i].name), " (also webhooks[",
-                       it->second, "])"));
+          absl::StrCat("duplicate webhook ", Quote((*webhooks)[i].name),
+                       " (also webhooks[", it->second, "])"));
     }
   }
-  std::vector<std::string> own_secret_env = {"ES_DATABASE_URL"};
-  for (const ApiKeyConfig& k : producer->api_keys) {
-    if (!k.secret.env.empty()) own_secret_env.push_back(k.secret.env);
-  }
-  ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
-      m.Get("webhook_delivery"), own_secret_env,
-      &producer->webhook_delivery));
-  ES_CONFIG_RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
+  return absl::OkStatus();
+}
 
+// Each consumer site is listed once, and each of its DocTypes once.
+absl::Status Parser::CheckConsumerSites(
+    const std::vector<ConsumerSiteConfig>& consumers) {
   std::map<std::string, size_t> sites;
-  for (size_t i = 0; i < producer->consumers.size(); ++i) {
-    const ConsumerSiteConfig& c = producer->consumers[i];
+  for (size_t i = 0; i < consumers.size(); ++i) {
+    const ConsumerSiteConfig& c = consumers[i];
     std::string path = IndexPath("producer.consumers", i);
     auto [it, inserted] = sites.emplace(c.site, i);
     if (!inserted) {

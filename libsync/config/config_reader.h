@@ -350,6 +350,19 @@ class Parser {
   absl::Status ParseProducer(const YAML::Node& node,
                              const DocTypeRegistry& registry,
                              ProducerConfig* producer);
+  absl::Status ParseDatabasePool(const YAML::Node& node,
+                                 DatabasePoolConfig* pool);
+  absl::Status ParseConditionFunctions(const MapReader& m,
+                                       std::vector<std::string>* out);
+  absl::Status ParseConsumerSite(const YAML::Node& node,
+                                 const std::string& path,
+                                 const DocTypeRegistry& registry,
+                                 ConsumerSiteConfig* c);
+  absl::Status ParseWebhooks(const MapReader& m,
+                             const DocTypeRegistry& registry,
+                             std::vector<WebhookConfig>* webhooks);
+  absl::Status CheckConsumerSites(
+      const std::vector<ConsumerSiteConfig>& consumers);
   absl::Status ParseWebhookDelivery(
       const YAML::Node& node, const std::vector<std::string>& own_secret_env,
       WebhookDeliveryConfig* d);
@@ -370,6 +383,9 @@ class Parser {
                             DocTypeMapping* mapping);
   absl::Status CheckMappings(const DocTypeRegistry& registry,
                              const ConsumerConfig& consumer);
+  absl::Status CheckFieldMapping(const ConsumerConfig& consumer,
+                                 const DocTypeDef& local, const FieldMapping& f,
+                                 const std::string& fpath);
   absl::Status ParseProducerDocType(const YAML::Node& node,
                                     const std::string& path,
                                     ProducerDocTypeConfig* d);
