@@ -108,6 +108,84 @@ std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
   };
 }
 
+// The families computed at scrape time, in the order /metrics shows them.
+void AddScrapeGauges(metrics::Registry* registry, const std::shared_ptr<pg::ConnectionPool>& pool,
+                     const std::shared_ptr<Notifier>& notifier) {
+  registry->AddCallback("eventstream_producer_capture_error_records",
+                        "Rows in es_producer.capture_error: capture failures not yet dealt "
+                        "with.",
+                        metrics::Type::kGauge, {},
+                        ScalarGauge(pool, "SELECT count(*) FROM es_producer.capture_error"));
+  if (notifier) {
+    registry->AddCallback("eventstream_producer_notify_failures_total",
+                          "Failed Notify calls to each consumer (since its address or token last "
+                          "changed).",
+                          metrics::Type::kCounter, {"consumer"},
+                          [notifier]() -> absl::StatusOr<std::vector<Sample>> {
+                            std::vector<Sample> out;
+                            for (const auto& [site, t] : notifier->stats().targets)
+                              out.push_back(Sample{{site}, static_cast<double>(t.failures)});
+                            return out;
+                          });
+  }
+  registry->AddCallback("eventstream_producer_initial_sync_documents",
+                        "Initial syncs (issue 14): documents examined (of=\"done\"), in the "
+                        "DocType when it started (of=\"total\"), and 1 while running "
+                        "(of=\"running\").",
+                        metrics::Type::kGauge, {"consumer", "doctype", "of"},
+                        [pool] { return InitialSync(pool.get()); });
+  registry->AddCallback("eventstream_producer_consumer_lag_entries",
+                        "Update log entries of the consumer's approved DocTypes after its "
+                        "acknowledged position.",
+                        metrics::Type::kGauge, {"consumer"}, [pool] { return Lag(pool.get(), 1); });
+  registry->AddCallback("eventstream_producer_consumer_lag_seconds",
+                        "Age of the oldest entry the consumer has not acknowledged (0 when "
+                        "none).",
+                        metrics::Type::kGauge, {"consumer"}, [pool] { return Lag(pool.get(), 2); });
+  registry->AddCallback("eventstream_producer_log_position",
+                        "The highest seq in the Event Update Log.", metrics::Type::kGauge, {},
+                        ScalarGauge(pool,
+                                    "SELECT coalesce(max(seq), 0)"
+                                    " FROM es_producer.update_log"));
+  registry->AddCallback("eventstream_producer_webhook_backlog_entries",
+                        "Event Update Log entries after the lowest webhook cursor (0 without "
+                        "webhooks): what webhook delivery has still to look at.",
+                        metrics::Type::kGauge, {},
+                        ScalarGauge(pool,
+                                    "SELECT count(*) FROM es_producer.update_log WHERE seq >"
+                                    " (SELECT min(last_seq) FROM es_producer.webhook_cursor)"));
+  registry->AddCallback("eventstream_producer_log_trimmed_through",
+                        "The recorded trim point: entries up to it may be deleted.",
+                        metrics::Type::kGauge, {},
+                        ScalarGauge(pool, "SELECT trimmed_through FROM es_producer.log_state"));
+  registry->AddCallback(
+      "eventstream_producer_log_oldest_entry_seconds",
+      "Age of the oldest update log entry kept (0 when empty).", metrics::Type::kGauge, {},
+      ScalarGauge(pool,
+                  "SELECT coalesce(extract(epoch FROM clock_timestamp() - created_at),"
+                  " 0)::bigint FROM (SELECT NULL) AS one LEFT JOIN LATERAL"
+                  " (SELECT created_at FROM es_producer.update_log ORDER BY seq LIMIT 1)"
+                  " AS u ON true"));
+  registry->AddCallback("eventstream_producer_consumer_held_back_entries",
+                        "The log's end minus the consumer's acknowledged position.",
+                        metrics::Type::kGauge, {"consumer"},
+                        [pool] { return HeldBack(pool.get()); });
+  registry->AddCallback("eventstream_producer_table_rows",
+                        "Rows of the producer's tables (PostgreSQL's estimate, reltuples).",
+                        metrics::Type::kGauge, {"table"},
+                        [pool] { return Tables(pool.get(), "rows"); });
+  registry->AddCallback(
+      "eventstream_producer_table_bytes", "Bytes of the producer's tables with indexes and TOAST.",
+      metrics::Type::kGauge, {"table"}, [pool] { return Tables(pool.get(), "bytes"); });
+  registry->AddCallback("eventstream_producer_webhook_queued_requests",
+                        "Webhook requests waiting for a (re)try: after a failed attempt, or "
+                        "behind one of the same webhook and document.",
+                        metrics::Type::kGauge, {},
+                        ScalarGauge(pool,
+                                    "SELECT count(*) FROM es_producer.webhook_request"
+                                    " WHERE status = 'Queued'"));
+}
+
 }  // namespace
 
 ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
@@ -121,11 +199,6 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
       "Documents this replica's assembler could not turn into an entry (recorded in "
       "es_producer.capture_error).",
       {"doctype"});
-  registry.AddCallback("eventstream_producer_capture_error_records",
-                       "Rows in es_producer.capture_error: capture failures not yet dealt "
-                       "with.",
-                       metrics::Type::kGauge, {},
-                       ScalarGauge(pool, "SELECT count(*) FROM es_producer.capture_error"));
   pulls = registry.AddCounter("eventstream_producer_pulls_total",
                               "PullUpdates calls served by this replica.", {"consumer"});
   pulled = registry.AddCounter("eventstream_producer_entries_pulled_total",
@@ -136,47 +209,6 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
   dependency_statements = registry.AddCounter(
       "eventstream_producer_dependency_statements_total",
       "Database statements run to answer GetDocument and FindDocuments.", {});
-  if (notifier) {
-    registry.AddCallback(
-        "eventstream_producer_notify_failures_total",
-        "Failed Notify calls to each consumer (since its address or token last "
-        "changed).",
-        metrics::Type::kCounter, {"consumer"},
-        [notifier]() -> absl::StatusOr<std::vector<Sample>> {
-          std::vector<Sample> out;
-          for (const auto& [site, t] : notifier->stats().targets)
-            out.push_back(Sample{{site}, static_cast<double>(t.failures)});
-          return out;
-        });
-  }
-  registry.AddCallback("eventstream_producer_initial_sync_documents",
-                       "Initial syncs (issue 14): documents examined (of=\"done\"), in the "
-                       "DocType when it started (of=\"total\"), and 1 while running "
-                       "(of=\"running\").",
-                       metrics::Type::kGauge, {"consumer", "doctype", "of"},
-                       [pool] { return InitialSync(pool.get()); });
-  registry.AddCallback("eventstream_producer_consumer_lag_entries",
-                       "Update log entries of the consumer's approved DocTypes after its "
-                       "acknowledged position.",
-                       metrics::Type::kGauge, {"consumer"},
-                       [pool] { return Lag(pool.get(), 1); });
-  registry.AddCallback("eventstream_producer_consumer_lag_seconds",
-                       "Age of the oldest entry the consumer has not acknowledged (0 when "
-                       "none).",
-                       metrics::Type::kGauge, {"consumer"},
-                       [pool] { return Lag(pool.get(), 2); });
-  registry.AddCallback("eventstream_producer_log_position",
-                       "The highest seq in the Event Update Log.", metrics::Type::kGauge,
-                       {}, ScalarGauge(pool, "SELECT coalesce(max(seq), 0)"
-                                             " FROM es_producer.update_log"));
-  registry.AddCallback(
-      "eventstream_producer_webhook_backlog_entries",
-      "Event Update Log entries after the lowest webhook cursor (0 without "
-      "webhooks): what webhook delivery has still to look at.",
-      metrics::Type::kGauge, {},
-      ScalarGauge(pool,
-                  "SELECT count(*) FROM es_producer.update_log WHERE seq >"
-                  " (SELECT min(last_seq) FROM es_producer.webhook_cursor)"));
   trimmed_entries = registry.AddCounter("eventstream_producer_log_trimmed_entries_total",
                                         "Update log entries deleted by this replica's "
                                         "retention loop.",
@@ -190,36 +222,7 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
   webhook_entries_skipped = registry.AddCounter(
       "eventstream_producer_webhook_entries_skipped_total",
       "Entries the retention valve trimmed before webhook delivery looked at them.", {});
-  registry.AddCallback("eventstream_producer_log_trimmed_through",
-                       "The recorded trim point: entries up to it may be deleted.",
-                       metrics::Type::kGauge, {},
-                       ScalarGauge(pool, "SELECT trimmed_through FROM es_producer.log_state"));
-  registry.AddCallback(
-      "eventstream_producer_log_oldest_entry_seconds",
-      "Age of the oldest update log entry kept (0 when empty).", metrics::Type::kGauge, {},
-      ScalarGauge(pool, "SELECT coalesce(extract(epoch FROM clock_timestamp() - created_at),"
-                        " 0)::bigint FROM (SELECT NULL) AS one LEFT JOIN LATERAL"
-                        " (SELECT created_at FROM es_producer.update_log ORDER BY seq LIMIT 1)"
-                        " AS u ON true"));
-  registry.AddCallback("eventstream_producer_consumer_held_back_entries",
-                       "The log's end minus the consumer's acknowledged position.",
-                       metrics::Type::kGauge, {"consumer"},
-                       [pool] { return HeldBack(pool.get()); });
-  registry.AddCallback("eventstream_producer_table_rows",
-                       "Rows of the producer's tables (PostgreSQL's estimate, reltuples).",
-                       metrics::Type::kGauge, {"table"},
-                       [pool] { return Tables(pool.get(), "rows"); });
-  registry.AddCallback("eventstream_producer_table_bytes",
-                       "Bytes of the producer's tables with indexes and TOAST.",
-                       metrics::Type::kGauge, {"table"},
-                       [pool] { return Tables(pool.get(), "bytes"); });
-  registry.AddCallback(
-      "eventstream_producer_webhook_queued_requests",
-      "Webhook requests waiting for a (re)try: after a failed attempt, or "
-      "behind one of the same webhook and document.",
-      metrics::Type::kGauge, {},
-      ScalarGauge(pool, "SELECT count(*) FROM es_producer.webhook_request"
-                        " WHERE status = 'Queued'"));
+  AddScrapeGauges(&registry, pool, notifier);
 }
 
 }  // namespace eventstream
