@@ -1,6 +1,7 @@
 #include "libsync/model/mapping.h"
 
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/model/document.h"
 #include "libsync/config/expr.h"
 
@@ -184,6 +186,92 @@ absl::StatusOr<ResolvedFilters> ResolveRemoteValueFilters(
   return out;
 }
 
+namespace {
+
+using MappingIndex = std::map<std::string, size_t, std::less<>>;
+
+// Rule i of mapping `m`: both field names, a local field written once (per
+// `*locals`), a known mapping_type with an existing inner mapping, no
+// default_value on a Child Table rule. remote_value_filters are CheckFilters'.
+absl::Status CheckRule(const DocTypeMapping& m, size_t i,
+                       const MappingIndex& index, std::set<std::string>* locals) {
+  const FieldMapping& f = m.field_mapping[i];
+  if (f.remote_fieldname.empty() || f.local_fieldname.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mapping \"", m.name, "\" field_mapping[", i, "]: ",
+        f.remote_fieldname.empty() ? "remote_fieldname" : "local_fieldname",
+        " is required"));
+  }
+  if (!locals->insert(f.local_fieldname).second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(m, i), ": local field \"", f.local_fieldname,
+                     "\" is already written by another rule"));
+  }
+  bool inner = f.mapping_type == kChildTable || f.mapping_type == kDocument;
+  if (!inner && !f.mapping_type.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": mapping_type \"", f.mapping_type,
+        "\" is not one of \"\", \"Child Table\", \"Document\""));
+  }
+  if (!inner && !f.mapping.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": mapping \"", f.mapping,
+        "\" needs mapping_type \"Child Table\" or \"Document\""));
+  }
+  if (inner && f.mapping.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(m, i), ": mapping_type \"", f.mapping_type,
+                     "\" needs `mapping` naming the inner mapping"));
+  }
+  if (inner && index.find(f.mapping) == index.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": inner mapping \"", f.mapping, "\" does not exist"));
+  }
+  if (f.mapping_type == kChildTable && !f.default_value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": a Child Table rule cannot have a default_value"));
+  }
+  return absl::OkStatus();
+}
+
+// Child Table rules must not form a cycle (mapping a row would never end).
+// Depth-first search; `path` is the current chain for the message. Every
+// inner mapping exists (CheckRule ran first).
+absl::Status CheckChildTableCycles(const std::vector<DocTypeMapping>& mappings,
+                                   const MappingIndex& index) {
+  enum Color { kWhite, kGrey, kBlack };
+  std::vector<Color> color(mappings.size(), kWhite);
+  std::vector<std::string> path;
+  absl::Status cycle;
+  std::function<bool(size_t)> visit = [&](size_t at) {
+    color[at] = kGrey;
+    const DocTypeMapping& m = mappings[at];
+    path.push_back(m.name);
+    for (size_t i = 0; i < m.field_mapping.size(); ++i) {
+      const FieldMapping& f = m.field_mapping[i];
+      if (f.mapping_type != kChildTable) continue;
+      size_t next = index.find(f.mapping)->second;
+      if (color[next] == kGrey) {
+        path.push_back(f.mapping);
+        cycle = absl::InvalidArgumentError(
+            absl::StrCat(Where(m, i), ": Child Table mappings form a cycle: ",
+                         absl::StrJoin(path, " -> ")));
+        return false;
+      }
+      if (color[next] == kWhite && !visit(next)) return false;
+    }
+    path.pop_back();
+    color[at] = kBlack;
+    return true;
+  };
+  for (size_t i = 0; i < mappings.size(); ++i) {
+    if (color[i] == kWhite && !visit(i)) return cycle;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<MappingSet> MappingSet::Create(
     std::vector<DocTypeMapping> mappings) {
   MappingSet set;
@@ -212,81 +300,13 @@ absl::StatusOr<MappingSet> MappingSet::Create(
     set.filters_[at].resize(m.field_mapping.size());
     std::set<std::string> locals;
     for (size_t i = 0; i < m.field_mapping.size(); ++i) {
-      const FieldMapping& f = m.field_mapping[i];
-      if (f.remote_fieldname.empty() || f.local_fieldname.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "mapping \"", m.name, "\" field_mapping[", i, "]: ",
-            f.remote_fieldname.empty() ? "remote_fieldname" : "local_fieldname",
-            " is required"));
-      }
-      if (!locals.insert(f.local_fieldname).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": local field \"", f.local_fieldname,
-                         "\" is already written by another rule"));
-      }
-      bool inner = f.mapping_type == kChildTable || f.mapping_type == kDocument;
-      if (!inner && !f.mapping_type.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": mapping_type \"", f.mapping_type,
-            "\" is not one of \"\", \"Child Table\", \"Document\""));
-      }
-      if (!inner && !f.mapping.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": mapping \"", f.mapping,
-            "\" needs mapping_type \"Child Table\" or \"Document\""));
-      }
-      if (inner && f.mapping.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": mapping_type \"", f.mapping_type,
-                         "\" needs `mapping` naming the inner mapping"));
-      }
-      if (inner && set.Find(f.mapping) == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": inner mapping \"", f.mapping, "\" does not exist"));
-      }
-      if (f.mapping_type == kChildTable && !f.default_value.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": a Child Table rule cannot have a default_value"));
-      }
-      if (f.mapping_type == kDocument) {
-        absl::StatusOr<std::vector<RemoteValueFilter>> filters =
-            CheckFilters(m, i);
-        if (!filters.ok()) return filters.status();
-        set.filters_[at][i] = *std::move(filters);
+      RETURN_IF_ERROR(CheckRule(m, i, set.index_, &locals));
+      if (m.field_mapping[i].mapping_type == kDocument) {
+        ASSIGN_OR_RETURN(set.filters_[at][i], CheckFilters(m, i));
       }
     }
   }
-
-  // Child Table rules must not form a cycle (mapping a row would never end).
-  // Depth-first search; `path` is the current chain for the message.
-  enum Color { kWhite, kGrey, kBlack };
-  std::vector<Color> color(set.mappings_.size(), kWhite);
-  std::vector<std::string> path;
-  absl::Status cycle;
-  std::function<bool(size_t)> visit = [&](size_t at) {
-    color[at] = kGrey;
-    const DocTypeMapping& m = set.mappings_[at];
-    path.push_back(m.name);
-    for (size_t i = 0; i < m.field_mapping.size(); ++i) {
-      const FieldMapping& f = m.field_mapping[i];
-      if (f.mapping_type != kChildTable) continue;
-      size_t next = set.index_.find(f.mapping)->second;
-      if (color[next] == kGrey) {
-        path.push_back(f.mapping);
-        cycle = absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": Child Table mappings form a cycle: ",
-                         absl::StrJoin(path, " -> ")));
-        return false;
-      }
-      if (color[next] == kWhite && !visit(next)) return false;
-    }
-    path.pop_back();
-    color[at] = kBlack;
-    return true;
-  };
-  for (size_t i = 0; i < set.mappings_.size(); ++i) {
-    if (color[i] == kWhite && !visit(i)) return cycle;
-  }
+  RETURN_IF_ERROR(CheckChildTableCycles(set.mappings_, set.index_));
   return set;
 }
 
