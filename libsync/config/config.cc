@@ -42,13 +42,13 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
                       "doctypes, producer, consumer");
   }
   MapReader top(errors_, "");
-  ES_CONFIG_RETURN_IF_ERROR(top.Open(
+  RETURN_IF_ERROR(top.Open(
       root, {"site", "database", "log", "doctypes", "producer", "consumer"}));
 
-  ES_CONFIG_RETURN_IF_ERROR(top.Required("site"));
+  RETURN_IF_ERROR(top.Required("site"));
   MapReader site(errors_, "site");
-  ES_CONFIG_RETURN_IF_ERROR(site.Open(top.Get("site"), {"name"}));
-  ES_CONFIG_RETURN_IF_ERROR(site.String("name", &config.site.name, true));
+  RETURN_IF_ERROR(site.Open(top.Get("site"), {"name"}));
+  RETURN_IF_ERROR(site.String("name", &config.site.name, true));
   if (!IsPlainName(config.site.name)) {
     return errors_.At("site.name",
                       "expected a site name (letters, digits, "
@@ -56,23 +56,23 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   }
 
   MapReader database(errors_, "database");
-  ES_CONFIG_RETURN_IF_ERROR(database.Open(top.Get("database"), {"url"}));
-  ES_CONFIG_RETURN_IF_ERROR(database.String("url", &config.database.url));
+  RETURN_IF_ERROR(database.Open(top.Get("database"), {"url"}));
+  RETURN_IF_ERROR(database.String("url", &config.database.url));
 
   MapReader log(errors_, "log");
-  ES_CONFIG_RETURN_IF_ERROR(log.Open(top.Get("log"), {"level", "format"}));
-  ES_CONFIG_RETURN_IF_ERROR(log.Enum<std::string>("level",
-                                                  {{"debug", "debug"},
-                                                   {"info", "info"},
-                                                   {"warn", "warn"},
-                                                   {"error", "error"}},
-                                                  &config.log.level));
-  ES_CONFIG_RETURN_IF_ERROR(log.Enum<LogFormat>(
+  RETURN_IF_ERROR(log.Open(top.Get("log"), {"level", "format"}));
+  RETURN_IF_ERROR(log.Enum<std::string>("level",
+                                        {{"debug", "debug"},
+                                         {"info", "info"},
+                                         {"warn", "warn"},
+                                         {"error", "error"}},
+                                        &config.log.level));
+  RETURN_IF_ERROR(log.Enum<LogFormat>(
       "format", {{"text", LogFormat::kText}, {"json", LogFormat::kJson}},
       &config.log.format));
 
   std::vector<DocTypeDef> defs;
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       top.List("doctypes", &defs,
                [this](const YAML::Node& n, const std::string& p,
                       DocTypeDef* d) { return ParseDocType(n, p, d); }));
@@ -90,13 +90,13 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
 
   if (top.Has("producer")) {
     config.producer.emplace();
-    ES_CONFIG_RETURN_IF_ERROR(ParseProducer(
-        top.Get("producer"), config.registry, &*config.producer));
+    RETURN_IF_ERROR(
+        ParseProducer(top.Get("producer"), config.registry, &*config.producer));
   }
   if (top.Has("consumer")) {
     config.consumer.emplace();
-    ES_CONFIG_RETURN_IF_ERROR(ParseConsumer(
-        top.Get("consumer"), config.registry, &*config.consumer));
+    RETURN_IF_ERROR(
+        ParseConsumer(top.Get("consumer"), config.registry, &*config.consumer));
   }
   return config;
 }
@@ -104,15 +104,14 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
 absl::Status Parser::ParseDocType(const YAML::Node& node,
                                   const std::string& path, DocTypeDef* def) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(m.Open(
-      node,
-      {"name", "table", "autoname", "istable", "is_submittable", "fields"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("name", &def->name, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("table", &def->table));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("autoname", &def->autoname));
+  RETURN_IF_ERROR(m.Open(node, {"name", "table", "autoname", "istable",
+                                "is_submittable", "fields"}));
+  RETURN_IF_ERROR(m.String("name", &def->name, true));
+  RETURN_IF_ERROR(m.String("table", &def->table));
+  RETURN_IF_ERROR(m.String("autoname", &def->autoname));
   if (def->autoname.empty()) def->autoname = "hash";
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("istable", &def->istable));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("is_submittable", &def->is_submittable));
+  RETURN_IF_ERROR(m.Bool("istable", &def->istable));
+  RETURN_IF_ERROR(m.Bool("is_submittable", &def->is_submittable));
   return m.List("fields", &def->fields,
                 [this](const YAML::Node& n, const std::string& p,
                        FieldDef* f) { return ParseField(n, p, f); });
@@ -121,15 +120,15 @@ absl::Status Parser::ParseDocType(const YAML::Node& node,
 absl::Status Parser::ParseField(const YAML::Node& node, const std::string& path,
                                 FieldDef* field) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       m.Open(node, {"fieldname", "fieldtype", "options", "reqd", "default"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("fieldname", &field->fieldname, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("fieldtype", &field->fieldtype, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("options", &field->options));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("reqd", &field->reqd));
+  RETURN_IF_ERROR(m.String("fieldname", &field->fieldname, true));
+  RETURN_IF_ERROR(m.String("fieldtype", &field->fieldtype, true));
+  RETURN_IF_ERROR(m.String("options", &field->options));
+  RETURN_IF_ERROR(m.Bool("reqd", &field->reqd));
   if (m.Has("default")) {
     std::string value;
-    ES_CONFIG_RETURN_IF_ERROR(m.String("default", &value));
+    RETURN_IF_ERROR(m.String("default", &value));
     field->default_value = std::move(value);
   }
   return absl::OkStatus();
@@ -141,8 +140,8 @@ absl::Status Parser::ParseSecretRef(const MapReader& m,
                                     absl::string_view env_key,
                                     absl::string_view file_key,
                                     SecretRef* ref) {
-  ES_CONFIG_RETURN_IF_ERROR(m.String(env_key, &ref->env));
-  ES_CONFIG_RETURN_IF_ERROR(m.String(file_key, &ref->file));
+  RETURN_IF_ERROR(m.String(env_key, &ref->env));
+  RETURN_IF_ERROR(m.String(file_key, &ref->file));
   if (ref->env.empty() && ref->file.empty()) {
     return errors_.At(m.PathOf(env_key),
                       absl::StrCat("required (or ", file_key, ")"));
@@ -167,25 +166,25 @@ absl::Status Parser::ParseSecretRef(const MapReader& m,
 // `admin_only`: the consumer's own keys exist for operators only.
 absl::Status Parser::ParseApiKeys(const MapReader& section, bool admin_only,
                                   std::vector<ApiKeyConfig>* keys) {
-  ES_CONFIG_RETURN_IF_ERROR(section.List(
+  RETURN_IF_ERROR(section.List(
       "api_keys", keys,
       [&](const YAML::Node& n, const std::string& p, ApiKeyConfig* k) {
         MapReader m(errors_, p);
-        ES_CONFIG_RETURN_IF_ERROR(
+        RETURN_IF_ERROR(
             m.Open(n, {"key", "secret_env", "secret_file", "role"}));
-        ES_CONFIG_RETURN_IF_ERROR(m.String("key", &k->key, true));
+        RETURN_IF_ERROR(m.String("key", &k->key, true));
         if (!IsPlainName(k->key)) {
           return errors_.At(m.PathOf("key"),
                             "expected a key id of letters, digits, '.', "
                             "'_', '-' (no ':')");
         }
-        ES_CONFIG_RETURN_IF_ERROR(
+        RETURN_IF_ERROR(
             ParseSecretRef(m, "secret_env", "secret_file", &k->secret));
         if (admin_only) {
-          ES_CONFIG_RETURN_IF_ERROR(m.Enum<ApiKeyRole>(
+          RETURN_IF_ERROR(m.Enum<ApiKeyRole>(
               "role", {{"admin", ApiKeyRole::kAdmin}}, &k->role, true));
         } else {
-          ES_CONFIG_RETURN_IF_ERROR(
+          RETURN_IF_ERROR(
               m.Enum<ApiKeyRole>("role",
                                  {{"consumer", ApiKeyRole::kConsumer},
                                   {"admin", ApiKeyRole::kAdmin}},
@@ -238,7 +237,7 @@ absl::Status Parser::Int(const MapReader& m, absl::string_view key, int lo,
                          int hi, int* out) {
   if (!m.Has(key)) return absl::OkStatus();
   std::string text;
-  ES_CONFIG_RETURN_IF_ERROR(m.String(key, &text));
+  RETURN_IF_ERROR(m.String(key, &text));
   int value = 0;
   if (!absl::SimpleAtoi(text, &value) || value < lo || value > hi) {
     return errors_.At(m.PathOf(key), absl::StrCat("expected an integer from ",
@@ -251,7 +250,7 @@ absl::Status Parser::Int(const MapReader& m, absl::string_view key, int lo,
 // refresh_interval of a tls section: gRPC re-reads the files in whole
 // seconds, at least one.
 absl::Status Parser::RefreshInterval(const MapReader& m, absl::Duration* out) {
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("refresh_interval", out));
+  RETURN_IF_ERROR(m.Duration("refresh_interval", out));
   if (*out < absl::Seconds(1) || *out != absl::Trunc(*out, absl::Seconds(1))) {
     return errors_.At(m.PathOf("refresh_interval"),
                       "expected whole seconds, at least 1s (e.g. 60s)");
@@ -262,7 +261,7 @@ absl::Status Parser::RefreshInterval(const MapReader& m, absl::Duration* out) {
 // A path key of a tls section: any non-empty text without a newline.
 absl::Status Parser::TlsPath(const MapReader& m, absl::string_view key,
                              std::string* out, bool required) {
-  ES_CONFIG_RETURN_IF_ERROR(m.String(key, out, required));
+  RETURN_IF_ERROR(m.String(key, out, required));
   if (out->find_first_of("\n\r") != std::string::npos) {
     return errors_.At(m.PathOf(key), "expected a file path");
   }
@@ -274,13 +273,12 @@ absl::Status Parser::ParseTlsServer(const YAML::Node& node,
                                     const std::string& path,
                                     TlsServerConfig* tls) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(m.Open(
+  RETURN_IF_ERROR(m.Open(
       node, {"cert_file", "key_file", "client_ca_file", "refresh_interval"}));
-  ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, true));
-  ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, true));
-  ES_CONFIG_RETURN_IF_ERROR(
-      TlsPath(m, "client_ca_file", &tls->client_ca_file, false));
-  ES_CONFIG_RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
+  RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, true));
+  RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, true));
+  RETURN_IF_ERROR(TlsPath(m, "client_ca_file", &tls->client_ca_file, false));
+  RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
   tls->origin = errors_.Origin(path);
   return absl::OkStatus();
 }
@@ -291,11 +289,10 @@ absl::Status Parser::ParseTlsClient(const YAML::Node& node,
                                     const std::string& path,
                                     TlsClientConfig* tls) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Open(node, {"ca_file", "server_name", "cert_file", "key_file",
-                    "refresh_interval"}));
-  ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "ca_file", &tls->ca_file, false));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("server_name", &tls->server_name));
+  RETURN_IF_ERROR(m.Open(node, {"ca_file", "server_name", "cert_file",
+                                "key_file", "refresh_interval"}));
+  RETURN_IF_ERROR(TlsPath(m, "ca_file", &tls->ca_file, false));
+  RETURN_IF_ERROR(m.String("server_name", &tls->server_name));
   if (!tls->server_name.empty() &&
       (tls->server_name.find_first_of(" \t\r\n/") != std::string::npos ||
        tls->server_name.find("://") != std::string::npos)) {
@@ -303,8 +300,8 @@ absl::Status Parser::ParseTlsClient(const YAML::Node& node,
                       "expected a host name like hq-producer.example.com "
                       "(no port, no URL)");
   }
-  ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, false));
-  ES_CONFIG_RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, false));
+  RETURN_IF_ERROR(TlsPath(m, "cert_file", &tls->cert_file, false));
+  RETURN_IF_ERROR(TlsPath(m, "key_file", &tls->key_file, false));
   if (tls->cert_file.empty() != tls->key_file.empty()) {
     return errors_.At(
         m.PathOf(tls->cert_file.empty() ? "cert_file" : "key_file"),
@@ -312,7 +309,7 @@ absl::Status Parser::ParseTlsClient(const YAML::Node& node,
                      tls->cert_file.empty() ? "key_file" : "cert_file",
                      " (a client certificate needs both)"));
   }
-  ES_CONFIG_RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
+  RETURN_IF_ERROR(RefreshInterval(m, &tls->refresh_interval));
   tls->origin = errors_.Origin(path);
   return absl::OkStatus();
 }
@@ -476,5 +473,3 @@ absl::StatusOr<std::string> ResolveSecret(const SecretRef& ref,
 }
 
 }  // namespace eventstream
-
-#undef ES_CONFIG_RETURN_IF_ERROR

@@ -23,38 +23,33 @@ absl::Status Parser::ParseConsumer(const YAML::Node& node,
                                    const DocTypeRegistry& registry,
                                    ConsumerConfig* consumer) {
   MapReader m(errors_, "consumer");
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       m.Open(node, {"listen", "advertise", "metrics_listen", "tls", "api_keys",
-                    "poll_interval", "max_message_mb", "sync_log_retention", "producers",
-                    "mappings"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &consumer->listen));
+                    "poll_interval", "max_message_mb", "sync_log_retention",
+                    "producers", "mappings"}));
+  RETURN_IF_ERROR(m.Address("listen", &consumer->listen));
   if (consumer->listen.empty()) consumer->listen = "0.0.0.0:50052";
-  ES_CONFIG_RETURN_IF_ERROR(m.Address("advertise", &consumer->advertise));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Address("metrics_listen", &consumer->metrics_listen));
+  RETURN_IF_ERROR(m.Address("advertise", &consumer->advertise));
+  RETURN_IF_ERROR(m.Address("metrics_listen", &consumer->metrics_listen));
   if (m.Has("tls")) {
-    ES_CONFIG_RETURN_IF_ERROR(ParseTlsServer(
-        m.Get("tls"), m.PathOf("tls"), &consumer->tls.emplace()));
+    RETURN_IF_ERROR(ParseTlsServer(m.Get("tls"), m.PathOf("tls"),
+                                   &consumer->tls.emplace()));
   }
-  ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, true, &consumer->api_keys));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Duration("poll_interval", &consumer->poll_interval));
-  ES_CONFIG_RETURN_IF_ERROR(
-      Int(m, "max_message_mb", 4, 1024, &consumer->max_message_mb));
+  RETURN_IF_ERROR(ParseApiKeys(m, true, &consumer->api_keys));
+  RETURN_IF_ERROR(m.Duration("poll_interval", &consumer->poll_interval));
+  RETURN_IF_ERROR(Int(m, "max_message_mb", 4, 1024, &consumer->max_message_mb));
   // 0: kept for ever.
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       m.DurationOrZero("sync_log_retention", &consumer->sync_log_retention));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.List("producers", &consumer->producers,
-             [this](const YAML::Node& n, const std::string& p,
-                    EventProducerConfig* e) {
-               return ParseEventProducer(n, p, e);
-             }));
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(m.List(
+      "producers", &consumer->producers,
+      [this](const YAML::Node& n, const std::string& p,
+             EventProducerConfig* e) { return ParseEventProducer(n, p, e); }));
+  RETURN_IF_ERROR(
       m.List("mappings", &consumer->mappings,
              [this](const YAML::Node& n, const std::string& p,
                     DocTypeMapping* d) { return ParseMapping(n, p, d); }));
-  ES_CONFIG_RETURN_IF_ERROR(CheckMappings(registry, *consumer));
+  RETURN_IF_ERROR(CheckMappings(registry, *consumer));
   // The consumer builds a MappingSet from these; whatever it would refuse
   // must fail here, before the service starts. The checks above report
   // the known cases at their key; this catches any rule added there later.
@@ -69,11 +64,10 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
                                         const std::string& path,
                                         EventProducerConfig* p) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Open(node, {"name", "url", "api_key", "api_secret_env",
-                    "api_secret_file", "tls", "doctypes"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("name", &p->name, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("url", &p->url, true));
+  RETURN_IF_ERROR(m.Open(node, {"name", "url", "api_key", "api_secret_env",
+                                "api_secret_file", "tls", "doctypes"}));
+  RETURN_IF_ERROR(m.String("name", &p->name, true));
+  RETURN_IF_ERROR(m.String("url", &p->url, true));
   // Frappe users will paste their producer's site URL; say what we need.
   if (absl::StartsWith(p->url, "http://") ||
       absl::StartsWith(p->url, "https://") ||
@@ -82,11 +76,11 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
                       "expected the producer's gRPC address host:port "
                       "(not an http URL)");
   }
-  ES_CONFIG_RETURN_IF_ERROR(m.String("api_key", &p->api_key, true));
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(m.String("api_key", &p->api_key, true));
+  RETURN_IF_ERROR(
       ParseSecretRef(m, "api_secret_env", "api_secret_file", &p->api_secret));
   if (m.Has("tls")) {
-    ES_CONFIG_RETURN_IF_ERROR(
+    RETURN_IF_ERROR(
         ParseTlsClient(m.Get("tls"), m.PathOf("tls"), &p->tls.emplace()));
   }
   return m.List("doctypes", &p->doctypes,
@@ -100,18 +94,16 @@ absl::Status Parser::ParseProducerDocType(const YAML::Node& node,
                                           const std::string& path,
                                           ProducerDocTypeConfig* d) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(m.Open(
-      node,
-      {"doctype", "use_same_name", "condition", "mapping", "unsubscribe",
-       "on_move_out", "initial_sync"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &d->doctype, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("use_same_name", &d->use_same_name));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &d->condition));
-  ES_CONFIG_RETURN_IF_ERROR(
-      CheckCondition(m.PathOf("condition"), d->condition));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("mapping", &d->mapping));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("unsubscribe", &d->unsubscribe));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("initial_sync", &d->initial_sync));
+  RETURN_IF_ERROR(
+      m.Open(node, {"doctype", "use_same_name", "condition", "mapping",
+                    "unsubscribe", "on_move_out", "initial_sync"}));
+  RETURN_IF_ERROR(m.String("doctype", &d->doctype, true));
+  RETURN_IF_ERROR(m.Bool("use_same_name", &d->use_same_name));
+  RETURN_IF_ERROR(m.String("condition", &d->condition));
+  RETURN_IF_ERROR(CheckCondition(m.PathOf("condition"), d->condition));
+  RETURN_IF_ERROR(m.String("mapping", &d->mapping));
+  RETURN_IF_ERROR(m.Bool("unsubscribe", &d->unsubscribe));
+  RETURN_IF_ERROR(m.Bool("initial_sync", &d->initial_sync));
   using MoveOut = ProducerDocTypeConfig::MoveOut;
   return m.Enum<MoveOut>(
       "on_move_out", {{"delete", MoveOut::kDelete}, {"keep", MoveOut::kKeep}},
@@ -139,8 +131,8 @@ absl::Status Parser::CheckProducers(const DocTypeRegistry& registry,
       std::string dpath = IndexPath(ChildPath(path, "doctypes"), j);
       std::string remote_doctype = d.doctype;
       if (d.mapping.empty()) {
-        ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
-            ChildPath(dpath, "doctype"), registry, d.doctype));
+        RETURN_IF_ERROR(CheckSubscribable(ChildPath(dpath, "doctype"), registry,
+                                          d.doctype));
       } else {
         const DocTypeMapping* mapping = consumer.FindMapping(d.mapping);
         if (mapping == nullptr) {
@@ -156,8 +148,8 @@ absl::Status Parser::CheckProducers(const DocTypeRegistry& registry,
                            ", the local_doctype of mapping ",
                            Quote(d.mapping)));
         }
-        ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
-            ChildPath(dpath, "doctype"), registry, d.doctype));
+        RETURN_IF_ERROR(CheckSubscribable(ChildPath(dpath, "doctype"), registry,
+                                          d.doctype));
         remote_doctype = mapping->remote_doctype;
       }
       auto [rit, rinserted] = remote.emplace(remote_doctype, j);
@@ -178,15 +170,13 @@ absl::Status Parser::ParseMapping(const YAML::Node& node,
                                   const std::string& path,
                                   DocTypeMapping* mapping) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(m.Open(
+  RETURN_IF_ERROR(m.Open(
       node, {"name", "local_doctype", "remote_doctype", "field_mapping"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("name", &mapping->name, true));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.String("local_doctype", &mapping->local_doctype, true));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.String("remote_doctype", &mapping->remote_doctype, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.Required("field_mapping"));
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(m.String("name", &mapping->name, true));
+  RETURN_IF_ERROR(m.String("local_doctype", &mapping->local_doctype, true));
+  RETURN_IF_ERROR(m.String("remote_doctype", &mapping->remote_doctype, true));
+  RETURN_IF_ERROR(m.Required("field_mapping"));
+  RETURN_IF_ERROR(
       m.List("field_mapping", &mapping->field_mapping,
              [this](const YAML::Node& n, const std::string& p,
                     FieldMapping* f) { return ParseFieldMapping(n, p, f); }));
@@ -203,19 +193,17 @@ absl::Status Parser::ParseFieldMapping(const YAML::Node& node,
                                        const std::string& path,
                                        FieldMapping* f) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       m.Open(node, {"remote_fieldname", "local_fieldname", "mapping_type",
                     "mapping", "default_value", "remote_value_filters"}));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.String("remote_fieldname", &f->remote_fieldname, true));
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.String("local_fieldname", &f->local_fieldname, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
+  RETURN_IF_ERROR(m.String("remote_fieldname", &f->remote_fieldname, true));
+  RETURN_IF_ERROR(m.String("local_fieldname", &f->local_fieldname, true));
+  RETURN_IF_ERROR(m.Enum<std::string>(
       "mapping_type",
       {{"Child Table", "Child Table"}, {"Document", "Document"}},
       &f->mapping_type));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("mapping", &f->mapping));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("default_value", &f->default_value));
+  RETURN_IF_ERROR(m.String("mapping", &f->mapping));
+  RETURN_IF_ERROR(m.String("default_value", &f->default_value));
   if (f->mapping_type.empty() && !f->mapping.empty()) {
     return errors_.At(m.PathOf("mapping"),
                       "only used with mapping_type Child Table or "
@@ -312,7 +300,7 @@ absl::Status Parser::CheckMappings(const DocTypeRegistry& registry,
                                        "field_mapping[",
                                        wit->second, "]"));
       }
-      ES_CONFIG_RETURN_IF_ERROR(CheckFieldMapping(consumer, *local, f, fpath));
+      RETURN_IF_ERROR(CheckFieldMapping(consumer, *local, f, fpath));
     }
   }
   return absl::OkStatus();

@@ -25,44 +25,40 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
                                    const DocTypeRegistry& registry,
                                    ProducerConfig* producer) {
   MapReader m(errors_, "producer");
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Open(node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
-                    "consumers", "condition_functions", "webhooks", "webhook_delivery",
-                    "database_pool", "max_concurrent_calls_per_key", "retention"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.Address("listen", &producer->listen));
+  RETURN_IF_ERROR(m.Open(
+      node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
+             "consumers", "condition_functions", "webhooks", "webhook_delivery",
+             "database_pool", "max_concurrent_calls_per_key", "retention"}));
+  RETURN_IF_ERROR(m.Address("listen", &producer->listen));
   if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Address("metrics_listen", &producer->metrics_listen));
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(m.Address("metrics_listen", &producer->metrics_listen));
+  RETURN_IF_ERROR(
       ParseDatabasePool(m.Get("database_pool"), &producer->database_pool));
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
-                                &producer->max_concurrent_calls_per_key));
+  RETURN_IF_ERROR(Int(m, "max_concurrent_calls_per_key", 1, 1000,
+                      &producer->max_concurrent_calls_per_key));
   if (m.Has("tls")) {
-    ES_CONFIG_RETURN_IF_ERROR(ParseTlsServer(
-        m.Get("tls"), m.PathOf("tls"), &producer->tls.emplace()));
+    RETURN_IF_ERROR(ParseTlsServer(m.Get("tls"), m.PathOf("tls"),
+                                   &producer->tls.emplace()));
   }
   if (m.Has("notify_tls")) {
-    ES_CONFIG_RETURN_IF_ERROR(ParseTlsClient(m.Get("notify_tls"),
-                                             m.PathOf("notify_tls"),
-                                             &producer->notify_tls.emplace()));
+    RETURN_IF_ERROR(ParseTlsClient(m.Get("notify_tls"), m.PathOf("notify_tls"),
+                                   &producer->notify_tls.emplace()));
   }
-  ES_CONFIG_RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
-  ES_CONFIG_RETURN_IF_ERROR(
-      ParseConditionFunctions(m, &producer->condition_functions));
-  ES_CONFIG_RETURN_IF_ERROR(m.List(
+  RETURN_IF_ERROR(ParseApiKeys(m, false, &producer->api_keys));
+  RETURN_IF_ERROR(ParseConditionFunctions(m, &producer->condition_functions));
+  RETURN_IF_ERROR(m.List(
       "consumers", &producer->consumers,
       [&](const YAML::Node& n, const std::string& p, ConsumerSiteConfig* c) {
         return ParseConsumerSite(n, p, registry, c);
       }));
-  ES_CONFIG_RETURN_IF_ERROR(ParseWebhooks(m, registry, &producer->webhooks));
+  RETURN_IF_ERROR(ParseWebhooks(m, registry, &producer->webhooks));
   std::vector<std::string> own_secret_env = {"ES_DATABASE_URL"};
   for (const ApiKeyConfig& k : producer->api_keys) {
     if (!k.secret.env.empty()) own_secret_env.push_back(k.secret.env);
   }
-  ES_CONFIG_RETURN_IF_ERROR(ParseWebhookDelivery(
-      m.Get("webhook_delivery"), own_secret_env,
-      &producer->webhook_delivery));
-  ES_CONFIG_RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
+  RETURN_IF_ERROR(ParseWebhookDelivery(
+      m.Get("webhook_delivery"), own_secret_env, &producer->webhook_delivery));
+  RETURN_IF_ERROR(ParseRetention(m.Get("retention"), &producer->retention));
   return CheckConsumerSites(producer->consumers);
 }
 
@@ -70,10 +66,8 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
 absl::Status Parser::ParseDatabasePool(const YAML::Node& node,
                                        DatabasePoolConfig* pool) {
   MapReader pm(errors_, "producer.database_pool");
-  ES_CONFIG_RETURN_IF_ERROR(
-      pm.Open(node, {"max_connections", "acquire_timeout"}));
-  ES_CONFIG_RETURN_IF_ERROR(
-      Int(pm, "max_connections", 1, 1000, &pool->max_connections));
+  RETURN_IF_ERROR(pm.Open(node, {"max_connections", "acquire_timeout"}));
+  RETURN_IF_ERROR(Int(pm, "max_connections", 1, 1000, &pool->max_connections));
   return pm.Duration("acquire_timeout", &pool->acquire_timeout);
 }
 
@@ -101,8 +95,8 @@ absl::Status Parser::ParseConsumerSite(const YAML::Node& node,
                                        const DocTypeRegistry& registry,
                                        ConsumerSiteConfig* c) {
   MapReader cm(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(cm.Open(node, {"site", "doctypes"}));
-  ES_CONFIG_RETURN_IF_ERROR(cm.String("site", &c->site, true));
+  RETURN_IF_ERROR(cm.Open(node, {"site", "doctypes"}));
+  RETURN_IF_ERROR(cm.String("site", &c->site, true));
   if (!IsPlainName(c->site)) {
     return errors_.At(cm.PathOf("site"),
                       "expected a site name (letters, digits, '.', "
@@ -113,20 +107,17 @@ absl::Status Parser::ParseConsumerSite(const YAML::Node& node,
       [&](const YAML::Node& dn, const std::string& dp,
           ConsumerDocTypeConfig* d) {
         MapReader dm(errors_, dp);
-        ES_CONFIG_RETURN_IF_ERROR(
-            dm.Open(dn, {"doctype", "status", "condition"}));
-        ES_CONFIG_RETURN_IF_ERROR(
-            dm.String("doctype", &d->doctype, true));
-        ES_CONFIG_RETURN_IF_ERROR(CheckSubscribable(
-            dm.PathOf("doctype"), registry, d->doctype));
-        ES_CONFIG_RETURN_IF_ERROR(dm.Enum<SubscriptionStatus>(
+        RETURN_IF_ERROR(dm.Open(dn, {"doctype", "status", "condition"}));
+        RETURN_IF_ERROR(dm.String("doctype", &d->doctype, true));
+        RETURN_IF_ERROR(
+            CheckSubscribable(dm.PathOf("doctype"), registry, d->doctype));
+        RETURN_IF_ERROR(dm.Enum<SubscriptionStatus>(
             "status",
             {{"approved", SubscriptionStatus::kApproved},
              {"pending", SubscriptionStatus::kPending},
              {"rejected", SubscriptionStatus::kRejected}},
             &d->status));
-        ES_CONFIG_RETURN_IF_ERROR(
-            dm.String("condition", &d->condition));
+        RETURN_IF_ERROR(dm.String("condition", &d->condition));
         return CheckCondition(dm.PathOf("condition"), d->condition);
       });
 }
@@ -135,11 +126,11 @@ absl::Status Parser::ParseConsumerSite(const YAML::Node& node,
 absl::Status Parser::ParseWebhooks(const MapReader& m,
                                    const DocTypeRegistry& registry,
                                    std::vector<WebhookConfig>* webhooks) {
-  ES_CONFIG_RETURN_IF_ERROR(m.List(
-      "webhooks", webhooks,
-      [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
-        return ParseWebhook(n, p, registry, w);
-      }));
+  RETURN_IF_ERROR(
+      m.List("webhooks", webhooks,
+             [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
+               return ParseWebhook(n, p, registry, w);
+             }));
   std::map<std::string, size_t> webhook_names;
   for (size_t i = 0; i < webhooks->size(); ++i) {
     auto [it, inserted] = webhook_names.emplace((*webhooks)[i].name, i);
@@ -185,19 +176,18 @@ absl::Status Parser::ParseWebhookDelivery(
     const YAML::Node& node, const std::vector<std::string>& own_secret_env,
     WebhookDeliveryConfig* d) {
   MapReader m(errors_, "producer.webhook_delivery");
-  ES_CONFIG_RETURN_IF_ERROR(
-      m.Open(node, {"workers", "max_attempts", "initial_backoff",
-                    "max_backoff", "poll_interval", "retention", "nice",
-                    "busy_cpu_percent", "runtime_secret_env"}));
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "nice", 0, 19, &d->nice));
-  ES_CONFIG_RETURN_IF_ERROR(
-      Int(m, "busy_cpu_percent", 0, 6400, &d->busy_cpu_percent));
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_attempts", 1, 100, &d->max_attempts));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("initial_backoff", &d->initial_backoff));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("max_backoff", &d->max_backoff));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("poll_interval", &d->poll_interval));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("retention", &d->retention));
+  RETURN_IF_ERROR(
+      m.Open(node, {"workers", "max_attempts", "initial_backoff", "max_backoff",
+                    "poll_interval", "retention", "nice", "busy_cpu_percent",
+                    "runtime_secret_env"}));
+  RETURN_IF_ERROR(Int(m, "workers", 1, 64, &d->workers));
+  RETURN_IF_ERROR(Int(m, "nice", 0, 19, &d->nice));
+  RETURN_IF_ERROR(Int(m, "busy_cpu_percent", 0, 6400, &d->busy_cpu_percent));
+  RETURN_IF_ERROR(Int(m, "max_attempts", 1, 100, &d->max_attempts));
+  RETURN_IF_ERROR(m.Duration("initial_backoff", &d->initial_backoff));
+  RETURN_IF_ERROR(m.Duration("max_backoff", &d->max_backoff));
+  RETURN_IF_ERROR(m.Duration("poll_interval", &d->poll_interval));
+  RETURN_IF_ERROR(m.Duration("retention", &d->retention));
   if (d->max_backoff < d->initial_backoff) {
     return errors_.At(m.PathOf("max_backoff"),
                       "expected at least initial_backoff");
@@ -210,15 +200,15 @@ absl::Status Parser::ParseWebhookDelivery(
 absl::Status Parser::ParseRetention(const YAML::Node& node,
                                     RetentionConfig* r) {
   MapReader m(errors_, "producer.retention");
-  ES_CONFIG_RETURN_IF_ERROR(
+  RETURN_IF_ERROR(
       m.Open(node, {"min_age", "max_age", "max_entries", "batch", "interval"}));
-  ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("min_age", &r->min_age));
-  ES_CONFIG_RETURN_IF_ERROR(m.DurationOrZero("max_age", &r->max_age));
+  RETURN_IF_ERROR(m.DurationOrZero("min_age", &r->min_age));
+  RETURN_IF_ERROR(m.DurationOrZero("max_age", &r->max_age));
   int max_entries = static_cast<int>(r->max_entries);
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "max_entries", 0, 2000000000, &max_entries));
+  RETURN_IF_ERROR(Int(m, "max_entries", 0, 2000000000, &max_entries));
   r->max_entries = max_entries;
-  ES_CONFIG_RETURN_IF_ERROR(Int(m, "batch", 1, 100000, &r->batch));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("interval", &r->interval));
+  RETURN_IF_ERROR(Int(m, "batch", 1, 100000, &r->batch));
+  RETURN_IF_ERROR(m.Duration("interval", &r->interval));
   if (r->max_age > absl::ZeroDuration() && r->max_age < r->min_age) {
     return errors_.At(m.PathOf("max_age"),
                       absl::StrCat("expected at least min_age (",
@@ -264,7 +254,7 @@ absl::Status Parser::ParseWebhook(const YAML::Node& node,
                                   const DocTypeRegistry& registry,
                                   WebhookConfig* w) {
   MapReader m(errors_, path);
-  ES_CONFIG_RETURN_IF_ERROR(m.Open(
+  RETURN_IF_ERROR(m.Open(
       node, {"name", "doctype", "doc_event", "enabled", "condition",
              "request_url", "request_method", "headers", "request_structure",
              "webhook_data", "webhook_json", "timeout", "enable_security",
@@ -274,54 +264,55 @@ absl::Status Parser::ParseWebhook(const YAML::Node& node,
                       "secrets are never inline; use secret_env or "
                       "secret_file");
   }
-  ES_CONFIG_RETURN_IF_ERROR(m.String("name", &w->name, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("doctype", &w->doctype, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("doc_event", &w->doc_event, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("enabled", &w->enabled));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("condition", &w->condition));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("request_url", &w->request_url, true));
-  ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
-      "request_method",
-      {{"POST", "POST"}, {"PUT", "PUT"}, {"PATCH", "PATCH"},
-       {"DELETE", "DELETE"}},
-      &w->request_method));
-  ES_CONFIG_RETURN_IF_ERROR(m.List(
+  RETURN_IF_ERROR(m.String("name", &w->name, true));
+  RETURN_IF_ERROR(m.String("doctype", &w->doctype, true));
+  RETURN_IF_ERROR(m.String("doc_event", &w->doc_event, true));
+  RETURN_IF_ERROR(m.Bool("enabled", &w->enabled));
+  RETURN_IF_ERROR(m.String("condition", &w->condition));
+  RETURN_IF_ERROR(m.String("request_url", &w->request_url, true));
+  RETURN_IF_ERROR(m.Enum<std::string>("request_method",
+                                      {{"POST", "POST"},
+                                       {"PUT", "PUT"},
+                                       {"PATCH", "PATCH"},
+                                       {"DELETE", "DELETE"}},
+                                      &w->request_method));
+  RETURN_IF_ERROR(m.List(
       "headers", &w->headers,
       [&](const YAML::Node& n, const std::string& p, WebhookHeaderConfig* h) {
         MapReader hm(errors_, p);
-        ES_CONFIG_RETURN_IF_ERROR(
+        RETURN_IF_ERROR(
             hm.Open(n, {"key", "value", "value_env", "value_file"}));
-        ES_CONFIG_RETURN_IF_ERROR(hm.String("key", &h->key, true));
-        ES_CONFIG_RETURN_IF_ERROR(hm.String("value", &h->value));
+        RETURN_IF_ERROR(hm.String("key", &h->key, true));
+        RETURN_IF_ERROR(hm.String("value", &h->value));
         int set = (hm.Has("value") ? 1 : 0) + (hm.Has("value_env") ? 1 : 0) +
                   (hm.Has("value_file") ? 1 : 0);
         if (set != 1) {
-          return errors_.At(p, "expected exactly one of value, value_env "
-                               "and value_file");
+          return errors_.At(p,
+                            "expected exactly one of value, value_env "
+                            "and value_file");
         }
         if (!hm.Has("value")) {
-          ES_CONFIG_RETURN_IF_ERROR(
+          RETURN_IF_ERROR(
               ParseSecretRef(hm, "value_env", "value_file", &h->secret));
         }
         return absl::OkStatus();
       }));
-  ES_CONFIG_RETURN_IF_ERROR(m.Enum<std::string>(
-      "request_structure", {{"Form", "Form"}, {"JSON", "JSON"}},
-      &w->request_structure));
-  ES_CONFIG_RETURN_IF_ERROR(m.List(
+  RETURN_IF_ERROR(m.Enum<std::string>("request_structure",
+                                      {{"Form", "Form"}, {"JSON", "JSON"}},
+                                      &w->request_structure));
+  RETURN_IF_ERROR(m.List(
       "webhook_data", &w->webhook_data,
       [&](const YAML::Node& n, const std::string& p, WebhookFieldConfig* f) {
         MapReader fm(errors_, p);
-        ES_CONFIG_RETURN_IF_ERROR(fm.Open(n, {"fieldname", "key"}));
-        ES_CONFIG_RETURN_IF_ERROR(fm.String("fieldname", &f->fieldname, true));
+        RETURN_IF_ERROR(fm.Open(n, {"fieldname", "key"}));
+        RETURN_IF_ERROR(fm.String("fieldname", &f->fieldname, true));
         return fm.String("key", &f->key);
       }));
-  ES_CONFIG_RETURN_IF_ERROR(m.String("webhook_json", &w->webhook_json));
-  ES_CONFIG_RETURN_IF_ERROR(m.Duration("timeout", &w->timeout));
-  ES_CONFIG_RETURN_IF_ERROR(m.Bool("enable_security", &w->enable_security));
+  RETURN_IF_ERROR(m.String("webhook_json", &w->webhook_json));
+  RETURN_IF_ERROR(m.Duration("timeout", &w->timeout));
+  RETURN_IF_ERROR(m.Bool("enable_security", &w->enable_security));
   if (w->enable_security) {
-    ES_CONFIG_RETURN_IF_ERROR(
-        ParseSecretRef(m, "secret_env", "secret_file", &w->secret));
+    RETURN_IF_ERROR(ParseSecretRef(m, "secret_env", "secret_file", &w->secret));
   } else if (m.Has("secret_env") || m.Has("secret_file")) {
     return errors_.At(m.PathOf(m.Has("secret_env") ? "secret_env"
                                                    : "secret_file"),

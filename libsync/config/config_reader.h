@@ -22,17 +22,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/base/value.h"
 #include "libsync/config/config.h"
 #include "yaml-cpp/yaml.h"
 
 namespace eventstream::config_internal {
-
-#define ES_CONFIG_RETURN_IF_ERROR(expr)                  \
-  do {                                                   \
-    absl::Status es_config_status = (expr);              \
-    if (!es_config_status.ok()) return es_config_status; \
-  } while (0)
 
 // A default-constructed YAML::Node is a (defined) null; a missing key and
 // `key: null` / `key:` all mean "not set".
@@ -204,7 +199,7 @@ class MapReader {
                     const std::vector<std::pair<absl::string_view, T>>& choices,
                     T* out, bool required = false) const {
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text, required));
+    RETURN_IF_ERROR(String(key, &text, required));
     // `key: ""` (as templates render unset values) keeps the default.
     if (!Has(key) || text.empty()) return absl::OkStatus();
     std::vector<absl::string_view> names;
@@ -222,7 +217,7 @@ class MapReader {
   absl::Status Duration(absl::string_view key, absl::Duration* out) const {
     if (!Has(key)) return absl::OkStatus();
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    RETURN_IF_ERROR(String(key, &text));
     absl::Duration d;
     // absl accepts "0" and "inf"; neither is a usable interval.
     if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
@@ -240,7 +235,7 @@ class MapReader {
   absl::Status DurationOrZero(absl::string_view key, absl::Duration* out) const {
     if (!Has(key)) return absl::OkStatus();
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    RETURN_IF_ERROR(String(key, &text));
     absl::Duration d;
     if (text == "0" || (absl::ParseDuration(text, &d) && d == absl::ZeroDuration())) {
       *out = absl::ZeroDuration();
@@ -250,7 +245,7 @@ class MapReader {
   }
 
   absl::Status Address(absl::string_view key, std::string* out) const {
-    ES_CONFIG_RETURN_IF_ERROR(String(key, out));
+    RETURN_IF_ERROR(String(key, out));
     if (!Has(key) || out->empty() || IsListenAddress(*out)) {
       return absl::OkStatus();
     }
@@ -271,8 +266,7 @@ class MapReader {
     out->clear();
     for (size_t i = 0; i < node.size(); ++i) {
       T item;
-      ES_CONFIG_RETURN_IF_ERROR(
-          parse(node[i], IndexPath(PathOf(key), i), &item));
+      RETURN_IF_ERROR(parse(node[i], IndexPath(PathOf(key), i), &item));
       out->push_back(std::move(item));
     }
     return absl::OkStatus();

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/config/expr.h"
 #include "libsync/config/expr_internal.h"
 
@@ -242,9 +243,8 @@ absl::StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b,
     case CmpOp::kNe: return !PyEqual(a, b);
     case CmpOp::kIn: return Contains(b, a, column);
     case CmpOp::kNotIn: {
-      auto in = Contains(b, a, column);
-      if (!in.ok()) return in;
-      return !*in;
+      ASSIGN_OR_RETURN(bool in, Contains(b, a, column));
+      return !in;
     }
     case CmpOp::kIs:
     case CmpOp::kIsNot: {
@@ -255,13 +255,12 @@ absl::StatusOr<bool> Compare(CmpOp op, const Value& a, const Value& b,
     }
     default: break;
   }
-  auto order = PyOrder(a, b, op, column);
-  if (!order.ok()) return order.status();
+  ASSIGN_OR_RETURN(int order, PyOrder(a, b, op, column));
   switch (op) {
-    case CmpOp::kLt: return *order < 0;
-    case CmpOp::kLe: return *order <= 0;
-    case CmpOp::kGt: return *order > 0;
-    default: return *order >= 0;
+    case CmpOp::kLt: return order < 0;
+    case CmpOp::kLe: return order <= 0;
+    case CmpOp::kGt: return order > 0;
+    default: return order >= 0;
   }
 }
 
@@ -280,30 +279,27 @@ absl::StatusOr<Val> Eval(const Node& n, const Value& doc) {
     case Node::Kind::kDoc:
       return Borrow(&doc);
     case Node::Kind::kAttr: {
-      auto base = Eval(*n.kids[0], doc);
-      if (!base.ok()) return base;
-      if (!base->get().is_object()) {
+      ASSIGN_OR_RETURN(Val base, Eval(*n.kids[0], doc));
+      if (!base.get().is_object()) {
         return EvalError(n.column, absl::StrCat("cannot read field '", n.name,
                                                 "' of a '",
-                                                TypeName(base->get()),
+                                                TypeName(base.get()),
                                                 "' value"));
       }
-      const Value* field = base->get().Find(n.name);
-      return ReadField(*std::move(base), field);
+      const Value* field = base.get().Find(n.name);
+      return ReadField(std::move(base), field);
     }
     case Node::Kind::kGet: {
-      auto base = Eval(*n.kids[0], doc);
-      if (!base.ok()) return base;
-      if (!base->get().is_object()) {
-        return EvalError(n.column, absl::StrCat("'", TypeName(base->get()),
+      ASSIGN_OR_RETURN(Val base, Eval(*n.kids[0], doc));
+      if (!base.get().is_object()) {
+        return EvalError(n.column, absl::StrCat("'", TypeName(base.get()),
                                                 "' value has no get()"));
       }
-      auto key = Eval(*n.kids[1], doc);
-      if (!key.ok()) return key;
-      const Value* field = key->get().is_string()
-                               ? base->get().Find(key->get().as_string())
+      ASSIGN_OR_RETURN(Val key, Eval(*n.kids[1], doc));
+      const Value* field = key.get().is_string()
+                               ? base.get().Find(key.get().as_string())
                                : nullptr;
-      if (field != nullptr) return ReadField(*std::move(base), field);
+      if (field != nullptr) return ReadField(std::move(base), field);
       if (n.kids.size() == 3) return Eval(*n.kids[2], doc);
       return Val{};
     }
@@ -311,16 +307,14 @@ absl::StatusOr<Val> Eval(const Node& n, const Value& doc) {
       Value::Array items;
       items.reserve(n.kids.size());
       for (const auto& kid : n.kids) {
-        auto v = Eval(*kid, doc);
-        if (!v.ok()) return v;
-        items.push_back(v->ref != nullptr ? *v->ref : std::move(v->owned));
+        ASSIGN_OR_RETURN(Val v, Eval(*kid, doc));
+        items.push_back(v.ref != nullptr ? *v.ref : std::move(v.owned));
       }
       return Own(Value::FromArray(std::move(items)));
     }
     case Node::Kind::kNot: {
-      auto v = Eval(*n.kids[0], doc);
-      if (!v.ok()) return v;
-      return Own(Value::Bool(!Truthy(v->get())));
+      ASSIGN_OR_RETURN(Val v, Eval(*n.kids[0], doc));
+      return Own(Value::Bool(!Truthy(v.get())));
     }
     case Node::Kind::kAnd:
     case Node::Kind::kOr: {
@@ -335,14 +329,13 @@ absl::StatusOr<Val> Eval(const Node& n, const Value& doc) {
     }
     case Node::Kind::kCmp: {
       // Chained: a < b < c means a < b and b < c, each operand once.
-      auto left = Eval(*n.kids[0], doc);
-      if (!left.ok()) return left;
+      ASSIGN_OR_RETURN(Val left, Eval(*n.kids[0], doc));
       for (size_t i = 0; i < n.ops.size(); ++i) {
-        auto right = Eval(*n.kids[i + 1], doc);
-        if (!right.ok()) return right;
-        auto r = Compare(n.ops[i], left->get(), right->get(), n.op_columns[i]);
-        if (!r.ok()) return r.status();
-        if (!*r) return Own(Value::Bool(false));
+        ASSIGN_OR_RETURN(Val right, Eval(*n.kids[i + 1], doc));
+        ASSIGN_OR_RETURN(
+            bool holds,
+            Compare(n.ops[i], left.get(), right.get(), n.op_columns[i]));
+        if (!holds) return Own(Value::Bool(false));
         left = std::move(right);
       }
       return Own(Value::Bool(true));
@@ -357,18 +350,16 @@ absl::StatusOr<Value> Condition::EvaluateValue(const Value& doc) const {
   if (root_ == nullptr) {
     return absl::FailedPreconditionError("condition was never parsed");
   }
-  auto v = Eval(*root_, doc);
-  if (!v.ok()) return v.status();
-  return v->ref != nullptr ? *v->ref : std::move(v->owned);
+  ASSIGN_OR_RETURN(Val v, Eval(*root_, doc));
+  return v.ref != nullptr ? *v.ref : std::move(v.owned);
 }
 
 absl::StatusOr<bool> Condition::Evaluate(const Value& doc) const {
   if (root_ == nullptr) {
     return absl::FailedPreconditionError("condition was never parsed");
   }
-  auto v = Eval(*root_, doc);
-  if (!v.ok()) return v.status();
-  return Truthy(v->get());
+  ASSIGN_OR_RETURN(Val v, Eval(*root_, doc));
+  return Truthy(v.get());
 }
 
 }  // namespace eventstream

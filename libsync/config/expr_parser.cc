@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/config/expr.h"
 #include "libsync/config/expr_internal.h"
 
@@ -78,8 +79,7 @@ class Parser {
 
   absl::StatusOr<NodePtr> ParseAll() {
     // The top level is not a nesting level: 64 parentheses are allowed.
-    auto root = ParseBool(Node::Kind::kOr, "or");
-    if (!root.ok()) return root;
+    ASSIGN_OR_RETURN(NodePtr root, ParseBool(Node::Kind::kOr, "or"));
     if (Peek().kind != Tok::kEnd) {
       return Unexpected("an operator (and, or, ==, in, ...) or end of input");
     }
@@ -160,10 +160,10 @@ class Parser {
     Adopt(node.get(), *std::move(first));
     while (IsWord(word)) {
       Advance();
-      auto next = kind == Node::Kind::kOr ? ParseBool(Node::Kind::kAnd, "and")
-                                          : ParseNot();
-      if (!next.ok()) return next;
-      Adopt(node.get(), *std::move(next));
+      ASSIGN_OR_RETURN(NodePtr next, kind == Node::Kind::kOr
+                                         ? ParseBool(Node::Kind::kAnd, "and")
+                                         : ParseNot());
+      Adopt(node.get(), std::move(next));
     }
     return node;
   }
@@ -220,8 +220,7 @@ class Parser {
 
   absl::StatusOr<NodePtr> ParseComparison() {
     const Token& start = Peek();
-    auto first = ParsePrimary();
-    if (!first.ok()) return first;
+    ASSIGN_OR_RETURN(NodePtr first, ParsePrimary());
     NodePtr node;
     while (true) {
       const Token& op_tok = Peek();
@@ -229,7 +228,7 @@ class Parser {
       if (!ReadCmpOp(&op)) break;
       if (node == nullptr) {
         node = MakeNode(Node::Kind::kCmp, start);
-        Adopt(node.get(), *std::move(first));
+        Adopt(node.get(), std::move(first));
       }
       node->ops.push_back(op);
       node->op_columns.push_back(Column(op_tok));
@@ -244,7 +243,7 @@ class Parser {
       } else {
         right = ParsePrimary();
       }
-      if (!right.ok()) return right;
+      RETURN_IF_ERROR(right.status());
       Adopt(node.get(), *std::move(right));
     }
     if (node == nullptr) return first;
@@ -252,9 +251,7 @@ class Parser {
   }
 
   absl::StatusOr<NodePtr> ParsePrimary() {
-    auto atom = ParseAtom();
-    if (!atom.ok()) return atom;
-    NodePtr node = *std::move(atom);
+    ASSIGN_OR_RETURN(NodePtr node, ParseAtom());
     while (IsPunct(".")) {
       Advance();
       const Token& name = Peek();
@@ -274,8 +271,7 @@ class Parser {
       Adopt(next.get(), std::move(node));
       node = std::move(next);
       if (call) {
-        auto status = ParseGetArgs(node.get());
-        if (!status.ok()) return status;
+        RETURN_IF_ERROR(ParseGetArgs(node.get()));
       }
       if (node->height > kMaxHeight) {
         return ErrorAt(name, "attribute chain is nested too deeply");
@@ -302,9 +298,8 @@ class Parser {
         return ErrorAt(Peek(), "get() takes a field name and an optional "
                                "default, nothing more");
       }
-      auto arg = ParseExpr(opener);
-      if (!arg.ok()) return arg.status();
-      Adopt(get, *std::move(arg));
+      ASSIGN_OR_RETURN(NodePtr arg, ParseExpr(opener));
+      Adopt(get, std::move(arg));
       if (IsPunct(",")) {
         Advance();
       } else if (!IsPunct(")")) {
@@ -378,9 +373,8 @@ class Parser {
     const Token& opener = Peek();
     Advance();
     while (!IsPunct(close)) {
-      auto item = ParseExpr(opener);
-      if (!item.ok()) return item;
-      Adopt(node.get(), *std::move(item));
+      ASSIGN_OR_RETURN(NodePtr item, ParseExpr(opener));
+      Adopt(node.get(), std::move(item));
       if (IsPunct(",")) {
         saw_comma = true;
         Advance();
@@ -410,11 +404,10 @@ absl::StatusOr<Condition> Condition::Parse(std::string_view text) {
         text.size(), " bytes long; the limit is ", kMaxLength));
   }
   Parser parser(text, expr_internal::Tokenize(text));
-  auto root = parser.ParseAll();
-  if (!root.ok()) return root.status();
+  ASSIGN_OR_RETURN(NodePtr root, parser.ParseAll());
   Condition c;
   c.text_ = std::string(text);
-  c.root_ = std::shared_ptr<const Node>(*std::move(root));
+  c.root_ = std::shared_ptr<const Node>(std::move(root));
   return c;
 }
 
