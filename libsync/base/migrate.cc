@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -26,8 +27,7 @@ absl::Status ApplyMigrations(pg::Connection* conn, absl::string_view schema,
   const std::string table = absl::StrCat(qschema, ".schema_migrations");
   // Session-level advisory lock keyed by the schema name: a second replica
   // waits here until the first has finished, then finds nothing to do.
-  auto locked = conn->Exec("SELECT pg_advisory_lock(hashtext($1))", {schema});
-  if (!locked.ok()) return locked.status();
+  RETURN_IF_ERROR(conn->Exec("SELECT pg_advisory_lock(hashtext($1))", {schema}).status());
   auto unlock = [&] {
     (void)conn->Exec("SELECT pg_advisory_unlock(hashtext($1))", {schema});
   };

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "libsync/base/input_rules.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream::pg {
@@ -161,8 +162,8 @@ Connection::~Connection() {
 bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(FlushDeferred());
   ++statements_;
   std::string text(sql);
   ParamArrays arrays(params);
@@ -173,13 +174,13 @@ absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& par
 absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(FlushDeferred());
   if (prepared_.count(name) == 0) {
     std::string text(sql);
-    auto prepared = Check(conn_, PQprepare(conn_, name.c_str(), text.c_str(),
-                                           static_cast<int>(params.size()), nullptr));
-    if (!prepared.ok()) return prepared.status();
+    PGresult* prepared = PQprepare(conn_, name.c_str(), text.c_str(),
+                                   static_cast<int>(params.size()), nullptr);
+    RETURN_IF_ERROR(Check(conn_, prepared).status());
     prepared_.insert(name);
   }
   ++statements_;
@@ -213,7 +214,7 @@ absl::StatusOr<Result> Connection::ExecPrepared(const Query& query, const Params
 }
 
 absl::Status Connection::ExecScript(absl::string_view sql) {
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(FlushDeferred());
   std::string text(sql);
   PGresult* res = PQexec(conn_, text.c_str());
   auto result = Check(conn_, res);
@@ -223,7 +224,7 @@ absl::Status Connection::ExecScript(absl::string_view sql) {
 
 absl::StatusOr<int64_t> Connection::CopyIn(absl::string_view copy_sql,
                                            absl::string_view data) {
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(FlushDeferred());
   std::string text(copy_sql);
   PGresult* started = PQexec(conn_, text.c_str());
   if (PQresultStatus(started) != PGRES_COPY_IN) {
@@ -273,9 +274,9 @@ constexpr size_t kMaxDeferred = 256;
 
 absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
                                               const Params& params, std::string what) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
   if (deferred_.size() >= kMaxDeferred) {
-    if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+    RETURN_IF_ERROR(FlushDeferred());
   }
   if (deferred_.empty() && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF &&
       PQenterPipelineMode(conn_) != 1) {
@@ -351,8 +352,7 @@ absl::Status Connection::SetApplicationName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
     Connection* conn, absl::string_view options) {
-  auto begun = conn->Exec(absl::StrCat("BEGIN ", options));
-  if (!begun.ok()) return begun.status();
+  RETURN_IF_ERROR(conn->Exec(absl::StrCat("BEGIN ", options)).status());
   return std::unique_ptr<Transaction>(new Transaction(conn));
 }
 
@@ -368,11 +368,10 @@ absl::Status Transaction::Commit() {
     (void)conn_->Exec("ROLLBACK");
     return s;
   }
-  auto committed = conn_->Exec("COMMIT");
-  if (!committed.ok()) return committed.status();
+  ASSIGN_OR_RETURN(Result committed, conn_->Exec("COMMIT"));
   // COMMIT of a transaction that already failed "succeeds" with the tag
   // ROLLBACK: report it, or a caller would believe its writes landed.
-  if (std::strcmp(PQcmdStatus(committed->raw()), "ROLLBACK") == 0)
+  if (std::strcmp(PQcmdStatus(committed.raw()), "ROLLBACK") == 0)
     return absl::AbortedError("transaction was rolled back: an earlier statement failed");
   return absl::OkStatus();
 }

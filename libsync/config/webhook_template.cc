@@ -250,9 +250,9 @@ std::string WebhookTemplate::Render(const Value& doc) const {
 }
 
 absl::Status CheckJsonTemplate(std::string_view text) {
-  auto t = WebhookTemplate::Parse(text, WebhookTemplate::Kind::kJson);
-  if (!t.ok()) return t.status();
-  std::string rendered = t->Render(Value::EmptyObject());
+  ASSIGN_OR_RETURN(WebhookTemplate t,
+                   WebhookTemplate::Parse(text, WebhookTemplate::Kind::kJson));
+  std::string rendered = t.Render(Value::EmptyObject());
   auto parsed = Value::ParseJson(rendered);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(

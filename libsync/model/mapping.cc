@@ -115,9 +115,8 @@ absl::StatusOr<std::vector<RemoteValueFilter>> ParseRemoteValueFilters(
   }
   std::vector<RemoteValueFilter> out;
   for (const auto& [key, value] : filters.as_object()) {
-    absl::StatusOr<RemoteValueFilter> f = RemoteValueFilter::Parse(key, value);
-    if (!f.ok()) return f.status();
-    out.push_back(*std::move(f));
+    ASSIGN_OR_RETURN(RemoteValueFilter f, RemoteValueFilter::Parse(key, value));
+    out.push_back(std::move(f));
   }
   return out;
 }
@@ -366,14 +365,11 @@ class Mapper {
       const Value* rv = remote.Find(f.remote_fieldname);
       if (f.mapping_type == kChildTable) {
         if (rv == nullptr || rv->is_null()) continue;
-        absl::StatusOr<Value> rows = MapRows(m, f, *rv, depth);
-        if (!rows.ok()) return rows.status();
-        out[f.local_fieldname] = *std::move(rows);
+        ASSIGN_OR_RETURN(out[f.local_fieldname], MapRows(m, f, *rv, depth));
         continue;
       }
-      absl::Status s =
-          MapScalar(m, f, rv, remote, depth, is_row ? "row" : "document", &out);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(
+          MapScalar(m, f, rv, remote, depth, is_row ? "row" : "document", &out));
     }
     return out;
   }
@@ -396,13 +392,10 @@ class Mapper {
           out[f.local_fieldname] = Value::Null();
           continue;
         }
-        absl::StatusOr<Value> rows = MapRows(m, f, *rv, depth);
-        if (!rows.ok()) return rows.status();
-        out[f.local_fieldname] = *std::move(rows);
+        ASSIGN_OR_RETURN(out[f.local_fieldname], MapRows(m, f, *rv, depth));
         continue;
       }
-      absl::Status s = MapScalar(m, f, rv, changed, depth, doc_kind, &out);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(MapScalar(m, f, rv, changed, depth, doc_kind, &out));
     }
     return out;
   }
@@ -413,9 +406,7 @@ class Mapper {
     if (!diff.changed.is_object()) {
       return absl::InvalidArgumentError("diff: \"changed\" must be an object");
     }
-    absl::StatusOr<Value> changed = MapChanged(m, diff.changed, 0, "update");
-    if (!changed.ok()) return changed.status();
-    out.changed = *std::move(changed);
+    ASSIGN_OR_RETURN(out.changed, MapChanged(m, diff.changed, 0, "update"));
 
     auto tables = [](const Value& v) -> const Value::Object& {
       static const Value::Object kNone;
@@ -434,9 +425,7 @@ class Mapper {
           it != tables(diff.added).end()) {
         Value rows = it->second;
         if (inner != nullptr) {
-          absl::StatusOr<Value> mapped = MapRows(m, f, it->second, 0);
-          if (!mapped.ok()) return mapped.status();
-          rows = *std::move(mapped);
+          ASSIGN_OR_RETURN(rows, MapRows(m, f, it->second, 0));
         }
         out.added[f.local_fieldname] = std::move(rows);
       }
@@ -457,11 +446,10 @@ class Mapper {
                 absl::StrCat("diff: row_changed.", f.remote_fieldname,
                              " entries must be objects with a \"name\""));
           }
-          absl::StatusOr<Value> mapped =
-              MapChanged(*inner, entry, 0, "row update");
-          if (!mapped.ok()) return mapped.status();
+          ASSIGN_OR_RETURN(Value mapped,
+                           MapChanged(*inner, entry, 0, "row update"));
           // An entry whose every field is unmapped changes nothing here.
-          if (mapped->as_object().size() > 1) entries.push_back(*mapped);
+          if (mapped.as_object().size() > 1) entries.push_back(mapped);
         }
         if (!entries.empty()) {
           out.row_changed[f.local_fieldname] =
@@ -512,10 +500,9 @@ class Mapper {
       (*out)[f.local_fieldname] = *rv;
       return absl::OkStatus();
     }
-    absl::StatusOr<std::string> local_name =
-        ResolveDocument(m, f, context, depth, doc_kind);
-    if (!local_name.ok()) return local_name.status();
-    (*out)[f.local_fieldname] = Value::String(*std::move(local_name));
+    ASSIGN_OR_RETURN(std::string local_name,
+                     ResolveDocument(m, f, context, depth, doc_kind));
+    (*out)[f.local_fieldname] = Value::String(std::move(local_name));
     return absl::OkStatus();
   }
 
@@ -564,15 +551,14 @@ class Mapper {
           absl::StrCat(Where(m, f), ": no ", inner->remote_doctype,
                        " on the producer matches ", filters.ToJson(), why));
     }
-    absl::StatusOr<Value> mapped =
-        MapObject(*inner, **found, /*is_row=*/false, depth + 1);
-    if (!mapped.ok()) return mapped.status();
-    absl::StatusOr<std::string> name = fetcher_->InsertLocal(*mapped);
+    ASSIGN_OR_RETURN(Value mapped,
+                     MapObject(*inner, **found, /*is_row=*/false, depth + 1));
+    absl::StatusOr<std::string> name = fetcher_->InsertLocal(mapped);
     if (!name.ok()) {
       return absl::Status(
           name.status().code(),
           absl::StrCat(Where(m, f), ": inserting ", inner->local_doctype, " ",
-                       NameOf(*mapped), ": ", name.status().message()));
+                       NameOf(mapped), ": ", name.status().message()));
     }
     return name;
   }
@@ -587,18 +573,16 @@ absl::StatusOr<Value> MappingSet::MapDocument(const std::string& mapping_name,
                                               const Value& remote_doc,
                                               DocumentFetcher* fetcher) const {
   Mapper mapper(*this, fetcher);
-  absl::StatusOr<const DocTypeMapping*> m = mapper.Get(mapping_name);
-  if (!m.ok()) return m.status();
-  return mapper.MapObject(**m, remote_doc, /*is_row=*/false, 0);
+  ASSIGN_OR_RETURN(const DocTypeMapping* m, mapper.Get(mapping_name));
+  return mapper.MapObject(*m, remote_doc, /*is_row=*/false, 0);
 }
 
 absl::StatusOr<DocDiff> MappingSet::MapDiff(const std::string& mapping_name,
                                             const DocDiff& diff,
                                             DocumentFetcher* fetcher) const {
   Mapper mapper(*this, fetcher);
-  absl::StatusOr<const DocTypeMapping*> m = mapper.Get(mapping_name);
-  if (!m.ok()) return m.status();
-  return mapper.MapDiff(**m, diff);
+  ASSIGN_OR_RETURN(const DocTypeMapping* m, mapper.Get(mapping_name));
+  return mapper.MapDiff(*m, diff);
 }
 
 }  // namespace eventstream

@@ -28,15 +28,13 @@ constexpr char kLagSql[] =
     " ORDER BY c.site";
 
 absl::StatusOr<std::vector<Sample>> Lag(pg::ConnectionPool* pool, int column) {
-  auto conn = pool->Acquire();
-  if (!conn.ok()) return conn.status();
-  auto r = (*conn)->Exec(kLagSql);
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kLagSql));
   std::vector<Sample> out;
-  for (int i = 0; i < r->rows(); ++i) {
-    double v = column == 1 ? static_cast<double>(r->GetInt64(i, 1))
-                           : std::stod(std::string(r->Get(i, 2)));
-    out.push_back(Sample{{std::string(r->Get(i, 0))}, v < 0 ? 0 : v});
+  for (int i = 0; i < r.rows(); ++i) {
+    double v = column == 1 ? static_cast<double>(r.GetInt64(i, 1))
+                           : std::stod(std::string(r.Get(i, 2)));
+    out.push_back(Sample{{std::string(r.Get(i, 0))}, v < 0 ? 0 : v});
   }
   return out;
 }
@@ -100,11 +98,9 @@ absl::StatusOr<std::vector<Sample>> HeldBack(pg::ConnectionPool* pool) {
 std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
     std::shared_ptr<pg::ConnectionPool> pool, const char* sql) {
   return [pool = std::move(pool), sql]() -> absl::StatusOr<std::vector<Sample>> {
-    auto conn = pool->Acquire();
-    if (!conn.ok()) return conn.status();
-    auto r = (*conn)->Exec(sql);
-    if (!r.ok()) return r.status();
-    return std::vector<Sample>{Sample{{}, static_cast<double>(r->GetInt64(0, 0))}};
+    ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(sql));
+    return std::vector<Sample>{Sample{{}, static_cast<double>(r.GetInt64(0, 0))}};
   };
 }
 

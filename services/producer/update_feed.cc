@@ -41,7 +41,7 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
       "   ON d.site = c.site"
       " WHERE c.site = $1",
       {site});
-  if (!r.ok()) return r.status();
+  RETURN_IF_ERROR(r.status());
   if (r->rows() == 0) {
     return absl::NotFoundError(absl::StrCat(
         "site ", Quoted(site), " is not registered; call RegisterConsumer first"));
