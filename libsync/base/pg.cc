@@ -19,6 +19,9 @@ namespace {
 
 constexpr char kSqlStatePayload[] = "type.eventstream/sqlstate";
 
+constexpr Query kSetApplicationName{
+    "set_application_name", "SELECT set_config('application_name', $1, false)"};
+
 // Maps SQLSTATE classes onto the closest absl code so callers can branch on
 // the code and users still see the exact SQLSTATE in the message.
 absl::StatusCode CodeForSqlState(absl::string_view state) {
@@ -111,13 +114,28 @@ bool Result::IsNull(int row, int col) const { return PQgetisnull(res_, row, col)
 absl::string_view Result::Get(int row, int col) const {
   return absl::string_view(PQgetvalue(res_, row, col), PQgetlength(res_, row, col));
 }
-absl::string_view Result::Get(int row, const char* column) const {
+int Result::RequireColumn(const char* column) const {
   int col = ColumnIndex(column);
   if (col < 0) {
     spdlog::critical("query result has no column \"{}\"", column);
     std::abort();
   }
-  return Get(row, col);
+  return col;
+}
+bool Result::IsNull(int row, const char* column) const {
+  return IsNull(row, RequireColumn(column));
+}
+absl::string_view Result::Get(int row, const char* column) const {
+  return Get(row, RequireColumn(column));
+}
+std::optional<std::string> Result::GetOptional(int row, const char* column) const {
+  return GetOptional(row, RequireColumn(column));
+}
+int64_t Result::GetInt64(int row, const char* column) const {
+  return GetInt64(row, RequireColumn(column));
+}
+bool Result::GetBool(int row, const char* column) const {
+  return GetBool(row, RequireColumn(column));
 }
 std::optional<std::string> Result::GetOptional(int row, int col) const {
   if (IsNull(row, col)) return std::nullopt;
@@ -345,7 +363,7 @@ absl::Status Connection::FlushDeferred() {
 }
 
 absl::Status Connection::SetApplicationName(absl::string_view name) {
-  return Exec("SELECT set_config('application_name', $1, false)", {name}).status();
+  return Exec(kSetApplicationName, {name}).status();
 }
 
 // ---- Transaction -----------------------------------------------------------

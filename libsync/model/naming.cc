@@ -109,7 +109,7 @@ absl::StatusOr<int64_t> PgSeriesCounter::Next(absl::string_view prefix) {
                       " ON CONFLICT (name) DO UPDATE SET current = s.current + 1"
                       " RETURNING current"),
                   {prefix}));
-  return result.GetInt64(0, 0);
+  return result.GetInt64(0, "current");
 }
 
 }  // namespace eventstream
