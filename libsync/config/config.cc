@@ -192,17 +192,8 @@ absl::Status Parser::ParseApiKeys(const MapReader& section, bool admin_only,
         }
         return absl::OkStatus();
       }));
-  std::map<std::string, size_t> seen;
-  for (size_t i = 0; i < keys->size(); ++i) {
-    auto [it, inserted] = seen.emplace((*keys)[i].key, i);
-    if (!inserted) {
-      return errors_.At(
-          ChildPath(IndexPath(section.PathOf("api_keys"), i), "key"),
-          absl::StrCat("duplicate api key ", Quote((*keys)[i].key),
-                       " (also api_keys[", it->second, "])"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckUnique(errors_, *keys, &ApiKeyConfig::key,
+                     section.PathOf("api_keys"), "key", "api key");
 }
 
 absl::Status Parser::CheckCondition(const std::string& path,

@@ -134,13 +134,9 @@ absl::Status Parser::CheckProducers(const DocTypeRegistry& registry,
         RETURN_IF_ERROR(CheckSubscribable(ChildPath(dpath, "doctype"), registry,
                                           d.doctype));
       } else {
-        const DocTypeMapping* mapping = consumer.FindMapping(d.mapping);
-        if (mapping == nullptr) {
-          return errors_.At(ChildPath(dpath, "mapping"),
-                            absl::StrCat("unknown mapping ", Quote(d.mapping),
-                                         " (expected the name of one of "
-                                         "consumer.mappings)"));
-        }
+        ASSIGN_OR_RETURN(
+            const DocTypeMapping* mapping,
+            KnownMapping(consumer, d.mapping, ChildPath(dpath, "mapping")));
         if (mapping->local_doctype != d.doctype) {
           return errors_.At(
               ChildPath(dpath, "doctype"),
@@ -266,18 +262,8 @@ absl::Status Parser::ParseFieldMapping(const YAML::Node& node,
 // them are read (a field mapping may name a mapping declared later).
 absl::Status Parser::CheckMappings(const DocTypeRegistry& registry,
                                    const ConsumerConfig& consumer) {
-  std::map<std::string, size_t> names;
-  for (size_t i = 0; i < consumer.mappings.size(); ++i) {
-    const DocTypeMapping& mapping = consumer.mappings[i];
-    std::string path = IndexPath("consumer.mappings", i);
-    auto [it, inserted] = names.emplace(mapping.name, i);
-    if (!inserted) {
-      return errors_.At(
-          ChildPath(path, "name"),
-          absl::StrCat("duplicate mapping ", Quote(mapping.name),
-                       " (also mappings[", it->second, "])"));
-    }
-  }
+  RETURN_IF_ERROR(CheckUnique(errors_, consumer.mappings, &DocTypeMapping::name,
+                              "consumer.mappings", "name", "mapping"));
   for (size_t i = 0; i < consumer.mappings.size(); ++i) {
     const DocTypeMapping& mapping = consumer.mappings[i];
     std::string path = IndexPath("consumer.mappings", i);
@@ -322,13 +308,9 @@ absl::Status Parser::CheckFieldMapping(const ConsumerConfig& consumer,
                      " is not a field of DocType ", Quote(local.name)));
   }
   if (f.mapping_type.empty()) return absl::OkStatus();
-  const DocTypeMapping* inner = consumer.FindMapping(f.mapping);
-  if (inner == nullptr) {
-    return errors_.At(ChildPath(fpath, "mapping"),
-                      absl::StrCat("unknown mapping ", Quote(f.mapping),
-                                   " (expected the name of one of "
-                                   "consumer.mappings)"));
-  }
+  ASSIGN_OR_RETURN(
+      const DocTypeMapping* inner,
+      KnownMapping(consumer, f.mapping, ChildPath(fpath, "mapping")));
   // The inner mapping must produce what the local field holds: the
   // Table's child DocType, or the Link's target DocType.
   if (f.mapping_type == "Child Table") {
@@ -366,28 +348,32 @@ absl::Status Parser::CheckFieldMapping(const ConsumerConfig& consumer,
   return absl::OkStatus();
 }
 
+// consumer.mappings' entry named `name`, or the error at `path`.
+absl::StatusOr<const DocTypeMapping*> Parser::KnownMapping(
+    const ConsumerConfig& consumer, const std::string& name,
+    const std::string& path) {
+  const DocTypeMapping* mapping = consumer.FindMapping(name);
+  if (mapping == nullptr) {
+    return errors_.At(path, absl::StrCat("unknown mapping ", Quote(name),
+                                         " (expected the name of one of "
+                                         "consumer.mappings)"));
+  }
+  return mapping;
+}
+
 }  // namespace config_internal
 
 const ApiKeyConfig* ConsumerConfig::FindApiKey(std::string_view key) const {
-  for (const ApiKeyConfig& k : api_keys) {
-    if (k.key == key) return &k;
-  }
-  return nullptr;
+  return config_internal::FindBy(api_keys, &ApiKeyConfig::key, key);
 }
 
 const EventProducerConfig* ConsumerConfig::FindProducer(
     std::string_view name) const {
-  for (const EventProducerConfig& p : producers) {
-    if (p.name == name) return &p;
-  }
-  return nullptr;
+  return config_internal::FindBy(producers, &EventProducerConfig::name, name);
 }
 
 const DocTypeMapping* ConsumerConfig::FindMapping(std::string_view name) const {
-  for (const DocTypeMapping& m : mappings) {
-    if (m.name == name) return &m;
-  }
-  return nullptr;
+  return config_internal::FindBy(mappings, &DocTypeMapping::name, name);
 }
 
 }  // namespace eventstream

@@ -131,17 +131,8 @@ absl::Status Parser::ParseWebhooks(const MapReader& m,
              [&](const YAML::Node& n, const std::string& p, WebhookConfig* w) {
                return ParseWebhook(n, p, registry, w);
              }));
-  std::map<std::string, size_t> webhook_names;
-  for (size_t i = 0; i < webhooks->size(); ++i) {
-    auto [it, inserted] = webhook_names.emplace((*webhooks)[i].name, i);
-    if (!inserted) {
-      return errors_.At(
-          ChildPath(IndexPath("producer.webhooks", i), "name"),
-          absl::StrCat("duplicate webhook ", Quote((*webhooks)[i].name),
-                       " (also webhooks[", it->second, "])"));
-    }
-  }
-  return absl::OkStatus();
+  return CheckUnique(errors_, *webhooks, &WebhookConfig::name,
+                     "producer.webhooks", "name", "webhook");
 }
 
 // Each consumer site is listed once, and each of its DocTypes once.
@@ -158,16 +149,10 @@ absl::Status Parser::CheckConsumerSites(
           absl::StrCat("duplicate consumer site ", Quote(c.site),
                        " (also consumers[", it->second, "])"));
     }
-    std::map<std::string, size_t> doctypes;
-    for (size_t j = 0; j < c.doctypes.size(); ++j) {
-      auto [dit, dinserted] = doctypes.emplace(c.doctypes[j].doctype, j);
-      if (!dinserted) {
-        return errors_.At(
-            ChildPath(IndexPath(ChildPath(path, "doctypes"), j), "doctype"),
-            absl::StrCat("duplicate DocType ", Quote(c.doctypes[j].doctype),
-                         " (also doctypes[", dit->second, "])"));
-      }
-    }
+    RETURN_IF_ERROR(CheckUnique(errors_, c.doctypes,
+                                &ConsumerDocTypeConfig::doctype,
+                                ChildPath(path, "doctypes"), "doctype",
+                                "DocType"));
   }
   return absl::OkStatus();
 }
@@ -327,18 +312,12 @@ absl::Status Parser::ParseWebhook(const YAML::Node& node,
 }  // namespace config_internal
 
 const ApiKeyConfig* ProducerConfig::FindApiKey(std::string_view key) const {
-  for (const ApiKeyConfig& k : api_keys) {
-    if (k.key == key) return &k;
-  }
-  return nullptr;
+  return config_internal::FindBy(api_keys, &ApiKeyConfig::key, key);
 }
 
 const ConsumerSiteConfig* ProducerConfig::FindConsumer(
     std::string_view site) const {
-  for (const ConsumerSiteConfig& c : consumers) {
-    if (c.site == site) return &c;
-  }
-  return nullptr;
+  return config_internal::FindBy(consumers, &ConsumerSiteConfig::site, site);
 }
 
 }  // namespace eventstream

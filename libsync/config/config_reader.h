@@ -8,6 +8,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -278,6 +279,39 @@ class MapReader {
   std::map<std::string, YAML::Node, std::less<>> values_;
 };
 
+// The first of `items` whose `field` repeats an earlier one's, reported at
+// <list_path>[i].<key> as `duplicate <what> "X" (also <list>[j])`, <list>
+// being the last part of list_path.
+template <typename T>
+absl::Status CheckUnique(const Errors& errors, const std::vector<T>& items,
+                         std::string T::*field, const std::string& list_path,
+                         absl::string_view key, absl::string_view what) {
+  absl::string_view list = list_path;
+  list = list.substr(list.rfind('.') + 1);
+  std::map<std::string, size_t> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto [it, inserted] = seen.emplace(items[i].*field, i);
+    if (!inserted) {
+      return errors.At(ChildPath(IndexPath(list_path, i), key),
+                       absl::StrCat("duplicate ", what, " ",
+                                    Quote(items[i].*field), " (also ", list,
+                                    "[", it->second, "])"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The element of `items` whose `field` equals `value`, or null (the
+// Config lookups: FindApiKey, FindConsumer, FindProducer, FindMapping).
+template <typename T>
+const T* FindBy(const std::vector<T>& items, std::string T::*field,
+                std::string_view value) {
+  for (const T& item : items) {
+    if (item.*field == value) return &item;
+  }
+  return nullptr;
+}
+
 // YAML → Value for free-form data (remote_value_filters). Plain scalars
 // become numbers, booleans or null when they read as such; quoted scalars
 // are always strings, as a YAML user expects.
@@ -388,6 +422,9 @@ class Parser {
                                   EventProducerConfig* p);
   absl::Status CheckProducers(const DocTypeRegistry& registry,
                               const ConsumerConfig& consumer);
+  absl::StatusOr<const DocTypeMapping*> KnownMapping(
+      const ConsumerConfig& consumer, const std::string& name,
+      const std::string& path);
 
   Errors errors_;
 };
