@@ -42,6 +42,17 @@ absl::Status Local(const absl::Status& status, bool* local_failure) {
   return absl::Status(status.code(), absl::StrCat("local database: ", status.message()));
 }
 
+// Local for a failure, OK as it is: a step on this side reads
+// RETURN_IF_ERROR(LocalIfError(step, local_failure)).
+absl::Status LocalIfError(const absl::Status& status, bool* local_failure) {
+  return status.ok() ? status : Local(status, local_failure);
+}
+template <typename T>
+absl::StatusOr<T> LocalIfError(absl::StatusOr<T> value, bool* local_failure) {
+  if (!value.ok()) return Local(value.status(), local_failure);
+  return value;
+}
+
 std::string Describe(const std::vector<ProducerDocTypeRow>& rows) {
   std::vector<std::string> parts;
   for (const ProducerDocTypeRow& r : rows) {
@@ -374,9 +385,8 @@ absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored
   }
   MergeStatuses(response->subscriptions(), &desired);
   HeardSubscriptions(response->subscriptions());
-  if (absl::Status s = SaveSubscription(conn, name(), address, desired, response->last_seq());
-      !s.ok())
-    return Local(s, local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      SaveSubscription(conn, name(), address, desired, response->last_seq()), local_failure));
   spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
                link_->url(), options_.site, Describe(desired), response->last_seq());
   reconciled_ = true;
@@ -389,14 +399,14 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
                                bool* local_failure) {
   ASSIGN_OR_RETURN(std::vector<ProducerDocTypeRow> desired,
                    DesiredDocTypes(*config_.consumer, producer_));
-  auto stored = LoadProducer(conn, name());
-  if (!stored.ok()) return Local(stored.status(), local_failure);
-  if (!stored->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<StoredProducer> stored,
+                   LocalIfError(LoadProducer(conn, name()), local_failure));
+  if (!stored.has_value()) {
     return Local(absl::NotFoundError(absl::StrCat("no event_producer row for ", name(),
                                                   " (the consumer creates it at start)")),
                  local_failure);
   }
-  const StoredProducer& p = **stored;
+  const StoredProducer& p = *stored;
   const std::string& address = options_.notify_address;
   if (!p.registered) return Register(conn, p, desired, local_failure);
 
@@ -414,9 +424,8 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
     // Unchanged since the last run: keep everything (statuses as stored).
     for (size_t i = 0; i < desired.size(); ++i) desired[i].status = p.doctypes[i].status;
     if (local_changed) {
-      if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
-          !s.ok())
-        return Local(s, local_failure);
+      RETURN_IF_ERROR(LocalIfError(
+          SaveSubscription(conn, name(), address, desired, std::nullopt), local_failure));
     }
     reconciled_ = true;
     refreshed_at_ = now;
@@ -433,17 +442,15 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
       // time; the stored watermark stays.
       spdlog::warn("producer {} does not know site {} any more; registering again",
                    name(), options_.site);
-      if (absl::Status s = ClearRegistration(conn, name()); !s.ok())
-        return Local(s, local_failure);
+      RETURN_IF_ERROR(LocalIfError(ClearRegistration(conn, name()), local_failure));
       reconciled_ = false;
     }
     return response.status();
   }
   MergeStatuses(response->subscriptions(), &desired);
   HeardSubscriptions(response->subscriptions());
-  if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
-      !s.ok())
-    return Local(s, local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      SaveSubscription(conn, name(), address, desired, std::nullopt), local_failure));
   if (changed) {
     spdlog::info("updated subscription at producer {}: {}", name(), Describe(desired));
   } else if (AllApproved(desired) != all_approved_) {
@@ -550,8 +557,9 @@ absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& r
                    *moved, sub.doctype());
     }
   }
-  auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});
-  if (!stored.ok()) return Local(stored.status(), local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()}).status(),
+      local_failure));
   spdlog::info("producer {}: watermark moved from {} to {} past the trimmed log; the "
                "initial sync brings every document",
                name(), outcome->last_seq, skipped.watermark());
