@@ -238,6 +238,8 @@ class Puller {
   absl::CondVar cv_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Not guarded: set by Stop() (under mu_), read by the loop thread
+  // between batches while it holds only pull_mu_.
   std::atomic<bool> stop_batches_{false};
   int64_t requested_ ABSL_GUARDED_BY(mu_) = 0;  // tickets handed out
   int64_t completed_ ABSL_GUARDED_BY(mu_) = 0;  // the highest ticket whose pull finished
