@@ -238,10 +238,9 @@ absl::Status DocumentApplier::WriteUpdate(const DocTypeDef& def, bool same_name,
 
 absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::UpdateLogEntry& e) {
   const DocTypeDef& def = *t.def;
-  auto json = Value::ParseJson(e.data_json());
-  if (!json.ok()) return Annotate(json.status(), "Rename data");
-  const Value* old_v = json->Find("old_name");
-  const Value* new_v = json->Find("new_name");
+  ASSIGN_OR_RETURN(Value json, Annotated(Value::ParseJson(e.data_json()), "Rename data"));
+  const Value* old_v = json.Find("old_name");
+  const Value* new_v = json.Find("new_name");
   if (old_v == nullptr || new_v == nullptr || !old_v->is_string() || !new_v->is_string()) {
     return absl::InvalidArgumentError("Rename data needs string \"old_name\" and \"new_name\"");
   }
@@ -272,8 +271,9 @@ absl::StatusOr<Outcome> DocumentApplier::Rename(const Target& t, const v1::Updat
   Forget forget{this, def, old_name, new_name};
   if (!t.same_name) {
     // Only the remote name changes; the local name stays.
-    auto r = RunPrepared(conn_, RenameRemoteSql(def.table), {new_name, *local});
-    if (!r.ok()) return Annotate(r.status(), absl::StrCat("renaming ", where));
+    RETURN_IF_ERROR(
+        Annotate(RunPrepared(conn_, RenameRemoteSql(def.table), {new_name, *local}).status(),
+                 absl::StrCat("renaming ", where)));
     out.local_docname = *local;
     return out;
   }

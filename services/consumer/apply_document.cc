@@ -30,15 +30,16 @@ constexpr int kMaxDependencyDepth = 64;
 absl::StatusOr<const TableInfo*> TableCache::Get(pg::Connection* conn, const std::string& table) {
   auto it = tables_.find(table);
   if (it != tables_.end()) return &it->second;
-  auto r = conn->ExecPrepared(kTableColumns, {QuoteIdentifier(table)});
-  if (!r.ok()) return Annotate(r.status(), absl::StrCat("reading columns of table ", table));
-  if (r->rows() == 0) {
+  ASSIGN_OR_RETURN(pg::Result r,
+                   Annotated(conn->ExecPrepared(kTableColumns, {QuoteIdentifier(table)}),
+                             absl::StrCat("reading columns of table ", table)));
+  if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat("table \"", table, "\" does not exist on this site"));
   }
   TableInfo info;
   info.table = table;
-  for (int i = 0; i < r->rows(); ++i) {
-    info.columns[std::string(r->Get(i, "column_name"))] = std::string(r->Get(i, "column_type"));
+  for (int i = 0; i < r.rows(); ++i) {
+    info.columns[std::string(r.Get(i, "column_name"))] = std::string(r.Get(i, "column_type"));
   }
   return &tables_.emplace(table, std::move(info)).first->second;
 }
@@ -49,8 +50,8 @@ absl::Status TableCache::EnsureRemoteColumns(pg::Connection* conn, const std::st
   // Each statement commits on its own and is idempotent: dying between them
   // leaves columns without the index; the next start adds it.
   for (const std::string& sql : AddRemoteColumnsSql(table)) {
-    auto r = conn->Exec(sql);
-    if (!r.ok()) return Annotate(r.status(), absl::StrCat("adding remote columns to ", table));
+    RETURN_IF_ERROR(Annotate(conn->Exec(sql).status(),
+                             absl::StrCat("adding remote columns to ", table)));
   }
   Invalidate(table);
   return absl::OkStatus();
@@ -129,11 +130,10 @@ absl::StatusOr<Outcome> DocumentApplier::ApplyEntry(const v1::UpdateLogEntry& e)
   }
   switch (e.update_type()) {
     case v1::UPDATE_TYPE_CREATE: {
-      auto doc = Value::ParseJson(e.data_json());
-      if (!doc.ok()) return Annotate(doc.status(), "Create data");
-      if (!doc->is_object()) return absl::InvalidArgumentError("Create data is not an object");
-      std::string name = e.docname().empty() ? NameOf(*doc) : e.docname();
-      return Create(t, name, *std::move(doc), "");
+      ASSIGN_OR_RETURN(Value doc, Annotated(Value::ParseJson(e.data_json()), "Create data"));
+      if (!doc.is_object()) return absl::InvalidArgumentError("Create data is not an object");
+      std::string name = e.docname().empty() ? NameOf(doc) : e.docname();
+      return Create(t, name, std::move(doc), "");
     }
     case v1::UPDATE_TYPE_UPDATE:
       return Update(t, e, /*cancel=*/false);
@@ -234,12 +234,10 @@ absl::StatusOr<std::optional<std::string>> DocumentApplier::FindLocal(
 }
 
 absl::StatusOr<std::string> DocumentApplier::NewName(const DocTypeDef& def, const Value& doc) {
-  auto policy = NamingPolicy::Parse(def.autoname);
-  if (!policy.ok()) return Annotate(policy.status(), absl::StrCat("DocType \"", def.name, "\""));
+  ASSIGN_OR_RETURN(NamingPolicy policy, Annotated(NamingPolicy::Parse(def.autoname),
+                                                  absl::StrCat("DocType \"", def.name, "\"")));
   PgSeriesCounter counter(conn_, "es_consumer.series");
-  auto name = policy->NewName(doc, &counter);
-  if (!name.ok()) return Annotate(name.status(), absl::StrCat("naming a new ", def.name));
-  return name;
+  return Annotated(policy.NewName(doc, &counter), absl::StrCat("naming a new ", def.name));
 }
 
 void DocumentApplier::FillDefaults(const DocTypeDef& def, Value& doc) const {
@@ -359,9 +357,8 @@ absl::StatusOr<std::string> DocumentApplier::EnsureDocument(const std::string& d
                                                             const std::string& via) {
   if (auto it = pending_.find(Key(doctype, name)); it != pending_.end()) return it->second;
   const DocTypeDef* def = config_.registry.Find(doctype);
-  auto info = tables_->Get(conn_, def->table);
-  if (!info.ok()) return Annotate(info.status(), via);
-  ASSIGN_OR_RETURN(std::optional<std::string> local, FindEither(*def, **info, name));
+  ASSIGN_OR_RETURN(const TableInfo* info, Annotated(tables_->Get(conn_, def->table), via));
+  ASSIGN_OR_RETURN(std::optional<std::string> local, FindEither(*def, *info, name));
   if (local.has_value()) return *local;
   if (deps_ == nullptr) {
     return absl::FailedPreconditionError(
@@ -417,7 +414,7 @@ absl::StatusOr<std::string> DocumentApplier::InsertDependency(const DocTypeDef& 
   if (s.ok()) s = Validate(def, doc, false, where);
   if (s.ok()) s = InsertDocument(def, doc, name, name, /*same_name=*/true);
   --depth_;
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(s);
   return name;
 }
 
@@ -576,9 +573,10 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
   if (may_exist && !remote_row.empty()) {
     const std::string key = ChildRowKey(same_name);
     const pg::Params where_params{parent_local, parent_def.name, remote_row};
-    auto r = RunPrepared(conn_, FindChildRowSql(child->table, key), where_params);
-    if (!r.ok()) return Annotate(r.status(), absl::StrCat("looking up ", what));
-    if (r->rows() > 0) {
+    ASSIGN_OR_RETURN(pg::Result r,
+                     Annotated(RunPrepared(conn_, FindChildRowSql(child->table, key), where_params),
+                               absl::StrCat("looking up ", what)));
+    if (r.rows() > 0) {
       values["parentfield"] = Value::String(table_field.fieldname);
       return UpdateRow(*info, values, ChildRowWhere(key), where_params, what);
     }

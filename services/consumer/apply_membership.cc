@@ -44,25 +44,24 @@ absl::Status DocumentApplier::ReleaseCopy(const Target& t, const std::string& na
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Sync(const Target& t, const v1::UpdateLogEntry& e) {
-  auto doc = Value::ParseJson(e.data_json());
-  if (!doc.ok()) return Annotate(doc.status(), "Sync data");
-  if (!doc->is_object()) return absl::InvalidArgumentError("Sync data is not an object");
-  const std::string remote_name = e.docname().empty() ? NameOf(*doc) : e.docname();
+  ASSIGN_OR_RETURN(Value doc, Annotated(Value::ParseJson(e.data_json()), "Sync data"));
+  if (!doc.is_object()) return absl::InvalidArgumentError("Sync data is not an object");
+  const std::string remote_name = e.docname().empty() ? NameOf(doc) : e.docname();
   ASSIGN_OR_RETURN(std::optional<std::string> local,
                    FindLocal(*t.def, remote_name, t.same_name));
   if (!local.has_value()) {
-    ASSIGN_OR_RETURN(Outcome out, Create(t, remote_name, *std::move(doc), "inserted"));
+    ASSIGN_OR_RETURN(Outcome out, Create(t, remote_name, std::move(doc), "inserted"));
     out.sync = Outcome::SyncEffect::kInserted;
     return out;
   }
   if (t.mapping != nullptr) {
-    auto mapped = mappings_->MapDocument(t.mapping->name, *doc, this);
+    auto mapped = mappings_->MapDocument(t.mapping->name, doc, this);
     if (!mapped.ok()) {
       return Annotate(mapped.status(), absl::StrCat("mapping ", Doc(t.remote_doctype, remote_name)));
     }
     doc = *std::move(mapped);
   }
-  return Replace(t, remote_name, *local, *std::move(doc));
+  return Replace(t, remote_name, *local, std::move(doc));
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Replace(const Target& t, const std::string& remote_name,

@@ -59,6 +59,14 @@ std::string Doc(const std::string& doctype, const std::string& name);
 
 absl::Status Annotate(const absl::Status& s, const std::string& prefix);
 
+// `value`, or its error annotated with `prefix`, so a step reads as the
+// happy path: ASSIGN_OR_RETURN(pg::Result r, Annotated(RunPrepared(...), what)).
+template <typename T>
+absl::StatusOr<T> Annotated(absl::StatusOr<T> value, const std::string& prefix) {
+  if (!value.ok()) return Annotate(value.status(), prefix);
+  return value;
+}
+
 // Idempotent DDL adding remote_docname / remote_site_name and their index.
 std::vector<std::string> AddRemoteColumnsSql(const std::string& table);
 

@@ -278,12 +278,9 @@ grpc::Status ConsumerService::ListSyncLog(grpc::ServerContext* context,
                                           : std::min(request->limit(), kMaxSyncLogLimit);
   auto conn = deps_.pool->Acquire();
   if (!conn.ok()) return AnswerRpc("Consumer.ListSyncLog", conn.status());
-  // By its text, not Exec(kListSyncLog): the named overload keeps the
-  // message but not the SQLSTATE payload that the check below reads.
   auto r = (*conn)->Exec(
-      absl::string_view(kListSyncLog.sql),
-      {request->producer(), request->doctype(), SyncStatusText(request->status()),
-       static_cast<int64_t>(request->before_id()), limit});
+      kListSyncLog, {request->producer(), request->doctype(), SyncStatusText(request->status()),
+                     static_cast<int64_t>(request->before_id()), limit});
   if (!r.ok()) {
     if (pg::SqlStateOf(r.status()) == "42P01") {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,

@@ -69,10 +69,8 @@ absl::StatusOr<v1::RegisterConsumerResponse> ProducerLink::Register(
   grpc::ClientContext context;
   Prepare(&context);
   v1::RegisterConsumerResponse response;
-  if (absl::Status s = Convert("RegisterConsumer",
-                               stub_->RegisterConsumer(&context, request, &response));
-      !s.ok())
-    return s;
+  RETURN_IF_ERROR(
+      Convert("RegisterConsumer", stub_->RegisterConsumer(&context, request, &response)));
   return response;
 }
 
@@ -81,10 +79,8 @@ absl::StatusOr<v1::UpdateSubscriptionResponse> ProducerLink::UpdateSubscription(
   grpc::ClientContext context;
   Prepare(&context);
   v1::UpdateSubscriptionResponse response;
-  if (absl::Status s = Convert("UpdateSubscription",
-                               stub_->UpdateSubscription(&context, request, &response));
-      !s.ok())
-    return s;
+  RETURN_IF_ERROR(
+      Convert("UpdateSubscription", stub_->UpdateSubscription(&context, request, &response)));
   return response;
 }
 
@@ -136,10 +132,8 @@ absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
   request.set_max_message_bytes(options_.max_message_bytes);
   if (acknowledged_seq) request.set_acknowledged_seq(*acknowledged_seq);
   v1::PullUpdatesResponse response;
-  if (absl::Status s =
-          Convert("PullUpdates", stub_->PullUpdates(&context, request, &response));
-      !s.ok())
-    return s;
+  RETURN_IF_ERROR(
+      Convert("PullUpdates", stub_->PullUpdates(&context, request, &response)));
   return response;
 }
 
@@ -158,7 +152,7 @@ absl::StatusOr<std::optional<FetchedDocument>> ProducerLink::GetDocument(
   if (status.error_code() == grpc::StatusCode::NOT_FOUND ||
       status.error_code() == grpc::StatusCode::PERMISSION_DENIED)
     return std::optional<FetchedDocument>();
-  if (absl::Status s = Convert("GetDocument", status); !s.ok()) return s;
+  RETURN_IF_ERROR(Convert("GetDocument", status));
   auto parse = [&](const std::string& json) -> absl::StatusOr<Value> {
     auto doc = Value::ParseJson(json);
     if (doc.ok()) return doc;
@@ -187,10 +181,8 @@ absl::StatusOr<std::vector<Value>> ProducerLink::FindDocuments(
   request.set_max_message_bytes(options_.max_message_bytes);
   v1::FindDocumentsResponse response;
   if (options_.dependency_calls != nullptr) options_.dependency_calls->Increment();
-  if (absl::Status s =
-          Convert("FindDocuments", stub_->FindDocuments(&context, request, &response));
-      !s.ok())
-    return s;
+  RETURN_IF_ERROR(
+      Convert("FindDocuments", stub_->FindDocuments(&context, request, &response)));
   std::vector<Value> out;
   out.reserve(response.documents_json_size());
   for (const std::string& json : response.documents_json()) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "libsync/rules/pull_due.h"
 #include "libsync/rules/retention_plan.h"
+#include "libsync/rules/status_refresh.h"
 #include "libsync/base/status_macros.h"
 #include "services/consumer/resnapshot.h"
 #include "spdlog/spdlog.h"
@@ -40,6 +41,17 @@ constexpr pg::Query kSkipWatermark{
 absl::Status Local(const absl::Status& status, bool* local_failure) {
   *local_failure = true;
   return absl::Status(status.code(), absl::StrCat("local database: ", status.message()));
+}
+
+// Local for a failure, OK as it is: a step on this side reads
+// RETURN_IF_ERROR(LocalIfError(step, local_failure)).
+absl::Status LocalIfError(const absl::Status& status, bool* local_failure) {
+  return status.ok() ? status : Local(status, local_failure);
+}
+template <typename T>
+absl::StatusOr<T> LocalIfError(absl::StatusOr<T> value, bool* local_failure) {
+  if (!value.ok()) return Local(value.status(), local_failure);
+  return value;
 }
 
 std::string Describe(const std::vector<ProducerDocTypeRow>& rows) {
@@ -374,9 +386,8 @@ absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored
   }
   MergeStatuses(response->subscriptions(), &desired);
   HeardSubscriptions(response->subscriptions());
-  if (absl::Status s = SaveSubscription(conn, name(), address, desired, response->last_seq());
-      !s.ok())
-    return Local(s, local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      SaveSubscription(conn, name(), address, desired, response->last_seq()), local_failure));
   spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
                link_->url(), options_.site, Describe(desired), response->last_seq());
   reconciled_ = true;
@@ -389,61 +400,69 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
                                bool* local_failure) {
   ASSIGN_OR_RETURN(std::vector<ProducerDocTypeRow> desired,
                    DesiredDocTypes(*config_.consumer, producer_));
-  auto stored = LoadProducer(conn, name());
-  if (!stored.ok()) return Local(stored.status(), local_failure);
-  if (!stored->has_value()) {
+  ASSIGN_OR_RETURN(std::optional<StoredProducer> stored,
+                   LocalIfError(LoadProducer(conn, name()), local_failure));
+  if (!stored.has_value()) {
     return Local(absl::NotFoundError(absl::StrCat("no event_producer row for ", name(),
                                                   " (the consumer creates it at start)")),
                  local_failure);
   }
-  const StoredProducer& p = **stored;
+  const StoredProducer& p = *stored;
   const std::string& address = options_.notify_address;
   if (!p.registered) return Register(conn, p, desired, local_failure);
 
   const auto [changed, local_changed] = CompareSubscription(p, address, desired);
   const absl::Time now = absl::Now();
-  const bool refresh =
-      (triggers & kPullNow) ||
-      (!all_approved_ && reconciled_ &&
-       ((triggers & kNotify) || now - refreshed_at_ >= options_.poll_interval)) ||
-      (reconciled_ && now - refreshed_at_ >= options_.status_refresh) ||
-      // Initial sync progress for ListProducers.
-      (reconciled_ && now - refreshed_at_ >= kSyncProgressRefresh && Syncing());
+  const bool refresh = StatusRefreshDue(
+      {(triggers & kPullNow) != 0, (triggers & kNotify) != 0, reconciled_, all_approved_,
+       Syncing(), now - refreshed_at_},
+      {options_.poll_interval, options_.status_refresh, kSyncProgressRefresh});
 
   if (!reconciled_ && !changed) {
-    // Unchanged since the last run: keep everything (statuses as stored).
-    for (size_t i = 0; i < desired.size(); ++i) desired[i].status = p.doctypes[i].status;
-    if (local_changed) {
-      if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
-          !s.ok())
-        return Local(s, local_failure);
-    }
-    reconciled_ = true;
-    refreshed_at_ = now;
-    all_approved_ = AllApproved(desired);
+    RETURN_IF_ERROR(AdoptStored(conn, p, desired, local_changed, now, local_failure));
     if (!refresh) return absl::OkStatus();
   }
   if (reconciled_ && !changed && !refresh) return absl::OkStatus();
+  return SendSubscription(conn, p, desired, changed, now, local_failure);
+}
 
+absl::Status Puller::AdoptStored(pg::Connection* conn, const StoredProducer& stored,
+                                 std::vector<ProducerDocTypeRow>& desired, bool local_changed,
+                                 absl::Time now, bool* local_failure) {
+  // Unchanged since the last run: keep everything (statuses as stored).
+  for (size_t i = 0; i < desired.size(); ++i) desired[i].status = stored.doctypes[i].status;
+  if (local_changed) {
+    RETURN_IF_ERROR(LocalIfError(SaveSubscription(conn, name(), options_.notify_address,
+                                                  desired, std::nullopt),
+                                 local_failure));
+  }
+  reconciled_ = true;
+  refreshed_at_ = now;
+  all_approved_ = AllApproved(desired);
+  return absl::OkStatus();
+}
+
+absl::Status Puller::SendSubscription(pg::Connection* conn, const StoredProducer& stored,
+                                      std::vector<ProducerDocTypeRow>& desired, bool changed,
+                                      absl::Time now, bool* local_failure) {
+  const std::string& address = options_.notify_address;
   auto response = link_->UpdateSubscription(MakeRequest<v1::UpdateSubscriptionRequest>(
-      options_.site, address, p.notify_token, desired));
+      options_.site, address, stored.notify_token, desired));
   if (!response.ok()) {
     if (response.status().code() == absl::StatusCode::kNotFound) {
       // The producer forgot us (its database was reset): register again next
       // time; the stored watermark stays.
       spdlog::warn("producer {} does not know site {} any more; registering again",
                    name(), options_.site);
-      if (absl::Status s = ClearRegistration(conn, name()); !s.ok())
-        return Local(s, local_failure);
+      RETURN_IF_ERROR(LocalIfError(ClearRegistration(conn, name()), local_failure));
       reconciled_ = false;
     }
     return response.status();
   }
   MergeStatuses(response->subscriptions(), &desired);
   HeardSubscriptions(response->subscriptions());
-  if (absl::Status s = SaveSubscription(conn, name(), address, desired, std::nullopt);
-      !s.ok())
-    return Local(s, local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      SaveSubscription(conn, name(), address, desired, std::nullopt), local_failure));
   if (changed) {
     spdlog::info("updated subscription at producer {}: {}", name(), Describe(desired));
   } else if (AllApproved(desired) != all_approved_) {
@@ -457,52 +476,50 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
 
 PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   PullOutcome outcome;
-  auto held = HoldPullLock();
-  if (!held.ok()) {
-    outcome.status = Local(held.status(), local_failure);
+  absl::StatusOr<pg::Connection*> conn = BeginPull(triggers, &outcome, local_failure);
+  if (!conn.ok()) {
+    outcome.status = conn.status();
     return outcome;
   }
-  if (!*held) {
-    outcome.standby = true;
-    outcome.status = absl::UnavailableError(
+  PullBatches(*conn, &outcome, local_failure);
+  return outcome;
+}
+
+absl::StatusOr<pg::Connection*> Puller::BeginPull(unsigned triggers, PullOutcome* outcome,
+                                                  bool* local_failure) {
+  ASSIGN_OR_RETURN(const bool held, LocalIfError(HoldPullLock(), local_failure));
+  if (!held) {
+    outcome->standby = true;
+    return absl::UnavailableError(
         absl::StrCat("another replica of this consumer is pulling producer ", name(),
                      "; this one stands by"));
-    return outcome;
   }
-  auto conn = Connection();
-  if (!conn.ok()) {
-    outcome.status = Local(conn.status(), local_failure);
-    return outcome;
-  }
-  if (absl::Status s = Reconcile(*conn, triggers, local_failure); !s.ok()) {
-    outcome.status = s;
-    return outcome;
-  }
-  auto watermark = LoadWatermark(*conn, name());
-  if (!watermark.ok()) {
-    outcome.status = Local(watermark.status(), local_failure);
-    return outcome;
-  }
-  outcome.last_seq = *watermark;
-  const int64_t start_seq = outcome.last_seq;
+  ASSIGN_OR_RETURN(pg::Connection * conn, LocalIfError(Connection(), local_failure));
+  RETURN_IF_ERROR(Reconcile(conn, triggers, local_failure));
+  ASSIGN_OR_RETURN(outcome->last_seq, LocalIfError(LoadWatermark(conn, name()), local_failure));
+  return conn;
+}
+
+void Puller::PullBatches(pg::Connection* conn, PullOutcome* outcome, bool* local_failure) {
+  const int64_t start_seq = outcome->last_seq;
   ConsumerMetrics* metrics = options_.metrics;
   // While a batch applies, the next one is already being fetched (on
   // another thread): the producer's serving and our applying overlap
   // instead of adding up. The prefetch acknowledges only what is committed
   // (acknowledged_seq), so a crash before the batch commits loses nothing
   // the producer would then no longer send (its Delete records).
-  auto batch = link_->PullUpdates(outcome.last_seq, options_.batch_limit);
+  auto batch = link_->PullUpdates(outcome->last_seq, options_.batch_limit);
   while (true) {
-    const int64_t before = outcome.last_seq;
+    const int64_t before = outcome->last_seq;
     if (metrics != nullptr) metrics->pulls->WithLabels({name()}).Increment();
     if (!batch.ok() && IsLogTrimmed(batch.status())) {
-      outcome.status = RecoverFromTrim(*conn, batch.status(), &outcome, local_failure);
-      outcome.advanced = outcome.status.ok();
-      return outcome;
+      outcome->status = RecoverFromTrim(conn, batch.status(), outcome, local_failure);
+      outcome->advanced = outcome->status.ok();
+      return;
     }
     if (!batch.ok()) {
-      outcome.status = batch.status();
-      return outcome;
+      outcome->status = batch.status();
+      return;
     }
     if (metrics != nullptr) metrics->NotePosition(name(), batch->log_position());
     const bool go_on =
@@ -511,20 +528,19 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
     if (go_on) {
       next = std::async(std::launch::async,
                         [link = link_.get(), after = batch->next_after_seq(),
-                         limit = options_.batch_limit, committed = outcome.last_seq] {
+                         limit = options_.batch_limit, committed = outcome->last_seq] {
                           return link->PullUpdates(after, limit, committed);
                         });
     }
-    if (absl::Status s = ApplyPulled(*conn, *batch, &outcome, local_failure); !s.ok()) {
+    if (absl::Status s = ApplyPulled(conn, *batch, outcome, local_failure); !s.ok()) {
       if (next.valid()) next.wait();  // its answer is dropped
-      outcome.status = s;
-      return outcome;
+      outcome->status = s;
+      return;
     }
     if (!next.valid()) break;
     batch = next.get();
   }
-  outcome.advanced = outcome.last_seq > start_seq;
-  return outcome;
+  outcome->advanced = outcome->last_seq > start_seq;
 }
 
 absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& refused,
@@ -550,8 +566,9 @@ absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& r
                    *moved, sub.doctype());
     }
   }
-  auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});
-  if (!stored.ok()) return Local(stored.status(), local_failure);
+  RETURN_IF_ERROR(LocalIfError(
+      conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()}).status(),
+      local_failure));
   spdlog::info("producer {}: watermark moved from {} to {} past the trimmed log; the "
                "initial sync brings every document",
                name(), outcome->last_seq, skipped.watermark());

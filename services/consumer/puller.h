@@ -170,7 +170,30 @@ class Puller {
   void Run();
   PullOutcome PullOnce(unsigned triggers, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // PullOnce's first steps: the pull lock (a standby replica stops here,
+  // outcome->standby), the connection, Reconcile and the watermark (into
+  // outcome->last_seq).
+  absl::StatusOr<pg::Connection*> BeginPull(unsigned triggers, PullOutcome* outcome,
+                                            bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // PullOnce's loop: PullUpdates -> ApplyPulled (the next batch prefetched
+  // meanwhile) until the producer has no more; the result in `outcome`.
+  void PullBatches(pg::Connection* conn, PullOutcome* outcome, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   absl::Status Reconcile(pg::Connection* conn, unsigned triggers, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Reconcile's first run with a subscription unchanged since the last
+  // process: the stored statuses kept (local-only columns saved).
+  absl::Status AdoptStored(pg::Connection* conn, const StoredProducer& stored,
+                           std::vector<ProducerDocTypeRow>& desired, bool local_changed,
+                           absl::Time now, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Reconcile's UpdateSubscription (a change, or a status refresh) and the
+  // statuses answered stored; a producer that forgot this site (NOT_FOUND)
+  // is registered with again on the next pull.
+  absl::Status SendSubscription(pg::Connection* conn, const StoredProducer& stored,
+                                std::vector<ProducerDocTypeRow>& desired, bool changed,
+                                absl::Time now, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // Reconcile's first step for a producer not registered with yet:
   // RegisterConsumer, then the statuses and watermark it returns stored.
@@ -215,6 +238,8 @@ class Puller {
   absl::CondVar cv_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Not guarded: set by Stop() (under mu_), read by the loop thread
+  // between batches while it holds only pull_mu_.
   std::atomic<bool> stop_batches_{false};
   int64_t requested_ ABSL_GUARDED_BY(mu_) = 0;  // tickets handed out
   int64_t completed_ ABSL_GUARDED_BY(mu_) = 0;  // the highest ticket whose pull finished
