@@ -140,10 +140,22 @@ const auto* const kRegistered =
 
 }  // namespace
 
+namespace {
+std::string& SharedOptions() {
+  static auto* options = new std::string();
+  return *options;
+}
+}  // namespace
+
+bool SetSharedClusterOptions(const std::string& server_options) {
+  SharedOptions() = server_options;
+  return true;
+}
+
 PgCluster& SharedCluster() {
   auto& slot = SharedSlot();
   if (!slot) {
-    auto started = PgCluster::Start();
+    auto started = PgCluster::Start(SharedOptions());
     if (!started.ok()) {
       fprintf(stderr, "cannot start PostgreSQL: %s\n",
               std::string(started.status().message()).c_str());
