@@ -96,6 +96,24 @@ absl::StatusOr<std::vector<Sample>> HeldBack(pg::ConnectionPool* pool) {
   return out;
 }
 
+// Per logical slot of this database read with pgoutput (capture: wal's):
+// the WAL it keeps the server from recycling.
+absl::StatusOr<std::vector<Sample>> WalRetained(pg::ConnectionPool* pool) {
+  ASSIGN_OR_RETURN(auto conn, pool->Acquire());
+  ASSIGN_OR_RETURN(
+      pg::Result r,
+      conn->Exec("SELECT slot_name,"
+                 " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint AS n"
+                 " FROM pg_replication_slots WHERE database = current_database()"
+                 " AND plugin = 'pgoutput' ORDER BY slot_name"));
+  std::vector<Sample> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(Sample{{std::string(r.Get(i, "slot_name"))},
+                         static_cast<double>(r.GetInt64(i, r.ColumnIndex("n")))});
+  }
+  return out;
+}
+
 // A gauge without labels: the single number `sql` answers, at scrape time.
 std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
     std::shared_ptr<pg::ConnectionPool> pool, const char* sql) {
@@ -213,6 +231,11 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
                        "Bytes of the producer's tables with indexes and TOAST.",
                        metrics::Type::kGauge, {"table"},
                        [pool] { return Tables(pool.get(), "bytes"); });
+  registry.AddCallback("eventstream_producer_wal_retained_bytes",
+                       "WAL the logical slot keeps (pg_current_wal_lsn() - restart_lsn); "
+                       "bound it with max_slot_wal_keep_size.",
+                       metrics::Type::kGauge, {"slot"},
+                       [pool] { return WalRetained(pool.get()); });
   registry.AddCallback(
       "eventstream_producer_webhook_queued_requests",
       "Webhook requests waiting for a (re)try: after a failed attempt, or "

@@ -98,8 +98,10 @@ class ProducerInstance : public ServiceInstance {
           &config_->registry,
           WalCaptureStore(config.producer->wal_slot, config.producer->wal_publication),
           AssemblerOptions(metrics_.get()));
-      wal_loop_ = std::make_unique<WalCaptureLoop>(
-          wal_capture_.get(), WalCaptureLoop::Options{config.database.url}, LoggedHook());
+      WalCaptureLoop::Options wal_options;
+      wal_options.database_url = config.database.url;
+      wal_loop_ = std::make_unique<WalCaptureLoop>(wal_capture_.get(), std::move(wal_options),
+                                                   LoggedHook());
     }
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();

@@ -60,11 +60,6 @@ constexpr pg::Query kRecordFailure{
     "es_wal_record_failure",
     "INSERT INTO es_producer.capture_error (txid, doctype, docname, error, raw_rows)"
     " VALUES ($1::xid8, $2, $3, $4, $5::jsonb) RETURNING id"};
-constexpr pg::Query kRetained{
-    "es_wal_retained",
-    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained"
-    " FROM pg_replication_slots WHERE slot_name = $1"};
-
 std::string TextArray(const std::set<std::string>& items) {
   std::vector<Value> json;
   for (const std::string& s : items) json.push_back(Value::String(s));
@@ -212,12 +207,6 @@ absl::Status WalCaptureStore::RecordFailures(pg::Connection* conn,
     f.record_id = r.GetInt64(0, r.ColumnIndex("id"));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<int64_t> WalCaptureStore::RetainedBytes(pg::Connection* conn) const {
-  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kRetained, {slot_}));
-  if (r.rows() == 0 || r.IsNull(0, r.ColumnIndex("retained"))) return -1;
-  return r.GetInt64(0, r.ColumnIndex("retained"));
 }
 
 }  // namespace eventstream

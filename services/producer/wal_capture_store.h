@@ -4,7 +4,7 @@
 //    captured DocTypes, where trigger mode syncs its triggers;
 //  * the capture side: the last logged end LSN (es_producer.wal_position,
 //    migration 0012), the published tables, capture_error rows of
-//    documents that could not become entries, the slot's retained WAL.
+//    documents that could not become entries.
 //
 // SyncPublication (contract, as CaptureInstaller::SyncTriggers):
 //  * Creates the slot first if it is missing (outside any transaction:
@@ -68,9 +68,6 @@ class WalCaptureStore {
   static absl::Status RecordFailures(pg::Connection* conn,
                                      const std::map<int64_t, const RawChange*>& rows,
                                      std::vector<CaptureFailure>* failures);
-  // Bytes of WAL the slot holds (pg_current_wal_lsn() - restart_lsn); -1
-  // when the slot does not exist.
-  absl::StatusOr<int64_t> RetainedBytes(pg::Connection* conn) const;
 
  private:
   absl::Status EnsureSlot(pg::Connection* conn) const;
