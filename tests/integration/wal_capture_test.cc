@@ -138,7 +138,7 @@ class Site {
     return conn.ok() ? std::move(*conn) : nullptr;
   }
   void Write(const std::string& sql, pg::Connection* conn = nullptr) {
-    absl::Status s = (conn ? conn : conn_.get())->ExecScript(absl::StrCat("BEGIN;", sql, "COMMIT;"));
+    absl::Status s = (conn ? conn : conn_.get())->ExecScript(absl::StrCat("BEGIN;", sql, ";COMMIT;"));
     ASSERT_TRUE(s.ok()) << s << "\n" << sql;
   }
   int64_t Int(const std::string& sql) { return QueryInt(conn_.get(), sql); }
