@@ -158,12 +158,7 @@ class Site {
   }
   const std::string& db() const { return db_; }
   std::string url() const { return SharedCluster().Url(db_); }
-  // A slot name of this database ([a-z0-9_]).
-  std::string slot() const {
-    std::string s = "s_" + db_;
-    for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '_';
-    return s;
-  }
+  std::string slot() const { return SlotNameFor(db_); }
   pg::Connection* conn() { return conn_.get(); }
 
  private:

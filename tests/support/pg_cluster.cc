@@ -155,7 +155,13 @@ bool SetSharedClusterOptions(const std::string& server_options) {
 PgCluster& SharedCluster() {
   auto& slot = SharedSlot();
   if (!slot) {
-    auto started = PgCluster::Start(SharedOptions());
+    std::string options = SharedOptions();
+    // ES_TEST_CAPTURE=wal: the producers the tests start capture from the
+    // WAL (two_sites.cc), which needs logical decoding.
+    if (const char* mode = getenv("ES_TEST_CAPTURE"); mode != nullptr && std::string(mode) == "wal") {
+      options += " -c wal_level=logical -c max_wal_senders=40 -c max_replication_slots=200";
+    }
+    auto started = PgCluster::Start(options);
     if (!started.ok()) {
       fprintf(stderr, "cannot start PostgreSQL: %s\n",
               std::string(started.status().message()).c_str());
