@@ -5,9 +5,19 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
+namespace {
+
+// Session-level advisory lock keyed by the schema name.
+constexpr pg::Query kAdvisoryLock{"migrate_lock",
+                                  "SELECT pg_advisory_lock(hashtext($1))"};
+constexpr pg::Query kAdvisoryUnlock{"migrate_unlock",
+                                    "SELECT pg_advisory_unlock(hashtext($1))"};
+
+}  // namespace
 
 std::string MigrationChecksum(absl::string_view sql) {
   uint64_t h = 1469598103934665603ULL;
@@ -26,11 +36,8 @@ absl::Status ApplyMigrations(pg::Connection* conn, absl::string_view schema,
   const std::string table = absl::StrCat(qschema, ".schema_migrations");
   // Session-level advisory lock keyed by the schema name: a second replica
   // waits here until the first has finished, then finds nothing to do.
-  auto locked = conn->Exec("SELECT pg_advisory_lock(hashtext($1))", {schema});
-  if (!locked.ok()) return locked.status();
-  auto unlock = [&] {
-    (void)conn->Exec("SELECT pg_advisory_unlock(hashtext($1))", {schema});
-  };
+  RETURN_IF_ERROR(conn->Exec(kAdvisoryLock, {schema}).status());
+  auto unlock = [&] { (void)conn->Exec(kAdvisoryUnlock, {schema}); };
 
   absl::Status status = conn->ExecScript(absl::StrCat(
       "CREATE SCHEMA IF NOT EXISTS ", qschema, ";",
@@ -48,7 +55,7 @@ absl::Status ApplyMigrations(pg::Connection* conn, absl::string_view schema,
   }
   std::map<int64_t, std::string> recorded;
   for (int r = 0; r < done->rows(); ++r)
-    recorded[done->GetInt64(r, 0)] = std::string(done->Get(r, 1));
+    recorded[done->GetInt64(r, "version")] = std::string(done->Get(r, "checksum"));
 
   for (const Migration& m : migrations) {
     std::string checksum = MigrationChecksum(m.sql);

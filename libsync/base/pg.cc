@@ -11,12 +11,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "libsync/base/input_rules.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream::pg {
 namespace {
 
 constexpr char kSqlStatePayload[] = "type.eventstream/sqlstate";
+
+constexpr Query kSetApplicationName{
+    "set_application_name", "SELECT set_config('application_name', $1, false)"};
 
 // Maps SQLSTATE classes onto the closest absl code so callers can branch on
 // the code and users still see the exact SQLSTATE in the message.
@@ -110,13 +114,28 @@ bool Result::IsNull(int row, int col) const { return PQgetisnull(res_, row, col)
 absl::string_view Result::Get(int row, int col) const {
   return absl::string_view(PQgetvalue(res_, row, col), PQgetlength(res_, row, col));
 }
-absl::string_view Result::Get(int row, const char* column) const {
+int Result::RequireColumn(const char* column) const {
   int col = ColumnIndex(column);
   if (col < 0) {
     spdlog::critical("query result has no column \"{}\"", column);
     std::abort();
   }
-  return Get(row, col);
+  return col;
+}
+bool Result::IsNull(int row, const char* column) const {
+  return IsNull(row, RequireColumn(column));
+}
+absl::string_view Result::Get(int row, const char* column) const {
+  return Get(row, RequireColumn(column));
+}
+std::optional<std::string> Result::GetOptional(int row, const char* column) const {
+  return GetOptional(row, RequireColumn(column));
+}
+int64_t Result::GetInt64(int row, const char* column) const {
+  return GetInt64(row, RequireColumn(column));
+}
+bool Result::GetBool(int row, const char* column) const {
+  return GetBool(row, RequireColumn(column));
 }
 std::optional<std::string> Result::GetOptional(int row, int col) const {
   if (IsNull(row, col)) return std::nullopt;
@@ -161,8 +180,8 @@ Connection::~Connection() {
 bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(FlushDeferred());
   ++statements_;
   std::string text(sql);
   ParamArrays arrays(params);
@@ -173,13 +192,13 @@ absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& par
 absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(FlushDeferred());
   if (prepared_.count(name) == 0) {
     std::string text(sql);
-    auto prepared = Check(conn_, PQprepare(conn_, name.c_str(), text.c_str(),
-                                           static_cast<int>(params.size()), nullptr));
-    if (!prepared.ok()) return prepared.status();
+    PGresult* prepared = PQprepare(conn_, name.c_str(), text.c_str(),
+                                   static_cast<int>(params.size()), nullptr);
+    RETURN_IF_ERROR(Check(conn_, prepared).status());
     prepared_.insert(name);
   }
   ++statements_;
@@ -213,7 +232,7 @@ absl::StatusOr<Result> Connection::ExecPrepared(const Query& query, const Params
 }
 
 absl::Status Connection::ExecScript(absl::string_view sql) {
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(FlushDeferred());
   std::string text(sql);
   PGresult* res = PQexec(conn_, text.c_str());
   auto result = Check(conn_, res);
@@ -223,7 +242,7 @@ absl::Status Connection::ExecScript(absl::string_view sql) {
 
 absl::StatusOr<int64_t> Connection::CopyIn(absl::string_view copy_sql,
                                            absl::string_view data) {
-  if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+  RETURN_IF_ERROR(FlushDeferred());
   std::string text(copy_sql);
   PGresult* started = PQexec(conn_, text.c_str());
   if (PQresultStatus(started) != PGRES_COPY_IN) {
@@ -273,9 +292,9 @@ constexpr size_t kMaxDeferred = 256;
 
 absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
                                               const Params& params, std::string what) {
-  if (absl::Status s = CheckParams(params); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckParams(params));
   if (deferred_.size() >= kMaxDeferred) {
-    if (absl::Status s = FlushDeferred(); !s.ok()) return s;
+    RETURN_IF_ERROR(FlushDeferred());
   }
   if (deferred_.empty() && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF &&
       PQenterPipelineMode(conn_) != 1) {
@@ -344,15 +363,14 @@ absl::Status Connection::FlushDeferred() {
 }
 
 absl::Status Connection::SetApplicationName(absl::string_view name) {
-  return Exec("SELECT set_config('application_name', $1, false)", {name}).status();
+  return Exec(kSetApplicationName, {name}).status();
 }
 
 // ---- Transaction -----------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
     Connection* conn, absl::string_view options) {
-  auto begun = conn->Exec(absl::StrCat("BEGIN ", options));
-  if (!begun.ok()) return begun.status();
+  RETURN_IF_ERROR(conn->Exec(absl::StrCat("BEGIN ", options)).status());
   return std::unique_ptr<Transaction>(new Transaction(conn));
 }
 
@@ -368,11 +386,10 @@ absl::Status Transaction::Commit() {
     (void)conn_->Exec("ROLLBACK");
     return s;
   }
-  auto committed = conn_->Exec("COMMIT");
-  if (!committed.ok()) return committed.status();
+  ASSIGN_OR_RETURN(Result committed, conn_->Exec("COMMIT"));
   // COMMIT of a transaction that already failed "succeeds" with the tag
   // ROLLBACK: report it, or a caller would believe its writes landed.
-  if (std::strcmp(PQcmdStatus(committed->raw()), "ROLLBACK") == 0)
+  if (std::strcmp(PQcmdStatus(committed.raw()), "ROLLBACK") == 0)
     return absl::AbortedError("transaction was rolled back: an earlier statement failed");
   return absl::OkStatus();
 }

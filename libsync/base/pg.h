@@ -79,16 +79,25 @@ class Result {
   int ColumnIndex(absl::string_view name) const;
   bool IsNull(int row, int col) const;
   absl::string_view Get(int row, int col) const;  // "" for NULL
-  // By column name (a missing column is a programming error: it aborts).
-  absl::string_view Get(int row, const char* column) const;
   std::optional<std::string> GetOptional(int row, int col) const;
   int64_t GetInt64(int row, int col) const;      // 0 for NULL
   bool GetBool(int row, int col) const;          // 't' -> true
+  // The same by column name, as stores read rows (a missing column is a
+  // programming error: it aborts). Loops over many rows may look the index
+  // up once with ColumnIndex instead.
+  bool IsNull(int row, const char* column) const;
+  absl::string_view Get(int row, const char* column) const;
+  std::optional<std::string> GetOptional(int row, const char* column) const;
+  int64_t GetInt64(int row, const char* column) const;
+  bool GetBool(int row, const char* column) const;
   // Rows affected by INSERT/UPDATE/DELETE.
   int64_t affected_rows() const;
   pg_result* raw() const;
 
  private:
+  // ColumnIndex(column), aborting when there is no such column.
+  int RequireColumn(const char* column) const;
+
   pg_result* res_ = nullptr;
 };
 

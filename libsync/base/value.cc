@@ -570,72 +570,83 @@ class Parser {
         ++pos_;
         continue;
       }
-      size_t esc_at = pos_;
-      ++pos_;
-      if (pos_ >= text_.size()) {
-        return Fail(pos_, "expected an escape character after '\\'");
-      }
-      char e = text_[pos_++];
-      switch (e) {
-        case '"':
-          out->push_back('"');
-          break;
-        case '\\':
-          out->push_back('\\');
-          break;
-        case '/':
-          out->push_back('/');
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
-        case 'u': {
-          uint32_t cp = 0;
-          if (!ReadHex4(&cp)) return false;
-          if (cp >= 0xdc00 && cp <= 0xdfff) {
-            return Fail(esc_at,
-                        "expected a high surrogate before low "
-                        "surrogate \\u escape");
-          }
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (pos_ + 1 >= text_.size() || text_[pos_] != '\\' ||
-                text_[pos_ + 1] != 'u') {
-              return Fail(pos_,
-                          "expected a \\u low surrogate after high "
-                          "surrogate \\u escape");
-            }
-            size_t low_at = pos_;
-            pos_ += 2;
-            uint32_t low = 0;
-            if (!ReadHex4(&low)) return false;
-            if (low < 0xdc00 || low > 0xdfff) {
-              return Fail(low_at,
-                          "expected a \\u low surrogate (DC00-DFFF) "
-                          "after high surrogate \\u escape");
-            }
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          }
-          AppendUtf8(cp, out);
-          break;
-        }
-        default:
-          return Fail(pos_ - 1,
-                      "expected one of \\\" \\\\ \\/ \\b \\f \\n "
-                      "\\r \\t \\u after '\\'");
-      }
+      if (!ParseEscape(out)) return false;
     }
+  }
+
+  // The escape at pos_ (a backslash) inside a string.
+  bool ParseEscape(std::string* out) {
+    size_t esc_at = pos_;
+    ++pos_;
+    if (pos_ >= text_.size()) {
+      return Fail(pos_, "expected an escape character after '\\'");
+    }
+    char e = text_[pos_++];
+    switch (e) {
+      case '"':
+        out->push_back('"');
+        break;
+      case '\\':
+        out->push_back('\\');
+        break;
+      case '/':
+        out->push_back('/');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case 'u':
+        return ParseUnicodeEscape(esc_at, out);
+      default:
+        return Fail(pos_ - 1,
+                    "expected one of \\\" \\\\ \\/ \\b \\f \\n "
+                    "\\r \\t \\u after '\\'");
+    }
+    return true;
+  }
+
+  // The 'u' escape (four hex digits) whose backslash is at `esc_at`, pos_
+  // after the 'u'; a surrogate pair is joined into one code point.
+  bool ParseUnicodeEscape(size_t esc_at, std::string* out) {
+    uint32_t cp = 0;
+    if (!ReadHex4(&cp)) return false;
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+      return Fail(esc_at,
+                  "expected a high surrogate before low "
+                  "surrogate \\u escape");
+    }
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+      if (pos_ + 1 >= text_.size() || text_[pos_] != '\\' ||
+          text_[pos_ + 1] != 'u') {
+        return Fail(pos_,
+                    "expected a \\u low surrogate after high "
+                    "surrogate \\u escape");
+      }
+      size_t low_at = pos_;
+      pos_ += 2;
+      uint32_t low = 0;
+      if (!ReadHex4(&low)) return false;
+      if (low < 0xdc00 || low > 0xdfff) {
+        return Fail(low_at,
+                    "expected a \\u low surrogate (DC00-DFFF) "
+                    "after high surrogate \\u escape");
+      }
+      cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+    }
+    AppendUtf8(cp, out);
+    return true;
   }
 
   std::string_view text_;

@@ -1,13 +1,19 @@
-// Internal to the config loader (config.cc): the error collector and the
-// YAML map reader every section parser uses, and the small path and name
-// helpers. Not for other code: config.h is the contract.
+// Internal to the config loader (config.cc, config_producer.cc,
+// config_consumer.cc): the error collector and the YAML map reader every
+// section parser uses, the small path and name helpers, and the Parser whose
+// methods those three files define. Not for other code: config.h is the
+// contract.
 #ifndef EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
 #define EVENTSTREAM_LIBSYNC_CONFIG_CONFIG_READER_H_
 
+#include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -17,16 +23,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/base/value.h"
+#include "libsync/config/config.h"
 #include "yaml-cpp/yaml.h"
 
 namespace eventstream::config_internal {
-
-#define ES_CONFIG_RETURN_IF_ERROR(expr)                  \
-  do {                                                   \
-    absl::Status es_config_status = (expr);              \
-    if (!es_config_status.ok()) return es_config_status; \
-  } while (0)
 
 // A default-constructed YAML::Node is a (defined) null; a missing key and
 // `key: null` / `key:` all mean "not set".
@@ -198,7 +200,7 @@ class MapReader {
                     const std::vector<std::pair<absl::string_view, T>>& choices,
                     T* out, bool required = false) const {
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text, required));
+    RETURN_IF_ERROR(String(key, &text, required));
     // `key: ""` (as templates render unset values) keeps the default.
     if (!Has(key) || text.empty()) return absl::OkStatus();
     std::vector<absl::string_view> names;
@@ -216,7 +218,7 @@ class MapReader {
   absl::Status Duration(absl::string_view key, absl::Duration* out) const {
     if (!Has(key)) return absl::OkStatus();
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    RETURN_IF_ERROR(String(key, &text));
     absl::Duration d;
     // absl accepts "0" and "inf"; neither is a usable interval.
     if (!absl::ParseDuration(text, &d) || d == absl::InfiniteDuration() ||
@@ -234,7 +236,7 @@ class MapReader {
   absl::Status DurationOrZero(absl::string_view key, absl::Duration* out) const {
     if (!Has(key)) return absl::OkStatus();
     std::string text;
-    ES_CONFIG_RETURN_IF_ERROR(String(key, &text));
+    RETURN_IF_ERROR(String(key, &text));
     absl::Duration d;
     if (text == "0" || (absl::ParseDuration(text, &d) && d == absl::ZeroDuration())) {
       *out = absl::ZeroDuration();
@@ -244,7 +246,7 @@ class MapReader {
   }
 
   absl::Status Address(absl::string_view key, std::string* out) const {
-    ES_CONFIG_RETURN_IF_ERROR(String(key, out));
+    RETURN_IF_ERROR(String(key, out));
     if (!Has(key) || out->empty() || IsListenAddress(*out)) {
       return absl::OkStatus();
     }
@@ -265,8 +267,7 @@ class MapReader {
     out->clear();
     for (size_t i = 0; i < node.size(); ++i) {
       T item;
-      ES_CONFIG_RETURN_IF_ERROR(
-          parse(node[i], IndexPath(PathOf(key), i), &item));
+      RETURN_IF_ERROR(parse(node[i], IndexPath(PathOf(key), i), &item));
       out->push_back(std::move(item));
     }
     return absl::OkStatus();
@@ -277,6 +278,39 @@ class MapReader {
   std::string path_;
   std::map<std::string, YAML::Node, std::less<>> values_;
 };
+
+// The first of `items` whose `field` repeats an earlier one's, reported at
+// <list_path>[i].<key> as `duplicate <what> "X" (also <list>[j])`, <list>
+// being the last part of list_path.
+template <typename T>
+absl::Status CheckUnique(const Errors& errors, const std::vector<T>& items,
+                         std::string T::*field, const std::string& list_path,
+                         absl::string_view key, absl::string_view what) {
+  absl::string_view list = list_path;
+  list = list.substr(list.rfind('.') + 1);
+  std::map<std::string, size_t> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto [it, inserted] = seen.emplace(items[i].*field, i);
+    if (!inserted) {
+      return errors.At(ChildPath(IndexPath(list_path, i), key),
+                       absl::StrCat("duplicate ", what, " ",
+                                    Quote(items[i].*field), " (also ", list,
+                                    "[", it->second, "])"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The element of `items` whose `field` equals `value`, or null (the
+// Config lookups: FindApiKey, FindConsumer, FindProducer, FindMapping).
+template <typename T>
+const T* FindBy(const std::vector<T>& items, std::string T::*field,
+                std::string_view value) {
+  for (const T& item : items) {
+    if (item.*field == value) return &item;
+  }
+  return nullptr;
+}
 
 // YAML → Value for free-form data (remote_value_filters). Plain scalars
 // become numbers, booleans or null when they read as such; quoted scalars
@@ -303,6 +337,97 @@ inline Value YamlToValue(const YAML::Node& node) {
   }
   return Value::String(text);
 }
+
+
+// The loader's section parsers, one method per YAML section, each reporting
+// the first problem at its key's path. Their definitions are split by side:
+// config.cc (top level, doctypes, api keys, TLS and the checks both sides
+// use), config_producer.cc (producer:) and config_consumer.cc (consumer:).
+class Parser {
+ public:
+  explicit Parser(absl::string_view filename) : errors_(filename) {}
+
+  absl::StatusOr<Config> Parse(const YAML::Node& root);
+
+ private:
+  // ---- shared (config.cc)
+  absl::Status ParseDocType(const YAML::Node& node, const std::string& path,
+                            DocTypeDef* def);
+  absl::Status ParseField(const YAML::Node& node, const std::string& path,
+                          FieldDef* field);
+  absl::Status ParseSecretRef(const MapReader& m, absl::string_view env_key,
+                              absl::string_view file_key, SecretRef* ref);
+  absl::Status ParseApiKeys(const MapReader& section, bool admin_only,
+                            std::vector<ApiKeyConfig>* keys);
+  absl::Status CheckCondition(const std::string& path,
+                              const std::string& condition);
+  absl::Status CheckSubscribable(const std::string& path,
+                                 const DocTypeRegistry& registry,
+                                 const std::string& doctype);
+  absl::Status Int(const MapReader& m, absl::string_view key, int lo, int hi,
+                   int* out);
+  absl::Status RefreshInterval(const MapReader& m, absl::Duration* out);
+  absl::Status TlsPath(const MapReader& m, absl::string_view key,
+                       std::string* out, bool required);
+  absl::Status ParseTlsServer(const YAML::Node& node, const std::string& path,
+                              TlsServerConfig* tls);
+  absl::Status ParseTlsClient(const YAML::Node& node, const std::string& path,
+                              TlsClientConfig* tls);
+
+  // ---- producer: (config_producer.cc)
+  absl::Status ParseProducer(const YAML::Node& node,
+                             const DocTypeRegistry& registry,
+                             ProducerConfig* producer);
+  absl::Status ParseDatabasePool(const YAML::Node& node,
+                                 DatabasePoolConfig* pool);
+  absl::Status ParseConditionFunctions(const MapReader& m,
+                                       std::vector<std::string>* out);
+  absl::Status ParseConsumerSite(const YAML::Node& node,
+                                 const std::string& path,
+                                 const DocTypeRegistry& registry,
+                                 ConsumerSiteConfig* c);
+  absl::Status ParseWebhooks(const MapReader& m,
+                             const DocTypeRegistry& registry,
+                             std::vector<WebhookConfig>* webhooks);
+  absl::Status CheckConsumerSites(
+      const std::vector<ConsumerSiteConfig>& consumers);
+  absl::Status ParseWebhookDelivery(
+      const YAML::Node& node, const std::vector<std::string>& own_secret_env,
+      WebhookDeliveryConfig* d);
+  absl::Status ParseRetention(const YAML::Node& node, RetentionConfig* r);
+  absl::Status ParseRuntimeSecretEnv(
+      const MapReader& m, const std::vector<std::string>& own_secret_env,
+      std::vector<std::string>* out);
+  absl::Status ParseWebhook(const YAML::Node& node, const std::string& path,
+                            const DocTypeRegistry& registry, WebhookConfig* w);
+
+  // ---- consumer: (config_consumer.cc)
+  absl::Status ParseConsumer(const YAML::Node& node,
+                             const DocTypeRegistry& registry,
+                             ConsumerConfig* consumer);
+  absl::Status ParseFieldMapping(const YAML::Node& node,
+                                 const std::string& path, FieldMapping* f);
+  absl::Status ParseMapping(const YAML::Node& node, const std::string& path,
+                            DocTypeMapping* mapping);
+  absl::Status CheckMappings(const DocTypeRegistry& registry,
+                             const ConsumerConfig& consumer);
+  absl::Status CheckFieldMapping(const ConsumerConfig& consumer,
+                                 const DocTypeDef& local, const FieldMapping& f,
+                                 const std::string& fpath);
+  absl::Status ParseProducerDocType(const YAML::Node& node,
+                                    const std::string& path,
+                                    ProducerDocTypeConfig* d);
+  absl::Status ParseEventProducer(const YAML::Node& node,
+                                  const std::string& path,
+                                  EventProducerConfig* p);
+  absl::Status CheckProducers(const DocTypeRegistry& registry,
+                              const ConsumerConfig& consumer);
+  absl::StatusOr<const DocTypeMapping*> KnownMapping(
+      const ConsumerConfig& consumer, const std::string& name,
+      const std::string& path);
+
+  Errors errors_;
+};
 
 }  // namespace eventstream::config_internal
 

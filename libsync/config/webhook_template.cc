@@ -1,6 +1,8 @@
 #include "libsync/config/webhook_template.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -10,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/config/expr.h"
 
 namespace eventstream {
@@ -101,6 +104,45 @@ bool IsWebhookName(absl::string_view s) {
   return true;
 }
 
+// The placeholder `{{ doc.a.b | tojson }}` whose "{{" is at `open` and whose
+// "}}" is at `close`: the field path after doc, and whether tojson is set.
+absl::Status ParsePlaceholder(absl::string_view text, size_t open, size_t close,
+                              bool* tojson, std::vector<std::string>* out) {
+  absl::string_view inner =
+      absl::StripAsciiWhitespace(text.substr(open + 2, close - open - 2));
+  std::vector<absl::string_view> parts = absl::StrSplit(inner, '|');
+  if (parts.size() > 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Position(text, open), ": only one filter (tojson) is supported"));
+  }
+  if (parts.size() == 2) {
+    absl::string_view filter = absl::StripAsciiWhitespace(parts[1]);
+    if (filter != "tojson") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Position(text, open), ": unknown filter \"", filter,
+                       "\" (only tojson is supported)"));
+    }
+    *tojson = true;
+  }
+  absl::string_view expr = absl::StripAsciiWhitespace(parts[0]);
+  std::vector<std::string> path = absl::StrSplit(expr, '.');
+  if (path.size() < 2 || path[0] != "doc") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Position(text, open), ": expected doc.<field> in \"{{ ", inner,
+        " }}\" (only document fields can be used)"));
+  }
+  path.erase(path.begin());
+  for (const std::string& p : path) {
+    if (!IsFieldName(p)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Position(text, open), ": \"", p,
+                       "\" is not a field name (letters, digits, _)"));
+    }
+  }
+  *out = std::move(path);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<WebhookTemplate> WebhookTemplate::Parse(std::string_view text_sv,
@@ -145,40 +187,9 @@ absl::StatusOr<WebhookTemplate> WebhookTemplate::Parse(std::string_view text_sv,
       return absl::InvalidArgumentError(
           absl::StrCat(Position(text, i), ": \"{{\" without \"}}\""));
     }
-    absl::string_view inner =
-        absl::StripAsciiWhitespace(text.substr(i + 2, close - i - 2));
     Segment seg;
     seg.in_string = in_string;
-    std::vector<absl::string_view> parts = absl::StrSplit(inner, '|');
-    if (parts.size() > 2) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Position(text, i), ": only one filter (tojson) is supported"));
-    }
-    if (parts.size() == 2) {
-      absl::string_view filter = absl::StripAsciiWhitespace(parts[1]);
-      if (filter != "tojson") {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Position(text, i), ": unknown filter \"", filter,
-                         "\" (only tojson is supported)"));
-      }
-      seg.tojson = true;
-    }
-    absl::string_view expr = absl::StripAsciiWhitespace(parts[0]);
-    std::vector<std::string> path = absl::StrSplit(expr, '.');
-    if (path.size() < 2 || path[0] != "doc") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Position(text, i), ": expected doc.<field> in \"{{ ", inner,
-          " }}\" (only document fields can be used)"));
-    }
-    path.erase(path.begin());
-    for (const std::string& p : path) {
-      if (!IsFieldName(p)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Position(text, i), ": \"", p,
-                         "\" is not a field name (letters, digits, _)"));
-      }
-    }
-    seg.path = std::move(path);
+    RETURN_IF_ERROR(ParsePlaceholder(text, i, close, &seg.tojson, &seg.path));
     if (!literal.empty()) {
       Segment lit;
       lit.literal = std::move(literal);
@@ -239,9 +250,9 @@ std::string WebhookTemplate::Render(const Value& doc) const {
 }
 
 absl::Status CheckJsonTemplate(std::string_view text) {
-  auto t = WebhookTemplate::Parse(text, WebhookTemplate::Kind::kJson);
-  if (!t.ok()) return t.status();
-  std::string rendered = t->Render(Value::EmptyObject());
+  ASSIGN_OR_RETURN(WebhookTemplate t,
+                   WebhookTemplate::Parse(text, WebhookTemplate::Kind::kJson));
+  std::string rendered = t.Render(Value::EmptyObject());
   auto parsed = Value::ParseJson(rendered);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -258,8 +269,11 @@ const std::vector<std::string>& WebhookDocEvents() {
   return *events;
 }
 
-std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
-                                           const DocTypeRegistry& registry) {
+namespace {
+
+// name, doctype (a top-level DocType of the registry), doc_event, condition.
+std::optional<WebhookProblem> TriggerProblem(const WebhookConfig& hook,
+                                             const DocTypeRegistry& registry) {
   if (!IsWebhookName(hook.name)) {
     return WebhookProblem{"name",
                           "expected a name of letters, digits, '.', '_', "
@@ -299,6 +313,12 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
                                                       parsed.status().message())};
     }
   }
+  return std::nullopt;
+}
+
+// request_url (a URL template rendering to http(s)://, no spaces or control
+// characters) and request_method.
+std::optional<WebhookProblem> RequestProblem(const WebhookConfig& hook) {
   if (hook.request_url.empty()) return WebhookProblem{"request_url", "required"};
   auto url = WebhookTemplate::Parse(hook.request_url,
                                     WebhookTemplate::Kind::kUrl);
@@ -321,36 +341,44 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
     return WebhookProblem{"request_method",
                           "expected one of POST, PUT, PATCH, DELETE"};
   }
-  for (size_t i = 0; i < hook.headers.size(); ++i) {
-    const WebhookHeaderConfig& h = hook.headers[i];
-    std::string at = absl::StrCat("headers[", i, "]");
-    if (!IsHeaderName(h.key)) {
-      return WebhookProblem{absl::StrCat(at, ".key"),
-                            "expected an HTTP header name"};
-    }
-    for (char c : h.value) {
-      if (c == '\r' || c == '\n' || c == '\0') {
-        return WebhookProblem{absl::StrCat(at, ".value"),
-                              "must not contain line breaks"};
-      }
-    }
-    if (!h.value.empty() && h.is_secret()) {
-      return WebhookProblem{at,
-                            "set only one of value, value_env and value_file"};
-    }
-    if (!h.secret.env.empty() && !h.secret.file.empty()) {
-      return WebhookProblem{at,
-                            "set only one of value, value_env and value_file"};
-    }
-    std::string lower = absl::AsciiStrToLower(h.key);
-    if (lower == "x-frappe-webhook-signature" || lower == "webhook-id" ||
-        lower == "webhook-timestamp" || lower == "webhook-signature" ||
-        lower == "content-length" || lower == "host") {
-      return WebhookProblem{absl::StrCat(at, ".key"),
-                            absl::StrCat("\"", h.key,
-                                         "\" is set by the sender")};
+  return std::nullopt;
+}
+
+// headers[i]: a header name the sender does not set itself, and one value.
+std::optional<WebhookProblem> HeaderProblem(const WebhookHeaderConfig& h,
+                                            size_t i) {
+  std::string at = absl::StrCat("headers[", i, "]");
+  if (!IsHeaderName(h.key)) {
+    return WebhookProblem{absl::StrCat(at, ".key"),
+                          "expected an HTTP header name"};
+  }
+  for (char c : h.value) {
+    if (c == '\r' || c == '\n' || c == '\0') {
+      return WebhookProblem{absl::StrCat(at, ".value"),
+                            "must not contain line breaks"};
     }
   }
+  if (!h.value.empty() && h.is_secret()) {
+    return WebhookProblem{at,
+                          "set only one of value, value_env and value_file"};
+  }
+  if (!h.secret.env.empty() && !h.secret.file.empty()) {
+    return WebhookProblem{at,
+                          "set only one of value, value_env and value_file"};
+  }
+  std::string lower = absl::AsciiStrToLower(h.key);
+  if (lower == "x-frappe-webhook-signature" || lower == "webhook-id" ||
+      lower == "webhook-timestamp" || lower == "webhook-signature" ||
+      lower == "content-length" || lower == "host") {
+    return WebhookProblem{absl::StrCat(at, ".key"),
+                          absl::StrCat("\"", h.key,
+                                       "\" is set by the sender")};
+  }
+  return std::nullopt;
+}
+
+// request_structure with its webhook_data (Form) or webhook_json (JSON).
+std::optional<WebhookProblem> BodyProblem(const WebhookConfig& hook) {
   if (hook.request_structure == "Form") {
     if (hook.webhook_data.empty()) {
       return WebhookProblem{"webhook_data",
@@ -367,7 +395,9 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
                               "expected a field name"};
       }
     }
-  } else if (hook.request_structure == "JSON") {
+    return std::nullopt;
+  }
+  if (hook.request_structure == "JSON") {
     if (hook.webhook_json.empty()) {
       return WebhookProblem{"webhook_json",
                             "required for request_structure JSON"};
@@ -379,9 +409,21 @@ std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
     if (absl::Status s = CheckJsonTemplate(hook.webhook_json); !s.ok()) {
       return WebhookProblem{"webhook_json", std::string(s.message())};
     }
-  } else {
-    return WebhookProblem{"request_structure", "expected one of Form, JSON"};
+    return std::nullopt;
   }
+  return WebhookProblem{"request_structure", "expected one of Form, JSON"};
+}
+
+}  // namespace
+
+std::optional<WebhookProblem> CheckWebhook(const WebhookConfig& hook,
+                                           const DocTypeRegistry& registry) {
+  if (auto problem = TriggerProblem(hook, registry)) return problem;
+  if (auto problem = RequestProblem(hook)) return problem;
+  for (size_t i = 0; i < hook.headers.size(); ++i) {
+    if (auto problem = HeaderProblem(hook.headers[i], i)) return problem;
+  }
+  if (auto problem = BodyProblem(hook)) return problem;
   if (hook.timeout < absl::Milliseconds(1) || hook.timeout > absl::Minutes(5)) {
     return WebhookProblem{"timeout", "expected a duration from 1ms to 5m"};
   }

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/model/doctype.h"
 
 namespace eventstream {
@@ -145,10 +146,8 @@ absl::Status Validate(const DocDiff& d) {
   if (!d.changed.is_object()) {
     return absl::InvalidArgumentError("diff: \"changed\" must be an object");
   }
-  absl::Status s = CheckTables(d.added, "added", Value::Kind::kObject, false);
-  if (!s.ok()) return s;
-  s = CheckTables(d.removed, "removed", Value::Kind::kString, false);
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(CheckTables(d.added, "added", Value::Kind::kObject, false));
+  RETURN_IF_ERROR(CheckTables(d.removed, "removed", Value::Kind::kString, false));
   return CheckTables(d.row_changed, "row_changed", Value::Kind::kObject, true);
 }
 
@@ -174,8 +173,7 @@ absl::StatusOr<DocDiff> DocDiff::FromJson(const Value& json) {
                        "\" (expected changed, added, removed, row_changed)"));
     }
   }
-  absl::Status s = Validate(d);
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(Validate(d));
   return d;
 }
 
@@ -282,8 +280,8 @@ absl::StatusOr<Value> Patch(const Value& doc, const DocDiff& diff) {
   if (!doc.is_object()) {
     return absl::InvalidArgumentError("patch: document must be an object");
   }
-  absl::Status status = Validate(diff);
-  if (!status.ok()) return status;
+  RETURN_IF_ERROR(Validate(diff));
+  absl::Status status;  // MutableTable's report
   Value out = doc;
   std::vector<std::string> touched;
 

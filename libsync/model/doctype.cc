@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -159,6 +160,120 @@ void KeepReplicatedColumns(const DocTypeDef* def, Value* row) {
   }
 }
 
+namespace {
+
+// What is wrong with one DocType (or one of its fields): the key and the
+// message DocTypeRegistry::Create reports through DocTypeProblem.
+struct Issue {
+  std::string key;
+  std::string message;
+};
+
+using DocTypeIndex = std::map<std::string, size_t, std::less<>>;
+
+// A Table field's options name a child DocType of the registry, and only a
+// parent DocType has Table fields. `index` maps names to `defs` positions.
+std::optional<Issue> TableFieldIssue(const DocTypeDef& def,
+                                     const FieldDef& field,
+                                     const std::vector<DocTypeDef>& defs,
+                                     const DocTypeIndex& index) {
+  if (def.istable) {
+    return Issue{"fieldtype",
+                 "a child DocType (istable) cannot have Table fields"};
+  }
+  if (field.options.empty()) {
+    return Issue{"options", "required: the child DocType"};
+  }
+  auto child_it = index.find(field.options);
+  const DocTypeDef* child =
+      child_it == index.end() ? nullptr : &defs[child_it->second];
+  if (child == nullptr) {
+    return Issue{"options",
+                 absl::StrCat("unknown DocType ", Quote(field.options),
+                              " (a Table field's options must name a "
+                              "child DocType of the registry)")};
+  }
+  if (!child->istable) {
+    return Issue{"options",
+                 absl::StrCat("DocType ", Quote(field.options),
+                              " is not a child DocType (set istable: "
+                              "true on it)")};
+  }
+  return std::nullopt;
+}
+
+// One field of `def`: its name (unique within `*seen`), type and options.
+std::optional<Issue> FieldIssue(const DocTypeDef& def, const FieldDef& field,
+                                const std::vector<DocTypeDef>& defs,
+                                const DocTypeIndex& index,
+                                std::set<std::string_view>* seen) {
+  if (field.fieldname.empty()) return Issue{"fieldname", "required"};
+  if (!IsIdentifier(field.fieldname)) {
+    return Issue{"fieldname",
+                 "expected an identifier (letters, digits, '_', not "
+                 "starting with a digit, at most 63 bytes)"};
+  }
+  if (IsStandardColumn(field.fieldname, def.istable) ||
+      field.fieldname == "doctype") {
+    return Issue{"fieldname",
+                 absl::StrCat(Quote(field.fieldname),
+                              " is a standard column; it exists on every "
+                              "table and must not be listed")};
+  }
+  if (!seen->insert(field.fieldname).second) {
+    return Issue{"fieldname",
+                 absl::StrCat("duplicate fieldname ", Quote(field.fieldname))};
+  }
+  if (field.fieldtype.empty()) return Issue{"fieldtype", "required"};
+  if (!IsKnownFieldtype(field.fieldtype)) {
+    return Issue{"fieldtype",
+                 absl::StrCat("unknown fieldtype ", Quote(field.fieldtype),
+                              " (expected one of: ", JoinFieldtypes(), ")")};
+  }
+  if (field.is_link() && field.options.empty()) {
+    return Issue{"options", "required: the DocType this Link targets"};
+  }
+  if (field.is_table()) return TableFieldIssue(def, field, defs, index);
+  return std::nullopt;
+}
+
+// A Dynamic Link's options name the field of `def` holding the target
+// DocType; it may be declared after the link, so this runs once all
+// fieldnames are known.
+std::optional<Issue> DynamicLinkIssue(const DocTypeDef& def,
+                                      const FieldDef& field) {
+  if (field.options.empty()) {
+    return Issue{"options", "required: the field holding the target DocType"};
+  }
+  const FieldDef* target = def.FindField(field.options);
+  if (target == nullptr || target->is_table()) {
+    return Issue{"options",
+                 absl::StrCat(Quote(field.options), " is not a field of ",
+                              Quote(def.name),
+                              " (a Dynamic Link's options name the field "
+                              "that holds the target DocType)")};
+  }
+  return std::nullopt;
+}
+
+// `def.autoname` is a known rule, and field:<f> names a field of `def`.
+std::optional<Issue> AutonameIssue(const DocTypeDef& def) {
+  std::string autoname_problem = AutonameProblem(def.autoname);
+  if (!autoname_problem.empty()) return Issue{"autoname", autoname_problem};
+  if (def.autoname.substr(0, 6) == "field:") {
+    std::string_view fieldname = std::string_view(def.autoname).substr(6);
+    const FieldDef* named_by = def.FindField(fieldname);
+    if (named_by == nullptr || named_by->is_table()) {
+      return Issue{"autoname", absl::StrCat(Quote(fieldname),
+                                            " is not a field of ",
+                                            Quote(def.name))};
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 absl::StatusOr<DocTypeRegistry> DocTypeRegistry::Create(
     std::vector<DocTypeDef> defs, DocTypeProblem* problem) {
   // Every check funnels through `fail`, which both fills `problem` (for the
@@ -209,95 +324,26 @@ absl::StatusOr<DocTypeRegistry> DocTypeRegistry::Create(
     }
   }
 
-  // Pass 2: fields and autoname.
+  // Pass 2: fields and autoname. reg.defs_ is only filled at the end, so
+  // Table options are looked up in `defs`.
   for (size_t d = 0; d < defs.size(); ++d) {
     const DocTypeDef& def = defs[d];
     std::set<std::string_view> seen;
     for (size_t f = 0; f < def.fields.size(); ++f) {
       const FieldDef& field = def.fields[f];
-      if (field.fieldname.empty()) return fail(d, f, "fieldname", "required");
-      if (!IsIdentifier(field.fieldname)) {
-        return fail(d, f, "fieldname",
-                    "expected an identifier (letters, digits, '_', not "
-                    "starting with a digit, at most 63 bytes)");
-      }
-      if (IsStandardColumn(field.fieldname, def.istable) ||
-          field.fieldname == "doctype") {
-        return fail(d, f, "fieldname",
-                    absl::StrCat(Quote(field.fieldname),
-                                 " is a standard column; it exists on every "
-                                 "table and must not be listed"));
-      }
-      if (!seen.insert(field.fieldname).second) {
-        return fail(
-            d, f, "fieldname",
-            absl::StrCat("duplicate fieldname ", Quote(field.fieldname)));
-      }
-      if (field.fieldtype.empty()) return fail(d, f, "fieldtype", "required");
-      if (!IsKnownFieldtype(field.fieldtype)) {
-        return fail(d, f, "fieldtype",
-                    absl::StrCat("unknown fieldtype ", Quote(field.fieldtype),
-                                 " (expected one of: ", JoinFieldtypes(), ")"));
-      }
-      if (field.is_link() && field.options.empty()) {
-        return fail(d, f, "options", "required: the DocType this Link targets");
-      }
-      if (field.is_table()) {
-        if (def.istable) {
-          return fail(d, f, "fieldtype",
-                      "a child DocType (istable) cannot have Table fields");
-        }
-        if (field.options.empty()) {
-          return fail(d, f, "options", "required: the child DocType");
-        }
-        // reg.defs_ is only filled at the end, so look up in `defs`.
-        auto child_it = reg.index_.find(field.options);
-        const DocTypeDef* child =
-            child_it == reg.index_.end() ? nullptr : &defs[child_it->second];
-        if (child == nullptr) {
-          return fail(d, f, "options",
-                      absl::StrCat("unknown DocType ", Quote(field.options),
-                                   " (a Table field's options must name a "
-                                   "child DocType of the registry)"));
-        }
-        if (!child->istable) {
-          return fail(d, f, "options",
-                      absl::StrCat("DocType ", Quote(field.options),
-                                   " is not a child DocType (set istable: "
-                                   "true on it)"));
-        }
+      if (auto issue = FieldIssue(def, field, defs, reg.index_, &seen)) {
+        return fail(d, f, std::move(issue->key), std::move(issue->message));
       }
     }
-    // Dynamic Link options may name a field declared after it, so this runs
-    // once all fieldnames are known.
     for (size_t f = 0; f < def.fields.size(); ++f) {
-      const FieldDef& field = def.fields[f];
-      if (!field.is_dynamic_link()) continue;
-      if (field.options.empty()) {
-        return fail(d, f, "options",
-                    "required: the field holding the target DocType");
-      }
-      const FieldDef* target = def.FindField(field.options);
-      if (target == nullptr || target->is_table()) {
-        return fail(d, f, "options",
-                    absl::StrCat(Quote(field.options), " is not a field of ",
-                                 Quote(def.name),
-                                 " (a Dynamic Link's options name the field "
-                                 "that holds the target DocType)"));
+      if (!def.fields[f].is_dynamic_link()) continue;
+      if (auto issue = DynamicLinkIssue(def, def.fields[f])) {
+        return fail(d, f, std::move(issue->key), std::move(issue->message));
       }
     }
-    std::string autoname_problem = AutonameProblem(def.autoname);
-    if (!autoname_problem.empty()) {
-      return fail(d, std::nullopt, "autoname", autoname_problem);
-    }
-    if (def.autoname.substr(0, 6) == "field:") {
-      std::string_view fieldname = std::string_view(def.autoname).substr(6);
-      const FieldDef* named_by = def.FindField(fieldname);
-      if (named_by == nullptr || named_by->is_table()) {
-        return fail(d, std::nullopt, "autoname",
-                    absl::StrCat(Quote(fieldname), " is not a field of ",
-                                 Quote(def.name)));
-      }
+    if (auto issue = AutonameIssue(def)) {
+      return fail(d, std::nullopt, std::move(issue->key),
+                  std::move(issue->message));
     }
   }
 

@@ -76,13 +76,12 @@ absl::StatusOr<Reachability> ReachableFromGrantor(const DocRef& target, const Re
     ++out.examined;
     return walk.standing(ref);
   };
-  absl::StatusOr<Standing> first = judge(target);
-  if (!first.ok()) return first.status();
-  if (*first == Standing::kGrantor) {
+  ASSIGN_OR_RETURN(Standing first, judge(target));
+  if (first == Standing::kGrantor) {
     out.readable = true;
     return out;
   }
-  if (*first != Standing::kPassage) return out;
+  if (first != Standing::kPassage) return out;
   std::set<DocRef> visited = {target};
   std::map<std::string, std::vector<std::string>> frontier;  // doctype -> names
   frontier[target.doctype].push_back(target.name);
@@ -93,21 +92,19 @@ absl::StatusOr<Reachability> ReachableFromGrantor(const DocRef& target, const Re
         out.out_of_budget = true;
         return out;
       }
-      auto linkers = walk.linkers(doctype, names, budget - out.examined);
-      if (!linkers.ok()) return linkers.status();
-      for (const DocRef& ref : *linkers) {
+      ASSIGN_OR_RETURN(auto linkers, walk.linkers(doctype, names, budget - out.examined));
+      for (const DocRef& ref : linkers) {
         if (!visited.insert(ref).second) continue;
         if (out.examined >= budget) {
           out.out_of_budget = true;
           return out;
         }
-        absl::StatusOr<Standing> standing = judge(ref);
-        if (!standing.ok()) return standing.status();
-        if (*standing == Standing::kGrantor) {
+        ASSIGN_OR_RETURN(Standing standing, judge(ref));
+        if (standing == Standing::kGrantor) {
           out.readable = true;
           return out;
         }
-        if (*standing == Standing::kPassage) next[ref.doctype].push_back(ref.name);
+        if (standing == Standing::kPassage) next[ref.doctype].push_back(ref.name);
       }
     }
     frontier = std::move(next);

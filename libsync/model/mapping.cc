@@ -1,6 +1,7 @@
 #include "libsync/model/mapping.h"
 
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/model/document.h"
 #include "libsync/config/expr.h"
 
@@ -113,9 +115,8 @@ absl::StatusOr<std::vector<RemoteValueFilter>> ParseRemoteValueFilters(
   }
   std::vector<RemoteValueFilter> out;
   for (const auto& [key, value] : filters.as_object()) {
-    absl::StatusOr<RemoteValueFilter> f = RemoteValueFilter::Parse(key, value);
-    if (!f.ok()) return f.status();
-    out.push_back(*std::move(f));
+    ASSIGN_OR_RETURN(RemoteValueFilter f, RemoteValueFilter::Parse(key, value));
+    out.push_back(std::move(f));
   }
   return out;
 }
@@ -184,6 +185,92 @@ absl::StatusOr<ResolvedFilters> ResolveRemoteValueFilters(
   return out;
 }
 
+namespace {
+
+using MappingIndex = std::map<std::string, size_t, std::less<>>;
+
+// Rule i of mapping `m`: both field names, a local field written once (per
+// `*locals`), a known mapping_type with an existing inner mapping, no
+// default_value on a Child Table rule. remote_value_filters are CheckFilters'.
+absl::Status CheckRule(const DocTypeMapping& m, size_t i,
+                       const MappingIndex& index, std::set<std::string>* locals) {
+  const FieldMapping& f = m.field_mapping[i];
+  if (f.remote_fieldname.empty() || f.local_fieldname.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mapping \"", m.name, "\" field_mapping[", i, "]: ",
+        f.remote_fieldname.empty() ? "remote_fieldname" : "local_fieldname",
+        " is required"));
+  }
+  if (!locals->insert(f.local_fieldname).second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(m, i), ": local field \"", f.local_fieldname,
+                     "\" is already written by another rule"));
+  }
+  bool inner = f.mapping_type == kChildTable || f.mapping_type == kDocument;
+  if (!inner && !f.mapping_type.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": mapping_type \"", f.mapping_type,
+        "\" is not one of \"\", \"Child Table\", \"Document\""));
+  }
+  if (!inner && !f.mapping.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": mapping \"", f.mapping,
+        "\" needs mapping_type \"Child Table\" or \"Document\""));
+  }
+  if (inner && f.mapping.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(m, i), ": mapping_type \"", f.mapping_type,
+                     "\" needs `mapping` naming the inner mapping"));
+  }
+  if (inner && index.find(f.mapping) == index.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": inner mapping \"", f.mapping, "\" does not exist"));
+  }
+  if (f.mapping_type == kChildTable && !f.default_value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(m, i), ": a Child Table rule cannot have a default_value"));
+  }
+  return absl::OkStatus();
+}
+
+// Child Table rules must not form a cycle (mapping a row would never end).
+// Depth-first search; `path` is the current chain for the message. Every
+// inner mapping exists (CheckRule ran first).
+absl::Status CheckChildTableCycles(const std::vector<DocTypeMapping>& mappings,
+                                   const MappingIndex& index) {
+  enum Color { kWhite, kGrey, kBlack };
+  std::vector<Color> color(mappings.size(), kWhite);
+  std::vector<std::string> path;
+  absl::Status cycle;
+  std::function<bool(size_t)> visit = [&](size_t at) {
+    color[at] = kGrey;
+    const DocTypeMapping& m = mappings[at];
+    path.push_back(m.name);
+    for (size_t i = 0; i < m.field_mapping.size(); ++i) {
+      const FieldMapping& f = m.field_mapping[i];
+      if (f.mapping_type != kChildTable) continue;
+      size_t next = index.find(f.mapping)->second;
+      if (color[next] == kGrey) {
+        path.push_back(f.mapping);
+        cycle = absl::InvalidArgumentError(
+            absl::StrCat(Where(m, i), ": Child Table mappings form a cycle: ",
+                         absl::StrJoin(path, " -> ")));
+        return false;
+      }
+      if (color[next] == kWhite && !visit(next)) return false;
+    }
+    path.pop_back();
+    color[at] = kBlack;
+    return true;
+  };
+  for (size_t i = 0; i < mappings.size(); ++i) {
+    if (color[i] == kWhite && !visit(i)) return cycle;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<MappingSet> MappingSet::Create(
     std::vector<DocTypeMapping> mappings) {
   MappingSet set;
@@ -212,81 +299,13 @@ absl::StatusOr<MappingSet> MappingSet::Create(
     set.filters_[at].resize(m.field_mapping.size());
     std::set<std::string> locals;
     for (size_t i = 0; i < m.field_mapping.size(); ++i) {
-      const FieldMapping& f = m.field_mapping[i];
-      if (f.remote_fieldname.empty() || f.local_fieldname.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "mapping \"", m.name, "\" field_mapping[", i, "]: ",
-            f.remote_fieldname.empty() ? "remote_fieldname" : "local_fieldname",
-            " is required"));
-      }
-      if (!locals.insert(f.local_fieldname).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": local field \"", f.local_fieldname,
-                         "\" is already written by another rule"));
-      }
-      bool inner = f.mapping_type == kChildTable || f.mapping_type == kDocument;
-      if (!inner && !f.mapping_type.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": mapping_type \"", f.mapping_type,
-            "\" is not one of \"\", \"Child Table\", \"Document\""));
-      }
-      if (!inner && !f.mapping.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": mapping \"", f.mapping,
-            "\" needs mapping_type \"Child Table\" or \"Document\""));
-      }
-      if (inner && f.mapping.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": mapping_type \"", f.mapping_type,
-                         "\" needs `mapping` naming the inner mapping"));
-      }
-      if (inner && set.Find(f.mapping) == nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": inner mapping \"", f.mapping, "\" does not exist"));
-      }
-      if (f.mapping_type == kChildTable && !f.default_value.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(m, i), ": a Child Table rule cannot have a default_value"));
-      }
-      if (f.mapping_type == kDocument) {
-        absl::StatusOr<std::vector<RemoteValueFilter>> filters =
-            CheckFilters(m, i);
-        if (!filters.ok()) return filters.status();
-        set.filters_[at][i] = *std::move(filters);
+      RETURN_IF_ERROR(CheckRule(m, i, set.index_, &locals));
+      if (m.field_mapping[i].mapping_type == kDocument) {
+        ASSIGN_OR_RETURN(set.filters_[at][i], CheckFilters(m, i));
       }
     }
   }
-
-  // Child Table rules must not form a cycle (mapping a row would never end).
-  // Depth-first search; `path` is the current chain for the message.
-  enum Color { kWhite, kGrey, kBlack };
-  std::vector<Color> color(set.mappings_.size(), kWhite);
-  std::vector<std::string> path;
-  absl::Status cycle;
-  std::function<bool(size_t)> visit = [&](size_t at) {
-    color[at] = kGrey;
-    const DocTypeMapping& m = set.mappings_[at];
-    path.push_back(m.name);
-    for (size_t i = 0; i < m.field_mapping.size(); ++i) {
-      const FieldMapping& f = m.field_mapping[i];
-      if (f.mapping_type != kChildTable) continue;
-      size_t next = set.index_.find(f.mapping)->second;
-      if (color[next] == kGrey) {
-        path.push_back(f.mapping);
-        cycle = absl::InvalidArgumentError(
-            absl::StrCat(Where(m, i), ": Child Table mappings form a cycle: ",
-                         absl::StrJoin(path, " -> ")));
-        return false;
-      }
-      if (color[next] == kWhite && !visit(next)) return false;
-    }
-    path.pop_back();
-    color[at] = kBlack;
-    return true;
-  };
-  for (size_t i = 0; i < set.mappings_.size(); ++i) {
-    if (color[i] == kWhite && !visit(i)) return cycle;
-  }
+  RETURN_IF_ERROR(CheckChildTableCycles(set.mappings_, set.index_));
   return set;
 }
 
@@ -346,14 +365,11 @@ class Mapper {
       const Value* rv = remote.Find(f.remote_fieldname);
       if (f.mapping_type == kChildTable) {
         if (rv == nullptr || rv->is_null()) continue;
-        absl::StatusOr<Value> rows = MapRows(m, f, *rv, depth);
-        if (!rows.ok()) return rows.status();
-        out[f.local_fieldname] = *std::move(rows);
+        ASSIGN_OR_RETURN(out[f.local_fieldname], MapRows(m, f, *rv, depth));
         continue;
       }
-      absl::Status s =
-          MapScalar(m, f, rv, remote, depth, is_row ? "row" : "document", &out);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(
+          MapScalar(m, f, rv, remote, depth, is_row ? "row" : "document", &out));
     }
     return out;
   }
@@ -376,13 +392,10 @@ class Mapper {
           out[f.local_fieldname] = Value::Null();
           continue;
         }
-        absl::StatusOr<Value> rows = MapRows(m, f, *rv, depth);
-        if (!rows.ok()) return rows.status();
-        out[f.local_fieldname] = *std::move(rows);
+        ASSIGN_OR_RETURN(out[f.local_fieldname], MapRows(m, f, *rv, depth));
         continue;
       }
-      absl::Status s = MapScalar(m, f, rv, changed, depth, doc_kind, &out);
-      if (!s.ok()) return s;
+      RETURN_IF_ERROR(MapScalar(m, f, rv, changed, depth, doc_kind, &out));
     }
     return out;
   }
@@ -393,9 +406,7 @@ class Mapper {
     if (!diff.changed.is_object()) {
       return absl::InvalidArgumentError("diff: \"changed\" must be an object");
     }
-    absl::StatusOr<Value> changed = MapChanged(m, diff.changed, 0, "update");
-    if (!changed.ok()) return changed.status();
-    out.changed = *std::move(changed);
+    ASSIGN_OR_RETURN(out.changed, MapChanged(m, diff.changed, 0, "update"));
 
     auto tables = [](const Value& v) -> const Value::Object& {
       static const Value::Object kNone;
@@ -414,9 +425,7 @@ class Mapper {
           it != tables(diff.added).end()) {
         Value rows = it->second;
         if (inner != nullptr) {
-          absl::StatusOr<Value> mapped = MapRows(m, f, it->second, 0);
-          if (!mapped.ok()) return mapped.status();
-          rows = *std::move(mapped);
+          ASSIGN_OR_RETURN(rows, MapRows(m, f, it->second, 0));
         }
         out.added[f.local_fieldname] = std::move(rows);
       }
@@ -437,11 +446,10 @@ class Mapper {
                 absl::StrCat("diff: row_changed.", f.remote_fieldname,
                              " entries must be objects with a \"name\""));
           }
-          absl::StatusOr<Value> mapped =
-              MapChanged(*inner, entry, 0, "row update");
-          if (!mapped.ok()) return mapped.status();
+          ASSIGN_OR_RETURN(Value mapped,
+                           MapChanged(*inner, entry, 0, "row update"));
           // An entry whose every field is unmapped changes nothing here.
-          if (mapped->as_object().size() > 1) entries.push_back(*mapped);
+          if (mapped.as_object().size() > 1) entries.push_back(mapped);
         }
         if (!entries.empty()) {
           out.row_changed[f.local_fieldname] =
@@ -492,10 +500,9 @@ class Mapper {
       (*out)[f.local_fieldname] = *rv;
       return absl::OkStatus();
     }
-    absl::StatusOr<std::string> local_name =
-        ResolveDocument(m, f, context, depth, doc_kind);
-    if (!local_name.ok()) return local_name.status();
-    (*out)[f.local_fieldname] = Value::String(*std::move(local_name));
+    ASSIGN_OR_RETURN(std::string local_name,
+                     ResolveDocument(m, f, context, depth, doc_kind));
+    (*out)[f.local_fieldname] = Value::String(std::move(local_name));
     return absl::OkStatus();
   }
 
@@ -544,15 +551,14 @@ class Mapper {
           absl::StrCat(Where(m, f), ": no ", inner->remote_doctype,
                        " on the producer matches ", filters.ToJson(), why));
     }
-    absl::StatusOr<Value> mapped =
-        MapObject(*inner, **found, /*is_row=*/false, depth + 1);
-    if (!mapped.ok()) return mapped.status();
-    absl::StatusOr<std::string> name = fetcher_->InsertLocal(*mapped);
+    ASSIGN_OR_RETURN(Value mapped,
+                     MapObject(*inner, **found, /*is_row=*/false, depth + 1));
+    absl::StatusOr<std::string> name = fetcher_->InsertLocal(mapped);
     if (!name.ok()) {
       return absl::Status(
           name.status().code(),
           absl::StrCat(Where(m, f), ": inserting ", inner->local_doctype, " ",
-                       NameOf(*mapped), ": ", name.status().message()));
+                       NameOf(mapped), ": ", name.status().message()));
     }
     return name;
   }
@@ -567,18 +573,16 @@ absl::StatusOr<Value> MappingSet::MapDocument(const std::string& mapping_name,
                                               const Value& remote_doc,
                                               DocumentFetcher* fetcher) const {
   Mapper mapper(*this, fetcher);
-  absl::StatusOr<const DocTypeMapping*> m = mapper.Get(mapping_name);
-  if (!m.ok()) return m.status();
-  return mapper.MapObject(**m, remote_doc, /*is_row=*/false, 0);
+  ASSIGN_OR_RETURN(const DocTypeMapping* m, mapper.Get(mapping_name));
+  return mapper.MapObject(*m, remote_doc, /*is_row=*/false, 0);
 }
 
 absl::StatusOr<DocDiff> MappingSet::MapDiff(const std::string& mapping_name,
                                             const DocDiff& diff,
                                             DocumentFetcher* fetcher) const {
   Mapper mapper(*this, fetcher);
-  absl::StatusOr<const DocTypeMapping*> m = mapper.Get(mapping_name);
-  if (!m.ok()) return m.status();
-  return mapper.MapDiff(**m, diff);
+  ASSIGN_OR_RETURN(const DocTypeMapping* m, mapper.Get(mapping_name));
+  return mapper.MapDiff(*m, diff);
 }
 
 }  // namespace eventstream

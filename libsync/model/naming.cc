@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 namespace {
@@ -90,9 +91,8 @@ absl::StatusOr<std::string> NamingPolicy::NewName(const Value& doc,
     case Kind::kSeries: {
       if (counter == nullptr)
         return absl::FailedPreconditionError("series naming needs a counter");
-      auto next = counter->Next(arg_);
-      if (!next.ok()) return next.status();
-      return absl::StrCat(arg_, absl::StrFormat("%0*d", digits_, *next));
+      ASSIGN_OR_RETURN(int64_t next, counter->Next(arg_));
+      return absl::StrCat(arg_, absl::StrFormat("%0*d", digits_, next));
     }
   }
   return absl::InternalError("unknown naming policy");
@@ -101,14 +101,15 @@ absl::StatusOr<std::string> NamingPolicy::NewName(const Value& doc,
 absl::StatusOr<int64_t> PgSeriesCounter::Next(absl::string_view prefix) {
   // The upsert locks the counter row until the transaction ends: concurrent
   // inserts queue behind it, and a rollback returns the number.
-  auto result = conn_->Exec(
-      absl::StrCat("INSERT INTO ", table_,
-                   " AS s (name, current) VALUES ($1, 1)"
-                   " ON CONFLICT (name) DO UPDATE SET current = s.current + 1"
-                   " RETURNING current"),
-      {prefix});
-  if (!result.ok()) return result.status();
-  return result->GetInt64(0, 0);
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_->Exec(absl::StrCat(
+                      "INSERT INTO ", table_,
+                      " AS s (name, current) VALUES ($1, 1)"
+                      " ON CONFLICT (name) DO UPDATE SET current = s.current + 1"
+                      " RETURNING current"),
+                  {prefix}));
+  return result.GetInt64(0, "current");
 }
 
 }  // namespace eventstream

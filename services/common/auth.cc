@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libsync/base/input_rules.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -67,14 +68,13 @@ absl::StatusOr<Principal> Authenticator::Authorize(
   const auto& md = context->client_metadata();
   auto it = md.find("authorization");
   if (it != md.end()) header = absl::string_view(it->second.data(), it->second.size());
-  auto principal = Authenticate(header);
-  if (!principal.ok()) return principal.status();
+  ASSIGN_OR_RETURN(Principal principal, Authenticate(header));
   for (Role r : allowed)
-    if (r == principal->role) return principal;
+    if (r == principal.role) return principal;
   std::string wanted;
   for (Role r : allowed) absl::StrAppend(&wanted, wanted.empty() ? "" : " or ", RoleName(r));
   return absl::PermissionDeniedError(absl::StrCat(
-      "key \"", principal->key, "\" has role ", RoleName(principal->role),
+      "key \"", principal.key, "\" has role ", RoleName(principal.role),
       "; this call needs role ", wanted));
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libsync/base/status_macros.h"
 
 namespace eventstream {
 
@@ -28,13 +29,9 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     } else if (arg == "--check-config") {
       cl.check_config = true;
     } else if (arg == "--config") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      cl.config_path = *v;
+      ASSIGN_OR_RETURN(cl.config_path, take_value());
     } else if (arg == "--log-level") {
-      auto v = take_value();
-      if (!v.ok()) return v.status();
-      cl.log_level = *v;
+      ASSIGN_OR_RETURN(cl.log_level, take_value());
     } else if (!absl::StartsWith(arg, "-") && !have_command &&
                (arg == "serve" || arg == "migrate")) {
       cl.command = arg;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "CivetServer.h"  // CivetCallbacks
 #include "civetweb.h"
+#include "libsync/base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
@@ -78,8 +79,7 @@ int RejectNonGet(mg_connection* conn) {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& listen, const metrics::Registry* registry) {
-  auto civet_listen = CivetListen(listen);
-  if (!civet_listen.ok()) return civet_listen.status();
+  ASSIGN_OR_RETURN(std::string civet_listen, CivetListen(listen));
   static const CivetCallbacks callbacks = [] {
     CivetCallbacks c;
     c.begin_request = RejectNonGet;
@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports", *civet_listen, "num_threads", "2", "request_timeout_ms", "5000"},
+        "listening_ports", civet_listen, "num_threads", "2", "request_timeout_ms", "5000"},
         &callbacks);
   } catch (const std::exception& e) {
     return absl::UnavailableError(

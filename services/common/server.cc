@@ -8,6 +8,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "libsync/base/status_macros.h"
 #include "services/common/tls.h"
 #include "spdlog/spdlog.h"
 
@@ -27,9 +28,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   std::string transport = "plaintext";
   if (tls != nullptr) {
-    auto tls_credentials = ServerCredentials(*tls);
-    if (!tls_credentials.ok()) return tls_credentials.status();
-    credentials = *std::move(tls_credentials);
+    ASSIGN_OR_RETURN(credentials, ServerCredentials(*tls));
     transport = DescribeServerTls(*tls);
   }
   auto server = std::unique_ptr<GrpcServer>(new GrpcServer());

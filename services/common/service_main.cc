@@ -10,6 +10,7 @@
 #include "grpc/support/log.h"
 #include "libsync/base/input_rules.h"
 #include "libsync/base/pg.h"
+#include "libsync/base/status_macros.h"
 #include "libsync/base/tls_reasons.h"
 #include "services/common/cli.h"
 #include "services/common/metrics_server.h"
@@ -184,9 +185,8 @@ absl::StatusOr<std::vector<Credential>> ResolveCredentials(
     const std::vector<ApiKeyConfig>& keys) {
   std::vector<Credential> out;
   for (const ApiKeyConfig& k : keys) {
-    auto secret = ResolveSecret(k.secret);
-    if (!secret.ok()) return secret.status();
-    out.push_back(Credential{k.key, *secret,
+    ASSIGN_OR_RETURN(std::string secret, ResolveSecret(k.secret));
+    out.push_back(Credential{k.key, secret,
                              k.role == ApiKeyRole::kAdmin ? Role::kAdmin : Role::kConsumer});
   }
   return out;

@@ -110,13 +110,14 @@ absl::StatusOr<v1::RestartSyncResponse> ProducerLink::SkipTrimmed() {
 }
 
 absl::StatusOr<v1::ListVisibleDocumentsResponse> ProducerLink::ListVisibleDocuments(
-    const std::string& doctype, const std::string& after_name, int limit) {
+    const std::string& doctype, const std::string& after_name, int limit, bool names_only) {
   grpc::ClientContext context;
   Prepare(&context);
   v1::ListVisibleDocumentsRequest request;
   request.set_doctype(doctype);
   request.set_after_name(after_name);
   request.set_limit(limit);
+  request.set_names_only(names_only);
   request.set_max_message_bytes(options_.max_message_bytes);
   v1::ListVisibleDocumentsResponse response;
   RETURN_IF_ERROR(Convert("ListVisibleDocuments",

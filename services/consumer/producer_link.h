@@ -87,9 +87,11 @@ class ProducerLink : public DependencySource {
   // Producer.RestartSync with skip_trimmed: every DocType again, from the
   // log's end (the answer's watermark); after a pull refused "log trimmed:".
   virtual absl::StatusOr<v1::RestartSyncResponse> SkipTrimmed();
-  // One page of Producer.ListVisibleDocuments (Resnapshot's comparison).
+  // One page of Producer.ListVisibleDocuments (Resnapshot's comparison;
+  // names_only: the recovery's search for extra copies).
   absl::StatusOr<v1::ListVisibleDocumentsResponse> ListVisibleDocuments(
-      const std::string& doctype, const std::string& after_name, int limit);
+      const std::string& doctype, const std::string& after_name, int limit,
+      bool names_only = false);
   // Thread-safe (the puller fetches the next batch on another thread while
   // applying one). acknowledged_seq: see PullUpdatesRequest.
   virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "libsync/rules/pull_due.h"
 #include "libsync/rules/retention_plan.h"
 #include "libsync/base/status_macros.h"
 #include "services/consumer/resnapshot.h"
@@ -306,6 +307,8 @@ void Puller::Run() {
 
 void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active) {
   const absl::Time now = absl::Now();
+  next_due_ = NextPullDue(now, {outcome.standby, outcome.status.ok(), outcome.advanced},
+                          {options_.poll_interval, options_.standby_retry}, backoff_);
   if (options_.metrics != nullptr) {
     options_.metrics->active->WithLabels({name()}).Set(active ? 1 : 0);
   }
@@ -318,7 +321,6 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
     }
     state_.active = false;
     state_.last_error = std::string(outcome.status.message());
-    next_due_ = now + options_.standby_retry;
     return;
   }
   if (active && !state_.active) {
@@ -336,11 +338,9 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
     state_.reachable = true;
     state_.last_error.clear();
     state_.consecutive_failures = 0;
+    // After news, the next pull is due at once (NextPullDue): its after_seq
+    // tells the producer the news arrived (its acknowledged_seq, hence its lag).
     state_.last_pull_at = now;
-    backoff_.Reset();
-    // After news, pull again at once: that pull's after_seq tells the
-    // producer the news arrived (its acknowledged_seq, hence its lag).
-    next_due_ = outcome.advanced ? now : now + options_.poll_interval;
     return;
   }
   const std::string error(outcome.status.message());
@@ -355,7 +355,6 @@ void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active)
   state_.reachable = !unreachable;
   state_.last_error = error;
   ++state_.consecutive_failures;
-  next_due_ = now + backoff_.Next();
 }
 
 absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored,
@@ -536,19 +535,19 @@ absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& r
   ASSIGN_OR_RETURN(v1::RestartSyncResponse skipped, link_->SkipTrimmed());
   HeardSubscriptions(skipped.subscriptions());
   // Copies of documents deleted there while this consumer was cut off:
-  // the sync walks only what exists, so Resnapshot's comparison finds them
-  // and applies on_move_out (it restarts that sync once more, which costs a
-  // second pass, never a wrong copy). Before the watermark moves: dying
-  // here, the next pull is refused again and all of this repeats.
+  // the sync walks only what exists, so they are looked for by name (the
+  // skip restarted the sync already; no comparison, so this is quick and the
+  // sync's entries do not age past the valve meanwhile) and follow
+  // on_move_out. Before the watermark moves: dying here, the next pull is
+  // refused again and all of this repeats.
   for (const v1::DocTypeSubscription& sub : skipped.subscriptions()) {
     if (sub.status() != v1::SUBSCRIPTION_STATUS_APPROVED || sub.unsubscribed()) continue;
-    absl::StatusOr<v1::ResnapshotResponse> repaired =
-        RunResnapshot(config_, conn, link_.get(), sub.doctype(), false);
-    if (absl::IsNotFound(repaired.status())) continue;  // not followed from here
-    RETURN_IF_ERROR(repaired.status());
-    if (repaired->moved_out() > 0) {
+    absl::StatusOr<int64_t> moved = MoveOutExtras(config_, conn, link_.get(), sub.doctype());
+    if (absl::IsNotFound(moved.status())) continue;  // not followed from here
+    RETURN_IF_ERROR(moved.status());
+    if (*moved > 0) {
       spdlog::info("producer {}: {} copies of {} deleted there while cut off moved out", name(),
-                   repaired->moved_out(), sub.doctype());
+                   *moved, sub.doctype());
     }
   }
   auto stored = conn->ExecPrepared(kSkipWatermark, {name(), skipped.watermark()});

@@ -14,6 +14,7 @@ namespace eventstream {
 namespace {
 
 constexpr int kPage = 500;
+constexpr int kNamesPage = 1000;  // the producer's default max_find_limit
 
 void AddExample(v1::ResnapshotCheck* check, const std::string& example) {
   if (check->examples_size() < kMaxSnapshotExamples) check->add_examples(example);
@@ -52,6 +53,48 @@ absl::Status ComparePages(Applier& applier, pg::Connection* conn, ProducerLink* 
   return absl::OkStatus();
 }
 
+// Every name of `doctype` the producer shows, a page at a time.
+absl::Status ListNames(ProducerLink* link, const std::string& doctype,
+                       std::set<std::string>* seen) {
+  std::string after;
+  do {
+    ASSIGN_OR_RETURN(v1::ListVisibleDocumentsResponse page,
+                     link->ListVisibleDocuments(doctype, after, kNamesPage, /*names_only=*/true));
+    seen->insert(page.names().begin(), page.names().end());
+    after = page.next_after_name();
+  } while (!after.empty());
+  return absl::OkStatus();
+}
+
+// The copies here (read before the listing: a copy arriving later is not
+// extra). Checks that the DocType is subscribed from this producer:
+// NotFound otherwise.
+absl::StatusOr<std::vector<std::string>> CopiesHere(Applier& applier, pg::Connection* conn,
+                                                    ProducerLink* link,
+                                                    const std::string& doctype) {
+  absl::StatusOr<std::vector<std::string>> copies =
+      applier.LocalCopies(conn, link->name(), doctype);
+  if (absl::IsFailedPrecondition(copies.status())) {
+    return absl::NotFoundError(copies.status().message());
+  }
+  return copies;
+}
+
+// Copies here that the listing did not show: extra unless the producer
+// still shows them (a dependency this site fetched, or one that moved in
+// since its page was read).
+absl::StatusOr<std::vector<std::string>> Extras(ProducerLink* link, const std::string& doctype,
+                                                const std::vector<std::string>& copies,
+                                                const std::set<std::string>& seen) {
+  std::vector<std::string> extra;
+  for (const std::string& name : copies) {
+    if (seen.count(name) > 0) continue;
+    ASSIGN_OR_RETURN(auto shown, link->GetDocument(doctype, name));
+    if (!shown.has_value()) extra.push_back(name);
+  }
+  return extra;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::ResnapshotResponse> RunResnapshot(const Config& config, pg::Connection* conn,
@@ -60,27 +103,12 @@ absl::StatusOr<v1::ResnapshotResponse> RunResnapshot(const Config& config, pg::C
   Applier applier(config);
   v1::ResnapshotResponse out;
   v1::ResnapshotCheck* check = out.mutable_check();
-  // The copies here first (a copy arriving later is not extra): this also
-  // checks that the DocType is subscribed from this producer.
-  absl::StatusOr<std::vector<std::string>> copies =
-      applier.LocalCopies(conn, link->name(), doctype);
-  if (absl::IsFailedPrecondition(copies.status())) {
-    return absl::NotFoundError(copies.status().message());
-  }
-  RETURN_IF_ERROR(copies.status());
+  ASSIGN_OR_RETURN(const std::vector<std::string> copies,
+                   CopiesHere(applier, conn, link, doctype));
   std::set<std::string> seen;
   RETURN_IF_ERROR(ComparePages(applier, conn, link, doctype, check, &seen));
-  // Copies here that the listing did not show: extra unless the producer
-  // still shows them (a dependency this site fetched, or one that moved in
-  // since its page was read).
-  std::vector<std::string> extra;
-  for (const std::string& name : *copies) {
-    if (seen.count(name) > 0) continue;
-    ASSIGN_OR_RETURN(auto shown, link->GetDocument(doctype, name));
-    if (shown.has_value()) continue;
-    extra.push_back(name);
-    AddExample(check, absl::StrCat("extra: ", name));
-  }
+  ASSIGN_OR_RETURN(const std::vector<std::string> extra, Extras(link, doctype, copies, seen));
+  for (const std::string& name : extra) AddExample(check, absl::StrCat("extra: ", name));
   check->set_extra(static_cast<int64_t>(extra.size()));
   spdlog::info("producer {}: Resnapshot{} of {}: {} documents there, {} equal here, {} missing, "
                "{} differing, {} not comparable, {} extra copies",
@@ -93,6 +121,17 @@ absl::StatusOr<v1::ResnapshotResponse> RunResnapshot(const Config& config, pg::C
   ASSIGN_OR_RETURN(v1::RestartSyncResponse answer, link->RestartSync(doctype));
   *out.mutable_subscription() = answer.subscription();
   return out;
+}
+
+absl::StatusOr<int64_t> MoveOutExtras(const Config& config, pg::Connection* conn,
+                                      ProducerLink* link, const std::string& doctype) {
+  Applier applier(config);
+  ASSIGN_OR_RETURN(const std::vector<std::string> copies,
+                   CopiesHere(applier, conn, link, doctype));
+  std::set<std::string> seen;
+  RETURN_IF_ERROR(ListNames(link, doctype, &seen));
+  ASSIGN_OR_RETURN(const std::vector<std::string> extra, Extras(link, doctype, copies, seen));
+  return applier.MoveOutCopies(conn, link->name(), doctype, extra, link);
 }
 
 }  // namespace eventstream

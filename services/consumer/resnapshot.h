@@ -6,6 +6,12 @@
 // stream (Producer.RestartSync), which rewrites missing and differing
 // copies in order with every other change. Reads only, up to the repair;
 // nothing of the comparison is ever committed (Applier::CompareSnapshot).
+//
+// MoveOutExtras is the part a consumer recovering from a trimmed log needs
+// (puller.cc): the producer's skip already restarted the initial sync, so
+// only the copies it no longer shows are looked for (names only, no
+// comparison) and follow on_move_out. Fast, so the recovery does not let the
+// new sync's entries age past the producer's valve.
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_RESNAPSHOT_H_
 #define EVENTSTREAM_SERVICES_CONSUMER_RESNAPSHOT_H_
 
@@ -23,6 +29,11 @@ namespace eventstream {
 absl::StatusOr<v1::ResnapshotResponse> RunResnapshot(const Config& config, pg::Connection* conn,
                                                      ProducerLink* link,
                                                      const std::string& doctype, bool dry_run);
+
+// The copies of `doctype` here that the producer no longer shows, moved out
+// (on_move_out); how many. NotFound when the DocType is not followed here.
+absl::StatusOr<int64_t> MoveOutExtras(const Config& config, pg::Connection* conn,
+                                      ProducerLink* link, const std::string& doctype);
 
 }  // namespace eventstream
 

@@ -64,7 +64,7 @@ absl::StatusOr<std::vector<LinkEdge>> FindLinkEdges(pg::Connection* conn,
     if (f.dynamic) params.emplace_back(doctype);
     auto r = conn->Exec(Render(query, f), params);
     if (!r.ok() && pg::SqlStateOf(r.status()) == kUndefinedTable) continue;
-    if (!r.ok()) return r.status();
+    RETURN_IF_ERROR(r.status());
     for (int i = 0; i < r->rows(); ++i) {
       DocRef from = child ? DocRef{std::string(r->Get(i, "parenttype")),
                                    std::string(r->Get(i, "parent"))}

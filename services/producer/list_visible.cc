@@ -71,7 +71,7 @@ absl::StatusOr<std::vector<std::string>> UpdateFeed::VisibleJudged(
 absl::StatusOr<UpdateFeed::VisiblePage> UpdateFeed::ListVisible(absl::string_view site,
                                                                 absl::string_view doctype,
                                                                 absl::string_view after_name,
-                                                                int limit) {
+                                                                int limit, bool names_only) {
   ASSIGN_OR_RETURN(const DocTypeDef* def, ServedDocType(doctype));
   limit = std::min(limit <= 0 ? options_.default_find_limit : limit, options_.max_find_limit);
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
@@ -85,11 +85,15 @@ absl::StatusOr<UpdateFeed::VisiblePage> UpdateFeed::ListVisible(absl::string_vie
   if (!names) {
     ASSIGN_OR_RETURN(names, VisibleJudged(conn, site, access, *def, after_name, limit));
   }
+  VisiblePage page;
+  if (static_cast<int>(names->size()) == limit) page.next_after_name = names->back();
+  if (names_only) {
+    page.names = *std::move(names);
+    return page;
+  }
   // One statement per table for the page; a document that changed away or
   // cannot be represented meanwhile is left out (document_reader.h).
   ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry, *def, *names));
-  VisiblePage page;
-  if (static_cast<int>(names->size()) == limit) page.next_after_name = names->back();
   for (const std::string& name : *names) {
     auto it = docs.find(name);
     if (it == docs.end()) continue;

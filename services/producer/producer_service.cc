@@ -186,9 +186,8 @@ grpc::Status ProducerService::CheckSite(grpc::ServerContext* context,
 
 absl::StatusOr<Principal> ProducerService::Admit(grpc::ServerContext* context,
                                                  std::optional<CallLimiter::Slot>* slot) {
-  auto principal = deps_.auth->Authorize(context, {Role::kConsumer});
-  if (!principal.ok()) return principal.status();
-  RETURN_IF_ERROR(TakeSlot(principal->key, slot));
+  ASSIGN_OR_RETURN(Principal principal, deps_.auth->Authorize(context, {Role::kConsumer}));
+  RETURN_IF_ERROR(TakeSlot(principal.key, slot));
   return principal;
 }
 
@@ -331,8 +330,14 @@ grpc::Status ProducerService::ListVisibleDocuments(grpc::ServerContext* context,
   DocumentCall call;
   ES_RETURN_IF_GRPC_ERROR(BeginDocumentCall(context, request->max_message_bytes(), &call));
   auto page = deps_.feed->ListVisible(call.site, request->doctype(), request->after_name(),
-                                      request->limit());
+                                      request->limit(), request->names_only());
   if (!page.ok()) return AnswerRpc("Producer.ListVisibleDocuments", page.status());
+  if (request->names_only()) {
+    // Names are small: a page of the producer's largest limit fits any answer.
+    response->set_next_after_name(page->next_after_name);
+    for (std::string& n : page->names) response->add_names(std::move(n));
+    return grpc::Status::OK;
+  }
   auto fitted = FitFoundDocuments(call.budget, request->doctype(), std::move(page->documents));
   if (!fitted.ok()) return ToGrpc(fitted.status());
   // Cut by size: go on after the last document sent.
@@ -425,10 +430,9 @@ void RefreshNotifyTargets(ConsumerStore* consumers, Notifier* notifier) {
 }
 
 absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& config) {
-  auto credentials = ResolveCredentials(config.producer->api_keys);
-  if (!credentials.ok()) return credentials.status();
+  ASSIGN_OR_RETURN(auto credentials, ResolveCredentials(config.producer->api_keys));
   ProducerService::Deps deps;
-  deps.auth = std::make_shared<Authenticator>(std::move(*credentials));
+  deps.auth = std::make_shared<Authenticator>(std::move(credentials));
   deps.config = std::make_shared<const Config>(config);
   {
     pg::ConnectionPool::Options pool;
@@ -461,10 +465,9 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
       deps.config.get(), deps.pool.get(),
       [sync_capture, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
         // Webhooks need their DocTypes captured too (webhook_store.h).
-        auto hooked = WebhookStore::DocTypes(conn, cfg->registry);
-        if (!hooked.ok()) return hooked.status();
+        ASSIGN_OR_RETURN(auto hooked, WebhookStore::DocTypes(conn, cfg->registry));
         std::set<std::string> all = doctypes;
-        all.insert(hooked->begin(), hooked->end());
+        all.insert(hooked.begin(), hooked.end());
         return sync_capture(conn, all);
       });
   {
@@ -472,25 +475,21 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
         deps.auth, deps.config, deps.pool,
         [sync_capture, cfg, consumers = deps.consumers](
             pg::Connection* conn, const std::set<std::string>& extra) -> absl::Status {
-          auto approved = consumers->CapturedDocTypes(conn);
-          if (!approved.ok()) return approved.status();
-          auto hooked = WebhookStore::DocTypes(conn, cfg->registry);
-          if (!hooked.ok()) return hooked.status();
-          std::set<std::string> all = *approved;
-          all.insert(hooked->begin(), hooked->end());
+          ASSIGN_OR_RETURN(std::set<std::string> all, consumers->CapturedDocTypes(conn));
+          ASSIGN_OR_RETURN(auto hooked, WebhookStore::DocTypes(conn, cfg->registry));
+          all.insert(hooked.begin(), hooked.end());
           all.insert(extra.begin(), extra.end());
           return sync_capture(conn, all);
         });
-    if (!webhooks.ok()) return webhooks.status();
+    RETURN_IF_ERROR(webhooks.status());
     deps.webhooks = std::move(*webhooks);
   }
-  if (absl::Status s = deps.consumers->ApplyConfig(); !s.ok()) return s;
+  RETURN_IF_ERROR(deps.consumers->ApplyConfig());
   Notifier::Options notify_options;
   {
     const std::optional<TlsClientConfig>& notify_tls = config.producer->notify_tls;
-    auto transport = MakeClientTransport(notify_tls ? &*notify_tls : nullptr);
-    if (!transport.ok()) return transport.status();
-    notify_options.transport = *std::move(transport);
+    ASSIGN_OR_RETURN(notify_options.transport,
+                     MakeClientTransport(notify_tls ? &*notify_tls : nullptr));
     spdlog::info("notify calls to consumers use {}",
                  notify_tls ? "TLS (producer.notify_tls)" : "plaintext");
   }

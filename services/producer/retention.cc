@@ -209,7 +209,7 @@ absl::StatusOr<int64_t> RetentionLoop::Pass(pg::Connection* conn, const Options&
     return total;
   }();
   absl::Status unlocked = RetentionStore::Unlock(conn);
-  if (!deleted.ok()) return deleted.status();
+  RETURN_IF_ERROR(deleted.status());
   RETURN_IF_ERROR(unlocked);
   return deleted;
 }

@@ -19,8 +19,15 @@
 namespace eventstream {
 namespace {
 
-
-// A PostgreSQL text[] literal: {"a","b"} with " and \ escaped.
+// The site's subscriptions (no rows: the site is not registered; one row of
+// NULLs: registered without DocTypes).
+constexpr pg::Query kFeedSubscriptions{
+    "es_feed_subs",
+    "SELECT d.doctype, d.condition, d.producer_condition,"
+    "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS grants"
+    " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"
+    "   ON d.site = c.site"
+    " WHERE c.site = $1"};
 
 absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
                         absl::string_view name) {
@@ -33,36 +40,28 @@ absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
 
 absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
     pg::Connection* conn, absl::string_view site, Subscriptions* boundaries) {
-  auto r = conn->ExecPrepared(
-      "es_feed_subs",
-      "SELECT d.doctype, d.condition, d.producer_condition,"
-      "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS grants"
-      " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"
-      "   ON d.site = c.site"
-      " WHERE c.site = $1",
-      {site});
-  if (!r.ok()) return r.status();
-  if (r->rows() == 0) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kFeedSubscriptions, {site}));
+  if (r.rows() == 0) {
     return absl::NotFoundError(absl::StrCat(
         "site ", Quoted(site), " is not registered; call RegisterConsumer first"));
   }
   Subscriptions subs;
-  for (int i = 0; i < r->rows(); ++i) {
-    const DocTypeDef* def = config_->registry.Find(std::string(r->Get(i, "doctype")));
+  for (int i = 0; i < r.rows(); ++i) {
+    const DocTypeDef* def = config_->registry.Find(std::string(r.Get(i, "doctype")));
     if (def == nullptr || def->istable) continue;
-    std::string producer_condition(r->Get(i, "producer_condition"));
+    std::string producer_condition(r.Get(i, "producer_condition"));
     if (boundaries != nullptr && !producer_condition.empty()) {
       (*boundaries)[def->name] = Subscription{def, {producer_condition}};
     }
-    if (!r->GetBool(i, r->ColumnIndex("grants"))) continue;
+    if (!r.GetBool(i, "grants")) continue;
     Subscription& sub = subs[def->name];
     sub.def = def;
     for (const char* column : {"condition", "producer_condition"}) {
-      if (!r->Get(i, column).empty()) sub.conditions.emplace_back(r->Get(i, column));
+      if (!r.Get(i, column).empty()) sub.conditions.emplace_back(r.Get(i, column));
     }
     // Only a cmd: condition can be refused here; an expression's parse
     // errors are PassesConditions' to report.
-    absl::string_view condition = r->Get(i, "condition");
+    absl::string_view condition = r.Get(i, "condition");
     if (absl::StartsWith(condition, "cmd:")) {
       sub.refused = ConditionProblem(condition, &config_->condition_functions());
     }
@@ -131,13 +130,15 @@ bool UpdateFeed::PassesConditions(pg::Connection* conn, absl::string_view site,
                        " (SELECT set_config('transaction_read_only', 'on', true))"
                        " SELECT ",
                        pg::QuoteQualified((*function)->schema, (*function)->function),
-                       "($1::text, $2::jsonb, $3::jsonb) FROM ro"),
+                       "($1::text, $2::jsonb, $3::jsonb) AS passes FROM ro"),
           {site, doc.ToJson(), entry.ToJson()});
       if (!r.ok()) {
         LogConditionError(site, doctype, condition, r.status());
         return false;
       }
-      if (r->rows() != 1 || r->IsNull(0, 0) || !r->GetBool(0, 0)) return false;
+      if (r->rows() != 1 || r->IsNull(0, "passes") || !r->GetBool(0, "passes")) {
+        return false;
+      }
       continue;
     }
     auto parsed = Condition::Parse(condition);

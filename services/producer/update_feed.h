@@ -186,14 +186,16 @@ class UpdateFeed {
   // ListVisibleDocuments (list_visible.cc): the documents of `doctype` the
   // site's subscription selects now (grantors: approved, subscribed, passing
   // both conditions), names greater than `after_name`, in name order, at most
-  // `limit`. `names[i]` is the name of `documents[i]` (JSON).
+  // `limit`. `names[i]` is the name of `documents[i]` (JSON); with
+  // `names_only` no document is read and `documents` stays empty.
   struct VisiblePage {
     std::vector<std::string> names;
     std::vector<std::string> documents;
     std::string next_after_name;  // "" = no more; else the page's last name
   };
   absl::StatusOr<VisiblePage> ListVisible(absl::string_view site, absl::string_view doctype,
-                                          absl::string_view after_name, int limit);
+                                          absl::string_view after_name, int limit,
+                                          bool names_only = false);
 
  private:
   struct Subscription {

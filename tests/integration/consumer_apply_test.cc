@@ -17,6 +17,7 @@
 #include "libsync/base/value.h"
 #include "services/consumer/applier.h"
 #include "services/consumer/sync_log_trimmer.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {
@@ -24,7 +25,7 @@ namespace {
 
 constexpr char kNumeric[] = "12345678901234567.123456789";
 
-constexpr char kConfig[] = R"yaml(
+const std::string kConfig = R"yaml(
 site: {name: branch}
 database: {url: "postgresql:///unused"}
 doctypes:
@@ -38,13 +39,7 @@ doctypes:
       - {fieldname: ref_type, fieldtype: Data}
       - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
       - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-      - {fieldname: customer, fieldtype: Link, options: Customer}
-  - name: Customer
+)yaml" + NoteItemDocType({"qty", "customer"}) + R"yaml(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
       - {fieldname: parent_customer, fieldtype: Link, options: Customer}
@@ -60,21 +55,7 @@ doctypes:
     istable: true
     fields:
       - {fieldname: item, fieldtype: Data}
-  - name: Memo
-    fields:
-      - {fieldname: code, fieldtype: Data}
-      - {fieldname: text, fieldtype: Data}
-  - name: Purchase Order
-    fields:
-      - {fieldname: supplier_ref, fieldtype: Data}
-      - {fieldname: customer_link, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
-  - name: Purchase Order Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-consumer:
+)yaml" + std::string(kMemoDocType) + PurchaseOrderDocTypes() + R"yaml(consumer:
   producers:
     - name: hq
       url: "hq:50051"
@@ -86,29 +67,12 @@ consumer:
         - {doctype: Memo, use_same_name: true, on_move_out: keep}
         - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}
   mappings:
-    - name: so-to-po
-      local_doctype: Purchase Order
-      remote_doctype: Sales Order
-      field_mapping:
-        - {remote_fieldname: customer, local_fieldname: supplier_ref}
-        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-        - remote_fieldname: customer
+)yaml" + kSoToPoMapping + R"yaml(        - remote_fieldname: customer
           local_fieldname: customer_link
           mapping_type: Document
           mapping: cust
           remote_value_filters: {name: doc.customer}
-    - name: soi-to-poi
-      local_doctype: Purchase Order Item
-      remote_doctype: Sales Order Item
-      field_mapping:
-        - {remote_fieldname: item_code, local_fieldname: item}
-        - {remote_fieldname: qty, local_fieldname: qty}
-    - name: cust
-      local_doctype: Customer
-      remote_doctype: Customer
-      field_mapping:
-        - {remote_fieldname: customer_name, local_fieldname: customer_name}
-)yaml";
+)yaml" + kSoiToPoiMapping + kCustomerMapping;
 
 Value Json(const std::string& text) {
   auto v = Value::ParseJson(text);

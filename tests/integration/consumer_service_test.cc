@@ -6,10 +6,6 @@
 // it appears), the watermark kept across a restart, Notify coalescing during
 // a slow pull, and a document travelling from hq to branch with its sync log
 // row.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +24,9 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
+#include "tests/support/two_sites.h"
+#include "tests/support/frappe_schema.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
@@ -38,35 +37,11 @@ const std::map<std::string, std::string> kSecrets = {
     {"ES_T_OPS", "branch-ops-secret-cs"}, // branch's admin
 };
 const char kHqOps[] = "token ops:hq-ops-secret-cs";
-const char kOps[] = "token ops:branch-ops-secret-cs";
+const char kBranchOps[] = "token ops:branch-ops-secret-cs";
 
-constexpr char kDocTypes[] = R"(doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-)";
+const std::string kDocTypes = "doctypes:\n" + NoteDocType({"public"});
 
-constexpr char kTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, public int DEFAULT 0);
-)";
-
-// A TCP port nothing listens on right now.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
+const std::string kTables = NoteTable({"public"});
 
 std::string ProducerConfig(const std::string& url, int port) {
   return absl::StrCat("site: {name: hq}\ndatabase: {url: \"", url, "\"}\n", kDocTypes,
@@ -104,8 +79,8 @@ class ConsumerServiceTest : public ::testing::Test {
     hq_db_ = FreshSite("hq", kTables, &hq_);
     branch_db_ = FreshSite("branch", kTables, &branch_);
     ASSERT_FALSE(::testing::Test::HasFailure());
-    producer_port_ = FreePort();
-    consumer_port_ = FreePort();
+    producer_port_ = FreeTcpPort();
+    consumer_port_ = FreeTcpPort();
   }
 
   void StartProducer() {
@@ -114,8 +89,7 @@ class ConsumerServiceTest : public ::testing::Test {
                             kSecrets);
     ASSERT_TRUE(svc.ok()) << svc.status();
     producer_ = std::move(*svc);
-    hq_stub_ = v1::Producer::NewStub(
-        grpc::CreateChannel(producer_.address(), grpc::InsecureChannelCredentials()));
+    hq_stub_ = ProducerStub(producer_.address());
   }
 
   void StartConsumer(const std::string& poll_interval = "1h",
@@ -145,33 +119,17 @@ class ConsumerServiceTest : public ::testing::Test {
   }
 
   // The producer's record of site branch (empty site when none).
-  v1::ConsumerInfo HqConsumer() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kHqOps);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::ListConsumersResponse resp;
-    grpc::Status s = hq_stub_->ListConsumers(&ctx, {}, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& c : resp.consumers())
-      if (c.site() == "branch") return c;
-    return {};
-  }
+  v1::ConsumerInfo HqConsumer() { return ConsumerOf(hq_stub_.get(), kHqOps, "branch"); }
 
   void Approve(const std::string& doctype) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kHqOps);
-    v1::SetSubscriptionStatusRequest req;
-    req.set_consumer_site("branch");
-    req.set_doctype(doctype);
-    req.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
-    v1::SetSubscriptionStatusResponse resp;
-    grpc::Status s = hq_stub_->SetSubscriptionStatus(&ctx, req, &resp);
+    grpc::Status s = SetStatus(hq_stub_.get(), kHqOps, "branch", doctype,
+                               v1::SUBSCRIPTION_STATUS_APPROVED);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
   v1::ProducerInfo Hq() {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kOps);
+    ctx.AddMetadata("authorization", kBranchOps);
     v1::ListProducersResponse resp;
     grpc::Status s = stub_->ListProducers(&ctx, {}, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
@@ -181,7 +139,7 @@ class ConsumerServiceTest : public ::testing::Test {
 
   grpc::Status PullNow(v1::PullNowResponse* resp, const std::string& producer = "hq") {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kOps);
+    ctx.AddMetadata("authorization", kBranchOps);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::PullNowRequest req;
     req.set_producer(producer);
@@ -283,7 +241,7 @@ TEST_F(ConsumerServiceTest, NotifyAndOperatorRpcsAuthenticate) {
 
   EXPECT_EQ(Notify("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Notify("token hq:wrong").error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(Notify(kOps).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Notify(kBranchOps).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   grpc::Status s = Notify("token hq:" + token);
   EXPECT_TRUE(s.ok()) << s.error_message();
   s = Notify("token hq:" + token, "elsewhere");
@@ -337,10 +295,7 @@ TEST_F(ConsumerServiceTest, UnreachableProducerIsReportedAndRetried) {
   EXPECT_TRUE(Hq().last_error().empty());
   // One warning for the outage, not one per retry.
   std::string log = StopConsumer();
-  size_t warnings = 0;
-  for (size_t at = log.find("pull failed"); at != std::string::npos;
-       at = log.find("pull failed", at + 1))
-    ++warnings;
+  const size_t warnings = Occurrences(log, "pull failed");
   EXPECT_LE(warnings, 2u) << log;
   EXPECT_GE(warnings, 1u) << log;
 }
@@ -423,10 +378,7 @@ TEST_F(ConsumerServiceTest, NotifiesDuringASlowPullCoalesce) {
   // Let the one extra pull run, then count.
   absl::SleepFor(absl::Seconds(2));
   std::string log = StopConsumer();
-  size_t notify_pulls = 0;
-  for (size_t at = log.find("started (Notify)"); at != std::string::npos;
-       at = log.find("started (Notify)", at + 1))
-    ++notify_pulls;
+  const size_t notify_pulls = Occurrences(log, "started (Notify)");
   // The blocked pull plus exactly one more for the 25 notifies (a producer's
   // own Notify may add one).
   EXPECT_GE(notify_pulls, 2u) << log;
@@ -461,7 +413,7 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
   })) << consumer_.process->Log();
 
   grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", kOps);
+  ctx.AddMetadata("authorization", kBranchOps);
   v1::ListSyncLogRequest req;
   req.set_producer("hq");
   req.set_doctype("Note");
@@ -488,7 +440,7 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
                   "SELECT count(*) FROM \"tabNote\" WHERE title = 'Hello again'"),
             1);
   grpc::ClientContext ctx2;
-  ctx2.AddMetadata("authorization", kOps);
+  ctx2.AddMetadata("authorization", kBranchOps);
   v1::ListSyncLogRequest all;
   v1::ListSyncLogResponse both;
   ASSERT_TRUE(stub_->ListSyncLog(&ctx2, all, &both).ok());
@@ -496,14 +448,14 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
   EXPECT_EQ(both.entries(0).update_type(), v1::UPDATE_TYPE_UPDATE);
   EXPECT_GT(both.entries(0).id(), both.entries(1).id());
   grpc::ClientContext ctx3;
-  ctx3.AddMetadata("authorization", kOps);
+  ctx3.AddMetadata("authorization", kBranchOps);
   v1::ListSyncLogRequest failed;
   failed.set_status(v1::SYNC_STATUS_FAILED);
   v1::ListSyncLogResponse none;
   ASSERT_TRUE(stub_->ListSyncLog(&ctx3, failed, &none).ok());
   EXPECT_EQ(none.entries_size(), 0);
   grpc::ClientContext ctx4;
-  ctx4.AddMetadata("authorization", kOps);
+  ctx4.AddMetadata("authorization", kBranchOps);
   v1::ListSyncLogRequest page;
   page.set_before_id(both.entries(0).id());
   v1::ListSyncLogResponse older;
@@ -513,14 +465,14 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
 
   // Resync of a row that is not Failed.
   grpc::ClientContext ctx5;
-  ctx5.AddMetadata("authorization", kOps);
+  ctx5.AddMetadata("authorization", kBranchOps);
   v1::ResyncRequest resync;
   resync.set_id(both.entries(0).id());
   v1::ResyncResponse resynced;
   EXPECT_EQ(stub_->Resync(&ctx5, resync, &resynced).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   grpc::ClientContext ctx6;
-  ctx6.AddMetadata("authorization", kOps);
+  ctx6.AddMetadata("authorization", kBranchOps);
   resync.set_id(987654);
   EXPECT_EQ(stub_->Resync(&ctx6, resync, &resynced).error_code(),
             grpc::StatusCode::NOT_FOUND);
@@ -533,7 +485,7 @@ TEST_F(ConsumerServiceTest, DocumentTravelsToBranchWithSyncLog) {
                                " ('hq', 1001, 'Note', 'moved', 'Revoke', 'Synced', 'not here')")
                   .ok());
   grpc::ClientContext ctx7;
-  ctx7.AddMetadata("authorization", kOps);
+  ctx7.AddMetadata("authorization", kBranchOps);
   v1::ListSyncLogResponse membership;
   ASSERT_TRUE(stub_->ListSyncLog(&ctx7, all, &membership).ok());
   ASSERT_GE(membership.entries_size(), 2);

@@ -20,24 +20,14 @@
 namespace eventstream::testing {
 namespace {
 
-const std::string kDocTypes = std::string(R"(  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
-)") + kLinkedDocTypes;
+const std::string kDocTypes = NoteDocType({"seen_by"}) + kLinkedDocTypes;
 
-std::string Tables() {
-  return FrappeTable("Note", "title text") + LinkedTables();
-}
+std::string Tables() { return NoteTable({"seen_by"}) + LinkedTables(); }
 
 class DependenciesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    TwoSites::Spec spec;
-    spec.hq_doctypes = kDocTypes;
-    spec.hq_sql = Tables();
-    spec.subscriptions = "        - {doctype: Note, use_same_name: true}\n";
-    spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
+    TwoSites::Spec spec = TwoSites::NoteSpec(kDocTypes, Tables());
     spec.consumer_metrics = true;
     auto sites = TwoSites::Create(std::move(spec));
     ASSERT_TRUE(sites.ok()) << sites.status();

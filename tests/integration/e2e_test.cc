@@ -47,7 +47,9 @@
 #include "tests/support/frappe_schema.h"
 #include "tests/support/http_get.h"
 #include "tests/support/pg_cluster.h"
+#include "tests/support/process.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
@@ -55,21 +57,11 @@ namespace {
 // One registry for both sites: hq's Sales Orders become branch's Purchase
 // Orders through a mapping; User, Project and Customer are never subscribed
 // (they only arrive as dependencies).
-constexpr char kDocTypes[] = R"(  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-      - {fieldname: amount, fieldtype: Currency}
-      - {fieldname: ref_type, fieldtype: Data}
-      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
-      - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-      - {fieldname: user, fieldtype: Link, options: User}
-  - name: User
+const std::vector<std::string> kNoteFields = {"public", "amount", "ref_type", "ref_name",
+                                              "items"};
+
+const std::string kDocTypes = NoteDocType(kNoteFields) + NoteItemDocType({"qty", "user"}) +
+                              R"(  - name: User
     fields:
       - {fieldname: full_name, fieldtype: Data}
   - name: Project
@@ -79,45 +71,19 @@ constexpr char kDocTypes[] = R"(  - name: Note
     autoname: hash
     fields:
       - {fieldname: subject, fieldtype: Data}
-  - name: Memo
-    fields:
-      - {fieldname: code, fieldtype: Data}
-      - {fieldname: text, fieldtype: Data}
-  - name: Customer
+)" + kMemoDocType + R"(  - name: Customer
     fields:
       - {fieldname: customer_name, fieldtype: Data}
-  - name: Sales Order
-    fields:
-      - {fieldname: customer, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Sales Order Item}
-  - name: Sales Order Item
-    istable: true
-    fields:
-      - {fieldname: item_code, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-  - name: Purchase Order
-    fields:
-      - {fieldname: supplier_ref, fieldtype: Data}
-      - {fieldname: customer_link, fieldtype: Link, options: Customer}
-      - {fieldname: items, fieldtype: Table, options: Purchase Order Item}
-  - name: Purchase Order Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-      - {fieldname: qty, fieldtype: Float}
-)";
+)" + SalesOrderDocTypes() + PurchaseOrderDocTypes();
 
 std::string Tables() {
   return absl::StrCat(
-      FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9), ref_type text,"
-                          " ref_name text"),
-      FrappeTable("Note Item", "item text, qty numeric(30,9), \"user\" text", /*child=*/true),
+      NoteTable(kNoteFields),
+      NoteItemTable({"qty", "user"}),
       FrappeTable("User", "full_name text"), FrappeTable("Project", "title text"),
       FrappeTable("Task", "subject text"), FrappeTable("Memo", "code text, text text"),
-      FrappeTable("Customer", "customer_name text"), FrappeTable("Sales Order", "customer text"),
-      FrappeTable("Sales Order Item", "item_code text, qty numeric(30,9)", /*child=*/true),
-      FrappeTable("Purchase Order", "supplier_ref text, customer_link text"),
-      FrappeTable("Purchase Order Item", "item text, qty numeric(30,9)", /*child=*/true),
+      FrappeTable("Customer", "customer_name text"), SalesOrderTables(),
+      PurchaseOrderTables(),
       // A cmd: condition: the same test as "doc.public == 1".
       "CREATE FUNCTION public.e2e_visible(consumer text, doc jsonb, update_log jsonb)\n"
       "  RETURNS boolean LANGUAGE sql AS $$ SELECT (doc->>'public') = '1' $$;\n");
@@ -150,10 +116,7 @@ class E2ETest : public ::testing::Test {
   // branch's `subscriptions` all approved (`rpc_approve` are approved with
   // SetSubscriptionStatus, the rest must be pre-approved in the spec).
   void Start(TwoSites::Spec spec, const std::vector<std::string>& rpc_approve = {}) {
-    int expected = 0;
-    for (size_t at = spec.subscriptions.find("doctype:"); at != std::string::npos;
-         at = spec.subscriptions.find("doctype:", at + 1))
-      ++expected;
+    const int expected = static_cast<int>(Occurrences(spec.subscriptions, "doctype:"));
     auto sites = TwoSites::Create(std::move(spec));
     ASSERT_TRUE(sites.ok()) << sites.status();
     sites_ = std::move(*sites);
@@ -241,15 +204,7 @@ class E2ETest : public ::testing::Test {
   // ---- RPCs ----
 
   v1::ConsumerInfo HqConsumer() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", TwoSites::kHqAdmin);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::ListConsumersResponse resp;
-    grpc::Status s = hq_stub_->ListConsumers(&ctx, {}, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& c : resp.consumers())
-      if (c.site() == "branch") return c;
-    return {};
+    return ConsumerOf(hq_stub_.get(), TwoSites::kHqAdmin, "branch");
   }
 
   void Approve(const std::string& doctype) {
@@ -598,19 +553,7 @@ TEST_F(E2ETest, SyncLogEntryExistsOnConsumer) {
             seq);
 }
 
-constexpr char kSoToPo[] = R"(    - name: so-to-po
-      local_doctype: Purchase Order
-      remote_doctype: Sales Order
-      field_mapping:
-        - {remote_fieldname: customer, local_fieldname: supplier_ref}
-        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-    - name: soi-to-poi
-      local_doctype: Purchase Order Item
-      remote_doctype: Sales Order Item
-      field_mapping:
-        - {remote_fieldname: item_code, local_fieldname: item}
-        - {remote_fieldname: qty, local_fieldname: qty}
-)";
+const std::string kSoToPo = std::string(kSoToPoMapping) + kSoiToPoiMapping;
 
 constexpr char kPoSubscription[] =
     "        - {doctype: Purchase Order, use_same_name: true, mapping: so-to-po}\n";
@@ -662,12 +605,7 @@ TEST_F(E2ETest, DocumentInnerMappingCreatesTheDependency) {
                  "          mapping: cust\n"
                  "          remote_value_filters: {name: doc.customer}\n"
                  "    - name: soi-to-poi\n"}});
-  absl::StrAppend(&spec.mappings, R"(    - name: cust
-      local_doctype: Customer
-      remote_doctype: Customer
-      field_mapping:
-        - {remote_fieldname: customer_name, local_fieldname: customer_name}
-)");
+  absl::StrAppend(&spec.mappings, kCustomerMapping);
   Start(spec);
   Hq(R"(INSERT INTO "tabCustomer" (name, customer_name) VALUES ('C1', 'Acme'), ('C2', 'Other');
     INSERT INTO "tabSales Order" (name, customer) VALUES ('SO1', 'C1');)");
@@ -1258,11 +1196,7 @@ TEST_F(E2ETest, ConsumerPastTheRetentionValveResyncsByItself) {
            std::optional<double>(1);
   })) << sites_->Logs();
   const std::string consumer_log = sites_->ConsumerLog();
-  size_t warnings = 0;
-  for (size_t at = consumer_log.find("fell behind its retention valve"); at != std::string::npos;
-       at = consumer_log.find("fell behind its retention valve", at + 1))
-    ++warnings;
-  EXPECT_EQ(warnings, 1u) << consumer_log;
+  EXPECT_EQ(Occurrences(consumer_log, "fell behind its retention valve"), 1u) << consumer_log;
   EXPECT_NE(consumer_log.find(absl::StrCat("at watermark ", stopped_at)), std::string::npos)
       << consumer_log;
   EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.sync_log WHERE status <> 'Synced'"),

@@ -55,11 +55,7 @@ int64_t PeakRssKb(pid_t pid) {
 class LargeDocumentsTest : public ::testing::Test {
  protected:
   void Start(const std::string& consumer_extra = "") {
-    TwoSites::Spec spec;
-    spec.hq_doctypes = kDocTypes;
-    spec.hq_sql = kTables;
-    spec.subscriptions = "        - {doctype: Note, use_same_name: true}\n";
-    spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
+    TwoSites::Spec spec = TwoSites::NoteSpec(kDocTypes, kTables);
     spec.poll_interval = "1s";
     spec.consumer_extra = consumer_extra;
     auto sites = TwoSites::Create(std::move(spec));

@@ -4,9 +4,7 @@
 // once and keep serving when one dies; /metrics over HTTP shows the
 // producer's lag for a stopped consumer growing and returning to 0 after it
 // restarts; `log.format: json` writes one valid JSON object per line.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <map>
@@ -31,6 +29,7 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
+#include "tests/support/two_sites.h"
 
 namespace eventstream::testing {
 namespace {
@@ -42,26 +41,9 @@ const std::map<std::string, std::string> kSecrets = {
     {"ES_OP_WRONG", "not-the-secret"},
 };
 
-constexpr char kDocTypes[] = R"(doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-)";
+const std::string kDocTypes = "doctypes:\n" + NoteDocType({});
 
-const std::string kTables = FrappeTable("Note", "title text");
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
+const std::string kTables = NoteTable({});
 
 std::string Addr(int port) { return absl::StrCat("127.0.0.1:", port); }
 
@@ -158,13 +140,13 @@ void Terminate(RunningService& svc, absl::Duration* took = nullptr) {
 }
 
 TEST_F(OperabilityTest, ConsumerReplicasFailOverWithoutApplyingTwice) {
-  ProducerOpts po{hq_db_, FreePort()};
+  ProducerOpts po{hq_db_, FreeTcpPort()};
   auto producer = StartService("eventstream-producer", ProducerConfig(po), kSecrets);
   ASSERT_TRUE(producer.ok()) << producer.status();
 
   // Both replicas advertise the first one's address (in Kubernetes: the
   // Service); the standby polls for the lock every second.
-  const int port_a = FreePort(), port_b = FreePort();
+  const int port_a = FreeTcpPort(), port_b = FreeTcpPort();
   ConsumerOpts co;
   co.db = branch_db_;
   co.producer = Addr(po.port);
@@ -214,8 +196,8 @@ TEST_F(OperabilityTest, ConsumerReplicasFailOverWithoutApplyingTwice) {
 }
 
 TEST_F(OperabilityTest, ProducerReplicasAssembleOnceAndSurviveOneDying) {
-  ProducerOpts p1{hq_db_, FreePort()};
-  ProducerOpts p2{hq_db_, FreePort()};
+  ProducerOpts p1{hq_db_, FreeTcpPort()};
+  ProducerOpts p2{hq_db_, FreeTcpPort()};
   auto first = StartService("eventstream-producer", ProducerConfig(p1), kSecrets);
   ASSERT_TRUE(first.ok()) << first.status();
   auto second = StartService("eventstream-producer", ProducerConfig(p2), kSecrets);
@@ -223,7 +205,7 @@ TEST_F(OperabilityTest, ProducerReplicasAssembleOnceAndSurviveOneDying) {
 
   ConsumerOpts co;
   co.db = branch_db_;
-  co.port = FreePort();
+  co.port = FreeTcpPort();
   co.producer = Addr(p2.port);
   auto consumer = StartService("eventstream-consumer", ConsumerConfig(co), kSecrets);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
@@ -264,13 +246,13 @@ TEST_F(OperabilityTest, ProducerReplicasAssembleOnceAndSurviveOneDying) {
 }
 
 TEST_F(OperabilityTest, MetricsShowLagGrowingAndReturningToZero) {
-  ProducerOpts po{hq_db_, FreePort(), FreePort()};
+  ProducerOpts po{hq_db_, FreeTcpPort(), FreeTcpPort()};
   auto producer = StartService("eventstream-producer", ProducerConfig(po), kSecrets);
   ASSERT_TRUE(producer.ok()) << producer.status();
   ConsumerOpts co;
   co.db = branch_db_;
-  co.port = FreePort();
-  co.metrics_port = FreePort();
+  co.port = FreeTcpPort();
+  co.metrics_port = FreeTcpPort();
   co.producer = Addr(po.port);
   auto consumer = StartService("eventstream-consumer", ConsumerConfig(co), kSecrets);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
@@ -370,13 +352,13 @@ TEST(JsonLogTest, EscapesEveryMessageIntoOneJsonString) {
 }
 
 TEST_F(OperabilityTest, JsonLogLinesAllParse) {
-  ProducerOpts po{hq_db_, FreePort()};
+  ProducerOpts po{hq_db_, FreeTcpPort()};
   po.log = "{level: debug, format: json}";
   auto producer = StartService("eventstream-producer", ProducerConfig(po), kSecrets);
   ASSERT_TRUE(producer.ok()) << producer.status();
   ConsumerOpts co;
   co.db = branch_db_;
-  co.port = FreePort();
+  co.port = FreeTcpPort();
   co.producer = Addr(po.port);
   co.log = "{level: debug, format: json}";
   // First with a wrong secret: the refusal's message has quotes in it.

@@ -26,6 +26,8 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/frappe_schema.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
@@ -913,8 +915,6 @@ TEST_F(CaptureTest, ConcurrentWritersGetExactlyOneEntryPerCommittedChange) {
 // test's superuser, as a site's DDL role would own them.
 class SiteRolesTest : public ::testing::Test {
  protected:
-  static constexpr char kBranch1[] = "token branch1:roles-b1";
-
   void SetUp() override {
     db_ = FreshDatabase("roles");
     producer_role_ = db_ + "_producer";
@@ -940,22 +940,15 @@ class SiteRolesTest : public ::testing::Test {
                                                    R"(", ")", consumer_role_, R"(";
     )")).ok());
     metrics_port_ = FreeTcpPort();
-    auto svc = StartService("eventstream-producer", Config(),
-                            {{"ES_T_ROLES_B1", "roles-b1"}});
+    auto svc = StartService("eventstream-producer", Config(), KeySecrets());
     ASSERT_TRUE(svc.ok()) << svc.status();
     service_ = std::move(*svc);
-    stub_ = v1::Producer::NewStub(
-        grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
+    stub_ = ProducerStub(service_.address());
     // branch1 registers (pre-approved): the producer installs the triggers.
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site("branch1");
-    auto* sub = req.add_doctypes();
-    sub->set_doctype("Note");
-    sub->set_condition("doc.title != 'hidden'");  // pulls read current documents
+    // Its condition makes pulls read current documents.
     v1::RegisterConsumerResponse resp;
-    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+    grpc::Status s = Register(stub_.get(), kB1, "branch1", {Sub("Note", "doc.title != 'hidden'")},
+                              &resp);
     ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
     ASSERT_EQ(QueryInt(admin_.get(), "SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"),
               2);
@@ -981,24 +974,12 @@ class SiteRolesTest : public ::testing::Test {
   std::string Config() {
     std::string url = SharedCluster().Url(db_);
     url.replace(url.find("user=postgres"), 13, "user=" + producer_role_);
-    return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: data, fieldtype: JSON}
-      - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-producer:
-  listen: "127.0.0.1:0"
-  metrics_listen: "127.0.0.1:)", metrics_port_, R"("
-  api_keys: [{key: branch1, secret_env: ES_T_ROLES_B1, role: consumer}]
-  consumers: [{site: branch1, doctypes: [{doctype: Note, status: approved}]}]
-)");
+    ProducerYaml yaml;
+    yaml.url = url;
+    yaml.doctypes = NoteDocType({"data", "items"}) + NoteItemDocType({});
+    yaml.metrics_port = metrics_port_;
+    yaml.extra = "  consumers: [{site: branch1, doctypes: [{doctype: Note, status: approved}]}]\n";
+    return ProducerConfigYaml(yaml);
   }
 
   void Write(pg::Connection* conn, const std::string& sql) {
@@ -1014,30 +995,19 @@ producer:
   }
 
   v1::PullUpdatesResponse Pull() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::PullUpdatesRequest req;
     v1::PullUpdatesResponse resp;
-    grpc::Status s = stub_->PullUpdates(&ctx, req, &resp);
+    grpc::Status s = eventstream::testing::Pull(stub_.get(), kB1, 0, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp;
   }
 
-  // "Create:N1 Update:N1 ..." of a pull from the start.
-  std::string PulledSummary() {
-    std::string out;
-    const v1::PullUpdatesResponse pulled = Pull();
-    for (const auto& e : pulled.entries()) {
-      std::string type = v1::UpdateType_Name(e.update_type()).substr(12);  // UPDATE_TYPE_
-      absl::StrAppend(&out, out.empty() ? "" : " ", type, ":", e.docname());
-    }
-    return out;
-  }
+  // "CREATE:N1 UPDATE:N1 ..." of a pull from the start.
+  std::string PulledSummary() { return Summary(Pull()); }
 
   // branch1 unsubscribes from Note, or subscribes again.
   void Subscribe(bool unsubscribe) {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
+    ctx.AddMetadata("authorization", kB1);
     v1::UpdateSubscriptionRequest req;
     req.set_consumer_site("branch1");
     auto* sub = req.add_doctypes();
@@ -1107,7 +1077,7 @@ TEST_F(SiteRolesTest, SiteColumnsTravelNowhere) {
   }
 
   grpc::ClientContext get_ctx;
-  get_ctx.AddMetadata("authorization", kBranch1);
+  get_ctx.AddMetadata("authorization", kB1);
   v1::GetDocumentRequest get;
   get.set_doctype("Note");
   get.set_name("S1");
@@ -1119,7 +1089,7 @@ TEST_F(SiteRolesTest, SiteColumnsTravelNowhere) {
   EXPECT_EQ(got.document_json().find("secret"), std::string::npos) << got.document_json();
 
   grpc::ClientContext find_ctx;
-  find_ctx.AddMetadata("authorization", kBranch1);
+  find_ctx.AddMetadata("authorization", kB1);
   v1::FindDocumentsRequest find;
   find.set_doctype("Note");
   (*find.mutable_filters())["title"] = "note 2";

@@ -28,46 +28,32 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/frappe_schema.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
 
-const std::map<std::string, std::string> kSecrets = {
-    {"ES_T_B1", "b1-secret-lim"}, {"ES_T_B2", "b2-secret-lim"}, {"ES_T_OPS", "ops-secret-lim"}};
-const char kB1[] = "token branch1:b1-secret-lim";
-const char kB2[] = "token branch2:b2-secret-lim";
-
 std::string Config(const std::string& url, const std::string& limits) {
-  return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-producer:
-  listen: "127.0.0.1:0"
-  api_keys:
-    - {key: branch1, secret_env: ES_T_B1, role: consumer}
-    - {key: branch2, secret_env: ES_T_B2, role: consumer}
-    - {key: ops, secret_env: ES_T_OPS, role: admin}
-  consumers:
+  ProducerYaml yaml;
+  yaml.url = url;
+  yaml.doctypes = NoteDocType({"public"});
+  yaml.consumers = 2;
+  yaml.extra = absl::StrCat(R"(  consumers:
     - site: branch1
       doctypes: [{doctype: Note, status: approved}]
     - site: branch2
       doctypes: [{doctype: Note, status: approved}]
 )",
-                      limits);
+                            limits);
+  return ProducerConfigYaml(yaml);
 }
 
 // `rows` Notes that branch1 may not see (kSlowCondition), so that every
 // FindDocuments reads and judges up to 2,000 (limit 100) or 10,000 (limit
 // 1,000) of them: the issue's slow call.
 std::string Tables(int rows) {
-  return absl::StrCat(R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text, public int DEFAULT 0);
+  return absl::StrCat(NoteTable({"public"}), R"(
 INSERT INTO "tabNote" (name, title, public)
   SELECT 'N' || lpad(i::text, 6, '0'), 'hidden', 0 FROM generate_series(1, )",
                       rows, ") AS i;\n");
@@ -88,30 +74,15 @@ constexpr char kLastStatement[] =
 // in the query in milliseconds.
 constexpr char kSlowCondition[] = "doc.public == 1 and doc.title != doc.name";
 
-class LimitsTest : public ::testing::Test {
+class LimitsTest : public ProducerTest {
  protected:
   void Start(const std::string& limits, int rows) {
-    db_ = FreshDatabase("limits");
-    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    site_ = std::move(*conn);
-    ASSERT_TRUE(site_->ExecScript(Tables(rows)).ok());
-    auto svc = StartService("eventstream-producer", Config(SharedCluster().Url(db_), limits),
-                            kSecrets);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(*svc);
-    stub_ = v1::Producer::NewStub(
-        grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
+    OpenSite("limits", Tables(rows));
+    ASSERT_NO_FATAL_FAILURE(StartProducer(Config(Url(), limits)));
     for (const char* auth : {kB1, kB2}) {
-      grpc::ClientContext ctx;
-      ctx.AddMetadata("authorization", auth);
-      v1::RegisterConsumerRequest req;
-      req.set_consumer_site(auth == kB1 ? "branch1" : "branch2");
-      v1::SubscriptionRequest* sub = req.add_doctypes();
-      sub->set_doctype("Note");
-      sub->set_condition(kSlowCondition);
       v1::RegisterConsumerResponse resp;
-      grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+      grpc::Status s = Register(stub_.get(), auth, auth == kB1 ? "branch1" : "branch2",
+                                {Sub("Note", kSlowCondition)}, &resp);
       ASSERT_TRUE(s.ok()) << s.error_message();
     }
   }
@@ -158,15 +129,11 @@ class LimitsTest : public ::testing::Test {
 
   // Whether no session of the producer started a statement in 300 ms.
   bool AtRest() {
-    const std::string last = QueryText(site_.get(), kLastStatement);
+    const std::string last = QueryText(conn_.get(), kLastStatement);
     absl::SleepFor(absl::Milliseconds(300));
-    return QueryText(site_.get(), kLastStatement) == last;
+    return QueryText(conn_.get(), kLastStatement) == last;
   }
 
-  std::string db_;
-  std::unique_ptr<pg::Connection> site_;
-  RunningService service_;
-  std::unique_ptr<v1::Producer::Stub> stub_;
 };
 
 // Watches the database while a flood runs: the most producer sessions
@@ -221,7 +188,7 @@ TEST_F(LimitsTest, FloodOfFindDocumentsStaysWithinThePoolBound) {
         "  max_concurrent_calls_per_key: 1000\n",
         3000);
   ASSERT_TRUE(Find(kB1, absl::Seconds(30)).ok());  // works when calm
-  Watch watch(SharedCluster().Url(db_));
+  Watch watch(Url());
   std::map<grpc::StatusCode, std::string> messages;
   const absl::Time started = absl::Now();
   std::map<grpc::StatusCode, int> codes = Flood(kB1, 250, absl::Milliseconds(500), &messages);
@@ -247,7 +214,7 @@ TEST_F(LimitsTest, FloodOfFindDocumentsStaysWithinThePoolBound) {
   EXPECT_LE(watch.max_sessions(), 4) << "the pool opened past its bound";
   EXPECT_GT(watch.site_tries(), 10);
   EXPECT_EQ(watch.site_failures(), 0) << watch.last_failure();
-  EXPECT_LE(QueryInt(site_.get(), kProducerSessions), 4);
+  EXPECT_LE(QueryInt(conn_.get(), kProducerSessions), 4);
   EXPECT_LT(settled, absl::Seconds(2)) << "abandoned work kept running";
   std::cout << "flood of 250: " << codes[grpc::StatusCode::OK] << " OK, "
             << codes[grpc::StatusCode::RESOURCE_EXHAUSTED] << " RESOURCE_EXHAUSTED, "
@@ -261,7 +228,7 @@ TEST_F(LimitsTest, FloodOfFindDocumentsStaysWithinThePoolBound) {
 
 TEST_F(LimitsTest, OneKeyCannotCrowdOutAnother) {
   Start("  max_concurrent_calls_per_key: 2\n", 3000);
-  Watch watch(SharedCluster().Url(db_));
+  Watch watch(Url());
   std::atomic<int> other_ok{0}, other_failed{0};
   std::atomic<bool> flooding{true};
   std::string other_error;
@@ -297,9 +264,9 @@ TEST_F(LimitsTest, WorkStopsWhenTheDeadlinePasses) {
   grpc::Status s = Find(kB1, absl::Milliseconds(300), 1000);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
   absl::SleepFor(absl::Milliseconds(500));
-  const std::string before = QueryText(site_.get(), kLastStatement);
+  const std::string before = QueryText(conn_.get(), kLastStatement);
   absl::SleepFor(absl::Milliseconds(800));
-  EXPECT_EQ(QueryText(site_.get(), kLastStatement), before)
+  EXPECT_EQ(QueryText(conn_.get(), kLastStatement), before)
       << "the producer still runs statements for a call abandoned 1.3 s ago";
 }
 

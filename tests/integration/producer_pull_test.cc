@@ -35,56 +35,30 @@
 #include "tests/support/http_get.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
 
-const std::map<std::string, std::string> kSecrets = {
-    {"ES_T_B1", "b1-secret-pq"},
-    {"ES_T_B2", "b2-secret-pq"},
-    {"ES_T_B3", "b3-secret-pq"},
-    {"ES_T_B4", "b4-secret-pq"},
-    {"ES_T_OPS", "ops-secret-pq"}};
-const char kB1[] = "token branch1:b1-secret-pq";
-const char kB2[] = "token branch2:b2-secret-pq";
-const char kB3[] = "token branch3:b3-secret-pq";
-const char kB4[] = "token branch4:b4-secret-pq";
-const char kOps[] = "token ops:ops-secret-pq";
+const std::vector<std::string> kNoteFields = {"public",   "amount",   "author",
+                                              "ref_type", "ref_name", "seen_by"};
 
 std::string Config(const std::string& url, int metrics_port) {
-  return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-      - {fieldname: amount, fieldtype: Currency}
-      - {fieldname: author, fieldtype: Link, options: User}
-      - {fieldname: ref_type, fieldtype: Data}
-      - {fieldname: ref_name, fieldtype: Dynamic Link, options: ref_type}
-      - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
-)", kLinkedDocTypes, R"(producer:
-  listen: "127.0.0.1:0"
-  metrics_listen: "127.0.0.1:)", metrics_port, R"("
-  api_keys:
-    - {key: branch1, secret_env: ES_T_B1, role: consumer}
-    - {key: branch2, secret_env: ES_T_B2, role: consumer}
-    - {key: branch3, secret_env: ES_T_B3, role: consumer}
-    - {key: branch4, secret_env: ES_T_B4, role: consumer}
-    - {key: ops, secret_env: ES_T_OPS, role: admin}
-  condition_functions: [public.starts_with_a, public.no_such_function, public.writes]
+  ProducerYaml yaml;
+  yaml.url = url;
+  yaml.doctypes = NoteDocType(kNoteFields) + kLinkedDocTypes;
+  yaml.consumers = 4;
+  yaml.metrics_port = metrics_port;
+  yaml.extra = R"(  condition_functions: [public.starts_with_a, public.no_such_function, public.writes]
   consumers:
     # branch4 may only ever see public Notes, also as dependencies.
     - site: branch4
       doctypes: [{doctype: Note, status: approved, condition: "doc.public == 1"}]
-)");
+)";
+  return ProducerConfigYaml(yaml);
 }
 
-const std::string kSiteTables =
-    FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9), author text,"
-                        " ref_type text, ref_name text") +
-    LinkedTables() + R"(
+const std::string kSiteTables = NoteTable(kNoteFields) + LinkedTables() + R"(
 CREATE FUNCTION public.starts_with_a(consumer text, doc jsonb, entry jsonb)
   RETURNS boolean LANGUAGE sql AS $$ SELECT doc->>'title' LIKE 'a%' $$;
 CREATE TABLE public.side_effects (consumer text, doc jsonb);
@@ -95,14 +69,6 @@ BEGIN
   RETURN true;
 END $$;
 )";
-
-v1::SubscriptionRequest Sub(const std::string& doctype,
-                            const std::string& condition = "") {
-  v1::SubscriptionRequest s;
-  s.set_doctype(doctype);
-  s.set_condition(condition);
-  return s;
-}
 
 Value Json(const std::string& text) {
   auto v = Value::ParseJson(text);
@@ -115,90 +81,24 @@ std::string Str(const Value& doc, const std::string& key) {
   return v != nullptr && v->is_string() ? v->as_string() : std::string("<none>");
 }
 
-// "Create:N1 Update:N1 ..." of a response, for compact assertions.
-std::string Summary(const v1::PullUpdatesResponse& resp) {
-  std::string out;
-  for (const auto& e : resp.entries()) {
-    if (!out.empty()) out += " ";
-    std::string type = v1::UpdateType_Name(e.update_type());
-    absl::StrAppend(&out, type.substr(std::string("UPDATE_TYPE_").size()), ":",
-                    e.docname());
-  }
-  return out;
-}
-
-class PullTest : public ::testing::Test {
+class PullTest : public ProducerTest {
  protected:
   void SetUp() override {
-    db_ = FreshDatabase("pull");
-    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = std::move(*conn);
-    ASSERT_TRUE(conn_->ExecScript(kSiteTables).ok());
+    OpenSite("pull", kSiteTables);
     metrics_port_ = FreeTcpPort();
-    auto svc = StartService("eventstream-producer",
-                            Config(SharedCluster().Url(db_), metrics_port_), kSecrets);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(*svc);
-    stub_ = v1::Producer::NewStub(grpc::CreateChannel(
-        service_.address(), grpc::InsecureChannelCredentials()));
+    StartProducer(Config(Url(), metrics_port_));
   }
 
   // Registers `site` for `subs` and approves each; returns the watermark.
   int64_t Subscribe(const std::string& auth, const std::string& site,
                     const std::vector<v1::SubscriptionRequest>& subs) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", auth);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site(site);
-    for (const auto& s : subs) *req.add_doctypes() = s;
-    v1::RegisterConsumerResponse resp;
-    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& sub : subs) {
-      grpc::ClientContext actx;
-      actx.AddMetadata("authorization", kOps);
-      v1::SetSubscriptionStatusRequest areq;
-      areq.set_consumer_site(site);
-      areq.set_doctype(sub.doctype());
-      areq.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
-      v1::SetSubscriptionStatusResponse aresp;
-      grpc::Status a = stub_->SetSubscriptionStatus(&actx, areq, &aresp);
-      EXPECT_TRUE(a.ok()) << a.error_message();
-    }
-    return resp.last_seq();
-  }
-
-  // Runs `sql` (several statements allowed) and waits until the producer's
-  // assembler consumed every raw change: the entries are then in the log.
-  void Write(const std::string& sql) {
-    ASSERT_TRUE(conn_->ExecScript(sql).ok()) << sql;
-    absl::Time deadline = absl::Now() + absl::Seconds(15);
-    while (true) {
-      auto r = conn_->Exec("SELECT count(*) FROM es_producer.raw_change");
-      ASSERT_TRUE(r.ok()) << r.status();
-      if (r->GetInt64(0, 0) == 0) return;
-      ASSERT_LT(absl::Now(), deadline) << "the assembler did not run";
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    return SubscribeApproved(auth, site, subs);
   }
 
   int64_t LogPosition() {
     auto r = conn_->Exec("SELECT coalesce(max(seq), 0) FROM es_producer.update_log");
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->GetInt64(0, 0) : -1;
-  }
-
-  grpc::Status Pull(const std::string& auth, int64_t after_seq,
-                    v1::PullUpdatesResponse* resp, int limit = 0,
-                    std::optional<int64_t> acknowledged_seq = std::nullopt) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", auth);
-    v1::PullUpdatesRequest req;
-    req.set_after_seq(after_seq);
-    req.set_limit(limit);
-    if (acknowledged_seq) req.set_acknowledged_seq(*acknowledged_seq);
-    return stub_->PullUpdates(&ctx, req, resp);
   }
 
   // Pull that must succeed.
@@ -261,7 +161,10 @@ class PullTest : public ::testing::Test {
 
   // Every page of ListVisibleDocuments (`limit` each): "V1 V2 | V3" (pages
   // apart), or the error.
-  std::string ListVisible(const std::string& auth, const std::string& doctype, int limit) {
+  // Names page by page ("a b | c"); names_only: from `names`, and no
+  // document may come along.
+  std::string ListVisible(const std::string& auth, const std::string& doctype, int limit,
+                          bool names_only = false) {
     std::string out, after;
     for (int pages = 0; pages < 100; ++pages) {
       grpc::ClientContext ctx;
@@ -270,10 +173,12 @@ class PullTest : public ::testing::Test {
       req.set_doctype(doctype);
       req.set_after_name(after);
       req.set_limit(limit);
+      req.set_names_only(names_only);
       v1::ListVisibleDocumentsResponse resp;
       grpc::Status s = stub_->ListVisibleDocuments(&ctx, req, &resp);
       if (!s.ok()) return absl::StrCat("error ", s.error_code(), ": ", s.error_message());
-      std::vector<std::string> names;
+      std::vector<std::string> names(resp.names().begin(), resp.names().end());
+      if (names_only && resp.documents_json_size() > 0) return "documents with names_only";
       for (const auto& d : resp.documents_json()) names.push_back(Str(Json(d), "name"));
       absl::StrAppend(&out, out.empty() ? "" : " | ", absl::StrJoin(names, " "));
       after = resp.next_after_name();
@@ -283,22 +188,12 @@ class PullTest : public ::testing::Test {
   }
 
   v1::ConsumerInfo Consumer(const std::string& site) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kOps);
-    v1::ListConsumersResponse resp;
-    grpc::Status s = stub_->ListConsumers(&ctx, v1::ListConsumersRequest(), &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& c : resp.consumers())
-      if (c.site() == site) return c;
-    ADD_FAILURE() << "no consumer " << site;
-    return {};
+    v1::ConsumerInfo c = ConsumerOf(stub_.get(), kOps, site);
+    if (c.site() != site) ADD_FAILURE() << "no consumer " << site;
+    return c;
   }
 
-  std::string db_;
-  std::unique_ptr<pg::Connection> conn_;
   int metrics_port_ = 0;
-  RunningService service_;
-  std::unique_ptr<v1::Producer::Stub> stub_;
 };
 
 TEST_F(PullTest, CreateCarriesWholeDocumentThenUpdatesAndDeletes) {
@@ -919,18 +814,14 @@ TEST_F(PullTest, KilledProducerLosesNothingCommitted) {
     }
     done = true;
   });
-  const std::string config = Config(SharedCluster().Url(db_), FreeTcpPort());
+  const std::string config = Config(Url(), FreeTcpPort());
   for (int round = 0; round < 4 && !done; ++round) {
     absl::SleepFor(absl::Milliseconds(30 + 40 * round));
     service_.process->Signal(SIGKILL);
     ASSERT_TRUE(service_.process->Wait(absl::Seconds(10)).ok());
-    auto svc = StartService("eventstream-producer", config, kSecrets);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(*svc);
+    ASSERT_NO_FATAL_FAILURE(StartProducer(config));
   }
   writer.join();
-  stub_ = v1::Producer::NewStub(
-      grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
   Write("SELECT 1");  // waits until the assembler has drained raw_change
 
   std::map<std::string, int> creates, updates;
@@ -1018,9 +909,11 @@ TEST_F(PullTest, ListVisibleDocumentsPagesWhatTheSubscriptionSelects) {
     UPDATE "tabNote" SET ref_type = 'Note', ref_name = 'L1' WHERE name = 'V1';)");
   EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
   EXPECT_EQ(ListVisible(kB1, "Note", 0), "V1 V2 V3 V4 V5");
+  EXPECT_EQ(ListVisible(kB1, "Note", 2, /*names_only=*/true), "V1 V2 | V3 V4 | V5");
   // Two fields compared: no SQL form, judged one by one.
   Subscribe(kB1, "branch1", {Sub("Note", "doc.title == doc.name")});
   EXPECT_EQ(ListVisible(kB1, "Note", 2), "V1 V2 | V3 V4 | V5");
+  EXPECT_EQ(ListVisible(kB1, "Note", 2, /*names_only=*/true), "V1 V2 | V3 V4 | V5");
   EXPECT_EQ(ListVisible(kB1, "User", 2), "");  // not subscribed: nothing
   EXPECT_EQ(ListVisible(kB1, "Nope", 2).substr(0, 8), "error 3:");
 }

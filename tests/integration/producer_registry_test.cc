@@ -19,93 +19,49 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
 
-const std::map<std::string, std::string> kSecrets = {
-    {"ES_T_B1", "b1-secret-zzq"},
-    {"ES_T_B2", "b2-secret-zzq"},
-    {"ES_T_B3", "b3-secret-zzq"},
-    {"ES_T_OPS", "ops-secret-zzq"}};
-const char kB1[] = "token branch1:b1-secret-zzq";
-const char kB2[] = "token branch2:b2-secret-zzq";
-const char kB3[] = "token branch3:b3-secret-zzq";
-const char kOps[] = "token ops:ops-secret-zzq";
 const char kNotifyToken[] = "notify-token-qqx";
 
 // `preapprove`: whether producer.consumers pre-approves Note for branch2.
 std::string Config(const std::string& url, bool preapprove) {
-  std::string yaml = absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-      - {fieldname: items, fieldtype: Table, options: Note Item}
-  - name: Note Item
-    istable: true
-    fields:
-      - {fieldname: item, fieldtype: Data}
-  - name: Task
+  ProducerYaml yaml;
+  yaml.url = url;
+  yaml.doctypes = NoteDocType({"public", "items"}) + NoteItemDocType({}) + R"(  - name: Task
     fields:
       - {fieldname: subject, fieldtype: Data}
   - name: Memo
     fields:
       - {fieldname: body, fieldtype: Text}
-producer:
-  listen: "127.0.0.1:0"
-  api_keys:
-    - {key: branch1, secret_env: ES_T_B1, role: consumer}
-    - {key: branch2, secret_env: ES_T_B2, role: consumer}
-    - {key: branch3, secret_env: ES_T_B3, role: consumer}
-    - {key: ops, secret_env: ES_T_OPS, role: admin}
-  condition_functions: [public.visible]
-)");
+)";
+  yaml.consumers = 3;
+  yaml.extra = "  condition_functions: [public.visible]\n";
   if (preapprove) {
-    absl::StrAppend(&yaml, R"(  consumers:
+    absl::StrAppend(&yaml.extra, R"(  consumers:
     - site: branch2
       doctypes:
         - {doctype: Note, status: approved, condition: "doc.public == 1"}
 )");
   }
-  return yaml;
+  return ProducerConfigYaml(yaml);
 }
 
 // Standard Frappe columns; Memo deliberately has no table.
-const std::string kSiteTables = FrappeTable("Note", "title text, public int") +
-                                FrappeTable("Note Item", "item text", /*child=*/true) +
+const std::string kSiteTables = NoteTable({"public", "items"}) +
+                                NoteItemTable({}) +
                                 FrappeTable("Task", "subject text");
 
-v1::SubscriptionRequest Sub(const std::string& doctype, const std::string& condition = "",
-                            bool unsubscribe = false) {
-  v1::SubscriptionRequest s;
-  s.set_doctype(doctype);
-  s.set_condition(condition);
-  s.set_unsubscribe(unsubscribe);
-  return s;
-}
-
-class RegistryTest : public ::testing::Test {
+class RegistryTest : public ProducerTest {
  protected:
   void SetUp() override {
-    db_ = FreshDatabase("registry");
-    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = std::move(*conn);
-    ASSERT_TRUE(conn_->ExecScript(kSiteTables).ok());
+    OpenSite("registry", kSiteTables);
     Start(/*preapprove=*/true);
   }
 
-  void Start(bool preapprove) {
-    auto svc = StartService("eventstream-producer",
-                            Config(SharedCluster().Url(db_), preapprove), kSecrets);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(*svc);
-    stub_ = v1::Producer::NewStub(
-        grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
-  }
+  void Start(bool preapprove) { StartProducer(Config(Url(), preapprove)); }
 
   void Restart(bool preapprove) {
     logs_ += service_.process->Log();
@@ -123,14 +79,8 @@ class RegistryTest : public ::testing::Test {
                         v1::RegisterConsumerResponse* resp,
                         const std::string& token = kNotifyToken,
                         const std::string& notify_address = "127.0.0.1:1") {
-    grpc::ClientContext ctx;
-    if (!auth.empty()) ctx.AddMetadata("authorization", auth);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site(site);
-    req.set_notify_address(notify_address);
-    req.set_notify_token(token);
-    for (const auto& d : doctypes) *req.add_doctypes() = d;
-    return stub_->RegisterConsumer(&ctx, req, resp);
+    return eventstream::testing::Register(stub_.get(), auth, site, doctypes, resp, token,
+                                          notify_address);
   }
 
   grpc::Status Update(const std::string& auth, const std::string& site,
@@ -149,14 +99,7 @@ class RegistryTest : public ::testing::Test {
   grpc::Status SetStatus(const std::string& auth, const std::string& site,
                          const std::string& doctype, v1::SubscriptionStatus status,
                          v1::SetSubscriptionStatusResponse* resp = nullptr) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", auth);
-    v1::SetSubscriptionStatusRequest req;
-    req.set_consumer_site(site);
-    req.set_doctype(doctype);
-    req.set_status(status);
-    v1::SetSubscriptionStatusResponse local;
-    return stub_->SetSubscriptionStatus(&ctx, req, resp ? resp : &local);
+    return eventstream::testing::SetStatus(stub_.get(), auth, site, doctype, status, resp);
   }
 
   grpc::Status List(const std::string& auth, v1::ListConsumersResponse* resp) {
@@ -199,10 +142,6 @@ class RegistryTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status();
   }
 
-  std::string db_;
-  std::unique_ptr<pg::Connection> conn_;
-  RunningService service_;
-  std::unique_ptr<v1::Producer::Stub> stub_;
   std::string logs_;
 };
 
@@ -447,7 +386,7 @@ TEST_F(RegistryTest, AuthMatrix) {
   // No secret or notify token in the service log.
   std::string log = AllLogs();
   EXPECT_NE(log.find("consumer branch3 registered"), std::string::npos) << log;
-  for (const auto& [env, secret] : kSecrets)
+  for (const auto& [env, secret] : KeySecrets())
     EXPECT_EQ(log.find(secret), std::string::npos) << env;
   EXPECT_EQ(log.find(kNotifyToken), std::string::npos);
 }

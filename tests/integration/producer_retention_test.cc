@@ -31,94 +31,47 @@
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
+#include "tests/support/frappe_schema.h"
+#include "tests/support/grpc/producer_calls.h"
 
 namespace eventstream::testing {
 namespace {
-
-const std::map<std::string, std::string> kSecrets = {{"ES_T_B1", "b1-secret-rt"},
-                                                      {"ES_T_B2", "b2-secret-rt"},
-                                                      {"ES_T_OPS", "ops-secret-rt"}};
-const char kB1[] = "token branch1:b1-secret-rt";
-const char kB2[] = "token branch2:b2-secret-rt";
-const char kOps[] = "token ops:ops-secret-rt";
 
 // The producer's own loop: idle unless a test gives it another policy.
 constexpr char kIdleRetention[] = "{min_age: 1h, max_age: 0, interval: 24h}";
 
 std::string Config(const std::string& url, int metrics_port, const std::string& retention) {
-  return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
+  ProducerYaml yaml;
+  yaml.url = url;
+  yaml.doctypes = NoteDocType({}) + R"(  - name: Project
     fields:
       - {fieldname: title, fieldtype: Data}
-  - name: Project
-    fields:
-      - {fieldname: title, fieldtype: Data}
-producer:
-  listen: "127.0.0.1:0"
-  metrics_listen: "127.0.0.1:)", metrics_port, R"("
-  api_keys:
-    - {key: branch1, secret_env: ES_T_B1, role: consumer}
-    - {key: branch2, secret_env: ES_T_B2, role: consumer}
-    - {key: ops, secret_env: ES_T_OPS, role: admin}
-  retention: )", retention, "\n");
+)";
+  yaml.consumers = 2;
+  yaml.metrics_port = metrics_port;
+  yaml.extra = absl::StrCat("  retention: ", retention, "\n");
+  return ProducerConfigYaml(yaml);
 }
 
-constexpr char kSiteTables[] = R"(
-CREATE TABLE "tabNote" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text);
-CREATE TABLE "tabProject" (name text PRIMARY KEY, creation timestamptz,
-  modified timestamptz, modified_by text, owner text, docstatus int DEFAULT 0,
-  idx int, title text);
-)";
+const std::string kSiteTables = NoteTable({}) + FrappeTable("Project", "title text");
 
-class RetentionTest : public ::testing::Test {
+class RetentionTest : public ProducerTest {
  protected:
   void SetUp() override {
-    db_ = FreshDatabase("retention");
-    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = std::move(*conn);
-    ASSERT_TRUE(conn_->ExecScript(kSiteTables).ok());
+    OpenSite("retention", kSiteTables);
     metrics_port_ = FreeTcpPort();
     StartProducer(kIdleRetention);
   }
 
   void StartProducer(const std::string& retention) {
-    auto svc = StartService("eventstream-producer",
-                            Config(SharedCluster().Url(db_), metrics_port_, retention), kSecrets);
-    ASSERT_TRUE(svc.ok()) << svc.status();
-    service_ = std::move(*svc);
-    stub_ = v1::Producer::NewStub(
-        grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
+    ProducerTest::StartProducer(Config(Url(), metrics_port_, retention));
   }
 
   // Registers `site` for `doctype` (no initial sync) and approves it.
   int64_t Subscribe(const std::string& auth, const std::string& site,
                     const std::string& doctype = "Note", const std::string& condition = "") {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", auth);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site(site);
-    v1::SubscriptionRequest* sub = req.add_doctypes();
-    sub->set_doctype(doctype);
-    sub->set_condition(condition);
-    sub->set_skip_initial_sync(true);
-    v1::RegisterConsumerResponse resp;
-    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    grpc::ClientContext actx;
-    actx.AddMetadata("authorization", kOps);
-    v1::SetSubscriptionStatusRequest areq;
-    areq.set_consumer_site(site);
-    areq.set_doctype(doctype);
-    areq.set_status(v1::SUBSCRIPTION_STATUS_APPROVED);
-    v1::SetSubscriptionStatusResponse aresp;
-    grpc::Status a = stub_->SetSubscriptionStatus(&actx, areq, &aresp);
-    EXPECT_TRUE(a.ok()) << a.error_message();
-    return resp.last_seq();
+    return SubscribeApproved(auth, site,
+                             {Sub(doctype, condition, false, /*skip_initial_sync=*/true)});
   }
 
   // Inserts Notes first..last-1 (one entry each) and waits for the log.
@@ -133,7 +86,7 @@ class RetentionTest : public ::testing::Test {
   }
   // Waits until the assembler consumed every raw change.
   void AwaitAssembled() {
-    ASSERT_TRUE(Eventually([&] { return Int("SELECT count(*) FROM es_producer.raw_change") == 0; }));
+    ASSERT_TRUE(Assembled(conn_.get(), absl::Seconds(30)));
   }
 
   int64_t Int(const std::string& sql) {
@@ -145,20 +98,10 @@ class RetentionTest : public ::testing::Test {
   int64_t FirstKept() { return Int("SELECT coalesce(min(seq), 0) FROM es_producer.update_log"); }
   int64_t TrimmedThrough() { return Int("SELECT trimmed_through FROM es_producer.log_state"); }
 
-  grpc::Status Pull(const std::string& auth, int64_t after_seq, v1::PullUpdatesResponse* resp,
-                    std::optional<int64_t> acknowledged = std::nullopt, int limit = 0) {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", auth);
-    v1::PullUpdatesRequest req;
-    req.set_after_seq(after_seq);
-    req.set_limit(limit);
-    if (acknowledged) req.set_acknowledged_seq(*acknowledged);
-    return stub_->PullUpdates(&ctx, req, resp);
-  }
   // Tells the producer everything up to `seq` arrived.
   void Acknowledge(const std::string& auth, int64_t seq) {
     v1::PullUpdatesResponse resp;
-    grpc::Status s = Pull(auth, seq, &resp, seq, 1);
+    grpc::Status s = Pull(auth, seq, &resp, /*limit=*/1, /*acknowledged_seq=*/seq);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
@@ -180,7 +123,7 @@ class RetentionTest : public ::testing::Test {
     std::map<std::string, std::string> got;
     EXPECT_TRUE(Eventually([&] {
       v1::PullUpdatesResponse r;
-      if (!Pull(auth, after, &r, after).ok()) return false;
+      if (!Pull(auth, after, &r, 0, after).ok()) return false;
       for (const auto& e : r.entries()) got[e.docname()] = v1::UpdateType_Name(e.update_type());
       after = r.next_after_seq();
       return got.size() >= n;
@@ -207,11 +150,7 @@ class RetentionTest : public ::testing::Test {
     return p;
   }
 
-  std::string db_;
-  std::unique_ptr<pg::Connection> conn_;
   int metrics_port_ = 0;
-  RunningService service_;
-  std::unique_ptr<v1::Producer::Stub> stub_;
 };
 
 TEST_F(RetentionTest, TrimsWhatEveryConsumerAcknowledged) {
@@ -342,7 +281,7 @@ TEST_F(RetentionTest, ValveCutsOffAnUnacknowledgedConsumerWhichSkipsAndResyncs) 
   EXPECT_TRUE(absl::StrContains(s.error_message(), absl::StrCat("first seq kept is ", end - 2)))
       << s.error_message();
   // Also when it asks from a position it only prefetched.
-  s = Pull(kB1, end - 1, &resp, w1);
+  s = Pull(kB1, end - 1, &resp, 0, w1);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   EXPECT_EQ(Scrape(metrics_port_, "eventstream_producer_log_trimmed_pulls_total{consumer=\"branch1\"}"),
             std::optional<double>(2));
@@ -380,7 +319,7 @@ TEST_F(RetentionTest, SkipCountsUnacknowledgedMoveInsAsHeld) {
   // Its move-out is received too, and not acknowledged either: whether the
   // consumer applied it is unknown, so N2 must still count as held.
   v1::PullUpdatesResponse out;
-  s = Pull(kB1, resp.next_after_seq(), &out, w1);
+  s = Pull(kB1, resp.next_after_seq(), &out, 0, w1);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(out.entries_size(), 1);
   EXPECT_EQ(out.entries(0).update_type(), v1::UPDATE_TYPE_REVOKE);

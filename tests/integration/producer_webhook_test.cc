@@ -58,6 +58,8 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
+#include "tests/support/eventually.h"
+#include "tests/support/producer_config.h"
 
 namespace eventstream::testing {
 namespace {
@@ -282,44 +284,28 @@ constexpr char kSecret[] = "frappe-shared-secret";
 constexpr char kWhsec[] = "whsec_ZXZlbnRzdHJlYW0tc3RhbmRhcmQtd2ViaG9va3MtMzI=";
 constexpr char kCrmToken[] = "Bearer crm-token-123";
 constexpr char kRuntimeToken[] = "Bearer runtime-token-456";
-const std::map<std::string, std::string> kEnv = {
-    {"ES_T_OPS", "ops-secret-wh"},
-    {"ES_T_B1", "b1-secret-wh"},
+const std::map<std::string, std::string> kEnv = KeySecretsWith({
     {"ES_T_WEBHOOK_SECRET", kSecret},
     {"ES_T_WHSEC", kWhsec},
     {"ES_T_CRM_TOKEN", kCrmToken},
-    {"ES_T_RT_TOKEN", kRuntimeToken}};
-const char kOps[] = "token ops:ops-secret-wh";
-const char kB1[] = "token branch1:b1-secret-wh";
+    {"ES_T_RT_TOKEN", kRuntimeToken}});
 
 const std::string kSiteTables =
-    FrappeTable("Note", "title text, public int DEFAULT 0, amount numeric(30,9)") +
+    NoteTable({"public", "amount"}) +
     FrappeTable("Note Seen By", "\"user\" text", /*child=*/true);
 
 std::string Base(const std::string& url, const std::string& delivery,
                  const std::string& webhooks) {
-  return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", url, R"("}
-doctypes:
-  - name: Note
-    is_submittable: true
-    fields:
-      - {fieldname: title, fieldtype: Data}
-      - {fieldname: public, fieldtype: Check}
-      - {fieldname: amount, fieldtype: Currency}
-      - {fieldname: seen_by, fieldtype: Table, options: Note Seen By}
-  - name: Note Seen By
+  ProducerYaml yaml;
+  yaml.url = url;
+  yaml.doctypes = NoteDocType({"public", "amount", "seen_by"}, /*submittable=*/true) +
+                  R"(  - name: Note Seen By
     istable: true
     fields:
       - {fieldname: user, fieldtype: Data}
-producer:
-  listen: "127.0.0.1:0"
-  api_keys:
-    - {key: ops, secret_env: ES_T_OPS, role: admin}
-    - {key: branch1, secret_env: ES_T_B1, role: consumer}
-  webhook_delivery: )", delivery, R"(
-  webhooks:
-)", webhooks);
+)";
+  yaml.extra = absl::StrCat("  webhook_delivery: ", delivery, "\n  webhooks:\n", webhooks);
+  return ProducerConfigYaml(yaml);
 }
 
 std::string Hook(const std::string& name, const std::string& event, int port,
@@ -336,11 +322,8 @@ std::string Hook(const std::string& name, const std::string& event, int port,
 class WebhookTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    db_ = FreshDatabase("webhook");
-    auto conn = pg::Connection::Open(SharedCluster().Url(db_));
-    ASSERT_TRUE(conn.ok()) << conn.status();
-    conn_ = std::move(*conn);
-    ASSERT_TRUE(conn_->ExecScript(kSiteTables).ok());
+    db_ = FreshSite("webhook", kSiteTables, &conn_);
+    ASSERT_NE(conn_, nullptr);
   }
 
   void Start(const std::string& delivery, const std::string& webhooks) {
@@ -368,14 +351,7 @@ class WebhookTest : public ::testing::Test {
 
   void Write(const std::string& sql) {
     ASSERT_TRUE(conn_->ExecScript(sql).ok()) << sql;
-    absl::Time deadline = absl::Now() + absl::Seconds(15);
-    while (true) {
-      auto r = conn_->Exec("SELECT count(*) FROM es_producer.raw_change");
-      ASSERT_TRUE(r.ok()) << r.status();
-      if (r->GetInt64(0, 0) == 0) return;
-      ASSERT_LT(absl::Now(), deadline) << "the assembler did not run";
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    ASSERT_TRUE(Assembled(conn_.get())) << "the assembler did not run";
   }
 
   int64_t Count(const std::string& where) {
@@ -397,12 +373,7 @@ class WebhookTest : public ::testing::Test {
 
   static bool WaitUntil(const std::function<bool()>& pred,
                         absl::Duration timeout = absl::Seconds(20)) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (!pred()) {
-      if (absl::Now() > deadline) return false;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return true;
+    return Eventually(pred, timeout);
   }
 
   std::string db_;
@@ -1212,7 +1183,7 @@ TEST_F(WebhookTest, RuntimeWebhooksReadOnlyAllowListedSecrets) {
   EXPECT_TRUE(absl::StrContains(s.error_message(),
                                 "producer.webhook_delivery.runtime_secret_env"))
       << s.error_message();
-  EXPECT_FALSE(absl::StrContains(s.error_message(), "ops-secret-wh"));
+  EXPECT_FALSE(absl::StrContains(s.error_message(), kOpsSecret));
 
   // Files: refused with one message, whether the path exists or not.
   h->clear_value_env();
@@ -1272,7 +1243,7 @@ TEST_F(WebhookTest, RuntimeWebhooksReadOnlyAllowListedSecrets) {
   EXPECT_EQ(rx.requests("/old/").size(), 0u);
   for (const Received& r : rx.requests()) {
     for (const auto& [k, v] : r.headers) {
-      EXPECT_FALSE(absl::StrContains(v, "ops-secret-wh")) << r.path << " " << k;
+      EXPECT_FALSE(absl::StrContains(v, kOpsSecret)) << r.path << " " << k;
     }
   }
   EXPECT_EQ(Count("webhook = 'old' AND status = 'Failed' AND attempts = 1"

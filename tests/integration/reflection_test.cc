@@ -16,38 +16,31 @@
 #include "tests/support/pg_cluster.h"
 #include "tests/support/process.h"
 #include "tests/support/service_runner.h"
+#include "tests/support/frappe_schema.h"
+#include "tests/support/producer_config.h"
 
 namespace eventstream::testing {
 namespace {
 
 namespace refl = grpc::reflection::v1alpha;
 
+// One config both binaries start with (each reads its own section).
 std::string Config(const std::string& db_url) {
-  return absl::StrCat(R"(site: {name: hq}
-database: {url: ")", db_url, R"("}
-doctypes:
-  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-producer:
+  ProducerYaml yaml;
+  yaml.url = db_url;
+  yaml.doctypes = NoteDocType({});
+  yaml.extra = R"(consumer:
   listen: "127.0.0.1:0"
   api_keys:
-    - {key: branch1, secret_env: ES_TEST_SECRET_B1, role: consumer}
-    - {key: ops, secret_env: ES_TEST_SECRET_OPS, role: admin}
-consumer:
-  listen: "127.0.0.1:0"
-  api_keys:
-    - {key: ops, secret_env: ES_TEST_SECRET_OPS, role: admin}
-)");
+    - {key: ops, secret_env: ES_T_OPS, role: admin}
+)";
+  return ProducerConfigYaml(yaml);
 }
-
-const std::map<std::string, std::string> kSecrets = {
-    {"ES_TEST_SECRET_B1", "b1-secret"}, {"ES_TEST_SECRET_OPS", "ops-secret"}};
 
 class ServerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto svc = StartService(GetParam(), Config(SharedCluster().Url("hq")), kSecrets);
+    auto svc = StartService(GetParam(), Config(SharedCluster().Url("hq")), KeySecrets());
     ASSERT_TRUE(svc.ok()) << svc.status();
     service_ = std::move(*svc);
     channel_ = grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials());
@@ -147,20 +140,20 @@ grpc::StatusCode CallListConsumers(const std::shared_ptr<grpc::Channel>& channel
 }
 
 TEST(ProducerAuth, EveryRpcAuthenticates) {
-  auto svc = StartService("eventstream-producer", Config(SharedCluster().Url("hq")), kSecrets);
+  auto svc = StartService("eventstream-producer", Config(SharedCluster().Url("hq")), KeySecrets());
   ASSERT_TRUE(svc.ok()) << svc.status();
   auto channel = grpc::CreateChannel(svc->address(), grpc::InsecureChannelCredentials());
   EXPECT_EQ(CallListConsumers(channel, ""), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(CallListConsumers(channel, "token ops:wrong"), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(CallListConsumers(channel, "Bearer x"), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(CallListConsumers(channel, "token branch1:b1-secret"),
+  EXPECT_EQ(CallListConsumers(channel, kB1),
             grpc::StatusCode::PERMISSION_DENIED);
   // Authenticated and authorized: reaches the RPC itself.
-  grpc::StatusCode admin = CallListConsumers(channel, "token ops:ops-secret");
+  grpc::StatusCode admin = CallListConsumers(channel, kOps);
   EXPECT_NE(admin, grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_NE(admin, grpc::StatusCode::PERMISSION_DENIED);
   // Secrets never reach the log.
-  EXPECT_EQ(svc->process->Log().find("ops-secret"), std::string::npos);
+  EXPECT_EQ(svc->process->Log().find(kOpsSecret), std::string::npos);
 }
 
 TEST(Cli, HelpExitsZeroForBothBinaries) {
@@ -209,7 +202,7 @@ TEST(Cli, MissingSecretIsNamed) {
   WriteFile(dir + "/c.yaml", Config(SharedCluster().Url("hq")));
   auto r = RunCommand({BinDir() + "/eventstream-producer", "--config", dir + "/c.yaml"});
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("ES_TEST_SECRET_B1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ES_T_B1"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -32,20 +32,12 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/common/tls.h"
+#include "tests/support/frappe_schema.h"
 #include "tests/support/process.h"
 #include "tests/support/two_sites.h"
 
 namespace eventstream::testing {
 namespace {
-
-constexpr char kDocTypes[] = R"(  - name: Note
-    fields:
-      - {fieldname: title, fieldtype: Data}
-)";
-constexpr char kTables[] =
-    "CREATE TABLE \"tabNote\" (name text PRIMARY KEY, creation timestamptz, modified "
-    "timestamptz, modified_by text, owner text, docstatus int NOT NULL DEFAULT 0, idx int "
-    "NOT NULL DEFAULT 0, title text);";
 
 // Certificates for the tests, made once per run with the openssl CLI:
 // two unrelated CAs (`ca` trusted by both sites, `rogue` trusted by nobody)
@@ -184,14 +176,7 @@ HealthAnswer CheckHealth(const std::shared_ptr<grpc::Channel>& channel) {
 
 class TlsTest : public ::testing::Test {
  protected:
-  static TwoSites::Spec BaseSpec() {
-    TwoSites::Spec spec;
-    spec.hq_doctypes = kDocTypes;
-    spec.hq_sql = kTables;
-    spec.subscriptions = "        - {doctype: Note, use_same_name: true}\n";
-    spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
-    return spec;
-  }
+  static TwoSites::Spec BaseSpec() { return TwoSites::NoteSpec(NoteDocType({}), NoteTable({})); }
 
   void Create(TwoSites::Spec spec) {
     auto sites = TwoSites::Create(std::move(spec));
@@ -222,6 +207,18 @@ class TlsTest : public ::testing::Test {
     grpc::Status s = stub->ListProducers(&ctx, {}, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.producers_size() == 1 ? resp.producers(0) : v1::ProducerInfo();
+  }
+
+  // Waits (10 s) until branch's consumer failed to reach hq; `*hq` is then
+  // its entry for hq, read over plaintext.
+  void AwaitHqFailing(v1::ProducerInfo* hq) {
+    ASSERT_TRUE(Eventually(
+        [&] {
+          *hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
+          return hq->consecutive_failures() > 0;
+        },
+        absl::Seconds(10)))
+        << sites_->Logs();
   }
 
   // Waits until branch's consumer has registered with hq, which installs
@@ -363,13 +360,7 @@ TEST_F(TlsTest, WrongCaRefused) {
   ASSERT_TRUE(sites_->StartProducer().ok()) << sites_->Logs();
   ASSERT_TRUE(sites_->StartConsumer().ok()) << sites_->Logs();
   v1::ProducerInfo hq;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
-        return hq.consecutive_failures() > 0;
-      },
-      absl::Seconds(10)))
-      << sites_->Logs();
+  ASSERT_NO_FATAL_FAILURE(AwaitHqFailing(&hq));
   EXPECT_FALSE(hq.reachable());
   EXPECT_TRUE(absl::StrContains(hq.last_error(), "certificate verify failed")) << hq.last_error();
   EXPECT_TRUE(absl::StrContains(hq.last_error(),
@@ -413,13 +404,7 @@ TEST_F(TlsTest, PlaintextClientRefusedWithClearError) {
 
   ASSERT_TRUE(sites_->StartConsumer().ok()) << sites_->Logs();
   v1::ProducerInfo hq;
-  ASSERT_TRUE(Eventually(
-      [&] {
-        hq = HqOnBranch(Dial(sites_->consumer_address(), ""));
-        return hq.consecutive_failures() > 0;
-      },
-      absl::Seconds(10)))
-      << sites_->Logs();
+  ASSERT_NO_FATAL_FAILURE(AwaitHqFailing(&hq));
   EXPECT_TRUE(absl::StrContains(hq.last_error(),
                                 "this consumer connects without TLS; if the producer serves "
                                 "TLS, set tls under this producer's entry in "
@@ -431,11 +416,7 @@ TEST_F(TlsTest, PlaintextClientRefusedWithClearError) {
   EXPECT_TRUE(absl::StrContains(log, "TLS handshake failed: the peer does not speak TLS (a "
                                      "plaintext client such as grpcurl -plaintext"))
       << log;
-  size_t lines = 0;
-  for (size_t at = log.find("the peer does not speak TLS"); at != std::string::npos;
-       at = log.find("the peer does not speak TLS", at + 1))
-    ++lines;
-  EXPECT_EQ(lines, 1u) << log;
+  EXPECT_EQ(Occurrences(log, "the peer does not speak TLS"), 1u) << log;
 }
 
 // Plaintext on loopback is quiet; plaintext on every interface is warned

@@ -126,6 +126,12 @@ ScopedTempDir::~ScopedTempDir() {
   if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
 }
 
+size_t Occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -74,6 +74,9 @@ class ScopedTempDir {
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& content);
 
+// How many times `needle` starts in `text` (e.g. a line in a service log).
+size_t Occurrences(const std::string& text, const std::string& needle);
+
 }  // namespace eventstream::testing
 
 #endif  // EVENTSTREAM_TESTS_SUPPORT_PROCESS_H_

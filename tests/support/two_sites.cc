@@ -24,6 +24,15 @@ const std::map<std::string, std::string>& TwoSites::Secrets() {
   return *secrets;
 }
 
+TwoSites::Spec TwoSites::NoteSpec(std::string doctypes, std::string sql) {
+  Spec spec;
+  spec.hq_doctypes = std::move(doctypes);
+  spec.hq_sql = std::move(sql);
+  spec.subscriptions = "        - {doctype: Note, use_same_name: true}\n";
+  spec.pre_approvals = "        - {doctype: Note, status: approved}\n";
+  return spec;
+}
+
 absl::StatusOr<std::unique_ptr<TwoSites>> TwoSites::Create(Spec spec) {
   std::unique_ptr<TwoSites> sites(new TwoSites());
   if (spec.branch_doctypes.empty()) spec.branch_doctypes = spec.hq_doctypes;

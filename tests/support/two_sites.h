@@ -71,6 +71,10 @@ class TwoSites {
     std::string consumer_producer_tls;
   };
 
+  // A Spec that syncs Note under its own name, pre-approved at hq, with
+  // `doctypes` and `sql` on both sites.
+  static Spec NoteSpec(std::string doctypes, std::string sql);
+
   // Secrets both services read (pass to StartService), and the
   // `authorization` values for hq's admin and branch's admin.
   static const std::map<std::string, std::string>& Secrets();

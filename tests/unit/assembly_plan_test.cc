@@ -12,10 +12,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing_raw_rows::J;
-using testing_raw_rows::Kinds;
-using testing_raw_rows::NoteRegistry;
-using testing_raw_rows::Tx;
 
 const std::string kDeep = std::string(1000, '[') + std::string(1000, ']');
 

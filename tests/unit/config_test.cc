@@ -11,21 +11,15 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
+#include "tests/support/frappe_schema.h"
 
 namespace eventstream {
 namespace {
 
-// unit_tests links gtest only, so a substring check by hand.
-#define EXPECT_CONTAINS(haystack, needle)                                \
-  do {                                                                   \
-    const std::string es_h = (haystack);                                 \
-    EXPECT_NE(es_h.find(needle), std::string::npos)                      \
-        << "\"" << es_h << "\" does not contain \"" << (needle) << "\""; \
-  } while (0)
-
 // The docs/design.md "Config" sketch, with its `doctypes: [...]` filled in and
 // the `soi-to-poi` mapping it refers to defined, so that it is complete.
-constexpr char kSketch[] = R"yaml(
+const std::string kSketch = R"yaml(
 site: {name: branch1}
 database: {url: "postgresql:///branch1"}
 doctypes:
@@ -67,13 +61,7 @@ consumer:
         - {doctype: Note, use_same_name: true, condition: "doc.public == 1"}
         - {doctype: Purchase Order, mapping: so-to-po}   # local DocType, fed by the producer's Sales Order
   mappings:
-    - name: so-to-po
-      local_doctype: Purchase Order
-      remote_doctype: Sales Order
-      field_mapping:
-        - {remote_fieldname: customer, local_fieldname: supplier_ref}
-        - {remote_fieldname: items, local_fieldname: items, mapping_type: Child Table, mapping: soi-to-poi}
-    - name: soi-to-poi
+)yaml" + std::string(testing::kSoToPoMapping) + R"yaml(    - name: soi-to-poi
       local_doctype: Purchase Order Item
       remote_doctype: Sales Order Item
       field_mapping:
@@ -256,28 +244,6 @@ TEST(Config, FullExampleLoadsWithEveryKey) {
   EXPECT_EQ(hq_entry->tls->server_name, "hq-producer.example.com");
   EXPECT_EQ(hq_entry->tls->cert_file, "/etc/eventstream-tls/tls.crt");
   EXPECT_EQ(hq_entry->tls->origin, path + ": consumer.producers[0].tls");
-  // `tls: {}`: TLS against the system's roots, no client certificate.
-  ASSERT_TRUE(archive->tls.has_value());
-  EXPECT_EQ(archive->tls->ca_file, "");
-  EXPECT_EQ(archive->tls->cert_file, "");
-  ASSERT_TRUE(producer.tls.has_value());
-  EXPECT_EQ(producer.tls->cert_file, "/etc/eventstream-tls/tls.crt");
-  EXPECT_EQ(producer.tls->client_ca_file, "/etc/eventstream-tls/ca.crt");
-  EXPECT_EQ(producer.tls->refresh_interval, absl::Seconds(30));
-  EXPECT_EQ(producer.tls->origin, path + ": producer.tls");
-  ASSERT_TRUE(producer.notify_tls.has_value());
-  EXPECT_EQ(producer.notify_tls->ca_file, "/etc/eventstream-tls/ca.crt");
-  EXPECT_EQ(producer.notify_tls->server_name, "");
-  EXPECT_EQ(producer.notify_tls->key_file, "/etc/eventstream-tls/tls.key");
-  EXPECT_EQ(producer.notify_tls->refresh_interval, absl::Minutes(1));
-  ASSERT_TRUE(consumer.tls.has_value());
-  EXPECT_EQ(consumer.tls->client_ca_file, "");
-  EXPECT_EQ(consumer.tls->refresh_interval, absl::Seconds(60));
-  const EventProducerConfig* hq = consumer.FindProducer("hq");
-  ASSERT_TRUE(hq->tls.has_value());
-  EXPECT_EQ(hq->tls->server_name, "hq-producer.example.com");
-  EXPECT_EQ(hq->tls->cert_file, "/etc/eventstream-tls/tls.crt");
-  EXPECT_EQ(hq->tls->origin, path + ": consumer.producers[0].tls");
   // `tls: {}`: TLS against the system's roots, no client certificate.
   ASSERT_TRUE(archive->tls.has_value());
   EXPECT_EQ(archive->tls->ca_file, "");

@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
 #include "libsync/model/document.h"
 
 namespace eventstream {
@@ -14,11 +15,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Value J(const std::string& text) {
-  absl::StatusOr<Value> v = Value::ParseJson(text);
-  EXPECT_TRUE(v.ok()) << text << ": " << v.status();
-  return v.ok() ? *v : Value();
-}
+using fixtures::J;
 
 DocDiff D(const std::string& text) {
   absl::StatusOr<DocDiff> d = DocDiff::FromJson(J(text));

@@ -5,35 +5,13 @@
 
 #include "gtest/gtest.h"
 #include "libsync/model/naming.h"
+#include "tests/support/doctype_fixtures.h"
 
 namespace eventstream {
 namespace {
 
-// unit_tests links gtest only, so a substring check by hand.
-#define EXPECT_CONTAINS(haystack, needle)                                \
-  do {                                                                   \
-    const std::string es_h = (haystack);                                 \
-    EXPECT_NE(es_h.find(needle), std::string::npos)                      \
-        << "\"" << es_h << "\" does not contain \"" << (needle) << "\""; \
-  } while (0)
-
-FieldDef Field(std::string fieldname, std::string fieldtype,
-               std::string options = "") {
-  FieldDef f;
-  f.fieldname = std::move(fieldname);
-  f.fieldtype = std::move(fieldtype);
-  f.options = std::move(options);
-  return f;
-}
-
-DocTypeDef DocType(std::string name, std::vector<FieldDef> fields,
-                   bool istable = false) {
-  DocTypeDef d;
-  d.name = std::move(name);
-  d.fields = std::move(fields);
-  d.istable = istable;
-  return d;
-}
+using fixtures::DocType;
+using fixtures::Field;
 
 // The docs/design.md example registry.
 std::vector<DocTypeDef> NoteDefs() {

@@ -12,10 +12,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing_raw_rows::J;
-using testing_raw_rows::Kinds;
-using testing_raw_rows::NoteRegistry;
-using testing_raw_rows::Tx;
 
 const char kN1[] = R"({"name":"N1","title":"a","docstatus":0,"idx":0,"modified":"t1"})";
 const char kR1[] =

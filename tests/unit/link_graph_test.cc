@@ -9,25 +9,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
 
 namespace eventstream {
 namespace {
 
-FieldDef Field(std::string name, std::string type, std::string options = "") {
-  FieldDef f;
-  f.fieldname = std::move(name);
-  f.fieldtype = std::move(type);
-  f.options = std::move(options);
-  return f;
-}
-
-DocTypeDef DocType(std::string name, std::vector<FieldDef> fields, bool istable = false) {
-  DocTypeDef d;
-  d.name = std::move(name);
-  d.fields = std::move(fields);
-  d.istable = istable;
-  return d;
-}
+using fixtures::DocType;
+using fixtures::Field;
 
 // Note -> (author) User, Note -> (seen_by rows) User, Note -> (ref) any,
 // User -> (roles rows) Role, Role -> (parent_role) Role.

@@ -8,17 +8,14 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
 
 namespace eventstream {
 namespace {
 
 using ::testing::HasSubstr;
 
-Value J(const std::string& text) {
-  absl::StatusOr<Value> v = Value::ParseJson(text);
-  EXPECT_TRUE(v.ok()) << text << ": " << v.status();
-  return v.ok() ? *v : Value();
-}
+using fixtures::J;
 
 FieldMapping Plain(std::string remote, std::string local,
                    std::string default_value = "") {

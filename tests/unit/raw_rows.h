@@ -12,22 +12,15 @@
 #include "libsync/model/doctype.h"
 #include "libsync/rules/entry_builder.h"
 #include "libsync/base/value.h"
+#include "tests/support/doctype_fixtures.h"
 
-namespace eventstream::testing_raw_rows {
+// Inline: the planners' tests (namespace eventstream) use these names as
+// they are, without a using-declaration each.
+namespace eventstream {
+inline namespace testing_raw_rows {
 
-inline Value J(const std::string& text) {
-  absl::StatusOr<Value> v = Value::ParseJson(text);
-  EXPECT_TRUE(v.ok()) << text << ": " << v.status();
-  return v.ok() ? *v : Value();
-}
-
-inline FieldDef Field(std::string fieldname, std::string fieldtype, std::string options = "") {
-  FieldDef f;
-  f.fieldname = std::move(fieldname);
-  f.fieldtype = std::move(fieldtype);
-  f.options = std::move(options);
-  return f;
-}
+using fixtures::Field;
+using fixtures::J;
 
 // Note {title, items: Table of Note Item {item, qty}}, Memo {body}.
 inline DocTypeRegistry NoteRegistry() {
@@ -95,6 +88,7 @@ inline std::vector<std::string> Kinds(const std::vector<LogEntry>& entries) {
   return out;
 }
 
-}  // namespace eventstream::testing_raw_rows
+}  // namespace testing_raw_rows
+}  // namespace eventstream
 
 #endif  // EVENTSTREAM_TESTS_UNIT_RAW_ROWS_H_

@@ -4,17 +4,14 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/doctype_fixtures.h"
 
 namespace eventstream {
 namespace {
 
 using ::testing::HasSubstr;
 
-Value Parse(const std::string& text) {
-  absl::StatusOr<Value> v = Value::ParseJson(text);
-  EXPECT_TRUE(v.ok()) << text << ": " << v.status();
-  return v.ok() ? *v : Value();
-}
+using fixtures::J;
 
 std::string ParseError(const std::string& text) {
   absl::StatusOr<Value> v = Value::ParseJson(text);
@@ -29,12 +26,12 @@ TEST(ValueTest, NumbersRoundTripExactly) {
        {"12345678901234567.123456789", "9223372036854775807",
         "-9223372036854775808", "-1.5e-300", "0", "-0", "0.10", "1E+2",
         "18446744073709551616123", "1e400"}) {
-    Value v = Parse(text);
+    Value v = J(text);
     ASSERT_TRUE(v.is_number()) << text;
     EXPECT_EQ(v.number_text(), text);
     EXPECT_EQ(v.ToJson(), text);
   }
-  Value doc = Parse(
+  Value doc = J(
       R"({"amount":12345678901234567.123456789,"id":9223372036854775807})");
   EXPECT_EQ(
       doc.ToJson(),
@@ -44,7 +41,7 @@ TEST(ValueTest, NumbersRoundTripExactly) {
 
 TEST(ValueTest, NumbersWithDifferentTextAreDifferent) {
   // Exact text is the contract: 1.0 and 1 are not silently merged.
-  EXPECT_NE(Parse("1.0"), Parse("1"));
+  EXPECT_NE(J("1.0"), J("1"));
   EXPECT_EQ(Value::Int(42).ToJson(), "42");
   EXPECT_EQ(Value::Int(INT64_MIN).number_text(), "-9223372036854775808");
 }
@@ -60,40 +57,40 @@ TEST(ValueTest, IsNumberText) {
 }
 
 TEST(ValueTest, TimestampStaysAString) {
-  Value v = Parse(R"({"modified":"2026-11-23 10:00:00.123456+00"})");
+  Value v = J(R"({"modified":"2026-11-23 10:00:00.123456+00"})");
   EXPECT_EQ(v.Find("modified")->as_string(), "2026-11-23 10:00:00.123456+00");
   EXPECT_EQ(v.ToJson(), R"({"modified":"2026-11-23 10:00:00.123456+00"})");
 }
 
 TEST(ValueTest, KeysAreSortedAndOutputCompact) {
-  Value v = Parse(
+  Value v = J(
       " { \"b\" : [ 1 , 2 ] ,\n\t\"a\" : { \"z\" : null , \"y\" : true } , "
       "\"c\" : false } ");
   EXPECT_EQ(v.ToJson(), R"({"a":{"y":true,"z":null},"b":[1,2],"c":false})");
-  EXPECT_EQ(Parse(v.ToJson()), v);
+  EXPECT_EQ(J(v.ToJson()), v);
 }
 
 TEST(ValueTest, StringEscapes) {
-  Value v = Parse(R"("q\" b\\ s\/ \b\f\n\r\t \u0001 \u00e9 \u20AC")");
+  Value v = J(R"("q\" b\\ s\/ \b\f\n\r\t \u0001 \u00e9 \u20AC")");
   EXPECT_EQ(v.as_string(), "q\" b\\ s/ \b\f\n\r\t \x01 \xc3\xa9 \xe2\x82\xac");
   // Serializer: control characters escaped, '/' and non-ASCII as is.
   EXPECT_EQ(v.ToJson(),
             "\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001 \xc3\xa9 \xe2\x82\xac\"");
   EXPECT_EQ(Value::String(std::string("\x1f\x7f", 2)).ToJson(),
             "\"\\u001f\x7f\"");
-  EXPECT_EQ(Parse(v.ToJson()), v);
+  EXPECT_EQ(J(v.ToJson()), v);
 }
 
 TEST(ValueTest, SurrogatePairs) {
-  Value v = Parse(R"("\ud83d\ude00 \uD834\uDD1E")");
+  Value v = J(R"("\ud83d\ude00 \uD834\uDD1E")");
   EXPECT_EQ(v.as_string(), "\xf0\x9f\x98\x80 \xf0\x9d\x84\x9e");
   EXPECT_EQ(v.ToJson(), "\"\xf0\x9f\x98\x80 \xf0\x9d\x84\x9e\"");
   // Raw UTF-8 input round-trips byte for byte.
-  EXPECT_EQ(Parse("\"\xf0\x9f\x98\x80\"").as_string(), "\xf0\x9f\x98\x80");
+  EXPECT_EQ(J("\"\xf0\x9f\x98\x80\"").as_string(), "\xf0\x9f\x98\x80");
 }
 
 TEST(ValueTest, EmbeddedNul) {
-  Value v = Parse(R"("a\u0000b")");
+  Value v = J(R"("a\u0000b")");
   EXPECT_EQ(v.as_string(), std::string("a\0b", 3));
   EXPECT_EQ(v.ToJson(), R"("a\u0000b")");
 }
@@ -204,13 +201,13 @@ TEST(ValueTest, ToText) {
   EXPECT_EQ(Value::Bool(false).ToText(), "0");
   EXPECT_EQ(Value::Number("-1.5e-300").ToText(), "-1.5e-300");
   EXPECT_EQ(Value::String("a\"b").ToText(), "a\"b");
-  EXPECT_EQ(Parse(R"([1,"a"])").ToText(), R"([1,"a"])");
+  EXPECT_EQ(J(R"([1,"a"])").ToText(), R"([1,"a"])");
 }
 
 TEST(ValueTest, Equality) {
-  EXPECT_EQ(Parse(R"({"a":[1,{"b":null}]})"),
-            Parse(R"({ "a" : [1, {"b": null}] })"));
-  EXPECT_NE(Parse(R"({"a":1})"), Parse(R"({"a":"1"})"));
+  EXPECT_EQ(J(R"({"a":[1,{"b":null}]})"),
+            J(R"({ "a" : [1, {"b": null}] })"));
+  EXPECT_NE(J(R"({"a":1})"), J(R"({"a":"1"})"));
   EXPECT_NE(Value(), Value::String(""));
   EXPECT_NE(Value::Bool(false), Value::Int(0));
 }

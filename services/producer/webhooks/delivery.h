@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libsync/base/backoff.h"
 #include "libsync/config/config.h"
 #include "libsync/base/pg.h"
 #include "libsync/rules/webhook_rules.h"
@@ -92,16 +93,27 @@ class WebhookDelivery {
                          const std::vector<std::vector<size_t>>& chains,
                          std::atomic<size_t>* next, std::atomic<bool>* failing,
                          absl::Time deadline);
+  // The dispatcher's thread: DispatchStep on RunLoop, a failure retried
+  // every kRetryEvery (logged once per streak).
   void DispatchLoop();
-  // DeleteExpired when `*next_cleanup` has come; then sets the next one.
-  absl::Status CleanupIfDue(pg::Connection* conn, absl::Time* next_cleanup);
+  // Reconnects, runs a pass and the cleanup when due; after a pass that
+  // queued requests, wakes the workers and makes the busy_cpu_percent pause.
+  // The wait before the next step (PollWait).
+  absl::StatusOr<absl::Duration> DispatchStep(std::unique_ptr<pg::Connection>* conn,
+                                              Sleeper& clock, absl::Time* next_cleanup,
+                                              webhook_dispatch::PauseReport* report);
+  // DeleteExpired when `*next_cleanup` has come (by `clock`); then sets the
+  // next one.
+  absl::Status CleanupIfDue(pg::Connection* conn, Sleeper& clock, absl::Time* next_cleanup);
   absl::Duration CleanupInterval() const;
   // The busy_cpu_percent pause after a pass that queued requests; false
   // when stopping.
   bool PauseAfterPass(webhook_dispatch::PauseReport* report);
   absl::Status DeleteExpired(pg::Connection* conn);
 
-  // workers.cc
+  // workers.cc. A worker's thread: SendOne on RunLoop, at once after a
+  // send, the poll interval when none was due, a failure retried every
+  // kRetryEvery (logged once per streak).
   void WorkerLoop(int index);
   // Claims and sends one request; false when none was due.
   absl::StatusOr<bool> SendOne(pg::Connection* conn, CURL* curl);
@@ -111,6 +123,27 @@ class WebhookDelivery {
   absl::Status Reconnect(std::unique_ptr<pg::Connection>* conn) const;
   // Waits up to `d` or until woken/stopped; false when stopping.
   bool Sleep(absl::Duration d, bool worker);
+  // The Sleeper the dispatcher (worker = false) and the workers run on:
+  // Sleep(d, worker), stop_, absl::Now(). Unlike InterruptibleSleeper, a
+  // Wake() that comes while the loop is not waiting is not kept for its
+  // next wait (Sleep's wake counters, as before RunLoop).
+  class LoopSleeper : public Sleeper {
+   public:
+    LoopSleeper(WebhookDelivery* delivery, bool worker)
+        : delivery_(delivery), worker_(worker) {}
+    absl::Time Now() override { return absl::Now(); }
+    bool SleepFor(absl::Duration d) override { return delivery_->Sleep(d, worker_); }
+    bool stopped() override {
+      absl::MutexLock lock(&delivery_->mu_);
+      return delivery_->stop_;
+    }
+
+   private:
+    WebhookDelivery* const delivery_;
+    const bool worker_;
+  };
+  // A failed dispatcher or worker step is tried again after this.
+  static constexpr absl::Duration kRetryEvery = absl::Seconds(1);
   // The busy_cpu_percent pause: waits `d`, or until 250 ms pass without new
   // log entries (Wake()), or Stop(); false when stopping.
   bool PauseWhileWriting(absl::Duration d);

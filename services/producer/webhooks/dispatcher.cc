@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libsync/base/status_macros.h"
+#include "libsync/rules/poll_wait.h"
 #include "libsync/rules/webhook_rules.h"
 #include "services/producer/webhooks/delivery.h"
 #include "services/producer/webhooks/http_sender.h"
@@ -623,54 +624,52 @@ absl::Duration WebhookDelivery::CleanupInterval() const {
   return std::clamp(options_.retention / 2, absl::Seconds(1), absl::Minutes(1));
 }
 
-absl::Status WebhookDelivery::CleanupIfDue(pg::Connection* conn,
+absl::Status WebhookDelivery::CleanupIfDue(pg::Connection* conn, Sleeper& clock,
                                            absl::Time* next_cleanup) {
-  if (absl::Now() < *next_cleanup) return absl::OkStatus();
+  if (clock.Now() < *next_cleanup) return absl::OkStatus();
   absl::Status status = DeleteExpired(conn);
-  *next_cleanup = absl::Now() + CleanupInterval();
+  *next_cleanup = clock.Now() + CleanupInterval();
   return status;
+}
+
+absl::StatusOr<absl::Duration> WebhookDelivery::DispatchStep(
+    std::unique_ptr<pg::Connection>* conn, Sleeper& clock, absl::Time* next_cleanup,
+    webhook_dispatch::PauseReport* report) {
+  RETURN_IF_ERROR(Reconnect(conn));
+  absl::StatusOr<int> queued = DispatchOnce(conn->get());
+  if (!queued.ok()) {
+    // Stopping: the pass was abandoned (rolled back); the loop ends at its
+    // wait, which Stop() cut short.
+    if (!stopping_) conn->reset();
+    return queued.status();
+  }
+  RETURN_IF_ERROR(CleanupIfDue(conn->get(), clock, next_cleanup));
+  if (*queued > 0) {
+    WakeWorkers();
+    // Stopped (now or during the pause): RunLoop ends before the next step.
+    if (!stopping_) PauseAfterPass(report);
+  }
+  return PollWait(*queued > 0, options_.poll_interval);  // work: there may be more
 }
 
 void WebhookDelivery::DispatchLoop() {
   LowerThisThreadPriority(options_.nice);
+  LoopSleeper sleeper(this, /*worker=*/false);
+  Backoff retry(ConstantRetry(kRetryEvery));
   std::unique_ptr<pg::Connection> conn;
-  bool failing = false;
   // Not at once: a restarted producer first catches up on its passes.
-  absl::Time next_cleanup = absl::Now() + CleanupInterval();
+  absl::Time next_cleanup = sleeper.Now() + CleanupInterval();
   webhook_dispatch::PauseReport report;
-  while (true) {
-    absl::Status status = Reconnect(&conn);
-    int queued = 0;
-    if (status.ok()) {
-      auto n = DispatchOnce(conn.get());
-      if (n.ok()) {
-        queued = *n;
-        status = CleanupIfDue(conn.get(), &next_cleanup);
-      } else {
-        if (stopping_) return;  // the pass was abandoned (rolled back)
-        status = n.status();
-        conn.reset();
-      }
+  LoopHooks hooks;
+  hooks.on_failure = [this](const absl::Status& status, int failures) {
+    if (failures == 1 && !stopping_) {
+      spdlog::error("webhook dispatcher: {} (retrying)", std::string(status.message()));
     }
-    if (!status.ok()) {
-      if (!failing) {
-        spdlog::error("webhook dispatcher: {} (retrying)",
-                      std::string(status.message()));
-      }
-      failing = true;
-      if (!Sleep(absl::Seconds(1), false)) return;
-      continue;
-    }
-    if (failing) spdlog::info("webhook dispatcher: recovered");
-    failing = false;
-    if (queued > 0) {
-      WakeWorkers();
-      if (stopping_) return;
-      if (!PauseAfterPass(&report)) return;
-      continue;  // there may be more
-    }
-    if (!Sleep(options_.poll_interval, false)) return;
-  }
+  };
+  hooks.on_recovery = [](int) { spdlog::info("webhook dispatcher: recovered"); };
+  RunLoop(
+      sleeper, retry,
+      [&] { return DispatchStep(&conn, sleeper, &next_cleanup, &report); }, hooks);
 }
 
 bool WebhookDelivery::PauseAfterPass(webhook_dispatch::PauseReport* report) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "libsync/base/status_macros.h"
+#include "libsync/rules/poll_wait.h"
 #include "libsync/rules/webhook_rules.h"
 #include "services/producer/webhooks/delivery.h"
 #include "services/producer/webhooks/http_sender.h"
@@ -86,36 +87,27 @@ void WebhookDelivery::WorkerLoop(int index) {
   LowerThisThreadPriority(options_.nice);
   CURL* curl = curl_easy_init();
   std::unique_ptr<pg::Connection> conn;
-  bool failing = false;
-  while (true) {
-    absl::Status status = Reconnect(&conn);
-    bool sent = false;
-    if (status.ok()) {
-      auto result = SendOne(conn.get(), curl);
-      if (result.ok()) {
-        sent = *result;
-      } else {
-        status = result.status();
-        conn.reset();
-      }
+  LoopSleeper sleeper(this, /*worker=*/true);
+  Backoff retry(ConstantRetry(kRetryEvery));
+  LoopHooks hooks;
+  hooks.on_failure = [index](const absl::Status& status, int failures) {
+    if (failures == 1) {
+      spdlog::error("webhook worker {}: {} (retrying)", index, std::string(status.message()));
     }
-    if (!status.ok()) {
-      if (!failing) {
-        spdlog::error("webhook worker {}: {} (retrying)", index,
-                      std::string(status.message()));
-      }
-      failing = true;
-      if (!Sleep(absl::Seconds(1), true)) break;
-      continue;
-    }
-    failing = false;
-    if (sent) {
-      absl::MutexLock lock(&mu_);
-      if (stop_) break;
-      continue;
-    }
-    if (!Sleep(options_.poll_interval, true)) break;
-  }
+  };
+  // A send is followed at once by the next (RunLoop checks Stop() first).
+  RunLoop(
+      sleeper, retry,
+      [&]() -> absl::StatusOr<absl::Duration> {
+        RETURN_IF_ERROR(Reconnect(&conn));
+        absl::StatusOr<bool> sent = SendOne(conn.get(), curl);
+        if (!sent.ok()) {
+          conn.reset();
+          return sent.status();
+        }
+        return PollWait(*sent, options_.poll_interval);
+      },
+      hooks);
   curl_easy_cleanup(curl);
 }
 
