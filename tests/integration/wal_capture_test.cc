@@ -22,6 +22,7 @@
 #include "services/producer/capture.h"
 #include "services/producer/wal_capture.h"
 #include "services/producer/wal_capture_store.h"
+#include "tests/support/doctype_fixtures.h"
 #include "tests/support/eventually.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/service_runner.h"
@@ -30,16 +31,10 @@
 namespace eventstream::testing {
 namespace {
 
-[[maybe_unused]] const bool kLogical = SetSharedClusterOptions("-c wal_level=logical -c max_wal_senders=20"
-                                              " -c max_replication_slots=40");
+[[maybe_unused]] const bool kLogical = SetSharedClusterOptions(
+    "-c wal_level=logical -c max_wal_senders=20 -c max_replication_slots=40");
 
-FieldDef Field(std::string name, std::string type, std::string options = "") {
-  FieldDef f;
-  f.fieldname = std::move(name);
-  f.fieldtype = std::move(type);
-  f.options = std::move(options);
-  return f;
-}
+using fixtures::Field;
 
 DocTypeRegistry MakeRegistry() {
   std::vector<DocTypeDef> defs(3);
