@@ -129,6 +129,15 @@
 //         secret_env: ES_WEBHOOK_SECRET  # * with enable_security: exactly
 //         secret_file: /run/secrets/w    #   one of these two (never inline;
 //                                      #   runtime webhooks: as value_env)
+//     capture: trigger                 # trigger | wal: how changes are
+//                                      #   captured (docs/design.md "WAL
+//                                      #   capture"); wal needs wal_level=
+//                                      #   logical and the REPLICATION role
+//                                      #   attribute. Default trigger: it
+//                                      #   works on every PostgreSQL
+//     wal_slot: eventstream            # wal: the logical replication slot
+//                                      #   ([a-z0-9_], 1-63 characters)
+//     wal_publication: eventstream     # wal: the publication (same rule)
 //     retention:                       # update log retention (docs/design.md
 //                                      #   "Retention")
 //       min_age: 1h                    # nothing younger is ever deleted (0 ok)
@@ -433,8 +442,15 @@ struct DatabasePoolConfig {
   absl::Duration acquire_timeout = absl::Seconds(5);
 };
 
+// producer.capture: where changes come from (services/producer/capture.h
+// triggers, or services/producer/wal_capture.h logical decoding).
+enum class CaptureMode { kTrigger, kWal };
+
 struct ProducerConfig {
   std::string listen = "0.0.0.0:50051";
+  CaptureMode capture = CaptureMode::kTrigger;
+  std::string wal_slot = "eventstream";         // capture: wal only
+  std::string wal_publication = "eventstream";  // capture: wal only
   std::string metrics_listen;  // "" = no metrics endpoint
   DatabasePoolConfig database_pool;
   int max_concurrent_calls_per_key = 8;

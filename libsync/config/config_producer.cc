@@ -13,6 +13,7 @@
 #include "libsync/config/config_reader.h"
 #include "libsync/config/subscription_condition.h"
 #include "libsync/config/webhook_template.h"
+#include "libsync/wal/replication_stream.h"
 #include "yaml-cpp/yaml.h"
 
 // The producer's section of the config (producer:): its listeners, keys,
@@ -28,7 +29,21 @@ absl::Status Parser::ParseProducer(const YAML::Node& node,
   RETURN_IF_ERROR(m.Open(
       node, {"listen", "metrics_listen", "tls", "notify_tls", "api_keys",
              "consumers", "condition_functions", "webhooks", "webhook_delivery",
-             "database_pool", "max_concurrent_calls_per_key", "retention"}));
+             "database_pool", "max_concurrent_calls_per_key", "retention",
+             "capture", "wal_slot", "wal_publication"}));
+  RETURN_IF_ERROR(m.Enum<CaptureMode>(
+      "capture", {{"trigger", CaptureMode::kTrigger}, {"wal", CaptureMode::kWal}},
+      &producer->capture));
+  for (auto [key, out] : {std::pair{"wal_slot", &producer->wal_slot},
+                          std::pair{"wal_publication", &producer->wal_publication}}) {
+    std::string name;
+    RETURN_IF_ERROR(m.String(key, &name));
+    if (name.empty()) continue;  // `key: ""` keeps the default
+    if (!wal::ValidSlotName(name)) {
+      return errors_.At(m.PathOf(key), "expected 1-63 of a-z, 0-9, '_'");
+    }
+    *out = name;
+  }
   RETURN_IF_ERROR(m.Address("listen", &producer->listen));
   if (producer->listen.empty()) producer->listen = "0.0.0.0:50051";
   RETURN_IF_ERROR(m.Address("metrics_listen", &producer->metrics_listen));

@@ -53,11 +53,11 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_
   ASSIGN_OR_RETURN(WindowPlan window, store_.ReadWindow(conn, std::max(1, options_.max_raw_rows)));
   if (window.picked.empty()) return 0;
   ASSIGN_OR_RETURN(PassOutcome pass, AssemblePicked(conn, &window.picked));
-  int64_t end_seq = 0;
-  if (!pass.entries.empty()) {
-    ASSIGN_OR_RETURN(end_seq, RawChangeStore::AppendEntries(conn, &pass.entries));
-  }
-  RETURN_IF_ERROR(store_.RecordFailures(conn, &pass.failures));
+  ASSIGN_OR_RETURN(const int64_t end_seq,
+                   WritePass(conn, &pass,
+                             [this](pg::Connection* c, std::vector<CaptureFailure>* failures) {
+                               return store_.RecordFailures(c, failures);
+                             }));
   ASSIGN_OR_RETURN(const int64_t consumed, RawChangeStore::Consume(conn, pass.txids));
   // Dying before this COMMIT leaves everything as it was (see header): the
   // next pass assembles, records and consumes the same rows again.
@@ -65,11 +65,22 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_
 
   if (more != nullptr) *more = window.more;
   if (consumed_rows != nullptr) *consumed_rows = consumed;
-  Report(pass, end_seq, last_seq);
+  ReportPass(options_, pass, end_seq);
+  if (!pass.entries.empty() && last_seq != nullptr) *last_seq = end_seq;
   return static_cast<int>(pass.entries.size());
 }
 
-void Assembler::Report(const PassOutcome& pass, int64_t end_seq, int64_t* last_seq) const {
+absl::StatusOr<int64_t> WritePass(pg::Connection* conn, PassOutcome* pass,
+                                  const FailureRecorder& record_failures) {
+  int64_t end_seq = 0;
+  if (!pass->entries.empty()) {
+    ASSIGN_OR_RETURN(end_seq, RawChangeStore::AppendEntries(conn, &pass->entries));
+  }
+  if (!pass->failures.empty()) RETURN_IF_ERROR(record_failures(conn, &pass->failures));
+  return end_seq;
+}
+
+void ReportPass(const Assembler::Options& options, const PassOutcome& pass, int64_t end_seq) {
   for (const CaptureFailure& f : pass.failures) {
     spdlog::error(
         "capture error: document \"{}\" of DocType \"{}\" in transaction {} cannot become "
@@ -77,16 +88,15 @@ void Assembler::Report(const PassOutcome& pass, int64_t end_seq, int64_t* last_s
         "capture goes on",
         Printable(f.docname), Printable(f.doctype), f.txid, f.error, f.raw_ids.size(),
         f.record_id);
-    if (options_.on_failed) options_.on_failed(f);
+    if (options.on_failed) options.on_failed(f);
   }
   if (pass.entries.empty()) return;
-  if (last_seq != nullptr) *last_seq = end_seq;
-  if (options_.on_committed) {
+  if (options.on_committed) {
     for (const auto& [key, n] : CountByType(pass.entries)) {
-      options_.on_committed(key.first, key.second, n);
+      options.on_committed(key.first, key.second, n);
     }
   }
-  spdlog::debug("assembled {} raw rows of {} transactions into update_log seq {}..{}",
+  spdlog::debug("logged {} captured rows of {} transactions as update_log seq {}..{}",
                 pass.raw_rows, pass.txids.size(),
                 end_seq - static_cast<int64_t>(pass.entries.size()) + 1, end_seq);
 }

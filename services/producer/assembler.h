@@ -113,13 +113,27 @@ class Assembler {
   // that do not parse (in the pass's transaction).
   absl::StatusOr<PassOutcome> AssemblePicked(pg::Connection* conn,
                                              std::vector<TxRows>* picked) const;
-  // After COMMIT: logs and reports the failures and the entries written.
-  void Report(const PassOutcome& pass, int64_t end_seq, int64_t* last_seq) const;
-
   DocTypeRegistry registry_;
   Options options_;
   RawChangeStore store_;
 };
+
+// The "write these entries" step both capture paths share (the Assembler
+// above and WalCapture, wal_capture.h), so both log alike.
+// Records a pass's failures in capture_error (each source keeps its rows
+// elsewhere: raw_change ids, or the rows themselves); sets record_id.
+using FailureRecorder =
+    std::function<absl::Status(pg::Connection*, std::vector<CaptureFailure>*)>;
+// In the caller's transaction, which holds the assembler's lock
+// (RawChangeStore::TryLock / Lock) so seqs follow commit order: the entries
+// with a contiguous block of seqs (their data moved out), then the
+// failures. Returns the last seq (0: no entry). Nothing is visible until the
+// caller commits; a crash before that writes nothing.
+absl::StatusOr<int64_t> WritePass(pg::Connection* conn, PassOutcome* pass,
+                                  const FailureRecorder& record_failures);
+// After COMMIT: logs each failure and calls options.on_failed, counts the
+// entries through options.on_committed.
+void ReportPass(const Assembler::Options& options, const PassOutcome& pass, int64_t end_seq);
 
 // Runs Assembler::AssembleOnce on its own thread and connection until
 // stopped: again at once while there is backlog, else after a wait between

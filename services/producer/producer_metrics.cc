@@ -46,12 +46,21 @@ constexpr pg::Query kTables{
     " JOIN pg_class c ON c.oid = to_regclass('es_producer.' || t.name)"
     " ORDER BY t.name"};
 
+// Gauges with one label: per row its `label` and number `n`.
 constexpr pg::Query kHeldBack{
     "metrics_held_back",
-    "SELECT c.site, greatest(0, l.end_seq - c.acknowledged_seq) AS n"
+    "SELECT c.site AS label, greatest(0, l.end_seq - c.acknowledged_seq) AS n"
     " FROM es_producer.consumer c,"
     "  (SELECT coalesce(max(seq), 0) AS end_seq FROM es_producer.update_log) l"
     " ORDER BY c.site"};
+// Per logical slot of this database read with pgoutput (capture: wal's):
+// the WAL it keeps the server from recycling.
+constexpr pg::Query kWalRetained{
+    "metrics_wal_retained",
+    "SELECT slot_name AS label,"
+    " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint AS n"
+    " FROM pg_replication_slots WHERE database = current_database()"
+    " AND plugin = 'pgoutput' ORDER BY slot_name"};
 
 // The gauges without labels: one number each, in the column `value`.
 constexpr pg::Query kCaptureErrorRecords{
@@ -119,13 +128,13 @@ absl::StatusOr<std::vector<Sample>> Tables(pg::ConnectionPool* pool, const char*
   return out;
 }
 
-// Per consumer: the log's end minus its acknowledged position.
-absl::StatusOr<std::vector<Sample>> HeldBack(pg::ConnectionPool* pool) {
+// A gauge with one label: `query`'s rows (kHeldBack, kWalRetained).
+absl::StatusOr<std::vector<Sample>> Labelled(pg::ConnectionPool* pool, const pg::Query& query) {
   ASSIGN_OR_RETURN(auto conn, pool->Acquire());
-  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kHeldBack));
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(query));
   std::vector<Sample> out;
   for (int i = 0; i < r.rows(); ++i) {
-    out.push_back(Sample{{std::string(r.Get(i, "site"))},
+    out.push_back(Sample{{std::string(r.Get(i, "label"))},
                          static_cast<double>(r.GetInt64(i, "n"))});
   }
   return out;
@@ -195,7 +204,12 @@ void AddScrapeGauges(metrics::Registry* registry, const std::shared_ptr<pg::Conn
   registry->AddCallback("eventstream_producer_consumer_held_back_entries",
                         "The log's end minus the consumer's acknowledged position.",
                         metrics::Type::kGauge, {"consumer"},
-                        [pool] { return HeldBack(pool.get()); });
+                        [pool] { return Labelled(pool.get(), kHeldBack); });
+  registry->AddCallback("eventstream_producer_wal_retained_bytes",
+                        "WAL the logical slot keeps (pg_current_wal_lsn() - restart_lsn); "
+                        "bound it with max_slot_wal_keep_size.",
+                        metrics::Type::kGauge, {"slot"},
+                        [pool] { return Labelled(pool.get(), kWalRetained); });
   registry->AddCallback("eventstream_producer_table_rows",
                         "Rows of the producer's tables (PostgreSQL's estimate, reltuples).",
                         metrics::Type::kGauge, {"table"},

@@ -60,6 +60,9 @@
 //      estimates them (pg_class.reltuples, as of the last ANALYZE or
 //      VACUUM; -1 before the first) and bytes with indexes and TOAST
 //      (pg_total_relation_size). Catalog reads: cheap at scrape time.
+//  eventstream_producer_wal_retained_bytes{slot}
+//      capture: wal: the WAL each pgoutput slot of this database keeps
+//      (pg_current_wal_lsn() - restart_lsn; scrape time).
 // A scrape whose query fails renders those families without samples.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_

@@ -13,6 +13,8 @@
 #include "services/producer/answer_size.h"
 #include "services/producer/capture.h"
 #include "services/producer/retention.h"
+#include "services/producer/wal_capture.h"
+#include "services/producer/wal_capture_store.h"
 #include "libsync/rules/retention_plan.h"
 #include "spdlog/spdlog.h"
 
@@ -85,18 +87,26 @@ class ProducerInstance : public ServiceInstance {
         service_(std::move(deps)),
         assembler_(config.registry, AssemblerOptions(metrics_.get())),
         initial_sync_(config_.get(), InitialSyncWriter::Options()),
-        loop_(
-            &assembler_, AssemblerLoop::Options{config.database.url},
-            [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
-              if (notifier) notifier->SignalAll(last_seq);
-              if (webhooks) webhooks->Wake();
-            },
-            &initial_sync_),
+        loop_(&assembler_, AssemblerLoop::Options{config.database.url}, LoggedHook(),
+              &initial_sync_),
         retention_(RetentionLoop::Options{config.database.url, config.producer->retention,
                                           metrics_.get()}) {
+    if (config.producer->capture == CaptureMode::kWal) {
+      // The assembler loop stays: it drains raw rows left from trigger mode
+      // (none arrive: no trigger is installed) and writes initial syncs.
+      wal_capture_ = std::make_unique<WalCapture>(
+          &config_->registry,
+          WalCaptureStore(config.producer->wal_slot, config.producer->wal_publication),
+          AssemblerOptions(metrics_.get()));
+      WalCaptureLoop::Options wal_options;
+      wal_options.database_url = config.database.url;
+      wal_loop_ = std::make_unique<WalCaptureLoop>(wal_capture_.get(), std::move(wal_options),
+                                                   LoggedHook());
+    }
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();
     loop_.Start();
+    if (wal_loop_) wal_loop_->Start();
     retention_.Start();
   }
   ~ProducerInstance() override { Stop(); }
@@ -110,6 +120,7 @@ class ProducerInstance : public ServiceInstance {
   }
   void Stop() override {
     retention_.Stop();
+    if (wal_loop_) wal_loop_->Stop();
     loop_.Stop();
     if (notifier_) notifier_->Stop();
     if (webhooks_) webhooks_->Stop();
@@ -125,6 +136,16 @@ class ProducerInstance : public ServiceInstance {
   InitialSyncWriter initial_sync_;
   AssemblerLoop loop_;
   RetentionLoop retention_;  // update log retention (retention.h)
+  std::unique_ptr<WalCapture> wal_capture_;  // capture: wal only
+  std::unique_ptr<WalCaptureLoop> wal_loop_;
+
+  // What runs after entries were logged, by either capture path.
+  std::function<void(int64_t)> LoggedHook() const {
+    return [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
+      if (notifier) notifier->SignalAll(last_seq);
+      if (webhooks) webhooks->Wake();
+    };
+  }
 };
 
 }  // namespace
@@ -424,27 +445,41 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
   }
   deps.limiter = std::make_shared<CallLimiter>(config.producer->max_concurrent_calls_per_key,
                                                "producer.max_concurrent_calls_per_key");
-  auto installer = std::make_shared<CaptureInstaller>();
+  // Where the captured set goes: the triggers, or (capture: wal) the slot
+  // and publication. Both callers hold the approvals lock (approvals_lock.h).
   std::shared_ptr<const Config> cfg = deps.config;
+  std::function<absl::Status(pg::Connection*, const std::set<std::string>&)> sync_capture;
+  if (config.producer->capture == CaptureMode::kWal) {
+    auto store = std::make_shared<WalCaptureStore>(config.producer->wal_slot,
+                                                   config.producer->wal_publication);
+    sync_capture = [store, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
+      return store->SyncPublication(conn, cfg->registry, doctypes);
+    };
+  } else {
+    auto installer = std::make_shared<CaptureInstaller>();
+    sync_capture = [installer, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
+      return installer->SyncTriggers(conn, cfg->registry, doctypes);
+    };
+  }
   deps.consumers = std::make_shared<ConsumerStore>(
       deps.config.get(), deps.pool.get(),
-      [installer, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
+      [sync_capture, cfg](pg::Connection* conn, const std::set<std::string>& doctypes) {
         // Webhooks need their DocTypes captured too (webhook_store.h).
         ASSIGN_OR_RETURN(auto hooked, WebhookStore::DocTypes(conn, cfg->registry));
         std::set<std::string> all = doctypes;
         all.insert(hooked.begin(), hooked.end());
-        return installer->SyncTriggers(conn, cfg->registry, all);
+        return sync_capture(conn, all);
       });
   {
     auto webhooks = WebhookRuntime::Create(
         deps.auth, deps.config, deps.pool,
-        [installer, cfg, consumers = deps.consumers](
+        [sync_capture, cfg, consumers = deps.consumers](
             pg::Connection* conn, const std::set<std::string>& extra) -> absl::Status {
           ASSIGN_OR_RETURN(std::set<std::string> all, consumers->CapturedDocTypes(conn));
           ASSIGN_OR_RETURN(auto hooked, WebhookStore::DocTypes(conn, cfg->registry));
           all.insert(hooked.begin(), hooked.end());
           all.insert(extra.begin(), extra.end());
-          return installer->SyncTriggers(conn, cfg->registry, all);
+          return sync_capture(conn, all);
         });
     RETURN_IF_ERROR(webhooks.status());
     deps.webhooks = std::move(*webhooks);

@@ -231,6 +231,10 @@ schema = {
         }),
         "max_concurrent_calls_per_key": {"type": "integer", "minimum": 1, "maximum": 1000,
                                          "description": "RPCs of one api key at once; more are RESOURCE_EXHAUSTED"},
+        "capture": {"enum": ["", "trigger", "wal"],
+                    "description": "trigger (default: works on every PostgreSQL) or wal (logical decoding: wal_level=logical, the REPLICATION attribute)"},
+        "wal_slot": s("capture: wal: the logical replication slot (default eventstream)", pattern=r"^[a-z0-9_]{0,63}$"),
+        "wal_publication": s("capture: wal: the publication (default eventstream)", pattern=r"^[a-z0-9_]{0,63}$"),
     }, ["enabled"]),
     "consumer": obj({
         "enabled": {"type": "boolean", "description": "chart only: run the consumer"},

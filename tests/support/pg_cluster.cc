@@ -140,10 +140,28 @@ const auto* const kRegistered =
 
 }  // namespace
 
+namespace {
+std::string& SharedOptions() {
+  static auto* options = new std::string();
+  return *options;
+}
+}  // namespace
+
+bool SetSharedClusterOptions(const std::string& server_options) {
+  SharedOptions() = server_options;
+  return true;
+}
+
 PgCluster& SharedCluster() {
   auto& slot = SharedSlot();
   if (!slot) {
-    auto started = PgCluster::Start();
+    std::string options = SharedOptions();
+    // ES_TEST_CAPTURE=wal: the producers the tests start capture from the
+    // WAL (two_sites.cc), which needs logical decoding.
+    if (const char* mode = getenv("ES_TEST_CAPTURE"); mode != nullptr && std::string(mode) == "wal") {
+      options += " -c wal_level=logical -c max_wal_senders=40 -c max_replication_slots=200";
+    }
+    auto started = PgCluster::Start(options);
     if (!started.ok()) {
       fprintf(stderr, "cannot start PostgreSQL: %s\n",
               std::string(started.status().message()).c_str());

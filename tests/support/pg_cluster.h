@@ -46,6 +46,10 @@ class PgCluster {
 // "branch" created. Started on first use; stopped at exit by the gtest
 // environment registered in pg_cluster.cc.
 PgCluster& SharedCluster();
+// Server options for the shared cluster (PgCluster::Start), e.g.
+// "-c wal_level=logical"; call before its first use (a test binary's static
+// initializer: `const bool kWal = SetSharedClusterOptions(...)`).
+bool SetSharedClusterOptions(const std::string& server_options);
 
 // A fresh, empty database on the shared cluster with a unique name
 // (prefix + counter), for tests that must not see each other's tables.

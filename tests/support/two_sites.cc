@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -59,6 +61,12 @@ absl::StatusOr<std::unique_ptr<TwoSites>> TwoSites::Create(Spec spec) {
   return sites;
 }
 
+std::string SlotNameFor(const std::string& db) {
+  std::string slot = "s_" + db;
+  for (char& c : slot) c = std::isalnum(static_cast<unsigned char>(c)) ? std::tolower(c) : '_';
+  return slot.substr(0, 63);
+}
+
 std::string TwoSites::ProducerConfig() const {
   std::string out = absl::StrCat(
       "site: {name: hq}\ndatabase: {url: \"", SharedCluster().Url(hq_db_),
@@ -68,6 +76,11 @@ std::string TwoSites::ProducerConfig() const {
       "    - {key: ops, secret_env: ES_E2E_HQ_OPS, role: admin}\n",
       "  condition_functions: [", absl::StrJoin(spec_.condition_functions, ", "), "]\n",
       spec_.producer_extra);
+  // ES_TEST_CAPTURE=wal runs the same tests with WAL capture (pg_cluster.cc
+  // starts the cluster with wal_level=logical); a slot per hq database.
+  if (const char* mode = getenv("ES_TEST_CAPTURE"); mode != nullptr && std::string(mode) == "wal") {
+    absl::StrAppend(&out, "  capture: wal\n  wal_slot: ", SlotNameFor(hq_db_), "\n");
+  }
   if (!spec_.producer_tls.empty()) absl::StrAppend(&out, "  tls: ", spec_.producer_tls, "\n");
   if (!spec_.producer_notify_tls.empty())
     absl::StrAppend(&out, "  notify_tls: ", spec_.producer_notify_tls, "\n");

@@ -129,6 +129,9 @@ class TwoSites {
 std::string QueryText(pg::Connection* conn, const std::string& sql);
 // ... as a number (-1 on error or no rows).
 int64_t QueryInt(pg::Connection* conn, const std::string& sql);
+// A replication slot name for database `db` (slots are the cluster's:
+// [a-z0-9_], 1-63), for producers with capture: wal.
+std::string SlotNameFor(const std::string& db);
 
 // A TCP port on 127.0.0.1 that nothing listens on right now.
 int FreeTcpPort();

@@ -479,7 +479,8 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"  listen: \"0.0.0.0:50051\"", "  listen: \"0.0.0.0:50051\"\n  x: 1",
        "config.yaml: producer.x: unknown key \"x\" (expected one of: listen, "
        "metrics_listen, tls, notify_tls, api_keys, consumers, condition_functions, webhooks, "
-       "webhook_delivery, database_pool, max_concurrent_calls_per_key, retention)"},
+       "webhook_delivery, database_pool, max_concurrent_calls_per_key, retention, capture, "
+       "wal_slot, wal_publication)"},
       {"{key: branch1, secret_env", "{key: branch1, secret: x, secret_env",
        "config.yaml: producer.api_keys[0].secret: unknown key \"secret\" "
        "(expected one of: key, secret_env, secret_file, role)"},
@@ -1349,6 +1350,30 @@ TEST(ConfigSecrets, CheckConfigNeedsNoSecrets) {
   std::string yaml = Sketch("secret_env: ES_SECRET_BRANCH1, role",
                             "secret_file: /nonexistent/secret, role");
   EXPECT_EQ(ErrorOf(yaml), "OK");
+}
+
+TEST(Config, CaptureMode) {
+  absl::StatusOr<Config> config = ParseConfig(kSketch, "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->producer->capture, CaptureMode::kTrigger);
+  EXPECT_EQ(config->producer->wal_slot, "eventstream");
+  EXPECT_EQ(config->producer->wal_publication, "eventstream");
+
+  const std::string consumers =
+      "  consumers: [{site: branch1, doctypes: [{doctype: Note, status: "
+      "approved}]}]\n";
+  config = ParseConfig(
+      Sketch(consumers, consumers + "  capture: wal\n  wal_slot: es_hq\n  wal_publication: \"\"\n"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->producer->capture, CaptureMode::kWal);
+  EXPECT_EQ(config->producer->wal_slot, "es_hq");
+  EXPECT_EQ(config->producer->wal_publication, "eventstream");
+
+  EXPECT_EQ(ErrorOf(Sketch(consumers, consumers + "  capture: logical\n")),
+            "config.yaml: producer.capture: expected one of trigger, wal");
+  EXPECT_EQ(ErrorOf(Sketch(consumers, consumers + "  wal_slot: Bad-Name\n")),
+            "config.yaml: producer.wal_slot: expected 1-63 of a-z, 0-9, '_'");
 }
 
 }  // namespace
