@@ -406,6 +406,7 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
       return written;
     }
   }
+  RETURN_IF_ERROR(doc.FlushCopies());
   RETURN_IF_ERROR(InsertRows(conn, pending));
   ASSIGN_OR_RETURN(result.last_seq, MoveWatermark(conn, producer, next_after_seq));
   RETURN_IF_ERROR(txn->Commit());
@@ -481,6 +482,7 @@ absl::StatusOr<std::vector<SyncLogRow>> Applier::Resync(
         {row.id, row.status, row.error, row.note, row.local_doctype, row.local_docname}));
   }
   rows.resize(plan.Reported(rows.size()));
+  RETURN_IF_ERROR(doc.FlushCopies());
   RETURN_IF_ERROR(txn->Commit());
   return rows;
 }
@@ -583,6 +585,7 @@ absl::StatusOr<int64_t> Applier::MoveOutCopies(pg::Connection* conn, const std::
     }
     rows.push_back(std::move(row));
   }
+  RETURN_IF_ERROR(doc.FlushCopies());
   RETURN_IF_ERROR(InsertRows(conn, rows));
   for (const SyncLogRow& row : rows) {
     if (row.status == "Failed") LogFailure(row);

@@ -104,6 +104,7 @@ absl::StatusOr<DocumentApplier::Target> DocumentApplier::Resolve(
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Apply(const v1::UpdateLogEntry& e) {
+  entry_copies_start_ = copies_.size();
   auto out = ApplyEntry(e);
   // The caller rolls the entry back: what it wrote is not known any more.
   if (!out.ok()) ForgetKnown();

@@ -132,7 +132,15 @@ class DocumentApplier : public DocumentFetcher {
   // renames update them); ForgetKnown drops them, which the caller must do
   // when it rolls back a write of this object (a failed entry).
   absl::Status Prefetch(const std::vector<v1::UpdateLogEntry>& entries);
-  void ForgetKnown() { known_.clear(); }
+  // Also drops the same-name provenance the current entry recorded.
+  void ForgetKnown() {
+    known_.clear();
+    copies_.resize(entry_copies_start_);
+  }
+  // Writes the same-name provenance (es_consumer.same_name_copy) the
+  // entries applied so far recorded, in at most two statements; the caller
+  // runs it in the batch's transaction before COMMIT.
+  absl::Status FlushCopies();
 
   // The producer's names of the copies here of its documents of
   // `remote_doctype`: rows whose remote_site_name is the producer, or, with
@@ -179,7 +187,8 @@ class DocumentApplier : public DocumentFetcher {
                            const DocDiff& diff, const UpdatePlan& plan);
   // Same-name copies' provenance (es_consumer.same_name_copy): `name` here
   // is this producer's copy of t's DocType (Hold), or was until now
-  // (Release). No-ops for targets with remote columns, whose rows carry it.
+  // (Release); recorded, written by FlushCopies. No-ops for targets with
+  // remote columns, whose rows carry it.
   absl::Status HoldCopy(const Target& t, const std::string& name);
   absl::Status ReleaseCopy(const Target& t, const std::string& name);
   // Sync: insert (as Create) or make the copy here equal to the document.
@@ -259,6 +268,15 @@ class DocumentApplier : public DocumentFetcher {
   // own writes): DocType + '\0' + ('N' name | 'R' remote name) + '\0' +
   // name -> the local name, or nullopt for "not here".
   std::map<std::string, std::optional<std::string>> known_;
+  // Same-name provenance recorded by HoldCopy/ReleaseCopy, in order:
+  // (remote DocType, name, held); written by FlushCopies. Entries from
+  // entry_copies_start_ on are the current entry's.
+  struct CopyMark {
+    std::string doctype, name;
+    bool held = false;
+  };
+  std::vector<CopyMark> copies_;
+  size_t entry_copies_start_ = 0;
   // Documents the producer sent along with a fetched one (FetchedDocument::
   // dependencies), by DocType + '\0' + name; read, not yet inserted. Not
   // local state, so a rolled-back entry leaves them valid.

@@ -32,15 +32,35 @@ absl::StatusOr<std::vector<std::string>> DocumentApplier::LocalCopies(
 }
 
 absl::Status DocumentApplier::HoldCopy(const Target& t, const std::string& name) {
-  if (!t.same_name) return absl::OkStatus();
-  return RunPreparedDeferred(conn_, kHoldSameNameCopy, {producer_, t.remote_doctype, name},
-                             absl::StrCat("recording ", Doc(t.def->name, name), " as a copy"));
+  if (t.same_name) copies_.push_back({t.remote_doctype, name, true});
+  return absl::OkStatus();
 }
 
 absl::Status DocumentApplier::ReleaseCopy(const Target& t, const std::string& name) {
-  if (!t.same_name) return absl::OkStatus();
-  return RunPreparedDeferred(conn_, kReleaseSameNameCopy, {producer_, t.remote_doctype, name},
-                             absl::StrCat("releasing ", Doc(t.def->name, name), " as a copy"));
+  if (t.same_name) copies_.push_back({t.remote_doctype, name, false});
+  return absl::OkStatus();
+}
+
+absl::Status DocumentApplier::FlushCopies() {
+  // The last mark of each document wins (a Create then a Delete: released).
+  std::map<std::pair<std::string, std::string>, bool> last;
+  for (const CopyMark& m : copies_) last[{m.doctype, m.name}] = m.held;
+  copies_.clear();
+  entry_copies_start_ = 0;
+  std::vector<std::string> doctypes[2], names[2];  // [0] released, [1] held
+  for (const auto& [key, held] : last) {
+    doctypes[held].push_back(key.first);
+    names[held].push_back(key.second);
+  }
+  for (int held : {1, 0}) {
+    if (names[held].empty()) continue;
+    RETURN_IF_ERROR(RunPreparedDeferred(
+        conn_, held ? kHoldSameNameCopies : kReleaseSameNameCopies,
+        {producer_, pg::TextArray(doctypes[held]), pg::TextArray(names[held])},
+        absl::StrCat(held ? "recording " : "releasing ", names[held].size(),
+                     " same-name copies")));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Outcome> DocumentApplier::Sync(const Target& t, const v1::UpdateLogEntry& e) {

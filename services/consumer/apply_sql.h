@@ -30,17 +30,20 @@ constexpr pg::Query kTableColumns{
     " AND a.attnum > 0 AND NOT a.attisdropped"};
 
 // Provenance of same-name copies (es_consumer.same_name_copy, migration
-// 0005): $1 producer, $2 its DocType, $3 the name. Deferred writes, in the
-// entry's savepoint with the document itself.
-constexpr pg::Query kHoldSameNameCopy{
-    "consumer_hold_same_name_copy",
-    "INSERT INTO es_consumer.same_name_copy AS c (producer, doctype, docname) VALUES ($1, $2, $3)"
+// 0005), a batch at a time: $1 producer, $2 the producer's DocTypes, $3 the
+// names (text[] of the same length). Deferred writes in the batch's
+// transaction.
+constexpr pg::Query kHoldSameNameCopies{
+    "consumer_hold_same_name_copies",
+    "INSERT INTO es_consumer.same_name_copy AS c (producer, doctype, docname)"
+    " SELECT $1, u.d, u.n FROM unnest($2::text[], $3::text[]) AS u(d, n)"
     " ON CONFLICT (producer, doctype, docname) DO UPDATE SET released_at = NULL"
     " WHERE c.released_at IS NOT NULL"};
-constexpr pg::Query kReleaseSameNameCopy{
-    "consumer_release_same_name_copy",
-    "UPDATE es_consumer.same_name_copy SET released_at = now()"
-    " WHERE producer = $1 AND doctype = $2 AND docname = $3 AND released_at IS NULL"};
+constexpr pg::Query kReleaseSameNameCopies{
+    "consumer_release_same_name_copies",
+    "UPDATE es_consumer.same_name_copy AS c SET released_at = now()"
+    " FROM unnest($2::text[], $3::text[]) AS u(d, n)"
+    " WHERE c.producer = $1 AND c.doctype = u.d AND c.docname = u.n AND c.released_at IS NULL"};
 
 // Every row of one document's child table: $1 parent, $2 parenttype.
 constexpr char kDocumentRowsWhere[] = "parent = $1 AND parenttype = $2";

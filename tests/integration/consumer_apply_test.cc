@@ -308,12 +308,16 @@ TEST_F(ApplyTest, SameNameCopiesKeepTheirProvenance) {
   constexpr char kCopies[] =
       "SELECT docname || ':' || (released_at IS NULL) FROM es_consumer.same_name_copy"
       " WHERE producer = 'hq' AND doctype = 'Note' ORDER BY docname";
+  // Written once per batch, the last mark of each name winning.
   Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1()),
-         Entry(2, "Note", "N2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"N1","new_name":"N2"})"),
-         Entry(3, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"t"})"),
-         Entry(4, "Note", "N3", v1::UPDATE_TYPE_DELETE)});
+         Entry(2, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"t"})"),
+         Entry(3, "Note", "N4", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N4","title":"t"})"),
+         Entry(4, "Note", "N4", v1::UPDATE_TYPE_DELETE)});
+  EXPECT_EQ(All(kCopies), "N1:true;N3:true");  // N4 never was a copy at a commit
+  Apply({Entry(5, "Note", "N2", v1::UPDATE_TYPE_RENAME, R"({"old_name":"N1","new_name":"N2"})"),
+         Entry(6, "Note", "N3", v1::UPDATE_TYPE_DELETE)});
   EXPECT_EQ(All(kCopies), "N1:false;N2:true;N3:false");
-  Apply({Entry(5, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"u"})")});
+  Apply({Entry(7, "Note", "N3", v1::UPDATE_TYPE_SYNC, R"({"doctype":"Note","name":"N3","title":"u"})")});
   EXPECT_EQ(All(kCopies), "N1:false;N2:true;N3:true");
   // Copies with remote columns carry it on the row: nothing recorded.
   EXPECT_EQ(One("SELECT count(*) FROM es_consumer.same_name_copy WHERE doctype <> 'Note'"), "0");
