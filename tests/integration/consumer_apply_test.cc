@@ -811,6 +811,8 @@ TEST_F(ApplyTest, SyncLogRetentionDeletesOldSyncedRowsOnly) {
             "6:Failed;7:Parked;8:Synced");
   // Nothing more to do; zero retention never trims.
   EXPECT_EQ(*trimmer.TrimOnce(absl::Now()), 0);
+  // A later pass takes the rows that aged since.
+  EXPECT_EQ(*trimmer.TrimOnce(absl::Now() + absl::Hours(24 * 29)), 1);
   SyncLogTrimmer never(pool, SyncLogTrimmer::Options{absl::ZeroDuration()});
   EXPECT_EQ(*never.TrimOnce(absl::Now() + absl::Hours(24 * 365)), 0);
 }
