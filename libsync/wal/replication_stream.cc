@@ -90,8 +90,8 @@ std::string StartReplicationCommand(std::string_view slot, Lsn start,
     if (c == '\'') literal.push_back('\'');
   }
   return absl::StrCat("START_REPLICATION SLOT ", std::string(slot), " LOGICAL ",
-                      FormatLsn(start), " (proto_version '1', publication_names '", literal,
-                      "')");
+                      FormatLsn(start),
+                      " (proto_version '1', messages 'true', publication_names '", literal, "')");
 }
 
 absl::StatusOr<std::unique_ptr<ReplicationStream>> ReplicationStream::Start(

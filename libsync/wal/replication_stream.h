@@ -103,9 +103,10 @@ std::string ReplicationConninfo(const std::string& conninfo);
 // refused before they get there.
 bool ValidSlotName(std::string_view name);
 std::string CreateSlotCommand(std::string_view slot);
-// START_REPLICATION SLOT s LOGICAL 0/0 (proto_version '1',
+// START_REPLICATION SLOT s LOGICAL 0/0 (proto_version '1', messages 'true',
 // publication_names '"a","b"'): each publication a quoted identifier, the
-// list a quoted string literal.
+// list a quoted string literal. Transactional logical messages come in
+// their transactions (initial sync's markers, initial_sync.h).
 std::string StartReplicationCommand(std::string_view slot, Lsn start,
                                     const std::vector<std::string>& publications);
 

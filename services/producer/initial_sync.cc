@@ -1,12 +1,16 @@
 #include "services/producer/initial_sync.h"
 
+#include <set>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "libsync/config/condition_sql.h"
+#include "absl/strings/numbers.h"
 #include "libsync/base/status_macros.h"
+#include "libsync/config/condition_sql.h"
+#include "libsync/rules/chunk_plan.h"
+#include "libsync/wal/pgoutput.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/raw_change_store.h"
 #include "spdlog/spdlog.h"
@@ -86,6 +90,31 @@ constexpr char kPageSql[] =
     " FROM {table} AS t WHERE t.name > $1 ORDER BY t.name LIMIT $2";
 constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
 
+// WAL capture (WriteChunkAfterWal): the snapshot, as the first statement of
+// the read's transaction, and the last entry it sees.
+constexpr pg::Query kSnapshot{
+    "es_sync_snapshot",
+    "SELECT pg_current_snapshot()::text AS snapshot,"
+    "  (SELECT coalesce(max(seq), 0) FROM es_producer.update_log) AS seen_seq"};
+// A transactional logical message: its commit is flushed and comes through
+// the slot after every transaction the snapshot saw.
+constexpr pg::Query kMarker{
+    "es_sync_marker",
+    "SELECT pg_logical_emit_message(true, 'eventstream.sync', $1)::text AS lsn"};
+// Entries logged after the snapshot's last for the chunk's names (a Rename
+// also by its old name).
+constexpr pg::Query kLaterEntries{
+    "es_sync_later_entries",
+    "SELECT seq, docname, coalesce(data ->> 'old_name', '') AS old_name, update_type,"
+    "  coalesce(txid::text, '') AS txid"
+    " FROM es_producer.update_log"
+    " WHERE seq > $1 AND doctype = $2 AND for_site IS NULL"
+    "   AND (docname = ANY($3::text[])"
+    "        OR (update_type = 'Rename' AND data ->> 'old_name' = ANY($3::text[])))"
+    " ORDER BY seq"};
+constexpr absl::Duration kMarkerWait = absl::Seconds(10);
+constexpr char kRevokeData[] = R"({"reason": "the subscription ended"})";
+
 }  // namespace
 
 absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connection* conn) const {
@@ -108,11 +137,24 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connect
     RETURN_IF_ERROR(conn->ExecPrepared(kFinish, {job.site, job.doctype}).status());
     return Chunk{0, 0, true};
   }
+  if (wal_.captured && !job.revoke) {
+    // Only the replica reading the slot knows when the marker is logged.
+    if (!wal_.streaming()) return Chunk{};
+    return WriteChunkAfterWal(conn, job);
+  }
   return WriteChunk(conn, job);
 }
 
-absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,
-                                                                       const Job& job) const {
+struct InitialSyncWriter::Page {
+  std::vector<std::string> wanted;  // the names to send
+  int rows = 0;                     // names examined
+  std::string cursor;               // the last examined (the job's next cursor)
+  int64_t total = 0;                // the table's count, on the job's first chunk
+  bool finished = false;
+};
+
+absl::StatusOr<InitialSyncWriter::Page> InitialSyncWriter::ReadPage(pg::Connection* conn,
+                                                                    const Job& job) const {
   const DocTypeDef& def = *config_->registry.Find(job.doctype);
   const std::string table = pg::QuoteIdentifier(def.table);
   // Whole-row reads: a table lacking a registry column must not fail the
@@ -129,7 +171,51 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   pg::Params params = {job.cursor, options_.chunk_documents, job.site, job.doctype,
                        job.start_seq};
   if (visible.ok()) params.insert(params.end(), visible->params.begin(), visible->params.end());
+  Page out;
+  if (!job.counted) {
+    ASSIGN_OR_RETURN(pg::Result n, conn->Exec(absl::StrReplaceAll(kCountSql, {{"{table}", table}})));
+    out.total = n.GetInt64(0, n.ColumnIndex("n"));
+  }
+  ASSIGN_OR_RETURN(pg::Result page, conn->Exec(sql, params));
+  for (int i = 0; i < page.rows(); ++i) {
+    if (page.Get(i, "wanted") == "t") out.wanted.emplace_back(page.Get(i, "name"));
+  }
+  out.rows = page.rows();
+  out.cursor = page.rows() > 0 ? std::string(page.Get(page.rows() - 1, "name")) : job.cursor;
+  out.finished = page.rows() < options_.chunk_documents;
+  return out;
+}
 
+absl::StatusOr<int64_t> InitialSyncWriter::LogChunk(
+    pg::Connection* conn, const Job& job, const Page& page,
+    const std::map<std::string, std::string>& docs) const {
+  int64_t end_seq = 0;
+  if (!docs.empty()) {
+    const int64_t n = static_cast<int64_t>(docs.size());
+    ASSIGN_OR_RETURN(end_seq, RawChangeStore::ReserveSeqs(conn, n));
+    std::vector<std::string> seqs, names, data;
+    for (const auto& [name, json] : docs) {
+      seqs.push_back(std::to_string(end_seq - n + 1 + static_cast<int64_t>(names.size())));
+      names.push_back(name);
+      data.push_back(json);
+    }
+    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, pg::TextArray(seqs),
+                                                 pg::TextArray(names), pg::TextArray(data),
+                                                 job.revoke ? "Revoke" : "Sync"})
+                        .status());
+  }
+  RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, page.cursor,
+                                                static_cast<int64_t>(page.rows), end_seq,
+                                                page.total, page.finished})
+                      .status());
+  spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
+               job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,
+               page.rows, page.cursor, docs.size(), page.finished ? "; done" : "");
+  return end_seq;
+}
+
+absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,
+                                                                       const Job& job) const {
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
   // The assembler's lock: seqs in commit order (raw_change_store.h).
   RETURN_IF_ERROR(RawChangeStore::Lock(conn));
@@ -137,57 +223,100 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
                                           kLockJob, {job.site, job.doctype, job.started_at,
                                                      job.cursor}));
   if (locked.rows() == 0) return Chunk{0, 0, true};  // restarted or moved on: read it again
-  int64_t total = 0;
-  if (!job.counted) {
-    ASSIGN_OR_RETURN(pg::Result n, conn->Exec(absl::StrReplaceAll(kCountSql, {{"{table}", table}})));
-    total = n.GetInt64(0, n.ColumnIndex("n"));
-  }
-  ASSIGN_OR_RETURN(pg::Result page, conn->Exec(sql, params));
-  std::vector<std::string> wanted;
-  for (int i = 0; i < page.rows(); ++i) {
-    if (page.Get(i, "wanted") == "t") wanted.emplace_back(page.Get(i, "name"));
-  }
-  std::vector<std::string> names, data;
+  ASSIGN_OR_RETURN(const Page page, ReadPage(conn, job));
+  std::map<std::string, std::string> docs;
   if (job.revoke) {
-    for (std::string& name : wanted) {
-      names.push_back(std::move(name));
-      data.push_back(R"({"reason": "the subscription ended"})");
-    }
+    for (const std::string& name : page.wanted) docs[name] = kRevokeData;
   } else {
     // One statement per table for the whole chunk; a document that cannot
     // be represented is left out (document_reader.h).
-    ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, config_->registry, def, wanted));
-    for (auto& [name, doc] : docs) {
-      names.push_back(name);
-      data.push_back(doc.ToJson());
-    }
+    const DocTypeDef& def = *config_->registry.Find(job.doctype);
+    ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, page.wanted));
+    for (auto& [name, doc] : read) docs[name] = doc.ToJson();
   }
-  int64_t end_seq = 0;
-  if (!names.empty()) {
-    ASSIGN_OR_RETURN(end_seq,
-                     RawChangeStore::ReserveSeqs(conn, static_cast<int64_t>(names.size())));
-    std::vector<std::string> seqs;
-    for (size_t i = 0; i < names.size(); ++i) {
-      seqs.push_back(std::to_string(end_seq - static_cast<int64_t>(names.size()) + 1 +
-                                    static_cast<int64_t>(i)));
-    }
-    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, pg::TextArray(seqs),
-                                                 pg::TextArray(names), pg::TextArray(data),
-                                                 job.revoke ? "Revoke" : "Sync"})
-                        .status());
-  }
-  const bool finished = page.rows() < options_.chunk_documents;
-  const std::string cursor =
-      page.rows() > 0 ? std::string(page.Get(page.rows() - 1, "name")) : job.cursor;
-  RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, cursor,
-                                                static_cast<int64_t>(page.rows()), end_seq,
-                                                total, finished})
-                      .status());
+  ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
   RETURN_IF_ERROR(tx->Commit());
-  spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
-               job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,
-               page.rows(), cursor, names.size(), finished ? "; done" : "");
-  return Chunk{static_cast<int>(names.size()), end_seq, true};
+  return Chunk{static_cast<int>(docs.size()), end_seq, true};
+}
+
+// Crash safety: the snapshot read and the marker write nothing the job
+// depends on (a marker is a WAL record only); the chunk's entries and the
+// job's cursor commit together in the last transaction, as in WriteChunk.
+absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunkAfterWal(
+    pg::Connection* conn, const Job& job) const {
+  const DocTypeDef& def = *config_->registry.Find(job.doctype);
+  // 1. The chunk as of snapshot S (its first statement takes it).
+  Page page;
+  XidSnapshot snapshot;
+  int64_t seen_seq = 0;  // the last entry S sees
+  std::map<std::string, std::string> docs;
+  {
+    ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn, "ISOLATION LEVEL REPEATABLE READ"));
+    ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kSnapshot));
+    ASSIGN_OR_RETURN(snapshot, ParseXidSnapshot(std::string(r.Get(0, "snapshot"))));
+    seen_seq = r.GetInt64(0, r.ColumnIndex("seen_seq"));
+    ASSIGN_OR_RETURN(page, ReadPage(conn, job));
+    ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, page.wanted));
+    for (auto& [name, doc] : read) docs[name] = doc.ToJson();
+    RETURN_IF_ERROR(tx->Commit());
+  }
+  // 2. A marker after S; once the WAL loop logged it, every transaction S
+  // sees is logged.
+  ASSIGN_OR_RETURN(pg::Result m, conn->ExecPrepared(kMarker, {job.site + "/" + job.doctype}));
+  ASSIGN_OR_RETURN(const wal::Lsn marker, wal::ParseLsn(std::string(m.Get(0, "lsn"))));
+  if (!wal_.captured(marker, kMarkerWait)) {
+    return absl::UnavailableError(absl::StrCat(
+        "WAL capture has not logged up to the sync marker ", wal::FormatLsn(marker), " within ",
+        absl::FormatDuration(kMarkerWait), "; the chunk of ", job.doctype, " for ", job.site,
+        " is read again"));
+  }
+  // 3. Under the lock: mended with what was logged since S, then logged.
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(RawChangeStore::Lock(conn));
+  ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(
+                                          kLockJob, {job.site, job.doctype, job.started_at,
+                                                     job.cursor}));
+  if (locked.rows() == 0) return Chunk{0, 0, true};
+  RETURN_IF_ERROR(MendChunk(conn, job, def, page, snapshot, seen_seq, &docs));
+  ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
+  RETURN_IF_ERROR(tx->Commit());
+  return Chunk{static_cast<int>(docs.size()), end_seq, true};
+}
+
+absl::Status InitialSyncWriter::MendChunk(pg::Connection* conn, const Job& job,
+                                          const DocTypeDef& def, const Page& page,
+                                          const XidSnapshot& snapshot, int64_t seen_seq,
+                                          std::map<std::string, std::string>* docs) const {
+  std::set<std::string> chunk;
+  for (const auto& [name, json] : *docs) chunk.insert(name);
+  if (chunk.empty()) return absl::OkStatus();
+  std::vector<std::string> names(chunk.begin(), chunk.end());
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(
+                                     kLaterEntries, {seen_seq, job.doctype, pg::TextArray(names)}));
+  std::vector<LaterEntry> later;
+  for (int i = 0; i < r.rows(); ++i) {
+    uint64_t txid = 0;
+    if (!absl::SimpleAtoi(r.Get(i, "txid"), &txid)) continue;  // NULL: not a captured change
+    later.push_back({r.GetInt64(i, r.ColumnIndex("seq")), std::string(r.Get(i, "docname")),
+                     std::string(r.Get(i, "old_name")), std::string(r.Get(i, "update_type")),
+                     txid});
+  }
+  const ChunkFixups fix = PlanChunkFixups(chunk, page.cursor, job.start_seq, snapshot, later);
+  for (const std::string& name : fix.drop) docs->erase(name);
+  if (fix.reread.empty()) return absl::OkStatus();
+  std::vector<std::string> reread(fix.reread.begin(), fix.reread.end());
+  ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, reread));
+  for (const std::string& name : reread) {
+    auto it = read.find(name);
+    if (it == read.end()) {
+      docs->erase(name);  // deleted or renamed away since the read
+    } else {
+      (*docs)[name] = it->second.ToJson();
+    }
+  }
+  spdlog::debug("initial sync of {} for {}: {} documents left out, {} read again after the "
+                "snapshot", job.doctype, job.site, fix.drop.size(), reread.size());
+  return absl::OkStatus();
 }
 
 }  // namespace eventstream

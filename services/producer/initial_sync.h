@@ -13,15 +13,25 @@
 // goes on from the last committed chunk. Documents that fail the conditions
 // in SQL (condition_sql.h) are not logged unless the consumer holds them;
 // the pull judges every Sync entry again on the current document.
+//
+// Under WAL capture (SetWalWait) a transaction committed just before the
+// read may not be logged yet, so a sync chunk is read in a snapshot, the WAL
+// loop is let past a marker written after it, and the chunk is mended under
+// the lock before it is logged (libsync/rules/chunk_plan.h). Only the
+// replica whose WAL loop streams writes sync chunks.
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_INITIAL_SYNC_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_INITIAL_SYNC_H_
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "libsync/config/config.h"
+#include "absl/time/time.h"
 #include "libsync/base/pg.h"
+#include "libsync/config/config.h"
+#include "libsync/rules/chunk_plan.h"
 
 namespace eventstream {
 
@@ -35,8 +45,16 @@ class InitialSyncWriter {
     int64_t last_seq = 0;  // the last of them
     bool more = false;     // work was done: call again at once
   };
+  // WAL capture's progress (wal_capture.h WalCaptureLoop).
+  struct WalWait {
+    std::function<bool()> streaming;
+    // Every transaction committed at or before `lsn` is logged (false on timeout).
+    std::function<bool(uint64_t lsn, absl::Duration timeout)> captured;
+  };
   // `config` must outlive the writer.
   InitialSyncWriter(const Config* config, Options options) : config_(config), options_(options) {}
+  // Before the first WriteOne, when capture is `wal`.
+  void SetWalWait(WalWait wait) { wal_ = std::move(wait); }
 
   // At most one chunk of one ready job. Thread-compatible; `conn` is the
   // caller's own (not in a transaction).
@@ -44,10 +62,24 @@ class InitialSyncWriter {
 
  private:
   struct Job;
+  struct Page;
+  // The chunk read and logged under the lock (trigger capture; revokes).
   absl::StatusOr<Chunk> WriteChunk(pg::Connection* conn, const Job& job) const;
+  // The chunk read in a snapshot, then mended and logged (WAL capture).
+  absl::StatusOr<Chunk> WriteChunkAfterWal(pg::Connection* conn, const Job& job) const;
+  absl::StatusOr<Page> ReadPage(pg::Connection* conn, const Job& job) const;
+  // Reserves seqs for `docs` (name -> entry data), logs them and advances
+  // the job; in the caller's transaction. Returns the last seq (0: none).
+  // Drops and re-reads what changed since the snapshot (chunk_plan.h).
+  absl::Status MendChunk(pg::Connection* conn, const Job& job, const DocTypeDef& def,
+                         const Page& page, const XidSnapshot& snapshot, int64_t seen_seq,
+                         std::map<std::string, std::string>* docs) const;
+  absl::StatusOr<int64_t> LogChunk(pg::Connection* conn, const Job& job, const Page& page,
+                                   const std::map<std::string, std::string>& docs) const;
 
   const Config* config_;
   Options options_;
+  WalWait wal_;
 };
 
 }  // namespace eventstream

@@ -102,6 +102,10 @@ class ProducerInstance : public ServiceInstance {
       wal_options.database_url = config.database.url;
       wal_loop_ = std::make_unique<WalCaptureLoop>(wal_capture_.get(), std::move(wal_options),
                                                    LoggedHook());
+      WalCaptureLoop* wal = wal_loop_.get();
+      initial_sync_.SetWalWait(
+          {[wal] { return wal->Streaming(); },
+           [wal](uint64_t lsn, absl::Duration timeout) { return wal->WaitCaptured(lsn, timeout); }});
     }
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();

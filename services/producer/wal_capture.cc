@@ -90,6 +90,26 @@ void WalCaptureLoop::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool WalCaptureLoop::Streaming() const {
+  absl::MutexLock lock(&watch_mu_);
+  return streaming_;
+}
+
+bool WalCaptureLoop::WaitCaptured(uint64_t lsn, absl::Duration timeout) const {
+  absl::MutexLock lock(&watch_mu_);
+  auto done = [this, lsn]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_) {
+    return !streaming_ || captured_ >= lsn;
+  };
+  watch_mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  return streaming_ && captured_ >= lsn;
+}
+
+void WalCaptureLoop::Captured(wal::Lsn lsn, bool streaming) {
+  absl::MutexLock lock(&watch_mu_);
+  captured_ = std::max(captured_, lsn);
+  streaming_ = streaming;
+}
+
 absl::Status WalCaptureLoop::Open(Stream* s) {
   if (s->conn == nullptr || !s->conn->ok()) {
     s->conn.reset();
@@ -109,6 +129,7 @@ absl::Status WalCaptureLoop::Open(Stream* s) {
   s->builder.Reset();
   s->waiting.clear();
   s->waiting_rows = 0;
+  Captured(s->logged);
   spdlog::info("WAL capture streaming from slot {} (publications: {}; last logged end {})",
                o.slot, absl::StrJoin(o.publications, ", "), wal::FormatLsn(s->logged));
   return absl::OkStatus();
@@ -119,7 +140,10 @@ absl::Status WalCaptureLoop::Take(Stream* s, const wal::WalMessage& message) {
   ASSIGN_OR_RETURN(std::optional<wal::WalTransaction> tx, s->builder.Add(std::move(decoded)));
   if (!tx) return absl::OkStatus();
   if (s->waiting.empty() && wal::AlreadyLogged(*tx, s->logged)) {
-    return s->stream->Confirm(tx->end_lsn);  // its entries committed before a restart
+    // Its entries committed before a restart.
+    RETURN_IF_ERROR(s->stream->Confirm(tx->end_lsn));
+    Captured(tx->end_lsn);
+    return absl::OkStatus();
   }
   s->waiting_rows += tx->changes.size();
   s->waiting.push_back(*std::move(tx));
@@ -135,6 +159,7 @@ absl::Status WalCaptureLoop::Flush(Stream* s) {
   s->waiting_rows = 0;
   // Only now, after COMMIT, may the slot move past them.
   RETURN_IF_ERROR(s->stream->Confirm(s->logged));
+  Captured(s->logged);
   if (written > 0 && on_entries_) on_entries_(last_seq);
   return absl::OkStatus();
 }
@@ -160,8 +185,10 @@ absl::Status WalCaptureLoop::Step(Stream* s) {
       continue;
     }
     // Quiet: the server's position, unless a transaction is half read.
-    return s->stream->Confirm(
-        wal::IdleConfirm(s->builder.in_transaction(), 0, s->stream->server_end()));
+    const wal::Lsn idle = wal::IdleConfirm(s->builder.in_transaction(), 0, s->stream->server_end());
+    RETURN_IF_ERROR(s->stream->Confirm(idle));
+    Captured(idle);
+    return absl::OkStatus();
   }
   return absl::OkStatus();
 }
@@ -176,6 +203,7 @@ void WalCaptureLoop::Run() {
         absl::Status status = Step(&s);
         if (status.ok()) return absl::ZeroDuration();
         // Start over from the slot's confirmed position.
+        Captured(0, false);
         s.stream.reset();
         if (s.conn != nullptr && !s.conn->ok()) s.conn.reset();
         return status;
@@ -186,6 +214,7 @@ void WalCaptureLoop::Run() {
          }
        },
        [](int) { spdlog::info("WAL capture: recovered"); }});
+  Captured(0, false);
   spdlog::info("WAL capture loop stopped");
 }
 

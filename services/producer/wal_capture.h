@@ -27,6 +27,8 @@
 //    retry with backoff (logged once per streak) and take over when it dies.
 //  * Errors drop the stream (and the connection if broken) and start over
 //    from the slot's confirmed position.
+//  * WaitCaptured lets another thread wait until every transaction committed
+//    at or before an LSN is logged (initial sync chunks, initial_sync.h).
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_WAL_CAPTURE_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_WAL_CAPTURE_H_
 
@@ -90,6 +92,13 @@ class WalCaptureLoop {
   // Returns once the batch in flight committed or rolled back; idempotent.
   void Stop();
 
+  // Whether this replica is reading the slot now.
+  bool Streaming() const;
+  // Waits until every transaction that committed at or before `lsn` is
+  // logged. False after `timeout`, or at once when (or as soon as) this
+  // replica is not streaming. Thread-safe.
+  bool WaitCaptured(uint64_t lsn, absl::Duration timeout) const;
+
  private:
   // The loop thread's own state.
   struct Stream {
@@ -110,6 +119,9 @@ class WalCaptureLoop {
   absl::Status Take(Stream* s, const wal::WalMessage& message);
   // Logs `waiting`, then confirms it.
   absl::Status Flush(Stream* s);
+  // Every transaction committed at or before `lsn` is logged (or, with
+  // `streaming` false, this replica stopped reading).
+  void Captured(wal::Lsn lsn, bool streaming = true);
 
   const WalCapture* capture_;
   Options options_;
@@ -117,6 +129,9 @@ class WalCaptureLoop {
   InterruptibleSleeper sleeper_;
   absl::Mutex thread_mu_;
   std::thread thread_ ABSL_GUARDED_BY(thread_mu_);
+  mutable absl::Mutex watch_mu_;
+  wal::Lsn captured_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  bool streaming_ ABSL_GUARDED_BY(watch_mu_) = false;
 };
 
 }  // namespace eventstream

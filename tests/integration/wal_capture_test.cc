@@ -320,6 +320,35 @@ producer:
     grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
   }
+  // Registers branch1 with an initial sync of Note.
+  void RegisterWithInitialSync() {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::RegisterConsumerRequest req;
+    req.set_consumer_site("branch1");
+    req.add_doctypes()->set_doctype("Note");
+    v1::RegisterConsumerResponse resp;
+    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
+  }
+  // One pull after `*after_seq` (which it acknowledges): its entries as
+  // "docname type", and *after_seq moved on.
+  std::vector<std::string> PullOnce(int64_t* after_seq) {
+    std::vector<std::string> out;
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", kBranch1);
+    v1::PullUpdatesRequest req;
+    req.set_after_seq(*after_seq);
+    req.set_limit(5000);
+    v1::PullUpdatesResponse resp;
+    grpc::Status s = stub_->PullUpdates(&ctx, req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    for (const auto& e : resp.entries()) {
+      out.push_back(absl::StrCat(e.docname(), " ", v1::UpdateType_Name(e.update_type())));
+    }
+    *after_seq = resp.next_after_seq();
+    return out;
+  }
   // The names of a pull after `after_seq`.
   std::vector<std::string> PulledNames(int64_t after_seq) {
     std::vector<std::string> out;
@@ -394,6 +423,50 @@ TEST_F(WalProducerTest, KillNineAnywhereLosesNothingAndLogsNothingTwice) {
       site_->Int("SELECT max(seq) FROM es_producer.update_log WHERE docname LIKE 'W%'"));
   EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Echo"), 0);
   EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Last"), 1);
+}
+
+// Initial sync chunks and Creates the WAL loop has not logged yet (held
+// back by the assembler's lock): N1200x commits before chunk 3 is read, so
+// the chunk waits for the WAL loop to pass its marker and then leaves the
+// document to its Create; N1300x commits while the chunk waits (a chunk read
+// under the lock, as with triggers, would take it before its Create is
+// logged). The consumer gets each document once.
+TEST_F(WalProducerTest, InitialSyncChunkNeverRepeatsACreateNotYetLogged) {
+  std::string seed = "BEGIN;";
+  for (int i = 1; i <= 1500; ++i) {
+    absl::StrAppend(&seed, "INSERT INTO \"tabNote\" (name, title) VALUES ('N",
+                    absl::Dec(i, absl::kZeroPad4), "', 't');");
+  }
+  site_->Write(seed + "COMMIT;");
+  StartProducer();
+  RegisterWithInitialSync();
+  // Chunks 1 and 2 (N0001..N1000) go at once; chunk 3 waits for an ack.
+  ASSERT_TRUE(Eventually([&] {
+    return site_->Int("SELECT count(*) FROM es_producer.update_log WHERE for_site = 'branch1'") ==
+           1000;
+  })) << service_.process->Log();
+  auto blocker = site_->Connect();
+  ASSERT_TRUE(blocker->Exec("SELECT pg_advisory_lock(hashtext('es_producer.assembler'))").ok());
+  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N1200x', 'new');");
+  int64_t after = 0;
+  std::vector<std::string> got = PullOnce(&after);  // acknowledges chunk 1's entries
+  absl::SleepFor(absl::Milliseconds(500));  // chunk 3 is read and waits
+  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N1300x', 'new');");
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(blocker->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.assembler'))").ok());
+  ASSERT_TRUE(Eventually([&] {
+    for (const std::string& e : PullOnce(&after)) got.push_back(e);
+    return site_->Int("SELECT count(*) FROM es_producer.sync_job WHERE state = 'done'") == 1 &&
+           site_->Int(absl::StrCat("SELECT count(*) FROM es_producer.update_log WHERE seq > ",
+                                   after)) == 0;
+  })) << service_.process->Log();
+  std::map<std::string, int> times;
+  for (const std::string& e : got) ++times[e.substr(0, e.find(' '))];
+  EXPECT_EQ(times.size(), 1502u);
+  for (const auto& [name, n] : times) EXPECT_EQ(n, 1) << name;
+  for (const char* create : {"N1200x UPDATE_TYPE_CREATE", "N1300x UPDATE_TYPE_CREATE"}) {
+    EXPECT_NE(std::find(got.begin(), got.end(), create), got.end()) << create;
+  }
 }
 
 }  // namespace

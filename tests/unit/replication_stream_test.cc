@@ -26,10 +26,10 @@ TEST(ReplicationStreamTest, Commands) {
   EXPECT_EQ(CreateSlotCommand("es"), "CREATE_REPLICATION_SLOT es LOGICAL pgoutput (SNAPSHOT 'nothing')");
   EXPECT_EQ(StartReplicationCommand("es", 0x16B374D848, {"pub"}),
             "START_REPLICATION SLOT es LOGICAL 16/B374D848 (proto_version '1', "
-            "publication_names '\"pub\"')");
+            "messages 'true', publication_names '\"pub\"')");
   EXPECT_EQ(StartReplicationCommand("es", 0, {"a", "it's \"b\""}),
             "START_REPLICATION SLOT es LOGICAL 0/0 (proto_version '1', "
-            "publication_names '\"a\",\"it''s \"\"b\"\"\"')");
+            "messages 'true', publication_names '\"a\",\"it''s \"\"b\"\"\"')");
 }
 
 }  // namespace
