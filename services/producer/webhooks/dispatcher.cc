@@ -654,7 +654,7 @@ absl::StatusOr<absl::Duration> WebhookDelivery::DispatchStep(
 
 void WebhookDelivery::DispatchLoop() {
   LowerThisThreadPriority(options_.nice);
-  LoopSleeper sleeper(this, /*worker=*/false);
+  Sleeper& sleeper = dispatch_sleeper_;
   Backoff retry(ConstantRetry(kRetryEvery));
   std::unique_ptr<pg::Connection> conn;
   // Not at once: a restarted producer first catches up on its passes.
