@@ -117,10 +117,11 @@ bool WebhookDelivery::PauseWhileWriting(absl::Duration d) {
   // The assembler's Wake() after each pass that wrote entries marks the
   // writes going on; a whole slice without one means they stopped.
   constexpr absl::Duration kQuietSlice = absl::Milliseconds(250);
-  const absl::Time end = absl::Now() + d;
+  Clock& clock = dispatch_sleeper_;
+  const absl::Time end = clock.Now() + d;
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock.Now();
     if (now >= end) break;
     const uint64_t seen = dispatch_wakes_;
     mu_.AwaitWithTimeout(absl::Condition(&stop_), std::min(end - now, kQuietSlice));

@@ -130,8 +130,9 @@ class WebhookDelivery {
   absl::Status Reconnect(std::unique_ptr<pg::Connection>* conn) const;
   // A failed dispatcher or worker step is tried again after this.
   static constexpr absl::Duration kRetryEvery = absl::Seconds(1);
-  // The busy_cpu_percent pause: waits `d`, or until 250 ms pass without new
-  // log entries (Wake()), or Stop(); false when stopping.
+  // The busy_cpu_percent pause: waits `d` (by the dispatcher's sleeper's
+  // clock), or until 250 ms pass without new log entries (Wake()), or
+  // Stop(); false when stopping.
   bool PauseWhileWriting(absl::Duration d);
   // Null for a webhook of producer.webhooks (the operator's: any variable or
   // file); for a runtime one, options_.runtime_secret_env (what Attempt
