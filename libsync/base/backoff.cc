@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/random/random.h"
+#include "absl/time/clock.h"
 
 namespace eventstream {
 
@@ -33,6 +34,25 @@ absl::Duration Backoff::Next() {
   ++failures_;
   const absl::Duration base = BackoffBase(policy_, failures_);
   return policy_.jitter > 0 ? Jittered(base, policy_.jitter, unit_()) : base;
+}
+
+Clock& SystemClock() {
+  class Real : public Clock {
+   public:
+    absl::Time Now() override { return absl::Now(); }
+  };
+  static Real* clock = new Real();
+  return *clock;
+}
+
+absl::Time FakeClock::Now() {
+  absl::MutexLock lock(&mu_);
+  return now_;
+}
+
+void FakeClock::Advance(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  now_ += d;
 }
 
 bool InterruptibleSleeper::SleepFor(absl::Duration d) {

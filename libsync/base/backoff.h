@@ -7,6 +7,10 @@
 // * Backoff: one failure streak. Next() counts a failure and returns its
 //   delay (jittered with the injected random source, default absl::BitGen);
 //   Reset() ends the streak. Not thread-safe: its owner's mutex guards it.
+// * Clock: Now(), what a loop reads its due times and timeouts from.
+//   SystemClock() is absl::Now(); every Sleeper is a Clock too, so a loop
+//   that waits on its own condition variable (the notifier) takes a Clock,
+//   one that waits on a Sleeper reads the sleeper's Now().
 // * Sleeper: Now() plus a wait that Stop() or Wake() ends early.
 //   InterruptibleSleeper is the real one (absl::Now, absl::Mutex with a
 //   timeout, so Stop() wakes a waiting loop at once); FakeSleeper advances
@@ -26,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace eventstream {
@@ -64,10 +69,29 @@ class Backoff {
   int failures_ = 0;
 };
 
-class Sleeper {
+class Clock {
  public:
-  virtual ~Sleeper() = default;
+  virtual ~Clock() = default;
   virtual absl::Time Now() = 0;
+};
+
+// The real clock (absl::Now()), shared by everyone.
+Clock& SystemClock();
+
+// A clock tests set and advance by hand.
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(absl::Time start = absl::UnixEpoch()) : now_(start) {}
+  absl::Time Now() override;
+  void Advance(absl::Duration d);
+
+ private:
+  absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_);
+};
+
+class Sleeper : public Clock {
+ public:
   // Waits up to `d` or until Wake()/Stop(); false once stopped. A Wake()
   // while not waiting ends the next wait at once.
   virtual bool SleepFor(absl::Duration d) = 0;

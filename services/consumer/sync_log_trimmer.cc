@@ -19,6 +19,9 @@ constexpr pg::Query kTrimReleasedCopies{
     "DELETE FROM es_consumer.same_name_copy WHERE ctid IN (SELECT ctid"
     " FROM es_consumer.same_name_copy WHERE released_at < $1::timestamptz LIMIT $2)"};
 
+// Not prepared: VACUUM cannot be (nor run inside a transaction block).
+constexpr pg::Query kVacuum{"consumer_sync_log_vacuum", "VACUUM es_consumer.sync_log"};
+
 }  // namespace
 
 absl::StatusOr<int64_t> SyncLogTrimmer::TrimBatches(pg::Connection* conn, const pg::Query& query,
@@ -52,6 +55,13 @@ absl::StatusOr<int64_t> SyncLogTrimmer::TrimOnce(absl::Time now) {
     spdlog::info("sync log: deleted {} Synced rows older than {}", total,
                  absl::FormatDuration(options_.retention));
   }
+  // After the deletes committed: a crash before or during the VACUUM loses
+  // nothing (autovacuum, or the next due pass, reclaims the dead rows).
+  vacuum_.Consumed(total);
+  pg::Connection* c = conn.get();
+  VacuumQueueIfDue(
+      &vacuum_, [now] { return now; }, [c] { return c->Exec(kVacuum).status(); },
+      {"sync log retention", "es_consumer.sync_log", /*success_at_info=*/true});
   return total;
 }
 

@@ -129,17 +129,9 @@ bool AssemblerLoop::SyncChunk(pg::Connection* conn, std::string* last_error) {
 }
 
 void AssemblerLoop::VacuumQueue(pg::Connection* conn, QueueVacuumPlanner* vacuum) {
-  const absl::Time start = sleeper_.Now();
-  absl::Status s = RawChangeStore::Vacuum(conn);
-  vacuum->Vacuumed(sleeper_.Now(), s.ok());
-  if (!s.ok()) {
-    // Not fatal: autovacuum still runs; logged once per streak.
-    if (!vacuum_failing_) spdlog::warn("assembler: VACUUM of raw_change failed: {}", std::string(s.message()));
-    vacuum_failing_ = true;
-    return;
-  }
-  vacuum_failing_ = false;
-  spdlog::debug("assembler: vacuumed raw_change in {}", absl::FormatDuration(sleeper_.Now() - start));
+  VacuumQueueIfDue(
+      vacuum, [this] { return sleeper_.Now(); }, [conn] { return RawChangeStore::Vacuum(conn); },
+      {"assembler", "raw_change"});
 }
 
 AssemblerLoop::~AssemblerLoop() { Stop(); }

@@ -185,9 +185,9 @@ class AssemblerLoop {
   void Wake();
 
  private:
-  // VACUUM of raw_change on the loop's connection (between passes).
+  // VACUUM of raw_change on the loop's connection (between passes) when
+  // `vacuum` says it is due (VacuumQueueIfDue).
   void VacuumQueue(pg::Connection* conn, QueueVacuumPlanner* vacuum);
-  bool vacuum_failing_ = false;  // the loop thread's own
   // Retry after a failed pass: 50 ms doubling up to max_backoff_ms.
   static BackoffPolicy RetryPolicy(const Options& options);
   void Run();

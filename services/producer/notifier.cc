@@ -1,16 +1,12 @@
 #include "services/producer/notifier.h"
 
 #include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 namespace eventstream {
-
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 
 // One Notify call; shared by the notifier (to cancel it) and its callback.
 struct Notifier::Call {
@@ -48,7 +44,8 @@ const char* CodeName(grpc::StatusCode code) {
 
 Notifier::Notifier(std::string producer_site, Options options)
     : producer_site_(std::move(producer_site)),
-      options_(options) {}
+      options_(options),
+      clock_(options.clock != nullptr ? *options.clock : SystemClock()) {}
 
 Notifier::~Notifier() { Stop(); }
 
@@ -213,9 +210,8 @@ void Notifier::Heard(const std::string& site) {
     auto it = targets_.find(site);
     if (it == targets_.end()) return;
     Target& target = *it->second;
-    if (target.backoff.failures() == 0) return;  // not backing off: the hot path
-    target.backoff.Reset();
-    target.next_attempt = Clock::time_point();
+    if (target.retry.failures() == 0) return;  // not backing off: the hot path
+    target.retry.Reset();
     target.wait_for_ready = true;
     wake = target.dirty;
     auto ch = channels_.find(target.config.address);
@@ -239,12 +235,43 @@ BackoffPolicy Notifier::RetryPolicy(const Options& options) {
           absl::FromChrono(options.max_backoff), 2.0, options.jitter};
 }
 
-milliseconds Notifier::NextBackoffLocked(Target& target) {
-  const absl::Duration delay = target.backoff.Next();
-  return milliseconds(std::max<int64_t>(
-      1, std::llround(absl::ToDoubleMilliseconds(delay))));
+std::vector<std::pair<std::shared_ptr<Notifier::Target>, std::shared_ptr<Notifier::Call>>>
+Notifier::TakeDueLocked(absl::Time* wake_at) {
+  std::vector<std::shared_ptr<Target>> order;
+  std::vector<NotifyCandidate> candidates;
+  for (auto& [site, target] : targets_) {
+    order.push_back(target);
+    candidates.push_back({target->dirty, target->stats.in_flight, target->retry.next_attempt()});
+  }
+  const NotifyPlan plan = PlanNotify(candidates, clock_.Now());
+  *wake_at = plan.wake_at;
+  std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>> to_start;
+  for (size_t i : plan.start) {
+    const std::shared_ptr<Target>& target = order[i];
+    auto call = std::make_shared<Call>();
+    // A gRPC deadline, not a decision of ours: the real clock.
+    call->context.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+    call->context.set_wait_for_ready(target->wait_for_ready);
+    target->wait_for_ready = false;
+    call->context.AddMetadata(
+        "authorization", absl::StrCat("token ", producer_site_, ":", target->config.token));
+    call->request.set_producer(producer_site_);
+    call->request.set_log_position(target->pending_position);
+    target->dirty = false;
+    target->stats.dirty = false;
+    target->stats.in_flight = true;
+    ++target->stats.attempts;
+    ++totals_.attempts;
+    ++in_flight_;
+    live_calls_[call.get()] = InFlight{target, call};
+    to_start.emplace_back(target, std::move(call));
+  }
+  return to_start;
 }
 
+// One failure streak per target (NotifyRetry), so not RunLoop (one per
+// loop); the worker waits on cv_, which Signal(), SetTargets(), Heard(),
+// finished calls and Stop() notify.
 void Notifier::Run() {
   mu_.Lock();
   while (!stop_) {
@@ -254,35 +281,8 @@ void Notifier::Run() {
       mu_.Lock();
       continue;
     }
-    const auto now = Clock::now();
-    std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>>
-        to_start;
-    Clock::time_point wake_at = Clock::time_point::max();
-    for (auto& [site, target] : targets_) {
-      if (!target->dirty || target->stats.in_flight) continue;
-      if (target->next_attempt > now) {
-        wake_at = std::min(wake_at, target->next_attempt);
-        continue;
-      }
-      auto call = std::make_shared<Call>();
-      call->context.set_deadline(std::chrono::system_clock::now() +
-                                 options_.rpc_timeout);
-      call->context.set_wait_for_ready(target->wait_for_ready);
-      target->wait_for_ready = false;
-      call->context.AddMetadata(
-          "authorization",
-          absl::StrCat("token ", producer_site_, ":", target->config.token));
-      call->request.set_producer(producer_site_);
-      call->request.set_log_position(target->pending_position);
-      target->dirty = false;
-      target->stats.dirty = false;
-      target->stats.in_flight = true;
-      ++target->stats.attempts;
-      ++totals_.attempts;
-      ++in_flight_;
-      live_calls_[call.get()] = InFlight{target, call};
-      to_start.emplace_back(target, std::move(call));
-    }
+    absl::Time wake_at;
+    auto to_start = TakeDueLocked(&wake_at);
     if (!to_start.empty()) {
       // Start outside mu_: a callback may run before Notify() returns.
       // Target::stub is immutable once the target is created. The callback
@@ -298,10 +298,10 @@ void Notifier::Run() {
       mu_.Lock();
       continue;
     }
-    if (wake_at == Clock::time_point::max()) {
+    if (wake_at == absl::InfiniteFuture()) {
       cv_.Wait(&mu_);
     } else {
-      cv_.WaitWithTimeout(&mu_, absl::FromChrono(wake_at - Clock::now()));
+      cv_.WaitWithTimeout(&mu_, wake_at - clock_.Now());
     }
   }
   mu_.Unlock();
@@ -332,8 +332,7 @@ void Notifier::OnDone(Call* raw, const grpc::Status& status) {
     stats.consecutive_failures = 0;
     stats.last_error.clear();
     target->last_code = grpc::StatusCode::OK;
-    target->backoff.Reset();
-    target->next_attempt = Clock::time_point();
+    target->retry.Reset();
   } else {
     ++stats.failures;
     ++totals_.failures;
@@ -345,8 +344,7 @@ void Notifier::OnDone(Call* raw, const grpc::Status& status) {
     stats.dirty = true;
     target->pending_position = std::max(target->pending_position, position);
     stats.pending_position = target->pending_position;
-    const milliseconds delay = NextBackoffLocked(*target);
-    target->next_attempt = Clock::now() + delay;
+    const absl::Duration delay = target->retry.Failed(clock_.Now());
     if (!stop_ && current && status.error_code() != target->last_code) {
       spdlog::warn("notify: consumer {} at {} failing ({}: {}{}); retrying with "
                    "backoff from {} ms up to {} ms",
@@ -355,7 +353,7 @@ void Notifier::OnDone(Call* raw, const grpc::Status& status) {
                    TransportHint(status, options_.transport.tls,
                                  "this producer notifies without TLS; if the consumer "
                                  "serves TLS, set producer.notify_tls"),
-                   delay.count(), options_.max_backoff.count());
+                   absl::ToInt64Milliseconds(delay), options_.max_backoff.count());
     }
     target->last_code = status.error_code();
   }

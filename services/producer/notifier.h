@@ -28,7 +28,9 @@
 //  * Any failed call (UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED, ...)
 //    keeps the target dirty and retries it after an exponential backoff
 //    (initial_backoff doubling up to max_backoff, each delay scaled by a
-//    random factor in [1 - jitter, 1 + jitter]); a success resets it. An
+//    random factor in [1 - jitter, 1 + jitter]); a success resets it. The
+//    timing is libsync/rules/notify_plan.h (one streak per target), read
+//    from Options::clock. An
 //    unreachable consumer is not an error for anyone else: other targets,
 //    Signal, capture and pulls are never held up by it.
 //  * Logging: one line per state change of a target (starts failing, fails
@@ -52,12 +54,14 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "eventstream/v1/consumer.grpc.pb.h"
 #include "libsync/base/backoff.h"
+#include "libsync/rules/notify_plan.h"
 #include "grpcpp/grpcpp.h"
 #include "services/common/tls.h"
 
@@ -77,6 +81,8 @@ class Notifier {
     std::chrono::milliseconds rpc_timeout{2000};
     double jitter = 0.2;  // each backoff delay is scaled by 1 ± jitter
     ClientTransport transport;  // credentials null = plaintext
+    // Due times and backoff ends are read from it; null = SystemClock().
+    Clock* clock = nullptr;
   };
 
   struct TargetStats {
@@ -135,13 +141,12 @@ class Notifier {
   struct Call;
   // Every field but `stub` (immutable) is guarded by Notifier::mu_.
   struct Target {
-    explicit Target(BackoffPolicy policy) : backoff(policy) {}
+    explicit Target(BackoffPolicy policy) : retry(policy) {}
     NotifyTarget config;
     std::unique_ptr<eventstream::v1::Consumer::Stub> stub;  // immutable
     bool dirty = false;
     int64_t pending_position = 0;
-    std::chrono::steady_clock::time_point next_attempt{};
-    Backoff backoff;  // failures() == 0: not backing off
+    NotifyRetry retry;  // failures() == 0: not backing off
     grpc::StatusCode last_code = grpc::StatusCode::OK;
     // Heard() after failures: the next call waits for the channel to
     // reconnect (within its deadline) instead of failing fast.
@@ -164,14 +169,17 @@ class Notifier {
   void OnDone(Call* call, const grpc::Status& status);
   // Frees finished_ outside mu_ (never on a gRPC callback thread).
   void ReleaseFinished() ABSL_LOCKS_EXCLUDED(mu_);
-  // Requires mu_. Counts a failure of `target`; its next delay (>= 1 ms).
-  std::chrono::milliseconds NextBackoffLocked(Target& target)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Requires mu_. Marks the targets PlanNotify says are due as calling and
+  // returns their calls, to be started outside mu_; `wake_at` is when the
+  // worker looks again (InfiniteFuture: at the next signal).
+  std::vector<std::pair<std::shared_ptr<Target>, std::shared_ptr<Call>>> TakeDueLocked(
+      absl::Time* wake_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // initial_backoff doubling up to max_backoff, scaled by 1 ± jitter.
   static BackoffPolicy RetryPolicy(const Options& options);
 
   const std::string producer_site_;
   const Options options_;
+  Clock& clock_;  // options_.clock or SystemClock()
 
   mutable absl::Mutex mu_;
   absl::CondVar cv_;       // wakes the worker

@@ -215,17 +215,9 @@ absl::StatusOr<int64_t> RetentionLoop::Pass(pg::Connection* conn, const Options&
 }
 
 bool RetentionLoop::VacuumIfDue(pg::Connection* conn, QueueVacuumPlanner* vacuum, absl::Time now) {
-  if (!vacuum->Due(now)) return false;
-  const int64_t dead = vacuum->dead();
-  absl::Status s = RetentionStore::Vacuum(conn);
-  vacuum->Vacuumed(now, s.ok());
-  if (!s.ok()) {
-    // Not fatal: autovacuum still runs.
-    spdlog::warn("retention: VACUUM of update_log failed: {}", std::string(s.message()));
-    return false;
-  }
-  spdlog::info("retention: vacuumed update_log after {} trimmed entries", dead);
-  return true;
+  return VacuumQueueIfDue(
+      vacuum, [now] { return now; }, [conn] { return RetentionStore::Vacuum(conn); },
+      {"retention", "update_log", /*success_at_info=*/true});
 }
 
 RetentionLoop::~RetentionLoop() { Stop(); }

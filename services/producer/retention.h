@@ -22,7 +22,8 @@
 // After passes that deleted Options::vacuum.min_dead_rows entries in all,
 // the loop VACUUMs update_log itself (libsync/rules/queue_vacuum.h), so its
 // bytes stay bounded even when autovacuum's statistics were lost (a crash
-// or immediate stop resets them); a failed VACUUM is only logged.
+// or immediate stop resets them); a failed VACUUM is only logged (once per
+// streak, VacuumQueueIfDue).
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_RETENTION_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_RETENTION_H_
 

@@ -817,5 +817,38 @@ TEST_F(ApplyTest, SyncLogRetentionDeletesOldSyncedRowsOnly) {
   EXPECT_EQ(*never.TrimOnce(absl::Now() + absl::Hours(24 * 365)), 0);
 }
 
+// The trimmer VACUUMs the sync log itself once its deletes left enough dead
+// rows (so its bytes stay bounded even when a crash reset autovacuum's
+// counts), and not again within min_interval.
+TEST_F(ApplyTest, TrimmedSyncLogRowsAreVacuumedOnceEnoughAreDead) {
+  auto vacuums = [&] {
+    return std::stoll(One("SELECT vacuum_count FROM pg_stat_user_tables"
+                          " WHERE relid = 'es_consumer.sync_log'::regclass"));
+  };
+  auto add_old_rows = [&](int from) {
+    ASSERT_TRUE(conn_->Exec(
+        "INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type,"
+        " status, created_at) SELECT 'hq', g, 'Note', 'N' || g, 'Create', 'Synced',"
+        " now() - interval '40 days' FROM generate_series($1::bigint, $1::bigint + 11) g",
+        {from}).ok());
+  };
+  const int64_t before = vacuums();
+  auto pool = std::make_shared<pg::ConnectionPool>(SharedCluster().Url(db_), "test");
+  SyncLogTrimmer::Options options;
+  options.retention = absl::Hours(24 * 30);
+  options.vacuum = QueueVacuumPolicy{10, absl::Minutes(1)};
+  SyncLogTrimmer trimmer(pool, options);
+  const absl::Time now = absl::Now();
+  add_old_rows(1);
+  EXPECT_EQ(*trimmer.TrimOnce(now), 12);
+  // PostgreSQL 15 counts a VACUUM in the shared statistics at once.
+  EXPECT_EQ(vacuums(), before + 1);
+  add_old_rows(100);  // not again within min_interval
+  EXPECT_EQ(*trimmer.TrimOnce(now + absl::Seconds(30)), 12);
+  EXPECT_EQ(vacuums(), before + 1);
+  EXPECT_EQ(*trimmer.TrimOnce(now + absl::Minutes(2)), 0);  // the 12 still count
+  EXPECT_EQ(vacuums(), before + 2);
+}
+
 }  // namespace
 }  // namespace eventstream::testing

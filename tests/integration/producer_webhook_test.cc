@@ -1381,5 +1381,26 @@ TEST_F(WebhookTest, StandardWebhooksVerifierAcceptsOurRequestsAndRefusesReplays)
   for (const auto& [path, set] : ids) EXPECT_EQ(set.size(), 1u) << path;
 }
 
+// A Wake() that comes while a loop is not waiting (it is working, or
+// between two waits) ends its next wait at once instead of being lost until
+// the poll interval runs out. No database, no thread: were the wake lost,
+// the waits below would take an hour.
+TEST(WebhookDeliveryWake, AWakeBeforeTheWaitEndsItAtOnce) {
+  Config config;
+  WebhookDelivery delivery(&config, "");
+  const absl::Time start = absl::Now();
+  delivery.Wake();
+  EXPECT_TRUE(delivery.sleeper(-1).SleepFor(absl::Hours(1)));
+  delivery.WakeWorkers();
+  for (int i = 0; i < WebhookDeliveryConfig().workers; ++i) {
+    EXPECT_TRUE(delivery.sleeper(i).SleepFor(absl::Hours(1))) << "worker " << i;
+  }
+  EXPECT_LT(absl::Now() - start, absl::Minutes(1));
+  // Stop() ends them too, and for good.
+  delivery.Stop();
+  EXPECT_FALSE(delivery.sleeper(-1).SleepFor(absl::Hours(1)));
+  EXPECT_FALSE(delivery.sleeper(0).SleepFor(absl::Hours(1)));
+}
+
 }  // namespace
 }  // namespace eventstream::testing

@@ -143,5 +143,19 @@ TEST(InterruptibleSleeper, StopAndWakeEndWaits) {
   EXPECT_TRUE(s.SleepFor(absl::ZeroDuration()));
 }
 
+// A loop that waits on its own condition variable reads a Clock; tests
+// hand it a FakeClock, and any Sleeper serves as one.
+TEST(Clock, FakeAdvancesOnlyWhenToldAndSleepersAreClocks) {
+  FakeClock clock(absl::FromUnixSeconds(100));
+  EXPECT_EQ(clock.Now(), absl::FromUnixSeconds(100));
+  clock.Advance(absl::Seconds(5));
+  EXPECT_EQ(clock.Now(), absl::FromUnixSeconds(105));
+  FakeSleeper sleeper(0, absl::FromUnixSeconds(7));
+  Clock& as_clock = sleeper;
+  sleeper.SleepFor(absl::Seconds(3));
+  EXPECT_EQ(as_clock.Now(), absl::FromUnixSeconds(10));
+  EXPECT_GT(SystemClock().Now(), absl::FromUnixSeconds(1700000000));
+}
+
 }  // namespace
 }  // namespace eventstream

@@ -44,6 +44,9 @@ WebhookDelivery::WebhookDelivery(const Config* config, std::string database_url)
       config_webhooks_.insert(w.name);
     }
   }
+  for (int i = 0; i < options_.workers; ++i) {
+    worker_sleepers_.push_back(std::make_unique<InterruptibleSleeper>());
+  }
 }
 
 WebhookDelivery::~WebhookDelivery() {
@@ -58,6 +61,8 @@ void WebhookDelivery::Start() {
   if (!threads_.empty()) return;
   stop_ = false;
   stopping_ = false;
+  dispatch_sleeper_.Resume();
+  for (auto& s : worker_sleepers_) s->Resume();
   threads_.emplace_back([this] { DispatchLoop(); });
   for (int i = 0; i < options_.workers; ++i) {
     threads_.emplace_back([this, i] { WorkerLoop(i); });
@@ -71,8 +76,10 @@ void WebhookDelivery::Stop() {
     stop_ = true;
     stopping_ = true;
     threads.swap(threads_);
+    // Under mu_, so a Start() racing with this resumes them after.
+    dispatch_sleeper_.Stop();
+    for (auto& s : worker_sleepers_) s->Stop();
   }
-  cv_.SignalAll();
   for (std::thread& t : threads) t.join();
 }
 
@@ -81,15 +88,16 @@ void WebhookDelivery::Wake() {
     absl::MutexLock lock(&mu_);
     ++dispatch_wakes_;
   }
-  cv_.SignalAll();
+  dispatch_sleeper_.Wake();
 }
 
 void WebhookDelivery::WakeWorkers() {
-  {
-    absl::MutexLock lock(&mu_);
-    ++worker_wakes_;
-  }
-  cv_.SignalAll();
+  for (auto& s : worker_sleepers_) s->Wake();
+}
+
+Sleeper& WebhookDelivery::sleeper(int worker) {
+  if (worker < 0) return dispatch_sleeper_;
+  return *worker_sleepers_.at(static_cast<size_t>(worker));
 }
 
 absl::Status WebhookDelivery::Reconnect(
@@ -105,25 +113,15 @@ absl::Status WebhookDelivery::Reconnect(
   return absl::OkStatus();
 }
 
-bool WebhookDelivery::Sleep(absl::Duration d, bool worker) {
-  const absl::Time deadline = absl::Now() + d;
-  absl::MutexLock lock(&mu_);
-  const uint64_t* counter = worker ? &worker_wakes_ : &dispatch_wakes_;
-  const uint64_t seen = *counter;
-  while (!stop_ && *counter == seen) {
-    if (cv_.WaitWithDeadline(&mu_, deadline)) break;  // timed out
-  }
-  return !stop_;
-}
-
 bool WebhookDelivery::PauseWhileWriting(absl::Duration d) {
   // The assembler's Wake() after each pass that wrote entries marks the
   // writes going on; a whole slice without one means they stopped.
   constexpr absl::Duration kQuietSlice = absl::Milliseconds(250);
-  const absl::Time end = absl::Now() + d;
+  Clock& clock = dispatch_sleeper_;
+  const absl::Time end = clock.Now() + d;
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock.Now();
     if (now >= end) break;
     const uint64_t seen = dispatch_wakes_;
     mu_.AwaitWithTimeout(absl::Condition(&stop_), std::min(end - now, kQuietSlice));

@@ -49,8 +49,15 @@ class WebhookDelivery {
   // Returns after the sends in flight finished (each bounded by its
   // webhook's timeout); idempotent.
   void Stop();
-  // Skips the rest of the dispatcher's and workers' idle wait.
+  // Skips the rest of the dispatcher's idle wait, or its next one when it
+  // is not waiting (working, or between waits): a wake is never lost.
   void Wake();
+  // The same for every retry worker (the dispatcher calls it after a pass
+  // that queued requests).
+  void WakeWorkers();
+  // The sleeper the dispatcher (worker < 0) or retry worker `worker` waits
+  // on (exposed for tests). Stop() stops them all.
+  Sleeper& sleeper(int worker);
 
   // The most requests one dispatcher pass creates (and holds in memory);
   // default kDefaultMaxRequestsPerPass. A single log entry that alone
@@ -121,34 +128,12 @@ class WebhookDelivery {
   // delivery.cc
   // Opens `*conn` when it is closed or broken (named for pg_stat_activity).
   absl::Status Reconnect(std::unique_ptr<pg::Connection>* conn) const;
-  // Waits up to `d` or until woken/stopped; false when stopping.
-  bool Sleep(absl::Duration d, bool worker);
-  // The Sleeper the dispatcher (worker = false) and the workers run on:
-  // Sleep(d, worker), stop_, absl::Now(). Unlike InterruptibleSleeper, a
-  // Wake() that comes while the loop is not waiting is not kept for its
-  // next wait (Sleep's wake counters, as before RunLoop).
-  class LoopSleeper : public Sleeper {
-   public:
-    LoopSleeper(WebhookDelivery* delivery, bool worker)
-        : delivery_(delivery), worker_(worker) {}
-    absl::Time Now() override { return absl::Now(); }
-    bool SleepFor(absl::Duration d) override { return delivery_->Sleep(d, worker_); }
-    bool stopped() override {
-      absl::MutexLock lock(&delivery_->mu_);
-      return delivery_->stop_;
-    }
-
-   private:
-    WebhookDelivery* const delivery_;
-    const bool worker_;
-  };
   // A failed dispatcher or worker step is tried again after this.
   static constexpr absl::Duration kRetryEvery = absl::Seconds(1);
-  // The busy_cpu_percent pause: waits `d`, or until 250 ms pass without new
-  // log entries (Wake()), or Stop(); false when stopping.
+  // The busy_cpu_percent pause: waits `d` (by the dispatcher's sleeper's
+  // clock), or until 250 ms pass without new log entries (Wake()), or
+  // Stop(); false when stopping.
   bool PauseWhileWriting(absl::Duration d);
-  // Ends the workers' idle wait (the dispatcher queued requests).
-  void WakeWorkers();
   // Null for a webhook of producer.webhooks (the operator's: any variable or
   // file); for a runtime one, options_.runtime_secret_env (what Attempt
   // lets it read).
@@ -176,12 +161,16 @@ class WebhookDelivery {
   // libcurl handles of the pass's senders, kept between passes so their
   // connections to the receivers stay open.
   std::vector<CURL*> pass_curls_ ABSL_GUARDED_BY(pass_mu_);
+  // What the loops wait on (RunLoop): Wake() and WakeWorkers() end their
+  // current wait or, when they are not waiting, their next one. Made in the
+  // constructor and never replaced; each is thread-safe.
+  InterruptibleSleeper dispatch_sleeper_;
+  std::vector<std::unique_ptr<InterruptibleSleeper>> worker_sleepers_;
   absl::Mutex mu_;
-  absl::CondVar cv_;
   // Set with stop_; read without mu_ by a dispatcher pass in progress.
   std::atomic<bool> stopping_{false};
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t worker_wakes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Wake() calls, which the busy_cpu_percent pause watches.
   uint64_t dispatch_wakes_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };

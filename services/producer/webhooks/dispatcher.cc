@@ -73,7 +73,7 @@ struct Pass {
 struct PauseReport {
   absl::Duration paused;
   int passes = 0;
-  absl::Time next = absl::Now();
+  absl::Time next = absl::InfinitePast();  // the first report at once
 };
 
 }  // namespace webhook_dispatch
@@ -540,7 +540,7 @@ absl::Duration WebhookDelivery::SendPass(Pass* pass) {
   // A slow receiver must not hold up the whole pass (and every other
   // webhook's record): after kSendPhaseBudget, no new first attempts; the
   // rest is queued for the workers.
-  const absl::Time deadline = absl::Now() + kSendPhaseBudget;
+  const absl::Time deadline = dispatch_sleeper_.Now() + kSendPhaseBudget;
   const size_t threads =
       std::min(chains.size(), static_cast<size_t>(options_.workers));
   InitCurlOnce();
@@ -576,7 +576,7 @@ void WebhookDelivery::SendFirstAttempts(
       PassRequest& r = pass->requests[i];
       if (stopping_.load(std::memory_order_relaxed) ||
           failing[r.hook_index].load(std::memory_order_relaxed) ||
-          absl::Now() > deadline) {
+          dispatch_sleeper_.Now() > deadline) {
         break;  // this and the rest of the chain: Queued, not attempted
       }
       r.outcome = Attempt(curl, *r.hook->config,
@@ -654,7 +654,7 @@ absl::StatusOr<absl::Duration> WebhookDelivery::DispatchStep(
 
 void WebhookDelivery::DispatchLoop() {
   LowerThisThreadPriority(options_.nice);
-  LoopSleeper sleeper(this, /*worker=*/false);
+  Sleeper& sleeper = dispatch_sleeper_;
   Backoff retry(ConstantRetry(kRetryEvery));
   std::unique_ptr<pg::Connection> conn;
   // Not at once: a restarted producer first catches up on its passes.
@@ -684,7 +684,8 @@ bool WebhookDelivery::PauseAfterPass(webhook_dispatch::PauseReport* report) {
   if (pause <= absl::ZeroDuration()) return true;
   report->paused += pause;
   ++report->passes;
-  if (absl::Now() >= report->next) {
+  Clock& clock = dispatch_sleeper_;
+  if (clock.Now() >= report->next) {
     spdlog::info(
         "webhook dispatcher: the site is writing; first sends held to "
         "{}% of a core (busy_cpu_percent): {} passes paused {} in all "
@@ -693,7 +694,7 @@ bool WebhookDelivery::PauseAfterPass(webhook_dispatch::PauseReport* report) {
         absl::FormatDuration(absl::Trunc(report->paused, absl::Milliseconds(1))));
     report->paused = absl::ZeroDuration();
     report->passes = 0;
-    report->next = absl::Now() + absl::Minutes(1);
+    report->next = clock.Now() + absl::Minutes(1);
   }
   return PauseWhileWriting(pause);
 }

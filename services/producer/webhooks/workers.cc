@@ -87,7 +87,7 @@ void WebhookDelivery::WorkerLoop(int index) {
   LowerThisThreadPriority(options_.nice);
   CURL* curl = curl_easy_init();
   std::unique_ptr<pg::Connection> conn;
-  LoopSleeper sleeper(this, /*worker=*/true);
+  Sleeper& sleeper = *worker_sleepers_[static_cast<size_t>(index)];
   Backoff retry(ConstantRetry(kRetryEvery));
   LoopHooks hooks;
   hooks.on_failure = [index](const absl::Status& status, int failures) {
