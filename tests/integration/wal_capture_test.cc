@@ -24,6 +24,7 @@
 #include "services/producer/wal_capture_store.h"
 #include "tests/support/doctype_fixtures.h"
 #include "tests/support/eventually.h"
+#include "tests/support/grpc/producer_calls.h"
 #include "tests/support/pg_cluster.h"
 #include "tests/support/service_runner.h"
 #include "tests/support/two_sites.h"
@@ -308,59 +309,25 @@ producer:
     stub_ = v1::Producer::NewStub(
         grpc::CreateChannel(service_.address(), grpc::InsecureChannelCredentials()));
   }
-  void Register() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site("branch1");
-    auto* sub = req.add_doctypes();
-    sub->set_doctype("Note");
-    sub->set_skip_initial_sync(true);
+  // Registers branch1 for Note, with or without its initial sync.
+  void Register(bool initial_sync = false) {
     v1::RegisterConsumerResponse resp;
-    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
-  }
-  // Registers branch1 with an initial sync of Note.
-  void RegisterWithInitialSync() {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::RegisterConsumerRequest req;
-    req.set_consumer_site("branch1");
-    req.add_doctypes()->set_doctype("Note");
-    v1::RegisterConsumerResponse resp;
-    grpc::Status s = stub_->RegisterConsumer(&ctx, req, &resp);
+    grpc::Status s = eventstream::testing::Register(
+        stub_.get(), kBranch1, "branch1",
+        {Sub("Note", "", /*unsubscribe=*/false, /*skip_initial_sync=*/!initial_sync)}, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << service_.process->Log();
   }
   // One pull after `*after_seq` (which it acknowledges): its entries as
   // "docname type", and *after_seq moved on.
   std::vector<std::string> PullOnce(int64_t* after_seq) {
     std::vector<std::string> out;
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::PullUpdatesRequest req;
-    req.set_after_seq(*after_seq);
-    req.set_limit(5000);
     v1::PullUpdatesResponse resp;
-    grpc::Status s = stub_->PullUpdates(&ctx, req, &resp);
+    grpc::Status s = Pull(stub_.get(), kBranch1, *after_seq, &resp, 5000);
     EXPECT_TRUE(s.ok()) << s.error_message();
     for (const auto& e : resp.entries()) {
       out.push_back(absl::StrCat(e.docname(), " ", v1::UpdateType_Name(e.update_type())));
     }
     *after_seq = resp.next_after_seq();
-    return out;
-  }
-  // The names of a pull after `after_seq`.
-  std::vector<std::string> PulledNames(int64_t after_seq) {
-    std::vector<std::string> out;
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", kBranch1);
-    v1::PullUpdatesRequest req;
-    req.set_after_seq(after_seq);
-    req.set_limit(1000);
-    v1::PullUpdatesResponse resp;
-    grpc::Status s = stub_->PullUpdates(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    for (const auto& e : resp.entries()) out.push_back(e.docname());
     return out;
   }
 
@@ -419,10 +386,10 @@ TEST_F(WalProducerTest, KillNineAnywhereLosesNothingAndLogsNothingTwice) {
   EXPECT_EQ(site_->Int("SELECT count(*) FROM es_producer.update_log WHERE docname = 'Echo'"
                        " AND origin = 'branch1'"),
             1);
-  std::vector<std::string> pulled = PulledNames(
-      site_->Int("SELECT max(seq) FROM es_producer.update_log WHERE docname LIKE 'W%'"));
-  EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Echo"), 0);
-  EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Last"), 1);
+  int64_t after = site_->Int("SELECT max(seq) FROM es_producer.update_log WHERE docname LIKE 'W%'");
+  std::vector<std::string> pulled = PullOnce(&after);
+  EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Echo UPDATE_TYPE_CREATE"), 0);
+  EXPECT_EQ(std::count(pulled.begin(), pulled.end(), "Last UPDATE_TYPE_CREATE"), 1);
 }
 
 // Initial sync chunks and Creates the WAL loop has not logged yet (held
@@ -439,7 +406,7 @@ TEST_F(WalProducerTest, InitialSyncChunkNeverRepeatsACreateNotYetLogged) {
   }
   site_->Write(seed + "COMMIT;");
   StartProducer();
-  RegisterWithInitialSync();
+  Register(/*initial_sync=*/true);
   // Chunks 1 and 2 (N0001..N1000) go at once; chunk 3 waits for an ack.
   ASSERT_TRUE(Eventually([&] {
     return site_->Int("SELECT count(*) FROM es_producer.update_log WHERE for_site = 'branch1'") ==
