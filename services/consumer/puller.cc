@@ -549,8 +549,8 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   return outcome;
 }
 
-absl::StatusOr<pg::Connection*> Puller::BeginPull(unsigned triggers, PullOutcome* outcome,
-                                                  bool* local_failure) {
+absl::StatusOr<pg::Connection*> Puller::BeginPull(std::optional<unsigned> triggers,
+                                                  PullOutcome* outcome, bool* local_failure) {
   ASSIGN_OR_RETURN(const bool held, LocalIfError(HoldPullLock(), local_failure));
   if (!held) {
     outcome->standby = true;
@@ -559,7 +559,7 @@ absl::StatusOr<pg::Connection*> Puller::BeginPull(unsigned triggers, PullOutcome
                      "; this one stands by"));
   }
   ASSIGN_OR_RETURN(pg::Connection * conn, LocalIfError(Connection(), local_failure));
-  RETURN_IF_ERROR(Reconcile(conn, triggers, local_failure));
+  if (triggers) RETURN_IF_ERROR(Reconcile(conn, *triggers, local_failure));
   ASSIGN_OR_RETURN(outcome->last_seq, LocalIfError(LoadWatermark(conn, name()), local_failure));
   return conn;
 }
@@ -610,7 +610,7 @@ void Puller::PullBatches(pg::Connection* conn, PullOutcome* outcome, bool* local
 PullOutcome Puller::StreamOnce(bool* local_failure) {
   PullOutcome outcome;
   // Only the holder of the pull lock streams (its session is checked).
-  absl::StatusOr<pg::Connection*> conn = BeginStream(&outcome, local_failure);
+  absl::StatusOr<pg::Connection*> conn = BeginPull(std::nullopt, &outcome, local_failure);
   if (!conn.ok()) {
     outcome.status = conn.status();
     return outcome;
@@ -651,19 +651,6 @@ PullOutcome Puller::StreamOnce(bool* local_failure) {
   // A clean end: catch up and stream again at once.
   outcome.advanced = outcome.status.ok();
   return outcome;
-}
-
-absl::StatusOr<pg::Connection*> Puller::BeginStream(PullOutcome* outcome, bool* local_failure) {
-  ASSIGN_OR_RETURN(const bool held, LocalIfError(HoldPullLock(), local_failure));
-  if (!held) {
-    outcome->standby = true;
-    return absl::UnavailableError(
-        absl::StrCat("another replica of this consumer is pulling producer ", name(),
-                     "; this one stands by"));
-  }
-  ASSIGN_OR_RETURN(pg::Connection * conn, LocalIfError(Connection(), local_failure));
-  ASSIGN_OR_RETURN(outcome->last_seq, LocalIfError(LoadWatermark(conn, name()), local_failure));
-  return conn;
 }
 
 absl::Status Puller::ReceiveStream(pg::Connection* conn, UpdateStream* stream,

@@ -78,6 +78,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,10 +187,10 @@ class Puller {
   PullOutcome PullOnce(unsigned triggers, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // PullOnce's first steps: the pull lock (a standby replica stops here,
-  // outcome->standby), the connection, Reconcile and the watermark (into
-  // outcome->last_seq).
-  absl::StatusOr<pg::Connection*> BeginPull(unsigned triggers, PullOutcome* outcome,
-                                            bool* local_failure)
+  // outcome->standby), the connection, Reconcile (with `triggers`; none
+  // before a stream) and the watermark (into outcome->last_seq).
+  absl::StatusOr<pg::Connection*> BeginPull(std::optional<unsigned> triggers,
+                                            PullOutcome* outcome, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // PullOnce's loop: PullUpdates -> ApplyPulled (the next batch prefetched
   // meanwhile) until the producer has no more; the result in `outcome`.
@@ -232,10 +233,6 @@ class Puller {
   // session run and recorded like a pull (loop thread, mu_ not held).
   void StreamSession();
   PullOutcome StreamOnce(bool* local_failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
-  // The pull lock (standby: outcome->standby), the connection and the
-  // watermark (into outcome->last_seq).
-  absl::StatusOr<pg::Connection*> BeginStream(PullOutcome* outcome, bool* local_failure)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // Applies and acknowledges each answer until the stream ends; a local
   // failure cancels it and is returned.
   absl::Status ReceiveStream(pg::Connection* conn, UpdateStream* stream, PullOutcome* outcome,
