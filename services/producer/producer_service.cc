@@ -243,6 +243,12 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
   if (deps_.notifier) deps_.notifier->Heard(principal->key);
   auto budget = ResolveBudget(request->max_bytes(), request->max_message_bytes());
   if (!budget.ok()) return ToGrpc(budget.status());
+  // A stream of the site still running (its consumer cancelled it and now
+  // catches up) ends first: pulls of one site run one at a time.
+  if (deps_.streams && !deps_.streams->EndStreamOf(principal->key)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this site's stream is still closing; try again");
+  }
   const absl::Time started = absl::Now();
   auto pulled = deps_.feed->Pull(
       principal->key, request->after_seq(), request->limit(),

@@ -77,12 +77,12 @@ grpc::Status ProducerService::StreamUpdates(
   }
   auto budget = ResolveBudget(start.max_bytes(), start.max_message_bytes());
   if (!budget.ok()) return ToGrpc(budget.status());
-  std::optional<StreamHub::Registration> open =
-      deps_.streams ? deps_.streams->Open(context) : std::nullopt;
-  if (!open) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "the producer is shutting down; stream from another replica or later");
+  if (!deps_.streams) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this producer does not stream");
   }
+  // One stream per site: a reconnecting consumer's old stream ends first.
+  absl::StatusOr<StreamHub::Registration> open = deps_.streams->Open(principal->key, context);
+  if (!open.ok()) return ToGrpc(open.status());
   if (deps_.notifier) deps_.notifier->Heard(principal->key);
   metrics::Gauge* gauge =
       deps_.metrics ? &deps_.metrics->open_streams->WithLabels({}) : nullptr;

@@ -4,10 +4,16 @@
 //  * Advance(last_seq) is called after entries were committed (the
 //    assembler, WAL capture and initial sync loops' on_entries hook);
 //    WaitPast(seq, timeout) blocks a handler until the end known here is
-//    past `seq`, the hub closes or `timeout` passes. Entries another
+//    past `seq`, the hub closes, a stream is cancelled (EndStreamOf: the
+//    waiter checks its call) or `timeout` passes. Entries another
 //    producer replica logged are not seen here: handlers look at the
 //    database when WaitPast times out (at least once a second).
-//  * Open(context) registers a stream; Close() (server shutdown, called
+//  * One stream per site at a time: UpdateFeed::Pull's bookkeeping assumes
+//    one pull of a site at a time (a cancelled stream's last pull must not
+//    drop what its successor recorded). Open(site, ...) and EndStreamOf(site)
+//    (before a PullUpdates) cancel the site's open stream and wait, up to
+//    `timeout`, until its handler has returned.
+//  * Open(site, context) registers a stream; Close() (server shutdown, called
 //    before the gRPC server drains) refuses new ones, wakes every waiter and
 //    cancels every open stream's call (TryCancel), so a handler blocked
 //    reading the consumer's acknowledgment returns at once and the
@@ -20,9 +26,11 @@
 
 #include <cstdint>
 #include <optional>
-#include <set>
+#include <map>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server_context.h"
@@ -43,7 +51,8 @@ class StreamHub {
   // While it lives, the stream counts as open and Close() cancels it.
   class Registration {
    public:
-    Registration(Registration&& other) noexcept : hub_(other.hub_), context_(other.context_) {
+    Registration(Registration&& other) noexcept
+        : hub_(other.hub_), context_(other.context_), site_(std::move(other.site_)) {
       other.hub_ = nullptr;
     }
     Registration& operator=(Registration&&) = delete;
@@ -51,12 +60,19 @@ class StreamHub {
 
    private:
     friend class StreamHub;
-    Registration(StreamHub* hub, grpc::ServerContext* context) : hub_(hub), context_(context) {}
+    Registration(StreamHub* hub, grpc::ServerContext* context, std::string site)
+        : hub_(hub), context_(context), site_(std::move(site)) {}
     StreamHub* hub_;
     grpc::ServerContext* context_;
+    std::string site_;
   };
-  // nullopt after Close().
-  std::optional<Registration> Open(grpc::ServerContext* context);
+  // UNAVAILABLE after Close(), or when the site's previous stream did not
+  // end within `timeout`.
+  absl::StatusOr<Registration> Open(const std::string& site, grpc::ServerContext* context,
+                                    absl::Duration timeout = absl::Seconds(5));
+  // Ends the site's open stream, if any; false when it is still running
+  // after `timeout`.
+  bool EndStreamOf(const std::string& site, absl::Duration timeout = absl::Seconds(5));
   void Close();
   int open_streams() const;
 
@@ -64,7 +80,11 @@ class StreamHub {
   mutable absl::Mutex mu_;
   int64_t end_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<grpc::ServerContext*> open_ ABSL_GUARDED_BY(mu_);
+  int64_t kicks_ ABSL_GUARDED_BY(mu_) = 0;  // EndLocked's cancels: waiters look again
+  // Cancels the site's stream and waits until it is gone (or the timeout).
+  bool EndLocked(const std::string& site, absl::Duration timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::map<std::string, grpc::ServerContext*> open_ ABSL_GUARDED_BY(mu_);  // by site
 };
 
 }  // namespace eventstream
