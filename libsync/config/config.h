@@ -194,6 +194,12 @@
 //     producers:
 //       - name: hq                     # * unique
 //         url: "hq-producer:50051"     # * host:port of the producer
+//         delivery: stream             # stream: the producer pushes entries
+//                                      #   as they are logged over one open
+//                                      #   call (pulls only to catch up);
+//                                      #   pull: pull after its Notify or
+//                                      #   every poll_interval (e.g. behind
+//                                      #   a proxy that cuts long calls)
 //         api_key: branch1             # *
 //         api_secret_env: ES_SECRET_BRANCH1  # * exactly one of these two
 //         api_secret_file: /run/secrets/y
@@ -492,6 +498,11 @@ struct EventProducerConfig {
   std::string api_key;
   SecretRef api_secret;
   std::optional<TlsClientConfig> tls;  // absent = plaintext
+  // How entries arrive (docs/design.md "Delivery"): kStream keeps one
+  // Producer.StreamUpdates call open (pulling only to catch up); kPull
+  // pulls after a Notify or the poll timer.
+  enum class Delivery { kStream, kPull };
+  Delivery delivery = Delivery::kStream;
   std::vector<ProducerDocTypeConfig> doctypes;
 };
 

@@ -65,7 +65,7 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
                                         EventProducerConfig* p) {
   MapReader m(errors_, path);
   RETURN_IF_ERROR(m.Open(node, {"name", "url", "api_key", "api_secret_env",
-                                "api_secret_file", "tls", "doctypes"}));
+                                "api_secret_file", "tls", "delivery", "doctypes"}));
   RETURN_IF_ERROR(m.String("name", &p->name, true));
   RETURN_IF_ERROR(m.String("url", &p->url, true));
   // Frappe users will paste their producer's site URL; say what we need.
@@ -83,6 +83,9 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
     RETURN_IF_ERROR(
         ParseTlsClient(m.Get("tls"), m.PathOf("tls"), &p->tls.emplace()));
   }
+  using Delivery = EventProducerConfig::Delivery;
+  RETURN_IF_ERROR(m.Enum<Delivery>(
+      "delivery", {{"stream", Delivery::kStream}, {"pull", Delivery::kPull}}, &p->delivery));
   return m.List("doctypes", &p->doctypes,
                 [this](const YAML::Node& n, const std::string& dp,
                        ProducerDocTypeConfig* d) {

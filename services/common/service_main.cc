@@ -257,6 +257,7 @@ int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec) {
 
   int sig = WaitForSignal();
   spdlog::info("{}: signal {} received, shutting down", spec.binary, sig);
+  (*instance)->Draining();
   (*server)->Shutdown();
   if (metrics_server) metrics_server->Stop();
   (*instance)->Stop();

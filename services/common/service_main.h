@@ -8,10 +8,12 @@
 //   service -> serve (gRPC, and /metrics when configured) until
 //   SIGTERM/SIGINT -> drain and stop.
 //
-// Shutdown fits a Kubernetes pod's default 30 s grace period: health turns
-// NOT_SERVING and the server stops accepting RPCs, in-flight RPCs get up to
-// 10 s, then ServiceInstance::Stop() lets the background work finish the
-// entry/batch in flight.
+// Shutdown fits a Kubernetes pod's default 30 s grace period:
+// ServiceInstance::Draining() ends long-lived calls (the producer's streams;
+// new ones are refused), health turns NOT_SERVING and the server stops
+// accepting RPCs, in-flight RPCs get up to 10 s, then
+// ServiceInstance::Stop() lets the background work finish the entry/batch
+// in flight.
 //
 // Logging: `log.format: json` writes one JSON object per line
 // ({"time","level","msg"}), the message escaped so that quotes, newlines,
@@ -42,6 +44,10 @@ class ServiceInstance {
  public:
   virtual ~ServiceInstance() = default;
   virtual std::vector<grpc::Service*> services() = 0;
+  // Called when shutdown starts, before the server drains in-flight RPCs:
+  // end long-lived calls (streams) that would otherwise hold the drain for
+  // its whole grace period.
+  virtual void Draining() {}
   // Called after the server stopped accepting RPCs; finish work in flight.
   virtual void Stop() {}
   // The service's metrics, served on GET /metrics when the spec's

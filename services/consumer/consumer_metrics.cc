@@ -51,6 +51,10 @@ ConsumerMetrics::ConsumerMetrics(std::shared_ptr<pg::ConnectionPool> pool) {
   active = registry.AddGauge("eventstream_consumer_active",
                              "1 while this replica is the one pulling the producer.",
                              {"producer"});
+  delivery = registry.AddGauge("eventstream_consumer_delivery",
+                               "1 for the way entries arrive from the producer now: stream "
+                               "(a StreamUpdates call is open) or pull.",
+                               {"producer", "mode"});
   registry.AddCallback("eventstream_consumer_watermark",
                        "The last producer seq this site has applied (its watermark).",
                        metrics::Type::kGauge, {"producer"},

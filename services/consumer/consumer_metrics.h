@@ -17,6 +17,11 @@
 //                                            ApplyBatch transaction
 //  eventstream_consumer_active               1 while this replica holds the
 //                                            producer's pull lock (puller.h)
+//  eventstream_consumer_delivery{mode=stream|pull}  1 for the way entries
+//                                            arrive now: stream while a
+//                                            StreamUpdates call is open, else
+//                                            pull (catching up, between
+//                                            streams, delivery: pull)
 //  eventstream_consumer_watermark            es_consumer.last_update (scrape
 //                                            time, from the database)
 //  eventstream_consumer_lag_entries          the producer's log position
@@ -60,6 +65,7 @@ class ConsumerMetrics {
   metrics::Family<metrics::Counter>* applied;
   metrics::Family<metrics::Histogram>* apply_seconds;
   metrics::Family<metrics::Gauge>* active;
+  metrics::Family<metrics::Gauge>* delivery;
   metrics::Family<metrics::Counter>* sync_log_trimmed;
 
  private:

@@ -137,6 +137,34 @@ absl::StatusOr<v1::PullUpdatesResponse> ProducerLink::PullUpdates(
   return response;
 }
 
+std::unique_ptr<UpdateStream> ProducerLink::StreamUpdates(int64_t after_seq, int limit,
+                                                         absl::Time deadline) {
+  std::unique_ptr<UpdateStream> stream(new UpdateStream(this));
+  stream->context_.AddMetadata("authorization", authorization_);
+  stream->context_.set_deadline(absl::ToChronoTime(deadline));
+  stream->call_ = stub_->StreamUpdates(&stream->context_);
+  v1::StreamUpdatesRequest first;
+  v1::StreamStart* start = first.mutable_start();
+  start->set_after_seq(after_seq);
+  start->set_limit(limit);
+  start->set_max_bytes(options_.batch_bytes);
+  start->set_max_message_bytes(options_.max_message_bytes);
+  (void)stream->call_->Write(first);  // a failure shows in Read and Finish
+  return stream;
+}
+
+bool UpdateStream::Read(v1::PullUpdatesResponse* answer) { return call_->Read(answer); }
+
+bool UpdateStream::Acknowledge(int64_t committed) {
+  v1::StreamUpdatesRequest ack;
+  ack.set_acknowledged_seq(committed);
+  return call_->Write(ack);
+}
+
+void UpdateStream::Cancel() { context_.TryCancel(); }
+
+absl::Status UpdateStream::Finish() { return link_->Convert("StreamUpdates", call_->Finish()); }
+
 absl::StatusOr<std::optional<FetchedDocument>> ProducerLink::GetDocument(
     const std::string& doctype, const std::string& name) {
   grpc::ClientContext context;

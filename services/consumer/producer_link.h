@@ -4,7 +4,8 @@
 // Contract:
 //  * Every call carries `authorization: token API_KEY:SECRET` (the
 //    producer's consumer key for this site) and a deadline
-//    (Options::rpc_timeout). The secret is never logged nor put in a status.
+//    (Options::rpc_timeout; a StreamUpdates call: the deadline it is given).
+//    The secret is never logged nor put in a status.
 //  * Failures come back as absl::Status with the gRPC code kept (UNAVAILABLE
 //    and DEADLINE_EXCEEDED mean "unreachable", see IsUnreachable) and a
 //    message naming the producer, its address and the RPC.
@@ -47,6 +48,33 @@
 #include "services/consumer/dependency_source.h"
 
 namespace eventstream {
+
+class ProducerLink;
+
+// One Producer.StreamUpdates call (docs/design.md "Delivery"), made by
+// ProducerLink::StreamUpdates. Read and Acknowledge on one thread, in turn;
+// Cancel from any thread.
+class UpdateStream {
+ public:
+  // Blocks for the next answer; false once the call ended (Finish says why).
+  bool Read(v1::PullUpdatesResponse* answer);
+  // Tells the producer everything up to `committed` is committed; false
+  // once the call ended.
+  bool Acknowledge(int64_t committed);
+  // Ends the call: a Read blocked now or later returns false.
+  void Cancel();
+  // After Read returned false: the call's status, converted as the other
+  // calls' (CANCELLED after Cancel, DEADLINE_EXCEEDED past the deadline).
+  absl::Status Finish();
+
+ private:
+  friend class ProducerLink;
+  explicit UpdateStream(const ProducerLink* link) : link_(link) {}
+  const ProducerLink* link_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamUpdatesRequest, v1::PullUpdatesResponse>>
+      call_;
+};
 
 // True for the codes that mean the producer could not be reached (or did
 // not answer in time), as opposed to an answer that refused the call.
@@ -97,6 +125,13 @@ class ProducerLink : public DependencySource {
   virtual absl::StatusOr<v1::PullUpdatesResponse> PullUpdates(
       int64_t after_seq, int limit, std::optional<int64_t> acknowledged_seq = std::nullopt);
 
+  // Opens Producer.StreamUpdates from `after_seq` (the watermark), with
+  // answers sized as PullUpdates' and a deadline of `deadline` (the
+  // puller's stream session; the call then ends DEADLINE_EXCEEDED). Errors
+  // come from Read/Finish. Never null.
+  virtual std::unique_ptr<UpdateStream> StreamUpdates(int64_t after_seq, int limit,
+                                                      absl::Time deadline);
+
   // DependencySource.
   // Asks for the document's dependencies too (one round trip for a chain).
   absl::StatusOr<std::optional<FetchedDocument>> GetDocument(const std::string& doctype,
@@ -106,6 +141,7 @@ class ProducerLink : public DependencySource {
       int limit) override;
 
  private:
+  friend class UpdateStream;
   void Prepare(grpc::ClientContext* context) const;
   absl::Status Convert(const char* rpc, const grpc::Status& status) const;
   // Producer.RestartSync with `request` (RestartSync, SkipTrimmed).

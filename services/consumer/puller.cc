@@ -10,6 +10,7 @@
 #include "libsync/rules/pull_due.h"
 #include "libsync/rules/retention_plan.h"
 #include "libsync/rules/status_refresh.h"
+#include "libsync/rules/stream_flow.h"
 #include "libsync/base/status_macros.h"
 #include "services/consumer/resnapshot.h"
 #include "spdlog/spdlog.h"
@@ -139,6 +140,7 @@ Puller::~Puller() { Stop(); }
 void Puller::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopping_) return;
+  SetDelivery(false);
   started_ = true;
   thread_ = std::thread([this] { Run(); });
 }
@@ -152,6 +154,7 @@ void Puller::Stop() {
     cv_.SignalAll();
     thread = std::move(thread_);
   }
+  InterruptStream();
   if (thread.joinable()) thread.join();
   // Hand the producer to another replica at once.
   absl::MutexLock pull_lock(&pull_mu_);
@@ -174,6 +177,8 @@ int64_t Puller::RequestPull() {
     pending_triggers_ |= kPullNow;
     cv_.SignalAll();
   }
+  // An open stream ends, so that the pull (and its status refresh) runs now.
+  InterruptStream();
   return ticket;
 }
 
@@ -221,6 +226,21 @@ bool Puller::Syncing() const {
 }
 
 absl::StatusOr<std::vector<SyncLogRow>> Puller::Resync(int64_t id) {
+  // An open stream holds pull_mu_: end it, and open none until done.
+  ++resync_waiting_;
+  InterruptStream();
+  absl::StatusOr<std::vector<SyncLogRow>> rows = ResyncLocked(id);
+  --resync_waiting_;
+  if (producer_.delivery == EventProducerConfig::Delivery::kStream) {
+    absl::MutexLock lock(&mu_);
+    ++requested_;  // catch up and stream again
+    pending_triggers_ |= kResume;
+    cv_.SignalAll();
+  }
+  return rows;
+}
+
+absl::StatusOr<std::vector<SyncLogRow>> Puller::ResyncLocked(int64_t id) {
   absl::MutexLock pull_lock(&pull_mu_);
   ASSIGN_OR_RETURN(pg::Connection * conn, Connection());
   ProducerLink* link = link_.get();
@@ -276,6 +296,11 @@ void Puller::Run() {
     pending_triggers_ = 0;
     const int64_t number = ++state_.pulls;
     mu_.Unlock();
+    {
+      // An interruption asked for before this pull is served by it.
+      absl::MutexLock lock(&stream_mu_);
+      interrupt_ = false;
+    }
 
     spdlog::debug("pull #{} from producer {} started ({})", number, name(),
                   (triggers & kPullNow) ? "PullNow"
@@ -291,30 +316,69 @@ void Puller::Run() {
     }
     spdlog::debug("pull #{} from producer {} done: {} entries, watermark {}", number,
                   name(), outcome.pulled, outcome.last_seq);
-    if (outcome.status.ok() && outcome.pulled > 0) {
-      unlogged_.pulled += outcome.pulled;
-      unlogged_.synced += outcome.synced;
-      unlogged_.failed += outcome.failed;
-      unlogged_.parked += outcome.parked;
-      if (absl::Now() - logged_at_ >= absl::Minutes(1)) {
-        spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked){}, "
-                     "watermark {}",
-                     name(), unlogged_.pulled, unlogged_.synced, unlogged_.failed,
-                     unlogged_.parked,
-                     logged_at_ == absl::InfinitePast() ? "" : " in the last minute",
-                     outcome.last_seq);
-        unlogged_ = PullOutcome();
-        logged_at_ = absl::Now();
-      }
-    }
+    NoteApplied(outcome);
 
     mu_.Lock();
     Record(outcome, local_failure, active);
     completed_ = std::max(completed_, ticket);
     last_outcome_ = outcome;
     cv_.SignalAll();
+    // Caught up: stream from here (delivery: stream) until the session
+    // ends, an error, Stop, PullNow or Resync. A Notify that came meanwhile
+    // does not hold the stream back (under steady writes one always does);
+    // it makes one more pull after the session.
+    if (producer_.delivery == EventProducerConfig::Delivery::kStream && !stream_unsupported_ &&
+        outcome.status.ok() && !outcome.standby && !stopping_ &&
+        (pending_triggers_ & (kPullNow | kResume)) == 0 && resync_waiting_ == 0) {
+      mu_.Unlock();
+      StreamSession();
+      mu_.Lock();
+    }
   }
   mu_.Unlock();
+}
+
+void Puller::NoteApplied(const PullOutcome& outcome) {
+  if (!outcome.status.ok() || outcome.pulled == 0) return;
+  unlogged_.pulled += outcome.pulled;
+  unlogged_.synced += outcome.synced;
+  unlogged_.failed += outcome.failed;
+  unlogged_.parked += outcome.parked;
+  if (absl::Now() - logged_at_ < absl::Minutes(1)) return;
+  spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked){}, "
+               "watermark {}",
+               name(), unlogged_.pulled, unlogged_.synced, unlogged_.failed, unlogged_.parked,
+               logged_at_ == absl::InfinitePast() ? "" : " in the last minute",
+               outcome.last_seq);
+  unlogged_ = PullOutcome();
+  logged_at_ = absl::Now();
+}
+
+void Puller::StreamSession() {
+  bool local_failure = false;
+  PullOutcome outcome;
+  bool active = false;
+  {
+    absl::MutexLock pull_lock(&pull_mu_);
+    outcome = StreamOnce(&local_failure);
+    active = active_;
+  }
+  NoteApplied(outcome);
+  absl::MutexLock lock(&mu_);
+  Record(outcome, local_failure, active);
+  cv_.SignalAll();
+}
+
+void Puller::InterruptStream() {
+  absl::MutexLock lock(&stream_mu_);
+  interrupt_ = true;
+  if (stream_ != nullptr) stream_->Cancel();
+}
+
+void Puller::SetDelivery(bool streaming) {
+  if (options_.metrics == nullptr) return;
+  options_.metrics->delivery->WithLabels({name(), "stream"}).Set(streaming ? 1 : 0);
+  options_.metrics->delivery->WithLabels({name(), "pull"}).Set(streaming ? 0 : 1);
 }
 
 void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active) {
@@ -485,8 +549,8 @@ PullOutcome Puller::PullOnce(unsigned triggers, bool* local_failure) {
   return outcome;
 }
 
-absl::StatusOr<pg::Connection*> Puller::BeginPull(unsigned triggers, PullOutcome* outcome,
-                                                  bool* local_failure) {
+absl::StatusOr<pg::Connection*> Puller::BeginPull(std::optional<unsigned> triggers,
+                                                  PullOutcome* outcome, bool* local_failure) {
   ASSIGN_OR_RETURN(const bool held, LocalIfError(HoldPullLock(), local_failure));
   if (!held) {
     outcome->standby = true;
@@ -495,7 +559,7 @@ absl::StatusOr<pg::Connection*> Puller::BeginPull(unsigned triggers, PullOutcome
                      "; this one stands by"));
   }
   ASSIGN_OR_RETURN(pg::Connection * conn, LocalIfError(Connection(), local_failure));
-  RETURN_IF_ERROR(Reconcile(conn, triggers, local_failure));
+  if (triggers) RETURN_IF_ERROR(Reconcile(conn, *triggers, local_failure));
   ASSIGN_OR_RETURN(outcome->last_seq, LocalIfError(LoadWatermark(conn, name()), local_failure));
   return conn;
 }
@@ -541,6 +605,98 @@ void Puller::PullBatches(pg::Connection* conn, PullOutcome* outcome, bool* local
     batch = next.get();
   }
   outcome->advanced = outcome->last_seq > start_seq;
+}
+
+PullOutcome Puller::StreamOnce(bool* local_failure) {
+  PullOutcome outcome;
+  // Only the holder of the pull lock streams (its session is checked).
+  absl::StatusOr<pg::Connection*> conn = BeginPull(std::nullopt, &outcome, local_failure);
+  if (!conn.ok()) {
+    outcome.status = conn.status();
+    return outcome;
+  }
+  const absl::Time deadline =
+      absl::Now() + StreamSessionLength(Syncing(), all_approved_, options_.poll_interval,
+                                        options_.status_refresh, kSyncProgressRefresh);
+  std::shared_ptr<UpdateStream> stream =
+      link_->StreamUpdates(outcome.last_seq, options_.batch_limit, deadline);
+  {
+    absl::MutexLock lock(&stream_mu_);
+    if (interrupt_) {  // PullNow, Resync or Stop came first
+      outcome.advanced = true;
+      return outcome;
+    }
+    stream_ = stream;
+  }
+  SetDelivery(true);
+  const int64_t opened_at = outcome.last_seq;
+  spdlog::info("producer {}: streaming after watermark {}", name(), opened_at);
+  const absl::Status applied = ReceiveStream(*conn, stream.get(), &outcome, local_failure);
+  const absl::Status finished = stream->Finish();
+  bool interrupted = false;
+  {
+    absl::MutexLock lock(&stream_mu_);
+    interrupted = interrupt_;
+    stream_.reset();
+  }
+  SetDelivery(false);
+  outcome.status = StreamEnd(*conn, applied, finished, interrupted, deadline, &outcome,
+                             local_failure);
+  spdlog::info("producer {}: stream closed at watermark {} ({} entries since {}): {}", name(),
+               outcome.last_seq, outcome.pulled, opened_at,
+               outcome.status.ok() && finished.ok() ? std::string("ended")
+               : outcome.status.ok() && interrupted ? std::string("closed by this consumer")
+               : outcome.status.ok() ? std::string(finished.message())
+                                     : std::string(outcome.status.message()));
+  // A clean end: catch up and stream again at once.
+  outcome.advanced = outcome.status.ok();
+  return outcome;
+}
+
+absl::Status Puller::ReceiveStream(pg::Connection* conn, UpdateStream* stream,
+                                   PullOutcome* outcome, bool* local_failure) {
+  v1::PullUpdatesResponse answer;
+  while (stream->Read(&answer)) {
+    if (options_.metrics != nullptr) {
+      options_.metrics->NotePosition(name(), answer.log_position());
+    }
+    // ApplyPulled commits the answer and moves the watermark in one
+    // transaction (Applier::ApplyBatch); only then is it acknowledged.
+    // Killed before the commit, this consumer reconnects from its old
+    // watermark and the producer (which recorded no acknowledgment past it)
+    // sends the same entries again; killed after the commit and before the
+    // acknowledgment, they come again too, and ApplyBatch skips every seq
+    // at or below the committed watermark: applied once either way.
+    if (absl::Status s = ApplyPulled(conn, answer, outcome, local_failure); !s.ok()) {
+      stream->Cancel();
+      while (stream->Read(&answer)) {
+      }
+      return s;
+    }
+    if (!stream->Acknowledge(outcome->last_seq)) break;
+    answer.Clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Puller::StreamEnd(pg::Connection* conn, const absl::Status& applied,
+                               const absl::Status& finished, bool interrupted,
+                               absl::Time deadline, PullOutcome* outcome, bool* local_failure) {
+  if (!applied.ok()) return applied;
+  if (finished.ok() || interrupted) return absl::OkStatus();
+  // The session's own deadline (a little early: the producer may notice it first).
+  if (absl::IsDeadlineExceeded(finished) && absl::Now() >= deadline - absl::Seconds(1)) {
+    return absl::OkStatus();
+  }
+  if (IsLogTrimmed(finished)) return RecoverFromTrim(conn, finished, outcome, local_failure);
+  if (absl::IsUnimplemented(finished)) {
+    spdlog::warn("producer {} does not serve StreamUpdates (an older version?); pulling it "
+                 "instead (delivery: pull) until this consumer restarts: {}",
+                 name(), std::string(finished.message()));
+    stream_unsupported_ = true;
+    return absl::OkStatus();
+  }
+  return finished;
 }
 
 absl::Status Puller::RecoverFromTrim(pg::Connection* conn, const absl::Status& refused,

@@ -19,6 +19,20 @@
 //    Applier::ApplyBatch (which commits the batch and advances the
 //    watermark) until the producer says there is no more. Stop() lets the
 //    batch in flight finish, then returns.
+//  * Push delivery (producer delivery: stream, the default; docs/design.md
+//    "Delivery"): once a pull has caught up (and no request waits), the
+//    thread opens Producer.StreamUpdates from the watermark, still holding
+//    the pull lock (checked first), applies each answer with the same
+//    ApplyPulled (ApplyBatch commits and moves the watermark) and then
+//    acknowledges the watermark. A stream session lasts
+//    StreamSessionLength (libsync/rules/stream_flow.h: the status refresh
+//    intervals) and is recorded like a pull; a clean end (its deadline,
+//    PullNow, Resync, Stop, a producer without StreamUpdates) pulls and
+//    streams again at once, an error waits the backoff and catches up by
+//    pulling before the next stream; "log trimmed:" recovers as below.
+//    Notify is harmless while streaming (one more pull after the session).
+//    PullNow and Resync close the open stream (Resync needs pull_mu_,
+//    which the stream holds). One log line per stream opened and closed.
 //  * A failed pull (producer unreachable, refused, local database down) is
 //    never fatal: the next try waits an exponential backoff (initial_backoff
 //    doubling up to max_backoff; Notify/PullNow try at once). Reachability,
@@ -64,6 +78,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,11 +174,12 @@ class Puller {
       const google::protobuf::RepeatedPtrField<v1::DocTypeSubscription>& subs);
 
   // Runs Applier::Resync for a sync log row of this producer, never at the
-  // same time as a pull of it.
+  // same time as a pull of it (an open stream is closed first).
   absl::StatusOr<std::vector<SyncLogRow>> Resync(int64_t id);
 
  private:
-  enum Trigger : unsigned { kTimer = 0, kNotify = 1, kPullNow = 2 };
+  // kResume: streaming resumes after a Resync (a pull first).
+  enum Trigger : unsigned { kTimer = 0, kNotify = 1, kPullNow = 2, kResume = 4 };
 
   // initial_backoff doubling up to max_backoff, no jitter.
   static BackoffPolicy RetryPolicy(const Options& options);
@@ -171,10 +187,10 @@ class Puller {
   PullOutcome PullOnce(unsigned triggers, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // PullOnce's first steps: the pull lock (a standby replica stops here,
-  // outcome->standby), the connection, Reconcile and the watermark (into
-  // outcome->last_seq).
-  absl::StatusOr<pg::Connection*> BeginPull(unsigned triggers, PullOutcome* outcome,
-                                            bool* local_failure)
+  // outcome->standby), the connection, Reconcile (with `triggers`; none
+  // before a stream) and the watermark (into outcome->last_seq).
+  absl::StatusOr<pg::Connection*> BeginPull(std::optional<unsigned> triggers,
+                                            PullOutcome* outcome, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // PullOnce's loop: PullUpdates -> ApplyPulled (the next batch prefetched
   // meanwhile) until the producer has no more; the result in `outcome`.
@@ -211,6 +227,29 @@ class Puller {
                                PullOutcome* outcome, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   absl::StatusOr<pg::Connection*> Connection() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // The "pulled N entries" info line, at most once a minute (loop thread).
+  void NoteApplied(const PullOutcome& outcome);
+  // Push delivery (delivery: stream; see the file comment): one stream
+  // session run and recorded like a pull (loop thread, mu_ not held).
+  void StreamSession();
+  PullOutcome StreamOnce(bool* local_failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Applies and acknowledges each answer until the stream ends; a local
+  // failure cancels it and is returned.
+  absl::Status ReceiveStream(pg::Connection* conn, UpdateStream* stream, PullOutcome* outcome,
+                             bool* local_failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Why the stream ended, as the session's status: OK for a clean end (the
+  // session's deadline, an interruption, a producer without streams), the
+  // trim recovery's for "log trimmed:", else the failure.
+  absl::Status StreamEnd(pg::Connection* conn, const absl::Status& applied,
+                         const absl::Status& finished, bool interrupted, absl::Time deadline,
+                         PullOutcome* outcome, bool* local_failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
+  // Ends the open stream (or the next one to open, until the next pull
+  // starts): PullNow, Resync, Stop.
+  void InterruptStream();
+  // eventstream_consumer_delivery{mode} of this producer.
+  void SetDelivery(bool streaming);
+  absl::StatusOr<std::vector<SyncLogRow>> ResyncLocked(int64_t id);
   // Whether this replica holds (or just took) the pull lock.
   absl::StatusOr<bool> HoldPullLock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);
   // `active`: whether the pull just recorded ran holding the pull lock.
@@ -248,6 +287,14 @@ class Puller {
   PullerState state_ ABSL_GUARDED_BY(mu_);
   Backoff backoff_ ABSL_GUARDED_BY(mu_);
   absl::Time next_due_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // The open stream, for InterruptStream (see there).
+  absl::Mutex stream_mu_ ABSL_ACQUIRED_AFTER(mu_, pull_mu_);
+  std::shared_ptr<UpdateStream> stream_ ABSL_GUARDED_BY(stream_mu_);
+  bool interrupt_ ABSL_GUARDED_BY(stream_mu_) = false;
+  // Resync calls waiting for pull_mu_: no stream opens meanwhile.
+  std::atomic<int> resync_waiting_{0};
+  // The producer answered StreamUpdates UNIMPLEMENTED: pull only.
+  std::atomic<bool> stream_unsupported_{false};
   // Loop thread only: what was applied since the last "pulled ..." info
   // line (at most one a minute, so a live stream of pulls does not flood
   // the log).

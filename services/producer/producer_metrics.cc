@@ -244,6 +244,9 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
   pull_seconds = registry.AddHistogram("eventstream_producer_pull_duration_seconds",
                                        "Time to serve one PullUpdates call.", {"consumer"},
                                        metrics::LatencyBuckets());
+  open_streams = registry.AddGauge("eventstream_producer_open_streams",
+                                   "StreamUpdates calls open on this replica.", {});
+  open_streams->WithLabels({}).Set(0);
   dependency_statements = registry.AddCounter(
       "eventstream_producer_dependency_statements_total",
       "Database statements run to answer GetDocument and FindDocuments.", {});

@@ -13,8 +13,12 @@
 //  eventstream_producer_pulls_total{consumer}
 //  eventstream_producer_entries_pulled_total{consumer}
 //  eventstream_producer_pull_duration_seconds{consumer}  (histogram)
-//      PullUpdates calls served by this replica, the entries they returned
-//      and how long they took (failed calls count as pulls, not entries).
+//      PullUpdates calls served by this replica, and the pulls its
+//      StreamUpdates calls made, the entries they returned and how long they
+//      took (failed calls count as pulls, not entries).
+//  eventstream_producer_open_streams
+//      StreamUpdates calls open on this replica (docs/design.md "Delivery");
+//      their answers count in the three families above.
 //  eventstream_producer_dependency_statements_total
 //      Database statements run to answer GetDocument and FindDocuments
 //      (update_feed.h): the work deciding what a consumer may see costs.
@@ -86,6 +90,7 @@ struct ProducerMetrics {
   metrics::Family<metrics::Counter>* pulls;
   metrics::Family<metrics::Counter>* pulled;
   metrics::Family<metrics::Histogram>* pull_seconds;
+  metrics::Family<metrics::Gauge>* open_streams;
   metrics::Family<metrics::Counter>* dependency_statements;
   metrics::Family<metrics::Counter>* trimmed_entries;
   metrics::Family<metrics::Counter>* consumers_cut_off;

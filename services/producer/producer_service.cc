@@ -82,6 +82,7 @@ class ProducerInstance : public ServiceInstance {
   ProducerInstance(ProducerService::Deps deps, const Config& config)
       : notifier_(deps.notifier),
         webhooks_(deps.webhooks),
+        streams_(deps.streams),
         metrics_(deps.metrics),
         config_(deps.config),
         service_(std::move(deps)),
@@ -122,7 +123,12 @@ class ProducerInstance : public ServiceInstance {
     if (webhooks_) out.push_back(webhooks_->service());
     return out;
   }
+  // Before the server drains: open streams end now, not after its grace.
+  void Draining() override {
+    if (streams_) streams_->Close();
+  }
   void Stop() override {
+    if (streams_) streams_->Close();
     retention_.Stop();
     if (wal_loop_) wal_loop_->Stop();
     loop_.Stop();
@@ -133,6 +139,7 @@ class ProducerInstance : public ServiceInstance {
  private:
   std::shared_ptr<Notifier> notifier_;
   std::shared_ptr<WebhookRuntime> webhooks_;
+  std::shared_ptr<StreamHub> streams_;
   std::shared_ptr<ProducerMetrics> metrics_;
   std::shared_ptr<const Config> config_;  // outlives initial_sync_
   ProducerService service_;
@@ -145,7 +152,8 @@ class ProducerInstance : public ServiceInstance {
 
   // What runs after entries were logged, by either capture path.
   std::function<void(int64_t)> LoggedHook() const {
-    return [notifier = notifier_, webhooks = webhooks_](int64_t last_seq) {
+    return [notifier = notifier_, webhooks = webhooks_, streams = streams_](int64_t last_seq) {
+      if (streams) streams->Advance(last_seq);  // open streams first: they send at once
       if (notifier) notifier->SignalAll(last_seq);
       if (webhooks) webhooks->Wake();
     };
@@ -239,23 +247,19 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
   if (deps_.notifier) deps_.notifier->Heard(principal->key);
   auto budget = ResolveBudget(request->max_bytes(), request->max_message_bytes());
   if (!budget.ok()) return ToGrpc(budget.status());
+  // A stream of the site still running (its consumer cancelled it and now
+  // catches up) ends first: pulls of one site run one at a time.
+  if (deps_.streams && !deps_.streams->EndStreamOf(principal->key)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "this site's stream is still closing; try again");
+  }
   const absl::Time started = absl::Now();
   auto pulled = deps_.feed->Pull(
       principal->key, request->after_seq(), request->limit(),
       request->has_acknowledged_seq() ? std::optional<int64_t>(request->acknowledged_seq())
                                       : std::nullopt,
       *budget);
-  if (deps_.metrics) {
-    deps_.metrics->pulls->WithLabels({principal->key}).Increment();
-    deps_.metrics->pull_seconds->WithLabels({principal->key})
-        .Observe(absl::ToDoubleSeconds(absl::Now() - started));
-    if (pulled.ok()) {
-      deps_.metrics->pulled->WithLabels({principal->key})
-          .Increment(static_cast<double>(pulled->entries.size()));
-    } else if (IsLogTrimmed(pulled.status())) {
-      deps_.metrics->trimmed_pulls->WithLabels({principal->key}).Increment();
-    }
-  }
+  CountPull(principal->key, started, pulled);
   if (!pulled.ok()) return AnswerRpc("Producer.PullUpdates", pulled.status());
   // The log position, for the consumer's lag: without `more` the pull
   // examined everything up to the end of the log.
@@ -266,8 +270,28 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
       if (log_position.ok()) position = std::max(position, *log_position);
     }
   }
-  response->set_log_position(position);
-  for (FeedEntry& e : pulled->entries) {
+  FillAnswer(*pulled, position, response);
+  return grpc::Status::OK;
+}
+
+void ProducerService::CountPull(const std::string& site, absl::Time started,
+                                const absl::StatusOr<PullResult>& pulled) {
+  if (!deps_.metrics) return;
+  deps_.metrics->pulls->WithLabels({site}).Increment();
+  deps_.metrics->pull_seconds->WithLabels({site})
+      .Observe(absl::ToDoubleSeconds(absl::Now() - started));
+  if (pulled.ok()) {
+    deps_.metrics->pulled->WithLabels({site})
+        .Increment(static_cast<double>(pulled->entries.size()));
+  } else if (IsLogTrimmed(pulled.status())) {
+    deps_.metrics->trimmed_pulls->WithLabels({site}).Increment();
+  }
+}
+
+void ProducerService::FillAnswer(PullResult& pulled, int64_t log_position,
+                                 v1::PullUpdatesResponse* response) {
+  response->set_log_position(log_position);
+  for (FeedEntry& e : pulled.entries) {
     v1::UpdateLogEntry* out = response->add_entries();
     out->set_seq(e.seq);
     out->set_doctype(std::move(e.doctype));
@@ -278,9 +302,8 @@ grpc::Status ProducerService::PullUpdates(grpc::ServerContext* context,
     out->set_created_at(std::move(e.created_at));
     out->set_data_omitted_bytes(e.data_omitted_bytes);
   }
-  response->set_next_after_seq(pulled->next_after_seq);
-  response->set_more(pulled->more);
-  return grpc::Status::OK;
+  response->set_next_after_seq(pulled.next_after_seq);
+  response->set_more(pulled.more);
 }
 
 grpc::Status ProducerService::BeginDocumentCall(grpc::ServerContext* context,
@@ -498,6 +521,7 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
                  notify_tls ? "TLS (producer.notify_tls)" : "plaintext");
   }
   deps.notifier = std::make_shared<Notifier>(config.site.name, notify_options);
+  deps.streams = std::make_shared<StreamHub>();
   deps.metrics = std::make_shared<ProducerMetrics>(deps.pool, deps.notifier);
   {
     UpdateFeed::Options feed;

@@ -7,13 +7,14 @@
 // The consumer registry RPCs delegate to ConsumerStore (consumer_store.h),
 // PullUpdates / GetDocument / FindDocuments to UpdateFeed (update_feed.h);
 // this layer only checks the caller and maps absl::Status to gRPC codes.
-// PullUpdates and the dependency RPCs act for the site the caller's
-// consumer key is bound to.
+// PullUpdates, StreamUpdates and the dependency RPCs act for the site the
+// caller's consumer key is bound to.
 //
 // Limits (issue 13 item 3): every RPC, once authenticated, takes a slot of
 // its api key (CallLimiter, producer.max_concurrent_calls_per_key) and is
 // RESOURCE_EXHAUSTED at once beyond it; it runs in a CallScope, so the
-// feed's long loops stop when its deadline passes or its caller goes away;
+// feed's long loops stop when its deadline passes or its caller goes away
+// (a StreamUpdates call holds its slot for as long as it is open);
 // the database pool is bounded (producer.database_pool) and a call that
 // finds it full for acquire_timeout is RESOURCE_EXHAUSTED too. Answers
 // fit the caller's max_message_bytes (libsync/rules/batch_budget.h).
@@ -33,6 +34,7 @@
 #include "services/producer/consumer_store.h"
 #include "services/producer/notifier.h"
 #include "services/producer/producer_metrics.h"
+#include "services/producer/stream_hub.h"
 #include "services/producer/update_feed.h"
 #include "services/producer/webhooks/webhook_service.h"
 
@@ -55,6 +57,9 @@ class ProducerService final : public v1::Producer::Service {
     std::shared_ptr<ProducerMetrics> metrics;
     // Concurrent calls per api key (call_guard.h); null = no limit.
     std::shared_ptr<CallLimiter> limiter;
+    // StreamUpdates' log watch and open streams (stream_hub.h); null =
+    // StreamUpdates is UNAVAILABLE.
+    std::shared_ptr<StreamHub> streams;
   };
   explicit ProducerService(Deps deps) : deps_(std::move(deps)) {}
 
@@ -67,6 +72,11 @@ class ProducerService final : public v1::Producer::Service {
   grpc::Status PullUpdates(grpc::ServerContext* context,
                            const v1::PullUpdatesRequest* request,
                            v1::PullUpdatesResponse* response) override;
+  // stream.cc (docs/design.md "Delivery").
+  grpc::Status StreamUpdates(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream)
+      override;
   grpc::Status GetDocument(grpc::ServerContext* context,
                            const v1::GetDocumentRequest* request,
                            v1::GetDocumentResponse* response) override;
@@ -108,6 +118,25 @@ class ProducerService final : public v1::Producer::Service {
   };
   grpc::Status BeginDocumentCall(grpc::ServerContext* context, int64_t max_message_bytes,
                                  DocumentCall* call);
+  // PullUpdates' and StreamUpdates' metrics for one pull of `site`.
+  void CountPull(const std::string& site, absl::Time started,
+                 const absl::StatusOr<PullResult>& pulled);
+  // A pull's answer, its entries moved out of `pulled`.
+  static void FillAnswer(PullResult& pulled, int64_t log_position,
+                         v1::PullUpdatesResponse* response);
+  // StreamUpdates after its StreamStart (stream.cc).
+  struct StreamState;
+  grpc::Status RunStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream,
+      StreamState& state);
+  grpc::Status ReadAck(
+      grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream,
+      StreamState& state);
+  grpc::Status PullAndSend(
+      grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream,
+      StreamState& state);
+  void WaitForLog(StreamState& state);
   // A slot of `key` in deps_.limiter (none without a limiter).
   absl::Status TakeSlot(const std::string& key, std::optional<CallLimiter::Slot>* slot);
   Deps deps_;

@@ -143,6 +143,8 @@ D["eventProducer"] = obj({
     "api_secret_env": ref("envName"),
     "api_secret_file": s(minLength=1),
     "tls": ref("tlsClient"),
+    "delivery": {"enum": ["", "stream", "pull"],
+                 "description": "stream (default): the producer pushes entries over one open call; pull: pull after Notify or every poll_interval"},
     "doctypes": {"type": "array", "items": ref("producerDocType")},
 }, ["name", "url", "api_key"], extra={"oneOf": [
     {"required": ["api_secret_env"], "not": {"required": ["api_secret_file"]}},

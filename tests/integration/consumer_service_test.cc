@@ -53,8 +53,10 @@ std::string ProducerConfig(const std::string& url, int port) {
 )");
 }
 
+// `delivery`: "" = the default (stream).
 std::string ConsumerConfig(const std::string& url, int port, const std::string& producer,
-                           const std::string& poll_interval, const std::string& condition) {
+                           const std::string& poll_interval, const std::string& condition,
+                           const std::string& delivery = "") {
   return absl::StrCat("site: {name: branch}\ndatabase: {url: \"", url,
                       "\"}\nlog: {level: debug}\n", kDocTypes, R"(consumer:
   listen: "127.0.0.1:)", port, R"("
@@ -67,7 +69,7 @@ std::string ConsumerConfig(const std::string& url, int port, const std::string& 
       url: ")", producer, R"("
       api_key: branch
       api_secret_env: ES_T_BRANCH
-      doctypes:
+)", delivery.empty() ? "" : absl::StrCat("      delivery: ", delivery, "\n"), R"(      doctypes:
         - {doctype: Note, use_same_name: true, condition: ")", condition, R"("}
 )");
 }
@@ -98,7 +100,7 @@ class ConsumerServiceTest : public ::testing::Test {
         "eventstream-consumer",
         ConsumerConfig(SharedCluster().Url(branch_db_), consumer_port_,
                        absl::StrCat("127.0.0.1:", producer_port_), poll_interval,
-                       condition),
+                       condition, delivery_),
         kSecrets);
     ASSERT_TRUE(svc.ok()) << svc.status();
     consumer_ = std::move(*svc);
@@ -185,6 +187,7 @@ class ConsumerServiceTest : public ::testing::Test {
   std::unique_ptr<pg::Connection> hq_, branch_;
   int producer_port_ = 0, consumer_port_ = 0;
   RunningService producer_, consumer_;
+  std::string delivery_;  // consumer.producers[0].delivery; "" = the default
   std::unique_ptr<v1::Producer::Stub> hq_stub_;
   std::unique_ptr<v1::Consumer::Stub> stub_;
 };
@@ -357,6 +360,7 @@ TEST_F(ConsumerServiceTest, ChangedConfigUpdatesTheSubscriptionKeepingApproval) 
 }
 
 TEST_F(ConsumerServiceTest, NotifiesDuringASlowPullCoalesce) {
+  delivery_ = "pull";  // how Notifies start pulls (streaming, they wait for the session's end)
   StartApprovedPair();
   const std::string auth = "token hq:" + NotifyToken();
 

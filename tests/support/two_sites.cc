@@ -91,12 +91,26 @@ std::string TwoSites::ProducerConfig() const {
   return out;
 }
 
+namespace {
+// The consumer's delivery line for the Spec (see Spec::delivery).
+std::string DeliveryLine(const std::string& delivery) {
+  std::string mode = delivery;
+  if (mode.empty()) {
+    const char* env = getenv("ES_TEST_DELIVERY");
+    mode = env != nullptr ? env : "";
+  }
+  return mode.empty() ? "" : absl::StrCat("      delivery: ", mode, "\n");
+}
+}  // namespace
+
 std::string TwoSites::ConsumerConfig() const {
   std::string out = absl::StrCat(
       "site: {name: branch}\ndatabase: {url: \"", SharedCluster().Url(branch_db_),
       "\"}\nlog: {level: ", spec_.consumer_log_level, "}\ndoctypes:\n",
       spec_.branch_doctypes, "consumer:\n  listen: \"127.0.0.1:", consumer_port_,
-      "\"\n  advertise: \"127.0.0.1:", consumer_port_, "\"\n  poll_interval: ",
+      "\"\n",
+      spec_.advertise ? absl::StrCat("  advertise: \"127.0.0.1:", consumer_port_, "\"\n") : "",
+      "  poll_interval: ",
       spec_.poll_interval, "\n",
       consumer_metrics_port_ != 0
           ? absl::StrCat("  metrics_listen: \"127.0.0.1:", consumer_metrics_port_, "\"\n")
@@ -107,6 +121,7 @@ std::string TwoSites::ConsumerConfig() const {
       "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
       "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
       "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",
+      DeliveryLine(spec_.delivery),
       spec_.consumer_producer_tls.empty()
           ? ""
           : absl::StrCat("      tls: ", spec_.consumer_producer_tls, "\n"),

@@ -3,8 +3,10 @@
 // (a FreshDatabase each, on the shared test cluster), with the configs
 // written from a Spec, and direct SQL connections to both databases.
 //
-// The consumer advertises its address, so hq's Notify drives the flow;
-// `poll_interval` is the fallback. Both ports are fixed at construction, so
+// Entries arrive by stream (delivery: stream, the default; ES_TEST_DELIVERY=
+// pull runs the same tests with pulls); the consumer also advertises its
+// address, so hq's Notify drives the pull path; `poll_interval` is the
+// fallback. Both ports are fixed at construction, so
 // a restarted consumer (after Stop or Kill) is found at the address hq
 // already knows.
 //
@@ -52,6 +54,13 @@ class TwoSites {
     // producer.condition_functions: what branch's cmd: conditions may call.
     std::vector<std::string> condition_functions;
     std::string poll_interval = "2s";
+    // consumer.advertise: false = no Notify (the consumer gets entries only
+    // by stream or by polling).
+    bool advertise = true;
+    // consumer.producers[0].delivery: "stream" or "pull"; "" = the
+    // environment's ES_TEST_DELIVERY (pull or stream), else the default
+    // (stream).
+    std::string delivery;
     std::string consumer_log_level = "info";
     // Serve the consumer's /metrics on consumer_metrics_port()
     // (tests/support/http_get.h scrapes it).

@@ -297,6 +297,17 @@ consumer:
   EXPECT_FALSE(config->producer->notify_tls.has_value());
   EXPECT_FALSE(config->consumer->tls.has_value());
   EXPECT_FALSE(config->consumer->producers[0].tls.has_value());
+  EXPECT_EQ(config->consumer->producers[0].delivery, EventProducerConfig::Delivery::kStream);
+}
+
+TEST(Config, DeliveryIsStreamOrPull) {
+  absl::StatusOr<Config> config = ParseConfig(
+      Sketch("      api_key: branch1", "      api_key: branch1\n      delivery: pull"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->consumer->producers[0].delivery, EventProducerConfig::Delivery::kPull);
+  EXPECT_EQ(ErrorOf(Sketch("      api_key: branch1", "      api_key: branch1\n      delivery: push")),
+            "config.yaml: consumer.producers[0].delivery: expected one of stream, pull");
 }
 
 TEST(Config, SectionsAreOptional) {
@@ -498,7 +509,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"      api_key: branch1", "      api_key: branch1\n      api_secret: x",
        "config.yaml: consumer.producers[0].api_secret: unknown key "
        "\"api_secret\" (expected one of: name, url, api_key, api_secret_env, "
-       "api_secret_file, tls, doctypes)"},
+       "api_secret_file, tls, delivery, doctypes)"},
       {"{doctype: Note, use_same_name: true,",
        "{doctype: Note, same_name: true,",
        "config.yaml: consumer.producers[0].doctypes[0].same_name: unknown "
@@ -535,7 +546,7 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(ErrorOf("site: {name: a}\nconsumer: {producers: [[hq]]}"),
             "config.yaml: consumer.producers[0]: expected a mapping with "
             "keys: name, url, api_key, api_secret_env, api_secret_file, tls, "
-            "doctypes");
+            "delivery, doctypes");
   EXPECT_EQ(ErrorOf("- a\n- b\n"),
             "config.yaml: expected a mapping with keys site, database, log, "
             "doctypes, producer, consumer");

@@ -1,0 +1,78 @@
+// The rules of push delivery (Producer.StreamUpdates; docs/design.md
+// "Delivery"), apart from its I/O.
+//
+// Producer side: AckWindow counts the answers sent and not yet
+// acknowledged (an acknowledgment of seq S covers every answer whose
+// next_after_seq is <= S), and NextStreamStep decides what the handler
+// does next: read an acknowledgment (the window is full; or the log has
+// nothing more and an answer is unacknowledged, so the position the
+// producer records is current once the consumer caught up), pull the next
+// answer (the log is ahead, the last answer said `more`, or an
+// acknowledgment is not recorded yet), or wait for entries to be logged.
+//
+// Consumer side: StreamSessionLength is how long one stream stays open
+// before the puller closes it to reconcile its subscription again (the
+// same refresh rules as the pull path, libsync/rules/status_refresh.h).
+#ifndef EVENTSTREAM_LIBSYNC_RULES_STREAM_FLOW_H_
+#define EVENTSTREAM_LIBSYNC_RULES_STREAM_FLOW_H_
+
+#include <cstdint>
+#include <deque>
+
+#include "absl/time/time.h"
+
+namespace eventstream {
+
+// The default and the largest StreamStart.window.
+constexpr int kDefaultStreamWindow = 2;
+constexpr int kMaxStreamWindow = 16;
+
+class AckWindow {
+ public:
+  // `window` >= 1; `acknowledged`: the consumer's committed position when
+  // the stream opened.
+  AckWindow(int window, int64_t acknowledged) : window_(window), acknowledged_(acknowledged) {}
+
+  // An answer ending at `next_after_seq` was sent.
+  void Sent(int64_t next_after_seq) { sent_.push_back(next_after_seq); }
+  // The consumer committed up to `seq`; older or repeated acks change nothing.
+  void Acknowledged(int64_t seq);
+
+  int in_flight() const { return static_cast<int>(sent_.size()); }
+  bool full() const { return in_flight() >= window_; }
+  // The highest position acknowledged so far.
+  int64_t acknowledged() const { return acknowledged_; }
+
+ private:
+  int window_;
+  int64_t acknowledged_;
+  std::deque<int64_t> sent_;  // next_after_seq of each unacknowledged answer
+};
+
+enum class StreamStep {
+  kReadAck,     // block for the consumer's next acknowledgment
+  kPull,        // compute (and, if it moves, send) the next answer
+  kWaitForLog,  // nothing to do until entries are logged
+};
+
+struct StreamView {
+  bool window_full = false;
+  int in_flight = 0;
+  bool log_ahead = false;       // the log's end is past the last answer's next_after_seq
+  bool more = false;            // the last answer said more entries were ready
+  bool ack_unrecorded = false;  // an acknowledgment arrived since the last pull
+};
+
+StreamStep NextStreamStep(const StreamView& view);
+
+// How long a consumer keeps one stream open: while an initial sync runs,
+// `sync_progress` (its progress is refreshed between streams); while a
+// DocType waits for approval, `poll_interval`; else `status_refresh`.
+absl::Duration StreamSessionLength(bool syncing, bool all_approved,
+                                   absl::Duration poll_interval,
+                                   absl::Duration status_refresh,
+                                   absl::Duration sync_progress);
+
+}  // namespace eventstream
+
+#endif  // EVENTSTREAM_LIBSYNC_RULES_STREAM_FLOW_H_
