@@ -287,8 +287,8 @@ void Puller::Run() {
   mu_.Lock();
   while (true) {
     // Due: a request not yet served, or the timer (poll or retry).
-    while (!stopping_ && requested_ <= completed_ && absl::Now() < next_due_) {
-      cv_.WaitWithTimeout(&mu_, next_due_ - absl::Now() + absl::Milliseconds(1));
+    while (!stopping_ && requested_ <= completed_ && Now() < next_due_) {
+      cv_.WaitWithTimeout(&mu_, next_due_ - Now() + absl::Milliseconds(1));
     }
     if (stopping_) break;
     const int64_t ticket = requested_;
@@ -344,14 +344,14 @@ void Puller::NoteApplied(const PullOutcome& outcome) {
   unlogged_.synced += outcome.synced;
   unlogged_.failed += outcome.failed;
   unlogged_.parked += outcome.parked;
-  if (absl::Now() - logged_at_ < absl::Minutes(1)) return;
+  if (Now() - logged_at_ < absl::Minutes(1)) return;
   spdlog::info("producer {}: pulled {} entries ({} synced, {} failed, {} parked){}, "
                "watermark {}",
                name(), unlogged_.pulled, unlogged_.synced, unlogged_.failed, unlogged_.parked,
                logged_at_ == absl::InfinitePast() ? "" : " in the last minute",
                outcome.last_seq);
   unlogged_ = PullOutcome();
-  logged_at_ = absl::Now();
+  logged_at_ = Now();
 }
 
 void Puller::StreamSession() {
@@ -382,7 +382,7 @@ void Puller::SetDelivery(bool streaming) {
 }
 
 void Puller::Record(const PullOutcome& outcome, bool local_failure, bool active) {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   next_due_ = NextPullDue(now, {outcome.standby, outcome.status.ok(), outcome.advanced},
                           {options_.poll_interval, options_.standby_retry}, backoff_);
   if (options_.metrics != nullptr) {
@@ -455,7 +455,7 @@ absl::Status Puller::Register(pg::Connection* conn, const StoredProducer& stored
   spdlog::info("registered with producer {} ({}) as site {}: {}; watermark {}", name(),
                link_->url(), options_.site, Describe(desired), response->last_seq());
   reconciled_ = true;
-  refreshed_at_ = absl::Now();
+  refreshed_at_ = Now();
   all_approved_ = AllApproved(desired);
   return absl::OkStatus();
 }
@@ -476,7 +476,7 @@ absl::Status Puller::Reconcile(pg::Connection* conn, unsigned triggers,
   if (!p.registered) return Register(conn, p, desired, local_failure);
 
   const auto [changed, local_changed] = CompareSubscription(p, address, desired);
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   const bool refresh = StatusRefreshDue(
       {(triggers & kPullNow) != 0, (triggers & kNotify) != 0, reconciled_, all_approved_,
        Syncing(), now - refreshed_at_},
@@ -616,7 +616,7 @@ PullOutcome Puller::StreamOnce(bool* local_failure) {
     return outcome;
   }
   const absl::Time deadline =
-      absl::Now() + StreamSessionLength(Syncing(), all_approved_, options_.poll_interval,
+      Now() + StreamSessionLength(Syncing(), all_approved_, options_.poll_interval,
                                         options_.status_refresh, kSyncProgressRefresh);
   std::shared_ptr<UpdateStream> stream =
       link_->StreamUpdates(outcome.last_seq, options_.batch_limit, deadline);
@@ -685,7 +685,7 @@ absl::Status Puller::StreamEnd(pg::Connection* conn, const absl::Status& applied
   if (!applied.ok()) return applied;
   if (finished.ok() || interrupted) return absl::OkStatus();
   // The session's own deadline (a little early: the producer may notice it first).
-  if (absl::IsDeadlineExceeded(finished) && absl::Now() >= deadline - absl::Seconds(1)) {
+  if (absl::IsDeadlineExceeded(finished) && Now() >= deadline - absl::Seconds(1)) {
     return absl::OkStatus();
   }
   if (IsLogTrimmed(finished)) return RecoverFromTrim(conn, finished, outcome, local_failure);

@@ -137,6 +137,9 @@ class Puller {
     // Counters and the log position for /metrics; null = none. Must
     // outlive the Puller.
     ConsumerMetrics* metrics = nullptr;
+    // The clock of its timing decisions (next pull, status refresh, stream
+    // sessions, log limits); null = SystemClock(). Must outlive the Puller.
+    Clock* clock = nullptr;
   };
 
   // `config` (with a consumer section) and `producer` (one of its
@@ -183,6 +186,7 @@ class Puller {
 
   // initial_backoff doubling up to max_backoff, no jitter.
   static BackoffPolicy RetryPolicy(const Options& options);
+  absl::Time Now() const { return (options_.clock ? *options_.clock : SystemClock()).Now(); }
   void Run();
   PullOutcome PullOnce(unsigned triggers, bool* local_failure)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(pull_mu_);

@@ -166,11 +166,11 @@ absl::Status WalCaptureLoop::Flush(Stream* s) {
 
 absl::Status WalCaptureLoop::Step(Stream* s) {
   RETURN_IF_ERROR(Open(s));
-  const absl::Time until = absl::Now() + options_.idle_wait;
+  const absl::Time until = sleeper_.Now() + options_.idle_wait;
   while (!sleeper_.stopped()) {
     // Waiting transactions are logged as soon as nothing more is at hand.
     const absl::Duration wait = s->waiting.empty()
-                                    ? std::max(absl::ZeroDuration(), until - absl::Now())
+                                    ? std::max(absl::ZeroDuration(), until - sleeper_.Now())
                                     : absl::ZeroDuration();
     ASSIGN_OR_RETURN(std::optional<wal::WalMessage> message, s->stream->Next(wait));
     if (message) {
