@@ -214,25 +214,36 @@ absl::StatusOr<int64_t> InitialSyncWriter::LogChunk(
   return end_seq;
 }
 
-absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,
-                                                                       const Job& job) const {
-  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
+absl::StatusOr<bool> InitialSyncWriter::LockJob(pg::Connection* conn, const Job& job) {
   // The assembler's lock: seqs in commit order (raw_change_store.h).
   RETURN_IF_ERROR(RawChangeStore::Lock(conn));
   ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(
                                           kLockJob, {job.site, job.doctype, job.started_at,
                                                      job.cursor}));
-  if (locked.rows() == 0) return Chunk{0, 0, true};  // restarted or moved on: read it again
+  return locked.rows() > 0;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> InitialSyncWriter::ReadJson(
+    pg::Connection* conn, const DocTypeDef& def, const std::vector<std::string>& names) const {
+  // One statement per table for the whole chunk; a document that cannot be
+  // represented is left out (document_reader.h).
+  ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, names));
+  std::map<std::string, std::string> out;
+  for (auto& [name, doc] : read) out[name] = doc.ToJson();
+  return out;
+}
+
+absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,
+                                                                       const Job& job) const {
+  ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
+  ASSIGN_OR_RETURN(const bool locked, LockJob(conn, job));
+  if (!locked) return Chunk{0, 0, true};  // restarted or moved on: read it again
   ASSIGN_OR_RETURN(const Page page, ReadPage(conn, job));
   std::map<std::string, std::string> docs;
   if (job.revoke) {
     for (const std::string& name : page.wanted) docs[name] = kRevokeData;
   } else {
-    // One statement per table for the whole chunk; a document that cannot
-    // be represented is left out (document_reader.h).
-    const DocTypeDef& def = *config_->registry.Find(job.doctype);
-    ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, page.wanted));
-    for (auto& [name, doc] : read) docs[name] = doc.ToJson();
+    ASSIGN_OR_RETURN(docs, ReadJson(conn, *config_->registry.Find(job.doctype), page.wanted));
   }
   ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
   RETURN_IF_ERROR(tx->Commit());
@@ -256,8 +267,7 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunkAfterWal(
     ASSIGN_OR_RETURN(snapshot, ParseXidSnapshot(std::string(r.Get(0, "snapshot"))));
     seen_seq = r.GetInt64(0, r.ColumnIndex("seen_seq"));
     ASSIGN_OR_RETURN(page, ReadPage(conn, job));
-    ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, page.wanted));
-    for (auto& [name, doc] : read) docs[name] = doc.ToJson();
+    ASSIGN_OR_RETURN(docs, ReadJson(conn, def, page.wanted));
     RETURN_IF_ERROR(tx->Commit());
   }
   // 2. A marker after S; once the WAL loop logged it, every transaction S
@@ -272,11 +282,8 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunkAfterWal(
   }
   // 3. Under the lock: mended with what was logged since S, then logged.
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
-  RETURN_IF_ERROR(RawChangeStore::Lock(conn));
-  ASSIGN_OR_RETURN(pg::Result locked, conn->ExecPrepared(
-                                          kLockJob, {job.site, job.doctype, job.started_at,
-                                                     job.cursor}));
-  if (locked.rows() == 0) return Chunk{0, 0, true};
+  ASSIGN_OR_RETURN(const bool locked, LockJob(conn, job));
+  if (!locked) return Chunk{0, 0, true};
   RETURN_IF_ERROR(MendChunk(conn, job, def, page, snapshot, seen_seq, &docs));
   ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
   RETURN_IF_ERROR(tx->Commit());
@@ -305,13 +312,13 @@ absl::Status InitialSyncWriter::MendChunk(pg::Connection* conn, const Job& job,
   for (const std::string& name : fix.drop) docs->erase(name);
   if (fix.reread.empty()) return absl::OkStatus();
   std::vector<std::string> reread(fix.reread.begin(), fix.reread.end());
-  ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, reread));
+  ASSIGN_OR_RETURN(auto read, ReadJson(conn, def, reread));
   for (const std::string& name : reread) {
     auto it = read.find(name);
     if (it == read.end()) {
       docs->erase(name);  // deleted or renamed away since the read
     } else {
-      (*docs)[name] = it->second.ToJson();
+      (*docs)[name] = std::move(it->second);
     }
   }
   spdlog::debug("initial sync of {} for {}: {} documents left out, {} read again after the "

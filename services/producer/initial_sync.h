@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -68,6 +69,12 @@ class InitialSyncWriter {
   // The chunk read in a snapshot, then mended and logged (WAL capture).
   absl::StatusOr<Chunk> WriteChunkAfterWal(pg::Connection* conn, const Job& job) const;
   absl::StatusOr<Page> ReadPage(pg::Connection* conn, const Job& job) const;
+  // In the caller's transaction: the assembler's lock, then the job locked
+  // as it was read (false: restarted or moved on since).
+  static absl::StatusOr<bool> LockJob(pg::Connection* conn, const Job& job);
+  // The named documents as entry JSON (missing or unrepresentable ones left out).
+  absl::StatusOr<std::map<std::string, std::string>> ReadJson(
+      pg::Connection* conn, const DocTypeDef& def, const std::vector<std::string>& names) const;
   // Reserves seqs for `docs` (name -> entry data), logs them and advances
   // the job; in the caller's transaction. Returns the last seq (0: none).
   // Drops and re-reads what changed since the snapshot (chunk_plan.h).
