@@ -181,10 +181,18 @@ bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; 
 
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
   RETURN_IF_ERROR(CheckParams(params));
-  RETURN_IF_ERROR(FlushDeferred());
   ++statements_;
   std::string text(sql);
   ParamArrays arrays(params);
+  if (!deferred_.empty()) {  // one round trip for the deferred ones and this
+    if (PQsendQueryParams(conn_, text.c_str(), static_cast<int>(params.size()), nullptr,
+                          arrays.values.data(), nullptr, nullptr, 0) != 1) {
+      absl::Status e = ErrorFrom(conn_, nullptr);
+      (void)FlushDeferred();
+      return e;
+    }
+    return SyncWithOwn();
+  }
   return Check(conn_, PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()),
                                    nullptr, arrays.values.data(), nullptr, nullptr, 0));
 }
@@ -193,7 +201,12 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
   RETURN_IF_ERROR(CheckParams(params));
-  RETURN_IF_ERROR(FlushDeferred());
+  if (!deferred_.empty()) {  // one round trip for the deferred ones and this
+    RETURN_IF_ERROR(ExecPreparedDeferred(name, sql, params, name));
+    deferred_.pop_back();  // its result is read as this call's own
+    ++statements_;
+    return SyncWithOwn();
+  }
   if (prepared_.count(name) == 0) {
     std::string text(sql);
     PGresult* prepared = PQprepare(conn_, name.c_str(), text.c_str(),
@@ -318,8 +331,43 @@ absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::str
   return absl::OkStatus();
 }
 
+absl::Status Connection::ExecPreparedDeferred(const Query& query, const Params& params) {
+  return ExecPreparedDeferred(std::string(query.name), query.sql, params,
+                              std::string(query.name));
+}
+
+absl::Status Connection::ExecDeferred(absl::string_view sql, std::string what) {
+  if (deferred_.size() >= kMaxDeferred) {
+    RETURN_IF_ERROR(FlushDeferred());
+  }
+  if (deferred_.empty() && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF &&
+      PQenterPipelineMode(conn_) != 1) {
+    return ErrorFrom(conn_, nullptr);
+  }
+  std::string text(sql);
+  if (PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
+    return ErrorFrom(conn_, nullptr);
+  }
+  deferred_.push_back({std::move(what), ""});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Result> Connection::SyncWithOwn() {
+  PGresult* own = nullptr;
+  absl::Status first = SyncPipeline(&own);
+  if (!first.ok()) {
+    if (own != nullptr) PQclear(own);
+    return first;
+  }
+  return Check(conn_, own);
+}
+
 absl::Status Connection::FlushDeferred() {
   if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) return absl::OkStatus();
+  return SyncPipeline(nullptr);
+}
+
+absl::Status Connection::SyncPipeline(pg_result** own) {
   absl::Status first;
   auto note = [&first](absl::Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
@@ -343,6 +391,15 @@ absl::Status Connection::FlushDeferred() {
         prepared_.erase(d.prepared);
       }
       PQclear(res);
+    }
+  }
+  if (own != nullptr) {  // the statement sent last, after the deferred ones
+    while (PGresult* res = PQgetResult(conn_)) {
+      if (*own == nullptr) {
+        *own = res;
+      } else {
+        PQclear(res);
+      }
     }
   }
   bool synced = false;
@@ -370,7 +427,8 @@ absl::Status Connection::SetApplicationName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
     Connection* conn, absl::string_view options) {
-  RETURN_IF_ERROR(conn->Exec(absl::StrCat("BEGIN ", options)).status());
+  // Deferred: it travels with the transaction's first statement.
+  RETURN_IF_ERROR(conn->ExecDeferred(absl::StrCat("BEGIN ", options), "BEGIN"));
   return std::unique_ptr<Transaction>(new Transaction(conn));
 }
 
@@ -382,14 +440,17 @@ Transaction::~Transaction() {
 
 absl::Status Transaction::Commit() {
   done_ = true;
-  if (absl::Status s = conn_->FlushDeferred(); !s.ok()) {
+  // With deferred writes pending, COMMIT travels with them (one round trip);
+  // if one of them failed, COMMIT did not run and the transaction is rolled
+  // back here.
+  absl::StatusOr<Result> committed = conn_->Exec("COMMIT");
+  if (!committed.ok()) {
     (void)conn_->Exec("ROLLBACK");
-    return s;
+    return committed.status();
   }
-  ASSIGN_OR_RETURN(Result committed, conn_->Exec("COMMIT"));
   // COMMIT of a transaction that already failed "succeeds" with the tag
   // ROLLBACK: report it, or a caller would believe its writes landed.
-  if (std::strcmp(PQcmdStatus(committed.raw()), "ROLLBACK") == 0)
+  if (std::strcmp(PQcmdStatus(committed->raw()), "ROLLBACK") == 0)
     return absl::AbortedError("transaction was rolled back: an earlier statement failed");
   return absl::OkStatus();
 }

@@ -131,7 +131,13 @@ class Connection {
   // So errors still arrive in statement order, just later.
   absl::Status ExecPreparedDeferred(const std::string& name, absl::string_view sql,
                                     const Params& params, std::string what);
-  // Waits for every deferred statement; the first failure, or OK.
+  // A named query (see Query), prepared under its name; errors name it.
+  absl::Status ExecPreparedDeferred(const Query& query, const Params& params = {});
+  // The same for a statement without parameters or preparation (BEGIN).
+  absl::Status ExecDeferred(absl::string_view sql, std::string what);
+  // Waits for every deferred statement; the first failure, or OK. (Exec and
+  // ExecPrepared send their statement after the deferred ones and collect
+  // all in one round trip.)
   absl::Status FlushDeferred();
   int deferred() const { return static_cast<int>(deferred_.size()); }
   // Statements run through Exec / ExecPrepared on this connection so far
@@ -154,6 +160,10 @@ class Connection {
 
  private:
   explicit Connection(pg_conn* conn) : conn_(conn) {}
+  // Ends the pipeline: reads the deferred results, then (when `own`) the
+  // result of the statement sent after them; the first failure, or OK.
+  absl::Status SyncPipeline(pg_result** own);
+  absl::StatusOr<Result> SyncWithOwn();
   struct Deferred {
     std::string what;
     std::string prepared;  // a PQsendPrepare of this statement name, or ""
@@ -164,7 +174,8 @@ class Connection {
   int64_t statements_ = 0;
 };
 
-// BEGIN on construction; ROLLBACK in the destructor unless committed.
+// BEGIN on construction (deferred: it travels with the first statement);
+// ROLLBACK in the destructor unless committed.
 class Transaction {
  public:
   static absl::StatusOr<std::unique_ptr<Transaction>> Begin(

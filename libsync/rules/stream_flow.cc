@@ -12,8 +12,10 @@ void AckWindow::Acknowledged(int64_t seq) {
 StreamStep NextStreamStep(const StreamView& view) {
   if (view.window_full) return StreamStep::kReadAck;
   if (view.more || view.log_ahead) return StreamStep::kPull;
-  // Caught up: collect the acknowledgment of what was sent, then record it.
-  if (view.in_flight > 0) return StreamStep::kReadAck;
+  // Caught up: watch the log a while (entries logged while the consumer
+  // applies go out at once), then collect the acknowledgment of what was
+  // sent and record it.
+  if (view.in_flight > 0) return view.log_quiet ? StreamStep::kReadAck : StreamStep::kWaitForLog;
   if (view.ack_unrecorded) return StreamStep::kPull;
   return StreamStep::kWaitForLog;
 }

@@ -5,10 +5,13 @@
 // acknowledged (an acknowledgment of seq S covers every answer whose
 // next_after_seq is <= S), and NextStreamStep decides what the handler
 // does next: read an acknowledgment (the window is full; or the log has
-// nothing more and an answer is unacknowledged, so the position the
-// producer records is current once the consumer caught up), pull the next
-// answer (the log is ahead, the last answer said `more`, or an
-// acknowledgment is not recorded yet), or wait for entries to be logged.
+// nothing more, an answer is unacknowledged and the log stayed quiet for
+// kStreamAckPatience, so the position the producer records is current once
+// the consumer caught up), pull the next answer (the log is ahead, the last
+// answer said `more`, or an acknowledgment is not recorded yet), or wait
+// for entries to be logged. Reading an acknowledgment blocks (one thread
+// per stream), so while the consumer applies the last answer the handler
+// waits for the log first: entries logged meanwhile go out at once.
 //
 // Consumer side: StreamSessionLength is how long one stream stays open
 // before the puller closes it to reconcile its subscription again (the
@@ -26,6 +29,9 @@ namespace eventstream {
 // The default and the largest StreamStart.window.
 constexpr int kDefaultStreamWindow = 2;
 constexpr int kMaxStreamWindow = 16;
+// How long a caught-up handler with an answer in flight watches the log
+// before it blocks reading that answer's acknowledgment.
+constexpr absl::Duration kStreamAckPatience = absl::Milliseconds(50);
 
 class AckWindow {
  public:
@@ -52,7 +58,8 @@ class AckWindow {
 enum class StreamStep {
   kReadAck,     // block for the consumer's next acknowledgment
   kPull,        // compute (and, if it moves, send) the next answer
-  kWaitForLog,  // nothing to do until entries are logged
+  kWaitForLog,  // wait for entries to be logged (with an answer in flight,
+                // at most kStreamAckPatience)
 };
 
 struct StreamView {
@@ -61,6 +68,8 @@ struct StreamView {
   bool log_ahead = false;       // the log's end is past the last answer's next_after_seq
   bool more = false;            // the last answer said more entries were ready
   bool ack_unrecorded = false;  // an acknowledgment arrived since the last pull
+  // With an answer in flight, the log stayed quiet for kStreamAckPatience.
+  bool log_quiet = false;
 };
 
 StreamStep NextStreamStep(const StreamView& view);

@@ -186,8 +186,10 @@ absl::Status Exec(pg::Connection* conn, const pg::Query& query, const pg::Params
 // Inside the caller's transaction: serialize with other appliers of
 // `producer` and tag this transaction's writes with it as origin.
 absl::Status BeginApply(pg::Connection* conn, const std::string& producer) {
-  return Exec(conn, kBeginApply,
-              {absl::StrCat("eventstream.consumer.apply:", producer), producer});
+  // Deferred: it travels (with BEGIN) ahead of the batch's first read, which
+  // runs only once the lock is held.
+  return conn->ExecPreparedDeferred(
+      kBeginApply, {absl::StrCat("eventstream.consumer.apply:", producer), producer});
 }
 
 // Writes `rows` (no id yet) in multi-row INSERTs; fills in their ids and
@@ -253,7 +255,9 @@ absl::StatusOr<int64_t> MoveWatermark(pg::Connection* conn, const std::string& p
 absl::StatusOr<absl::StatusOr<apply::Outcome>> ApplyInSavepoint(pg::Connection* conn,
                                                                  apply::DocumentApplier& doc,
                                                                  const v1::UpdateLogEntry& e) {
-  RETURN_IF_ERROR(Exec(conn, kSavepoint));
+  // SAVEPOINT and RELEASE are deferred: they travel with the statements
+  // around them, in order.
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kSavepoint));
   absl::StatusOr<apply::Outcome> outcome = doc.Apply(e);
   if (outcome.ok()) {
     // The entry's deferred writes fail here, if at all: still its own.
@@ -264,7 +268,7 @@ absl::StatusOr<absl::StatusOr<apply::Outcome>> ApplyInSavepoint(pg::Connection* 
     }
   }
   if (outcome.ok()) {
-    RETURN_IF_ERROR(Exec(conn, kReleaseSavepoint));
+    RETURN_IF_ERROR(conn->ExecPreparedDeferred(kReleaseSavepoint));
     return outcome;
   }
   // Undo the entry's partial writes; if even that fails the connection is

@@ -245,16 +245,18 @@ absl::StatusOr<std::vector<MemberEntry>> UpdateFeed::JudgeEntries(
 absl::Status UpdateFeed::RecordPull(pg::Connection* conn, absl::string_view site,
                                     int64_t after_seq, int64_t acknowledged,
                                     const std::vector<HoldingChange>& changes) {
+  // Every statement is deferred: the transaction is one round trip with
+  // its COMMIT (a failure names its statement and rolls everything back).
   ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(conn));
   if (changes.empty()) {
     // Nothing new to hold: the acknowledgement (lag metrics) and the fold
     // are harmless to lose in a server crash (the next pull does them
     // again). No fsync for it: this is the pull a consumer makes right
     // after every batch.
-    RETURN_IF_ERROR(conn->ExecPrepared(kAsyncCommit).status());
+    RETURN_IF_ERROR(conn->ExecPreparedDeferred(kAsyncCommit));
   }
-  RETURN_IF_ERROR(conn->ExecPrepared(kDropPending, {site, after_seq}).status());
-  RETURN_IF_ERROR(conn->ExecPrepared(kFold, {site, acknowledged}).status());
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kDropPending, {site, after_seq}));
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kFold, {site, acknowledged}));
   if (!changes.empty()) {
     std::vector<std::string> seqs, doctypes, names, held;
     for (const HoldingChange& c : changes) {
@@ -263,12 +265,11 @@ absl::Status UpdateFeed::RecordPull(pg::Connection* conn, absl::string_view site
       names.push_back(c.doc.second);
       held.push_back(c.held ? "true" : "false");
     }
-    RETURN_IF_ERROR(conn->ExecPrepared(kAddPending,
-                                       {site, pg::TextArray(seqs), pg::TextArray(doctypes),
-                                        pg::TextArray(names), pg::TextArray(held)})
-                        .status());
+    RETURN_IF_ERROR(conn->ExecPreparedDeferred(
+        kAddPending, {site, pg::TextArray(seqs), pg::TextArray(doctypes), pg::TextArray(names),
+                      pg::TextArray(held)}));
   }
-  RETURN_IF_ERROR(conn->ExecPrepared(kAcknowledge, {site, acknowledged}).status());
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kAcknowledge, {site, acknowledged}));
   return tx->Commit();
 }
 

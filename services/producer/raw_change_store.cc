@@ -197,7 +197,9 @@ absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
 }
 
 absl::Status RawChangeStore::Lock(pg::Connection* conn) {
-  return conn->ExecPrepared(kLockWait).status();
+  // Deferred: taken with the transaction's next statement (which runs only
+  // once it is held).
+  return conn->ExecPreparedDeferred(kLockWait);
 }
 
 absl::StatusOr<int64_t> RawChangeStore::ReserveSeqs(pg::Connection* conn, int64_t n) {
@@ -209,8 +211,8 @@ absl::StatusOr<int64_t> RawChangeStore::AppendEntries(pg::Connection* conn,
                                                       std::vector<LogEntry>* entries) {
   const int64_t n = static_cast<int64_t>(entries->size());
   ASSIGN_OR_RETURN(const int64_t end_seq, ReserveSeqs(conn, n));
-  RETURN_IF_ERROR(
-      conn->ExecPrepared(kInsertEntries, {EntriesJson(entries, end_seq - n + 1)}).status());
+  // Deferred: it travels with the caller's next statement or COMMIT.
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kInsertEntries, {EntriesJson(entries, end_seq - n + 1)}));
   return end_seq;
 }
 

@@ -16,7 +16,9 @@
 // Threading: the sync gRPC server runs the handler on one of its threads
 // for as long as the stream is open; a handler blocks either reading the
 // consumer's acknowledgment or in StreamHub::WaitPast (at most a second at a
-// time). StreamHub::Close (shutdown) cancels both.
+// time; kStreamAckPatience with an answer in flight, so entries logged while
+// the consumer applies go out before its acknowledgment is read).
+// StreamHub::Close (shutdown) cancels both.
 #include <algorithm>
 #include <optional>
 
@@ -45,6 +47,7 @@ struct ProducerService::StreamState {
   int64_t log_end = 0;  // the log's end as last seen (hub or database)
   bool more = true;     // the last answer said more; true: pull at once
   bool ack_unrecorded = false;
+  bool log_quiet = false;  // in flight, the log stayed quiet (stream_flow.h)
   AckWindow window;
   int limit;
   ByteBudget budget;
@@ -111,7 +114,7 @@ grpc::Status ProducerService::RunStream(
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     const StreamStep step = NextStreamStep({state.window.full(), state.window.in_flight(),
                                             state.log_end > state.covered, state.more,
-                                            state.ack_unrecorded});
+                                            state.ack_unrecorded, state.log_quiet});
     grpc::Status status;
     switch (step) {
       case StreamStep::kReadAck: status = ReadAck(stream, state); break;
@@ -149,6 +152,7 @@ grpc::Status ProducerService::ReadAck(
   // Never above what was sent (as PullUpdates clamps to after_seq).
   state.window.Acknowledged(std::min(request.acknowledged_seq(), state.after));
   state.ack_unrecorded = true;
+  state.log_quiet = false;
   return grpc::Status::OK;
 }
 
@@ -176,15 +180,22 @@ grpc::Status ProducerService::PullAndSend(
     return grpc::Status(grpc::StatusCode::CANCELLED, "the consumer went away");
   }
   state.window.Sent(next);
+  state.log_quiet = false;
   state.after = next;
   ++state.sent;
   return grpc::Status::OK;
 }
 
 void ProducerService::WaitForLog(StreamState& state) {
-  const StreamHub::Seen seen = deps_.streams->WaitPast(state.covered, kLogRecheck);
+  const bool in_flight = state.window.in_flight() > 0;
+  const StreamHub::Seen seen =
+      deps_.streams->WaitPast(state.covered, in_flight ? kStreamAckPatience : kLogRecheck);
   state.log_end = std::max(state.log_end, seen.end);
   if (seen.closed || state.log_end > state.covered) return;
+  if (in_flight) {  // collect the acknowledgment next
+    state.log_quiet = true;
+    return;
+  }
   // Nothing logged here for a while: another replica may have logged.
   if (auto conn = deps_.pool->Acquire(); conn.ok()) {
     auto position = ConsumerStore::LogPosition(conn->get());

@@ -179,7 +179,8 @@ absl::StatusOr<wal::Lsn> WalCaptureStore::LoggedEnd(pg::Connection* conn) const 
 }
 
 absl::Status WalCaptureStore::SaveLoggedEnd(pg::Connection* conn, wal::Lsn end) const {
-  return conn->ExecPrepared(kSaveLoggedEnd, {slot_, static_cast<int64_t>(end)}).status();
+  // Deferred: it travels with the COMMIT that follows.
+  return conn->ExecPreparedDeferred(kSaveLoggedEnd, {slot_, static_cast<int64_t>(end)});
 }
 
 absl::StatusOr<std::set<std::string>> WalCaptureStore::PublishedTables(

@@ -46,7 +46,11 @@ TEST(NextStreamStep, NewsIsPulledWhileTheWindowHasRoom) {
 }
 
 TEST(NextStreamStep, CaughtUpItCollectsTheAckThenRecordsItThenWaits) {
-  EXPECT_EQ(NextStreamStep({false, 1, false, false, false}), StreamStep::kReadAck);
+  // An answer in flight: the log first (news go out while the consumer
+  // applies), its acknowledgment once the log stayed quiet.
+  EXPECT_EQ(NextStreamStep({false, 1, false, false, false, false}), StreamStep::kWaitForLog);
+  EXPECT_EQ(NextStreamStep({false, 1, false, false, false, true}), StreamStep::kReadAck);
+  EXPECT_EQ(NextStreamStep({false, 1, true, false, false, true}), StreamStep::kPull);
   EXPECT_EQ(NextStreamStep({false, 0, false, false, true}), StreamStep::kPull);
   EXPECT_EQ(NextStreamStep({false, 0, false, false, false}), StreamStep::kWaitForLog);
 }
