@@ -43,15 +43,18 @@ constexpr char kChildrenOfSql[] =
 // table has, {doctype} its DocType's parameter, {tables} a parent's child
 // arrays. $1 the names, $2 the parent's DocType.
 constexpr char kRowJsonSql[] = "SELECT {columns}{doctype}::text AS doctype{tables}";
-// One Table field as a column of the parent's row: {row} a child's row,
-// {child} its table, {field} the field's parameter.
-constexpr char kTableJsonSql[] =
-    ", coalesce((SELECT json_agg(y ORDER BY y.idx, y.name) FROM ({row} FROM {child} AS c"
-    " WHERE c.parent = t.name AND c.parenttype = $2::text AND c.parentfield = {field}::text)"
-    " AS y), '[]'::json) AS {alias}";
+// One Table field's rows of every named parent, as one array per parent
+// (a join, not a subquery per parent: one scan even where `parent` has no
+// index): {row} a child's row, {child} its table, {field} the field's
+// parameter, {j} the join's alias.
+constexpr char kTableJoinSql[] =
+    " LEFT JOIN (SELECT c.parent AS parent_name,"
+    "   json_agg((SELECT row_to_json(y) FROM ({row}) AS y) ORDER BY c.idx, c.name) AS rows"
+    "   FROM {child} AS c WHERE c.parent = ANY($1::text[]) AND c.parenttype = $2::text"
+    "   AND c.parentfield = {field}::text GROUP BY c.parent) AS {j} ON {j}.parent_name = t.name";
 constexpr char kDocumentsJsonSql[] =
     "SELECT t.name, (SELECT row_to_json(x) FROM ({row}) AS x)::text AS doc"
-    " FROM {table} AS t WHERE t.name = ANY($1::text[])";
+    " FROM {table} AS t{joins} WHERE t.name = ANY($1::text[])";
 constexpr pg::Query kTableColumns{
     "es_table_columns",
     "SELECT a.attname::text AS column_name FROM pg_attribute a"
@@ -227,27 +230,31 @@ absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn
                                                             const DocTypeRegistry& registry,
                                                             const DocTypeDef& def,
                                                             pg::Params* params) {
-  std::string tables;
+  std::string tables, joins;
   for (const FieldDef& field : def.fields) {
     if (!field.is_table()) continue;
     if (field.fieldname.size() > kMaxAlias) return std::optional<std::string>();
     params->emplace_back(field.fieldname);
     const std::string name = absl::StrCat("$", params->size());
+    const std::string alias = pg::QuoteIdentifier(field.fieldname);
     const DocTypeDef* child = registry.Find(field.options);
     if (child == nullptr) {
-      absl::StrAppend(&tables, ", '[]'::json AS ", pg::QuoteIdentifier(field.fieldname));
+      absl::StrAppend(&tables, ", '[]'::json AS ", alias);
       continue;
     }
+    const std::string j = absl::StrCat("j", params->size());
     ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", "", params));
-    absl::StrAppend(&tables, absl::StrReplaceAll(
-                                 kTableJsonSql, {{"{row}", row},
-                                                 {"{child}", pg::QuoteIdentifier(child->table)},
-                                                 {"{field}", name},
-                                                 {"{alias}", pg::QuoteIdentifier(field.fieldname)}}));
+    absl::StrAppend(&tables, ", coalesce(", j, ".rows, '[]'::json) AS ", alias);
+    absl::StrAppend(&joins, absl::StrReplaceAll(
+                                kTableJoinSql, {{"{row}", row},
+                                                {"{child}", pg::QuoteIdentifier(child->table)},
+                                                {"{field}", name},
+                                                {"{j}", j}}));
   }
   ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, def, "t", tables, params));
   return std::optional<std::string>(absl::StrReplaceAll(
-      kDocumentsJsonSql, {{"{row}", row}, {"{table}", pg::QuoteIdentifier(def.table)}}));
+      kDocumentsJsonSql,
+      {{"{row}", row}, {"{table}", pg::QuoteIdentifier(def.table)}, {"{joins}", joins}}));
 }
 
 }  // namespace
