@@ -205,9 +205,10 @@ namespace {
 // kRowJsonSql for `of` aliased `alias`: the registry's columns its table
 // has, except "doctype" (set after them, as ParseRow sets it); appends its
 // parameters to `params`.
+// `doctype`: the parameter naming its DocType, or "" to append one.
 absl::StatusOr<std::string> RowJsonSql(pg::Connection* conn, const DocTypeDef& of,
                                        absl::string_view alias, absl::string_view tables,
-                                       pg::Params* params) {
+                                       std::string doctype, pg::Params* params) {
   ASSIGN_OR_RETURN(pg::Result r,
                    conn->ExecPrepared(kTableColumns, {pg::QuoteIdentifier(of.table)}));
   std::set<std::string> present;
@@ -218,10 +219,12 @@ absl::StatusOr<std::string> RowJsonSql(pg::Connection* conn, const DocTypeDef& o
     if (c == "doctype" || present.count(c) == 0 || !seen.insert(c).second) continue;
     absl::StrAppend(&columns, alias, ".", pg::QuoteIdentifier(c), ", ");
   }
-  params->emplace_back(of.name);
-  return absl::StrReplaceAll(kRowJsonSql, {{"{columns}", columns},
-                                           {"{doctype}", absl::StrCat("$", params->size())},
-                                           {"{tables}", tables}});
+  if (doctype.empty()) {
+    params->emplace_back(of.name);
+    doctype = absl::StrCat("$", params->size());
+  }
+  return absl::StrReplaceAll(kRowJsonSql,
+                             {{"{columns}", columns}, {"{doctype}", doctype}, {"{tables}", tables}});
 }
 
 // kDocumentsJsonSql for `def` with its parameters ($1, $2 left to the
@@ -243,7 +246,7 @@ absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn
       continue;
     }
     const std::string j = absl::StrCat("j", params->size());
-    ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", "", params));
+    ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", "", "", params));
     absl::StrAppend(&tables, ", coalesce(", j, ".rows, '[]'::json) AS ", alias);
     absl::StrAppend(&joins, absl::StrReplaceAll(
                                 kTableJoinSql, {{"{row}", row},
@@ -251,7 +254,7 @@ absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn
                                                 {"{field}", name},
                                                 {"{j}", j}}));
   }
-  ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, def, "t", tables, params));
+  ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, def, "t", tables, "$2", params));
   return std::optional<std::string>(absl::StrReplaceAll(
       kDocumentsJsonSql,
       {{"{row}", row}, {"{table}", pg::QuoteIdentifier(def.table)}, {"{joins}", joins}}));
