@@ -285,6 +285,34 @@ namespace {
 
 constexpr int kMaxDepth = 512;
 
+}  // namespace
+
+bool Value::NestingWithinLimit(std::string_view text) {
+  int depth = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    switch (text[i]) {
+      case '"':  // to the closing quote, over escapes
+        for (++i; i < text.size() && text[i] != '"'; ++i) {
+          if (text[i] == '\\') ++i;
+        }
+        break;
+      case '[':
+      case '{':
+        if (++depth > kMaxDepth) return false;
+        break;
+      case ']':
+      case '}':
+        --depth;
+        break;
+      default:
+        break;
+    }
+  }
+  return true;
+}
+
+namespace {
+
 class Parser {
  public:
   explicit Parser(std::string_view text) : text_(text) {}

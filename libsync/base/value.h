@@ -74,6 +74,11 @@ class Value {
   // Strict JSON (RFC 8259). Errors name the byte offset and what was expected.
   static absl::StatusOr<Value> ParseJson(std::string_view text);
 
+  // Whether ParseJson's nesting limit (512 levels) admits `text`, read as
+  // well-formed JSON (e.g. PostgreSQL's jsonb output) without building it:
+  // a scan that skips strings, no allocation.
+  static bool NestingWithinLimit(std::string_view text);
+
   // True for text that is a JSON number (`-0.5`, `1e10`, `9223372036854775807`).
   static bool IsNumberText(std::string_view text);
 

@@ -6,6 +6,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "libsync/base/status_macros.h"
@@ -36,6 +37,30 @@ constexpr char kChildrenOfSql[] =
     "SELECT t.parent, to_jsonb(t)::text AS row FROM {table} AS t"
     " WHERE t.parent = ANY($1::text[]) AND t.parenttype = $2 AND t.parentfield = $3"
     " ORDER BY t.parent, t.idx, t.name";
+
+// ReadDocumentsJson, built by PostgreSQL's json functions (to_jsonb's
+// rendering of every type): {columns} the row's registry columns that the
+// table has, {doctype} its DocType's parameter, {tables} a parent's child
+// arrays. $1 the names, $2 the parent's DocType.
+constexpr char kRowJsonSql[] = "SELECT {columns}{doctype}::text AS doctype{tables}";
+// One Table field's rows of every named parent, as one array per parent
+// (a join, not a subquery per parent: one scan even where `parent` has no
+// index): {row} a child's row, {child} its table, {field} the field's
+// parameter, {j} the join's alias.
+constexpr char kTableJoinSql[] =
+    " LEFT JOIN (SELECT c.parent AS parent_name,"
+    "   json_agg((SELECT row_to_json(y) FROM ({row}) AS y) ORDER BY c.idx, c.name) AS rows"
+    "   FROM {child} AS c WHERE c.parent = ANY($1::text[]) AND c.parenttype = $2::text"
+    "   AND c.parentfield = {field}::text GROUP BY c.parent) AS {j} ON {j}.parent_name = t.name";
+constexpr char kDocumentsJsonSql[] =
+    "SELECT t.name, (SELECT row_to_json(x) FROM ({row}) AS x)::text AS doc"
+    " FROM {table} AS t{joins} WHERE t.name = ANY($1::text[])";
+constexpr pg::Query kTableColumns{
+    "es_table_columns",
+    "SELECT a.attname::text AS column_name FROM pg_attribute a"
+    " WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped"};
+// PostgreSQL cuts longer aliases (NAMEDATALEN).
+constexpr size_t kMaxAlias = 63;
 
 // Documents already warned about (bounded: past it, no more warnings).
 constexpr size_t kMaxWarned = 10000;
@@ -171,6 +196,97 @@ absl::StatusOr<std::map<std::string, Value>> ReadDocuments(pg::Connection* conn,
     out.erase(name);
     ASSIGN_OR_RETURN(std::optional<Value> doc, ReadDocument(conn, registry, def, name));
     if (doc) out.emplace(name, *std::move(doc));
+  }
+  return out;
+}
+
+namespace {
+
+// kRowJsonSql for `of` aliased `alias`: the registry's columns its table
+// has, except "doctype" (set after them, as ParseRow sets it); appends its
+// parameters to `params`.
+// `doctype`: the parameter naming its DocType, or "" to append one.
+absl::StatusOr<std::string> RowJsonSql(pg::Connection* conn, const DocTypeDef& of,
+                                       absl::string_view alias, absl::string_view tables,
+                                       std::string doctype, pg::Params* params) {
+  ASSIGN_OR_RETURN(pg::Result r,
+                   conn->ExecPrepared(kTableColumns, {pg::QuoteIdentifier(of.table)}));
+  std::set<std::string> present;
+  for (int i = 0; i < r.rows(); ++i) present.emplace(r.Get(i, "column_name"));
+  std::set<std::string> seen;
+  std::string columns;
+  for (const std::string& c : ReplicatedColumns(of)) {
+    if (c == "doctype" || present.count(c) == 0 || !seen.insert(c).second) continue;
+    absl::StrAppend(&columns, alias, ".", pg::QuoteIdentifier(c), ", ");
+  }
+  if (doctype.empty()) {
+    params->emplace_back(of.name);
+    doctype = absl::StrCat("$", params->size());
+  }
+  return absl::StrReplaceAll(kRowJsonSql,
+                             {{"{columns}", columns}, {"{doctype}", doctype}, {"{tables}", tables}});
+}
+
+// kDocumentsJsonSql for `def` with its parameters ($1, $2 left to the
+// caller); nullopt when a Table field's name is too long for an alias.
+absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn,
+                                                            const DocTypeRegistry& registry,
+                                                            const DocTypeDef& def,
+                                                            pg::Params* params) {
+  std::string tables, joins;
+  for (const FieldDef& field : def.fields) {
+    if (!field.is_table()) continue;
+    if (field.fieldname.size() > kMaxAlias) return std::optional<std::string>();
+    params->emplace_back(field.fieldname);
+    const std::string name = absl::StrCat("$", params->size());
+    const std::string alias = pg::QuoteIdentifier(field.fieldname);
+    const DocTypeDef* child = registry.Find(field.options);
+    if (child == nullptr) {
+      absl::StrAppend(&tables, ", '[]'::json AS ", alias);
+      continue;
+    }
+    const std::string j = absl::StrCat("j", params->size());
+    ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", "", "", params));
+    absl::StrAppend(&tables, ", coalesce(", j, ".rows, '[]'::json) AS ", alias);
+    absl::StrAppend(&joins, absl::StrReplaceAll(
+                                kTableJoinSql, {{"{row}", row},
+                                                {"{child}", pg::QuoteIdentifier(child->table)},
+                                                {"{field}", name},
+                                                {"{j}", j}}));
+  }
+  ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, def, "t", tables, "$2", params));
+  return std::optional<std::string>(absl::StrReplaceAll(
+      kDocumentsJsonSql,
+      {{"{row}", row}, {"{table}", pg::QuoteIdentifier(def.table)}, {"{joins}", joins}}));
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, std::string>> ReadDocumentsJson(
+    pg::Connection* conn, const DocTypeRegistry& registry, const DocTypeDef& def,
+    const std::vector<std::string>& names) {
+  std::map<std::string, std::string> out;
+  if (names.empty()) return out;
+  pg::Params params = {pg::TextArray(names), def.name};
+  ASSIGN_OR_RETURN(std::optional<std::string> sql,
+                   DocumentsJsonSql(conn, registry, def, &params));
+  if (!sql) {  // as ReadDocuments reads them
+    ASSIGN_OR_RETURN(auto docs, ReadDocuments(conn, registry, def, names));
+    for (auto& [name, doc] : docs) out.emplace(name, doc.ToJson());
+    return out;
+  }
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(*sql, params));
+  const int name_col = r.ColumnIndex("name"), doc_col = r.ColumnIndex("doc");
+  for (int i = 0; i < r.rows(); ++i) {
+    std::string name(r.Get(i, name_col));
+    absl::string_view doc = r.Get(i, doc_col);
+    if (Value::NestingWithinLimit(std::string_view(doc.data(), doc.size()))) {
+      out.emplace(std::move(name), std::string(doc));
+      continue;
+    }
+    // Too deep as a whole: as ReadDocument has it (row by row, cut), or absent.
+    ASSIGN_OR_RETURN(std::optional<Value> alone, ReadDocument(conn, registry, def, name));
+    if (alone) out.emplace(std::move(name), alone->ToJson());
   }
   return out;
 }

@@ -57,6 +57,15 @@ absl::StatusOr<std::map<std::string, Value>> ReadDocuments(pg::Connection* conn,
                                                           const DocTypeDef& def,
                                                           const std::vector<std::string>& names);
 
+// The same documents as ReadDocuments, as JSON text built by PostgreSQL in
+// one statement (parent, children, "doctype", the registry's columns only):
+// the same JSON values, keys and spacing aside, without parsing them here
+// (initial sync chunks log them as they come). A document nested deeper
+// than value.h admits is read again by ReadDocument as above.
+absl::StatusOr<std::map<std::string, std::string>> ReadDocumentsJson(
+    pg::Connection* conn, const DocTypeRegistry& registry, const DocTypeDef& def,
+    const std::vector<std::string>& names);
+
 }  // namespace eventstream
 
 #endif  // EVENTSTREAM_SERVICES_PRODUCER_DOCUMENT_READER_H_

@@ -56,12 +56,16 @@ constexpr pg::Query kLockJob{
     "es_sync_lock_job",
     "SELECT 1 FROM es_producer.sync_job WHERE site = $1 AND doctype = $2"
     " AND state = 'running' AND started_at::text = $3 AND cursor = $4 FOR UPDATE"};
+// $3 the seq before the first; $4 the names and $5 a JSON array of their
+// data, in the same order (the documents' JSON as read, joined: no quoting
+// or parsing here, PostgreSQL parses it once).
 constexpr pg::Query kInsert{
-    "es_sync_insert",
+    "es_sync_insert_json",
     "INSERT INTO es_producer.update_log"
     "   (seq, doctype, docname, update_type, data, origin, txid, for_site)"
-    " SELECT u.seq::bigint, $1, u.name, $6, u.data::jsonb, NULL, pg_current_xact_id(), $2"
-    " FROM unnest($3::text[], $4::text[], $5::text[]) AS u(seq, name, data)"};
+    " SELECT $3::bigint + u.i, $1, u.name, $6, u.data, NULL, pg_current_xact_id(), $2"
+    " FROM ROWS FROM (unnest($4::text[]), jsonb_array_elements($5::jsonb))"
+    "   WITH ORDINALITY AS u(name, data, i)"};
 constexpr pg::Query kAdvance{
     "es_sync_advance",
     "UPDATE es_producer.sync_job SET cursor = $3, done = done + $4,"
@@ -193,14 +197,21 @@ absl::StatusOr<int64_t> InitialSyncWriter::LogChunk(
   if (!docs.empty()) {
     const int64_t n = static_cast<int64_t>(docs.size());
     ASSIGN_OR_RETURN(end_seq, RawChangeStore::ReserveSeqs(conn, n));
-    std::vector<std::string> seqs, names, data;
+    std::vector<std::string> names;
+    names.reserve(docs.size());
+    size_t bytes = 2;
+    for (const auto& [name, json] : docs) bytes += json.size() + 1;
+    std::string data;
+    data.reserve(bytes);
+    data += '[';
     for (const auto& [name, json] : docs) {
-      seqs.push_back(std::to_string(end_seq - n + 1 + static_cast<int64_t>(names.size())));
+      if (!names.empty()) data += ',';
+      data += json;
       names.push_back(name);
-      data.push_back(json);
     }
-    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, pg::TextArray(seqs),
-                                                 pg::TextArray(names), pg::TextArray(data),
+    data += ']';
+    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, end_seq - n,
+                                                 pg::TextArray(names), data,
                                                  job.revoke ? "Revoke" : "Sync"})
                         .status());
   }
@@ -225,12 +236,9 @@ absl::StatusOr<bool> InitialSyncWriter::LockJob(pg::Connection* conn, const Job&
 
 absl::StatusOr<std::map<std::string, std::string>> InitialSyncWriter::ReadJson(
     pg::Connection* conn, const DocTypeDef& def, const std::vector<std::string>& names) const {
-  // One statement per table for the whole chunk; a document that cannot be
-  // represented is left out (document_reader.h).
-  ASSIGN_OR_RETURN(auto read, ReadDocuments(conn, config_->registry, def, names));
-  std::map<std::string, std::string> out;
-  for (auto& [name, doc] : read) out[name] = doc.ToJson();
-  return out;
+  // One statement for the whole chunk, the JSON built by PostgreSQL; a
+  // document that cannot be represented is left out (document_reader.h).
+  return ReadDocumentsJson(conn, config_->registry, def, names);
 }
 
 absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Connection* conn,

@@ -542,6 +542,43 @@ TEST_F(CaptureTest, DeepJsonFailsOnlyItsDocumentAndIsRecorded) {
   EXPECT_EQ(failed.size(), 3u);
 }
 
+// Initial sync chunks read their documents' JSON as PostgreSQL builds it
+// (ReadDocumentsJson): the same values ReadDocuments parses, children in
+// order, columns outside the registry left out; a document too deep as a
+// whole reads as ReadDocument has it (here: absent); missing names are left out.
+TEST_F(CaptureTest, DocumentsJsonEqualsTheDocumentsRead) {
+  Exec("ALTER TABLE \"tabNote\" ADD COLUMN data jsonb, ADD COLUMN secret text");
+  Exec("ALTER TABLE \"tabNote Item\" ADD COLUMN secret text");
+  InsertNote("N1");
+  InsertNote("N2");
+  Exec("UPDATE \"tabNote\" SET secret = 's3cret', data = '{\"a\": [1.50, \"x\"]}'"
+       " WHERE name = 'N1'");
+  Exec("UPDATE \"tabNote Item\" SET secret = 's3cret', idx = 10 - idx WHERE parent = 'N1'");
+  Exec("INSERT INTO \"tabNote\" (name, title, data) VALUES ('DEEP', 'd', $1::jsonb)",
+       {std::string(1000, '[') + std::string(1000, ']')});
+  Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('BARE', 'no rows')");
+  const DocTypeDef& note = *registry_.Find("Note");
+  const std::vector<std::string> names = {"N1", "N2", "DEEP", "BARE", "MISSING"};
+  auto json = ReadDocumentsJson(conn_.get(), registry_, note, names);
+  ASSERT_TRUE(json.ok()) << json.status();
+  auto docs = ReadDocuments(conn_.get(), registry_, note, names);
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(json->size(), 3u);
+  ASSERT_EQ(docs->size(), 3u);
+  for (const auto& [name, doc] : *docs) {
+    ASSERT_EQ(json->count(name), 1u) << name;
+    auto parsed = Value::ParseJson(json->at(name));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, doc) << name;
+    EXPECT_EQ(json->at(name).find("secret"), std::string::npos) << json->at(name);
+  }
+  const Value n1 = *Value::ParseJson(json->at("N1"));
+  ASSERT_EQ(At(n1, "items").as_array().size(), 2u);
+  EXPECT_EQ(At(At(n1, "items").as_array()[0], "name"), Value::String("N1-i2"));  // idx 8
+  EXPECT_EQ(At(At(n1, "items").as_array()[0], "doctype"), Value::String("Note Item"));
+  EXPECT_EQ(At(*Value::ParseJson(json->at("BARE")), "items"), Value::EmptyArray());
+}
+
 // Issue 13 item 5: columns the site added for itself (not in the registry)
 // are in no entry, and a change of only such a column is no entry.
 TEST_F(CaptureTest, SiteColumnsOutsideTheRegistryAreNotCaptured) {

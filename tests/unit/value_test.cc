@@ -181,6 +181,27 @@ TEST(ValueTest, NestingLimit) {
   EXPECT_THAT(ParseError(objects), HasSubstr("nesting deeper than 512"));
 }
 
+// The scan agrees with the parser's limit, and brackets inside strings
+// (escaped quotes included) do not count.
+TEST(ValueTest, NestingWithinLimitAgreesWithTheParser) {
+  for (int n : {1, 511, 512, 513, 2000}) {
+    const std::string arrays = std::string(n, '[') + std::string(n, ']');
+    EXPECT_EQ(Value::NestingWithinLimit(arrays), Value::ParseJson(arrays).ok()) << n;
+    std::string objects;
+    for (int i = 0; i < n; ++i) objects += "{\"a\":";
+    objects += "1" + std::string(n, '}');
+    EXPECT_EQ(Value::NestingWithinLimit(objects), Value::ParseJson(objects).ok()) << n;
+  }
+  const std::string in_strings =
+      "{\"a\": \"" + std::string(600, '[') + "\\\"" + std::string(600, '{') + "\"}";
+  EXPECT_TRUE(Value::ParseJson(in_strings).ok());
+  EXPECT_TRUE(Value::NestingWithinLimit(in_strings));
+  // Siblings do not add up.
+  std::string siblings = "[";
+  for (int i = 0; i < 600; ++i) siblings += i == 0 ? "[1]" : ",[1]";
+  EXPECT_TRUE(Value::NestingWithinLimit(siblings + "]"));
+}
+
 TEST(ValueTest, ObjectHelpers) {
   Value v;
   v["b"] = Value::Int(1);
