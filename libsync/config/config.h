@@ -200,6 +200,12 @@
 //                                      #   pull: pull after its Notify or
 //                                      #   every poll_interval (e.g. behind
 //                                      #   a proxy that cuts long calls)
+//         apply_workers: 1             # 1-8: lanes a batch is applied in,
+//                                      #   each its own connection and
+//                                      #   transaction; a document's
+//                                      #   entries (and what they link)
+//                                      #   share a lane; 1 = one
+//                                      #   transaction per batch
 //         api_key: branch1             # *
 //         api_secret_env: ES_SECRET_BRANCH1  # * exactly one of these two
 //         api_secret_file: /run/secrets/y
@@ -503,6 +509,10 @@ struct EventProducerConfig {
   // pulls after a Notify or the poll timer.
   enum class Delivery { kStream, kPull };
   Delivery delivery = Delivery::kStream;
+  // Parallel apply (docs/design.md "Batch apply"): up to this many lanes
+  // per batch, each on its own connection; 1 = the whole batch in one
+  // transaction.
+  int apply_workers = 1;
   std::vector<ProducerDocTypeConfig> doctypes;
 };
 

@@ -65,7 +65,8 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
                                         EventProducerConfig* p) {
   MapReader m(errors_, path);
   RETURN_IF_ERROR(m.Open(node, {"name", "url", "api_key", "api_secret_env",
-                                "api_secret_file", "tls", "delivery", "doctypes"}));
+                                "api_secret_file", "tls", "delivery", "apply_workers",
+                                "doctypes"}));
   RETURN_IF_ERROR(m.String("name", &p->name, true));
   RETURN_IF_ERROR(m.String("url", &p->url, true));
   // Frappe users will paste their producer's site URL; say what we need.
@@ -86,6 +87,7 @@ absl::Status Parser::ParseEventProducer(const YAML::Node& node,
   using Delivery = EventProducerConfig::Delivery;
   RETURN_IF_ERROR(m.Enum<Delivery>(
       "delivery", {{"stream", Delivery::kStream}, {"pull", Delivery::kPull}}, &p->delivery));
+  RETURN_IF_ERROR(Int(m, "apply_workers", 1, 8, &p->apply_workers));
   return m.List("doctypes", &p->doctypes,
                 [this](const YAML::Node& n, const std::string& dp,
                        ProducerDocTypeConfig* d) {

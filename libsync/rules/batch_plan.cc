@@ -30,7 +30,7 @@ void BatchPlanner::AddBlocked(const std::string& doctype, const std::string& doc
 
 BatchPlanner::Step BatchPlanner::Next(const BatchEntry& entry) {
   Step step;
-  if (entry.seq <= watermark_) {
+  if (Skips(entry.seq)) {
     step.kind = Step::kSkip;
     return step;
   }

@@ -9,6 +9,9 @@
 //    for (membership replaced history re-sends with new SYNC entries), so
 //    such an entry came from an overlapping pull and is already handled.
 //    The sync log is not consulted: old rows may be deleted (retention).
+//    Also skipped: a seq given to AddDone, i.e. one a lane of parallel apply
+//    committed before the watermark could move past it (apply_lanes.h;
+//    es_consumer.lane_commit).
 //  * kPark: an earlier entry of the same document (its docname, or for a
 //    Rename its old name too) is Failed or Parked; it parks behind that
 //    Failed row's id, and so do the document's later entries.
@@ -59,6 +62,10 @@ class BatchPlanner {
   // Failed root is `root` (a Parked row's parked_behind, a Failed row's id).
   // Give them in id order: the first one of a document counts.
   void AddBlocked(const std::string& doctype, const std::string& docname, int64_t root);
+  // `seq` is already applied (or logged) although above the watermark.
+  void AddDone(int64_t seq) { done_.insert(seq); }
+  // Whether Next answers kSkip for an entry with `seq`.
+  bool Skips(int64_t seq) const { return seq <= watermark_ || done_.count(seq) > 0; }
 
   struct Step {
     enum Kind { kSkip, kPark, kApply };
@@ -73,6 +80,7 @@ class BatchPlanner {
 
  private:
   int64_t watermark_;
+  std::set<int64_t> done_;
   // (doctype, docname) -> the Failed row its entries park behind.
   std::map<std::pair<std::string, std::string>, int64_t> blocked_;
 };

@@ -9,6 +9,19 @@
 // covers them. Resync likewise runs in one transaction. The only writes
 // outside are PrepareTables' idempotent ALTER TABLEs.
 //
+// Parallel apply (apply_workers > 1): the coordinator's transaction on the
+// caller's connection takes the per-producer lock and the watermark row
+// and holds them while the lanes run; each lane's transaction writes its
+// documents, its sync log rows and one es_consumer.lane_commit row of its
+// seqs, and commits on its own. Only after every lane committed does the
+// coordinator move the watermark, delete the lane_commit rows it passed,
+// and commit. Dying before a lane's COMMIT loses that lane alone (its
+// seqs are neither applied nor recorded); dying after some lanes committed
+// leaves their lane_commit rows and the old watermark, so the batch comes
+// again and LoadBatchPlanner's AddDone skips exactly the committed seqs
+// (a document's entries are all in one lane, so its order holds); dying
+// after the coordinator's COMMIT is the one-transaction case.
+//
 // Concurrency: a transaction-scoped advisory lock per producer serializes
 // ApplyBatch and Resync of one producer (so a batch never parks an entry
 // behind a row a concurrent Resync is releasing), and ApplyBatch skips
@@ -21,10 +34,13 @@
 
 #include <map>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "libsync/rules/apply_lanes.h"
 #include "libsync/rules/batch_plan.h"
 #include "libsync/base/status_macros.h"
 #include "services/consumer/apply_document.h"
@@ -60,6 +76,22 @@ constexpr pg::Query kMoveWatermark{
     " VALUES ($1, $2, now()) ON CONFLICT (producer) DO UPDATE"
     " SET last_seq = GREATEST(l.last_seq, EXCLUDED.last_seq), updated_at = now()"
     " RETURNING last_seq"};
+// Parallel apply: a lane's transaction is tagged like a batch's; the
+// coordinator's transaction holds the per-producer lock for it.
+constexpr pg::Query kBeginLane{"consumer_begin_lane",
+                               "SELECT set_config('eventstream.origin', $1, true)"};
+// Seqs above the watermark that lanes committed ($2: the watermark).
+constexpr pg::Query kLaneDoneSeqs{
+    "consumer_lane_done_seqs",
+    "SELECT unnest(seqs) AS seq FROM es_consumer.lane_commit"
+    " WHERE producer = $1 AND max_seq > $2"};
+constexpr pg::Query kRecordLane{
+    "consumer_record_lane",
+    "INSERT INTO es_consumer.lane_commit (producer, max_seq, seqs)"
+    " VALUES ($1, $2, $3::bigint[])"};
+constexpr pg::Query kForgetLanes{
+    "consumer_forget_lanes",
+    "DELETE FROM es_consumer.lane_commit WHERE producer = $1 AND max_seq <= $2"};
 constexpr pg::Query kSavepoint{"consumer_savepoint", "SAVEPOINT es_entry"};
 constexpr pg::Query kReleaseSavepoint{"consumer_release_savepoint",
                                       "RELEASE SAVEPOINT es_entry"};
@@ -222,13 +254,20 @@ absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
   return absl::OkStatus();
 }
 
-// The batch's planner: the watermark (locked for the batch) and the
+// The batch's planner: the watermark (locked for the batch), with
+// `lanes` the seqs lanes committed above it (*done: how many), and the
 // documents with a Failed or Parked row (one query for the whole batch).
 absl::StatusOr<BatchPlanner> LoadBatchPlanner(pg::Connection* conn, const std::string& producer,
-                                              const std::vector<BatchEntry>& entries) {
+                                              const std::vector<BatchEntry>& entries,
+                                              bool lanes = false, int64_t* done = nullptr) {
   ASSIGN_OR_RETURN(pg::Result wm, conn->ExecPrepared(kLockWatermark, {producer}));
   const int64_t watermark = wm.rows() > 0 ? wm.GetInt64(0, wm.ColumnIndex("last_seq")) : 0;
   BatchPlanner plan(watermark);
+  if (lanes) {
+    ASSIGN_OR_RETURN(pg::Result seqs, conn->ExecPrepared(kLaneDoneSeqs, {producer, watermark}));
+    for (int i = 0; i < seqs.rows(); ++i) plan.AddDone(seqs.GetInt64(i, seqs.ColumnIndex("seq")));
+    if (done != nullptr) *done = seqs.rows();
+  }
   ASSIGN_OR_RETURN(pg::Result blocked,
                    conn->ExecPrepared(kBlockedRows,
                                       {producer, pg::TextArray(BlockedLookupNames(entries))}));
@@ -287,10 +326,128 @@ void MarkSynced(SyncLogRow& row, const apply::Outcome& outcome) {
   row.local_docname = outcome.local_docname;
 }
 
+// What the planner sees of each entry.
+std::vector<BatchEntry> PlanEntries(const std::vector<v1::UpdateLogEntry>& entries) {
+  std::vector<BatchEntry> planned;
+  planned.reserve(entries.size());
+  for (const v1::UpdateLogEntry& e : entries) planned.push_back(PlanEntry(e));
+  return planned;
+}
+
+// A batch (or lane) of more than one entry runs pipelined without
+// savepoints first; if an entry fails, that attempt (a whole transaction)
+// is rolled back and it runs again with a savepoint per entry.
+// `attempt(isolate, entry_failed)` runs one.
+template <typename Attempt>
+absl::StatusOr<ApplyResult> FastThenIsolated(size_t entries, const Attempt& attempt) {
+  if (PipelinedFirst(entries)) {
+    bool entry_failed = false;
+    absl::StatusOr<ApplyResult> fast = attempt(/*isolate=*/false, &entry_failed);
+    if (!entry_failed) return fast;
+  }
+  return attempt(/*isolate=*/true, nullptr);
+}
+
+// One attempt's entries, in the caller's transaction on `conn`: each is
+// skipped, parked or applied as `plan` says and its sync log row written
+// (Failed rows at once, for their ids; the rest at the end). isolate: a
+// savepoint per entry, a failing one logged Failed. Otherwise no
+// savepoints and the first failing entry sets *entry_failed and abandons
+// the attempt (the caller runs it again isolated).
+absl::Status ApplyEntries(pg::Connection* conn, apply::DocumentApplier& doc, BatchPlanner& plan,
+                          const std::string& producer,
+                          const std::vector<v1::UpdateLogEntry>& entries,
+                          const std::vector<BatchEntry>& planned, bool isolate,
+                          bool* entry_failed, ApplyResult* result) {
+  std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const BatchPlanner::Step step = plan.Next(planned[i]);
+    if (step.kind == BatchPlanner::Step::kSkip) continue;
+    SyncLogRow row = RowFromEntry(producer, entries[i]);
+    if (step.kind == BatchPlanner::Step::kPark) {
+      row.status = "Parked";
+      row.parked_behind = step.parked_behind;
+      pending.push_back(std::move(row));
+      ++result->parked;
+      continue;
+    }
+    absl::StatusOr<apply::Outcome> outcome;
+    if (isolate) {
+      ASSIGN_OR_RETURN(outcome, ApplyInSavepoint(conn, doc, entries[i]));
+    } else {
+      outcome = doc.Apply(entries[i]);
+      if (!outcome.ok()) {
+        *entry_failed = true;
+        return outcome.status();
+      }
+    }
+    if (outcome.ok()) {
+      MarkSynced(row, *outcome);
+      pending.push_back(std::move(row));
+      ++result->synced;
+      continue;
+    }
+    row.status = "Failed";
+    row.error = std::string(outcome.status().message());
+    // Written now (after the rows before it, so ids follow seq) to learn
+    // its id for the entries parked behind it.
+    pending.push_back(std::move(row));
+    RETURN_IF_ERROR(InsertRows(conn, pending));
+    LogFailure(pending.back());
+    plan.Failed(planned[i], pending.back().id);
+    pending.clear();
+    ++result->failed;
+  }
+  if (!isolate) {
+    // The last entries' deferred writes.
+    if (absl::Status written = conn->FlushDeferred(); !written.ok()) {
+      *entry_failed = true;
+      return written;
+    }
+  }
+  RETURN_IF_ERROR(doc.FlushCopies());
+  return InsertRows(conn, pending);
+}
+
+// Parallel apply: whether entries of the producer's DocType `doctype` must
+// share one lane with every other such entry (apply_lanes.h): unless the
+// subscription takes it unmapped under the same name, local names or
+// mapped documents may depend on other entries (a naming series' counter,
+// a mapping's target), so they keep their order.
+bool SerialDocType(const EventProducerConfig& pc, const std::string& doctype) {
+  for (const ProducerDocTypeConfig& row : pc.doctypes) {
+    if (!row.mapping.empty()) continue;  // maps some remote DocType: serial anyway
+    if (row.doctype == doctype) return !row.use_same_name;
+  }
+  return true;
+}
+
+// The lanes' shared DependencySource: one call at a time.
+class LockedDependencySource : public DependencySource {
+ public:
+  explicit LockedDependencySource(DependencySource* inner) : inner_(inner) {}
+  absl::StatusOr<std::optional<FetchedDocument>> GetDocument(const std::string& doctype,
+                                                             const std::string& name) override {
+    absl::MutexLock lock(&mu_);
+    return inner_->GetDocument(doctype, name);
+  }
+  absl::StatusOr<std::vector<Value>> FindDocuments(
+      const std::string& doctype, const std::map<std::string, std::string>& filters,
+      int limit) override {
+    absl::MutexLock lock(&mu_);
+    return inner_->FindDocuments(doctype, filters, limit);
+  }
+
+ private:
+  absl::Mutex mu_;
+  DependencySource* const inner_ ABSL_PT_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
-Applier::Applier(const Config& config)
+Applier::Applier(const Config& config, std::string database_url)
     : config_(config),
+      database_url_(std::move(database_url)),
       mappings_(MappingSet::Create(config.consumer ? config.consumer->mappings
                                                    : std::vector<DocTypeMapping>{})),
       tables_(std::make_unique<apply::TableCache>()) {}
@@ -333,17 +490,14 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatch(pg::Connection* conn, const std:
   }
   PrepareTables(conn, *pc);  // DDL, outside the batch transaction
 
-  // Optimistic first: the whole batch without savepoints, its writes
-  // pipelined. If any entry fails, that transaction is rolled back (nothing
-  // of it stays) and the batch runs again isolating every entry in a
-  // savepoint, so the failing one is logged Failed and the others apply.
-  if (PipelinedFirst(entries.size())) {
-    bool entry_failed = false;
-    auto fast = ApplyBatchOnce(conn, producer, entries, next_after_seq, deps,
-                               /*isolate=*/false, &entry_failed);
-    if (!entry_failed) return fast;
+  if (pc->apply_workers > 1 && entries.size() > 1 && !database_url_.empty()) {
+    ASSIGN_OR_RETURN(std::optional<ApplyResult> laned,
+                     ApplyBatchInLanes(conn, *pc, entries, next_after_seq, deps));
+    if (laned.has_value()) return *laned;
   }
-  return ApplyBatchOnce(conn, producer, entries, next_after_seq, deps, /*isolate=*/true, nullptr);
+  return FastThenIsolated(entries.size(), [&](bool isolate, bool* entry_failed) {
+    return ApplyBatchOnce(conn, producer, entries, next_after_seq, deps, isolate, entry_failed);
+  });
 }
 
 absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
@@ -353,66 +507,133 @@ absl::StatusOr<ApplyResult> Applier::ApplyBatchOnce(pg::Connection* conn,
                                                     bool isolate, bool* entry_failed) {
   ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
   RETURN_IF_ERROR(BeginApply(conn, producer));
-  std::vector<BatchEntry> planned;
-  for (const v1::UpdateLogEntry& e : entries) planned.push_back(PlanEntry(e));
-  ASSIGN_OR_RETURN(BatchPlanner plan, LoadBatchPlanner(conn, producer, planned));
+  const std::vector<BatchEntry> planned = PlanEntries(entries);
+  // Lanes may have committed seqs above the watermark (a crash between lane
+  // commits, then apply_workers lowered or a batch of one lane): skip them.
+  const bool lanes = lane_commit_clear_.count(producer) == 0;
+  int64_t done = 0;
+  ASSIGN_OR_RETURN(BatchPlanner plan, LoadBatchPlanner(conn, producer, planned, lanes, &done));
 
   ApplyResult result;
   result.isolated = isolate;
   apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, tables_.get(),
                              producer, deps);
   if (PipelinedFirst(entries.size())) RETURN_IF_ERROR(doc.Prefetch(entries));
-  std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const BatchPlanner::Step step = plan.Next(planned[i]);
-    if (step.kind == BatchPlanner::Step::kSkip) continue;
-    SyncLogRow row = RowFromEntry(producer, entries[i]);
-    if (step.kind == BatchPlanner::Step::kPark) {
-      row.status = "Parked";
-      row.parked_behind = step.parked_behind;
-      pending.push_back(std::move(row));
-      ++result.parked;
-      continue;
-    }
-    absl::StatusOr<apply::Outcome> outcome;
-    if (isolate) {
-      ASSIGN_OR_RETURN(outcome, ApplyInSavepoint(conn, doc, entries[i]));
-    } else {
-      // No savepoint: the first failure abandons this attempt (the caller
-      // runs the batch again isolated).
-      outcome = doc.Apply(entries[i]);
-      if (!outcome.ok()) {
-        *entry_failed = true;
-        return outcome.status();
-      }
-    }
-    if (outcome.ok()) {
-      MarkSynced(row, *outcome);
-      pending.push_back(std::move(row));
-      ++result.synced;
-      continue;
-    }
-    row.status = "Failed";
-    row.error = std::string(outcome.status().message());
-    // Written now (after the rows before it, so ids follow seq) to learn
-    // its id for the entries parked behind it.
-    pending.push_back(std::move(row));
-    RETURN_IF_ERROR(InsertRows(conn, pending));
-    LogFailure(pending.back());
-    plan.Failed(planned[i], pending.back().id);
-    pending.clear();
-    ++result.failed;
-  }
-  if (!isolate) {
-    // The last entries' deferred writes.
-    if (absl::Status written = conn->FlushDeferred(); !written.ok()) {
-      *entry_failed = true;
-      return written;
-    }
-  }
-  RETURN_IF_ERROR(doc.FlushCopies());
-  RETURN_IF_ERROR(InsertRows(conn, pending));
+  RETURN_IF_ERROR(
+      ApplyEntries(conn, doc, plan, producer, entries, planned, isolate, entry_failed, &result));
   ASSIGN_OR_RETURN(result.last_seq, MoveWatermark(conn, producer, next_after_seq));
+  if (lanes) RETURN_IF_ERROR(Exec(conn, kForgetLanes, {producer, result.last_seq}));
+  RETURN_IF_ERROR(txn->Commit());
+  if (lanes && done == 0) lane_commit_clear_.insert(producer);
+  return result;
+}
+
+// ---- parallel apply ---------------------------------------------------------
+
+struct Applier::LaneSlot {
+  std::unique_ptr<pg::Connection> conn;
+  apply::TableCache tables;  // filled after PrepareTables altered the tables
+};
+
+absl::StatusOr<std::optional<ApplyResult>> Applier::ApplyBatchInLanes(
+    pg::Connection* conn, const EventProducerConfig& pc,
+    const std::vector<v1::UpdateLogEntry>& entries, int64_t next_after_seq,
+    DependencySource* deps) {
+  const std::string& producer = pc.name;
+  // From here lane_commit may get rows: a later one-transaction batch looks.
+  lane_commit_clear_.erase(producer);
+  // The coordinator: the per-producer lock and the watermark row, held
+  // until every lane committed (a Resync or another batch waits).
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(BeginApply(conn, producer));
+  const std::vector<BatchEntry> planned = PlanEntries(entries);
+  ASSIGN_OR_RETURN(BatchPlanner plan,
+                   LoadBatchPlanner(conn, producer, planned, /*lanes=*/true));
+  std::vector<size_t> todo;  // the entries not skipped
+  std::vector<std::vector<std::string>> keys;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (plan.Skips(entries[i].seq())) continue;
+    todo.push_back(i);
+    keys.push_back(LaneKeys(config_.registry, config_.registry.Find(entries[i].doctype()),
+                            planned[i].names, entries[i].data_json(),
+                            SerialDocType(pc, entries[i].doctype())));
+  }
+  const std::vector<std::vector<size_t>> lanes = PlanLanes(keys, pc.apply_workers);
+  if (lanes.size() <= 1) return std::nullopt;  // rolled back: nothing written
+  std::vector<std::vector<v1::UpdateLogEntry>> lane_entries(lanes.size());
+  for (size_t k = 0; k < lanes.size(); ++k) {
+    for (size_t j : lanes[k]) lane_entries[k].push_back(entries[todo[j]]);
+  }
+  ASSIGN_OR_RETURN(ApplyResult result, RunLanes(producer, lane_entries, plan, deps));
+  // Every lane committed. Dying before this COMMIT: their lane_commit rows
+  // make the batch that comes again skip them all.
+  ASSIGN_OR_RETURN(result.last_seq, MoveWatermark(conn, producer, next_after_seq));
+  RETURN_IF_ERROR(Exec(conn, kForgetLanes, {producer, result.last_seq}));
+  RETURN_IF_ERROR(txn->Commit());
+  return std::optional<ApplyResult>(result);
+}
+
+absl::StatusOr<ApplyResult> Applier::RunLanes(
+    const std::string& producer, const std::vector<std::vector<v1::UpdateLogEntry>>& lanes,
+    const BatchPlanner& plan, DependencySource* deps) {
+  while (lane_slots_.size() < lanes.size()) lane_slots_.push_back(std::make_unique<LaneSlot>());
+  LockedDependencySource locked(deps);
+  DependencySource* shared = deps != nullptr ? &locked : nullptr;
+  // results[k] is written by lane k's thread only and read after join.
+  std::vector<absl::StatusOr<ApplyResult>> results(lanes.size(), absl::UnknownError("not run"));
+  auto run = [&](size_t k) {
+    results[k] = ApplyLane(*lane_slots_[k], producer, lanes[k], plan, shared);
+  };
+  std::vector<std::thread> threads;
+  for (size_t k = 1; k < lanes.size(); ++k) threads.emplace_back(run, k);
+  run(0);
+  for (std::thread& t : threads) t.join();
+  ApplyResult total;
+  for (const absl::StatusOr<ApplyResult>& r : results) {
+    // A lane that committed stays committed (recorded in lane_commit); the
+    // caller's coordinator transaction rolls back, the watermark stays.
+    if (!r.ok()) return r.status();
+    total.synced += r->synced;
+    total.failed += r->failed;
+    total.parked += r->parked;
+    total.isolated = total.isolated || r->isolated;
+  }
+  return total;
+}
+
+absl::StatusOr<ApplyResult> Applier::ApplyLane(LaneSlot& slot, const std::string& producer,
+                                               const std::vector<v1::UpdateLogEntry>& entries,
+                                               const BatchPlanner& plan, DependencySource* deps) {
+  if (slot.conn == nullptr || !slot.conn->ok()) {
+    slot.conn.reset();
+    ASSIGN_OR_RETURN(slot.conn, pg::Connection::Open(database_url_));
+    (void)slot.conn->SetApplicationName("eventstream-consumer apply lane");
+  }
+  return FastThenIsolated(entries.size(), [&](bool isolate, bool* entry_failed) {
+    return ApplyLaneOnce(slot, producer, entries, plan, deps, isolate, entry_failed);
+  });
+}
+
+absl::StatusOr<ApplyResult> Applier::ApplyLaneOnce(LaneSlot& slot, const std::string& producer,
+                                                   const std::vector<v1::UpdateLogEntry>& entries,
+                                                   BatchPlanner plan, DependencySource* deps,
+                                                   bool isolate, bool* entry_failed) {
+  pg::Connection* conn = slot.conn.get();
+  ASSIGN_OR_RETURN(auto txn, pg::Transaction::Begin(conn));
+  RETURN_IF_ERROR(Exec(conn, kBeginLane, {producer}));
+  const std::vector<BatchEntry> planned = PlanEntries(entries);
+  ApplyResult result;
+  result.isolated = isolate;
+  apply::DocumentApplier doc(conn, config_, mappings_.ok() ? &*mappings_ : nullptr, &slot.tables,
+                             producer, deps);
+  if (PipelinedFirst(entries.size())) RETURN_IF_ERROR(doc.Prefetch(entries));
+  RETURN_IF_ERROR(
+      ApplyEntries(conn, doc, plan, producer, entries, planned, isolate, entry_failed, &result));
+  // The lane's seqs commit with its writes: both or neither.
+  std::vector<std::string> seqs;
+  for (const v1::UpdateLogEntry& e : entries) seqs.push_back(absl::StrCat(e.seq()));
+  RETURN_IF_ERROR(
+      Exec(conn, kRecordLane, {producer, entries.back().seq(), pg::TextArray(seqs)}));
   RETURN_IF_ERROR(txn->Commit());
   return result;
 }

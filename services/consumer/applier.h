@@ -20,10 +20,20 @@
 // rolled back and the batch run again with a savepoint per entry. Both
 // attempts are whole transactions, so the guarantees above hold for either.
 //
-// The decisions (skip, park, apply; a Resync's course) are pure, in
-// libsync/rules/batch_plan.h; applier.cc is their store and loop.
+// Parallel apply (the producer's apply_workers > 1; docs/design.md "Batch
+// apply"): the batch's entries are split into lanes (libsync/rules/
+// apply_lanes.h; a document's entries share one), each applied as above in
+// its own transaction on its own connection, concurrently; the watermark
+// moves only after every lane committed. Each lane's transaction also
+// records its seqs (es_consumer.lane_commit), so a batch that comes again
+// after a crash between lane commits skips exactly those.
 //
-// Thread-compatible: one Applier per pulling thread, or guard it.
+// The decisions (skip, park, apply; a Resync's course; lanes) are pure, in
+// libsync/rules/batch_plan.h and apply_lanes.h; applier.cc is their store
+// and loop.
+//
+// Thread-compatible: one Applier per pulling thread, or guard it (its lane
+// threads live only inside ApplyBatch).
 #ifndef EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
 #define EVENTSTREAM_SERVICES_CONSUMER_APPLIER_H_
 
@@ -32,6 +42,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +51,7 @@
 #include "libsync/config/config.h"
 #include "libsync/base/pg.h"
 #include "libsync/base/value.h"
+#include "libsync/rules/batch_plan.h"
 #include "services/consumer/dependency_source.h"
 
 namespace eventstream {
@@ -92,7 +104,9 @@ class TableCache;
 class Applier {
  public:
   // `config` must have a consumer section; it outlives the Applier.
-  explicit Applier(const Config& config);
+  // `database_url`: where lanes open their connections; "" = every batch
+  // in one transaction whatever apply_workers says.
+  explicit Applier(const Config& config, std::string database_url = "");
   ~Applier();
 
   // Applies `entries` (ascending seq) pulled from `producer` (a name from
@@ -152,9 +166,36 @@ class Applier {
                                              int64_t next_after_seq, DependencySource* deps,
                                              bool isolate, bool* entry_failed);
 
+  // Parallel apply: nullopt when the batch's entries form a single lane
+  // (nothing written; the caller applies it in one transaction).
+  absl::StatusOr<std::optional<ApplyResult>> ApplyBatchInLanes(
+      pg::Connection* conn, const EventProducerConfig& pc,
+      const std::vector<v1::UpdateLogEntry>& entries, int64_t next_after_seq,
+      DependencySource* deps);
+  struct LaneSlot;  // one lane's connection and table cache, reused
+  // Runs `lanes` concurrently, lane k on lane_slots_[k]; every lane commits
+  // or the first error is returned.
+  absl::StatusOr<ApplyResult> RunLanes(const std::string& producer,
+                                       const std::vector<std::vector<v1::UpdateLogEntry>>& lanes,
+                                       const BatchPlanner& plan, DependencySource* deps);
+  absl::StatusOr<ApplyResult> ApplyLane(LaneSlot& slot, const std::string& producer,
+                                        const std::vector<v1::UpdateLogEntry>& entries,
+                                        const BatchPlanner& plan, DependencySource* deps);
+  absl::StatusOr<ApplyResult> ApplyLaneOnce(LaneSlot& slot, const std::string& producer,
+                                            const std::vector<v1::UpdateLogEntry>& entries,
+                                            BatchPlanner plan, DependencySource* deps,
+                                            bool isolate, bool* entry_failed);
+
   const Config& config_;
+  const std::string database_url_;
   absl::StatusOr<MappingSet> mappings_;
   std::unique_ptr<apply::TableCache> tables_;
+  // Lane k's connection and table cache; only lane k's thread touches it
+  // while lanes run (the threads are joined before ApplyBatch returns).
+  std::vector<std::unique_ptr<LaneSlot>> lane_slots_;
+  // Producers whose es_consumer.lane_commit has no rows above the
+  // watermark: their one-transaction batches need not look there.
+  std::set<std::string> lane_commit_clear_;
 };
 
 }  // namespace eventstream

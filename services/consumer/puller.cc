@@ -128,7 +128,7 @@ Puller::Puller(const Config& config, const EventProducerConfig& producer,
       producer_(producer),
       link_(std::move(link)),
       options_(std::move(options)),
-      applier_(config),
+      applier_(config, options_.database_url),
       backoff_(RetryPolicy(options_)) {}
 
 BackoffPolicy Puller::RetryPolicy(const Options& options) {

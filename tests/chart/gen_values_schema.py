@@ -145,6 +145,8 @@ D["eventProducer"] = obj({
     "tls": ref("tlsClient"),
     "delivery": {"enum": ["", "stream", "pull"],
                  "description": "stream (default): the producer pushes entries over one open call; pull: pull after Notify or every poll_interval"},
+    "apply_workers": {"type": "integer", "minimum": 1, "maximum": 8,
+                      "description": "lanes a batch is applied in concurrently, each its own connection and transaction (a document's entries share one); 1 (default) = one transaction per batch"},
     "doctypes": {"type": "array", "items": ref("producerDocType")},
 }, ["name", "url", "api_key"], extra={"oneOf": [
     {"required": ["api_secret_env"], "not": {"required": ["api_secret_file"]}},

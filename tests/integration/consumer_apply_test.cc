@@ -850,5 +850,151 @@ TEST_F(ApplyTest, TrimmedSyncLogRowsAreVacuumedOnceEnoughAreDead) {
   EXPECT_EQ(vacuums(), before + 2);
 }
 
+// ---- parallel apply: apply_workers (issue 17) -------------------------------
+
+// Two batches over many documents: Creates with child rows, links to a
+// document of the batch and to missing ones (fetched), Updates, a Rename,
+// Deletes, a failing Memo with entries parked behind it, Tasks named by a
+// series (one lane), a Sync.
+std::vector<std::vector<v1::UpdateLogEntry>> MixedBatches() {
+  std::vector<v1::UpdateLogEntry> first;
+  int64_t seq = 0;
+  for (int i = 0; i < 30; ++i) {
+    const std::string n = absl::StrCat("N", i);
+    const std::string link = i % 5 == 0 ? "C1" : (i % 7 == 0 ? "C2" : "");
+    first.push_back(Entry(
+        ++seq, "Note", n, v1::UPDATE_TYPE_CREATE,
+        absl::StrCat(R"({"doctype":"Note","name":")", n, R"(","title":"t)", i,
+                     R"(","customer":")", link, R"(","items":[)", Row(n + "-r1", 1, "a", i),
+                     ",", Row(n + "-r2", 2, "b", 1), "]}")));
+  }
+  for (int i = 0; i < 30; i += 2) {
+    first.push_back(Entry(++seq, "Note", absl::StrCat("N", i), v1::UPDATE_TYPE_UPDATE,
+                          absl::StrCat(R"({"changed":{"title":"u)", i, R"("}})")));
+  }
+  first.push_back(Entry(++seq, "Note", "N3b", v1::UPDATE_TYPE_RENAME,
+                        R"({"old_name":"N3","new_name":"N3b"})"));
+  first.push_back(Entry(++seq, "Note", "N3b", v1::UPDATE_TYPE_UPDATE,
+                        R"({"changed":{"title":"renamed","ref_type":"Note","ref_name":"N1"}})"));
+  first.push_back(Entry(++seq, "Note", "N4", v1::UPDATE_TYPE_DELETE));
+  first.push_back(Entry(++seq, "Memo", "M1", v1::UPDATE_TYPE_CREATE,
+                        R"({"doctype":"Memo","name":"M1","text":"no code"})"));
+  first.push_back(Entry(++seq, "Memo", "M2", v1::UPDATE_TYPE_CREATE,
+                        R"({"doctype":"Memo","name":"M2","code":"c","text":"fine"})"));
+  first.push_back(
+      Entry(++seq, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"v2"}})"));
+  for (const char* t : {"T1", "T2", "T3"}) {
+    first.push_back(Entry(++seq, "Task", t, v1::UPDATE_TYPE_CREATE,
+                          absl::StrCat(R"({"doctype":"Task","name":")", t,
+                                       R"(","subject":"s"})")));
+  }
+  first.push_back(Entry(++seq, "Task", "T9", v1::UPDATE_TYPE_RENAME,
+                        R"({"old_name":"T1","new_name":"T9"})"));
+  std::vector<v1::UpdateLogEntry> second;
+  second.push_back(
+      Entry(++seq, "Memo", "M1", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"text":"v3"}})"));
+  for (int i = 10; i < 20; ++i) {
+    second.push_back(Entry(++seq, "Note", absl::StrCat("N", i), v1::UPDATE_TYPE_DELETE));
+  }
+  second.push_back(Entry(++seq, "Note", "N21", v1::UPDATE_TYPE_SYNC,
+                         R"({"doctype":"Note","name":"N21","title":"synced","items":[]})"));
+  return {first, second};
+}
+
+class ParallelApplyTest : public ApplyTest {
+ protected:
+  // Empties the site and applies with `workers`, lanes on their own
+  // connections.
+  void Restart(int workers) {
+    Exec("TRUNCATE \"tabNote\", \"tabNote Item\", \"tabCustomer\", \"tabTask\","
+         " \"tabTask Item\", \"tabMemo\", origin_seen, es_consumer.sync_log,"
+         " es_consumer.last_update, es_consumer.same_name_copy, es_consumer.series,"
+         " es_consumer.lane_commit RESTART IDENTITY");
+    config_->consumer->producers[0].apply_workers = workers;
+    applier_ = std::make_unique<Applier>(*config_, SharedCluster().Url(db_));
+  }
+  // What the batches left, independent of sync log ids (a Parked row names
+  // the seq of its Failed row).
+  std::string Site() {
+    return absl::StrCat(
+        All("SELECT name, title, customer, ref_name, docstatus FROM \"tabNote\" ORDER BY name"),
+        "\n", All("SELECT name, parent, item, qty FROM \"tabNote Item\" ORDER BY name"), "\n",
+        All("SELECT name, customer_name FROM \"tabCustomer\" ORDER BY name"), "\n",
+        All("SELECT name, remote_docname, subject FROM \"tabTask\" ORDER BY name"), "\n",
+        All("SELECT name, code, text FROM \"tabMemo\" ORDER BY name"), "\n",
+        All("SELECT s.seq, s.doctype, s.docname, s.update_type, s.status, s.error, s.note,"
+            " b.seq, s.local_doctype, s.local_docname FROM es_consumer.sync_log s"
+            " LEFT JOIN es_consumer.sync_log b ON b.id = s.parked_behind ORDER BY s.seq"),
+        "\n",
+        All("SELECT doctype, docname, released_at IS NULL FROM es_consumer.same_name_copy"
+            " ORDER BY doctype, docname"),
+        "\n", All("SELECT DISTINCT origin FROM origin_seen"), "\n",
+        All("SELECT last_seq FROM es_consumer.last_update"), "\n",
+        All("SELECT count(*) FROM es_consumer.lane_commit"));
+  }
+};
+
+TEST_F(ParallelApplyTest, TwoAndFourWorkersLeaveWhatOneTransactionLeaves) {
+  producer_.Put(R"({"doctype":"Customer","name":"C1","customer_name":"One"})");
+  producer_.Put(R"({"doctype":"Customer","name":"C2","customer_name":"Two"})");
+  // Which sessions wrote the Notes: more than one when lanes ran.
+  Exec("CREATE TABLE writer_pid (pid int)");
+  Exec("CREATE FUNCTION see_pid() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+       " INSERT INTO writer_pid VALUES (pg_backend_pid()); RETURN NEW; END $$");
+  Exec("CREATE TRIGGER see_pid AFTER INSERT ON \"tabNote\" FOR EACH ROW"
+       " EXECUTE FUNCTION see_pid()");
+  std::string expected;
+  for (int workers : {1, 2, 4}) {
+    SCOPED_TRACE(absl::StrCat("apply_workers: ", workers));
+    Restart(workers);
+    Exec("TRUNCATE writer_pid");
+    int64_t synced = 0, failed = 0, parked = 0;
+    for (const auto& batch : MixedBatches()) {
+      ApplyResult r = Apply(batch);
+      synced += r.synced;
+      failed += r.failed;
+      parked += r.parked;
+    }
+    EXPECT_EQ(failed, 1);  // M1
+    EXPECT_EQ(parked, 2);  // M1's Updates
+    const std::string site = Site();
+    if (workers == 1) {
+      expected = site;
+      EXPECT_EQ(One("SELECT count(DISTINCT pid) FROM writer_pid"), "1");
+    } else {
+      EXPECT_EQ(site, expected);
+      EXPECT_GT(std::stoi(One("SELECT count(DISTINCT pid) FROM writer_pid")), 1);
+    }
+  }
+  EXPECT_NE(expected.find("hq"), std::string::npos);  // the lanes tagged their writes too
+}
+
+TEST_F(ParallelApplyTest, SeqsALaneCommittedBeforeACrashAreNotAppliedAgain) {
+  auto batch = [] {
+    std::vector<v1::UpdateLogEntry> out;
+    for (int i = 1; i <= 6; ++i) {
+      const std::string n = absl::StrCat("N", i);
+      out.push_back(Entry(i, "Note", n, v1::UPDATE_TYPE_CREATE,
+                          absl::StrCat(R"({"doctype":"Note","name":")", n, R"(","title":"t"})")));
+    }
+    return out;
+  };
+  for (int workers : {1, 4}) {
+    SCOPED_TRACE(absl::StrCat("apply_workers: ", workers));
+    Restart(workers);
+    // A lane of the batch committed seqs 2 and 5 (and one beyond it, 9),
+    // then the process died before the watermark moved.
+    Exec("INSERT INTO es_consumer.lane_commit (producer, max_seq, seqs)"
+         " VALUES ('hq', 5, '{2,5}'), ('hq', 9, '{9}')");
+    ApplyResult r = Apply(batch());
+    EXPECT_EQ(r.synced, 4);
+    EXPECT_EQ(r.last_seq, 6);
+    EXPECT_EQ(All("SELECT seq FROM es_consumer.sync_log ORDER BY seq"), "1;3;4;6");
+    EXPECT_EQ(All("SELECT name FROM \"tabNote\" ORDER BY name"), "N1;N3;N4;N6");
+    // The watermark passed the first row, not the second.
+    EXPECT_EQ(All("SELECT max_seq FROM es_consumer.lane_commit"), "9");
+  }
+}
+
 }  // namespace
 }  // namespace eventstream::testing

@@ -101,6 +101,15 @@ std::string DeliveryLine(const std::string& delivery) {
   }
   return mode.empty() ? "" : absl::StrCat("      delivery: ", mode, "\n");
 }
+// The consumer's apply_workers line for the Spec (see Spec::apply_workers).
+std::string ApplyWorkersLine(int workers) {
+  std::string n = workers > 0 ? absl::StrCat(workers) : "";
+  if (n.empty()) {
+    const char* env = getenv("ES_TEST_APPLY_WORKERS");
+    n = env != nullptr ? env : "";
+  }
+  return n.empty() ? "" : absl::StrCat("      apply_workers: ", n, "\n");
+}
 }  // namespace
 
 std::string TwoSites::ConsumerConfig() const {
@@ -121,7 +130,7 @@ std::string TwoSites::ConsumerConfig() const {
       "    - {key: ops, secret_env: ES_E2E_OPS, role: admin}\n",
       "  producers:\n    - name: hq\n      url: \"127.0.0.1:", producer_port_,
       "\"\n      api_key: branch\n      api_secret_env: ES_E2E_BRANCH\n",
-      DeliveryLine(spec_.delivery),
+      DeliveryLine(spec_.delivery), ApplyWorkersLine(spec_.apply_workers),
       spec_.consumer_producer_tls.empty()
           ? ""
           : absl::StrCat("      tls: ", spec_.consumer_producer_tls, "\n"),

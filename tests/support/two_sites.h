@@ -4,7 +4,8 @@
 // written from a Spec, and direct SQL connections to both databases.
 //
 // Entries arrive by stream (delivery: stream, the default; ES_TEST_DELIVERY=
-// pull runs the same tests with pulls); the consumer also advertises its
+// pull runs the same tests with pulls; ES_TEST_APPLY_WORKERS=N gives the
+// consumer apply_workers: N); the consumer also advertises its
 // address, so hq's Notify drives the pull path; `poll_interval` is the
 // fallback. Both ports are fixed at construction, so
 // a restarted consumer (after Stop or Kill) is found at the address hq
@@ -61,6 +62,9 @@ class TwoSites {
     // environment's ES_TEST_DELIVERY (pull or stream), else the default
     // (stream).
     std::string delivery;
+    // consumer.producers[0].apply_workers (1-8); 0 = the environment's
+    // ES_TEST_APPLY_WORKERS, else the default (1).
+    int apply_workers = 0;
     std::string consumer_log_level = "info";
     // Serve the consumer's /metrics on consumer_metrics_port()
     // (tests/support/http_get.h scrapes it).

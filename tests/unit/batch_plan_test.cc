@@ -50,6 +50,17 @@ TEST(BatchPlanner, SkipsEntriesAtOrBelowTheWatermark) {
   EXPECT_EQ(plan.Next(E(6, "c")).kind, Step::kApply);
 }
 
+TEST(BatchPlanner, SkipsSeqsALaneAlreadyCommitted) {
+  BatchPlanner plan(10);
+  plan.AddDone(12);
+  EXPECT_TRUE(plan.Skips(10));
+  EXPECT_FALSE(plan.Skips(11));
+  EXPECT_TRUE(plan.Skips(12));
+  EXPECT_EQ(plan.Next(E(11, "a")).kind, Step::kApply);
+  EXPECT_EQ(plan.Next(E(12, "b")).kind, Step::kSkip);
+  EXPECT_EQ(plan.Next(E(13, "c")).kind, Step::kApply);
+}
+
 TEST(BatchPlanner, ParksBehindStoredFailedRow) {
   BatchPlanner plan(0);
   plan.AddBlocked("Note", "a", 17);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/support/doctype_fixtures.h"
 #include "tests/support/frappe_schema.h"
@@ -310,6 +311,23 @@ TEST(Config, DeliveryIsStreamOrPull) {
             "config.yaml: consumer.producers[0].delivery: expected one of stream, pull");
 }
 
+TEST(Config, ApplyWorkersFromOneToEight) {
+  absl::StatusOr<Config> config = ParseConfig(Sketch("      api_key: branch1", "      api_key: branch1"), "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->consumer->producers[0].apply_workers, 1);  // the default
+  config = ParseConfig(
+      Sketch("      api_key: branch1", "      api_key: branch1\n      apply_workers: 4"),
+      "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->consumer->producers[0].apply_workers, 4);
+  for (const char* bad : {"0", "9", "two"}) {
+    EXPECT_EQ(ErrorOf(Sketch("      api_key: branch1",
+                             absl::StrCat("      api_key: branch1\n      apply_workers: ", bad))),
+              "config.yaml: consumer.producers[0].apply_workers: expected an integer from 1 to 8")
+        << bad;
+  }
+}
+
 TEST(Config, SectionsAreOptional) {
   absl::StatusOr<Config> config = ParseConfig("site: {name: a}\n", "c.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
@@ -509,7 +527,7 @@ TEST(ConfigErrors, UnknownKeysAtEveryLevel) {
       {"      api_key: branch1", "      api_key: branch1\n      api_secret: x",
        "config.yaml: consumer.producers[0].api_secret: unknown key "
        "\"api_secret\" (expected one of: name, url, api_key, api_secret_env, "
-       "api_secret_file, tls, delivery, doctypes)"},
+       "api_secret_file, tls, delivery, apply_workers, doctypes)"},
       {"{doctype: Note, use_same_name: true,",
        "{doctype: Note, same_name: true,",
        "config.yaml: consumer.producers[0].doctypes[0].same_name: unknown "
@@ -546,7 +564,7 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(ErrorOf("site: {name: a}\nconsumer: {producers: [[hq]]}"),
             "config.yaml: consumer.producers[0]: expected a mapping with "
             "keys: name, url, api_key, api_secret_env, api_secret_file, tls, "
-            "delivery, doctypes");
+            "delivery, apply_workers, doctypes");
   EXPECT_EQ(ErrorOf("- a\n- b\n"),
             "config.yaml: expected a mapping with keys site, database, log, "
             "doctypes, producer, consumer");
