@@ -179,8 +179,17 @@ Connection::~Connection() {
 
 bool Connection::ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
+absl::Status Connection::BeforeStatement() {
+  if (!before_ || in_before_) return absl::OkStatus();
+  in_before_ = true;
+  absl::Status s = before_();
+  in_before_ = false;
+  return s;
+}
+
 absl::StatusOr<Result> Connection::Exec(absl::string_view sql, const Params& params) {
   RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(BeforeStatement());
   ++statements_;
   std::string text(sql);
   ParamArrays arrays(params);
@@ -201,9 +210,10 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& name,
                                                 absl::string_view sql,
                                                 const Params& params) {
   RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(BeforeStatement());
   if (!deferred_.empty()) {  // one round trip for the deferred ones and this
-    RETURN_IF_ERROR(ExecPreparedDeferred(name, sql, params, name));
-    deferred_.pop_back();  // its result is read as this call's own
+    RETURN_IF_ERROR(BeginDeferred());
+    RETURN_IF_ERROR(SendPrepared(name, sql, params, name));
     ++statements_;
     return SyncWithOwn();
   }
@@ -245,6 +255,7 @@ absl::StatusOr<Result> Connection::ExecPrepared(const Query& query, const Params
 }
 
 absl::Status Connection::ExecScript(absl::string_view sql) {
+  RETURN_IF_ERROR(BeforeStatement());
   RETURN_IF_ERROR(FlushDeferred());
   std::string text(sql);
   PGresult* res = PQexec(conn_, text.c_str());
@@ -255,6 +266,7 @@ absl::Status Connection::ExecScript(absl::string_view sql) {
 
 absl::StatusOr<int64_t> Connection::CopyIn(absl::string_view copy_sql,
                                            absl::string_view data) {
+  RETURN_IF_ERROR(BeforeStatement());
   RETURN_IF_ERROR(FlushDeferred());
   std::string text(copy_sql);
   PGresult* started = PQexec(conn_, text.c_str());
@@ -303,9 +315,7 @@ absl::StatusOr<int64_t> Connection::CopyIn(absl::string_view copy_sql,
 // the other is not reading (libpq's blocking mode is used throughout).
 constexpr size_t kMaxDeferred = 256;
 
-absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
-                                              const Params& params, std::string what) {
-  RETURN_IF_ERROR(CheckParams(params));
+absl::Status Connection::BeginDeferred() {
   if (deferred_.size() >= kMaxDeferred) {
     RETURN_IF_ERROR(FlushDeferred());
   }
@@ -313,6 +323,11 @@ absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::str
       PQenterPipelineMode(conn_) != 1) {
     return ErrorFrom(conn_, nullptr);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::SendPrepared(const std::string& name, absl::string_view sql,
+                                      const Params& params, const std::string& what) {
   if (prepared_.count(name) == 0) {
     std::string text(sql);
     if (PQsendPrepare(conn_, name.c_str(), text.c_str(), static_cast<int>(params.size()),
@@ -327,6 +342,15 @@ absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::str
                           arrays.values.data(), nullptr, nullptr, 0) != 1) {
     return ErrorFrom(conn_, nullptr);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Connection::ExecPreparedDeferred(const std::string& name, absl::string_view sql,
+                                              const Params& params, std::string what) {
+  RETURN_IF_ERROR(CheckParams(params));
+  RETURN_IF_ERROR(BeforeStatement());
+  RETURN_IF_ERROR(BeginDeferred());
+  RETURN_IF_ERROR(SendPrepared(name, sql, params, what));
   deferred_.push_back({std::move(what), ""});
   return absl::OkStatus();
 }
@@ -337,13 +361,8 @@ absl::Status Connection::ExecPreparedDeferred(const Query& query, const Params& 
 }
 
 absl::Status Connection::ExecDeferred(absl::string_view sql, std::string what) {
-  if (deferred_.size() >= kMaxDeferred) {
-    RETURN_IF_ERROR(FlushDeferred());
-  }
-  if (deferred_.empty() && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF &&
-      PQenterPipelineMode(conn_) != 1) {
-    return ErrorFrom(conn_, nullptr);
-  }
+  RETURN_IF_ERROR(BeforeStatement());
+  RETURN_IF_ERROR(BeginDeferred());
   std::string text(sql);
   if (PQsendQueryParams(conn_, text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
     return ErrorFrom(conn_, nullptr);
@@ -363,6 +382,7 @@ absl::StatusOr<Result> Connection::SyncWithOwn() {
 }
 
 absl::Status Connection::FlushDeferred() {
+  RETURN_IF_ERROR(BeforeStatement());
   if (PQpipelineStatus(conn_) == PQ_PIPELINE_OFF) return absl::OkStatus();
   return SyncPipeline(nullptr);
 }
@@ -432,10 +452,15 @@ absl::StatusOr<std::unique_ptr<Transaction>> Transaction::Begin(
   return std::unique_ptr<Transaction>(new Transaction(conn));
 }
 
+void Connection::Rollback() {
+  // A deferred failure is why we roll back; what the hook holds back is
+  // rolled back unsent.
+  if (PQpipelineStatus(conn_) != PQ_PIPELINE_OFF) (void)SyncPipeline(nullptr);
+  PQclear(PQexec(conn_, "ROLLBACK"));
+}
+
 Transaction::~Transaction() {
-  if (done_) return;
-  (void)conn_->FlushDeferred();  // a deferred failure is why we roll back
-  (void)conn_->Exec("ROLLBACK");
+  if (!done_) conn_->Rollback();
 }
 
 absl::Status Transaction::Commit() {
@@ -445,7 +470,7 @@ absl::Status Transaction::Commit() {
   // back here.
   absl::StatusOr<Result> committed = conn_->Exec("COMMIT");
   if (!committed.ok()) {
-    (void)conn_->Exec("ROLLBACK");
+    conn_->Rollback();
     return committed.status();
   }
   // COMMIT of a transaction that already failed "succeeds" with the tag

@@ -13,6 +13,7 @@
 #define EVENTSTREAM_LIBSYNC_BASE_PG_H_
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -152,6 +153,14 @@ class Connection {
   absl::StatusOr<int64_t> CopyIn(absl::string_view copy_sql,
                                  absl::string_view data);
 
+  // Runs before each statement this connection sends (every call above;
+  // not ROLLBACK, not while it runs itself): a caller that holds writes
+  // back (the consumer's row buffer) sends them first, so statements still
+  // reach the server in the order they were asked for. Its failure is
+  // returned instead of running the statement. Set nullptr before what it
+  // captures is gone.
+  void SetBeforeStatement(std::function<absl::Status()> hook) { before_ = std::move(hook); }
+
   // Session settings for later statements on this connection.
   absl::Status SetApplicationName(absl::string_view name);
 
@@ -164,6 +173,18 @@ class Connection {
   // result of the statement sent after them; the first failure, or OK.
   absl::Status SyncPipeline(pg_result** own);
   absl::StatusOr<Result> SyncWithOwn();
+  // The hook (SetBeforeStatement), unless it is running.
+  absl::Status BeforeStatement();
+  // Flushes at kMaxDeferred and enters pipeline mode: a deferred statement
+  // may be sent now.
+  absl::Status BeginDeferred();
+  // Sends a prepared statement (preparing it first on this connection)
+  // without reading its result; `what` names its errors.
+  absl::Status SendPrepared(const std::string& name, absl::string_view sql,
+                            const Params& params, const std::string& what);
+  // Transaction's: the deferred results read and ignored, ROLLBACK, no hook.
+  void Rollback();
+  friend class Transaction;
   struct Deferred {
     std::string what;
     std::string prepared;  // a PQsendPrepare of this statement name, or ""
@@ -172,6 +193,8 @@ class Connection {
   std::unordered_set<std::string> prepared_;  // statement names on the server
   std::vector<Deferred> deferred_;  // sent, results not read yet (in order)
   int64_t statements_ = 0;
+  std::function<absl::Status()> before_;
+  bool in_before_ = false;
 };
 
 // BEGIN on construction (deferred: it travels with the first statement);

@@ -360,6 +360,9 @@ absl::Status ApplyEntries(pg::Connection* conn, apply::DocumentApplier& doc, Bat
                           const std::vector<BatchEntry>& planned, bool isolate,
                           bool* entry_failed, ApplyResult* result) {
   std::vector<SyncLogRow> pending;  // Synced / Parked rows not written yet
+  // Pipelined: new documents' rows go many to a statement (written before
+  // any other statement, and by the FlushDeferred below at the latest).
+  if (!isolate) doc.HoldRows();
   for (size_t i = 0; i < entries.size(); ++i) {
     const BatchPlanner::Step step = plan.Next(planned[i]);
     if (step.kind == BatchPlanner::Step::kSkip) continue;

@@ -5,6 +5,7 @@
 // TableCache::EnsureRemoteColumns, which runs outside and is idempotent.
 #include "services/consumer/apply_document.h"
 
+#include <algorithm>
 #include <functional>
 #include <utility>
 
@@ -68,6 +69,26 @@ DocumentApplier::DocumentApplier(pg::Connection* conn, const Config& config,
       tables_(tables),
       producer_(std::move(producer)),
       deps_(deps) {}
+
+DocumentApplier::~DocumentApplier() {
+  if (hold_rows_) conn_->SetBeforeStatement(nullptr);
+}
+
+void DocumentApplier::HoldRows() {
+  hold_rows_ = true;
+  conn_->SetBeforeStatement([this] { return WriteHeldRows(); });
+}
+
+absl::Status DocumentApplier::WriteHeldRows() {
+  std::vector<HeldRows> held;
+  held.swap(held_);  // written once, even if writing fails
+  for (const HeldRows& h : held) {
+    RETURN_IF_ERROR(WriteRows(*h.info, h.rows,
+                              absl::StrCat(h.rows.size(), " rows of \"", h.info->table,
+                                           "\" (several documents)")));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<DocumentApplier::Target> DocumentApplier::Resolve(
     const std::string& remote_doctype) const {
@@ -468,7 +489,9 @@ std::map<std::string, Value> DocumentApplier::RowValues(const TableInfo& info, c
 
 absl::Status DocumentApplier::InsertRow(const TableInfo& info, std::map<std::string, Value> values,
                                         const std::string& what) {
-  return InsertRows(info, {std::move(values)}, what);
+  std::vector<RowValuesMap> rows;
+  rows.push_back(std::move(values));
+  return InsertRows(info, std::move(rows), what);
 }
 
 absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
@@ -518,16 +541,35 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
           UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false, &collected));
     }
     ASSIGN_OR_RETURN(const TableInfo* child_info, tables_->Get(conn_, child->table));
-    RETURN_IF_ERROR(InsertRows(*child_info, collected,
+    RETURN_IF_ERROR(InsertRows(*child_info, std::move(collected),
                                absl::StrCat(Doc(def.name, local_name), " rows of \"", f.fieldname,
                                             "\"")));
   }
   return absl::OkStatus();
 }
 
-absl::Status DocumentApplier::InsertRows(const TableInfo& info,
-                                         const std::vector<RowValuesMap>& rows,
+absl::Status DocumentApplier::InsertRows(const TableInfo& info, std::vector<RowValuesMap> rows,
                                          const std::string& what) {
+  if (!hold_rows_) return WriteRows(info, rows, what);
+  auto it = std::find_if(held_.begin(), held_.end(),
+                         [&info](const HeldRows& h) { return h.info == &info; });
+  if (it == held_.end()) {
+    held_.push_back({&info, std::move(rows)});
+    return absl::OkStatus();
+  }
+  for (RowValuesMap& row : rows) it->rows.push_back(std::move(row));
+  return absl::OkStatus();
+}
+
+namespace {
+// Rows per INSERT: the largest of these a run of rows fills, so that a
+// connection prepares only a few statements per table and column set.
+constexpr size_t kRowsPerInsert[] = {200, 100, 50, 20, 10, 5, 2, 1};
+}  // namespace
+
+absl::Status DocumentApplier::WriteRows(const TableInfo& info,
+                                        const std::vector<RowValuesMap>& rows,
+                                        const std::string& what) {
   auto same_columns = [](const RowValuesMap& a, const RowValuesMap& b) {
     if (a.size() != b.size()) return false;
     for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
@@ -537,19 +579,25 @@ absl::Status DocumentApplier::InsertRows(const TableInfo& info,
   };
   size_t start = 0;
   while (start < rows.size()) {
-    // A run of rows with the same columns (usually all of them), at most
-    // 200 to a statement.
-    size_t end = start + 1;
-    while (end < rows.size() && end - start < 200 && same_columns(rows[start], rows[end])) ++end;
+    // A run of rows with the same columns (usually all of them), cut to a
+    // size of kRowsPerInsert.
+    size_t run = 1;
+    while (start + run < rows.size() && run < kRowsPerInsert[0] &&
+           same_columns(rows[start], rows[start + run])) {
+      ++run;
+    }
+    const size_t n = *std::find_if(std::begin(kRowsPerInsert), std::end(kRowsPerInsert),
+                                   [run](size_t size) { return size <= run; });
     std::vector<std::string> cols;
     for (const auto& [k, v] : rows[start]) cols.push_back(k);
     pg::Params params;
-    for (size_t i = start; i < end; ++i) {
+    params.reserve(n * cols.size());
+    for (size_t i = start; i < start + n; ++i) {
       for (const auto& [k, v] : rows[i]) params.push_back(ToParam(v, info.columns.at(k)));
     }
-    RETURN_IF_ERROR(RunPreparedDeferred(conn_, InsertSql(info.table, cols, end - start), params,
+    RETURN_IF_ERROR(RunPreparedDeferred(conn_, InsertSql(info.table, cols, n), params,
                                         absl::StrCat("inserting ", what)));
-    start = end;
+    start += n;
   }
   return absl::OkStatus();
 }

@@ -118,6 +118,18 @@ class DocumentApplier : public DocumentFetcher {
   // this object.
   DocumentApplier(pg::Connection* conn, const Config& config, const MappingSet* mappings,
                   TableCache* tables, std::string producer, DependencySource* deps);
+  ~DocumentApplier() override;
+  DocumentApplier(const DocumentApplier&) = delete;
+  DocumentApplier& operator=(const DocumentApplier&) = delete;
+
+  // From now on, inserted rows are held back and written table by table,
+  // up to 200 rows (of many documents) to a statement, just before the
+  // connection's next other statement (pg::Connection::SetBeforeStatement),
+  // so every statement still sees them. For a batch's pipelined attempt
+  // only: a failing statement fails rows of several entries, and that
+  // attempt is run again with a savepoint per entry. Rows still held when
+  // this object goes are dropped (its transaction is being abandoned).
+  void HoldRows();
 
   // Applies `entry`; an error leaves partial writes that the caller must
   // roll back (to its savepoint). Messages name the DocType, document and
@@ -244,9 +256,14 @@ class DocumentApplier : public DocumentFetcher {
                               bool may_exist, std::vector<RowValuesMap>* collect = nullptr);
   absl::Status InsertRow(const TableInfo& info, std::map<std::string, Value> values,
                          const std::string& what);
-  // `rows` into one table: one INSERT per run of rows with the same columns.
-  absl::Status InsertRows(const TableInfo& info, const std::vector<RowValuesMap>& rows,
+  // `rows` into one table (held back after HoldRows).
+  absl::Status InsertRows(const TableInfo& info, std::vector<RowValuesMap> rows,
                           const std::string& what);
+  // One INSERT per run of rows with the same columns.
+  absl::Status WriteRows(const TableInfo& info, const std::vector<RowValuesMap>& rows,
+                         const std::string& what);
+  // The rows HoldRows held back, table by table in order of first use.
+  absl::Status WriteHeldRows();
   absl::Status UpdateRow(const TableInfo& info, const std::map<std::string, Value>& values,
                          const std::string& where_sql, const pg::Params& where_params,
                          const std::string& what);
@@ -268,6 +285,13 @@ class DocumentApplier : public DocumentFetcher {
   // own writes): DocType + '\0' + ('N' name | 'R' remote name) + '\0' +
   // name -> the local name, or nullopt for "not here".
   std::map<std::string, std::optional<std::string>> known_;
+  // HoldRows: the rows not written yet, one element per table.
+  struct HeldRows {
+    const TableInfo* info;  // TableCache entries stay put
+    std::vector<RowValuesMap> rows;
+  };
+  bool hold_rows_ = false;
+  std::vector<HeldRows> held_;
   // Same-name provenance recorded by HoldCopy/ReleaseCopy, in order:
   // (remote DocType, name, held); written by FlushCopies. Entries from
   // entry_copies_start_ on are the current entry's.

@@ -644,6 +644,44 @@ TEST_F(ApplyTest, OneBatchSeesItsOwnWrites) {
   EXPECT_EQ(producer_.get_calls, 1);  // CUST-9, once
 }
 
+// New documents of a pipelined batch go many rows to a statement (held
+// back, DocumentApplier::HoldRows); a row the database refuses still fails
+// its own entry only, on the savepoint path.
+TEST_F(ApplyTest, NewDocumentsOfABatchShareInsertStatements) {
+  auto notes = [](int first, int count) {
+    std::vector<v1::UpdateLogEntry> entries;
+    for (int i = first; i < first + count; ++i) {
+      const std::string name = absl::StrCat("B", i);
+      entries.push_back(Entry(
+          i, "Note", name, v1::UPDATE_TYPE_CREATE,
+          absl::StrCat(R"({"doctype":"Note","name":")", name, R"(","title":"t)", i,
+                       R"(","items":[{"doctype":"Note Item","name":")", name,
+                       R"(-1","idx":1,"item":"a","qty":1},{"doctype":"Note Item","name":")",
+                       name, R"(-2","idx":2,"item":"b","qty":2}]})")));
+    }
+    return entries;
+  };
+  ApplyResult r = Apply(notes(1, 30));
+  EXPECT_EQ(r.synced, 30);
+  EXPECT_FALSE(r.isolated);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote Item\" WHERE parent LIKE 'B%'"), "60");
+  // 60 rows of "tabNote Item" went as 50 + 10, not 30 statements of 2.
+  EXPECT_EQ(One("SELECT max(array_length(parameter_types, 1)) / min(array_length("
+                "parameter_types, 1)) FROM pg_prepared_statements"
+                " WHERE statement LIKE 'INSERT INTO \"tabNote Item\" %'"),
+            "5");
+
+  Exec("ALTER TABLE \"tabNote\" ADD CONSTRAINT no_bad_title CHECK (title <> 't45')");
+  r = Apply(notes(31, 30));
+  EXPECT_EQ(r.synced, 29);
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_TRUE(r.isolated);
+  EXPECT_EQ(Status(45), "Failed");
+  EXPECT_NE(Error(45).find("Note \"B45\""), std::string::npos) << Error(45);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\" WHERE name LIKE 'B%'"), "59");
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote Item\" WHERE parent = 'B45'"), "0");
+}
+
 // ---- membership: Sync, Revoke, replays (issue 14) ---------------------------
 
 std::string Note(const std::string& title, int docstatus, const std::string& rows) {

@@ -17,6 +17,7 @@
 // a site that also captures keeps its origin.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
@@ -251,8 +252,14 @@ class E2ETest : public ::testing::Test {
     v1::ListSyncLogResponse resp;
     grpc::Status s = stub_->ListSyncLog(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    // Oldest first reads better in tests.
-    return std::vector<v1::SyncLogEntry>(resp.entries().rbegin(), resp.entries().rend());
+    // Oldest first reads better in tests; by seq, which ids follow only per
+    // document when batches are applied in lanes (ES_TEST_APPLY_WORKERS).
+    std::vector<v1::SyncLogEntry> log(resp.entries().rbegin(), resp.entries().rend());
+    std::stable_sort(log.begin(), log.end(),
+                     [](const v1::SyncLogEntry& a, const v1::SyncLogEntry& b) {
+                       return a.seq() < b.seq();
+                     });
+    return log;
   }
 
   // "Create:N1:Synced Update:N1:Synced ..." of the sync log, oldest first.
