@@ -10,6 +10,7 @@
 #include "libsync/model/naming.h"
 #include "libsync/base/pg.h"
 #include "libsync/base/pg_pool.h"
+#include "libsync/base/status_macros.h"
 #include "tests/support/pg_cluster.h"
 
 namespace eventstream::testing {
@@ -117,6 +118,53 @@ TEST(Pg, DeferredWritesLandInOrderBeforeTheNextRead) {
   EXPECT_EQ(r->Get(0, 1), "seven");
   EXPECT_EQ(conn->deferred(), 0);
   ASSERT_TRUE((*tx)->Commit().ok());
+}
+
+// The hook a row buffer uses: it runs before each statement (its own
+// statements do not run it again), its failure replaces the statement, and
+// a rollback runs without it.
+TEST(Pg, BeforeStatementRunsFirstButNotBeforeRollback) {
+  auto conn = Connect(FreshDatabase("before"));
+  ASSERT_TRUE(conn->Exec("CREATE TABLE t (k int PRIMARY KEY)").ok());
+  std::vector<int> held;
+  int calls = 0;
+  absl::Status fail;
+  conn->SetBeforeStatement([&]() -> absl::Status {
+    ++calls;
+    if (!fail.ok()) return fail;
+    std::vector<int> rows;
+    rows.swap(held);
+    for (int k : rows) {
+      RETURN_IF_ERROR(conn->ExecPreparedDeferred("ins", "INSERT INTO t VALUES ($1)", {k},
+                                                 absl::StrCat("row ", k)));
+    }
+    return absl::OkStatus();
+  });
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(tx.ok());
+    held = {1, 2};
+    auto r = conn->Exec("SELECT count(*) FROM t");  // sees the held rows
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->GetInt64(0, 0), 2);
+    held = {3};
+    ASSERT_TRUE((*tx)->Commit().ok());  // COMMIT sends them first
+  }
+  {
+    auto tx = pg::Transaction::Begin(conn.get());
+    ASSERT_TRUE(tx.ok());
+    held = {4};
+    fail = absl::InternalError("held rows refused");
+    EXPECT_EQ(conn->Exec("SELECT 1").status().message(), "held rows refused");
+    calls = 0;
+  }  // rolled back: the hook is not asked again, row 4 never sent
+  EXPECT_EQ(calls, 0);
+  fail = absl::OkStatus();
+  held.clear();
+  conn->SetBeforeStatement(nullptr);
+  auto r = conn->Exec("SELECT string_agg(k::text, ',' ORDER BY k) FROM t");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->Get(0, 0), "1,2,3");
 }
 
 TEST(Pg, DeferredFailureComesBackNamedAndRollsBack) {
