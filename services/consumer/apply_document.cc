@@ -471,31 +471,49 @@ absl::StatusOr<std::string> DocumentApplier::InsertLocal(const Value& mapped_doc
 
 // ---- writes -------------------------------------------------------------
 
-std::map<std::string, Value> DocumentApplier::RowValues(const TableInfo& info, const Value& obj,
-                                                        const std::set<std::string>& skip) const {
-  std::map<std::string, Value> out;
+ColumnValues::ColumnValues(std::initializer_list<Entry> values) {
+  for (const Entry& e : values) Set(e.first, e.second);
+}
+
+void ColumnValues::Set(const std::string& column, Value value) {
+  auto it = std::lower_bound(values_.begin(), values_.end(), column,
+                             [](const Entry& e, const std::string& c) { return e.first < c; });
+  if (it != values_.end() && it->first == column) {
+    it->second = std::move(value);
+  } else {
+    values_.emplace(it, column, std::move(value));
+  }
+}
+
+bool ColumnValues::SameColumns(const ColumnValues& other) const {
+  return std::equal(values_.begin(), values_.end(), other.values_.begin(), other.values_.end(),
+                    [](const Entry& a, const Entry& b) { return a.first == b.first; });
+}
+
+ColumnValues DocumentApplier::RowValues(const TableInfo& info, const Value& obj,
+                                        const std::set<std::string>& skip) const {
+  ColumnValues out;
   if (!obj.is_object()) return out;
-  for (const auto& [k, v] : obj.as_object()) {
+  for (const auto& [k, v] : obj.as_object()) {  // in name order
     if (skip.count(k) > 0) continue;
     auto col = info.columns.find(k);
     if (col == info.columns.end()) continue;
     if ((v.is_array() || v.is_object()) && !IsJsonType(col->second) && !IsTextType(col->second)) {
       continue;
     }
-    out[k] = v;
+    out.Append(k, v);
   }
   return out;
 }
 
-absl::Status DocumentApplier::InsertRow(const TableInfo& info, std::map<std::string, Value> values,
+absl::Status DocumentApplier::InsertRow(const TableInfo& info, ColumnValues values,
                                         const std::string& what) {
-  std::vector<RowValuesMap> rows;
+  std::vector<ColumnValues> rows;
   rows.push_back(std::move(values));
   return InsertRows(info, std::move(rows), what);
 }
 
-absl::Status DocumentApplier::UpdateRow(const TableInfo& info,
-                                        const std::map<std::string, Value>& values,
+absl::Status DocumentApplier::UpdateRow(const TableInfo& info, const ColumnValues& values,
                                         const std::string& where_sql,
                                         const pg::Params& where_params, const std::string& what) {
   if (values.empty()) return absl::OkStatus();
@@ -518,11 +536,11 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
   for (const FieldDef& f : def.fields) {
     if (f.is_table()) skip.insert(f.fieldname);
   }
-  std::map<std::string, Value> values = RowValues(*info, doc, skip);
-  values["name"] = Value::String(local_name);
+  ColumnValues values = RowValues(*info, doc, skip);
+  values.Set("name", Value::String(local_name));
   if (info->has_remote()) {
-    values["remote_docname"] = Value::String(remote_name);
-    values["remote_site_name"] = Value::String(producer_);
+    values.Set("remote_docname", Value::String(remote_name));
+    values.Set("remote_site_name", Value::String(producer_));
   } else if (!same_name) {
     return absl::FailedPreconditionError(
         absl::StrCat("table \"", def.table, "\" has no remote_docname/remote_site_name columns"));
@@ -535,7 +553,7 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
     const ::eventstream::Value::Array* rows = ChildRows(doc, f.fieldname);
     const DocTypeDef* child = config_.registry.Find(f.options);
     if (rows == nullptr || rows->empty() || child == nullptr) continue;
-    std::vector<RowValuesMap> collected;
+    std::vector<ColumnValues> collected;
     for (const Value& row : *rows) {
       RETURN_IF_ERROR(
           UpsertChildRow(def, f, local_name, row, same_name, /*may_exist=*/false, &collected));
@@ -548,7 +566,7 @@ absl::Status DocumentApplier::InsertDocument(const DocTypeDef& def, const Value&
   return absl::OkStatus();
 }
 
-absl::Status DocumentApplier::InsertRows(const TableInfo& info, std::vector<RowValuesMap> rows,
+absl::Status DocumentApplier::InsertRows(const TableInfo& info, std::vector<ColumnValues> rows,
                                          const std::string& what) {
   if (!hold_rows_) return WriteRows(info, rows, what);
   auto it = std::find_if(held_.begin(), held_.end(),
@@ -557,7 +575,7 @@ absl::Status DocumentApplier::InsertRows(const TableInfo& info, std::vector<RowV
     held_.push_back({&info, std::move(rows)});
     return absl::OkStatus();
   }
-  for (RowValuesMap& row : rows) it->rows.push_back(std::move(row));
+  for (ColumnValues& row : rows) it->rows.push_back(std::move(row));
   return absl::OkStatus();
 }
 
@@ -568,32 +586,30 @@ constexpr size_t kRowsPerInsert[] = {200, 100, 50, 20, 10, 5, 2, 1};
 }  // namespace
 
 absl::Status DocumentApplier::WriteRows(const TableInfo& info,
-                                        const std::vector<RowValuesMap>& rows,
+                                        const std::vector<ColumnValues>& rows,
                                         const std::string& what) {
-  auto same_columns = [](const RowValuesMap& a, const RowValuesMap& b) {
-    if (a.size() != b.size()) return false;
-    for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
-      if (i->first != j->first) return false;
-    }
-    return true;
-  };
   size_t start = 0;
   while (start < rows.size()) {
     // A run of rows with the same columns (usually all of them), cut to a
     // size of kRowsPerInsert.
     size_t run = 1;
     while (start + run < rows.size() && run < kRowsPerInsert[0] &&
-           same_columns(rows[start], rows[start + run])) {
+           rows[start].SameColumns(rows[start + run])) {
       ++run;
     }
     const size_t n = *std::find_if(std::begin(kRowsPerInsert), std::end(kRowsPerInsert),
                                    [run](size_t size) { return size <= run; });
     std::vector<std::string> cols;
-    for (const auto& [k, v] : rows[start]) cols.push_back(k);
+    std::vector<const std::string*> types;  // each column's type, looked up once
+    for (const auto& [k, v] : rows[start]) {
+      cols.push_back(k);
+      types.push_back(&info.columns.at(k));
+    }
     pg::Params params;
     params.reserve(n * cols.size());
     for (size_t i = start; i < start + n; ++i) {
-      for (const auto& [k, v] : rows[i]) params.push_back(ToParam(v, info.columns.at(k)));
+      size_t c = 0;
+      for (const auto& [k, v] : rows[i]) params.push_back(ToParam(v, *types[c++]));
     }
     RETURN_IF_ERROR(RunPreparedDeferred(conn_, InsertSql(info.table, cols, n), params,
                                         absl::StrCat("inserting ", what)));
@@ -606,7 +622,7 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
                                              const FieldDef& table_field,
                                              const std::string& parent_local, const Value& row,
                                              bool same_name, bool may_exist,
-                                             std::vector<RowValuesMap>* collect) {
+                                             std::vector<ColumnValues>* collect) {
   const DocTypeDef* child = config_.registry.Find(table_field.options);
   if (child == nullptr) return absl::OkStatus();
   ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, child->table));
@@ -618,7 +634,7 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
     return absl::FailedPreconditionError(absl::StrCat(
         "table \"", child->table, "\" has no remote_docname/remote_site_name columns"));
   }
-  std::map<std::string, Value> values = RowValues(*info, row, ChildSkipKeys());
+  ColumnValues values = RowValues(*info, row, ChildSkipKeys());
   if (may_exist && !remote_row.empty()) {
     const std::string key = ChildRowKey(same_name);
     const pg::Params where_params{parent_local, parent_def.name, remote_row};
@@ -626,7 +642,7 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
                      Annotated(RunPrepared(conn_, FindChildRowSql(child->table, key), where_params),
                                absl::StrCat("looking up ", what)));
     if (r.rows() > 0) {
-      values["parentfield"] = Value::String(table_field.fieldname);
+      values.Set("parentfield", Value::String(table_field.fieldname));
       return UpdateRow(*info, values, ChildRowWhere(key), where_params, what);
     }
   }
@@ -634,13 +650,13 @@ absl::Status DocumentApplier::UpsertChildRow(const DocTypeDef& parent_def,
   if (!same_name || local_row.empty()) {
     ASSIGN_OR_RETURN(local_row, NewName(*child, row));
   }
-  values["name"] = Value::String(local_row);
-  values["parent"] = Value::String(parent_local);
-  values["parenttype"] = Value::String(parent_def.name);
-  values["parentfield"] = Value::String(table_field.fieldname);
+  values.Set("name", Value::String(local_row));
+  values.Set("parent", Value::String(parent_local));
+  values.Set("parenttype", Value::String(parent_def.name));
+  values.Set("parentfield", Value::String(table_field.fieldname));
   if (info->has_remote()) {
-    values["remote_docname"] = Value::String(remote_row);
-    values["remote_site_name"] = Value::String(producer_);
+    values.Set("remote_docname", Value::String(remote_row));
+    values.Set("remote_site_name", Value::String(producer_));
   }
   for (const char* col : {"parent", "parenttype", "parentfield"}) {
     if (!info->Has(col)) {

@@ -60,6 +60,7 @@
 #define EVENTSTREAM_SERVICES_CONSUMER_APPLY_DOCUMENT_H_
 
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <set>
@@ -110,6 +111,29 @@ struct Outcome {
   std::string note;
   std::string local_doctype;
   std::string local_docname;
+};
+
+// A row's values by column name, in name order: a flat vector, since a
+// batch builds and drops rows by the thousand.
+class ColumnValues {
+ public:
+  using Entry = std::pair<std::string, Value>;
+  ColumnValues() = default;
+  ColumnValues(std::initializer_list<Entry> values);
+  // Sets `column`, replacing its value if it has one.
+  void Set(const std::string& column, Value value);
+  // Adds `column`, which sorts after every column set so far.
+  void Append(const std::string& column, Value value) {
+    values_.emplace_back(column, std::move(value));
+  }
+  bool empty() const { return values_.empty(); }
+  size_t size() const { return values_.size(); }
+  std::vector<Entry>::const_iterator begin() const { return values_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return values_.end(); }
+  bool SameColumns(const ColumnValues& other) const;
+
+ private:
+  std::vector<Entry> values_;
 };
 
 class DocumentApplier : public DocumentFetcher {
@@ -248,27 +272,26 @@ class DocumentApplier : public DocumentFetcher {
   absl::Status InsertDocument(const DocTypeDef& def, const Value& doc,
                               const std::string& local_name, const std::string& remote_name,
                               bool same_name);
-  // A child row to insert, collected so that a table's rows go in one
-  // multi-row INSERT.
-  using RowValuesMap = std::map<std::string, Value>;
+  // A child row to insert is collected (`collect`) so that a table's rows
+  // go in one multi-row INSERT.
   absl::Status UpsertChildRow(const DocTypeDef& parent_def, const FieldDef& table_field,
                               const std::string& parent_local, const Value& row, bool same_name,
-                              bool may_exist, std::vector<RowValuesMap>* collect = nullptr);
-  absl::Status InsertRow(const TableInfo& info, std::map<std::string, Value> values,
-                         const std::string& what);
+                              bool may_exist, std::vector<ColumnValues>* collect = nullptr);
+  absl::Status InsertRow(const TableInfo& info, ColumnValues values, const std::string& what);
   // `rows` into one table (held back after HoldRows).
-  absl::Status InsertRows(const TableInfo& info, std::vector<RowValuesMap> rows,
+  absl::Status InsertRows(const TableInfo& info, std::vector<ColumnValues> rows,
                           const std::string& what);
   // One INSERT per run of rows with the same columns.
-  absl::Status WriteRows(const TableInfo& info, const std::vector<RowValuesMap>& rows,
+  absl::Status WriteRows(const TableInfo& info, const std::vector<ColumnValues>& rows,
                          const std::string& what);
   // The rows HoldRows held back, table by table in order of first use.
   absl::Status WriteHeldRows();
-  absl::Status UpdateRow(const TableInfo& info, const std::map<std::string, Value>& values,
+  absl::Status UpdateRow(const TableInfo& info, const ColumnValues& values,
                          const std::string& where_sql, const pg::Params& where_params,
                          const std::string& what);
-  std::map<std::string, Value> RowValues(const TableInfo& info, const Value& obj,
-                                         const std::set<std::string>& skip) const;
+  // The members of `obj` that are columns of the table, except `skip`.
+  ColumnValues RowValues(const TableInfo& info, const Value& obj,
+                         const std::set<std::string>& skip) const;
   absl::StatusOr<std::string> NewName(const DocTypeDef& def, const Value& doc);
 
   pg::Connection* conn_;
@@ -288,7 +311,7 @@ class DocumentApplier : public DocumentFetcher {
   // HoldRows: the rows not written yet, one element per table.
   struct HeldRows {
     const TableInfo* info;  // TableCache entries stay put
-    std::vector<RowValuesMap> rows;
+    std::vector<ColumnValues> rows;
   };
   bool hold_rows_ = false;
   std::vector<HeldRows> held_;

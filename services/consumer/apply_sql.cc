@@ -134,18 +134,20 @@ std::string FindChildRowSql(const std::string& table, const std::string& key) {
 // `rows` rows of `columns`, parameters $1... row by row.
 std::string InsertSql(const std::string& table, const std::vector<std::string>& columns,
                       size_t rows) {
-  std::vector<std::string> tuples;
-  for (size_t i = 0; i < rows; ++i) {
-    std::vector<std::string> holders;
-    for (size_t k = 1; k <= columns.size(); ++k) {
-      holders.push_back(absl::StrCat("$", i * columns.size() + k));
-    }
-    tuples.push_back(absl::StrCat("(", absl::StrJoin(holders, ", "), ")"));
-  }
   std::vector<std::string> quoted;
   for (const std::string& c : columns) quoted.push_back(QuoteIdentifier(c));
-  return absl::StrCat("INSERT INTO ", QuoteIdentifier(table), " (", absl::StrJoin(quoted, ", "),
-                      ") VALUES ", absl::StrJoin(tuples, ", "));
+  std::string sql = absl::StrCat("INSERT INTO ", QuoteIdentifier(table), " (",
+                                 absl::StrJoin(quoted, ", "), ") VALUES ");
+  sql.reserve(sql.size() + rows * columns.size() * 8);
+  size_t n = 0;
+  for (size_t i = 0; i < rows; ++i) {
+    sql += i == 0 ? "(" : ", (";
+    for (size_t k = 0; k < columns.size(); ++k) {
+      absl::StrAppend(&sql, k == 0 ? "$" : ", $", ++n);
+    }
+    sql += ')';
+  }
+  return sql;
 }
 
 // Sets `columns` from $first on; `where_sql` uses the parameters before.
