@@ -324,6 +324,10 @@ void MarkSynced(SyncLogRow& row, const apply::Outcome& outcome) {
   row.parked_behind = 0;
   row.local_doctype = outcome.local_doctype;
   row.local_docname = outcome.local_docname;
+  // A Sync carries a whole document, and an initial sync one per document
+  // of the DocType: once applied, the copy here is its record (a Failed or
+  // Parked row keeps its data for Resync).
+  if (row.update_type == "Sync") row.data.clear();
 }
 
 // What the planner sees of each entry.

@@ -701,6 +701,8 @@ TEST_F(ApplyTest, SyncInsertsAMissingDocumentAsACreate) {
   EXPECT_EQ(All("SELECT name, parent, item FROM \"tabNote Item\""), "r1|N1|a");
   EXPECT_EQ(All("SELECT update_type, status, note, local_docname FROM es_consumer.sync_log"),
             "Sync|Synced|inserted|N1");
+  // The copy is the record of an applied Sync: its row keeps no data.
+  EXPECT_EQ(One("SELECT data FROM es_consumer.sync_log"), "<null>");
 }
 
 TEST_F(ApplyTest, SyncReplacesFieldsAndChildRows) {
