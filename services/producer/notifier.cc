@@ -190,12 +190,13 @@ void Notifier::Signal(const std::set<std::string>& sites,
   if (wake) cv_.SignalAll();
 }
 
-void Notifier::SignalAll(int64_t log_position) {
+void Notifier::SignalAll(int64_t log_position, const std::set<std::string>& except) {
   bool wake = false;
   {
     absl::MutexLock lock(&mu_);
     ++totals_.signals;
     for (auto& [site, target] : targets_) {
+      if (except.count(site) > 0) continue;
       wake = MarkDirtyLocked(*target, log_position) || wake;
     }
   }

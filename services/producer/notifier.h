@@ -127,8 +127,9 @@ class Notifier {
   // Marks `sites` as owed a Notify with `log_position` (the newest seq; a
   // lower position than one already pending is kept at the higher one).
   void Signal(const std::set<std::string>& sites, int64_t log_position);
-  // Same, for every target.
-  void SignalAll(int64_t log_position);
+  // Same, for every target but `except` (consumers streaming from this
+  // replica: their stream delivers the entries).
+  void SignalAll(int64_t log_position, const std::set<std::string>& except = {});
 
   // `site` just called us (it pulled), so it is up: if its target is
   // backing off after failures, the backoff (ours and the gRPC channel's

@@ -160,6 +160,16 @@ void AddScrapeGauges(metrics::Registry* registry, const std::shared_ptr<pg::Conn
                         metrics::Type::kGauge, {},
                         ScalarGauge(pool, kCaptureErrorRecords));
   if (notifier) {
+    registry->AddCallback("eventstream_producer_notify_calls_total",
+                          "Notify calls started to each consumer (since its address or token "
+                          "last changed); none while it streams from this replica.",
+                          metrics::Type::kCounter, {"consumer"},
+                          [notifier]() -> absl::StatusOr<std::vector<Sample>> {
+                            std::vector<Sample> out;
+                            for (const auto& [site, t] : notifier->stats().targets)
+                              out.push_back(Sample{{site}, static_cast<double>(t.attempts)});
+                            return out;
+                          });
     registry->AddCallback("eventstream_producer_notify_failures_total",
                           "Failed Notify calls to each consumer (since its address or token last "
                           "changed).",

@@ -154,7 +154,11 @@ class ProducerInstance : public ServiceInstance {
   std::function<void(int64_t)> LoggedHook() const {
     return [notifier = notifier_, webhooks = webhooks_, streams = streams_](int64_t last_seq) {
       if (streams) streams->Advance(last_seq);  // open streams first: they send at once
-      if (notifier) notifier->SignalAll(last_seq);
+      // A consumer streaming from this replica needs no Notify (one call per
+      // consumer per logged batch, N of them at fan-out N). If its stream
+      // ends just now, it pulls when it opens the next one.
+      if (notifier) notifier->SignalAll(last_seq, streams ? streams->open_sites()
+                                                          : std::set<std::string>{});
       if (webhooks) webhooks->Wake();
     };
   }

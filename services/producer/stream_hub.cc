@@ -77,4 +77,11 @@ int StreamHub::open_streams() const {
   return static_cast<int>(open_.size());
 }
 
+std::set<std::string> StreamHub::open_sites() const {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> sites;
+  for (const auto& [site, context] : open_) sites.insert(site);
+  return sites;
+}
+
 }  // namespace eventstream

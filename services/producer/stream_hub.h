@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <optional>
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -75,6 +76,8 @@ class StreamHub {
   bool EndStreamOf(const std::string& site, absl::Duration timeout = absl::Seconds(5));
   void Close();
   int open_streams() const;
+  // The sites with a stream open here (they need no Notify: notifier.h).
+  std::set<std::string> open_sites() const;
 
  private:
   mutable absl::Mutex mu_;

@@ -323,6 +323,26 @@ class ConsumerStreamTest : public ::testing::Test {
   std::unique_ptr<TwoSites> sites_;
 };
 
+// A consumer streaming from the producer gets no Notify calls (one per
+// consumer per logged batch, a cost that grew with the number of consumers):
+// its stream delivers.
+TEST_F(ConsumerStreamTest, AStreamingConsumerIsNotNotified) {
+  const int port = FreeTcpPort();
+  TwoSites::Spec spec = Spec(absl::StrCat("  metrics_listen: \"127.0.0.1:", port, "\"\n"));
+  spec.advertise = true;
+  Start(std::move(spec));
+  auto calls = [&] {
+    return Scrape(port, "eventstream_producer_notify_calls_total{consumer=\"branch\"}");
+  };
+  ASSERT_TRUE(Eventually([&] { return calls().has_value(); })) << sites_->Logs();
+  const std::optional<double> before = calls();
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_TRUE(sites_->hq()->ExecScript(Inserts("S", i, i)).ok());
+  }
+  AwaitNotesEqual();
+  EXPECT_EQ(calls(), before) << sites_->Logs();
+}
+
 TEST_F(ConsumerStreamTest, EntriesArriveByStreamWithoutNotifyOrPoll) {
   Start(Spec());
   std::vector<absl::Duration> lags;
