@@ -240,10 +240,12 @@ class TlsTest : public ::testing::Test {
 // consumer verifies hq against the CA, by the address it dials (127.0.0.1,
 // in the certificate's names). Branch serves TLS too, but hq was not told
 // (no notify_tls): its Notify calls fail and say why, and the document
-// still arrives by polling.
+// still arrives by polling. (Pull delivery: a consumer streaming from hq is
+// sent no Notify at all.)
 TEST_F(TlsTest, ServerTls) {
   Pki& pki = Certs();
   TwoSites::Spec spec = BaseSpec();
+  spec.delivery = "pull";
   spec.producer_tls = Yaml({{"cert_file", pki.Path("hq.crt")}, {"key_file", pki.Path("hq.key")}});
   spec.consumer_producer_tls = Yaml({{"ca_file", pki.Path("ca.crt")}});
   spec.consumer_tls =
