@@ -594,8 +594,15 @@ class Parser {
         continue;
       }
       if (c != '\\') {
-        out->push_back(static_cast<char>(c));
-        ++pos_;
+        // A run of plain ASCII characters, appended at once.
+        size_t end = pos_ + 1;
+        while (end < text_.size()) {
+          const unsigned char d = static_cast<unsigned char>(text_[end]);
+          if (d == '"' || d == '\\' || d < 0x20 || d >= 0x80) break;
+          ++end;
+        }
+        out->append(text_.data() + pos_, end - pos_);
+        pos_ = end;
         continue;
       }
       if (!ParseEscape(out)) return false;
