@@ -151,6 +151,17 @@ std::function<absl::StatusOr<std::vector<Sample>>()> ScalarGauge(
   };
 }
 
+// One counter of the notifier's per-consumer stats (`field`), by consumer.
+std::function<absl::StatusOr<std::vector<Sample>>()> NotifyCounter(
+    const std::shared_ptr<Notifier>& notifier, int64_t Notifier::TargetStats::*field) {
+  return [notifier, field]() -> absl::StatusOr<std::vector<Sample>> {
+    std::vector<Sample> out;
+    for (const auto& [site, t] : notifier->stats().targets)
+      out.push_back(Sample{{site}, static_cast<double>(t.*field)});
+    return out;
+  };
+}
+
 // The families computed at scrape time, in the order /metrics shows them.
 void AddScrapeGauges(metrics::Registry* registry, const std::shared_ptr<pg::ConnectionPool>& pool,
                      const std::shared_ptr<Notifier>& notifier) {
@@ -164,22 +175,12 @@ void AddScrapeGauges(metrics::Registry* registry, const std::shared_ptr<pg::Conn
                           "Notify calls started to each consumer (since its address or token "
                           "last changed); none while it streams from this replica.",
                           metrics::Type::kCounter, {"consumer"},
-                          [notifier]() -> absl::StatusOr<std::vector<Sample>> {
-                            std::vector<Sample> out;
-                            for (const auto& [site, t] : notifier->stats().targets)
-                              out.push_back(Sample{{site}, static_cast<double>(t.attempts)});
-                            return out;
-                          });
+                          NotifyCounter(notifier, &Notifier::TargetStats::attempts));
     registry->AddCallback("eventstream_producer_notify_failures_total",
                           "Failed Notify calls to each consumer (since its address or token last "
                           "changed).",
                           metrics::Type::kCounter, {"consumer"},
-                          [notifier]() -> absl::StatusOr<std::vector<Sample>> {
-                            std::vector<Sample> out;
-                            for (const auto& [site, t] : notifier->stats().targets)
-                              out.push_back(Sample{{site}, static_cast<double>(t.failures)});
-                            return out;
-                          });
+                          NotifyCounter(notifier, &Notifier::TargetStats::failures));
   }
   registry->AddCallback("eventstream_producer_initial_sync_documents",
                         "Initial syncs (issue 14): documents examined (of=\"done\"), in the "
