@@ -49,6 +49,17 @@ SQL
 }
 HDR_COLS='name, docstatus, idx, customer, remarks, grand_total, net_total, total_qty, written_at'
 ITEM_COLS='name, docstatus, idx, parent, parenttype, parentfield, item_code, qty, rate, amount'
+# capture_installed DB: eventstream's capture of both Bench Doc tables is in
+# place on DB: the publication's tables under $CAPTURE wal, else the triggers.
+capture_installed() {
+  if [ "${CAPTURE:-trigger}" = wal ]; then
+    [ "$(q "$1" "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'eventstream'
+                 AND tablename IN ('tabBench Doc', 'tabBench Doc Item')")" = 2 ]
+    return
+  fi
+  [ "$(q "$1" "SELECT count(DISTINCT tgrelid) FROM pg_trigger WHERE NOT tgisinternal
+               AND tgrelid IN ('\"tabBench Doc\"'::regclass, '\"tabBench Doc Item\"'::regclass)")" = 2 ]
+}
 # Cheap: counts and sums that every change moves.
 fingerprint() {
   q "$1" "SELECT (SELECT count(*) || ':' || coalesce(sum(docstatus), 0) || ':' ||
