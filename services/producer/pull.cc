@@ -23,7 +23,8 @@
 namespace eventstream {
 namespace {
 
-// One more row than `limit`, to tell whether there is more. Entries of
+// The database's form of libsync/rules/log_window.h, for a position below the
+// log tail. One more row than `limit`, to tell whether there is more. Entries of
 // other DocTypes and of the caller's own origin are examined without their
 // data, and data is read only while the stored sizes of the wanted entries
 // before it stay below max_bytes (`read_data`): a run of large documents is
@@ -152,11 +153,39 @@ FeedEntry Replacement(const FeedEntry& e, const MembershipPlan::Step& step,
 
 }  // namespace
 
+absl::StatusOr<std::optional<UpdateFeed::PullWindow>> UpdateFeed::ReadWindowFromTail(
+    pg::Connection* conn, absl::string_view site, const Subscriptions& subs, int64_t after_seq,
+    int limit, const ByteBudget& budget, int64_t known_log_end) {
+  std::set<std::string, std::less<>> doctypes;
+  for (const auto& [doctype, sub] : subs) doctypes.insert(doctype);
+  ASSIGN_OR_RETURN(std::optional<LogTail::Window> tail,
+                   tail_.Read(conn, after_seq,
+                              WindowAsk{site, &doctypes, limit, budget.max_bytes},
+                              known_log_end));
+  if (!tail) return std::nullopt;
+  PullWindow w;
+  w.next_after_seq = tail->examined.empty() ? after_seq : tail->examined.back();
+  w.examined_seqs = std::move(tail->examined);
+  w.more = tail->more;
+  for (const auto& r : tail->wanted) {
+    w.wanted.push_back(FeedEntry{r->seq, r->doctype, r->docname, r->update_type, r->data,
+                                 r->origin, r->created_at});
+  }
+  return w;
+}
+
 absl::StatusOr<UpdateFeed::PullWindow> UpdateFeed::ReadWindow(pg::Connection* conn,
                                                               absl::string_view site,
                                                               const Subscriptions& subs,
                                                               int64_t after_seq, int limit,
-                                                              const ByteBudget& budget) {
+                                                              const ByteBudget& budget,
+                                                              int64_t known_log_end) {
+  if (options_.use_log_tail) {
+    ASSIGN_OR_RETURN(std::optional<PullWindow> w, ReadWindowFromTail(conn, site, subs, after_seq,
+                                                                      limit, budget,
+                                                                      known_log_end));
+    if (w) return std::move(*w);
+  }
   std::vector<std::string> doctypes;
   for (const auto& [doctype, sub] : subs) doctypes.push_back(doctype);
   ASSIGN_OR_RETURN(pg::Result rows,
@@ -275,7 +304,8 @@ absl::Status UpdateFeed::RecordPull(pg::Connection* conn, absl::string_view site
 
 absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t after_seq, int limit,
                                             std::optional<int64_t> acknowledged_seq,
-                                            const ByteBudget& budget) {
+                                            const ByteBudget& budget,
+                                            int64_t known_log_end) {
   if (after_seq < 0) {
     return absl::InvalidArgumentError(absl::StrCat("after_seq: must be >= 0, got ", after_seq));
   }
@@ -286,7 +316,8 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
   pg::Connection* conn = lease.get();
   ASSIGN_OR_RETURN(Subscriptions subs, LoadSubscriptions(conn, site));
-  ASSIGN_OR_RETURN(PullWindow window, ReadWindow(conn, site, subs, after_seq, limit, budget));
+  ASSIGN_OR_RETURN(PullWindow window, ReadWindow(conn, site, subs, after_seq, limit, budget,
+                                                        known_log_end));
   // Asked after the window was read: retention records the cut-off before
   // it deletes anything, so a window that missed trimmed entries is refused.
   ASSIGN_OR_RETURN(pg::Result cut, conn->ExecPrepared(kCutOff, {site, acknowledged}));

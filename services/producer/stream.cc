@@ -162,7 +162,7 @@ grpc::Status ProducerService::PullAndSend(
   const int64_t end_before = state.log_end;
   const absl::Time started = absl::Now();
   auto pulled = deps_.feed->Pull(state.site, state.after, state.limit,
-                                 state.window.acknowledged(), state.budget);
+                                 state.window.acknowledged(), state.budget, end_before);
   CountPull(state.site, started, pulled);
   if (!pulled.ok()) return AnswerRpc("Producer.StreamUpdates", pulled.status());
   state.ack_unrecorded = false;  // the pull recorded it

@@ -107,6 +107,7 @@
 #include "libsync/base/pg.h"
 #include "libsync/base/pg_pool.h"
 #include "libsync/base/value.h"
+#include "services/producer/log_tail.h"
 
 namespace eventstream {
 
@@ -157,19 +158,28 @@ class UpdateFeed {
     // told. The producer counts them on /metrics
     // (eventstream_producer_dependency_statements_total).
     std::function<void(int64_t statements)> on_statements;
+    // Pulls read the log's newest entries from memory shared by all
+    // consumers (log_tail.h); false: every pull reads the database.
+    bool use_log_tail = true;
+    LogTail::Options log_tail;
   };
   // `config` and `pool` must outlive the feed.
   UpdateFeed(const Config* config, pg::ConnectionPool* pool)
       : UpdateFeed(config, pool, Options()) {}
   UpdateFeed(const Config* config, pg::ConnectionPool* pool, Options options)
-      : config_(config), pool_(pool), options_(options) {}
+      : config_(config), pool_(pool), options_(options), tail_(options.log_tail) {}
 
   // NOT_FOUND when `site` never registered; INVALID_ARGUMENT for a negative
   // after_seq.
+  // `known_log_end`: the log's end as the caller knows it (a stream, from
+  // StreamHub; 0 = unknown). An answer without `more` then covers the log up
+  // to there, not necessarily every entry committed before the call
+  // (log_tail.h): the caller learns of later entries itself.
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
                                   int limit,
                                   std::optional<int64_t> acknowledged_seq = std::nullopt,
-                                  const ByteBudget& budget = ByteBudget());
+                                  const ByteBudget& budget = ByteBudget(),
+                                  int64_t known_log_end = 0);
   // The document as JSON text (document_reader.h shape) and, with
   // `with_dependencies`, the readable documents it links to at any depth.
   absl::StatusOr<ServedDocument> GetDocument(absl::string_view site,
@@ -238,7 +248,12 @@ class UpdateFeed {
   };
   absl::StatusOr<PullWindow> ReadWindow(pg::Connection* conn, absl::string_view site,
                                         const Subscriptions& subs, int64_t after_seq,
-                                        int limit, const ByteBudget& budget);
+                                        int limit, const ByteBudget& budget,
+                                        int64_t known_log_end);
+  // The same window from the log tail; nullopt when `after_seq` is below it.
+  absl::StatusOr<std::optional<PullWindow>> ReadWindowFromTail(
+      pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
+      int64_t after_seq, int limit, const ByteBudget& budget, int64_t known_log_end);
   // The documents among `keys` the site holds as of `after_seq`: acknowledged
   // holdings with the pending changes up to there (membership.h).
   absl::StatusOr<std::set<DocKey>> LoadHoldings(pg::Connection* conn, absl::string_view site,
@@ -332,6 +347,7 @@ class UpdateFeed {
   const Config* config_;
   pg::ConnectionPool* pool_;
   Options options_;
+  LogTail tail_;
   absl::Mutex mu_;
   std::set<std::tuple<std::string, std::string, std::string>> logged_
       ABSL_GUARDED_BY(mu_);
