@@ -64,4 +64,11 @@ size_t ResyncPlan::Reported(size_t rows) const {
   return root_ != 0 && root_index_ == 0 ? 1 : rows;
 }
 
+size_t RowsPerInsert(size_t available) {
+  for (size_t size : {200, 100, 50, 20, 10, 5, 2}) {
+    if (size <= available) return size;
+  }
+  return 1;
+}
+
 }  // namespace eventstream

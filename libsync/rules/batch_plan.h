@@ -51,6 +51,12 @@ std::vector<std::string> EntryNames(absl::string_view docname, bool rename,
 // first (and prefetches the documents it concerns).
 inline bool PipelinedFirst(size_t entries) { return entries > 1; }
 
+// How many of a run of `available` rows (> 0) one multi-row INSERT takes: the
+// largest of 200, 100, 50, 20, 10, 5, 2, 1 that fits, so that a connection
+// prepares only a few statements per table (document rows, sync log rows).
+size_t RowsPerInsert(size_t available);
+constexpr size_t kMaxRowsPerInsert = 200;
+
 // Every name of every entry: whose Failed / Parked rows to look up.
 std::vector<std::string> BlockedLookupNames(const std::vector<BatchEntry>& entries);
 

@@ -14,6 +14,7 @@
 #include "libsync/model/document.h"
 #include "libsync/model/naming.h"
 #include "libsync/base/status_macros.h"
+#include "libsync/rules/batch_plan.h"
 #include "services/consumer/apply_sql.h"
 
 namespace eventstream::apply {
@@ -579,26 +580,19 @@ absl::Status DocumentApplier::InsertRows(const TableInfo& info, std::vector<Colu
   return absl::OkStatus();
 }
 
-namespace {
-// Rows per INSERT: the largest of these a run of rows fills, so that a
-// connection prepares only a few statements per table and column set.
-constexpr size_t kRowsPerInsert[] = {200, 100, 50, 20, 10, 5, 2, 1};
-}  // namespace
-
 absl::Status DocumentApplier::WriteRows(const TableInfo& info,
                                         const std::vector<ColumnValues>& rows,
                                         const std::string& what) {
   size_t start = 0;
   while (start < rows.size()) {
     // A run of rows with the same columns (usually all of them), cut to a
-    // size of kRowsPerInsert.
+    // statement's size (RowsPerInsert).
     size_t run = 1;
-    while (start + run < rows.size() && run < kRowsPerInsert[0] &&
+    while (start + run < rows.size() && run < kMaxRowsPerInsert &&
            rows[start].SameColumns(rows[start + run])) {
       ++run;
     }
-    const size_t n = *std::find_if(std::begin(kRowsPerInsert), std::end(kRowsPerInsert),
-                                   [run](size_t size) { return size <= run; });
+    const size_t n = RowsPerInsert(run);
     std::vector<std::string> cols;
     std::vector<const std::string*> types;  // each column's type, looked up once
     for (const auto& [k, v] : rows[start]) {

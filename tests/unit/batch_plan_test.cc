@@ -30,6 +30,14 @@ TEST(EntryNames, RenameWithoutUsableOldName) {
   EXPECT_EQ(EntryNames("N2", true, "not json"), std::vector<std::string>{"N2"});
 }
 
+TEST(RowsPerInsert, TheLargestStepThatFits) {
+  EXPECT_EQ(RowsPerInsert(1), 1u);
+  EXPECT_EQ(RowsPerInsert(4), 2u);
+  EXPECT_EQ(RowsPerInsert(60), 50u);
+  EXPECT_EQ(RowsPerInsert(199), 100u);
+  EXPECT_EQ(RowsPerInsert(5000), kMaxRowsPerInsert);
+}
+
 TEST(PipelinedFirst, OnlyForMoreThanOneEntry) {
   EXPECT_FALSE(PipelinedFirst(0));
   EXPECT_FALSE(PipelinedFirst(1));
