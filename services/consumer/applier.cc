@@ -57,10 +57,14 @@ constexpr pg::Query kBeginApply{
     "consumer_begin_apply",
     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),"
     " set_config('eventstream.origin', $2, true)"};
-// The watermark row, locked for the batch (the no-op DO UPDATE locks the
-// row, as FOR UPDATE would).
+// The watermark row, locked for the batch. FOR UPDATE writes no new row
+// version (a no-op upsert did, every batch); the row is created locked
+// (kCreateWatermark) only when missing.
 constexpr pg::Query kLockWatermark{
     "consumer_lock_watermark",
+    "SELECT last_seq FROM es_consumer.last_update WHERE producer = $1 FOR UPDATE"};
+constexpr pg::Query kCreateWatermark{
+    "consumer_create_watermark",
     "INSERT INTO es_consumer.last_update AS l (producer, last_seq) VALUES ($1, 0)"
     " ON CONFLICT (producer) DO UPDATE SET last_seq = l.last_seq RETURNING last_seq"};
 // Failed / Parked rows of the batch's documents, with their Failed root.
@@ -70,12 +74,11 @@ constexpr pg::Query kBlockedRows{
     " CASE WHEN status = 'Parked' THEN parked_behind ELSE id END AS root"
     " FROM es_consumer.sync_log WHERE producer = $1 AND status IN ('Failed', 'Parked')"
     " AND docname = ANY($2::text[]) ORDER BY id"};
+// The row exists: the batch locked it (kLockWatermark).
 constexpr pg::Query kMoveWatermark{
     "consumer_move_watermark",
-    "INSERT INTO es_consumer.last_update AS l (producer, last_seq, updated_at)"
-    " VALUES ($1, $2, now()) ON CONFLICT (producer) DO UPDATE"
-    " SET last_seq = GREATEST(l.last_seq, EXCLUDED.last_seq), updated_at = now()"
-    " RETURNING last_seq"};
+    "UPDATE es_consumer.last_update SET last_seq = GREATEST(last_seq, $2), updated_at = now()"
+    " WHERE producer = $1 RETURNING last_seq"};
 // Parallel apply: a lane's transaction is tagged like a batch's; the
 // coordinator's transaction holds the per-producer lock for it.
 constexpr pg::Query kBeginLane{"consumer_begin_lane",
@@ -124,10 +127,10 @@ constexpr pg::Query kResyncResult{
     " parked_behind = NULL, local_doctype = $5, local_docname = $6,"
     " attempts = attempts + 1, updated_at = now() WHERE id = $1"};
 
-// The multi-row INSERT of `rows` sync log rows (12 parameters each); it
-// returns each row's id and created_at. Not prepared: the text differs
-// with the row count.
-std::string InsertSyncLogSql(size_t rows) {
+// The multi-row INSERT of `rows` sync log rows (12 parameters each); with
+// `returning`, it returns each row's id and created_at. Prepared per row
+// count (RowsPerInsert keeps those few).
+std::string InsertSyncLogSql(size_t rows, bool returning) {
   std::vector<std::string> tuples;
   for (size_t i = 0; i < rows; ++i) {
     std::vector<std::string> holders;
@@ -139,8 +142,9 @@ std::string InsertSyncLogSql(size_t rows) {
       " update_type, status, error, note, data, parked_behind, local_doctype,"
       " local_docname) VALUES ",
       absl::StrJoin(tuples, ", "),
-      " RETURNING id, to_char(created_at AT TIME ZONE 'UTC',"
-      " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at");
+      returning ? " RETURNING id, to_char(created_at AT TIME ZONE 'UTC',"
+                  " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at"
+                : "");
 }
 
 // ---- rows -------------------------------------------------------------------
@@ -224,12 +228,14 @@ absl::Status BeginApply(pg::Connection* conn, const std::string& producer) {
       kBeginApply, {absl::StrCat("eventstream.consumer.apply:", producer), producer});
 }
 
-// Writes `rows` (no id yet) in multi-row INSERTs; fills in their ids and
-// created_at. Inside the caller's transaction.
-absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
-  constexpr size_t kChunk = 400;  // 12 parameters per row, well under 65535
-  for (size_t start = 0; start < rows.size(); start += kChunk) {
-    size_t end = std::min(rows.size(), start + kChunk);
+// Writes `rows` (no id yet) in multi-row INSERTs; with `want_ids` fills in
+// their ids and created_at, else the statements are deferred (they travel
+// with the next statement, e.g. the watermark's). Inside the caller's
+// transaction.
+absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows,
+                        bool want_ids = true) {
+  for (size_t start = 0, end = 0; start < rows.size(); start = end) {
+    end = start + RowsPerInsert(rows.size() - start);
     pg::Params params;
     for (size_t i = start; i < end; ++i) {
       const SyncLogRow& r = rows[i];
@@ -242,9 +248,18 @@ absl::Status InsertRows(pg::Connection* conn, std::vector<SyncLogRow>& rows) {
         params.push_back(std::move(p));
       }
     }
+    if (!want_ids) {
+      RETURN_IF_ERROR(conn->ExecPreparedDeferred(
+          absl::StrCat("consumer_sync_log_write_", end - start),
+          InsertSyncLogSql(end - start, /*returning=*/false), params, "writing the sync log"));
+      continue;
+    }
     // `rows` is in seq order and RETURNING follows the VALUES order for a
     // plain INSERT, so the ids match the rows one by one.
-    ASSIGN_OR_RETURN(pg::Result res, conn->Exec(InsertSyncLogSql(end - start), params));
+    ASSIGN_OR_RETURN(pg::Result res,
+                     conn->ExecPrepared(absl::StrCat("consumer_sync_log_insert_", end - start),
+                                        InsertSyncLogSql(end - start, /*returning=*/true),
+                                        params));
     for (size_t i = start; i < end && static_cast<int>(i - start) < res.rows(); ++i) {
       const int n = static_cast<int>(i - start);
       rows[i].id = res.GetInt64(n, res.ColumnIndex("id"));
@@ -261,6 +276,9 @@ absl::StatusOr<BatchPlanner> LoadBatchPlanner(pg::Connection* conn, const std::s
                                               const std::vector<BatchEntry>& entries,
                                               bool lanes = false, int64_t* done = nullptr) {
   ASSIGN_OR_RETURN(pg::Result wm, conn->ExecPrepared(kLockWatermark, {producer}));
+  if (wm.rows() == 0) {
+    ASSIGN_OR_RETURN(wm, conn->ExecPrepared(kCreateWatermark, {producer}));
+  }
   const int64_t watermark = wm.rows() > 0 ? wm.GetInt64(0, wm.ColumnIndex("last_seq")) : 0;
   BatchPlanner plan(watermark);
   if (lanes) {
@@ -284,6 +302,10 @@ absl::StatusOr<BatchPlanner> LoadBatchPlanner(pg::Connection* conn, const std::s
 absl::StatusOr<int64_t> MoveWatermark(pg::Connection* conn, const std::string& producer,
                                       int64_t next_after_seq) {
   ASSIGN_OR_RETURN(pg::Result moved, conn->ExecPrepared(kMoveWatermark, {producer, next_after_seq}));
+  if (moved.rows() != 1) {
+    return absl::InternalError(absl::StrCat("the watermark row of producer \"", producer,
+                                            "\" vanished during the batch"));
+  }
   return moved.GetInt64(0, moved.ColumnIndex("last_seq"));
 }
 
@@ -413,7 +435,7 @@ absl::Status ApplyEntries(pg::Connection* conn, apply::DocumentApplier& doc, Bat
     }
   }
   RETURN_IF_ERROR(doc.FlushCopies());
-  return InsertRows(conn, pending);
+  return InsertRows(conn, pending, /*want_ids=*/false);  // their ids are not needed
 }
 
 // Parallel apply: whether entries of the producer's DocType `doctype` must
