@@ -10,6 +10,12 @@ namespace {
 
 thread_local CallScope* current_scope = nullptr;
 
+// The sync server's IsCancelled() drives the call's completion queue (a poll
+// and a wait on a condition variable): asked before every entry of a pull it
+// was 45 % of the producer's CPU at fan-out. So it is asked at most this
+// often; the deadline is still checked on every call.
+constexpr absl::Duration kCancelCheckEvery = absl::Milliseconds(10);
+
 }  // namespace
 
 CallLimiter::Slot::~Slot() {
@@ -62,13 +68,18 @@ CallScope::CallScope(grpc::ServerContext* context)
 CallScope::~CallScope() { current_scope = outer_; }
 
 absl::Status CallScope::Interrupted() {
-  const CallScope* scope = current_scope;
+  CallScope* scope = current_scope;
   if (scope == nullptr) return absl::OkStatus();
-  if (absl::Now() >= scope->deadline_) {
+  const absl::Time now = absl::Now();
+  if (now >= scope->deadline_) {
     return absl::DeadlineExceededError(
         "the call's deadline passed; the work for it was stopped");
   }
-  if (scope->context_->IsCancelled()) {
+  if (!scope->cancelled_ && now >= scope->next_cancel_check_) {
+    scope->cancelled_ = scope->context_->IsCancelled();
+    scope->next_cancel_check_ = now + kCancelCheckEvery;
+  }
+  if (scope->cancelled_) {
     return absl::CancelledError("the caller cancelled the call; the work for it was stopped");
   }
   return absl::OkStatus();

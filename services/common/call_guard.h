@@ -13,7 +13,8 @@
 // gRPC-free code (UpdateFeed's loops) can stop abandoned work between two
 // statements without carrying the ServerContext. The sync gRPC server runs
 // each handler on one thread, which is what makes a thread-local scope
-// right here. Outside any scope Interrupted() is always OK.
+// right here. Outside any scope Interrupted() is always OK. A cancellation is
+// noticed within 10 ms (gRPC's check is costly; the deadline is exact).
 #ifndef EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 #define EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 
@@ -84,6 +85,9 @@ class CallScope {
   grpc::ServerContext* context_;
   absl::Time deadline_;
   CallScope* outer_;
+  // IsCancelled() is asked at most every few milliseconds (call_guard.cc).
+  absl::Time next_cancel_check_ = absl::InfinitePast();
+  bool cancelled_ = false;
 };
 
 }  // namespace eventstream
