@@ -20,6 +20,10 @@ StreamStep NextStreamStep(const StreamView& view) {
   return StreamStep::kWaitForLog;
 }
 
+bool MaySkipAckRecord(bool recorded_this_session, absl::Duration since_recorded) {
+  return recorded_this_session && since_recorded < kStreamAckRecordEvery;
+}
+
 absl::Duration StreamSessionLength(bool syncing, bool all_approved,
                                    absl::Duration poll_interval,
                                    absl::Duration status_refresh,

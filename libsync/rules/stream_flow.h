@@ -9,7 +9,9 @@
 // kStreamAckPatience, so the position the producer records is current once
 // the consumer caught up), pull the next answer (the log is ahead, the last
 // answer said `more`, or an acknowledgment is not recorded yet), or wait
-// for entries to be logged. Reading an acknowledgment blocks (one thread
+// for entries to be logged. While answers with entries go out, the
+// acknowledgment is recorded at most every kStreamAckRecordEvery
+// (MaySkipAckRecord). Reading an acknowledgment blocks (one thread
 // per stream), so while the consumer applies the last answer the handler
 // waits for the log first: entries logged meanwhile go out at once.
 //
@@ -73,6 +75,20 @@ struct StreamView {
 };
 
 StreamStep NextStreamStep(const StreamView& view);
+
+// How often, at most, a stream records the consumer's acknowledgment while
+// answers with entries keep going out (each recording is a transaction on
+// the producer's database, and at fan-out one per answer per consumer was
+// most of the producer's database work).
+constexpr absl::Duration kStreamAckRecordEvery = absl::Seconds(1);
+
+// Whether the next pull of a stream may leave its acknowledgment
+// unrecorded, should its answer move and change no holding: never before
+// the session's first recording (it drops the pending holding changes of an
+// earlier session), and not once kStreamAckRecordEvery passed since the
+// last. An answer that does not move (the consumer caught up) or changes a
+// holding is always recorded (update_feed.h).
+bool MaySkipAckRecord(bool recorded_this_session, absl::Duration since_recorded);
 
 // How long a consumer keeps one stream open: while an initial sync runs,
 // `sync_progress` (its progress is refreshed between streams); while a

@@ -305,7 +305,7 @@ absl::Status UpdateFeed::RecordPull(pg::Connection* conn, absl::string_view site
 absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t after_seq, int limit,
                                             std::optional<int64_t> acknowledged_seq,
                                             const ByteBudget& budget,
-                                            int64_t known_log_end) {
+                                            int64_t known_log_end, bool may_skip_record) {
   if (after_seq < 0) {
     return absl::InvalidArgumentError(absl::StrCat("after_seq: must be >= 0, got ", after_seq));
   }
@@ -373,6 +373,10 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   std::vector<HoldingChange> changes;
   for (const HoldingChange& c : plan.changes) {
     if (c.seq <= result.next_after_seq) changes.push_back(c);
+  }
+  if (may_skip_record && changes.empty() && result.next_after_seq > after_seq) {
+    result.recorded = false;
+    return result;
   }
   RETURN_IF_ERROR(RecordPull(conn, site, after_seq, acknowledged, changes));
   return result;

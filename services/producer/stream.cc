@@ -52,6 +52,8 @@ struct ProducerService::StreamState {
   int limit;
   ByteBudget budget;
   int sent = 0;         // answers sent, for the closing log line
+  bool recorded_once = false;  // a pull of this session recorded (MaySkipAckRecord)
+  absl::Time recorded_at = absl::InfinitePast();
   bool ended = false;   // the caller half-closed or went away
 };
 
@@ -161,11 +163,16 @@ grpc::Status ProducerService::PullAndSend(
     StreamState& state) {
   const int64_t end_before = state.log_end;
   const absl::Time started = absl::Now();
+  const bool may_skip = MaySkipAckRecord(state.recorded_once, started - state.recorded_at);
   auto pulled = deps_.feed->Pull(state.site, state.after, state.limit,
-                                 state.window.acknowledged(), state.budget, end_before);
+                                 state.window.acknowledged(), state.budget, end_before, may_skip);
   CountPull(state.site, started, pulled);
   if (!pulled.ok()) return AnswerRpc("Producer.StreamUpdates", pulled.status());
-  state.ack_unrecorded = false;  // the pull recorded it
+  if (pulled->recorded) {
+    state.ack_unrecorded = false;  // the pull recorded it
+    state.recorded_once = true;
+    state.recorded_at = started;
+  }
   const bool moved = pulled->next_after_seq > state.after;
   // `more` without progress cannot happen (the first entry always fits);
   // were it to, waiting for the log beats spinning.

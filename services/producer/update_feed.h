@@ -135,6 +135,7 @@ struct PullResult {
   std::vector<FeedEntry> entries;
   int64_t next_after_seq = 0;
   bool more = false;
+  bool recorded = true;  // false: left unrecorded (Pull's may_skip_record)
 };
 
 class UpdateFeed {
@@ -175,11 +176,14 @@ class UpdateFeed {
   // StreamHub; 0 = unknown). An answer without `more` then covers the log up
   // to there, not necessarily every entry committed before the call
   // (log_tail.h): the caller learns of later entries itself.
+  // `may_skip_record`: an answer that moves and changes no holding records
+  // nothing (`recorded` false; a stream records its acknowledgment on a
+  // later pull, libsync/rules/stream_flow.h MaySkipAckRecord).
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
                                   int limit,
                                   std::optional<int64_t> acknowledged_seq = std::nullopt,
                                   const ByteBudget& budget = ByteBudget(),
-                                  int64_t known_log_end = 0);
+                                  int64_t known_log_end = 0, bool may_skip_record = false);
   // The document as JSON text (document_reader.h shape) and, with
   // `with_dependencies`, the readable documents it links to at any depth.
   absl::StatusOr<ServedDocument> GetDocument(absl::string_view site,

@@ -55,6 +55,13 @@ TEST(NextStreamStep, CaughtUpItCollectsTheAckThenRecordsItThenWaits) {
   EXPECT_EQ(NextStreamStep({false, 0, false, false, false}), StreamStep::kWaitForLog);
 }
 
+TEST(MaySkipAckRecord, NeverBeforeTheFirstRecordingNorOnceOneIsDue) {
+  EXPECT_FALSE(MaySkipAckRecord(false, absl::ZeroDuration()));  // drops an old session's
+  EXPECT_TRUE(MaySkipAckRecord(true, absl::Milliseconds(10)));
+  EXPECT_FALSE(MaySkipAckRecord(true, kStreamAckRecordEvery));
+  EXPECT_FALSE(MaySkipAckRecord(true, absl::InfiniteDuration()));
+}
+
 TEST(StreamSessionLength, FollowsTheStatusRefreshRules) {
   const absl::Duration poll = absl::Seconds(30), refresh = absl::Minutes(10),
                        progress = absl::Seconds(2);
