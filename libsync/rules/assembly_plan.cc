@@ -171,22 +171,27 @@ void PassOutcome::Add(const TxRows& tx, TxOutcome outcome) {
   raw_rows += tx.rows.size();
 }
 
-std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq) {
-  Value::Array json;
-  json.reserve(entries->size());
+std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq,
+                        std::vector<std::optional<std::string>>* data_texts) {
+  // Built as text so that each entry's data is rendered once, for the
+  // array and for `data_texts` alike.
+  std::string out = "[";
   int64_t seq = first_seq;
   for (LogEntry& e : *entries) {
-    Value v = Value::EmptyObject();
-    v["seq"] = Value::Int(seq++);
-    v["doctype"] = Value::String(e.doctype);
-    v["docname"] = Value::String(e.docname);
-    v["update_type"] = Value::String(e.update_type);
-    v["data"] = std::move(e.data);
-    v["origin"] = e.origin ? Value::String(*e.origin) : Value();
-    v["txid"] = Value::String(e.txid);
-    json.push_back(std::move(v));
+    std::optional<std::string> data;
+    if (!e.data.is_null()) data = e.data.ToJson();
+    if (out.size() > 1) out += ',';
+    absl::StrAppend(&out, "{\"seq\":", seq++, ",\"doctype\":", Value::String(e.doctype).ToJson(),
+                    ",\"docname\":", Value::String(e.docname).ToJson(),
+                    ",\"update_type\":", Value::String(e.update_type).ToJson(),
+                    ",\"data\":", data ? *data : "null", ",\"origin\":",
+                    e.origin ? Value::String(*e.origin).ToJson() : "null",
+                    ",\"txid\":", Value::String(e.txid).ToJson(), "}");
+    e.data = Value();
+    if (data_texts != nullptr) data_texts->push_back(std::move(data));
   }
-  return Value::FromArray(std::move(json)).ToJson();
+  out += ']';
+  return out;
 }
 
 std::map<std::pair<std::string, std::string>, int> CountByType(

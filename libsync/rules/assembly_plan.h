@@ -115,7 +115,10 @@ struct PassOutcome {
 
 // The update_log insert's JSON array: each entry numbered from `first_seq`
 // on, its data moved out of `entries`.
-std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq);
+// `data_texts`, when given, receives each entry's data as the JSON text in
+// the array (nullopt for a null one), in order.
+std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq,
+                        std::vector<std::optional<std::string>>* data_texts = nullptr);
 // Entries per (doctype, update_type).
 std::map<std::pair<std::string, std::string>, int> CountByType(
     const std::vector<LogEntry>& entries);

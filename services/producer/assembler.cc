@@ -53,11 +53,12 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_
   ASSIGN_OR_RETURN(WindowPlan window, store_.ReadWindow(conn, std::max(1, options_.max_raw_rows)));
   if (window.picked.empty()) return 0;
   ASSIGN_OR_RETURN(PassOutcome pass, AssemblePicked(conn, &window.picked));
-  ASSIGN_OR_RETURN(const int64_t end_seq,
+  ASSIGN_OR_RETURN(RawChangeStore::Logged logged,
                    WritePass(conn, &pass,
                              [this](pg::Connection* c, std::vector<CaptureFailure>* failures) {
                                return store_.RecordFailures(c, failures);
                              }));
+  const int64_t end_seq = logged.end_seq;
   ASSIGN_OR_RETURN(const int64_t consumed, RawChangeStore::Consume(conn, pass.txids));
   // Dying before this COMMIT leaves everything as it was (see header): the
   // next pass assembles, records and consumes the same rows again.
@@ -65,22 +66,24 @@ absl::StatusOr<int> Assembler::AssembleOnce(pg::Connection* conn, int64_t* last_
 
   if (more != nullptr) *more = window.more;
   if (consumed_rows != nullptr) *consumed_rows = consumed;
-  ReportPass(options_, pass, end_seq);
+  ReportPass(options_, pass, std::move(logged));
   if (!pass.entries.empty() && last_seq != nullptr) *last_seq = end_seq;
   return static_cast<int>(pass.entries.size());
 }
 
-absl::StatusOr<int64_t> WritePass(pg::Connection* conn, PassOutcome* pass,
-                                  const FailureRecorder& record_failures) {
-  int64_t end_seq = 0;
+absl::StatusOr<RawChangeStore::Logged> WritePass(pg::Connection* conn, PassOutcome* pass,
+                                                 const FailureRecorder& record_failures) {
+  RawChangeStore::Logged logged;
   if (!pass->entries.empty()) {
-    ASSIGN_OR_RETURN(end_seq, RawChangeStore::AppendEntries(conn, &pass->entries));
+    ASSIGN_OR_RETURN(logged, RawChangeStore::AppendEntries(conn, &pass->entries));
   }
   if (!pass->failures.empty()) RETURN_IF_ERROR(record_failures(conn, &pass->failures));
-  return end_seq;
+  return logged;
 }
 
-void ReportPass(const Assembler::Options& options, const PassOutcome& pass, int64_t end_seq) {
+void ReportPass(const Assembler::Options& options, const PassOutcome& pass,
+                RawChangeStore::Logged logged) {
+  const int64_t end_seq = logged.end_seq;
   for (const CaptureFailure& f : pass.failures) {
     spdlog::error(
         "capture error: document \"{}\" of DocType \"{}\" in transaction {} cannot become "
@@ -96,6 +99,7 @@ void ReportPass(const Assembler::Options& options, const PassOutcome& pass, int6
       options.on_committed(key.first, key.second, n);
     }
   }
+  if (options.on_logged) options.on_logged(logged.prev_end, std::move(logged.records));
   spdlog::debug("logged {} captured rows of {} transactions as update_log seq {}..{}",
                 pass.raw_rows, pass.txids.size(),
                 end_seq - static_cast<int64_t>(pass.entries.size()) + 1, end_seq);

@@ -57,6 +57,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -91,6 +92,10 @@ class Assembler {
     // Called after each COMMIT, once per document recorded in
     // capture_error (metrics); null = none.
     std::function<void(const CaptureFailure&)> on_failed;
+    // Called after each COMMIT that wrote entries, with them as logged and
+    // the newest entry before them (the producer hands them to its log
+    // tail, log_tail.h Append); null = none.
+    RawChangeStore::LoggedSink on_logged;
   };
   explicit Assembler(DocTypeRegistry registry);
   Assembler(DocTypeRegistry registry, Options options);
@@ -127,13 +132,14 @@ using FailureRecorder =
 // In the caller's transaction, which holds the assembler's lock
 // (RawChangeStore::TryLock / Lock) so seqs follow commit order: the entries
 // with a contiguous block of seqs (their data moved out), then the
-// failures. Returns the last seq (0: no entry). Nothing is visible until the
-// caller commits; a crash before that writes nothing.
-absl::StatusOr<int64_t> WritePass(pg::Connection* conn, PassOutcome* pass,
-                                  const FailureRecorder& record_failures);
+// failures. Returns what was logged (end_seq 0: no entry). Nothing is
+// visible until the caller commits; a crash before that writes nothing.
+absl::StatusOr<RawChangeStore::Logged> WritePass(pg::Connection* conn, PassOutcome* pass,
+                                                 const FailureRecorder& record_failures);
 // After COMMIT: logs each failure and calls options.on_failed, counts the
-// entries through options.on_committed.
-void ReportPass(const Assembler::Options& options, const PassOutcome& pass, int64_t end_seq);
+// entries through options.on_committed, hands them to options.on_logged.
+void ReportPass(const Assembler::Options& options, const PassOutcome& pass,
+                RawChangeStore::Logged logged);
 
 // Runs Assembler::AssembleOnce on its own thread and connection until
 // stopped: again at once while there is backlog, else after a wait between

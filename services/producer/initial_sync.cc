@@ -30,20 +30,22 @@ struct InitialSyncWriter::Job {
 
 namespace {
 
-// The oldest running job whose consumer acknowledged the chunk before its
-// last one, and whether its subscription is active (a sync job needs it to
-// be, a revoke job the opposite; the trigger replaces one by the other).
-constexpr pg::Query kReadyJob{
-    "es_sync_ready_job",
+// The running jobs, ready ones first (their consumer acknowledged the
+// chunk before the last one), oldest first; whether the subscription is
+// active (a sync job needs it to be, a revoke job the opposite; the
+// trigger replaces one by the other).
+constexpr pg::Query kRunningJobs{
+    "es_sync_running_jobs",
     "SELECT j.site, j.doctype, j.kind, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
+    "  c.acknowledged_seq >= j.prev_seq AS ready, j.prev_seq,"
     "  j.started_at::text AS started_at,"
     "  d.condition,"
     "  d.producer_condition,"
     "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
     " FROM es_producer.sync_job j JOIN es_producer.consumer c ON c.site = j.site"
     " LEFT JOIN es_producer.consumer_doctype d ON d.site = j.site AND d.doctype = j.doctype"
-    " WHERE j.state = 'running' AND c.acknowledged_seq >= j.prev_seq"
-    " ORDER BY j.started_at, j.site, j.doctype LIMIT 1"};
+    " WHERE j.state = 'running'"
+    " ORDER BY ready DESC, j.started_at, j.site, j.doctype"};
 constexpr pg::Query kFinish{
     "es_sync_finish",
     "UPDATE es_producer.sync_job SET state = 'done', finished_at = now()"
@@ -121,9 +123,31 @@ constexpr char kRevokeData[] = R"({"reason": "the subscription ended"})";
 
 }  // namespace
 
+void InitialSyncWriter::NoteWaiting(const pg::Result& jobs) const {
+  std::map<std::string, int64_t, std::less<>> waiting;
+  const int c_site = jobs.ColumnIndex("site"), c_ready = jobs.ColumnIndex("ready"),
+            c_prev = jobs.ColumnIndex("prev_seq");
+  for (int i = 0; i < jobs.rows(); ++i) {
+    if (jobs.GetBool(i, c_ready)) continue;
+    auto [it, added] = waiting.emplace(jobs.Get(i, c_site), jobs.GetInt64(i, c_prev));
+    if (!added) it->second = std::min(it->second, jobs.GetInt64(i, c_prev));
+  }
+  absl::MutexLock lock(&mu_);
+  waiting_ = std::move(waiting);
+}
+
+bool InitialSyncWriter::Unblocks(absl::string_view site, int64_t acknowledged) const {
+  absl::MutexLock lock(&mu_);
+  auto it = waiting_.find(site);
+  if (it == waiting_.end() || acknowledged < it->second) return false;
+  waiting_.erase(it);  // one wake-up is enough: the next WriteOne notes it again
+  return true;
+}
+
 absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connection* conn) const {
-  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kReadyJob));
-  if (r.rows() == 0) return Chunk{};
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kRunningJobs));
+  NoteWaiting(r);
+  if (r.rows() == 0 || !r.GetBool(0, r.ColumnIndex("ready"))) return Chunk{};
   Job job{std::string(r.Get(0, "site")),
           std::string(r.Get(0, "doctype")),
           r.Get(0, "kind") == "revoke",
@@ -190,13 +214,16 @@ absl::StatusOr<InitialSyncWriter::Page> InitialSyncWriter::ReadPage(pg::Connecti
   return out;
 }
 
-absl::StatusOr<int64_t> InitialSyncWriter::LogChunk(
+absl::StatusOr<RawChangeStore::Logged> InitialSyncWriter::LogChunk(
     pg::Connection* conn, const Job& job, const Page& page,
-    const std::map<std::string, std::string>& docs) const {
-  int64_t end_seq = 0;
+    std::map<std::string, std::string> docs) const {
+  RawChangeStore::Logged logged;
   if (!docs.empty()) {
     const int64_t n = static_cast<int64_t>(docs.size());
-    ASSIGN_OR_RETURN(end_seq, RawChangeStore::ReserveSeqs(conn, n));
+    ASSIGN_OR_RETURN(const RawChangeStore::SeqBlock block, RawChangeStore::ReserveBlock(conn, n));
+    logged.end_seq = block.end_seq;
+    logged.prev_end = block.prev_end;
+    const char* update_type = job.revoke ? "Revoke" : "Sync";
     std::vector<std::string> names;
     names.reserve(docs.size());
     size_t bytes = 2;
@@ -210,19 +237,38 @@ absl::StatusOr<int64_t> InitialSyncWriter::LogChunk(
       names.push_back(name);
     }
     data += ']';
-    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, end_seq - n,
-                                                 pg::TextArray(names), data,
-                                                 job.revoke ? "Revoke" : "Sync"})
+    RETURN_IF_ERROR(conn->ExecPrepared(kInsert, {job.doctype, job.site, block.end_seq - n,
+                                                 pg::TextArray(names), data, update_type})
                         .status());
+    int64_t seq = block.end_seq - n;
+    for (auto& [name, json] : docs) {
+      auto r = std::make_shared<LogRecord>();
+      r->seq = ++seq;
+      r->doctype = job.doctype;
+      r->docname = name;
+      r->update_type = update_type;
+      r->data = std::move(json);
+      r->for_site = job.site;
+      r->created_at = block.created_at;
+      logged.records.push_back(std::move(r));
+    }
   }
   RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, page.cursor,
-                                                static_cast<int64_t>(page.rows), end_seq,
+                                                static_cast<int64_t>(page.rows), logged.end_seq,
                                                 page.total, page.finished})
                       .status());
   spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
                job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,
-               page.rows, page.cursor, docs.size(), page.finished ? "; done" : "");
-  return end_seq;
+               page.rows, page.cursor, logged.records.size(), page.finished ? "; done" : "");
+  return logged;
+}
+
+InitialSyncWriter::Chunk InitialSyncWriter::Committed(RawChangeStore::Logged logged) const {
+  Chunk chunk{static_cast<int>(logged.records.size()), logged.end_seq, true};
+  if (options_.on_logged && !logged.records.empty()) {
+    options_.on_logged(logged.prev_end, std::move(logged.records));
+  }
+  return chunk;
 }
 
 absl::StatusOr<bool> InitialSyncWriter::LockJob(pg::Connection* conn, const Job& job) {
@@ -253,9 +299,9 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunk(pg::Conne
   } else {
     ASSIGN_OR_RETURN(docs, ReadJson(conn, *config_->registry.Find(job.doctype), page.wanted));
   }
-  ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
+  ASSIGN_OR_RETURN(RawChangeStore::Logged logged, LogChunk(conn, job, page, std::move(docs)));
   RETURN_IF_ERROR(tx->Commit());
-  return Chunk{static_cast<int>(docs.size()), end_seq, true};
+  return Committed(std::move(logged));
 }
 
 // Crash safety: the snapshot read and the marker write nothing the job
@@ -293,9 +339,9 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteChunkAfterWal(
   ASSIGN_OR_RETURN(const bool locked, LockJob(conn, job));
   if (!locked) return Chunk{0, 0, true};
   RETURN_IF_ERROR(MendChunk(conn, job, def, page, snapshot, seen_seq, &docs));
-  ASSIGN_OR_RETURN(const int64_t end_seq, LogChunk(conn, job, page, docs));
+  ASSIGN_OR_RETURN(RawChangeStore::Logged logged, LogChunk(conn, job, page, std::move(docs)));
   RETURN_IF_ERROR(tx->Commit());
-  return Chunk{static_cast<int>(docs.size()), end_seq, true};
+  return Committed(std::move(logged));
 }
 
 absl::Status InitialSyncWriter::MendChunk(pg::Connection* conn, const Job& job,

@@ -28,11 +28,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libsync/base/pg.h"
 #include "libsync/config/config.h"
 #include "libsync/rules/chunk_plan.h"
+#include "services/producer/raw_change_store.h"
 
 namespace eventstream {
 
@@ -40,6 +44,8 @@ class InitialSyncWriter {
  public:
   struct Options {
     int chunk_documents = 500;  // documents examined per chunk
+    // Each chunk's entries once committed (the producer's log tail).
+    RawChangeStore::LoggedSink on_logged;
   };
   struct Chunk {
     int written = 0;       // Sync entries logged
@@ -57,9 +63,14 @@ class InitialSyncWriter {
   // Before the first WriteOne, when capture is `wal`.
   void SetWalWait(WalWait wait) { wal_ = std::move(wait); }
 
-  // At most one chunk of one ready job. Thread-compatible; `conn` is the
-  // caller's own (not in a transaction).
+  // At most one chunk of one ready job; `conn` is the caller's own (not in
+  // a transaction). One caller at a time.
   absl::StatusOr<Chunk> WriteOne(pg::Connection* conn) const;
+  // Whether `acknowledged`, just recorded for `site`, lets a job the last
+  // WriteOne found waiting write its next chunk (the caller then wakes the
+  // loop instead of letting it wait out its poll). True once per wait.
+  // Thread-safe.
+  bool Unblocks(absl::string_view site, int64_t acknowledged) const;
 
  private:
   struct Job;
@@ -75,18 +86,27 @@ class InitialSyncWriter {
   // The named documents as entry JSON (missing or unrepresentable ones left out).
   absl::StatusOr<std::map<std::string, std::string>> ReadJson(
       pg::Connection* conn, const DocTypeDef& def, const std::vector<std::string>& names) const;
-  // Reserves seqs for `docs` (name -> entry data), logs them and advances
-  // the job; in the caller's transaction. Returns the last seq (0: none).
   // Drops and re-reads what changed since the snapshot (chunk_plan.h).
   absl::Status MendChunk(pg::Connection* conn, const Job& job, const DocTypeDef& def,
                          const Page& page, const XidSnapshot& snapshot, int64_t seen_seq,
                          std::map<std::string, std::string>* docs) const;
-  absl::StatusOr<int64_t> LogChunk(pg::Connection* conn, const Job& job, const Page& page,
-                                   const std::map<std::string, std::string>& docs) const;
+  // Reserves seqs for `docs` (name -> entry data), logs them and advances
+  // the job; in the caller's transaction. Returns what it logged.
+  absl::StatusOr<RawChangeStore::Logged> LogChunk(pg::Connection* conn, const Job& job,
+                                                  const Page& page,
+                                                  std::map<std::string, std::string> docs) const;
+  // After COMMIT: hands the chunk's entries to options_.on_logged.
+  Chunk Committed(RawChangeStore::Logged logged) const;
+
+  // Remembers which sites' jobs wait for an acknowledgment (Unblocks).
+  void NoteWaiting(const pg::Result& jobs) const;
 
   const Config* config_;
   Options options_;
   WalWait wal_;
+  mutable absl::Mutex mu_;
+  // Site -> the acknowledgment its oldest waiting job needs.
+  mutable std::map<std::string, int64_t, std::less<>> waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream

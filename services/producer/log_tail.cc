@@ -106,6 +106,21 @@ absl::Status LogTail::Fill(pg::Connection* conn) {
   return absl::OkStatus();
 }
 
+void LogTail::Append(int64_t prev_end, std::vector<std::shared_ptr<const LogRecord>> records) {
+  absl::MutexLock lock(&mu_);
+  // The tail holds every entry up to hi_; these continue it only if nothing
+  // was logged between (prev_end was read under the assembler's lock, after
+  // every earlier writer committed).
+  if (!started_ || records.empty() || prev_end != hi_ || records.front()->seq <= hi_) return;
+  for (auto& r : records) {
+    bytes_ += r->bytes();
+    hi_ = r->seq;
+    records_.push_back(std::move(r));
+    ++stats_.appended;
+  }
+  Trim();
+}
+
 void LogTail::Restart(int64_t at) {
   records_.clear();
   started_ = true;

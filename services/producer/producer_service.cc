@@ -56,8 +56,24 @@ ConsumerRegistration FromProto(const Request& request, const std::string& key) {
   return reg;
 }
 
-Assembler::Options AssemblerOptions(ProducerMetrics* metrics) {
+// What a writer of the log (capture, initial sync) logged goes into the
+// log tail at once (null tail: nowhere).
+RawChangeStore::LoggedSink TailSink(LogTail* tail) {
+  if (tail == nullptr) return nullptr;
+  return [tail](int64_t prev_end, std::vector<std::shared_ptr<const LogRecord>> records) {
+    tail->Append(prev_end, std::move(records));
+  };
+}
+
+InitialSyncWriter::Options InitialSyncOptions(LogTail* tail) {
+  InitialSyncWriter::Options options;
+  options.on_logged = TailSink(tail);
+  return options;
+}
+
+Assembler::Options AssemblerOptions(ProducerMetrics* metrics, LogTail* tail) {
   Assembler::Options options;
+  options.on_logged = TailSink(tail);
   if (metrics != nullptr) {
     options.on_committed = [captured = metrics->captured](const std::string& doctype,
                                                           const std::string& update_type,
@@ -85,9 +101,11 @@ class ProducerInstance : public ServiceInstance {
         streams_(deps.streams),
         metrics_(deps.metrics),
         config_(deps.config),
+        feed_(deps.feed),
+        tail_(deps.feed ? deps.feed->tail() : nullptr),
         service_(std::move(deps)),
-        assembler_(config.registry, AssemblerOptions(metrics_.get())),
-        initial_sync_(config_.get(), InitialSyncWriter::Options()),
+        assembler_(config.registry, AssemblerOptions(metrics_.get(), tail_)),
+        initial_sync_(config_.get(), InitialSyncOptions(tail_)),
         loop_(&assembler_, AssemblerLoop::Options{config.database.url}, LoggedHook(),
               &initial_sync_),
         retention_(RetentionLoop::Options{config.database.url, config.producer->retention,
@@ -98,7 +116,7 @@ class ProducerInstance : public ServiceInstance {
       wal_capture_ = std::make_unique<WalCapture>(
           &config_->registry,
           WalCaptureStore(config.producer->wal_slot, config.producer->wal_publication),
-          AssemblerOptions(metrics_.get()));
+          AssemblerOptions(metrics_.get(), tail_));
       WalCaptureLoop::Options wal_options;
       wal_options.database_url = config.database.url;
       wal_loop_ = std::make_unique<WalCaptureLoop>(wal_capture_.get(), std::move(wal_options),
@@ -107,6 +125,13 @@ class ProducerInstance : public ServiceInstance {
       initial_sync_.SetWalWait(
           {[wal] { return wal->Streaming(); },
            [wal](uint64_t lsn, absl::Duration timeout) { return wal->WaitCaptured(lsn, timeout); }});
+    }
+    if (feed_) {
+      // An acknowledgment that lets an initial sync's next chunk go wakes
+      // the loop at once (a chunk waits for the one before last).
+      feed_->SetOnAcknowledged([this](absl::string_view site, int64_t acknowledged) {
+        if (initial_sync_.Unblocks(site, acknowledged)) loop_.Wake();
+      });
     }
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();
@@ -142,6 +167,8 @@ class ProducerInstance : public ServiceInstance {
   std::shared_ptr<StreamHub> streams_;
   std::shared_ptr<ProducerMetrics> metrics_;
   std::shared_ptr<const Config> config_;  // outlives initial_sync_
+  std::shared_ptr<UpdateFeed> feed_;      // outlives the capture loops (its tail)
+  LogTail* tail_;                         // where captured entries go at once
   ProducerService service_;
   Assembler assembler_;
   InitialSyncWriter initial_sync_;

@@ -379,6 +379,7 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
     return result;
   }
   RETURN_IF_ERROR(RecordPull(conn, site, after_seq, acknowledged, changes));
+  if (on_acknowledged_) on_acknowledged_(site, acknowledged);
   return result;
 }
 

@@ -39,11 +39,14 @@ constexpr pg::Query kFirstTxRows{
     " FROM es_producer.raw_change r WHERE r.txid ="
     "   (SELECT txid FROM es_producer.raw_change GROUP BY txid ORDER BY max(id) LIMIT 1)"
     " ORDER BY r.id"};
-// A contiguous block of $1 seq numbers; returns its last.
+// A contiguous block of $1 seq numbers (its last), the newest entry before
+// it and the transaction's time as update_log.created_at records it.
 constexpr pg::Query kSeqBlock{
-    "es_asm_seq",
-    "SELECT setval('es_producer.update_log_seq',"
-    "              nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq"};
+    "es_asm_seq_block",
+    "SELECT (SELECT coalesce(max(seq), 0) FROM es_producer.update_log) AS prev_end,"
+    "  setval('es_producer.update_log_seq',"
+    "         nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq,"
+    "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at"};
 constexpr pg::Query kInsertEntries{
     "es_asm_insert",
     "INSERT INTO es_producer.update_log"
@@ -207,18 +210,38 @@ absl::Status RawChangeStore::Lock(pg::Connection* conn) {
   return conn->ExecPreparedDeferred(kLockWait);
 }
 
-absl::StatusOr<int64_t> RawChangeStore::ReserveSeqs(pg::Connection* conn, int64_t n) {
-  ASSIGN_OR_RETURN(pg::Result block, conn->ExecPrepared(kSeqBlock, {n}));
-  return block.GetInt64(0, block.ColumnIndex("end_seq"));
+absl::StatusOr<RawChangeStore::SeqBlock> RawChangeStore::ReserveBlock(pg::Connection* conn,
+                                                                     int64_t n) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kSeqBlock, {n}));
+  return SeqBlock{r.GetInt64(0, r.ColumnIndex("end_seq")), r.GetInt64(0, r.ColumnIndex("prev_end")),
+                  std::string(r.Get(0, "created_at"))};
 }
 
-absl::StatusOr<int64_t> RawChangeStore::AppendEntries(pg::Connection* conn,
-                                                      std::vector<LogEntry>* entries) {
+absl::StatusOr<RawChangeStore::Logged> RawChangeStore::AppendEntries(
+    pg::Connection* conn, std::vector<LogEntry>* entries) {
   const int64_t n = static_cast<int64_t>(entries->size());
-  ASSIGN_OR_RETURN(const int64_t end_seq, ReserveSeqs(conn, n));
+  ASSIGN_OR_RETURN(const SeqBlock block, ReserveBlock(conn, n));
+  Logged logged;
+  logged.end_seq = block.end_seq;
+  logged.prev_end = block.prev_end;
+  std::vector<std::optional<std::string>> data;
+  const int64_t first = logged.end_seq - n + 1;
+  std::string json = EntriesJson(entries, first, &data);
   // Deferred: it travels with the caller's next statement or COMMIT.
-  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kInsertEntries, {EntriesJson(entries, end_seq - n + 1)}));
-  return end_seq;
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kInsertEntries, {std::move(json)}));
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const LogEntry& e = (*entries)[i];
+    auto r = std::make_shared<LogRecord>();
+    r->seq = first + static_cast<int64_t>(i);
+    r->doctype = e.doctype;
+    r->docname = e.docname;
+    r->update_type = e.update_type;
+    r->data = std::move(data[i]);
+    r->origin = e.origin.value_or("");
+    r->created_at = block.created_at;
+    logged.records.push_back(std::move(r));
+  }
+  return logged;
 }
 
 absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,

@@ -11,7 +11,9 @@
 #define EVENTSTREAM_SERVICES_PRODUCER_RAW_CHANGE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +23,7 @@
 #include "libsync/model/doctype.h"
 #include "libsync/base/pg.h"
 #include "libsync/model/row_groups.h"
+#include "libsync/rules/log_window.h"
 
 namespace eventstream {
 
@@ -36,9 +39,17 @@ class RawChangeStore {
   static absl::StatusOr<bool> TryLock(pg::Connection* conn);
   // The same lock, waiting for it (initial sync chunks, initial_sync.h).
   static absl::Status Lock(pg::Connection* conn);
-  // A contiguous block of `n` seqs; returns its last. Only the lock holder
-  // may call it (so setval cannot race with another nextval).
-  static absl::StatusOr<int64_t> ReserveSeqs(pg::Connection* conn, int64_t n);
+  // A contiguous block of `n` seqs, the newest entry logged before it
+  // (under the lock every earlier writer has committed) and the
+  // transaction's time as update_log.created_at records it (RFC 3339 UTC).
+  // Only the lock holder may call it (so setval cannot race with another
+  // nextval).
+  struct SeqBlock {
+    int64_t end_seq = 0;   // the block's last seq
+    int64_t prev_end = 0;  // the newest entry before the block (0: none)
+    std::string created_at;
+  };
+  static absl::StatusOr<SeqBlock> ReserveBlock(pg::Connection* conn, int64_t n);
 
   // The transactions this pass takes (assembly_plan.h PlanWindow), parsed
   // and cut to the registry's columns; the first to finish, whole, when no
@@ -51,10 +62,23 @@ class RawChangeStore {
   absl::Status Reread(pg::Connection* conn, TxRows* tx,
                       std::map<int64_t, RowKeys>* keys) const;
 
+  // What AppendEntries logged: the last seq, the newest entry before them
+  // (under the lock every earlier writer has committed), and the entries
+  // as the log tail keeps them (log_tail.h Append), their created_at the
+  // transaction's.
+  struct Logged {
+    int64_t end_seq = 0;
+    int64_t prev_end = 0;
+    std::vector<std::shared_ptr<const LogRecord>> records;
+  };
+  // Where a writer hands what it logged once committed (the producer: its
+  // log tail, log_tail.h Append); null = nowhere.
+  using LoggedSink =
+      std::function<void(int64_t prev_end, std::vector<std::shared_ptr<const LogRecord>>)>;
   // Inserts `entries` (their data moved out) with a contiguous block of
-  // seqs; returns the last seq. Only the lock holder may call it.
-  static absl::StatusOr<int64_t> AppendEntries(pg::Connection* conn,
-                                               std::vector<LogEntry>* entries);
+  // seqs. Only the lock holder may call it.
+  static absl::StatusOr<Logged> AppendEntries(pg::Connection* conn,
+                                              std::vector<LogEntry>* entries);
   // Moves each failure's raw rows (registry columns only) into one
   // capture_error row; sets its record_id.
   absl::Status RecordFailures(pg::Connection* conn,

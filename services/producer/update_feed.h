@@ -207,6 +207,15 @@ class UpdateFeed {
     std::vector<std::string> documents;
     std::string next_after_name;  // "" = no more; else the page's last name
   };
+  // The log tail pulls read from (log_tail.h); null when not used.
+  LogTail* tail() { return options_.use_log_tail ? &tail_ : nullptr; }
+  // Told, after its commit, each acknowledgment a pull recorded (the
+  // producer wakes its initial sync writer, initial_sync.h Unblocks). Set
+  // before the first pull; runs on the pulling thread, must not block.
+  void SetOnAcknowledged(std::function<void(absl::string_view site, int64_t acknowledged)> f) {
+    on_acknowledged_ = std::move(f);
+  }
+
   absl::StatusOr<VisiblePage> ListVisible(absl::string_view site, absl::string_view doctype,
                                           absl::string_view after_name, int limit,
                                           bool names_only = false);
@@ -352,6 +361,7 @@ class UpdateFeed {
   pg::ConnectionPool* pool_;
   Options options_;
   LogTail tail_;
+  std::function<void(absl::string_view, int64_t)> on_acknowledged_;  // set before serving
   absl::Mutex mu_;
   std::set<std::tuple<std::string, std::string, std::string>> logged_
       ABSL_GUARDED_BY(mu_);

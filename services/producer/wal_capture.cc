@@ -55,18 +55,19 @@ absl::StatusOr<int> WalCapture::LogTransactions(pg::Connection* conn,
     std::optional<std::vector<LogEntry>> whole = BuildWhole(*registry_, t);
     pass.Add(t, whole ? TxOutcome{std::move(*whole), {}} : BuildByDocument(*registry_, t, {}));
   }
-  ASSIGN_OR_RETURN(const int64_t end_seq,
+  ASSIGN_OR_RETURN(RawChangeStore::Logged written,
                    WritePass(conn, &pass,
                              [&by_id](pg::Connection* c, std::vector<CaptureFailure>* failures) {
                                return WalCaptureStore::RecordFailures(c, by_id, failures);
                              }));
+  const int64_t end_seq = written.end_seq;
   const wal::Lsn end = txs.back().end_lsn;
   if (end > logged) RETURN_IF_ERROR(store_.SaveLoggedEnd(conn, end));
   // Dying before this COMMIT writes nothing: the slot was not confirmed, so
   // the server sends these transactions again. Dying after it, before the
   // caller confirms: they come again and are skipped (at or below `end`).
   RETURN_IF_ERROR(tx->Commit());
-  ReportPass(reports_, pass, end_seq);
+  ReportPass(reports_, pass, std::move(written));
   if (!pass.entries.empty() && last_seq != nullptr) *last_seq = end_seq;
   return static_cast<int>(pass.entries.size());
 }

@@ -132,6 +132,43 @@ TEST_F(LogTailTest, AReadOfTheLogStopsAtItsLimitsAndTheAnswerSaysMore) {
   EXPECT_TRUE((*w)->more);
 }
 
+std::vector<std::shared_ptr<const LogRecord>> Captured(int first, int last) {
+  std::vector<std::shared_ptr<const LogRecord>> out;
+  for (int i = first; i <= last; ++i) {
+    auto r = std::make_shared<LogRecord>();
+    r->seq = i;
+    r->doctype = "Note";
+    r->docname = absl::StrCat("C", i);
+    r->update_type = "Create";
+    r->data = absl::StrCat("{\"name\":\"C", i, "\"}");
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+TEST_F(LogTailTest, CapturedEntriesJoinTheTailOnlyWhereItEnds) {
+  LogTail tail;
+  Log(1, 3);
+  ASSERT_TRUE(tail.Read(conn_.get(), 0, kAsk).ok());
+  // Continues the tail: served from memory (these are not in the database).
+  tail.Append(3, Captured(4, 5));
+  auto w = tail.Read(conn_.get(), 3, kAsk, /*known_end=*/5);
+  ASSERT_TRUE(w.ok() && w->has_value());
+  EXPECT_EQ(Seqs(**w), (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ((*w)->wanted[0]->data.value_or(""), "{\"name\":\"C4\"}");
+  EXPECT_EQ(tail.stats().fills, 1);
+  EXPECT_EQ(tail.stats().appended, 2);
+  // Something was logged between (the tail ends at 5, these follow 7), or
+  // they are old: ignored, a read of the log brings what there is.
+  tail.Append(7, Captured(8, 8));
+  tail.Append(4, Captured(5, 5));
+  EXPECT_EQ(tail.stats().appended, 2);
+  // Before any read there is no tail to continue.
+  LogTail fresh;
+  fresh.Append(0, Captured(1, 1));
+  EXPECT_EQ(fresh.stats().appended, 0);
+}
+
 TEST_F(LogTailTest, ThreadsReadingTheSameNewEntriesAllGetThem) {
   LogTail tail;
   Log(1, 1);
