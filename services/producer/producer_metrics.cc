@@ -277,4 +277,19 @@ ProducerMetrics::ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
   AddScrapeGauges(&registry, pool, notifier);
 }
 
+void ProducerMetrics::WatchLogTail(std::function<LogTail::Stats()> stats) {
+  registry.AddCallback(
+      "eventstream_producer_log_tail_total",
+      "The log tail: windows answered from memory (hit), pulls below it (miss), reads of the "
+      "log into it (fill), entries handed over by their writer (appended).",
+      metrics::Type::kCounter, {"event"},
+      [stats = std::move(stats)]() -> absl::StatusOr<std::vector<Sample>> {
+        const LogTail::Stats st = stats();
+        return std::vector<Sample>{{{"hit"}, static_cast<double>(st.hits)},
+                                   {{"miss"}, static_cast<double>(st.misses)},
+                                   {{"fill"}, static_cast<double>(st.fills)},
+                                   {{"appended"}, static_cast<double>(st.appended)}};
+      });
+}
+
 }  // namespace eventstream

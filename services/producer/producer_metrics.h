@@ -35,6 +35,10 @@
 //      0 once it pulled again (it does, right after a batch).
 //  eventstream_producer_log_position
 //      The highest seq in the update log (scrape time).
+//  eventstream_producer_log_tail_total{event}
+//      The log tail (log_tail.h) since start: `hit` windows answered from
+//      memory, `miss` pulls below it (read from the database), `fill` reads
+//      of the log into it, `appended` entries handed over by their writer.
 //  eventstream_producer_webhook_backlog_entries
 //  eventstream_producer_webhook_queued_requests
 //      Scrape time: update_log entries after the lowest webhook cursor, and
@@ -71,10 +75,12 @@
 #ifndef EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
 #define EVENTSTREAM_SERVICES_PRODUCER_PRODUCER_METRICS_H_
 
+#include <functional>
 #include <memory>
 
 #include "libsync/base/metrics.h"
 #include "libsync/base/pg_pool.h"
+#include "services/producer/log_tail.h"
 #include "services/producer/notifier.h"
 
 namespace eventstream {
@@ -83,6 +89,9 @@ struct ProducerMetrics {
   // `pool` is used at scrape time; `notifier` may be null.
   ProducerMetrics(std::shared_ptr<pg::ConnectionPool> pool,
                   std::shared_ptr<Notifier> notifier);
+
+  // Exposes the log tail's stats, read at scrape time from `stats`.
+  void WatchLogTail(std::function<LogTail::Stats()> stats);
 
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* captured;

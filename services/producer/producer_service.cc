@@ -561,6 +561,9 @@ absl::StatusOr<std::unique_ptr<ServiceInstance>> CreateProducer(const Config& co
       statements->WithLabels({}).Increment(static_cast<double>(n));
     };
     deps.feed = std::make_shared<UpdateFeed>(deps.config.get(), deps.pool.get(), feed);
+    if (deps.feed->tail() != nullptr) {
+      deps.metrics->WatchLogTail([feed = deps.feed] { return feed->tail()->stats(); });
+    }
   }
   RefreshNotifyTargets(deps.consumers.get(), deps.notifier.get());
   return std::unique_ptr<ServiceInstance>(new ProducerInstance(std::move(deps), config));

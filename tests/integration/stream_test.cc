@@ -172,6 +172,10 @@ TEST_F(StreamTest, AtMostWindowAnswersGoUnacknowledgedWhateverTheBacklog) {
     EXPECT_EQ(stream.answer(i).entries(0).docname(), absl::StrCat("N", i + 1));
     EXPECT_TRUE(stream.answer(i).more());
   }
+  // The answers came from the log tail (/metrics).
+  EXPECT_GE(Scrape(metrics_port_, "eventstream_producer_log_tail_total{event=\"hit\"}")
+                .value_or(0),
+            5);
 }
 
 TEST_F(StreamTest, ACaughtUpStreamSendsEntriesAsTheyAreLogged) {
