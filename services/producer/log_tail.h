@@ -60,7 +60,7 @@ class LogTail {
     int64_t hits = 0;     // windows answered from memory
     int64_t misses = 0;   // positions below the tail
     int64_t fills = 0;    // reads of the log
-    int64_t appended = 0;  // records handed over by capture (Append)
+    int64_t appended = 0;  // records handed over by their writer (Append)
   };
 
   LogTail() : LogTail(Options()) {}
@@ -68,10 +68,11 @@ class LogTail {
 
   absl::StatusOr<std::optional<Window>> Read(pg::Connection* conn, int64_t after,
                                              const WindowAsk& ask, int64_t known_end = 0);
-  // Entries a capture pass just committed (ascending), `prev_end` the
-  // newest entry before them: they join the tail when it ends exactly
-  // there (else a later read of the log brings them). The assembler's text
-  // of their data then serves, and the log is not read for them.
+  // Entries a log writer (capture, initial sync) just committed
+  // (ascending), `prev_end` the newest entry before them: they join the
+  // tail when it ends exactly there (else a later read of the log brings
+  // them). The writer's text of their data then serves, and the log is not
+  // read for them.
   void Append(int64_t prev_end, std::vector<std::shared_ptr<const LogRecord>> records);
   Stats stats() const;
 

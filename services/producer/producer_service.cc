@@ -102,10 +102,9 @@ class ProducerInstance : public ServiceInstance {
         metrics_(deps.metrics),
         config_(deps.config),
         feed_(deps.feed),
-        tail_(deps.feed ? deps.feed->tail() : nullptr),
         service_(std::move(deps)),
-        assembler_(config.registry, AssemblerOptions(metrics_.get(), tail_)),
-        initial_sync_(config_.get(), InitialSyncOptions(tail_)),
+        assembler_(config.registry, AssemblerOptions(metrics_.get(), tail())),
+        initial_sync_(config_.get(), InitialSyncOptions(tail())),
         loop_(&assembler_, AssemblerLoop::Options{config.database.url}, LoggedHook(),
               &initial_sync_),
         retention_(RetentionLoop::Options{config.database.url, config.producer->retention,
@@ -116,7 +115,7 @@ class ProducerInstance : public ServiceInstance {
       wal_capture_ = std::make_unique<WalCapture>(
           &config_->registry,
           WalCaptureStore(config.producer->wal_slot, config.producer->wal_publication),
-          AssemblerOptions(metrics_.get(), tail_));
+          AssemblerOptions(metrics_.get(), tail()));
       WalCaptureLoop::Options wal_options;
       wal_options.database_url = config.database.url;
       wal_loop_ = std::make_unique<WalCaptureLoop>(wal_capture_.get(), std::move(wal_options),
@@ -162,13 +161,15 @@ class ProducerInstance : public ServiceInstance {
   }
 
  private:
+  // Where the log's writers put what they logged at once (null: no tail).
+  LogTail* tail() const { return feed_ ? feed_->tail() : nullptr; }
+
   std::shared_ptr<Notifier> notifier_;
   std::shared_ptr<WebhookRuntime> webhooks_;
   std::shared_ptr<StreamHub> streams_;
   std::shared_ptr<ProducerMetrics> metrics_;
   std::shared_ptr<const Config> config_;  // outlives initial_sync_
   std::shared_ptr<UpdateFeed> feed_;      // outlives the capture loops (its tail)
-  LogTail* tail_;                         // where captured entries go at once
   ProducerService service_;
   Assembler assembler_;
   InitialSyncWriter initial_sync_;

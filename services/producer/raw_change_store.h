@@ -62,8 +62,8 @@ class RawChangeStore {
   absl::Status Reread(pg::Connection* conn, TxRows* tx,
                       std::map<int64_t, RowKeys>* keys) const;
 
-  // What AppendEntries logged: the last seq, the newest entry before them
-  // (under the lock every earlier writer has committed), and the entries
+  // What AppendEntries (or an initial sync chunk) logged: the last seq, the
+  // newest entry before them (ReserveBlock's prev_end), and the entries
   // as the log tail keeps them (log_tail.h Append), their created_at the
   // transaction's.
   struct Logged {
