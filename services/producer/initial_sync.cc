@@ -5,11 +5,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/numbers.h"
 #include "libsync/base/status_macros.h"
 #include "libsync/config/condition_sql.h"
 #include "libsync/rules/chunk_plan.h"
+#include "libsync/rules/sync_window.h"
 #include "libsync/wal/pgoutput.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/raw_change_store.h"
@@ -25,20 +28,23 @@ struct InitialSyncWriter::Job {
   int64_t start_seq = 0;
   bool counted = false;
   std::string started_at;  // identifies this run of the job (kLockJob)
+  int64_t last_seq = 0;     // the last chunk's last seq (0: none since it started)
+  std::vector<int64_t> recent_seqs;  // sync_window.h
   std::vector<std::string> conditions;  // the non-empty ones
 };
 
 namespace {
 
-// The running jobs, ready ones first (their consumer acknowledged the
-// chunk before the last one), oldest first; whether the subscription is
+// The running jobs, ready ones first (their consumer acknowledged what the
+// next chunk waits for, sync_window.h), oldest first; whether the subscription is
 // active (a sync job needs it to be, a revoke job the opposite; the
 // trigger replaces one by the other).
 constexpr pg::Query kRunningJobs{
     "es_sync_running_jobs",
     "SELECT j.site, j.doctype, j.kind, j.cursor, j.start_seq, j.total IS NOT NULL AS counted,"
     "  c.acknowledged_seq >= j.prev_seq AS ready, j.prev_seq,"
-    "  j.started_at::text AS started_at,"
+    "  j.started_at::text AS started_at, j.last_seq,"
+    "  array_to_string(j.recent_seqs, ',') AS recent_seqs,"
     "  d.condition,"
     "  d.producer_condition,"
     "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS active"
@@ -71,7 +77,8 @@ constexpr pg::Query kInsert{
 constexpr pg::Query kAdvance{
     "es_sync_advance",
     "UPDATE es_producer.sync_job SET cursor = $3, done = done + $4,"
-    "  prev_seq = last_seq, last_seq = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE last_seq END,"
+    "  prev_seq = $8, recent_seqs = $9::bigint[],"
+    "  last_seq = CASE WHEN $5::bigint > 0 THEN $5::bigint ELSE last_seq END,"
     "  total = coalesce(total, $6::bigint),"
     "  state = CASE WHEN $7::boolean THEN 'done' ELSE state END,"
     "  finished_at = CASE WHEN $7::boolean THEN now() END"
@@ -144,6 +151,12 @@ bool InitialSyncWriter::Unblocks(absl::string_view site, int64_t acknowledged) c
   return true;
 }
 
+bool InitialSyncWriter::Awaits(absl::string_view site, int64_t acknowledged) const {
+  absl::MutexLock lock(&mu_);
+  auto it = waiting_.find(site);
+  return it != waiting_.end() && acknowledged >= it->second;
+}
+
 absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connection* conn) const {
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kRunningJobs));
   NoteWaiting(r);
@@ -155,7 +168,13 @@ absl::StatusOr<InitialSyncWriter::Chunk> InitialSyncWriter::WriteOne(pg::Connect
           r.GetInt64(0, r.ColumnIndex("start_seq")),
           r.GetBool(0, r.ColumnIndex("counted")),
           std::string(r.Get(0, "started_at")),
+          r.GetInt64(0, r.ColumnIndex("last_seq")),
+          {},
           {}};
+  for (absl::string_view seq : absl::StrSplit(r.Get(0, "recent_seqs"), ',', absl::SkipEmpty())) {
+    int64_t n = 0;
+    if (absl::SimpleAtoi(seq, &n)) job.recent_seqs.push_back(n);
+  }
   for (const char* column : {"condition", "producer_condition"}) {
     if (!r.Get(0, column).empty()) job.conditions.emplace_back(r.Get(0, column));
   }
@@ -253,9 +272,13 @@ absl::StatusOr<RawChangeStore::Logged> InitialSyncWriter::LogChunk(
       logged.records.push_back(std::move(r));
     }
   }
+  const SyncWindow window =
+      AdvanceSyncWindow(job.recent_seqs, job.last_seq, logged.end_seq, options_.chunks_in_flight);
   RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, page.cursor,
                                                 static_cast<int64_t>(page.rows), logged.end_seq,
-                                                page.total, page.finished})
+                                                page.total, page.finished, window.wait_for,
+                                                absl::StrCat("{", absl::StrJoin(window.recent, ","),
+                                                             "}")})
                       .status());
   spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
                job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,

@@ -5,8 +5,8 @@
 //
 // A job (es_producer.sync_job) starts when a subscription becomes active or
 // its conditions change (a trigger, migration 0010). A chunk is written
-// only when the consumer has acknowledged the chunk before the last one
-// (two in flight), under the assembler's lock: its documents are read after
+// only when the consumer has acknowledged the chunk `chunks_in_flight` back
+// (libsync/rules/sync_window.h), under the assembler's lock: its documents are read after
 // every entry logged before it and before any logged after it, so changes
 // made while the sync runs apply on top (no stale overwrite). The chunk's
 // entries and the job's cursor commit together: a producer killed mid-sync
@@ -44,6 +44,7 @@ class InitialSyncWriter {
  public:
   struct Options {
     int chunk_documents = 500;  // documents examined per chunk
+    int chunks_in_flight = 4;   // logged and not yet acknowledged (sync_window.h)
     // Each chunk's entries once committed (the producer's log tail).
     RawChangeStore::LoggedSink on_logged;
   };
@@ -71,6 +72,9 @@ class InitialSyncWriter {
   // loop instead of letting it wait out its poll). True once per wait.
   // Thread-safe.
   bool Unblocks(absl::string_view site, int64_t acknowledged) const;
+  // Whether `acknowledged` for `site` would unblock a waiting job (the
+  // pull then records it at once). Thread-safe.
+  bool Awaits(absl::string_view site, int64_t acknowledged) const;
 
  private:
   struct Job;

@@ -126,11 +126,16 @@ class ProducerInstance : public ServiceInstance {
            [wal](uint64_t lsn, absl::Duration timeout) { return wal->WaitCaptured(lsn, timeout); }});
     }
     if (feed_) {
-      // An acknowledgment that lets an initial sync's next chunk go wakes
-      // the loop at once (a chunk waits for the one before last).
-      feed_->SetOnAcknowledged([this](absl::string_view site, int64_t acknowledged) {
-        if (initial_sync_.Unblocks(site, acknowledged)) loop_.Wake();
-      });
+      // An acknowledgment that lets an initial sync's next chunk go is
+      // recorded at once (a stream may otherwise record it up to a second
+      // later) and wakes the loop (libsync/rules/sync_window.h).
+      feed_->SetAckWaiter(
+          {[this](absl::string_view site, int64_t acknowledged) {
+             return initial_sync_.Awaits(site, acknowledged);
+           },
+           [this](absl::string_view site, int64_t acknowledged) {
+             if (initial_sync_.Unblocks(site, acknowledged)) loop_.Wake();
+           }});
     }
     if (notifier_) notifier_->Start();
     if (webhooks_) webhooks_->Start();

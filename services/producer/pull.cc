@@ -374,12 +374,13 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   for (const HoldingChange& c : plan.changes) {
     if (c.seq <= result.next_after_seq) changes.push_back(c);
   }
-  if (may_skip_record && changes.empty() && result.next_after_seq > after_seq) {
+  if (may_skip_record && changes.empty() && result.next_after_seq > after_seq &&
+      !(ack_waiter_.awaited && ack_waiter_.awaited(site, acknowledged))) {
     result.recorded = false;
     return result;
   }
   RETURN_IF_ERROR(RecordPull(conn, site, after_seq, acknowledged, changes));
-  if (on_acknowledged_) on_acknowledged_(site, acknowledged);
+  if (ack_waiter_.recorded) ack_waiter_.recorded(site, acknowledged);
   return result;
 }
 

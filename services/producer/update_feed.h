@@ -178,7 +178,8 @@ class UpdateFeed {
   // (log_tail.h): the caller learns of later entries itself.
   // `may_skip_record`: an answer that moves and changes no holding records
   // nothing (`recorded` false; a stream records its acknowledgment on a
-  // later pull, libsync/rules/stream_flow.h MaySkipAckRecord).
+  // later pull, libsync/rules/stream_flow.h MaySkipAckRecord), unless the
+  // acknowledgment is awaited (SetAckWaiter).
   absl::StatusOr<PullResult> Pull(absl::string_view site, int64_t after_seq,
                                   int limit,
                                   std::optional<int64_t> acknowledged_seq = std::nullopt,
@@ -209,12 +210,16 @@ class UpdateFeed {
   };
   // The log tail pulls read from (log_tail.h); null when not used.
   LogTail* tail() { return options_.use_log_tail ? &tail_ : nullptr; }
-  // Told, after its commit, each acknowledgment a pull recorded (the
-  // producer wakes its initial sync writer, initial_sync.h Unblocks). Set
-  // before the first pull; runs on the pulling thread, must not block.
-  void SetOnAcknowledged(std::function<void(absl::string_view site, int64_t acknowledged)> f) {
-    on_acknowledged_ = std::move(f);
-  }
+  // Acknowledgments someone waits for (the producer's initial sync writer,
+  // initial_sync.h Awaits / Unblocks): a pull records one `awaited` says is
+  // waited for even when it may skip recording, and tells `recorded` each
+  // acknowledgment it recorded, after its commit. Set before the first pull;
+  // both run on the pulling thread and must not block.
+  struct AckWaiter {
+    std::function<bool(absl::string_view site, int64_t acknowledged)> awaited;
+    std::function<void(absl::string_view site, int64_t acknowledged)> recorded;
+  };
+  void SetAckWaiter(AckWaiter waiter) { ack_waiter_ = std::move(waiter); }
 
   absl::StatusOr<VisiblePage> ListVisible(absl::string_view site, absl::string_view doctype,
                                           absl::string_view after_name, int limit,
@@ -361,7 +366,7 @@ class UpdateFeed {
   pg::ConnectionPool* pool_;
   Options options_;
   LogTail tail_;
-  std::function<void(absl::string_view, int64_t)> on_acknowledged_;  // set before serving
+  AckWaiter ack_waiter_;  // set before serving
   absl::Mutex mu_;
   std::set<std::tuple<std::string, std::string, std::string>> logged_
       ABSL_GUARDED_BY(mu_);

@@ -393,32 +393,33 @@ TEST_F(WalProducerTest, KillNineAnywhereLosesNothingAndLogsNothingTwice) {
 }
 
 // Initial sync chunks and Creates the WAL loop has not logged yet (held
-// back by the assembler's lock): N1200x commits before chunk 3 is read, so
+// back by the assembler's lock): N2200x commits before chunk 5 is read, so
 // the chunk waits for the WAL loop to pass its marker and then leaves the
-// document to its Create; N1300x commits while the chunk waits (a chunk read
+// document to its Create; N2300x commits while the chunk waits (a chunk read
 // under the lock, as with triggers, would take it before its Create is
 // logged). The consumer gets each document once.
 TEST_F(WalProducerTest, InitialSyncChunkNeverRepeatsACreateNotYetLogged) {
   std::string seed = "BEGIN;";
-  for (int i = 1; i <= 1500; ++i) {
+  for (int i = 1; i <= 2500; ++i) {
     absl::StrAppend(&seed, "INSERT INTO \"tabNote\" (name, title) VALUES ('N",
                     absl::Dec(i, absl::kZeroPad4), "', 't');");
   }
   site_->Write(seed + "COMMIT;");
   StartProducer();
   Register(/*initial_sync=*/true);
-  // Chunks 1 and 2 (N0001..N1000) go at once; chunk 3 waits for an ack.
+  // Chunks 1 to 4 (N0001..N2000) go at once (four in flight); chunk 5
+  // waits for an ack.
   ASSERT_TRUE(Eventually([&] {
     return site_->Int("SELECT count(*) FROM es_producer.update_log WHERE for_site = 'branch1'") ==
-           1000;
+           2000;
   })) << service_.process->Log();
   auto blocker = site_->Connect();
   ASSERT_TRUE(blocker->Exec("SELECT pg_advisory_lock(hashtext('es_producer.assembler'))").ok());
-  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N1200x', 'new');");
+  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N2200x', 'new');");
   int64_t after = 0;
   std::vector<std::string> got = PullOnce(&after);  // acknowledges chunk 1's entries
-  absl::SleepFor(absl::Milliseconds(500));  // chunk 3 is read and waits
-  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N1300x', 'new');");
+  absl::SleepFor(absl::Milliseconds(500));  // chunk 5 is read and waits
+  site_->Write("INSERT INTO \"tabNote\" (name, title) VALUES ('N2300x', 'new');");
   absl::SleepFor(absl::Milliseconds(500));
   ASSERT_TRUE(blocker->Exec("SELECT pg_advisory_unlock(hashtext('es_producer.assembler'))").ok());
   ASSERT_TRUE(Eventually([&] {
@@ -429,9 +430,9 @@ TEST_F(WalProducerTest, InitialSyncChunkNeverRepeatsACreateNotYetLogged) {
   })) << service_.process->Log();
   std::map<std::string, int> times;
   for (const std::string& e : got) ++times[e.substr(0, e.find(' '))];
-  EXPECT_EQ(times.size(), 1502u);
+  EXPECT_EQ(times.size(), 2502u);
   for (const auto& [name, n] : times) EXPECT_EQ(n, 1) << name;
-  for (const char* create : {"N1200x UPDATE_TYPE_CREATE", "N1300x UPDATE_TYPE_CREATE"}) {
+  for (const char* create : {"N2200x UPDATE_TYPE_CREATE", "N2300x UPDATE_TYPE_CREATE"}) {
     EXPECT_NE(std::find(got.begin(), got.end(), create), got.end()) << create;
   }
 }
