@@ -1,6 +1,8 @@
 #include "libsync/base/value.h"
 
+#include <algorithm>
 #include <cassert>
+#include <stdexcept>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -11,6 +13,87 @@
 #include "absl/strings/str_format.h"
 
 namespace eventstream {
+
+// ---- ValueObject ------------------------------------------------------------
+
+ValueObject::ValueObject(std::initializer_list<value_type> members) {
+  for (const value_type& m : members) insert_or_assign(m.first, m.second);
+}
+
+ValueObject::iterator ValueObject::LowerBound(std::string_view key) {
+  return std::lower_bound(items_.begin(), items_.end(), key,
+                          [](const value_type& m, std::string_view k) { return m.first < k; });
+}
+
+ValueObject::iterator ValueObject::find(std::string_view key) {
+  auto it = LowerBound(key);
+  return it != items_.end() && it->first == key ? it : items_.end();
+}
+
+ValueObject::const_iterator ValueObject::find(std::string_view key) const {
+  return const_cast<ValueObject*>(this)->find(key);
+}
+
+Value& ValueObject::at(std::string_view key) {
+  auto it = find(key);
+  if (it == items_.end()) throw std::out_of_range(std::string(key));
+  return it->second;
+}
+
+const Value& ValueObject::at(std::string_view key) const {
+  return const_cast<ValueObject*>(this)->at(key);
+}
+
+Value& ValueObject::operator[](std::string_view key) {
+  auto it = LowerBound(key);
+  if (it == items_.end() || it->first != key) it = items_.emplace(it, std::string(key), Value());
+  return it->second;
+}
+
+std::pair<ValueObject::iterator, bool> ValueObject::emplace(std::string key, Value value) {
+  auto it = LowerBound(key);
+  if (it != items_.end() && it->first == key) return {it, false};
+  return {items_.emplace(it, std::move(key), std::move(value)), true};
+}
+
+std::pair<ValueObject::iterator, bool> ValueObject::try_emplace(std::string key, Value value) {
+  return emplace(std::move(key), std::move(value));
+}
+
+std::pair<ValueObject::iterator, bool> ValueObject::insert(value_type member) {
+  return emplace(std::move(member.first), std::move(member.second));
+}
+
+std::pair<ValueObject::iterator, bool> ValueObject::insert_or_assign(std::string key,
+                                                                     Value value) {
+  auto it = LowerBound(key);
+  if (it != items_.end() && it->first == key) {
+    it->second = std::move(value);
+    return {it, false};
+  }
+  return {items_.emplace(it, std::move(key), std::move(value)), true};
+}
+
+size_t ValueObject::erase(std::string_view key) {
+  auto it = find(key);
+  if (it == items_.end()) return 0;
+  items_.erase(it);
+  return 1;
+}
+
+ValueObject ValueObject::FromUnsorted(std::vector<value_type> members) {
+  ValueObject o;
+  o.items_ = std::move(members);
+  auto less = [](const value_type& a, const value_type& b) { return a.first < b.first; };
+  if (!std::is_sorted(o.items_.begin(), o.items_.end(), less)) {
+    std::sort(o.items_.begin(), o.items_.end(), less);
+  }
+  return o;
+}
+
+bool operator==(const ValueObject& a, const ValueObject& b) { return a.items_ == b.items_; }
+
+// ---- Value ------------------------------------------------------------------
 
 Value Value::Bool(bool b) {
   Value v;
@@ -451,11 +534,12 @@ class Parser {
   bool ParseObject(Value* out, int depth) {
     if (!EnterNesting(depth)) return false;
     ++pos_;  // '{'
-    Value::Object obj;
+    std::vector<Value::Object::value_type> members;
+    std::vector<size_t> key_at;  // each member's key offset, for a duplicate's error
     SkipSpace();
     if (pos_ < text_.size() && text_[pos_] == '}') {
       ++pos_;
-      *out = Value::FromObject(std::move(obj));
+      *out = Value::FromObject(Value::Object());
       return true;
     }
     while (true) {
@@ -463,7 +547,7 @@ class Parser {
       if (pos_ >= text_.size() || text_[pos_] != '"') {
         return Fail(pos_, "expected '\"' to begin an object key");
       }
-      size_t key_at = pos_;
+      key_at.push_back(pos_);
       std::string key;
       if (!ParseString(&key)) return false;
       SkipSpace();
@@ -474,14 +558,7 @@ class Parser {
       SkipSpace();
       Value member;
       if (!ParseValue(&member, depth)) return false;
-      // RFC 8259 leaves duplicate keys' meaning open; a document with two
-      // values for one field is ambiguous, so we refuse it.
-      if (!obj.emplace(key, std::move(member)).second) {
-        status_ = absl::InvalidArgumentError(
-            absl::StrCat("invalid JSON at byte ", key_at, ": duplicate key \"",
-                         key, "\" in object"));
-        return false;
-      }
+      members.emplace_back(std::move(key), std::move(member));
       SkipSpace();
       if (pos_ < text_.size() && text_[pos_] == ',') {
         ++pos_;
@@ -493,7 +570,40 @@ class Parser {
       }
       return Fail(pos_, "expected ',' or '}' after object member");
     }
-    *out = Value::FromObject(std::move(obj));
+    if (!SortMembers(&members, key_at)) return false;
+    *out = Value::FromObject(Value::Object::FromUnsorted(std::move(members)));
+    return true;
+  }
+
+  // Sorts an object's members by key. RFC 8259 leaves duplicate keys'
+  // meaning open; a document with two values for one field is ambiguous, so
+  // we refuse it, naming the first repeated key in text order.
+  bool SortMembers(std::vector<Value::Object::value_type>* members,
+                   const std::vector<size_t>& key_at) {
+    auto& m = *members;
+    bool strictly_sorted = true;
+    for (size_t i = 1; i < m.size() && strictly_sorted; ++i) strictly_sorted = m[i - 1].first < m[i].first;
+    if (strictly_sorted) return true;
+    std::vector<size_t> order(m.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return m[a].first < m[b].first; });
+    size_t first_repeat = m.size();
+    for (size_t i = 1; i < order.size(); ++i) {
+      if (m[order[i]].first == m[order[i - 1]].first) {
+        first_repeat = std::min(first_repeat, order[i]);  // stable: the later one
+      }
+    }
+    if (first_repeat != m.size()) {
+      status_ = absl::InvalidArgumentError(
+          absl::StrCat("invalid JSON at byte ", key_at[first_repeat], ": duplicate key \"",
+                       m[first_repeat].first, "\" in object"));
+      return false;
+    }
+    std::vector<Value::Object::value_type> sorted;
+    sorted.reserve(m.size());
+    for (size_t i : order) sorted.push_back(std::move(m[i]));
+    m = std::move(sorted);
     return true;
   }
 

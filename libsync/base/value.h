@@ -3,7 +3,7 @@
 // Documents travel between sites as JSON. PostgreSQL numerics, bigints and
 // timestamps must arrive digit for digit, so a Value never converts a number
 // to double: `12345678901234567.123456789` stays that text from ParseJson to
-// ToJson. Objects keep their keys sorted (std::map), so ToJson is canonical
+// ToJson. Objects keep their keys sorted (ValueObject), so ToJson is canonical
 // and two equal Values serialize to the same bytes.
 //
 // Value is a plain value type: copyable, movable, comparable with ==.
@@ -12,7 +12,7 @@
 
 #include <cstdint>
 #include <iosfwd>
-#include <map>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -22,11 +22,63 @@
 
 namespace eventstream {
 
+class Value;
+
+// An object's members, sorted by key (std::string's order, as std::map's):
+// one vector instead of a tree node per member, so building, copying and
+// freeing a document costs a few allocations, not one per field. The
+// subset of std::map's interface the code uses; a lookup is a binary search,
+// an insert or erase in the middle moves the members after it (objects are
+// rows of tens to hundreds of fields; ParseJson sorts once).
+class ValueObject {
+ public:
+  using value_type = std::pair<std::string, Value>;
+  using iterator = std::vector<value_type>::iterator;
+  using const_iterator = std::vector<value_type>::const_iterator;
+
+  ValueObject() = default;
+  ValueObject(std::initializer_list<value_type> members);
+
+  iterator begin();
+  iterator end();
+  const_iterator begin() const;
+  const_iterator end() const;
+  size_t size() const;
+  bool empty() const;
+  void clear();
+  void reserve(size_t n);
+
+  iterator find(std::string_view key);
+  const_iterator find(std::string_view key) const;
+  size_t count(std::string_view key) const;
+  bool contains(std::string_view key) const;
+  Value& at(std::string_view key);
+  const Value& at(std::string_view key) const;
+  Value& operator[](std::string_view key);
+  // As std::map: inserts when absent; `second` says whether it did.
+  std::pair<iterator, bool> emplace(std::string key, Value value);
+  std::pair<iterator, bool> try_emplace(std::string key, Value value);
+  std::pair<iterator, bool> insert(value_type member);
+  std::pair<iterator, bool> insert_or_assign(std::string key, Value value);
+  iterator erase(const_iterator it);
+  size_t erase(std::string_view key);
+
+  // Members in any order, keys unique: sorts them (ParseJson).
+  static ValueObject FromUnsorted(std::vector<value_type> members);
+
+  friend bool operator==(const ValueObject& a, const ValueObject& b);
+  friend bool operator!=(const ValueObject& a, const ValueObject& b) { return !(a == b); }
+
+ private:
+  iterator LowerBound(std::string_view key);
+  std::vector<value_type> items_;
+};
+
 class Value {
  public:
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };
   using Array = std::vector<Value>;
-  using Object = std::map<std::string, Value, std::less<>>;
+  using Object = ValueObject;
 
   Value() = default;  // null
   static Value Null() { return Value(); }
@@ -97,6 +149,18 @@ class Value {
   std::variant<std::monostate, bool, NumberText, std::string, Array, Object>
       data_;
 };
+
+inline ValueObject::iterator ValueObject::begin() { return items_.begin(); }
+inline ValueObject::iterator ValueObject::end() { return items_.end(); }
+inline ValueObject::const_iterator ValueObject::begin() const { return items_.begin(); }
+inline ValueObject::const_iterator ValueObject::end() const { return items_.end(); }
+inline size_t ValueObject::size() const { return items_.size(); }
+inline bool ValueObject::empty() const { return items_.empty(); }
+inline void ValueObject::clear() { items_.clear(); }
+inline void ValueObject::reserve(size_t n) { items_.reserve(n); }
+inline size_t ValueObject::count(std::string_view key) const { return contains(key) ? 1 : 0; }
+inline bool ValueObject::contains(std::string_view key) const { return find(key) != end(); }
+inline ValueObject::iterator ValueObject::erase(const_iterator it) { return items_.erase(it); }
 
 // Lets GoogleTest (and logs) show a Value as its JSON.
 void PrintTo(const Value& v, std::ostream* os);
