@@ -216,6 +216,38 @@ TEST(ValueTest, ObjectHelpers) {
   EXPECT_EQ(v.ToJson(), R"({"b":1})");
 }
 
+// ValueObject keeps members sorted however they arrive, so parsed,
+// built and compared objects agree (ToJson is canonical).
+TEST(ValueTest, ObjectMembersStaySortedWhateverTheOrder) {
+  Value parsed = J(R"({"zeta":1,"alpha":2,"mid":{"y":1,"b":2},"Beta":3})");
+  EXPECT_EQ(parsed.ToJson(), R"({"Beta":3,"alpha":2,"mid":{"b":2,"y":1},"zeta":1})");
+  Value built;
+  for (const char* k : {"mid", "zeta", "Beta", "alpha"}) built[k] = Value::Int(0);
+  built["mid"] = J(R"({"b":2,"y":1})");
+  built["zeta"] = Value::Int(1);
+  built["alpha"] = Value::Int(2);
+  built["Beta"] = Value::Int(3);
+  EXPECT_EQ(built, parsed);
+  Value::Object o;
+  EXPECT_TRUE(o.emplace("b", Value::Int(1)).second);
+  EXPECT_FALSE(o.emplace("b", Value::Int(2)).second);  // as std::map: kept
+  EXPECT_EQ(o.at("b"), Value::Int(1));
+  EXPECT_FALSE(o.insert_or_assign("b", Value::Int(2)).second);
+  EXPECT_EQ(o.at("b"), Value::Int(2));
+  EXPECT_EQ(o.count("a"), 0u);
+  EXPECT_EQ(o.erase("b"), 1u);
+  EXPECT_TRUE(o.empty());
+}
+
+TEST(ValueTest, DuplicateKeyNamedAtItsFirstRepeatInTextOrder) {
+  // Unsorted members: the error still names the first key repeated in the
+  // text (here "b" at byte 13), not the first in sorted order ("a").
+  auto v = Value::ParseJson(R"({"c":1,"b":2,"b":3,"a":4,"a":5})");
+  ASSERT_FALSE(v.ok());
+  EXPECT_THAT(std::string(v.status().message()),
+              ::testing::HasSubstr("at byte 13: duplicate key \"b\" in object"));
+}
+
 TEST(ValueTest, ToText) {
   EXPECT_EQ(Value().ToText(), "");
   EXPECT_EQ(Value::Bool(true).ToText(), "1");
