@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <stdexcept>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -15,10 +14,6 @@
 namespace eventstream {
 
 // ---- ValueObject ------------------------------------------------------------
-
-ValueObject::ValueObject(std::initializer_list<value_type> members) {
-  for (const value_type& m : members) insert_or_assign(m.first, m.second);
-}
 
 ValueObject::iterator ValueObject::LowerBound(std::string_view key) {
   return std::lower_bound(items_.begin(), items_.end(), key,
@@ -34,16 +29,6 @@ ValueObject::const_iterator ValueObject::find(std::string_view key) const {
   return const_cast<ValueObject*>(this)->find(key);
 }
 
-Value& ValueObject::at(std::string_view key) {
-  auto it = find(key);
-  if (it == items_.end()) throw std::out_of_range(std::string(key));
-  return it->second;
-}
-
-const Value& ValueObject::at(std::string_view key) const {
-  return const_cast<ValueObject*>(this)->at(key);
-}
-
 Value& ValueObject::operator[](std::string_view key) {
   auto it = LowerBound(key);
   if (it == items_.end() || it->first != key) it = items_.emplace(it, std::string(key), Value());
@@ -56,24 +41,6 @@ std::pair<ValueObject::iterator, bool> ValueObject::emplace(std::string key, Val
   return {items_.emplace(it, std::move(key), std::move(value)), true};
 }
 
-std::pair<ValueObject::iterator, bool> ValueObject::try_emplace(std::string key, Value value) {
-  return emplace(std::move(key), std::move(value));
-}
-
-std::pair<ValueObject::iterator, bool> ValueObject::insert(value_type member) {
-  return emplace(std::move(member.first), std::move(member.second));
-}
-
-std::pair<ValueObject::iterator, bool> ValueObject::insert_or_assign(std::string key,
-                                                                     Value value) {
-  auto it = LowerBound(key);
-  if (it != items_.end() && it->first == key) {
-    it->second = std::move(value);
-    return {it, false};
-  }
-  return {items_.emplace(it, std::move(key), std::move(value)), true};
-}
-
 size_t ValueObject::erase(std::string_view key) {
   auto it = find(key);
   if (it == items_.end()) return 0;
@@ -81,13 +48,11 @@ size_t ValueObject::erase(std::string_view key) {
   return 1;
 }
 
-ValueObject ValueObject::FromUnsorted(std::vector<value_type> members) {
+ValueObject ValueObject::FromSorted(std::vector<value_type> members) {
+  assert(std::is_sorted(members.begin(), members.end(),
+                        [](const value_type& a, const value_type& b) { return a.first < b.first; }));
   ValueObject o;
   o.items_ = std::move(members);
-  auto less = [](const value_type& a, const value_type& b) { return a.first < b.first; };
-  if (!std::is_sorted(o.items_.begin(), o.items_.end(), less)) {
-    std::sort(o.items_.begin(), o.items_.end(), less);
-  }
   return o;
 }
 
@@ -571,7 +536,7 @@ class Parser {
       return Fail(pos_, "expected ',' or '}' after object member");
     }
     if (!SortMembers(&members, key_at)) return false;
-    *out = Value::FromObject(Value::Object::FromUnsorted(std::move(members)));
+    *out = Value::FromObject(Value::Object::FromSorted(std::move(members)));
     return true;
   }
 
@@ -582,7 +547,9 @@ class Parser {
                    const std::vector<size_t>& key_at) {
     auto& m = *members;
     bool strictly_sorted = true;
-    for (size_t i = 1; i < m.size() && strictly_sorted; ++i) strictly_sorted = m[i - 1].first < m[i].first;
+    for (size_t i = 1; i < m.size() && strictly_sorted; ++i) {
+      strictly_sorted = m[i - 1].first < m[i].first;
+    }
     if (strictly_sorted) return true;
     std::vector<size_t> order(m.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;

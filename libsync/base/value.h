@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <iosfwd>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -37,7 +36,6 @@ class ValueObject {
   using const_iterator = std::vector<value_type>::const_iterator;
 
   ValueObject() = default;
-  ValueObject(std::initializer_list<value_type> members);
 
   iterator begin();
   iterator end();
@@ -45,26 +43,18 @@ class ValueObject {
   const_iterator end() const;
   size_t size() const;
   bool empty() const;
-  void clear();
-  void reserve(size_t n);
 
   iterator find(std::string_view key);
   const_iterator find(std::string_view key) const;
-  size_t count(std::string_view key) const;
-  bool contains(std::string_view key) const;
-  Value& at(std::string_view key);
-  const Value& at(std::string_view key) const;
   Value& operator[](std::string_view key);
-  // As std::map: inserts when absent; `second` says whether it did.
+  // As std::map: inserts when absent (an existing member stays);
+  // `second` says whether it did.
   std::pair<iterator, bool> emplace(std::string key, Value value);
-  std::pair<iterator, bool> try_emplace(std::string key, Value value);
-  std::pair<iterator, bool> insert(value_type member);
-  std::pair<iterator, bool> insert_or_assign(std::string key, Value value);
   iterator erase(const_iterator it);
   size_t erase(std::string_view key);
 
-  // Members in any order, keys unique: sorts them (ParseJson).
-  static ValueObject FromUnsorted(std::vector<value_type> members);
+  // Members already sorted by key, keys unique (ParseJson sorts them).
+  static ValueObject FromSorted(std::vector<value_type> members);
 
   friend bool operator==(const ValueObject& a, const ValueObject& b);
   friend bool operator!=(const ValueObject& a, const ValueObject& b) { return !(a == b); }
@@ -156,10 +146,6 @@ inline ValueObject::const_iterator ValueObject::begin() const { return items_.be
 inline ValueObject::const_iterator ValueObject::end() const { return items_.end(); }
 inline size_t ValueObject::size() const { return items_.size(); }
 inline bool ValueObject::empty() const { return items_.empty(); }
-inline void ValueObject::clear() { items_.clear(); }
-inline void ValueObject::reserve(size_t n) { items_.reserve(n); }
-inline size_t ValueObject::count(std::string_view key) const { return contains(key) ? 1 : 0; }
-inline bool ValueObject::contains(std::string_view key) const { return find(key) != end(); }
 inline ValueObject::iterator ValueObject::erase(const_iterator it) { return items_.erase(it); }
 
 // Lets GoogleTest (and logs) show a Value as its JSON.
