@@ -127,7 +127,6 @@ class ProducerService final : public v1::Producer::Service {
   // StreamUpdates after its StreamStart (stream.cc).
   struct StreamState;
   grpc::Status RunStream(
-      grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream,
       StreamState& state);
   grpc::Status ReadAck(
