@@ -72,7 +72,7 @@ constexpr pg::Query kInsert{
     "INSERT INTO es_producer.update_log"
     "   (seq, doctype, docname, update_type, data, origin, txid, for_site)"
     " SELECT $3::bigint + u.i, $1, u.name, $6, u.data, NULL, pg_current_xact_id(), $2"
-    " FROM ROWS FROM (unnest($4::text[]), jsonb_array_elements($5::jsonb))"
+    " FROM ROWS FROM (unnest($4::text[]), json_array_elements($5::json))"
     "   WITH ORDINALITY AS u(name, data, i)"};
 constexpr pg::Query kAdvance{
     "es_sync_advance",

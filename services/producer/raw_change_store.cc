@@ -51,9 +51,9 @@ constexpr pg::Query kInsertEntries{
     "es_asm_insert",
     "INSERT INTO es_producer.update_log"
     "   (seq, doctype, docname, update_type, data, origin, txid)"
-    " SELECT (e->>'seq')::bigint, e->>'doctype', e->>'docname', e->>'update_type',"
-    "        NULLIF(e->'data', 'null'::jsonb), e->>'origin', (e->>'txid')::xid8"
-    " FROM jsonb_array_elements($1::jsonb) AS e"};
+    " SELECT e.seq, e.doctype, e.docname, e.update_type, e.data, e.origin, e.txid"
+    " FROM json_to_recordset($1::json) AS e(seq bigint, doctype text, docname text,"
+    "   update_type text, data json, origin text, txid xid8)"};
 // Not prepared either: planned with the actual array (see ReadWindow).
 constexpr pg::Query kConsume{"es_asm_consume",
                              "DELETE FROM es_producer.raw_change WHERE txid = ANY($1::xid8[])"};

@@ -381,7 +381,7 @@ TEST_F(WalProducerTest, KillNineAnywhereLosesNothingAndLogsNothingTwice) {
             written.load());
   EXPECT_EQ(site_->Int("SELECT count(DISTINCT docname) FROM es_producer.update_log"
                        " WHERE docname LIKE 'W%' AND update_type = 'Create'"
-                       " AND jsonb_array_length(data -> 'items') = 1"),
+                       " AND json_array_length(data -> 'items') = 1"),
             written.load());
   EXPECT_EQ(site_->Int("SELECT count(*) FROM es_producer.update_log WHERE docname = 'Echo'"
                        " AND origin = 'branch1'"),

@@ -35,7 +35,7 @@ constexpr pg::Query kLastDocstatus{
     " FROM es_producer.update_log"
     " WHERE doctype = $1 AND docname = $2 AND seq < $3 AND for_site IS NULL"
     "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
-    "       AND data->'changed' ? 'docstatus'))"
+    "       AND data->'changed'->'docstatus' IS NOT NULL))"
     " ORDER BY seq DESC LIMIT 1"};
 
 std::string DocumentKey(const std::string& doctype, const std::string& docname) {
