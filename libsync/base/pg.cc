@@ -518,16 +518,40 @@ void CopyText::EndRow() {
   row_open_ = false;
 }
 
+namespace {
+void AppendQuotedElement(absl::string_view item, std::string* out) {
+  out->push_back('"');
+  for (char c : item) {
+    if (c == '"' || c == '\\') out->push_back('\\');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+}  // namespace
+
 std::string TextArray(const std::vector<std::string>& items) {
   std::string out = "{";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
+    AppendQuotedElement(items[i], &out);
+  }
+  out += '}';
+  return out;
+}
+
+std::string NullableTextArray(const std::vector<std::optional<std::string>>& items) {
+  size_t size = 2;
+  for (const auto& item : items) size += item ? item->size() + 3 : 5;
+  std::string out;
+  out.reserve(size + size / 16);
+  out += '{';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    if (items[i]) {
+      AppendQuotedElement(*items[i], &out);
+    } else {
+      out += "NULL";
     }
-    out += '"';
   }
   out += '}';
   return out;

@@ -232,6 +232,9 @@ class CopyText {
 // A text[] literal ("{\"a\",\"b \\\"c\\\"\"}") for a parameter compared with
 // `= ANY($n::text[])`: every element quoted, `"` and `\` escaped.
 std::string TextArray(const std::vector<std::string>& items);
+// The same with NULL elements (nullopt), for a parameter unnest()ed into
+// rows whose column may be NULL.
+std::string NullableTextArray(const std::vector<std::optional<std::string>>& items);
 // "\"tabSales Invoice\"": doubles embedded quotes.
 std::string QuoteIdentifier(absl::string_view identifier);
 // "public.\"tabX\"" style for schema-qualified names.

@@ -171,26 +171,18 @@ void PassOutcome::Add(const TxRows& tx, TxOutcome outcome) {
   raw_rows += tx.rows.size();
 }
 
-std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq,
-                        std::vector<std::optional<std::string>>* data_texts) {
-  // Built as text so that each entry's data is rendered once, for the
-  // array and for `data_texts` alike.
-  std::string out = "[";
-  int64_t seq = first_seq;
+EntryColumns TakeEntryColumns(std::vector<LogEntry>* entries) {
+  EntryColumns out;
   for (LogEntry& e : *entries) {
-    std::optional<std::string> data;
-    if (!e.data.is_null()) data = e.data.ToJson();
-    if (out.size() > 1) out += ',';
-    absl::StrAppend(&out, "{\"seq\":", seq++, ",\"doctype\":", Value::String(e.doctype).ToJson(),
-                    ",\"docname\":", Value::String(e.docname).ToJson(),
-                    ",\"update_type\":", Value::String(e.update_type).ToJson(),
-                    ",\"data\":", data ? *data : "null", ",\"origin\":",
-                    e.origin ? Value::String(*e.origin).ToJson() : "null",
-                    ",\"txid\":", Value::String(e.txid).ToJson(), "}");
+    out.doctypes.push_back(e.doctype);
+    out.docnames.push_back(e.docname);
+    out.update_types.push_back(e.update_type);
+    out.txids.push_back(e.txid);
+    out.data.push_back(e.data.is_null() ? std::nullopt
+                                        : std::optional<std::string>(e.data.ToJson()));
+    out.origins.push_back(e.origin);
     e.data = Value();
-    if (data_texts != nullptr) data_texts->push_back(std::move(data));
   }
-  out += ']';
   return out;
 }
 

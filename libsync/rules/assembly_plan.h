@@ -11,8 +11,8 @@
 //    read or BuildEntries refuses is it split by document (row_groups.h),
 //    each document that cannot become an entry turning into a
 //    CaptureFailure while the others are assembled as usual.
-//  * EntriesJson / CountByType: the entries as the update_log insert takes
-//    them, and as metrics count them.
+//  * TakeEntryColumns / CountByType: the entries as the update_log insert
+//    takes them, and as metrics count them.
 // Independent of how rows were captured: a RawChange is all they see.
 //
 // Tests: tests/unit/assembly_plan_test.cc.
@@ -113,12 +113,15 @@ struct PassOutcome {
   void Add(const TxRows& tx, TxOutcome outcome);
 };
 
-// The update_log insert's JSON array: each entry numbered from `first_seq`
-// on, its data moved out of `entries`.
-// `data_texts`, when given, receives each entry's data as the JSON text in
-// the array (nullopt for a null one), in order.
-std::string EntriesJson(std::vector<LogEntry>* entries, int64_t first_seq,
-                        std::vector<std::optional<std::string>>* data_texts = nullptr);
+// The update_log insert's columns, one element per entry in order (the
+// insert numbers them from its block's first seq): each entry's data
+// rendered as JSON text once (nullopt for a null one) and moved out of
+// `entries`, which keep the rest.
+struct EntryColumns {
+  std::vector<std::string> doctypes, docnames, update_types, txids;
+  std::vector<std::optional<std::string>> data, origins;
+};
+EntryColumns TakeEntryColumns(std::vector<LogEntry>* entries);
 // Entries per (doctype, update_type).
 std::map<std::pair<std::string, std::string>, int> CountByType(
     const std::vector<LogEntry>& entries);

@@ -28,6 +28,18 @@ int DocstatusOf(const Value* v) {
   return 0;
 }
 
+std::optional<int> LastLoggedDocstatus(
+    const std::vector<std::pair<std::string, Value>>& newest_first) {
+  for (const auto& [update_type, data] : newest_first) {
+    if (update_type == "Create") return DocstatusOf(data.Find("docstatus"));
+    if (update_type != "Update" && update_type != "Cancel") continue;
+    const Value* changed = data.Find("changed");
+    const Value* ds = changed != nullptr ? changed->Find("docstatus") : nullptr;
+    if (ds != nullptr) return DocstatusOf(ds);
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> DocEventsFor(absl::string_view update_type,
                                       const Value& data, int docstatus_before) {
   if (update_type == "Create") {

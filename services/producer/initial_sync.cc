@@ -115,15 +115,18 @@ constexpr pg::Query kMarker{
     "es_sync_marker",
     "SELECT pg_logical_emit_message(true, 'eventstream.sync', $1)::text AS lsn"};
 // Entries logged after the snapshot's last for the chunk's names (a Rename
-// also by its old name).
+// also by its old name). Only a Rename's data is looked into (CASE): json's
+// operators refuse a "\u0000" anywhere in a document's text.
 constexpr pg::Query kLaterEntries{
     "es_sync_later_entries",
-    "SELECT seq, docname, coalesce(data ->> 'old_name', '') AS old_name, update_type,"
+    "SELECT seq, docname, CASE WHEN update_type = 'Rename'"
+    "  THEN coalesce(data ->> 'old_name', '') ELSE '' END AS old_name, update_type,"
     "  coalesce(txid::text, '') AS txid"
     " FROM es_producer.update_log"
     " WHERE seq > $1 AND doctype = $2 AND for_site IS NULL"
     "   AND (docname = ANY($3::text[])"
-    "        OR (update_type = 'Rename' AND data ->> 'old_name' = ANY($3::text[])))"
+    "        OR CASE WHEN update_type = 'Rename' THEN data ->> 'old_name' = ANY($3::text[])"
+    "           ELSE false END)"
     " ORDER BY seq"};
 constexpr absl::Duration kMarkerWait = absl::Seconds(10);
 constexpr char kRevokeData[] = R"({"reason": "the subscription ended"})";

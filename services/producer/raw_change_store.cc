@@ -47,13 +47,17 @@ constexpr pg::Query kSeqBlock{
     "  setval('es_producer.update_log_seq',"
     "         nextval('es_producer.update_log_seq') + $1 - 1) AS end_seq,"
     "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at"};
+// The entries (assembly_plan.h EntryColumns) as parallel text[] of the
+// same length, numbered from $1. The data's text is checked as json, not
+// taken apart (json_to_recordset would refuse a "\u0000" inside it).
 constexpr pg::Query kInsertEntries{
     "es_asm_insert",
     "INSERT INTO es_producer.update_log"
     "   (seq, doctype, docname, update_type, data, origin, txid)"
-    " SELECT e.seq, e.doctype, e.docname, e.update_type, e.data, e.origin, e.txid"
-    " FROM json_to_recordset($1::json) AS e(seq bigint, doctype text, docname text,"
-    "   update_type text, data json, origin text, txid xid8)"};
+    " SELECT $1::bigint + u.i - 1, u.doctype, u.docname, u.update_type, u.data::json,"
+    "   u.origin, u.txid::xid8"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+    "   WITH ORDINALITY AS u(doctype, docname, update_type, data, origin, txid, i)"};
 // Not prepared either: planned with the actual array (see ReadWindow).
 constexpr pg::Query kConsume{"es_asm_consume",
                              "DELETE FROM es_producer.raw_change WHERE txid = ANY($1::xid8[])"};
@@ -224,11 +228,15 @@ absl::StatusOr<RawChangeStore::Logged> RawChangeStore::AppendEntries(
   Logged logged;
   logged.end_seq = block.end_seq;
   logged.prev_end = block.prev_end;
-  std::vector<std::optional<std::string>> data;
   const int64_t first = logged.end_seq - n + 1;
-  std::string json = EntriesJson(entries, first, &data);
+  EntryColumns columns = TakeEntryColumns(entries);
   // Deferred: it travels with the caller's next statement or COMMIT.
-  RETURN_IF_ERROR(conn->ExecPreparedDeferred(kInsertEntries, {std::move(json)}));
+  RETURN_IF_ERROR(conn->ExecPreparedDeferred(
+      kInsertEntries,
+      {first, pg::TextArray(columns.doctypes), pg::TextArray(columns.docnames),
+       pg::TextArray(columns.update_types), pg::NullableTextArray(columns.data),
+       pg::NullableTextArray(columns.origins), pg::TextArray(columns.txids)}));
+  std::vector<std::optional<std::string>>& data = columns.data;
   for (size_t i = 0; i < entries->size(); ++i) {
     const LogEntry& e = (*entries)[i];
     auto r = std::make_shared<LogRecord>();

@@ -4,6 +4,7 @@
 // marker as origin; a table without REPLICA IDENTITY FULL fails visibly;
 // and the real producer binary killed -9 at several moments loses nothing
 // and logs nothing twice, without echoing a consumer's applied change.
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
@@ -288,6 +289,7 @@ doctypes:
     fields:
       - {fieldname: title, fieldtype: Data}
       - {fieldname: amount, fieldtype: Currency}
+      - {fieldname: data, fieldtype: JSON}
       - {fieldname: items, fieldtype: Table, options: Note Item}
   - name: Note Item
     istable: true
@@ -435,6 +437,34 @@ TEST_F(WalProducerTest, InitialSyncChunkNeverRepeatsACreateNotYetLogged) {
   for (const char* create : {"N2200x UPDATE_TYPE_CREATE", "N2300x UPDATE_TYPE_CREATE"}) {
     EXPECT_NE(std::find(got.begin(), got.end(), create), got.end()) << create;
   }
+}
+
+// A json column may hold what jsonb refuses ("\u0000"; the update log's
+// data was jsonb until migration 0015 and refused it, which stopped the
+// initial sync and WAL capture at that document for good). Both log it now,
+// and the documents after it flow.
+TEST_F(WalProducerTest, JsonColumnWithWhatJsonbRefusesStopsNothing) {
+  site_->Write(R"(ALTER TABLE "tabNote" ADD COLUMN data json;
+    INSERT INTO "tabNote" (name, title) VALUES ('N1', 't');
+    INSERT INTO "tabNote" (name, title, data) VALUES ('N2', 't', '{"a": "x\u0000y"}');
+    INSERT INTO "tabNote" (name, title) VALUES ('N3', 't'))");
+  StartProducer();
+  Register(/*initial_sync=*/true);
+  site_->Write(R"(INSERT INTO "tabNote" (name, title, data) VALUES ('N4', 't', '["\u0000"]');
+    INSERT INTO "tabNote" (name, title) VALUES ('N5', 't'))");
+  int64_t after = 0;
+  std::vector<std::string> got;
+  ASSERT_TRUE(Eventually([&] {
+    for (const std::string& e : PullOnce(&after)) got.push_back(e);
+    return got.size() >= 5;
+  })) << service_.process->Log();
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"N1 UPDATE_TYPE_SYNC", "N2 UPDATE_TYPE_SYNC",
+                                           "N3 UPDATE_TYPE_SYNC", "N4 UPDATE_TYPE_CREATE",
+                                           "N5 UPDATE_TYPE_CREATE"}));
+  EXPECT_EQ(site_->Int("SELECT count(*) FROM es_producer.update_log"
+                       " WHERE docname IN ('N2', 'N4') AND data::text LIKE '%\\u0000%'"),
+            2);
 }
 
 }  // namespace

@@ -192,15 +192,22 @@ TEST(PassOutcome, CollectsEveryTransactionTaken) {
   EXPECT_EQ(pass.raw_rows, 3u);
 }
 
-TEST(EntriesJson, NumbersEntriesFromTheFirstSeq) {
+TEST(TakeEntryColumns, OneElementPerEntryInOrderWithTheDataAsText) {
   std::vector<LogEntry> entries = {
-      LogEntry{"Note", "N1", "Create", J(R"({"name":"N1"})"), "branch1", "9"},
-      LogEntry{"Note", "N1", "Delete", Value(), std::nullopt, "9"}};
-  EXPECT_EQ(J(EntriesJson(&entries, 41)),
-            J(R"([{"seq":41,"doctype":"Note","docname":"N1","update_type":"Create",)"
-              R"("data":{"name":"N1"},"origin":"branch1","txid":"9"},)"
-              R"({"seq":42,"doctype":"Note","docname":"N1","update_type":"Delete",)"
-              R"("data":null,"origin":null,"txid":"9"}])"));
+      LogEntry{"Note", "N1", "Create", J(R"({"name":"N1","b":[1,2.50]})"), "branch1", "9"},
+      LogEntry{"Memo", "M1", "Delete", Value(), std::nullopt, "10"}};
+  EntryColumns c = TakeEntryColumns(&entries);
+  EXPECT_THAT(c.doctypes, ElementsAre("Note", "Memo"));
+  EXPECT_THAT(c.docnames, ElementsAre("N1", "M1"));
+  EXPECT_THAT(c.update_types, ElementsAre("Create", "Delete"));
+  EXPECT_THAT(c.txids, ElementsAre("9", "10"));
+  ASSERT_EQ(c.data.size(), 2u);
+  EXPECT_EQ(c.data[0], std::optional<std::string>(R"({"b":[1,2.50],"name":"N1"})"));
+  EXPECT_EQ(c.data[1], std::nullopt);
+  EXPECT_THAT(c.origins, ElementsAre(std::optional<std::string>("branch1"), std::nullopt));
+  // The data was moved out; the rest of each entry stays.
+  EXPECT_TRUE(entries[0].data.is_null());
+  EXPECT_EQ(entries[0].docname, "N1");
 }
 
 TEST(CountByType, PerDocTypeAndUpdateType) {

@@ -68,6 +68,24 @@ TEST(DocEventsForTest, RenameIsAnUpdateAndUnknownTypesFireNothing) {
   EXPECT_EQ(DocEventsFor("Bogus", Json("{}"), 0), V{});
 }
 
+TEST(LastLoggedDocstatusTest, NewestEntryThatSaysOneWins) {
+  using E = std::vector<std::pair<std::string, Value>>;
+  // Newest first: an Update without docstatus says nothing, the Cancel does.
+  EXPECT_EQ(LastLoggedDocstatus(E{{"Update", Json(R"({"changed": {"title": "x"}})")},
+                                  {"Cancel", Json(R"({"changed": {"docstatus": 2}})")},
+                                  {"Create", Json(R"({"docstatus": 1})")}}),
+            std::optional<int>(2));
+  // A Create says its own (0 when absent); nothing older is looked at.
+  EXPECT_EQ(LastLoggedDocstatus(E{{"Create", Json(R"({"name": "N1"})")},
+                                  {"Update", Json(R"({"changed": {"docstatus": 1}})")}}),
+            std::optional<int>(0));
+  // Renames and unreadable data (null) say nothing; no entry: nullopt.
+  EXPECT_EQ(LastLoggedDocstatus(E{{"Rename", Json(R"({"old_name": "a"})")},
+                                  {"Update", Value()}}),
+            std::nullopt);
+  EXPECT_EQ(LastLoggedDocstatus(E{}), std::nullopt);
+}
+
 TEST(ReplayEntryTest, FollowsCreateAndDiffsAndForgetsOnDeleteOrRename) {
   std::optional<Value> doc;
   ReplayEntry("Update", Json(R"({"changed": {"title": "x"}})"), &doc);

@@ -27,16 +27,17 @@ constexpr pg::Query kEntriesFromCreate{
     "    WHERE doctype = $1 AND docname = $2 AND seq < $3"
     "      AND update_type = 'Create'), $3)"
     " ORDER BY seq"};
-// The docstatus the log last gave a document before `seq`.
-constexpr pg::Query kLastDocstatus{
-    "webhook_last_docstatus",
-    "SELECT CASE WHEN update_type = 'Create' THEN data->>'docstatus'"
-    "  ELSE data->'changed'->>'docstatus' END AS docstatus"
-    " FROM es_producer.update_log"
+// The entries before `seq` that may give a document's docstatus, newest
+// first, at most $4 (LastLoggedDocstatus decides: data is json, whose SQL
+// operators refuse a "\u0000" anywhere in the text).
+constexpr pg::Query kDocstatusEntries{
+    "webhook_docstatus_entries",
+    "SELECT update_type, data::text AS data FROM es_producer.update_log"
     " WHERE doctype = $1 AND docname = $2 AND seq < $3 AND for_site IS NULL"
-    "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
-    "       AND data->'changed'->'docstatus' IS NOT NULL))"
-    " ORDER BY seq DESC LIMIT 1"};
+    "  AND update_type IN ('Create', 'Update', 'Cancel')"
+    " ORDER BY seq DESC LIMIT $4"};
+// Past this many entries without a docstatus, the current document's counts.
+constexpr int kMaxDocstatusEntries = 1000;
 
 std::string DocumentKey(const std::string& doctype, const std::string& docname) {
   return absl::StrCat(doctype, absl::string_view("\0", 1), docname);
@@ -62,11 +63,15 @@ absl::StatusOr<EntryDocument> CurrentDocument(pg::Connection* conn,
     ASSIGN_OR_RETURN(current, ReadDocument(conn, registry, *def, entry.docname));
   }
   if (!prior.has_value()) {
-    ASSIGN_OR_RETURN(pg::Result last,
-                     conn->Exec(kLastDocstatus,
-                                {entry.doctype, entry.docname, entry.seq}));
-    if (last.rows() > 0) {
-      (void)absl::SimpleAtoi(last.Get(0, "docstatus"), &out.docstatus_before);
+    ASSIGN_OR_RETURN(pg::Result r,
+                     conn->ExecPrepared(kDocstatusEntries, {entry.doctype, entry.docname,
+                                                            entry.seq, kMaxDocstatusEntries}));
+    std::vector<std::pair<std::string, Value>> entries;
+    for (int i = 0; i < r.rows(); ++i) {
+      entries.emplace_back(std::string(r.Get(i, "update_type")), ParseOrNull(r.Get(i, "data")));
+    }
+    if (std::optional<int> last = LastLoggedDocstatus(entries)) {
+      out.docstatus_before = *last;
     } else if (current) {
       out.docstatus_before = DocstatusOf(current->Find("docstatus"));
     }
