@@ -218,10 +218,10 @@ absl::Status DocumentApplier::Prefetch(const std::vector<v1::UpdateLogEntry>& en
     if (!same_name && !(*info)->has_remote()) continue;
     const std::string array =
         pg::TextArray(std::vector<std::string>(names.begin(), names.end()));
-    // Not prepared: a cached generic plan chosen while the table was small
-    // stays a sequential scan as it grows (one scan of the table per batch,
-    // so an initial sync's batches got slower and slower); an unnamed
-    // statement is planned for its actual array each time.
+    // Not prepared: a generic plan made while the table was nearly empty
+    // could keep a sequential scan per name as it grows (an initial sync's
+    // batches got slower and slower); an unnamed statement is planned for
+    // the table as it is each time (apply_sql.cc on the statement's shape).
     absl::StatusOr<pg::Result> r =
         same_name ? conn_->Exec(PrefetchByNameSql(def->table), {array})
                   : conn_->Exec(PrefetchByRemoteSql(def->table), {producer_, array});
