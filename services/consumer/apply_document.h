@@ -67,6 +67,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "eventstream/v1/common.pb.h"
 #include "libsync/config/config.h"
@@ -82,7 +83,9 @@ namespace eventstream::apply {
 
 struct TableInfo {
   std::string table;
-  std::map<std::string, std::string> columns;  // name -> format_type
+  // name -> format_type; hashed: every value of every applied row is looked
+  // up here (RowValues), and nothing iterates it.
+  absl::flat_hash_map<std::string, std::string> columns;
   bool Has(const std::string& column) const { return columns.count(column) > 0; }
   bool has_remote() const { return Has("remote_docname") && Has("remote_site_name"); }
 };
