@@ -225,10 +225,12 @@ void AddToTable(Value* doc, Value row, const std::string& doctype) {
   table.mutable_array().push_back(std::move(row));
 }
 
-// Create: the whole document as it is at the end of the transaction.
+// Create: the whole document as it is at the end of the transaction. Its
+// rows are moved out of `states` (each row state belongs to one document,
+// and a Create is that document's only entry).
 Value CreateData(const DocTypeRegistry& registry, const DocChange& doc,
-                 const std::vector<RowState>& states) {
-  Value full = *states[doc.parent].last_new;
+                 std::vector<RowState>& states) {
+  Value full = std::move(*states[doc.parent].last_new);
   full["doctype"] = Value::String(doc.doctype);
   if (const DocTypeDef* def = registry.Find(doc.doctype)) {
     for (const FieldDef& f : def->fields) {
@@ -236,7 +238,9 @@ Value CreateData(const DocTypeRegistry& registry, const DocChange& doc,
     }
   }
   for (int c : doc.children) {
-    if (states[c].last_new) AddToTable(&full, *states[c].last_new, states[c].doctype);
+    if (states[c].last_new) {
+      AddToTable(&full, std::move(*states[c].last_new), states[c].doctype);
+    }
   }
   for (auto& [field, value] : full.mutable_object()) {
     if (value.is_array()) SortRows(&value.mutable_array());
@@ -306,7 +310,7 @@ void EmitChange(const DocChange& doc, const std::vector<RowState>& states, const
 
 // Step 3: the entries of one document.
 void EmitDocument(const DocTypeRegistry& registry, const DocChange& doc,
-                  const std::vector<RowState>& states, const Emit& emit) {
+                  std::vector<RowState>& states, const Emit& emit) {
   const RowState* parent = doc.parent >= 0 ? &states[doc.parent] : nullptr;
   if (parent != nullptr && !parent->first_old && !parent->last_new) return;
   if (parent != nullptr && !parent->first_old) {
@@ -326,7 +330,7 @@ absl::StatusOr<std::vector<LogEntry>> BuildEntries(const DocTypeRegistry& regist
   if (tx_rows.empty()) return out;
   RowFolder folder;
   for (const RawChange& raw : tx_rows) RETURN_IF_ERROR(folder.Add(raw));
-  const std::vector<RowState> states = folder.Take();
+  std::vector<RowState> states = folder.Take();
   for (const DocChange& doc : DocumentGrouper(registry, states).Group()) {
     std::optional<std::string> origin;
     if (doc.origins.size() == 1) origin = *doc.origins.begin();
