@@ -761,6 +761,29 @@ TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
   EXPECT_EQ(old[1].body, R"({"name":"OLD","title":"old 3"})");
 }
 
+// The docstatus a document not followed by the log had before an entry is
+// the log's last word on it (LastLoggedDocstatus), not the current
+// document's: here the submit says 1 while the document is cancelled (2)
+// by the time the dispatcher runs. An Update that names "docstatus" only in
+// a row it added says nothing about the document's.
+TEST_F(WebhookTest, AnUnfollowedDocumentsDocstatusBeforeComesFromTheLog) {
+  Receiver rx;
+  ASSERT_TRUE(conn_->ExecScript(
+      R"(INSERT INTO "tabNote" (name, title) VALUES ('OLD', 'before capture'))").ok());
+  ASSERT_NO_FATAL_FAILURE(
+      Start(kFastDelivery, Hook("a", "on_update_after_submit", rx.port())));
+  ASSERT_NO_FATAL_FAILURE(HoldDispatcher());
+  Write(R"(UPDATE "tabNote" SET docstatus = 1 WHERE name = 'OLD')");
+  Write(R"(INSERT INTO "tabNote Seen By" (name, parent, parenttype, parentfield, idx, "user",
+             docstatus) VALUES ('OLD-s1', 'OLD', 'Note', 'seen_by', 1, 'u1', 1))");
+  Write(R"(UPDATE "tabNote" SET title = 'after submit' WHERE name = 'OLD')");
+  Write(R"(UPDATE "tabNote" SET docstatus = 2 WHERE name = 'OLD')");
+  EXPECT_EQ(Count("true"), 0) << "the producer's dispatcher ran";
+  ASSERT_NO_FATAL_FAILURE(ReleaseDispatcher());
+  WaitSettled(2);
+  EXPECT_EQ(rx.requests("/a/OLD").size(), 2u) << service_.process->Log();
+}
+
 // busy_cpu_percent: while the update log grows, passes are followed by
 // pauses (logged once a minute); when the writes stop, delivery catches up.
 // Only the behaviour is checked here; what it costs and saves is measured

@@ -28,13 +28,16 @@ constexpr pg::Query kEntriesFromCreate{
     "      AND update_type = 'Create'), $3)"
     " ORDER BY seq"};
 // The entries before `seq` that may give a document's docstatus, newest
-// first, at most $4 (LastLoggedDocstatus decides: data is json, whose SQL
-// operators refuse a "\u0000" anywhere in the text).
+// first, at most $4: a Create, or an Update / Cancel whose text names
+// "docstatus" anywhere (a child row's too). LastLoggedDocstatus decides;
+// SQL does not look inside: data is json, whose operators refuse a
+// "\u0000" anywhere in the text.
 constexpr pg::Query kDocstatusEntries{
     "webhook_docstatus_entries",
     "SELECT update_type, data::text AS data FROM es_producer.update_log"
     " WHERE doctype = $1 AND docname = $2 AND seq < $3 AND for_site IS NULL"
-    "  AND update_type IN ('Create', 'Update', 'Cancel')"
+    "  AND (update_type = 'Create' OR (update_type IN ('Update', 'Cancel')"
+    "       AND strpos(data::text, '\"docstatus\"') > 0))"
     " ORDER BY seq DESC LIMIT $4"};
 // Past this many entries without a docstatus, the current document's counts.
 constexpr int kMaxDocstatusEntries = 1000;
