@@ -9,6 +9,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "libsync/base/input_rules.h"
 #include "libsync/base/status_macros.h"
@@ -537,6 +538,10 @@ std::string TextArray(const std::vector<std::string>& items) {
   }
   out += '}';
   return out;
+}
+
+std::string Int64Array(const std::vector<int64_t>& items) {
+  return absl::StrCat("{", absl::StrJoin(items, ","), "}");
 }
 
 std::string NullableTextArray(const std::vector<std::optional<std::string>>& items) {

@@ -232,7 +232,9 @@ class CopyText {
 // A text[] literal ("{\"a\",\"b \\\"c\\\"\"}") for a parameter compared with
 // `= ANY($n::text[])`: every element quoted, `"` and `\` escaped.
 std::string TextArray(const std::vector<std::string>& items);
-// The same with NULL elements (nullopt), for a parameter unnest()ed into
+// A bigint[] literal ("{1,2,3}").
+std::string Int64Array(const std::vector<int64_t>& items);
+// A text[] literal with NULL elements (nullopt), for a parameter unnest()ed into
 // rows whose column may be NULL.
 std::string NullableTextArray(const std::vector<std::optional<std::string>>& items);
 // "\"tabSales Invoice\"": doubles embedded quotes.

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/numbers.h"
@@ -280,8 +279,7 @@ absl::StatusOr<RawChangeStore::Logged> InitialSyncWriter::LogChunk(
   RETURN_IF_ERROR(conn->ExecPrepared(kAdvance, {job.site, job.doctype, page.cursor,
                                                 static_cast<int64_t>(page.rows), logged.end_seq,
                                                 page.total, page.finished, window.wait_for,
-                                                absl::StrCat("{", absl::StrJoin(window.recent, ","),
-                                                             "}")})
+                                                pg::Int64Array(window.recent)})
                       .status());
   spdlog::info("{} of {} for consumer {}: {} documents examined up to \"{}\", {} sent{}",
                job.revoke ? "revoking what it holds" : "initial sync", job.doctype, job.site,

@@ -98,9 +98,6 @@ std::string XidArray(const std::vector<std::string>& txids) {
   return absl::StrCat("{", absl::StrJoin(txids, ","), "}");
 }
 
-std::string IdArray(const std::vector<int64_t>& ids) {
-  return absl::StrCat("{", absl::StrJoin(ids, ","), "}");
-}
 
 std::string_view View(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
@@ -194,7 +191,7 @@ absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
     by_id[c.id] = &c;
   }
   if (ids.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kReread, {IdArray(ids), columns_json_}));
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kReread, {pg::Int64Array(ids), columns_json_}));
   const int id = r.ColumnIndex("id"), old_row = r.ColumnIndex("old_row"),
             new_row = r.ColumnIndex("new_row");
   for (int i = 0; i < r.rows(); ++i) {
@@ -255,7 +252,7 @@ absl::StatusOr<RawChangeStore::Logged> RawChangeStore::AppendEntries(
 absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,
                                             std::vector<CaptureFailure>* failures) const {
   for (CaptureFailure& f : *failures) {
-    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kRecordFailure, {IdArray(f.raw_ids), columns_json_,
+    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kRecordFailure, {pg::Int64Array(f.raw_ids), columns_json_,
                                                                f.txid, f.doctype, f.docname,
                                                                f.error}));
     f.record_id = r.GetInt64(0, r.ColumnIndex("id"));
