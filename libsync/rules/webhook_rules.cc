@@ -28,16 +28,13 @@ int DocstatusOf(const Value* v) {
   return 0;
 }
 
-std::optional<int> LastLoggedDocstatus(
-    const std::vector<std::pair<std::string, Value>>& newest_first) {
-  for (const auto& [update_type, data] : newest_first) {
-    if (update_type == "Create") return DocstatusOf(data.Find("docstatus"));
-    if (update_type != "Update" && update_type != "Cancel") continue;
-    const Value* changed = data.Find("changed");
-    const Value* ds = changed != nullptr ? changed->Find("docstatus") : nullptr;
-    if (ds != nullptr) return DocstatusOf(ds);
-  }
-  return std::nullopt;
+std::optional<int> DocstatusSaidBy(absl::string_view update_type, const Value& data) {
+  if (update_type == "Create") return DocstatusOf(data.Find("docstatus"));
+  if (update_type != "Update" && update_type != "Cancel") return std::nullopt;
+  const Value* changed = data.Find("changed");
+  const Value* ds = changed != nullptr ? changed->Find("docstatus") : nullptr;
+  if (ds == nullptr) return std::nullopt;
+  return DocstatusOf(ds);
 }
 
 std::vector<std::string> DocEventsFor(absl::string_view update_type,
@@ -51,10 +48,9 @@ std::vector<std::string> DocEventsFor(absl::string_view update_type,
     return events;
   }
   if (update_type == "Update") {
-    const Value* changed = data.Find("changed");
-    const Value* ds = changed != nullptr ? changed->Find("docstatus") : nullptr;
-    if (ds != nullptr && DocstatusOf(ds) == 1) return {"on_submit", "on_change"};
-    if (ds == nullptr && docstatus_before == 1) {
+    const std::optional<int> ds = DocstatusSaidBy(update_type, data);
+    if (ds == 1) return {"on_submit", "on_change"};
+    if (!ds && docstatus_before == 1) {
       return {"on_update_after_submit", "on_change"};
     }
     return {"on_update", "on_change"};

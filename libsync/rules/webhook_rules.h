@@ -33,12 +33,11 @@ std::vector<std::string> DocEventsFor(absl::string_view update_type,
                                       const Value& data, int docstatus_before);
 // A docstatus value as an int; 0 when absent or not a number.
 int DocstatusOf(const Value* v);
-// The docstatus the log last gave a document: the first of `newest_first`
-// (update type, data; newest entry first) that says one, a Create's
-// "docstatus" or an Update's / Cancel's changed.docstatus; nullopt when none
-// of them does.
-std::optional<int> LastLoggedDocstatus(
-    const std::vector<std::pair<std::string, Value>>& newest_first);
+// The docstatus a log entry gives its document: a Create's "docstatus", an
+// Update's / Cancel's changed.docstatus; nullopt when it says none (the
+// docstatus the log last gave a document is that of its newest entry that
+// says one).
+std::optional<int> DocstatusSaidBy(absl::string_view update_type, const Value& data);
 // Applies one log entry to `doc` (nullopt: not known): a Create replaces it,
 // an Update/Cancel patches it with its diff (unknown when that fails), a
 // Delete or Rename makes it unknown (a rename is filed under the new name).

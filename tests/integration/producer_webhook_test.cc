@@ -762,7 +762,7 @@ TEST_F(WebhookTest, RendersTheDocumentAsOfItsLogEntry) {
 }
 
 // The docstatus a document not followed by the log had before an entry is
-// the log's last word on it (LastLoggedDocstatus), not the current
+// the log's last word on it (DocstatusSaidBy, newest first), not the current
 // document's: here the submit says 1 while the document is cancelled (2)
 // by the time the dispatcher runs. An Update that names "docstatus" only in
 // a row it added says nothing about the document's.

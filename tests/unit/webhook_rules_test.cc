@@ -68,22 +68,21 @@ TEST(DocEventsForTest, RenameIsAnUpdateAndUnknownTypesFireNothing) {
   EXPECT_EQ(DocEventsFor("Bogus", Json("{}"), 0), V{});
 }
 
-TEST(LastLoggedDocstatusTest, NewestEntryThatSaysOneWins) {
-  using E = std::vector<std::pair<std::string, Value>>;
-  // Newest first: an Update without docstatus says nothing, the Cancel does.
-  EXPECT_EQ(LastLoggedDocstatus(E{{"Update", Json(R"({"changed": {"title": "x"}})")},
-                                  {"Cancel", Json(R"({"changed": {"docstatus": 2}})")},
-                                  {"Create", Json(R"({"docstatus": 1})")}}),
+TEST(DocstatusSaidByTest, CreatesAndChangedDocstatusSayOne) {
+  // An Update without docstatus says nothing; a Cancel's changed one does.
+  EXPECT_EQ(DocstatusSaidBy("Update", Json(R"({"changed": {"title": "x"}})")), std::nullopt);
+  EXPECT_EQ(DocstatusSaidBy("Cancel", Json(R"({"changed": {"docstatus": 2}})")),
             std::optional<int>(2));
-  // A Create says its own (0 when absent); nothing older is looked at.
-  EXPECT_EQ(LastLoggedDocstatus(E{{"Create", Json(R"({"name": "N1"})")},
-                                  {"Update", Json(R"({"changed": {"docstatus": 1}})")}}),
-            std::optional<int>(0));
-  // Renames and unreadable data (null) say nothing; no entry: nullopt.
-  EXPECT_EQ(LastLoggedDocstatus(E{{"Rename", Json(R"({"old_name": "a"})")},
-                                  {"Update", Value()}}),
-            std::nullopt);
-  EXPECT_EQ(LastLoggedDocstatus(E{}), std::nullopt);
+  EXPECT_EQ(DocstatusSaidBy("Update", Json(R"({"changed": {"docstatus": 1}})")),
+            std::optional<int>(1));
+  // A Create says its own (0 when absent).
+  EXPECT_EQ(DocstatusSaidBy("Create", Json(R"({"docstatus": 1})")), std::optional<int>(1));
+  EXPECT_EQ(DocstatusSaidBy("Create", Json(R"({"name": "N1"})")), std::optional<int>(0));
+  // Renames and unreadable data (null) say nothing; nor does a docstatus
+  // only in an added row.
+  EXPECT_EQ(DocstatusSaidBy("Rename", Json(R"({"old_name": "a"})")), std::nullopt);
+  EXPECT_EQ(DocstatusSaidBy("Update", Value()), std::nullopt);
+  EXPECT_EQ(DocstatusSaidBy("Update", Json(R"({"added": [{"docstatus": 1}]})")), std::nullopt);
 }
 
 TEST(ReplayEntryTest, FollowsCreateAndDiffsAndForgetsOnDeleteOrRename) {

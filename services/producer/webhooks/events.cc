@@ -29,9 +29,9 @@ constexpr pg::Query kEntriesFromCreate{
     " ORDER BY seq"};
 // The entries before `seq` that may give a document's docstatus, newest
 // first, at most $4: a Create, or an Update / Cancel whose text names
-// "docstatus" anywhere (a child row's too). LastLoggedDocstatus decides;
-// SQL does not look inside: data is json, whose operators refuse a
-// "\u0000" anywhere in the text.
+// "docstatus" anywhere (a child row's too). DocstatusSaidBy decides, the
+// newest that says one wins; SQL does not look inside: data is json, whose
+// operators refuse a "\u0000" anywhere in the text.
 constexpr pg::Query kDocstatusEntries{
     "webhook_docstatus_entries",
     "SELECT update_type, data::text AS data FROM es_producer.update_log"
@@ -69,11 +69,11 @@ absl::StatusOr<EntryDocument> CurrentDocument(pg::Connection* conn,
     ASSIGN_OR_RETURN(pg::Result r,
                      conn->ExecPrepared(kDocstatusEntries, {entry.doctype, entry.docname,
                                                             entry.seq, kMaxDocstatusEntries}));
-    std::vector<std::pair<std::string, Value>> entries;
-    for (int i = 0; i < r.rows(); ++i) {
-      entries.emplace_back(std::string(r.Get(i, "update_type")), ParseOrNull(r.Get(i, "data")));
+    std::optional<int> last;  // parsed newest first, up to the first that says
+    for (int i = 0; i < r.rows() && !last; ++i) {
+      last = DocstatusSaidBy(r.Get(i, "update_type"), ParseOrNull(r.Get(i, "data")));
     }
-    if (std::optional<int> last = LastLoggedDocstatus(entries)) {
+    if (last) {
       out.docstatus_before = *last;
     } else if (current) {
       out.docstatus_before = DocstatusOf(current->Find("docstatus"));
