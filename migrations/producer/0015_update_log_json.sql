@@ -5,6 +5,7 @@
 -- json an entry costs about a quarter less to insert, a third as much to
 -- read back, and a fifth less room, and a read returns exactly the text
 -- that was logged (the same as the log tail in memory serves). Numbers stay
--- digit for digit, as before. The SQL that looks inside (webhooks' docstatus,
--- an initial sync's renames) uses operators json has too.
+-- digit for digit, as before. json's operators refuse a "\u0000" anywhere in
+-- the text, which json accepts: SQL looks only into a Rename's data (written
+-- by the services); webhooks' docstatus is read in the services.
 ALTER TABLE update_log ALTER COLUMN data TYPE json USING data::json;
