@@ -14,7 +14,7 @@
 // statements without carrying the ServerContext. The sync gRPC server runs
 // each handler on one thread, which is what makes a thread-local scope
 // right here. Outside any scope Interrupted() is always OK. A cancellation is
-// noticed within 10 ms (gRPC's check is costly; the deadline is exact).
+// noticed within 100 ms (gRPC's check is costly; the deadline is exact).
 #ifndef EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 #define EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 

@@ -112,7 +112,7 @@ grpc::Status ProducerService::RunStream(
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           "the producer is shutting down; stream again (or pull) later");
     }
-    // At most every 10 ms (call_guard.cc): the sync server's IsCancelled()
+    // At most every 100 ms (call_guard.cc): the sync server's IsCancelled()
     // polls the call's completion queue, and asked on every turn of this
     // loop it was 11 % of the producer's CPU serving 50 streams.
     if (absl::Status s = CallScope::Interrupted(); !s.ok()) return ToGrpc(s);
