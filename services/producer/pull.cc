@@ -14,7 +14,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "libsync/rules/batch_budget.h"
-#include "libsync/rules/retention_plan.h"
 #include "libsync/base/status_macros.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/update_feed.h"
@@ -56,14 +55,6 @@ constexpr pg::Query kHeld{
     "                   AND c.seq <= $4 ORDER BY c.seq DESC LIMIT 1),"
     "                EXISTS (SELECT 1 FROM es_producer.holding h WHERE h.site = $1"
     "                        AND h.doctype = u.doctype AND h.docname = u.docname))"};
-
-// The site when the retention valve cut it off below its position $2
-// (docs/design.md "Retention"), with the first seq kept.
-constexpr pg::Query kCutOff{
-    "es_feed_cut_off",
-    "SELECT c.lost_through,"
-    "  coalesce((SELECT min(seq) FROM es_producer.update_log), 0) AS first_kept"
-    " FROM es_producer.consumer c WHERE c.site = $1 AND c.lost_through > $2"};
 
 constexpr pg::Query kAsyncCommit{"es_feed_async",
                                  "SELECT set_config('synchronous_commit', 'off', true)"};
@@ -315,17 +306,24 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   limit = std::min(limit <= 0 ? options_.default_limit : limit, options_.max_limit);
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
   pg::Connection* conn = lease.get();
-  ASSIGN_OR_RETURN(Subscriptions subs, LoadSubscriptions(conn, site));
-  ASSIGN_OR_RETURN(PullWindow window, ReadWindow(conn, site, subs, after_seq, limit, budget,
-                                                        known_log_end));
-  // Asked after the window was read: retention records the cut-off before
-  // it deletes anything, so a window that missed trimmed entries is refused.
-  ASSIGN_OR_RETURN(pg::Result cut, conn->ExecPrepared(kCutOff, {site, acknowledged}));
-  if (cut.rows() > 0) {
-    return LogTrimmedError(std::string(site), acknowledged,
-                           cut.GetInt64(0, cut.ColumnIndex("lost_through")),
-                           cut.GetInt64(0, cut.ColumnIndex("first_kept")));
+  std::shared_ptr<const SiteSubscriptions> known = KnownSubscriptions(site);
+  if (known == nullptr) {
+    ASSIGN_OR_RETURN(known, ReadSiteSubscriptions(conn, site));
   }
+  PullWindow window;
+  for (int pass = 0;; ++pass) {
+    ASSIGN_OR_RETURN(window, ReadWindow(conn, site, known->subs, after_seq, limit, budget,
+                                        known_log_end));
+    // Asked after the window was read: retention records the cut-off before
+    // it deletes anything, so a window that missed trimmed entries is
+    // refused; and a window read with subscriptions that changed since is
+    // read again with the new ones (a second change meanwhile counts from
+    // the next pull, as one during any read would).
+    ASSIGN_OR_RETURN(auto now, CheckSiteSubscriptions(conn, site, acknowledged, known));
+    if (now == known || pass == 1) break;
+    known = std::move(now);
+  }
+  const Subscriptions& subs = known->subs;
   std::map<DocKey, std::optional<Value>> current;  // documents read
   ASSIGN_OR_RETURN(std::vector<MemberEntry> judged,
                    JudgeEntries(conn, site, subs, window.wanted, &current));

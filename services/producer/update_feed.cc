@@ -11,6 +11,7 @@
 #include "libsync/config/expr.h"
 #include "libsync/base/status_macros.h"
 #include "libsync/config/subscription_condition.h"
+#include "libsync/rules/retention_plan.h"
 #include "services/producer/document_reader.h"
 #include "services/producer/link_store.h"
 #include "services/producer/statement_count.h"
@@ -20,14 +21,48 @@ namespace eventstream {
 namespace {
 
 // The site's subscriptions (no rows: the site is not registered; one row of
-// NULLs: registered without DocTypes).
+// NULLs: registered without DocTypes), in DocType order so that two reads
+// of the same rows compare equal (RowsText).
+#define ES_FEED_SUBSCRIPTIONS                                                  \
+  "SELECT d.doctype, d.condition, d.producer_condition,"                       \
+  "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS grants"
+#define ES_FEED_SUBSCRIPTIONS_FROM                                             \
+  " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"      \
+  "   ON d.site = c.site"                                                      \
+  " WHERE c.site = $1 ORDER BY d.doctype"
 constexpr pg::Query kFeedSubscriptions{
-    "es_feed_subs",
-    "SELECT d.doctype, d.condition, d.producer_condition,"
-    "  coalesce(d.status = 'approved' AND NOT d.unsubscribed, false) AS grants"
-    " FROM es_producer.consumer c LEFT JOIN es_producer.consumer_doctype d"
-    "   ON d.site = c.site"
-    " WHERE c.site = $1"};
+    "es_feed_subs", ES_FEED_SUBSCRIPTIONS ES_FEED_SUBSCRIPTIONS_FROM};
+// The same rows with the site's retention cut-off below its position $2
+// (docs/design.md "Retention") and the first seq kept, in every row: what a
+// pull asks after reading its window (pull.cc), in one round trip.
+constexpr pg::Query kFeedSubscriptionsCutOff{
+    "es_feed_subs_cut_off",
+    ES_FEED_SUBSCRIPTIONS ","
+    "  coalesce(c.lost_through > $2, false) AS cut_off,"
+    "  coalesce(c.lost_through, 0) AS lost_through,"
+    "  CASE WHEN c.lost_through > $2"
+    "    THEN coalesce((SELECT min(seq) FROM es_producer.update_log), 0) END AS first_kept"
+    ES_FEED_SUBSCRIPTIONS_FROM};
+#undef ES_FEED_SUBSCRIPTIONS
+#undef ES_FEED_SUBSCRIPTIONS_FROM
+
+absl::Status Registered(const pg::Result& r, absl::string_view site) {
+  if (r.rows() > 0) return absl::OkStatus();
+  return absl::NotFoundError(
+      absl::StrCat("site ", Quoted(site), " is not registered; call RegisterConsumer first"));
+}
+
+// The subscription columns of every row, to tell whether they changed.
+std::string RowsText(const pg::Result& r) {
+  std::string text;
+  for (int i = 0; i < r.rows(); ++i) {
+    for (const char* column : {"doctype", "condition", "producer_condition", "grants"}) {
+      const absl::string_view v = r.Get(i, column);
+      absl::StrAppend(&text, r.IsNull(i, column) ? -1 : static_cast<int64_t>(v.size()), ":", v);
+    }
+  }
+  return text;
+}
 
 absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
                         absl::string_view name) {
@@ -41,10 +76,12 @@ absl::Status NotVisible(absl::string_view site, absl::string_view doctype,
 absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
     pg::Connection* conn, absl::string_view site, Subscriptions* boundaries) {
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kFeedSubscriptions, {site}));
-  if (r.rows() == 0) {
-    return absl::NotFoundError(absl::StrCat(
-        "site ", Quoted(site), " is not registered; call RegisterConsumer first"));
-  }
+  RETURN_IF_ERROR(Registered(r, site));
+  return SubscriptionsFromRows(r, boundaries);
+}
+
+UpdateFeed::Subscriptions UpdateFeed::SubscriptionsFromRows(const pg::Result& r,
+                                                            Subscriptions* boundaries) const {
   Subscriptions subs;
   for (int i = 0; i < r.rows(); ++i) {
     const DocTypeDef* def = config_->registry.Find(std::string(r.Get(i, "doctype")));
@@ -67,6 +104,45 @@ absl::StatusOr<UpdateFeed::Subscriptions> UpdateFeed::LoadSubscriptions(
     }
   }
   return subs;
+}
+
+std::shared_ptr<const UpdateFeed::SiteSubscriptions> UpdateFeed::KnownSubscriptions(
+    absl::string_view site) {
+  absl::MutexLock lock(&mu_);
+  auto found = known_subscriptions_.find(site);
+  return found == known_subscriptions_.end() ? nullptr : found->second;
+}
+
+std::shared_ptr<const UpdateFeed::SiteSubscriptions> UpdateFeed::Remember(
+    absl::string_view site, const pg::Result& r) {
+  auto read = std::make_shared<const SiteSubscriptions>(
+      SiteSubscriptions{SubscriptionsFromRows(r, nullptr), RowsText(r)});
+  absl::MutexLock lock(&mu_);
+  known_subscriptions_[std::string(site)] = read;
+  return read;
+}
+
+absl::StatusOr<std::shared_ptr<const UpdateFeed::SiteSubscriptions>>
+UpdateFeed::ReadSiteSubscriptions(pg::Connection* conn, absl::string_view site) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kFeedSubscriptions, {site}));
+  RETURN_IF_ERROR(Registered(r, site));
+  return Remember(site, r);
+}
+
+absl::StatusOr<std::shared_ptr<const UpdateFeed::SiteSubscriptions>>
+UpdateFeed::CheckSiteSubscriptions(pg::Connection* conn, absl::string_view site,
+                                   int64_t acknowledged,
+                                   std::shared_ptr<const SiteSubscriptions> used) {
+  ASSIGN_OR_RETURN(pg::Result r,
+                   conn->ExecPrepared(kFeedSubscriptionsCutOff, {site, acknowledged}));
+  RETURN_IF_ERROR(Registered(r, site));
+  if (r.GetBool(0, "cut_off")) {
+    return LogTrimmedError(std::string(site), acknowledged,
+                           r.GetInt64(0, r.ColumnIndex("lost_through")),
+                           r.GetInt64(0, r.ColumnIndex("first_kept")));
+  }
+  if (used != nullptr && used->rows == RowsText(r)) return used;
+  return Remember(site, r);
 }
 
 absl::StatusOr<UpdateFeed::Access> UpdateFeed::LoadAccess(pg::Connection* conn,

@@ -90,6 +90,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -250,6 +251,29 @@ class UpdateFeed {
                                                   absl::string_view site,
                                                   Subscriptions* boundaries = nullptr);
   absl::StatusOr<Access> LoadAccess(pg::Connection* conn, absl::string_view site);
+  // The grants among the subscription rows `r` (kFeedSubscriptions' columns).
+  Subscriptions SubscriptionsFromRows(const pg::Result& r, Subscriptions* boundaries) const;
+
+  // Pull's subscriptions (pull.cc): what the site's last pull read, kept with
+  // the rows' text, and checked again after each window is read by the
+  // statement that asks the retention cut-off (one round trip for both).
+  struct SiteSubscriptions {
+    Subscriptions subs;
+    std::string rows;  // RowsText (update_feed.cc)
+  };
+  // What the site's last pull read (null: none since the process started).
+  std::shared_ptr<const SiteSubscriptions> KnownSubscriptions(absl::string_view site);
+  // Read now (NOT_FOUND naming an unregistered site), and remembered.
+  absl::StatusOr<std::shared_ptr<const SiteSubscriptions>> ReadSiteSubscriptions(
+      pg::Connection* conn, absl::string_view site);
+  // After a window read with `used`: LogTrimmedError when the retention valve
+  // cut the site off below `acknowledged`; else `used` itself when the rows
+  // are unchanged, or the new ones (remembered).
+  absl::StatusOr<std::shared_ptr<const SiteSubscriptions>> CheckSiteSubscriptions(
+      pg::Connection* conn, absl::string_view site, int64_t acknowledged,
+      std::shared_ptr<const SiteSubscriptions> used);
+  std::shared_ptr<const SiteSubscriptions> Remember(absl::string_view site,
+                                                    const pg::Result& r);
   // Whether `doc` passes every condition of `sub` (see file comment).
   bool PassesConditions(pg::Connection* conn, absl::string_view site,
                         absl::string_view doctype, const Subscription& sub,
@@ -370,6 +394,8 @@ class UpdateFeed {
   absl::Mutex mu_;
   std::set<std::tuple<std::string, std::string, std::string>> logged_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const SiteSubscriptions>, std::less<>>
+      known_subscriptions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace eventstream
