@@ -1,7 +1,10 @@
 #include "services/producer/document_reader.h"
 
+#include <map>
 #include <set>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/escaping.h"
@@ -39,10 +42,11 @@ constexpr char kChildrenOfSql[] =
     " ORDER BY t.parent, t.idx, t.name";
 
 // ReadDocumentsJson, built by PostgreSQL's json functions (to_jsonb's
-// rendering of every type): {columns} the row's registry columns that the
-// table has, {doctype} its DocType's parameter, {tables} a parent's child
-// arrays. $1 the names, $2 the parent's DocType.
-constexpr char kRowJsonSql[] = "SELECT {columns}{doctype}::text AS doctype{tables}";
+// rendering of every type): {members} the row's registry columns that the
+// table has, "doctype" and a parent's child arrays, in key order (so the
+// text has its keys sorted, as Value::ToJson writes them and as a reader
+// then need not sort them). $1 the names, $2 the parent's DocType.
+constexpr char kRowJsonSql[] = "SELECT {members}";
 // One Table field's rows of every named parent, as one array per parent
 // (a join, not a subquery per parent: one scan even where `parent` has no
 // index): {row} a child's row, {child} its table, {field} the field's
@@ -202,29 +206,35 @@ absl::StatusOr<std::map<std::string, Value>> ReadDocuments(pg::Connection* conn,
 
 namespace {
 
+// One member of a kRowJsonSql row: its JSON key and the SQL that gives it.
+using RowMember = std::pair<std::string, std::string>;
+
 // kRowJsonSql for `of` aliased `alias`: the registry's columns its table
-// has, except "doctype" (set after them, as ParseRow sets it); appends its
-// parameters to `params`.
+// has, "doctype" (as ParseRow sets it, not the column) and `tables` (a
+// parent's child arrays); appends its parameters to `params`.
 // `doctype`: the parameter naming its DocType, or "" to append one.
 absl::StatusOr<std::string> RowJsonSql(pg::Connection* conn, const DocTypeDef& of,
-                                       absl::string_view alias, absl::string_view tables,
+                                       absl::string_view alias, std::vector<RowMember> tables,
                                        std::string doctype, pg::Params* params) {
   ASSIGN_OR_RETURN(pg::Result r,
                    conn->ExecPrepared(kTableColumns, {pg::QuoteIdentifier(of.table)}));
   std::set<std::string> present;
   for (int i = 0; i < r.rows(); ++i) present.emplace(r.Get(i, "column_name"));
-  std::set<std::string> seen;
-  std::string columns;
-  for (const std::string& c : ReplicatedColumns(of)) {
-    if (c == "doctype" || present.count(c) == 0 || !seen.insert(c).second) continue;
-    absl::StrAppend(&columns, alias, ".", pg::QuoteIdentifier(c), ", ");
-  }
   if (doctype.empty()) {
     params->emplace_back(of.name);
     doctype = absl::StrCat("$", params->size());
   }
-  return absl::StrReplaceAll(kRowJsonSql,
-                             {{"{columns}", columns}, {"{doctype}", doctype}, {"{tables}", tables}});
+  // Keyed by the member's name: one of each, in key order.
+  std::map<std::string, std::string> members;
+  for (const std::string& c : ReplicatedColumns(of)) {
+    if (c == "doctype" || present.count(c) == 0) continue;
+    members.emplace(c, absl::StrCat(alias, ".", pg::QuoteIdentifier(c)));
+  }
+  members["doctype"] = absl::StrCat(doctype, "::text AS doctype");
+  for (RowMember& t : tables) members[t.first] = std::move(t.second);
+  std::vector<std::string> list;
+  for (auto& [key, sql] : members) list.push_back(std::move(sql));
+  return absl::StrReplaceAll(kRowJsonSql, {{"{members}", absl::StrJoin(list, ", ")}});
 }
 
 // kDocumentsJsonSql for `def` with its parameters ($1, $2 left to the
@@ -233,7 +243,8 @@ absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn
                                                             const DocTypeRegistry& registry,
                                                             const DocTypeDef& def,
                                                             pg::Params* params) {
-  std::string tables, joins;
+  std::vector<RowMember> tables;
+  std::string joins;
   for (const FieldDef& field : def.fields) {
     if (!field.is_table()) continue;
     if (field.fieldname.size() > kMaxAlias) return std::optional<std::string>();
@@ -242,19 +253,21 @@ absl::StatusOr<std::optional<std::string>> DocumentsJsonSql(pg::Connection* conn
     const std::string alias = pg::QuoteIdentifier(field.fieldname);
     const DocTypeDef* child = registry.Find(field.options);
     if (child == nullptr) {
-      absl::StrAppend(&tables, ", '[]'::json AS ", alias);
+      tables.emplace_back(field.fieldname, absl::StrCat("'[]'::json AS ", alias));
       continue;
     }
     const std::string j = absl::StrCat("j", params->size());
-    ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", "", "", params));
-    absl::StrAppend(&tables, ", coalesce(", j, ".rows, '[]'::json) AS ", alias);
+    ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, *child, "c", {}, "", params));
+    tables.emplace_back(field.fieldname,
+                        absl::StrCat("coalesce(", j, ".rows, '[]'::json) AS ", alias));
     absl::StrAppend(&joins, absl::StrReplaceAll(
                                 kTableJoinSql, {{"{row}", row},
                                                 {"{child}", pg::QuoteIdentifier(child->table)},
                                                 {"{field}", name},
                                                 {"{j}", j}}));
   }
-  ASSIGN_OR_RETURN(const std::string row, RowJsonSql(conn, def, "t", tables, "$2", params));
+  ASSIGN_OR_RETURN(const std::string row,
+                   RowJsonSql(conn, def, "t", std::move(tables), "$2", params));
   return std::optional<std::string>(absl::StrReplaceAll(
       kDocumentsJsonSql,
       {{"{row}", row}, {"{table}", pg::QuoteIdentifier(def.table)}, {"{joins}", joins}}));
