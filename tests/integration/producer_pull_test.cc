@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -313,6 +314,29 @@ TEST_F(PullTest, PullWritesAConstantNumberOfStatements) {
   MustPull(kB1, resp.next_after_seq());
   EXPECT_EQ(count("holding_change"), 0);
   EXPECT_EQ(count("holding"), 19);
+}
+
+// A pull reads its window with the subscription rows the site's last pull
+// read, and checks them again after the read (update_feed.h): rows changed
+// between two pulls, in any way, count from the next pull.
+TEST_F(PullTest, ASubscriptionChangedBetweenPullsCountsAtTheNextPull) {
+  int64_t wm = Subscribe(kB1, "branch1", {Sub("Note")});
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('P1', 't', 0);)");
+  v1::PullUpdatesResponse resp = MustPull(kB1, wm);
+  ASSERT_EQ(Summary(resp), "CREATE:P1");
+  // A condition now (in SQL here; UpdateSubscription writes the same row).
+  ASSERT_TRUE(conn_->Exec("UPDATE es_producer.consumer_doctype SET condition = "
+                          "'doc.public == 1' WHERE site = 'branch1'").ok());
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('P2', 't', 0), ('P3', 't', 1);)");
+  resp = MustPull(kB1, resp.next_after_seq());
+  EXPECT_FALSE(absl::StrContains(Summary(resp), ":P2")) << Summary(resp);
+  EXPECT_TRUE(absl::StrContains(Summary(resp), ":P3")) << Summary(resp);
+  // Approval revoked: nothing new of the DocType goes.
+  ASSERT_TRUE(conn_->Exec("UPDATE es_producer.consumer_doctype SET status = 'rejected'"
+                          " WHERE site = 'branch1'").ok());
+  Write(R"(INSERT INTO "tabNote" (name, title, public) VALUES ('P4', 't', 1);)");
+  resp = MustPull(kB1, resp.next_after_seq());
+  EXPECT_FALSE(absl::StrContains(Summary(resp), ":P4")) << Summary(resp);
 }
 
 TEST_F(PullTest, OwnOriginEntriesAreNotReturned) {
