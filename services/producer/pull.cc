@@ -293,6 +293,28 @@ absl::Status UpdateFeed::RecordPull(pg::Connection* conn, absl::string_view site
   return tx->Commit();
 }
 
+absl::StatusOr<UpdateFeed::PullWindow> UpdateFeed::ReadCheckedWindow(
+    pg::Connection* conn, absl::string_view site, int64_t after_seq, int limit,
+    int64_t acknowledged, const ByteBudget& budget, int64_t known_log_end,
+    std::shared_ptr<const SiteSubscriptions>* known) {
+  *known = KnownSubscriptions(site);
+  if (*known == nullptr) {
+    ASSIGN_OR_RETURN(*known, ReadSiteSubscriptions(conn, site));
+  }
+  for (int pass = 0;; ++pass) {
+    ASSIGN_OR_RETURN(PullWindow window, ReadWindow(conn, site, (*known)->subs, after_seq,
+                                                   limit, budget, known_log_end));
+    // Asked after the window was read: retention records the cut-off before
+    // it deletes anything, so a window that missed trimmed entries is
+    // refused; and a window read with subscriptions that changed since is
+    // read again with the new ones (a second change meanwhile counts from
+    // the next pull, as one during any read would).
+    ASSIGN_OR_RETURN(auto now, CheckSiteSubscriptions(conn, site, acknowledged, *known));
+    if (now == *known || pass == 1) return window;
+    *known = std::move(now);
+  }
+}
+
 absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t after_seq, int limit,
                                             std::optional<int64_t> acknowledged_seq,
                                             const ByteBudget& budget,
@@ -306,23 +328,10 @@ absl::StatusOr<PullResult> UpdateFeed::Pull(absl::string_view site, int64_t afte
   limit = std::min(limit <= 0 ? options_.default_limit : limit, options_.max_limit);
   ASSIGN_OR_RETURN(auto lease, pool_->Acquire());
   pg::Connection* conn = lease.get();
-  std::shared_ptr<const SiteSubscriptions> known = KnownSubscriptions(site);
-  if (known == nullptr) {
-    ASSIGN_OR_RETURN(known, ReadSiteSubscriptions(conn, site));
-  }
-  PullWindow window;
-  for (int pass = 0;; ++pass) {
-    ASSIGN_OR_RETURN(window, ReadWindow(conn, site, known->subs, after_seq, limit, budget,
-                                        known_log_end));
-    // Asked after the window was read: retention records the cut-off before
-    // it deletes anything, so a window that missed trimmed entries is
-    // refused; and a window read with subscriptions that changed since is
-    // read again with the new ones (a second change meanwhile counts from
-    // the next pull, as one during any read would).
-    ASSIGN_OR_RETURN(auto now, CheckSiteSubscriptions(conn, site, acknowledged, known));
-    if (now == known || pass == 1) break;
-    known = std::move(now);
-  }
+  std::shared_ptr<const SiteSubscriptions> known;
+  ASSIGN_OR_RETURN(PullWindow window, ReadCheckedWindow(conn, site, after_seq, limit,
+                                                        acknowledged, budget, known_log_end,
+                                                        &known));
   const Subscriptions& subs = known->subs;
   std::map<DocKey, std::optional<Value>> current;  // documents read
   ASSIGN_OR_RETURN(std::vector<MemberEntry> judged,

@@ -292,6 +292,14 @@ class UpdateFeed {
                                         const Subscriptions& subs, int64_t after_seq,
                                         int limit, const ByteBudget& budget,
                                         int64_t known_log_end);
+  // Pull's window: read with the subscriptions the site's last pull read
+  // (`*known` then holds those the window was read with), checked after the
+  // read, and read once more when they changed.
+  absl::StatusOr<PullWindow> ReadCheckedWindow(pg::Connection* conn, absl::string_view site,
+                                               int64_t after_seq, int limit,
+                                               int64_t acknowledged, const ByteBudget& budget,
+                                               int64_t known_log_end,
+                                               std::shared_ptr<const SiteSubscriptions>* known);
   // The same window from the log tail; nullopt when `after_seq` is below it.
   absl::StatusOr<std::optional<PullWindow>> ReadWindowFromTail(
       pg::Connection* conn, absl::string_view site, const Subscriptions& subs,
