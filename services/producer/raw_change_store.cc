@@ -1,7 +1,6 @@
 #include "services/producer/raw_change_store.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "libsync/base/status_macros.h"
 
 namespace eventstream {
@@ -94,10 +93,6 @@ constexpr pg::Query kRecordFailure{
     " RETURNING id"};
 #undef ES_REGISTRY_COLUMNS
 
-std::string XidArray(const std::vector<std::string>& txids) {
-  return absl::StrCat("{", absl::StrJoin(txids, ","), "}");
-}
-
 
 std::string_view View(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
@@ -172,7 +167,7 @@ absl::StatusOr<WindowPlan> RawChangeStore::ReadWindow(pg::Connection* conn, int 
   std::vector<std::string> txids;
   txids.reserve(window.rows());
   for (int i = 0; i < window.rows(); ++i) txids.emplace_back(window.Get(i, "txid"));
-  ASSIGN_OR_RETURN(pg::Result rows, conn->Exec(kWindowRows, {XidArray(txids)}));
+  ASSIGN_OR_RETURN(pg::Result rows, conn->Exec(kWindowRows, {pg::TextArray(txids)}));
   WindowPlan plan = PlanWindow(ParseRows(rows), limit);
   if (plan.take_first_whole) {  // one transaction larger than the window
     ASSIGN_OR_RETURN(pg::Result first, conn->ExecPrepared(kFirstTxRows));
@@ -262,7 +257,7 @@ absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,
 
 absl::StatusOr<int64_t> RawChangeStore::Consume(pg::Connection* conn,
                                                 const std::vector<std::string>& txids) {
-  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kConsume, {XidArray(txids)}));
+  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kConsume, {pg::TextArray(txids)}));
   return r.affected_rows();
 }
 

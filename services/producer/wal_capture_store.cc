@@ -1,7 +1,6 @@
 #include "services/producer/wal_capture_store.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "libsync/base/input_rules.h"
 #include "libsync/base/status_macros.h"
 #include "libsync/base/value.h"
@@ -117,7 +116,7 @@ absl::Status WalCaptureStore::SetTables(pg::Connection* conn,
     }
   }
   ASSIGN_OR_RETURN(pg::Result surplus,
-                   conn->Exec(kSurplusTables, {publication_, absl::StrCat("{", absl::StrJoin(oids, ","), "}")}));
+                   conn->Exec(kSurplusTables, {publication_, pg::TextArray(oids)}));
   for (int i = 0; i < surplus.rows(); ++i) {
     RETURN_IF_ERROR(conn->Exec(absl::StrCat("ALTER PUBLICATION ", pub, " DROP TABLE ",
                                             surplus.Get(i, "rel")))
