@@ -43,7 +43,10 @@
 //    cut off (consumer.lost_through above its acknowledged position) is
 //    answered FAILED_PRECONDITION "log trimmed: ..." (LogTrimmedError,
 //    libsync/rules/retention_plan.h), checked after the window is read, recording
-//    nothing, until it re-syncs with RestartSync(skip_trimmed).
+//    nothing, until it re-syncs with RestartSync(skip_trimmed). The same
+//    statement reads the site's subscription rows: the window was read with
+//    those the site's last pull read (kept in memory), and is read again
+//    with the new ones if they changed.
 //  * Writes (O(1) statements per pull, not one per entry; pull.cc): one
 //    transaction that drops the pending holding changes beyond after_seq
 //    (the site asks for those entries again), folds those up to the
