@@ -520,7 +520,9 @@ void CopyText::EndRow() {
 }
 
 namespace {
-void AppendQuotedElement(absl::string_view item, std::string* out) {
+// A text[] literal's element, quoted (`"` and `\` escaped); an absl::StrJoin
+// formatter.
+void AppendQuotedElement(std::string* out, absl::string_view item) {
   out->push_back('"');
   for (char c : item) {
     if (c == '"' || c == '\\') out->push_back('\\');
@@ -531,13 +533,7 @@ void AppendQuotedElement(absl::string_view item, std::string* out) {
 }  // namespace
 
 std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    AppendQuotedElement(items[i], &out);
-  }
-  out += '}';
-  return out;
+  return absl::StrCat("{", absl::StrJoin(items, ",", AppendQuotedElement), "}");
 }
 
 std::string Int64Array(const std::vector<int64_t>& items) {
@@ -545,21 +541,17 @@ std::string Int64Array(const std::vector<int64_t>& items) {
 }
 
 std::string NullableTextArray(const std::vector<std::optional<std::string>>& items) {
-  size_t size = 2;
-  for (const auto& item : items) size += item ? item->size() + 3 : 5;
-  std::string out;
-  out.reserve(size + size / 16);
-  out += '{';
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    if (items[i]) {
-      AppendQuotedElement(*items[i], &out);
-    } else {
-      out += "NULL";
-    }
-  }
-  out += '}';
-  return out;
+  return absl::StrCat(
+      "{",
+      absl::StrJoin(items, ",",
+                    [](std::string* out, const std::optional<std::string>& item) {
+                      if (item) {
+                        AppendQuotedElement(out, *item);
+                      } else {
+                        out->append("NULL");
+                      }
+                    }),
+      "}");
 }
 
 std::string QuoteIdentifier(absl::string_view identifier) {
