@@ -114,9 +114,9 @@ std::shared_ptr<const UpdateFeed::SiteSubscriptions> UpdateFeed::KnownSubscripti
 }
 
 std::shared_ptr<const UpdateFeed::SiteSubscriptions> UpdateFeed::Remember(
-    absl::string_view site, const pg::Result& r) {
+    absl::string_view site, const pg::Result& r, std::string rows) {
   auto read = std::make_shared<const SiteSubscriptions>(
-      SiteSubscriptions{SubscriptionsFromRows(r, nullptr), RowsText(r)});
+      SiteSubscriptions{SubscriptionsFromRows(r, nullptr), std::move(rows)});
   absl::MutexLock lock(&mu_);
   known_subscriptions_[std::string(site)] = read;
   return read;
@@ -126,7 +126,7 @@ absl::StatusOr<std::shared_ptr<const UpdateFeed::SiteSubscriptions>>
 UpdateFeed::ReadSiteSubscriptions(pg::Connection* conn, absl::string_view site) {
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kFeedSubscriptions, {site}));
   RETURN_IF_ERROR(Registered(r, site));
-  return Remember(site, r);
+  return Remember(site, r, RowsText(r));
 }
 
 absl::StatusOr<std::shared_ptr<const UpdateFeed::SiteSubscriptions>>
@@ -141,8 +141,9 @@ UpdateFeed::CheckSiteSubscriptions(pg::Connection* conn, absl::string_view site,
                            r.GetInt64(0, r.ColumnIndex("lost_through")),
                            r.GetInt64(0, r.ColumnIndex("first_kept")));
   }
-  if (used != nullptr && used->rows == RowsText(r)) return used;
-  return Remember(site, r);
+  std::string rows = RowsText(r);
+  if (used != nullptr && used->rows == rows) return used;
+  return Remember(site, r, std::move(rows));
 }
 
 absl::StatusOr<UpdateFeed::Access> UpdateFeed::LoadAccess(pg::Connection* conn,

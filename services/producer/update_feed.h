@@ -275,8 +275,9 @@ class UpdateFeed {
   absl::StatusOr<std::shared_ptr<const SiteSubscriptions>> CheckSiteSubscriptions(
       pg::Connection* conn, absl::string_view site, int64_t acknowledged,
       std::shared_ptr<const SiteSubscriptions> used);
+  // Keeps `r` (with its RowsText `rows`) as the site's last read.
   std::shared_ptr<const SiteSubscriptions> Remember(absl::string_view site,
-                                                    const pg::Result& r);
+                                                    const pg::Result& r, std::string rows);
   // Whether `doc` passes every condition of `sub` (see file comment).
   bool PassesConditions(pg::Connection* conn, absl::string_view site,
                         absl::string_view doctype, const Subscription& sub,
