@@ -201,7 +201,35 @@ std::string TwoSites::ConsumerLog() const {
 }
 std::string TwoSites::Logs() const {
   return absl::StrCat("--- producer log ---\n", ProducerLog(), "\n--- consumer log ---\n",
-                      ConsumerLog());
+                      ConsumerLog(), "\n--- state ---\n", State());
+}
+
+std::string TwoSites::State() const {
+  // One text line per query (the last 40 log entries; the bookkeeping of
+  // both sides), so a failure shows where an entry stopped.
+  auto lines = [](pg::Connection* conn, const std::string& what, const std::string& sql) {
+    if (conn == nullptr) return std::string();
+    return absl::StrCat(what, ": ",
+                        QueryText(conn, absl::StrCat("SELECT coalesce(string_agg(line, ' ; '), '-')"
+                                                     " FROM (", sql, ") AS t")),
+                        "\n");
+  };
+  return absl::StrCat(
+      lines(hq_.get(), "hq update_log (last 40)",
+            "SELECT concat_ws('|', seq, doctype, docname, update_type, for_site) AS line FROM "
+            "(SELECT * FROM es_producer.update_log ORDER BY seq DESC LIMIT 40) AS l ORDER BY seq"),
+      lines(hq_.get(), "hq consumers",
+            "SELECT concat_ws('|', site, acknowledged_seq) AS line FROM es_producer.consumer"),
+      lines(hq_.get(), "hq holdings",
+            "SELECT concat_ws('|', site, doctype, docname) AS line FROM es_producer.holding"),
+      lines(hq_.get(), "hq pending holding changes",
+            "SELECT concat_ws('|', site, seq, doctype, docname, held) AS line "
+            "FROM es_producer.holding_change"),
+      lines(branch_.get(), "branch watermarks",
+            "SELECT concat_ws('|', producer, last_seq) AS line FROM es_consumer.last_update"),
+      lines(branch_.get(), "branch sync_log (last 40)",
+            "SELECT concat_ws('|', seq, doctype, docname, update_type, status) AS line FROM "
+            "(SELECT * FROM es_consumer.sync_log ORDER BY id DESC LIMIT 40) AS l ORDER BY id"));
 }
 
 std::string QueryText(pg::Connection* conn, const std::string& sql) {

@@ -115,8 +115,11 @@ class TwoSites {
   std::string consumer_address() const;
   std::string ProducerLog() const;
   std::string ConsumerLog() const;
-  // Both logs, for failure messages.
+  // Both logs and State(), for failure messages.
   std::string Logs() const;
+  // Both sites' bookkeeping as text: hq's last log entries, positions,
+  // holdings; branch's watermark and last sync log rows.
+  std::string State() const;
 
   pg::Connection* hq() { return hq_.get(); }
   pg::Connection* branch() { return branch_.get(); }
