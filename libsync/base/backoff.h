@@ -20,6 +20,9 @@
 //   fails waits per the backoff, whose streak the next success resets.
 //   on_failure sees every failure (with its number in the streak), on
 //   recovery the streak's length, so a caller can log once per streak.
+// * PollUntil: asks `done` until it says true, waiting per the backoff
+//   between answers of false (a short wait for something known to happen
+//   soon); an error ends it, and so does the sleeper's stop (CANCELLED).
 #ifndef EVENTSTREAM_LIBSYNC_BASE_BACKOFF_H_
 #define EVENTSTREAM_LIBSYNC_BASE_BACKOFF_H_
 
@@ -147,6 +150,12 @@ struct LoopHooks {
 void RunLoop(Sleeper& sleeper, Backoff& backoff,
              const std::function<absl::StatusOr<absl::Duration>()>& step,
              const LoopHooks& hooks = {});
+
+// Asks `done` until true; OK then. `done`'s error, or CANCELLED when the
+// sleeper stopped, ends it sooner. Returns how many times `done` said false
+// in `*waits` (optional).
+absl::Status PollUntil(Sleeper& sleeper, Backoff& backoff,
+                       const std::function<absl::StatusOr<bool>()>& done, int* waits = nullptr);
 
 }  // namespace eventstream
 

@@ -151,7 +151,21 @@ absl::Status WalCaptureLoop::Take(Stream* s, const wal::WalMessage& message) {
   return absl::OkStatus();
 }
 
+absl::Status WalCaptureLoop::AwaitVisible(Stream* s) {
+  // Microseconds as a rule: the committing backends are between flushing
+  // their commit records and leaving the proc array.
+  Backoff backoff({absl::Milliseconds(1), absl::Milliseconds(50), 2.0, 0.0});
+  return PollUntil(sleeper_, backoff, [&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(const XidSnapshot now, WalCaptureStore::CurrentSnapshot(s->conn.get()));
+    return std::all_of(s->waiting.begin(), s->waiting.end(),
+                       [&](const wal::WalTransaction& t) { return VisibleInSnapshot(now, t.xid); });
+  });
+}
+
 absl::Status WalCaptureLoop::Flush(Stream* s) {
+  // Entries only for changes every new snapshot sees: a pull reads the
+  // current documents to judge conditions, a consumer fetches links.
+  RETURN_IF_ERROR(AwaitVisible(s));
   int64_t last_seq = 0;
   ASSIGN_OR_RETURN(const int written,
                    capture_->LogTransactions(s->conn.get(), s->waiting, &last_seq));

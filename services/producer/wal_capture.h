@@ -117,7 +117,9 @@ class WalCaptureLoop {
   // One message into the builder; a completed transaction joins `waiting`
   // (or is confirmed at once when it was logged before).
   absl::Status Take(Stream* s, const wal::WalMessage& message);
-  // Logs `waiting`, then confirms it.
+  // Waits until new snapshots see every transaction of `waiting` committed.
+  absl::Status AwaitVisible(Stream* s);
+  // Logs `waiting` (once visible), then confirms it.
   absl::Status Flush(Stream* s);
   // Every transaction committed at or before `lsn` is logged (or, with
   // `streaming` false, this replica stopped reading).

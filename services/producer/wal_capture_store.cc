@@ -55,6 +55,9 @@ constexpr pg::Query kSaveLoggedEnd{
     "es_wal_save_logged_end",
     "INSERT INTO es_producer.wal_position AS w (slot, end_lsn) VALUES ($1, $2)"
     " ON CONFLICT (slot) DO UPDATE SET end_lsn = excluded.end_lsn, updated_at = now()"};
+// A new snapshot, to tell which decoded commits other sessions see yet.
+constexpr pg::Query kCurrentSnapshot{"es_wal_current_snapshot",
+                                     "SELECT pg_current_snapshot()::text AS snapshot"};
 constexpr pg::Query kRecordFailure{
     "es_wal_record_failure",
     "INSERT INTO es_producer.capture_error (txid, doctype, docname, error, raw_rows)"
@@ -175,6 +178,11 @@ absl::StatusOr<wal::Lsn> WalCaptureStore::LoggedEnd(pg::Connection* conn) const 
   ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kLoggedEnd, {slot_}));
   if (r.rows() == 0) return 0;
   return static_cast<wal::Lsn>(r.GetInt64(0, r.ColumnIndex("end_lsn")));
+}
+
+absl::StatusOr<XidSnapshot> WalCaptureStore::CurrentSnapshot(pg::Connection* conn) {
+  ASSIGN_OR_RETURN(pg::Result r, conn->ExecPrepared(kCurrentSnapshot));
+  return ParseXidSnapshot(r.Get(0, "snapshot"));
 }
 
 absl::Status WalCaptureStore::SaveLoggedEnd(pg::Connection* conn, wal::Lsn end) const {

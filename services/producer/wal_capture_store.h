@@ -37,6 +37,7 @@
 #include "libsync/base/pg.h"
 #include "libsync/model/doctype.h"
 #include "libsync/rules/assembly_plan.h"
+#include "libsync/rules/chunk_plan.h"
 #include "libsync/wal/pgoutput.h"
 
 namespace eventstream {
@@ -58,6 +59,9 @@ class WalCaptureStore {
   // The last logged end LSN; 0 when none.
   absl::StatusOr<wal::Lsn> LoggedEnd(pg::Connection* conn) const;
   absl::Status SaveLoggedEnd(pg::Connection* conn, wal::Lsn end) const;
+  // A new snapshot (outside the log transaction): which decoded commits
+  // other sessions see yet (WalCaptureLoop::AwaitVisible).
+  static absl::StatusOr<XidSnapshot> CurrentSnapshot(pg::Connection* conn);
   // The unqualified names of the publication's tables.
   absl::StatusOr<std::set<std::string>> PublishedTables(pg::Connection* conn) const;
   // The publications to stream: the publication, and the origin one when

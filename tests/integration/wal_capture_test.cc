@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "eventstream/v1/producer.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -268,6 +269,68 @@ TEST(WalCaptureTest, AnUpdateWithoutTheOldRowIsAVisibleErrorNotAWrongDiff) {
   std::vector<Entry> got = wal.Entries(kNotMarker);
   ASSERT_EQ(got.size(), 3u);  // Create N1, Create N2, Delete N2 (a delete needs only the key)
   EXPECT_EQ(got[2].type, "Delete");
+}
+
+// While set, commits of sessions that ask for synchronous_commit = on wait
+// for a synchronous standby that never comes (everyone else commits
+// locally): their commit records are flushed, so the slot sends them, and
+// other sessions see them running until the wait is cancelled.
+class SyncStandbyNobodyHas {
+ public:
+  explicit SyncStandbyNobodyHas(pg::Connection* conn) : conn_(conn) {
+    Set("ALTER SYSTEM SET synchronous_commit = 'local';"
+        "ALTER SYSTEM SET synchronous_standby_names = 'es_nobody'");
+  }
+  ~SyncStandbyNobodyHas() {
+    Set("ALTER SYSTEM RESET synchronous_standby_names; ALTER SYSTEM RESET synchronous_commit");
+  }
+
+ private:
+  void Set(const std::string& sql) {
+    for (absl::string_view statement : absl::StrSplit(sql, ';')) {
+      absl::Status s = conn_->Exec(std::string(statement)).status();  // ALTER SYSTEM: no transaction
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    EXPECT_TRUE(conn_->Exec("SELECT pg_reload_conf()").ok());
+  }
+  pg::Connection* conn_;
+};
+
+// A decoded commit can still be running for every other session; its entry
+// must wait until it is not (a pull judges conditions on the current
+// document: issue 14's move-in was lost under load this way).
+TEST(WalCaptureTest, AnEntryIsLoggedOnlyOnceItsChangeIsVisible) {
+  WalSite wal;
+  wal.Write(ES_NOTE("N1", "before"));
+  wal.Drain();
+  SyncStandbyNobodyHas standby(wal.conn());
+  auto writer = wal.Connect();
+  ASSERT_TRUE(writer->Exec("SET synchronous_commit = on").ok());
+  ASSERT_TRUE(Eventually([&] {
+    return QueryText(writer.get(), "SHOW synchronous_standby_names") == "es_nobody";
+  }));
+  const int64_t pid = QueryInt(writer.get(), "SELECT pg_backend_pid()");
+  std::thread commit([&] {
+    absl::Status s = writer->ExecScript(
+        "BEGIN; UPDATE \"tabNote\" SET title = 'after' WHERE name = 'N1'; COMMIT;");
+    EXPECT_TRUE(s.ok()) << s;  // committed locally once the wait is cancelled
+  });
+  const std::string waiting = absl::StrCat(
+      "SELECT count(*) FROM pg_stat_activity WHERE pid = ", pid, " AND wait_event = 'SyncRep'");
+  ASSERT_TRUE(Eventually([&] { return wal.Int(waiting) == 1; }));
+  // Flushed and sent, not visible: nothing is logged for it meanwhile.
+  const wal::Lsn flushed = static_cast<wal::Lsn>(
+      wal.Int("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint"));
+  EXPECT_FALSE(wal.loop_.WaitCaptured(flushed, absl::Seconds(1)));
+  EXPECT_EQ(wal.Int("SELECT count(*) FROM es_producer.update_log WHERE docname = 'N1'"), 1);
+  EXPECT_EQ(QueryText(wal.conn(), "SELECT title FROM \"tabNote\" WHERE name = 'N1'"), "before");
+  EXPECT_EQ(wal.Int(absl::StrCat("SELECT count(*) FROM pg_cancel_backend(", pid, ")")), 1);
+  commit.join();
+  EXPECT_TRUE(wal.loop_.WaitCaptured(flushed, absl::Seconds(30)));
+  std::vector<Entry> got = wal.Entries("docname = 'N1'");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].type, "Update");
+  EXPECT_NE(got[1].data.find("\"after\""), std::string::npos) << got[1].data;
 }
 
 // ---- the producer binary in wal mode, killed -9 ----------------------------

@@ -124,6 +124,33 @@ TEST(RunLoop, StepCanStopTheLoop) {
   EXPECT_TRUE(sleeper.sleeps().empty());
 }
 
+TEST(PollUntil, WaitsPerBackoffUntilDone) {
+  FakeSleeper sleeper;
+  Backoff backoff({Milliseconds(1), Milliseconds(4), 2.0, 0.0});
+  int asked = 0, waits = 0;
+  EXPECT_TRUE(PollUntil(sleeper, backoff, [&]() -> absl::StatusOr<bool> { return ++asked == 5; },
+                        &waits)
+                  .ok());
+  EXPECT_EQ(asked, 5);
+  EXPECT_EQ(waits, 4);
+  EXPECT_EQ(sleeper.sleeps(), (std::vector<absl::Duration>{Milliseconds(1), Milliseconds(2),
+                                                           Milliseconds(4), Milliseconds(4)}));
+}
+
+TEST(PollUntil, AnErrorOrAStopEndsIt) {
+  FakeSleeper sleeper(/*stop_after_sleeps=*/2);
+  Backoff backoff({Milliseconds(1), Milliseconds(4), 2.0, 0.0});
+  EXPECT_EQ(PollUntil(sleeper, backoff, [] { return absl::StatusOr<bool>(false); }).code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(sleeper.sleeps().size(), 2u);
+  FakeSleeper fresh;
+  EXPECT_EQ(PollUntil(fresh, backoff,
+                      [] { return absl::StatusOr<bool>(absl::UnavailableError("gone")); })
+                .code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(fresh.sleeps().empty());
+}
+
 // The real sleeper: Stop() and Wake() end a long wait at once (the test
 // would take an hour otherwise), and a Wake() before the wait is kept.
 TEST(InterruptibleSleeper, StopAndWakeEndWaits) {
