@@ -86,6 +86,11 @@ absl::Status CallScope::Interrupted() {
   return absl::OkStatus();
 }
 
+absl::Status CallScope::InterruptedNow() {
+  if (current_scope != nullptr) current_scope->next_cancel_check_ = absl::InfinitePast();
+  return Interrupted();
+}
+
 absl::Time CallScope::Deadline() {
   const CallScope* scope = current_scope;
   return scope == nullptr ? absl::InfiniteFuture() : scope->deadline_;

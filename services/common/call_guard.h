@@ -14,7 +14,8 @@
 // statements without carrying the ServerContext. The sync gRPC server runs
 // each handler on one thread, which is what makes a thread-local scope
 // right here. Outside any scope Interrupted() is always OK. A cancellation is
-// noticed within 100 ms (gRPC's check is costly; the deadline is exact).
+// noticed within 100 ms (gRPC's check is costly; the deadline is exact);
+// InterruptedNow() asks gRPC at once, for a caller told that a cancel came.
 #ifndef EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 #define EVENTSTREAM_SERVICES_COMMON_CALL_GUARD_H_
 
@@ -77,6 +78,7 @@ class CallScope {
 
   // See the file comment.
   static absl::Status Interrupted();
+  static absl::Status InterruptedNow();
   // The deadline of the RPC served on this thread (InfiniteFuture outside
   // a scope or without a deadline).
   static absl::Time Deadline();

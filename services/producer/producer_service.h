@@ -135,7 +135,7 @@ class ProducerService final : public v1::Producer::Service {
   grpc::Status PullAndSend(
       grpc::ServerReaderWriter<v1::PullUpdatesResponse, v1::StreamUpdatesRequest>* stream,
       StreamState& state);
-  void WaitForLog(StreamState& state);
+  grpc::Status WaitForLog(StreamState& state);
   // A slot of `key` in deps_.limiter (none without a limiter).
   absl::Status TakeSlot(const std::string& key, std::optional<CallLimiter::Slot>* slot);
   Deps deps_;

@@ -123,7 +123,7 @@ grpc::Status ProducerService::RunStream(
     switch (step) {
       case StreamStep::kReadAck: status = ReadAck(stream, state); break;
       case StreamStep::kPull: status = PullAndSend(stream, state); break;
-      case StreamStep::kWaitForLog: WaitForLog(state); break;
+      case StreamStep::kWaitForLog: status = WaitForLog(state); break;
     }
     if (!status.ok() || state.ended) return status;
   }
@@ -195,21 +195,28 @@ grpc::Status ProducerService::PullAndSend(
   return grpc::Status::OK;
 }
 
-void ProducerService::WaitForLog(StreamState& state) {
+grpc::Status ProducerService::WaitForLog(StreamState& state) {
   const bool in_flight = state.window.in_flight() > 0;
   const StreamHub::Seen seen =
       deps_.streams->WaitPast(state.covered, in_flight ? kStreamAckPatience : kLogRecheck);
+  // Perhaps this stream was cancelled (a PullUpdates or a new stream of the
+  // site waits for it to end): ask gRPC now, not at the next 100 ms check,
+  // or the handler would wait for the log again first.
+  if (seen.kicked) {
+    if (absl::Status s = CallScope::InterruptedNow(); !s.ok()) return ToGrpc(s);
+  }
   state.log_end = std::max(state.log_end, seen.end);
-  if (seen.closed || state.log_end > state.covered) return;
+  if (seen.closed || state.log_end > state.covered) return grpc::Status::OK;
   if (in_flight) {  // collect the acknowledgment next
     state.log_quiet = true;
-    return;
+    return grpc::Status::OK;
   }
   // Nothing logged here for a while: another replica may have logged.
   if (auto conn = deps_.pool->Acquire(); conn.ok()) {
     auto position = ConsumerStore::LogPosition(conn->get());
     if (position.ok()) state.log_end = std::max(state.log_end, *position);
   }
+  return grpc::Status::OK;
 }
 
 }  // namespace eventstream

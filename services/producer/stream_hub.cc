@@ -18,7 +18,7 @@ StreamHub::Seen StreamHub::WaitPast(int64_t seq, absl::Duration timeout) {
     return closed_ || end_ > seq || kicks_ != kicks;
   };
   mu_.AwaitWithTimeout(absl::Condition(&past), timeout);
-  return {end_, closed_};
+  return {end_, closed_, kicks_ != kicks};
 }
 
 StreamHub::Seen StreamHub::Now() const {

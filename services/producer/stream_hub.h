@@ -45,6 +45,7 @@ class StreamHub {
   struct Seen {
     int64_t end = 0;      // the log's end as known here
     bool closed = false;  // Close() was called
+    bool kicked = false;  // a stream was cancelled meanwhile (EndStreamOf, Open)
   };
   Seen WaitPast(int64_t seq, absl::Duration timeout);
   Seen Now() const;
