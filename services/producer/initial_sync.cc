@@ -98,7 +98,7 @@ constexpr char kPageSql[] =
     "                 AND u.docname = t.name AND u.seq > $5 AND u.update_type = 'Create'"
     "                 AND u.for_site IS NULL)"
     " AND NOT EXISTS (SELECT 1 FROM es_producer.raw_change r WHERE r.doctype = $4"
-    "                 AND r.op = 'I' AND r.new_row ->> 'name' = t.name) AS wanted"
+    "                 AND r.op = 'I' AND r.docname = t.name) AS wanted"
     " FROM {table} AS t WHERE t.name > $1 ORDER BY t.name LIMIT $2";
 constexpr char kCountSql[] = "SELECT count(*) AS n FROM {table}";
 

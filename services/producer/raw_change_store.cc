@@ -68,7 +68,7 @@ constexpr pg::Query kVacuum{"es_asm_vacuum", "VACUUM es_producer.raw_change"};
 // its replicated columns ("" to those of a DocType the registry lacks).
 // Costs about 20 us a row, so it runs only for rows the services cannot read.
 #define ES_REGISTRY_COLUMNS(side)                                          \
-  "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r." side ") AS e" \
+  "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r." side "::jsonb) AS e" \
   " WHERE coalesce($2::jsonb -> r.doctype, $2::jsonb -> '') ? e.key)"
 // Rows $1 again, registry columns only, with the keys that place them in
 // their document.
@@ -79,7 +79,7 @@ constexpr pg::Query kReread{
     " r.old_row ->> 'name' AS old_name, r.new_row ->> 'name' AS new_name,"
     " r.old_row ->> 'parenttype' AS old_parenttype, r.old_row ->> 'parent' AS old_parent,"
     " r.new_row ->> 'parenttype' AS new_parenttype, r.new_row ->> 'parent' AS new_parent,"
-    " coalesce(r.new_row, r.old_row) ? 'parentfield' AS has_parentfield"
+    " coalesce(r.new_row, r.old_row)::jsonb ? 'parentfield' AS has_parentfield"
     " FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"};
 // Moves rows $1 (registry columns only) into one capture_error row.
 constexpr pg::Query kRecordFailure{
@@ -92,6 +92,36 @@ constexpr pg::Query kRecordFailure{
     " FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"
     " RETURNING id"};
 #undef ES_REGISTRY_COLUMNS
+// The same with each side kept whole as a JSON string of its text: for rows
+// PostgreSQL's JSON functions refuse (a "\u0000" escape in a json column).
+constexpr pg::Query kRecordFailureAsText{
+    "es_asm_record_failure_text",
+    "INSERT INTO es_producer.capture_error (txid, doctype, docname, error, raw_rows)"
+    " SELECT $2::xid8, $3, $4, $5, jsonb_agg(jsonb_build_object("
+    "   'id', r.id, 'table_name', r.table_name, 'doctype', r.doctype, 'op', r.op,"
+    "   'old_row_text', r.old_row::text, 'new_row_text', r.new_row::text,"
+    "   'origin', r.origin) ORDER BY r.id)"
+    " FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"
+    " RETURNING id"};
+// Around the statements above: an error in one of them must not end the
+// pass (the assembler would retry it for ever).
+constexpr pg::Query kSavepoint{"es_asm_savepoint", "SAVEPOINT es_asm_rows"};
+constexpr pg::Query kRollbackSavepoint{"es_asm_rollback_savepoint",
+                                       "ROLLBACK TO SAVEPOINT es_asm_rows"};
+constexpr pg::Query kReleaseSavepoint{"es_asm_release_savepoint",
+                                      "RELEASE SAVEPOINT es_asm_rows"};
+
+// Runs `query` inside a savepoint: its result, or its error after rolling
+// back to the savepoint (the transaction goes on). An error of the
+// savepoint statements themselves is the outer status.
+absl::StatusOr<absl::StatusOr<pg::Result>> ExecInSavepoint(pg::Connection* conn,
+                                                           const pg::Query& query,
+                                                           const pg::Params& params) {
+  RETURN_IF_ERROR(conn->ExecPrepared(kSavepoint).status());
+  absl::StatusOr<pg::Result> r = conn->Exec(query, params);
+  RETURN_IF_ERROR(conn->ExecPrepared(r.ok() ? kReleaseSavepoint : kRollbackSavepoint).status());
+  return r;
+}
 
 
 std::string_view View(absl::string_view s) { return std::string_view(s.data(), s.size()); }
@@ -186,7 +216,12 @@ absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
     by_id[c.id] = &c;
   }
   if (ids.empty()) return absl::OkStatus();
-  ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kReread, {pg::Int64Array(ids), columns_json_}));
+  // Refused by PostgreSQL too (a "\u0000" in a json column): the rows stay
+  // unreadable, and their documents fail.
+  ASSIGN_OR_RETURN(absl::StatusOr<pg::Result> reread,
+                   ExecInSavepoint(conn, kReread, {pg::Int64Array(ids), columns_json_}));
+  if (!reread.ok()) return absl::OkStatus();
+  const pg::Result& r = *reread;
   const int id = r.ColumnIndex("id"), old_row = r.ColumnIndex("old_row"),
             new_row = r.ColumnIndex("new_row");
   for (int i = 0; i < r.rows(); ++i) {
@@ -247,10 +282,15 @@ absl::StatusOr<RawChangeStore::Logged> RawChangeStore::AppendEntries(
 absl::Status RawChangeStore::RecordFailures(pg::Connection* conn,
                                             std::vector<CaptureFailure>* failures) const {
   for (CaptureFailure& f : *failures) {
-    ASSIGN_OR_RETURN(pg::Result r, conn->Exec(kRecordFailure, {pg::Int64Array(f.raw_ids), columns_json_,
-                                                               f.txid, f.doctype, f.docname,
-                                                               f.error}));
-    f.record_id = r.GetInt64(0, r.ColumnIndex("id"));
+    ASSIGN_OR_RETURN(absl::StatusOr<pg::Result> cut,
+                     ExecInSavepoint(conn, kRecordFailure,
+                                     {pg::Int64Array(f.raw_ids), columns_json_, f.txid,
+                                      f.doctype, f.docname, f.error}));
+    if (!cut.ok()) {  // kept whole, as text
+      ASSIGN_OR_RETURN(cut, conn->Exec(kRecordFailureAsText, {pg::Int64Array(f.raw_ids), f.txid,
+                                                              f.doctype, f.docname, f.error}));
+    }
+    f.record_id = cut->GetInt64(0, cut->ColumnIndex("id"));
   }
   return absl::OkStatus();
 }

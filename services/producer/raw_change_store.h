@@ -58,7 +58,7 @@ class RawChangeStore {
   // Reads the unreadable rows of `tx` again with their non-registry columns
   // cut out by PostgreSQL (deep JSON outside the registry fails nothing);
   // fills `keys` for each of them from PostgreSQL's reading, which works at
-  // any depth.
+  // any depth. Rows PostgreSQL refuses as well stay unreadable.
   absl::Status Reread(pg::Connection* conn, TxRows* tx,
                       std::map<int64_t, RowKeys>* keys) const;
 
@@ -80,7 +80,9 @@ class RawChangeStore {
   static absl::StatusOr<Logged> AppendEntries(pg::Connection* conn,
                                               std::vector<LogEntry>* entries);
   // Moves each failure's raw rows (registry columns only) into one
-  // capture_error row; sets its record_id.
+  // capture_error row; sets its record_id. Rows PostgreSQL cannot take
+  // apart (a "\u0000" in a json column) are kept whole, as text
+  // (old_row_text / new_row_text).
   absl::Status RecordFailures(pg::Connection* conn,
                               std::vector<CaptureFailure>* failures) const;
   // Deletes the raw rows of the transactions `txids`; how many.

@@ -542,6 +542,38 @@ TEST_F(CaptureTest, DeepJsonFailsOnlyItsDocumentAndIsRecorded) {
   EXPECT_EQ(failed.size(), 3u);
 }
 
+// A json column may hold a "\u0000" escape, which jsonb refuses: the site's
+// write succeeds (the trigger built jsonb of the row until migration 0016
+// and failed it), and the document is captured whole, its text as it was.
+TEST_F(CaptureTest, JsonColumnWithWhatJsonbRefusesIsCapturedAndFailsNoWrite) {
+  Exec("ALTER TABLE \"tabNote\" ADD COLUMN data json");
+  Exec(R"(INSERT INTO "tabNote" (name, title, data) VALUES ('NUL', 'a', '{"x": "1\u0000"}'))");
+  Exec(R"(UPDATE "tabNote" SET title = 'b' WHERE name = 'NUL')");
+  Exec(R"(INSERT INTO "tabNote Item" (name, parent, parenttype, parentfield, idx, item)
+          VALUES ('NUL-1', 'NUL', 'Note', 'items', 1, 'row'))");
+  EXPECT_EQ(Assemble(), 3);
+  std::vector<std::string> got;
+  for (const Entry& e : Entries()) got.push_back(e.type + ":" + e.docname);
+  EXPECT_EQ(got, (std::vector<std::string>{"Create:NUL", "Update:NUL", "Update:NUL"}));
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.update_log WHERE docname = 'NUL'"
+                  " AND update_type = 'Create' AND data::text LIKE '%\\u0000%'"),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+
+  // Too deep for the services and refused by PostgreSQL's JSON functions
+  // as well: the document fails alone, its rows kept as text (its name,
+  // which neither could read, is left empty).
+  const std::string deep = std::string(600, '[') + R"("\u0000")" + std::string(600, ']');
+  Exec("INSERT INTO \"tabNote\" (name, title, data) VALUES ('DEEPNUL', 'd', $1::json)", {deep});
+  Exec(R"(INSERT INTO "tabNote" (name, title) VALUES ('AFTER', 'a'))");
+  EXPECT_EQ(Assemble(), 1);
+  EXPECT_EQ(Entries().back().docname, "AFTER");
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.capture_error"
+                  " WHERE raw_rows->0->>'new_row_text' LIKE '%DEEPNUL%\\u0000%'"),
+            1);
+  EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
+}
+
 // Initial sync chunks read their documents' JSON as PostgreSQL builds it
 // (ReadDocumentsJson): the same values ReadDocuments parses, children in
 // order, columns outside the registry left out; a document too deep as a
