@@ -1,5 +1,6 @@
 #include "services/producer/raw_change_store.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libsync/base/status_macros.h"
 
@@ -111,14 +112,21 @@ constexpr pg::Query kRollbackSavepoint{"es_asm_rollback_savepoint",
 constexpr pg::Query kReleaseSavepoint{"es_asm_release_savepoint",
                                       "RELEASE SAVEPOINT es_asm_rows"};
 
-// Runs `query` inside a savepoint: its result, or its error after rolling
-// back to the savepoint (the transaction goes on). An error of the
-// savepoint statements themselves is the outer status.
+// Runs `query` inside a savepoint: its result, or, when PostgreSQL refused
+// the data (SQLSTATE classes 22, data exception, and 54, too deep or
+// complex), that error after rolling back to the savepoint (the
+// transaction goes on). Any other error (a timeout, a lost connection) is
+// the outer status: the pass fails and is tried again, nothing is failed
+// for it.
 absl::StatusOr<absl::StatusOr<pg::Result>> ExecInSavepoint(pg::Connection* conn,
                                                            const pg::Query& query,
                                                            const pg::Params& params) {
   RETURN_IF_ERROR(conn->ExecPrepared(kSavepoint).status());
   absl::StatusOr<pg::Result> r = conn->Exec(query, params);
+  if (!r.ok()) {
+    const std::string state = pg::SqlStateOf(r.status());
+    if (!absl::StartsWith(state, "22") && !absl::StartsWith(state, "54")) return r.status();
+  }
   RETURN_IF_ERROR(conn->ExecPrepared(r.ok() ? kReleaseSavepoint : kRollbackSavepoint).status());
   return r;
 }
