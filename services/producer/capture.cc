@@ -61,7 +61,19 @@ constexpr pg::Query kSetLockTimeout{"es_capture_lock_timeout",
 constexpr pg::Query kSyncLock{
     "es_capture_sync_lock",
     "SELECT pg_advisory_xact_lock(hashtext('es_producer.capture_install'))"};
-constexpr pg::Query kTableOid{"es_capture_table_oid", "SELECT to_regclass($1)::oid AS oid"};
+// The table's oid (NULL: no such table) and whether it has the columns the
+// trigger reads itself: every row's `name`, a child row's `parenttype`
+// (capture_row(), migration 0016). Without them the trigger would fail the
+// site's writes, so it is not installed.
+constexpr pg::Query kTableOid{
+    "es_capture_table_oid",
+    "SELECT t.oid::oid AS oid,"
+    " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = 'name'"
+    "         AND a.attnum > 0 AND NOT a.attisdropped) AS has_name,"
+    " EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid"
+    "         AND a.attname = 'parenttype' AND a.attnum > 0 AND NOT a.attisdropped)"
+    "   AS has_parenttype"
+    " FROM (SELECT to_regclass($1) AS oid) AS t"};
 // Every capture trigger: its table's oid and PostgreSQL's own (quoted,
 // schema-qualified if needed) spelling of it, its arguments, and whether we
 // may drop it (DROP TRIGGER needs the table's owner; CREATE [OR REPLACE]
@@ -105,6 +117,16 @@ absl::StatusOr<std::map<std::string, Want>> WantedByOid(pg::Connection* conn,
     if (r->IsNull(0, r->ColumnIndex("oid"))) {
       return absl::NotFoundError(
           absl::StrCat(what, " does not exist; cannot install the capture trigger"));
+    }
+    // args: the DocType, then for a child table the parents it serves.
+    for (const char* column : {"name", "parenttype"}) {
+      const bool needed = std::string_view(column) == "name" || args.size() > 1;
+      if (needed && !r->GetBool(0, r->ColumnIndex(absl::StrCat("has_", column)))) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            what, " has no column \"", column,
+            "\", which the capture trigger reads; not installing it (it would fail the "
+            "site's writes)"));
+      }
     }
     want[std::string(r->Get(0, "oid"))] = Want{table, args};
   }

@@ -838,6 +838,19 @@ TEST_F(CaptureTest, SyncErrorsNameTheDocTypeOrTable) {
   EXPECT_NE(s.message().find("\"tabMissing\""), absl::string_view::npos) << s;
   s = installer_.SyncTriggers(conn_.get(), registry_, {"Note Item"});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  // A table without a column the trigger reads gets no trigger (it would
+  // fail the site's writes).
+  Exec("DROP TABLE \"tabOther\"");
+  Exec("CREATE TABLE \"tabOther\" (title text)");
+  s = installer_.SyncTriggers(conn_.get(), registry_, {"Note", "Other"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("\"tabOther\" of DocType \"Other\" has no column \"name\""),
+            absl::string_view::npos)
+      << s;
+  Exec("ALTER TABLE \"tabNote Item\" DROP COLUMN parenttype");
+  s = installer_.SyncTriggers(conn_.get(), registry_, {"Note"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("has no column \"parenttype\""), absl::string_view::npos) << s;
   // Failed syncs changed nothing.
   EXPECT_EQ(
       Count("SELECT count(*) FROM pg_trigger WHERE tgname = 'es_capture'"), 2);
