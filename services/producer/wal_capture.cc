@@ -154,11 +154,26 @@ absl::Status WalCaptureLoop::Take(Stream* s, const wal::WalMessage& message) {
 absl::Status WalCaptureLoop::AwaitVisible(Stream* s) {
   // Microseconds as a rule: the committing backends are between flushing
   // their commit records and leaving the proc array.
+  // Longer than kVisibleWarnAfter is not a moment: a synchronous standby
+  // not answering holds commits back. Said once per wait.
+  constexpr absl::Duration kVisibleWarnAfter = absl::Seconds(5);
   Backoff backoff({absl::Milliseconds(1), absl::Milliseconds(50), 2.0, 0.0});
+  const absl::Time started = sleeper_.Now();
+  bool warned = false;
   return PollUntil(sleeper_, backoff, [&]() -> absl::StatusOr<bool> {
     ASSIGN_OR_RETURN(const XidSnapshot now, WalCaptureStore::CurrentSnapshot(s->conn.get()));
-    return std::all_of(s->waiting.begin(), s->waiting.end(),
-                       [&](const wal::WalTransaction& t) { return VisibleInSnapshot(now, t.xid); });
+    const bool visible = std::all_of(
+        s->waiting.begin(), s->waiting.end(),
+        [&](const wal::WalTransaction& t) { return VisibleInSnapshot(now, t.xid); });
+    if (!visible && !warned && sleeper_.Now() - started > kVisibleWarnAfter) {
+      warned = true;
+      spdlog::warn("WAL capture: {} committed transaction(s) (the first: xid {}) are still not "
+                   "visible to other sessions after {}; their entries wait (a synchronous "
+                   "standby that does not answer holds commits back)",
+                   s->waiting.size(), s->waiting.front().xid,
+                   absl::FormatDuration(kVisibleWarnAfter));
+    }
+    return visible;
   });
 }
 
