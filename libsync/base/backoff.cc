@@ -137,13 +137,12 @@ void RunLoop(Sleeper& sleeper, Backoff& backoff,
 }
 
 absl::Status PollUntil(Sleeper& sleeper, Backoff& backoff,
-                       const std::function<absl::StatusOr<bool>()>& done, int* waits) {
+                       const std::function<absl::StatusOr<bool>()>& done) {
   backoff.Reset();
   while (true) {
     absl::StatusOr<bool> now = done();
     if (!now.ok()) return now.status();
     if (*now) return absl::OkStatus();
-    if (waits != nullptr) ++*waits;
     if (sleeper.stopped() || !sleeper.SleepFor(backoff.Next())) {
       return absl::CancelledError("stopped while waiting");
     }

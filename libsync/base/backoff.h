@@ -152,10 +152,9 @@ void RunLoop(Sleeper& sleeper, Backoff& backoff,
              const LoopHooks& hooks = {});
 
 // Asks `done` until true; OK then. `done`'s error, or CANCELLED when the
-// sleeper stopped, ends it sooner. Returns how many times `done` said false
-// in `*waits` (optional).
+// sleeper stopped, ends it sooner.
 absl::Status PollUntil(Sleeper& sleeper, Backoff& backoff,
-                       const std::function<absl::StatusOr<bool>()>& done, int* waits = nullptr);
+                       const std::function<absl::StatusOr<bool>()>& done);
 
 }  // namespace eventstream
 

@@ -119,8 +119,8 @@ absl::StatusOr<std::map<std::string, Want>> WantedByOid(pg::Connection* conn,
           absl::StrCat(what, " does not exist; cannot install the capture trigger"));
     }
     // args: the DocType, then for a child table the parents it serves.
-    for (const char* column : {"name", "parenttype"}) {
-      const bool needed = std::string_view(column) == "name" || args.size() > 1;
+    const bool child = args.size() > 1;
+    for (const auto& [column, needed] : {std::pair{"name", true}, std::pair{"parenttype", child}}) {
       if (needed && !r->GetBool(0, r->ColumnIndex(absl::StrCat("has_", column)))) {
         return absl::FailedPreconditionError(absl::StrCat(
             what, " has no column \"", column,

@@ -153,9 +153,8 @@ absl::Status WalCaptureLoop::Take(Stream* s, const wal::WalMessage& message) {
 
 absl::Status WalCaptureLoop::AwaitVisible(Stream* s) {
   // Microseconds as a rule: the committing backends are between flushing
-  // their commit records and leaving the proc array.
-  // Longer than kVisibleWarnAfter is not a moment: a synchronous standby
-  // not answering holds commits back. Said once per wait.
+  // their commit records and leaving the proc array. Past kVisibleWarnAfter
+  // it is more likely a synchronous standby not answering: said once.
   constexpr absl::Duration kVisibleWarnAfter = absl::Seconds(5);
   Backoff backoff({absl::Milliseconds(1), absl::Milliseconds(50), 2.0, 0.0});
   const absl::Time started = sleeper_.Now();
