@@ -83,11 +83,13 @@ constexpr pg::Query kUnsubscribeOthers{
     "   AND doctype NOT IN (SELECT jsonb_array_elements_text($2::jsonb))"};
 constexpr pg::Query kLockConsumerCredentials{
     "es_consumers_lock_credentials",
-    "SELECT api_key, notify_token FROM es_producer.consumer WHERE site = $1"
+    "SELECT api_key, notify_token, acknowledged_seq FROM es_producer.consumer WHERE site = $1"
     " FOR UPDATE"};
+// $3 the log position the registration answers: the consumer has
+// everything up to it (nothing before its registration is its to pull).
 constexpr pg::Query kInsertConsumer{
     "es_consumers_insert",
-    "INSERT INTO es_producer.consumer (site, api_key) VALUES ($1, $2)"};
+    "INSERT INTO es_producer.consumer (site, api_key, acknowledged_seq) VALUES ($1, $2, $3)"};
 constexpr pg::Query kLockConsumer{
     "es_consumers_lock",
     "SELECT 1 FROM es_producer.consumer WHERE site = $1 FOR UPDATE"};
@@ -417,12 +419,16 @@ absl::StatusOr<RegisterResult> ConsumerStore::Register(const ConsumerRegistratio
             "UpdateSubscription with the new token; otherwise give this "
             "consumer a site name of its own"));
       }
+      // The position it last acknowledged, not the log's end: a consumer
+      // that died before storing its first answer asks again and must not
+      // skip what was logged in between (an initial sync's first chunks).
+      result.watermark = found.GetInt64(0, found.ColumnIndex("acknowledged_seq"));
     } else {
-      RETURN_IF_ERROR(conn->Exec(kInsertConsumer, {reg.site, reg.api_key}).status());
+      ASSIGN_OR_RETURN(result.watermark, LogPosition(conn));
+      RETURN_IF_ERROR(
+          conn->Exec(kInsertConsumer, {reg.site, reg.api_key, result.watermark}).status());
     }
-    RETURN_IF_ERROR(WriteSubscriptions(conn, reg));
-    ASSIGN_OR_RETURN(result.watermark, LogPosition(conn));
-    return absl::OkStatus();
+    return WriteSubscriptions(conn, reg);
   }));
   ASSIGN_OR_RETURN(auto conn, pool_->Acquire());
   ASSIGN_OR_RETURN(result.subscriptions, ReadRows(conn.get(), reg.site));

@@ -5,9 +5,12 @@
 // Contract (docs/design.md "Producer / Register / approve"):
 //  * Register creates the site's record with one row per requested DocType
 //    and returns the current log position (max seq of es_producer.update_log,
-//    0 when empty) as the consumer's new watermark. Registering again with
-//    the same api key and notify token is the same as UpdateSubscription and
-//    returns the then-current log position. The same site with another api
+//    0 when empty) as the consumer's new watermark, recorded as its
+//    acknowledged position. Registering again with the same api key and
+//    notify token is the same as UpdateSubscription and returns the position
+//    the site last acknowledged (its registration's, if it never pulled): a
+//    consumer killed before it stored the first answer skips nothing logged
+//    in between. The same site with another api
 //    key or another notify token is ALREADY_EXISTS: two deployments claim
 //    one site name (the consumer changes its token with UpdateSubscription).
 //  * UpdateSubscription replaces the site's DocType list, conditions,

@@ -1062,6 +1062,44 @@ TEST_F(E2ETest, InitialSyncSurvivesKilledServices) {
   ExpectEachEntrySyncedOnce(hq(), branch());
 }
 
+// A consumer killed after hq committed its registration but before it
+// stored hq's answer registers again at its next start. hq answers the
+// position it recorded for it, not the log's end, so what was logged in
+// between (the initial sync's first chunks, a new Note) still reaches it.
+TEST_F(E2ETest, ConsumerKilledBeforeStoringItsRegistrationMissesNothing) {
+  TwoSites::Spec spec = BaseSpec(kNoteSameName, {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(3000, /*alternate=*/false);
+  auto sites = TwoSites::Create(std::move(spec));
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  sites_ = std::move(*sites);
+  ASSERT_TRUE(sites_->StartProducer().ok());
+  hq_stub_ = v1::Producer::NewStub(
+      grpc::CreateChannel(sites_->producer_address(), grpc::InsecureChannelCredentials()));
+  ASSERT_TRUE(sites_->MigrateConsumer().ok());
+  // The consumer's first watermark insert waits for this lock: it has
+  // registered at hq and stored nothing.
+  ASSERT_TRUE(branch()->Exec("BEGIN").ok());
+  ASSERT_TRUE(branch()->Exec("LOCK TABLE es_consumer.last_update IN EXCLUSIVE MODE").ok());
+  StartConsumer();
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(hq(), "SELECT count(*) FROM es_producer.update_log"
+                          " WHERE for_site = 'branch'") >= 1000;
+  })) << sites_->Logs();
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('N-between', 'logged meanwhile'))");
+  ASSERT_TRUE(Eventually([&] {
+    return QueryInt(hq(), "SELECT count(*) FROM es_producer.update_log"
+                          " WHERE docname = 'N-between'") == 1;
+  }));
+  sites_->KillConsumer();
+  ASSERT_TRUE(branch()->Exec("ROLLBACK").ok());
+  EXPECT_EQ(QueryInt(branch(), "SELECT count(*) FROM es_consumer.last_update"), 0);
+  StartConsumer();
+  AwaitNotesEqual(absl::Seconds(60));
+  ExpectEachEntrySyncedOnce(hq(), branch());
+  EXPECT_NE(sites_->ProducerLog().find("registered again"), std::string::npos);
+}
+
 // Not a check (run by hand with --gtest_also_run_disabled_tests): how fast
 // an initial sync of ES_SYNC_DOCS Notes (default 20,000) with 3 rows each
 // reaches a branch.

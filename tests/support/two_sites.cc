@@ -153,6 +153,17 @@ absl::Status TwoSites::StartConsumer() {
   return absl::OkStatus();
 }
 
+absl::Status TwoSites::MigrateConsumer() {
+  ScopedTempDir dir("eventstream-consumer-migrate");
+  WriteFile(dir.path() + "/config.yaml", ConsumerConfig());
+  CommandResult r = RunCommand(
+      {BinDir() + "/eventstream-consumer", "migrate", "--config", dir.path() + "/config.yaml"},
+      Secrets());
+  if (r.exit_code == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("eventstream-consumer migrate exited with ",
+                                          r.exit_code, ":\n", r.output));
+}
+
 absl::StatusOr<std::string> TwoSites::StopConsumer() {
   if (consumer_.process == nullptr) return absl::FailedPreconditionError("not started");
   consumer_.process->Signal(SIGTERM);

@@ -99,6 +99,8 @@ class TwoSites {
 
   absl::Status StartProducer();
   absl::Status StartConsumer();
+  // `eventstream-consumer migrate`: branch's schemas, without starting it.
+  absl::Status MigrateConsumer();
   // SIGTERM, waits for a clean exit; returns the log written.
   absl::StatusOr<std::string> StopConsumer();
   // SIGKILL, reaps it.
