@@ -1,8 +1,9 @@
-# Shared by tools/bench, tools/bench-membership and tools/bench-soak (sourced,
-# not run): the output helpers, psql helpers on the throwaway cluster ($WORK socket,
-# $PGPORT), the "Bench Doc" schema (3 "Bench Doc Item" rows per document),
-# the DocType config block, the pgbench insert script, and the equality
-# checks (counts + md5 over every replicated column).
+# Shared by tools/bench, tools/bench-membership, tools/bench-soak and
+# tools/bench-webhooks (sourced, not run): the output helpers, psql helpers on
+# the throwaway cluster ($WORK socket, $PGPORT), waiting, the "Bench Doc"
+# schema (3 "Bench Doc Item" rows per document), the DocType config block,
+# the pgbench insert script, and the equality checks (counts + md5 over
+# every replicated column). Each script defines its own fail().
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 note() { printf '   %s\n' "$*" >&2; }
 psql_on() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PGPORT" -U postgres -d "$db" "$@"; }
@@ -14,6 +15,17 @@ pick_port() {
   local p
   while :; do p=$((30000 + RANDOM % 25000)); port_free "$p" && port_free $((p + 1)) && break; done
   echo "$p"
+}
+wait_for() {  # wait_for SECONDS WHAT CMD...: until CMD succeeds, or fail
+  local secs=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "timed out waiting for $what"
+    sleep 0.1
+  done
+}
+rss_kb() {  # VmHWM (peak RSS) of a pid, in kB
+  awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 }
 SCHEMA='
 CREATE TABLE "tabBench Doc" (name text PRIMARY KEY, creation timestamptz DEFAULT now(),
