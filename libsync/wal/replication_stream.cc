@@ -140,6 +140,11 @@ absl::Status ReplicationStream::Confirm(Lsn lsn) {
   return SendStatus(false);
 }
 
+absl::Status ReplicationStream::KeepAlive() {
+  if (absl::Now() - last_status_ < status_interval_) return absl::OkStatus();
+  return SendStatus(false);
+}
+
 absl::StatusOr<std::optional<WalMessage>> ReplicationStream::Handle(std::string_view data) {
   ASSIGN_OR_RETURN(CopyMessage message, DecodeCopyData(data));
   if (auto* k = std::get_if<PrimaryKeepalive>(&message)) {
@@ -178,7 +183,7 @@ absl::Status ReplicationStream::StreamEnded() {
 absl::StatusOr<std::optional<WalMessage>> ReplicationStream::Next(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    if (absl::Now() - last_status_ >= status_interval_) RETURN_IF_ERROR(SendStatus(false));
+    RETURN_IF_ERROR(KeepAlive());
     char* buffer = nullptr;
     const int n = PQgetCopyData(conn_->raw(), &buffer, /*async=*/1);
     if (n > 0) {

@@ -69,6 +69,11 @@ class ReplicationStream {
   // Everything up to `lsn` is durable on the caller's side: the slot may
   // move there. Sent at once; a smaller LSN than before is ignored.
   absl::Status Confirm(Lsn lsn);
+  // For a caller that reads nothing for a while (it waits on something
+  // else): a status update once status_interval has passed since the last,
+  // so the server's wal_sender_timeout does not end the stream. Next()
+  // does the same while it reads.
+  absl::Status KeepAlive();
 
   Lsn confirmed() const { return confirmed_; }
   Lsn server_end() const { return server_end_; }  // the last end of WAL heard

@@ -123,6 +123,7 @@ absl::Status WalCaptureLoop::Open(Stream* s) {
   wal::ReplicationOptions o;
   o.conninfo = options_.database_url;
   o.slot = store.slot();
+  o.status_interval = options_.status_interval;
   ASSIGN_OR_RETURN(o.publications, store.Publications(s->conn.get()));
   // From the slot's confirmed position: every transaction not confirmed
   // comes again, whole.
@@ -160,6 +161,9 @@ absl::Status WalCaptureLoop::AwaitVisible(Stream* s) {
   const absl::Time started = sleeper_.Now();
   bool warned = false;
   return PollUntil(sleeper_, backoff, [&]() -> absl::StatusOr<bool> {
+    // Nothing is read from the slot meanwhile: the server must still hear
+    // from us, or past wal_sender_timeout it ends the stream.
+    RETURN_IF_ERROR(s->stream->KeepAlive());
     ASSIGN_OR_RETURN(const XidSnapshot now, WalCaptureStore::CurrentSnapshot(s->conn.get()));
     const bool visible = std::all_of(
         s->waiting.begin(), s->waiting.end(),

@@ -42,6 +42,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libsync/base/backoff.h"
 #include "libsync/base/pg.h"
 #include "libsync/model/doctype.h"
@@ -79,6 +80,9 @@ class WalCaptureLoop {
     int max_batch_rows = 5000;  // changes per log transaction (soft: whole transactions)
     absl::Duration idle_wait = absl::Milliseconds(100);  // a read's wait when idle
     int max_backoff_ms = 2000;
+    // How often the slot hears from this loop, also while a batch waits to
+    // become visible; well below the server's wal_sender_timeout (60 s).
+    absl::Duration status_interval = absl::Seconds(10);
   };
   // on_entries(last_seq) runs on the loop thread after each batch that wrote
   // entries (the notifier and webhooks, as AssemblerLoop's).

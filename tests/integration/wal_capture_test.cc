@@ -164,18 +164,22 @@ class Site {
   std::unique_ptr<pg::Connection> conn_;
 };
 
-WalCaptureLoop::Options LoopOptions(const std::string& url) {
+WalCaptureLoop::Options LoopOptions(const std::string& url, absl::Duration status_interval) {
   WalCaptureLoop::Options o;
   o.database_url = url;
+  o.status_interval = status_interval;
   return o;
 }
 
 // A site captured in wal mode by an in-process WalCaptureLoop.
+// `url_options` is appended to the loop's database URL ("&options=...").
 class WalSite : public Site {
  public:
-  WalSite() : Site("walcap"), registry_(MakeRegistry()),
-              capture_(&registry_, WalCaptureStore(slot(), "es_pub")),
-              loop_(&capture_, LoopOptions(url())) {
+  explicit WalSite(const std::string& url_options = "",
+                   absl::Duration status_interval = absl::Seconds(10))
+      : Site("walcap"), registry_(MakeRegistry()),
+        capture_(&registry_, WalCaptureStore(slot(), "es_pub")),
+        loop_(&capture_, LoopOptions(url() + url_options, status_interval)) {
     absl::Status s = capture_.store().SyncPublication(conn(), registry_, {"Note"});
     EXPECT_TRUE(s.ok()) << s;
     loop_.Start();
@@ -296,6 +300,47 @@ class SyncStandbyNobodyHas {
   pg::Connection* conn_;
 };
 
+// N1's title set to 'after' by a transaction that commits with
+// synchronous_commit = on while SyncStandbyNobodyHas: its commit record is
+// flushed and sent, and it stays invisible to everyone else until Release().
+class InvisibleCommit {
+ public:
+  explicit InvisibleCommit(WalSite* wal) : wal_(wal), standby_(wal->conn()) {
+    writer_ = wal->Connect();
+    EXPECT_TRUE(writer_->Exec("SET synchronous_commit = on").ok());
+    EXPECT_TRUE(Eventually([&] {
+      return QueryText(writer_.get(), "SHOW synchronous_standby_names") == "es_nobody";
+    }));
+    pid_ = QueryInt(writer_.get(), "SELECT pg_backend_pid()");
+    commit_ = std::thread([this] {
+      absl::Status s = writer_->ExecScript(
+          "BEGIN; UPDATE \"tabNote\" SET title = 'after' WHERE name = 'N1'; COMMIT;");
+      EXPECT_TRUE(s.ok()) << s;  // committed locally once the wait is cancelled
+    });
+    const std::string waiting = absl::StrCat(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ", pid_, " AND wait_event = 'SyncRep'");
+    EXPECT_TRUE(Eventually([&] { return wal->Int(waiting) == 1; }));
+    flushed_ = static_cast<wal::Lsn>(
+        wal->Int("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint"));
+  }
+  ~InvisibleCommit() { Release(); }
+  // Cancels the wait: the transaction is committed and visible.
+  void Release() {
+    if (!commit_.joinable()) return;
+    EXPECT_EQ(wal_->Int(absl::StrCat("SELECT count(*) FROM pg_cancel_backend(", pid_, ")")), 1);
+    commit_.join();
+  }
+  wal::Lsn flushed() const { return flushed_; }  // its commit record is at or below
+
+ private:
+  WalSite* wal_;
+  SyncStandbyNobodyHas standby_;
+  std::unique_ptr<pg::Connection> writer_;
+  int64_t pid_ = 0;
+  std::thread commit_;
+  wal::Lsn flushed_ = 0;
+};
+
 // A decoded commit can still be running for every other session; its entry
 // must wait until it is not (a pull judges conditions on the current
 // document: issue 14's move-in was lost under load this way).
@@ -303,34 +348,40 @@ TEST(WalCaptureTest, AnEntryIsLoggedOnlyOnceItsChangeIsVisible) {
   WalSite wal;
   wal.Write(ES_NOTE("N1", "before"));
   wal.Drain();
-  SyncStandbyNobodyHas standby(wal.conn());
-  auto writer = wal.Connect();
-  ASSERT_TRUE(writer->Exec("SET synchronous_commit = on").ok());
-  ASSERT_TRUE(Eventually([&] {
-    return QueryText(writer.get(), "SHOW synchronous_standby_names") == "es_nobody";
-  }));
-  const int64_t pid = QueryInt(writer.get(), "SELECT pg_backend_pid()");
-  std::thread commit([&] {
-    absl::Status s = writer->ExecScript(
-        "BEGIN; UPDATE \"tabNote\" SET title = 'after' WHERE name = 'N1'; COMMIT;");
-    EXPECT_TRUE(s.ok()) << s;  // committed locally once the wait is cancelled
-  });
-  const std::string waiting = absl::StrCat(
-      "SELECT count(*) FROM pg_stat_activity WHERE pid = ", pid, " AND wait_event = 'SyncRep'");
-  ASSERT_TRUE(Eventually([&] { return wal.Int(waiting) == 1; }));
+  InvisibleCommit held(&wal);
   // Flushed and sent, not visible: nothing is logged for it meanwhile.
-  const wal::Lsn flushed = static_cast<wal::Lsn>(
-      wal.Int("SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint"));
-  EXPECT_FALSE(wal.loop_.WaitCaptured(flushed, absl::Seconds(1)));
+  EXPECT_FALSE(wal.loop_.WaitCaptured(held.flushed(), absl::Seconds(1)));
   EXPECT_EQ(wal.Int("SELECT count(*) FROM es_producer.update_log WHERE docname = 'N1'"), 1);
   EXPECT_EQ(QueryText(wal.conn(), "SELECT title FROM \"tabNote\" WHERE name = 'N1'"), "before");
-  EXPECT_EQ(wal.Int(absl::StrCat("SELECT count(*) FROM pg_cancel_backend(", pid, ")")), 1);
-  commit.join();
-  EXPECT_TRUE(wal.loop_.WaitCaptured(flushed, absl::Seconds(30)));
+  held.Release();
+  EXPECT_TRUE(wal.loop_.WaitCaptured(held.flushed(), absl::Seconds(30)));
   std::vector<Entry> got = wal.Entries("docname = 'N1'");
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[1].type, "Update");
   EXPECT_NE(got[1].data.find("\"after\""), std::string::npos) << got[1].data;
+}
+
+// While a batch waits to become visible the loop reads nothing from the
+// slot, but it still answers the server: a wait longer than
+// wal_sender_timeout keeps the stream (it used to end it, and the batch was
+// read again on a new connection, for as long as the wait lasted).
+TEST(WalCaptureTest, AVisibilityWaitLongerThanTheSenderTimeoutKeepsTheStream) {
+  WalSite wal("&options=-c%20wal_sender_timeout%3D1000", absl::Milliseconds(200));
+  wal.Write(ES_NOTE("N1", "before"));
+  wal.Drain();
+  const std::string sender = absl::StrCat(
+      "SELECT coalesce(max(active_pid), 0) FROM pg_replication_slots WHERE slot_name = '",
+      wal.slot(), "'");
+  const int64_t walsender = wal.Int(sender);
+  ASSERT_NE(walsender, 0);
+  InvisibleCommit held(&wal);
+  // Three sender timeouts, not a backoff being checked.
+  EXPECT_FALSE(wal.loop_.WaitCaptured(held.flushed(), absl::Seconds(3)));
+  EXPECT_EQ(wal.Int(sender), walsender);
+  held.Release();
+  EXPECT_TRUE(wal.loop_.WaitCaptured(held.flushed(), absl::Seconds(30)));
+  EXPECT_EQ(wal.Int(sender), walsender);
+  EXPECT_EQ(wal.Entries("docname = 'N1'").size(), 2u);
 }
 
 // ---- the producer binary in wal mode, killed -9 ----------------------------
