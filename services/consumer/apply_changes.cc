@@ -65,8 +65,15 @@ absl::StatusOr<Outcome> DocumentApplier::InsertFetched(const Target& t,
   auto fetched = Fetch(t.remote_doctype, remote_name);
   if (!fetched.ok()) return Annotate(fetched.status(), absl::StrCat(why, ": fetching ", what));
   if (!fetched->has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        why, ": ", what, " is missing here and the producer does not have it (any more)"));
+    // Absent on both sites: nothing to apply. Failing would park the
+    // document's later entries (its Delete, a Create of the name again)
+    // behind an error no Resync clears, the producer not having it then
+    // either. Whatever becomes of it later arrives as its own entry.
+    Outcome out;
+    out.note = absl::StrCat(why, ": ", what,
+                            " is missing here and the producer no longer has it (or no longer "
+                            "shows it to this site); nothing to apply");
+    return out;
   }
   return Create(t, remote_name, **std::move(fetched),
                 absl::StrCat(why, ": fetched the whole document with GetDocument and inserted it"));
@@ -134,7 +141,7 @@ absl::StatusOr<Outcome> DocumentApplier::UpdateMissing(const Target& t,
                                                        const std::string& kind, bool cancel) {
   ASSIGN_OR_RETURN(Outcome out,
                    InsertFetched(t, remote_name, absl::StrCat(kind, " of a document missing here")));
-  if (!cancel) return out;
+  if (!cancel || out.local_docname.empty()) return out;  // nothing inserted: nothing to cancel
   // The fetched copy is the current one; a Cancel still means docstatus 2.
   ASSIGN_OR_RETURN(const TableInfo* info, tables_->Get(conn_, t.def->table));
   RETURN_IF_ERROR(UpdateRow(*info, {{"docstatus", Value::Int(2)}}, "name = $1",

@@ -33,7 +33,8 @@
 //    parent docstatus change is copied to the child rows.
 //  * Update/Cancel/Rename of a document missing here: the current document
 //    is fetched with GetDocument and inserted (note says so); when the
-//    producer does not have it, the entry fails.
+//    producer does not have it either (or does not show it to this site),
+//    nothing is applied and the note says so (absent on both sites).
 //  * Rename does not rewrite links in other documents: the producer's own
 //    rename updates those documents, which reach us as their Updates.
 //  * Sync (the producer's whole current document: move-in, initial sync):

@@ -334,13 +334,26 @@ TEST_F(ApplyTest, UpdateOfMissingDocumentFetchesIt) {
   ApplyResult r =
       Apply({Entry(1, "Note", "N9", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"Fetched"}})"),
              Entry(2, "Note", "N404", v1::UPDATE_TYPE_UPDATE, R"({"changed":{"title":"x"}})")});
-  EXPECT_EQ(r.synced, 1);
-  EXPECT_EQ(r.failed, 1);
+  // N404: absent here and at the producer: nothing to apply, and nothing
+  // for its later entries to park behind.
+  EXPECT_EQ(r.synced, 2);
+  EXPECT_EQ(r.failed, 0);
   EXPECT_EQ(All("SELECT name, title FROM \"tabNote\""), "N9|Fetched");
   EXPECT_EQ(All("SELECT name, parent FROM \"tabNote Item\""), "x1|N9");
   EXPECT_NE(One("SELECT note FROM es_consumer.sync_log WHERE seq = 1").find("GetDocument"),
             std::string::npos);
-  EXPECT_NE(Error(2).find("does not have it"), std::string::npos) << Error(2);
+  EXPECT_NE(One("SELECT note FROM es_consumer.sync_log WHERE seq = 2")
+                .find("the producer no longer has it"),
+            std::string::npos);
+  // A Cancel of it likewise; then the name created again arrives at once.
+  producer_.Put(R"({"doctype":"Note","name":"N404","title":"again"})");
+  r = Apply({Entry(3, "Note", "N405", v1::UPDATE_TYPE_CANCEL, R"({"changed":{}})"),
+             Entry(4, "Note", "N404", v1::UPDATE_TYPE_CREATE,
+                   R"({"doctype":"Note","name":"N404","title":"again"})")});
+  EXPECT_EQ(r.synced, 2);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(All("SELECT name, title, docstatus FROM \"tabNote\" ORDER BY name"),
+            "N404|again|0;N9|Fetched|0");
 }
 
 TEST_F(ApplyTest, CreateOfExistingDocumentLeavesItAlone) {

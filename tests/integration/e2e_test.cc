@@ -1311,6 +1311,32 @@ TEST_F(E2ETest, InitialSyncOffSendsOnlyNewChanges) {
   EXPECT_EQ(NoteSync(HqConsumer()).state(), "off");
 }
 
+// A Note edited and then deleted at hq before the branch had it (its
+// subscription started without an initial sync): the Update finds it
+// missing on both sites and applies nothing, and nothing of that name parks
+// behind it: the Delete is "not present here", the name created again
+// arrives.
+TEST_F(E2ETest, UpdateOfADocumentGoneOnBothSitesParksNothing) {
+  TwoSites::Spec spec = BaseSpec(
+      "        - {doctype: Note, use_same_name: true, initial_sync: false}\n", {"Note"});
+  spec.branch_sql = Tables();
+  spec.hq_sql = Tables() + SeedNotes(3, /*alternate=*/false);
+  Start(spec);
+  ASSERT_TRUE(sites_->StopConsumer().ok());  // it pulls the Update only once the Note is gone
+  Hq(R"(UPDATE "tabNote" SET title = 'edited' WHERE name = 'S00001')");
+  Hq(R"(DELETE FROM "tabNote Item" WHERE parent = 'S00001';
+        DELETE FROM "tabNote" WHERE name = 'S00001')");
+  StartConsumer();
+  ASSERT_TRUE(Eventually([&] { return SyncLog("Note").size() == 2; })) << SyncSummary();
+  Hq(R"(INSERT INTO "tabNote" (name, title) VALUES ('S00001', 'again'))");
+  AwaitBranch("SELECT string_agg(name || ':' || title, ' ') FROM \"tabNote\"", "S00001:again");
+  ASSERT_TRUE(Eventually([&] { return SyncLog("Note").size() == 3; })) << SyncSummary();
+  for (const v1::SyncLogEntry& e : SyncLog("Note")) {
+    EXPECT_EQ(e.status(), v1::SYNC_STATUS_SYNCED) << SyncSummary();
+  }
+  EXPECT_TRUE(absl::StrContains(SyncSummary("Note"), "Update:S00001:Synced")) << SyncSummary();
+}
+
 // A condition changed in the consumer's config: documents that pass now
 // move in, those that no longer pass move out (deleted here).
 TEST_F(E2ETest, ConditionChangeMovesDocumentsInAndOut) {
