@@ -71,6 +71,12 @@ InitialSyncWriter::Options InitialSyncOptions(LogTail* tail) {
   return options;
 }
 
+AssemblerLoop::Options AssemblerLoopOptions(const std::string& database_url) {
+  AssemblerLoop::Options options;
+  options.database_url = database_url;
+  return options;
+}
+
 Assembler::Options AssemblerOptions(ProducerMetrics* metrics, LogTail* tail) {
   Assembler::Options options;
   options.on_logged = TailSink(tail);
@@ -105,7 +111,7 @@ class ProducerInstance : public ServiceInstance {
         service_(std::move(deps)),
         assembler_(config.registry, AssemblerOptions(metrics_.get(), tail())),
         initial_sync_(config_.get(), InitialSyncOptions(tail())),
-        loop_(&assembler_, AssemblerLoop::Options{config.database.url}, LoggedHook(),
+        loop_(&assembler_, AssemblerLoopOptions(config.database.url), LoggedHook(),
               &initial_sync_),
         retention_(RetentionLoop::Options{config.database.url, config.producer->retention,
                                           metrics_.get()}) {
