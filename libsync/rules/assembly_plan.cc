@@ -164,6 +164,17 @@ RowKeys KeysOf(const DocTypeRegistry& registry, const RawChange& c) {
   return k;
 }
 
+std::optional<RowKeys> KeysOfUnreadable(const DocTypeRegistry& registry, const RawChange& c,
+                                        const std::string& docname) {
+  const DocTypeDef* def = registry.Find(c.doctype);
+  if (def == nullptr || def->istable || docname.empty()) return std::nullopt;
+  RowKeys k;
+  k.doctype = c.doctype;
+  if (c.op != 'I') k.old_name = docname;
+  if (c.op != 'D') k.new_name = docname;
+  return k;
+}
+
 void PassOutcome::Add(const TxRows& tx, TxOutcome outcome) {
   for (LogEntry& e : outcome.entries) entries.push_back(std::move(e));
   for (CaptureFailure& f : outcome.failures) failures.push_back(std::move(f));

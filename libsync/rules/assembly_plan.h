@@ -103,6 +103,12 @@ TxOutcome BuildByDocument(const DocTypeRegistry& registry, const TxRows& tx,
                           const std::map<int64_t, RowKeys>& reread_keys);
 // The keys that place readable raw row `c` in its document.
 RowKeys KeysOf(const DocTypeRegistry& registry, const RawChange& c);
+// The keys of raw row `c` that nobody can read (not the services, not
+// PostgreSQL's JSON functions), from the name its trigger recorded
+// (raw_change.docname): a parent row's name on the sides its op has;
+// nullopt for a child row (its parent is in the unreadable JSON).
+std::optional<RowKeys> KeysOfUnreadable(const DocTypeRegistry& registry, const RawChange& c,
+                                        const std::string& docname);
 
 // Everything one pass decided, over the transactions it took.
 struct PassOutcome {

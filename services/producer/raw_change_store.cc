@@ -71,6 +71,10 @@ constexpr pg::Query kVacuum{"es_asm_vacuum", "VACUUM es_producer.raw_change"};
 #define ES_REGISTRY_COLUMNS(side)                                          \
   "(SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(r." side "::jsonb) AS e" \
   " WHERE coalesce($2::jsonb -> r.doctype, $2::jsonb -> '') ? e.key)"
+// The names the trigger recorded for rows $1 (no JSON is read).
+constexpr pg::Query kRecordedNames{
+    "es_asm_recorded_names",
+    "SELECT r.id, r.docname FROM es_producer.raw_change r WHERE r.id = ANY($1::bigint[])"};
 // Rows $1 again, registry columns only, with the keys that place them in
 // their document.
 constexpr pg::Query kReread{
@@ -225,10 +229,19 @@ absl::Status RawChangeStore::Reread(pg::Connection* conn, TxRows* tx,
   }
   if (ids.empty()) return absl::OkStatus();
   // Refused by PostgreSQL too (a "\u0000" in a json column): the rows stay
-  // unreadable, and their documents fail.
+  // unreadable, and their documents fail, named as the trigger recorded.
   ASSIGN_OR_RETURN(absl::StatusOr<pg::Result> reread,
                    ExecInSavepoint(conn, kReread, {pg::Int64Array(ids), columns_json_}));
-  if (!reread.ok()) return absl::OkStatus();
+  if (!reread.ok()) {
+    ASSIGN_OR_RETURN(pg::Result names, conn->Exec(kRecordedNames, {pg::Int64Array(ids)}));
+    for (int i = 0; i < names.rows(); ++i) {
+      const RawChange& c = *by_id.at(names.GetInt64(i, names.ColumnIndex("id")));
+      std::optional<RowKeys> k =
+          KeysOfUnreadable(*registry_, c, std::string(names.Get(i, "docname")));
+      if (k) (*keys)[c.id] = *std::move(k);
+    }
+    return absl::OkStatus();
+  }
   const pg::Result& r = *reread;
   const int id = r.ColumnIndex("id"), old_row = r.ColumnIndex("old_row"),
             new_row = r.ColumnIndex("new_row");

@@ -561,15 +561,16 @@ TEST_F(CaptureTest, JsonColumnWithWhatJsonbRefusesIsCapturedAndFailsNoWrite) {
   EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
 
   // Too deep for the services and refused by PostgreSQL's JSON functions
-  // as well: the document fails alone, its rows kept as text (its name,
-  // which neither could read, is left empty).
+  // as well: the document fails alone, its rows kept as text, named as the
+  // trigger recorded it.
   const std::string deep = std::string(600, '[') + R"("\u0000")" + std::string(600, ']');
   Exec("INSERT INTO \"tabNote\" (name, title, data) VALUES ('DEEPNUL', 'd', $1::json)", {deep});
   Exec(R"(INSERT INTO "tabNote" (name, title) VALUES ('AFTER', 'a'))");
   EXPECT_EQ(Assemble(), 1);
   EXPECT_EQ(Entries().back().docname, "AFTER");
   EXPECT_EQ(Count("SELECT count(*) FROM es_producer.capture_error"
-                  " WHERE raw_rows->0->>'new_row_text' LIKE '%DEEPNUL%\\u0000%'"),
+                  " WHERE raw_rows->0->>'new_row_text' LIKE '%DEEPNUL%\\u0000%'"
+                  " AND doctype = 'Note' AND docname = 'DEEPNUL'"),
             1);
   EXPECT_EQ(Count("SELECT count(*) FROM es_producer.raw_change"), 0);
 }

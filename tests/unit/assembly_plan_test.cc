@@ -180,6 +180,27 @@ TEST(KeysOf, ParentAndChildRows) {
   EXPECT_FALSE(unknown.new_name.has_value());  // not a string
 }
 
+TEST(KeysOfUnreadable, AParentRowByItsRecordedNameAChildNot) {
+  DocTypeRegistry registry = NoteRegistry();
+  RawChange insert = Tx().Insert("Note", R"({"name":"N1"})").rows.front();
+  std::optional<RowKeys> k = KeysOfUnreadable(registry, insert, "N1");
+  ASSERT_TRUE(k.has_value());
+  EXPECT_FALSE(k->child);
+  EXPECT_FALSE(k->old_name.has_value());
+  EXPECT_EQ(k->new_name, "N1");
+  RawChange del = Tx().Delete("Note", R"({"name":"N1"})").rows.front();
+  k = KeysOfUnreadable(registry, del, "N1");
+  ASSERT_TRUE(k.has_value());
+  EXPECT_EQ(k->old_name, "N1");
+  EXPECT_FALSE(k->new_name.has_value());
+  RawChange child =
+      Tx().Insert("Note Item", R"({"name":"r1","parent":"N1","parenttype":"Note"})").rows.front();
+  EXPECT_FALSE(KeysOfUnreadable(registry, child, "r1").has_value());
+  EXPECT_FALSE(KeysOfUnreadable(registry, insert, "").has_value());
+  RawChange other = Tx().Insert("Other", R"({"name":"O1"})").rows.front();
+  EXPECT_FALSE(KeysOfUnreadable(registry, other, "O1").has_value());
+}
+
 TEST(PassOutcome, CollectsEveryTransactionTaken) {
   PassOutcome pass;
   TxRows a = TxOf(Tx("1", 1).Insert("Memo", R"({"name":"M1"})"));
