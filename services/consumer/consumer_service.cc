@@ -71,6 +71,8 @@ void ToProto(const SyncLogRow& row, v1::SyncLogEntry* out) {
   out->set_created_at(row.created_at);
   out->set_parked_behind(row.parked_behind);
   out->set_local_docname(row.local_docname);
+  out->set_note(row.note);
+  out->set_local_doctype(row.local_doctype);
 }
 
 void ToProto(const std::string& producer, const PullOutcome& outcome, v1::PullResult* out) {

@@ -1335,6 +1335,12 @@ TEST_F(E2ETest, UpdateOfADocumentGoneOnBothSitesParksNothing) {
     EXPECT_EQ(e.status(), v1::SYNC_STATUS_SYNCED) << SyncSummary();
   }
   EXPECT_TRUE(absl::StrContains(SyncSummary("Note"), "Update:S00001:Synced")) << SyncSummary();
+  // ListSyncLog says why nothing was applied.
+  const std::vector<v1::SyncLogEntry> log = SyncLog("Note");
+  EXPECT_TRUE(absl::StrContains(log[0].note(), "the producer no longer has it")) << log[0].note();
+  EXPECT_TRUE(absl::StrContains(log[1].note(), "not present here")) << log[1].note();
+  EXPECT_EQ(log[2].local_doctype(), "Note");
+  EXPECT_EQ(log[2].local_docname(), "S00001");
 }
 
 // A condition changed in the consumer's config: documents that pass now
