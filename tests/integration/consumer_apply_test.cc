@@ -356,6 +356,30 @@ TEST_F(ApplyTest, UpdateOfMissingDocumentFetchesIt) {
             "N404|again|0;N9|Fetched|0");
 }
 
+// Upgrading: a Failed row left by a build that failed such an Update
+// (absent here and at the producer) clears with Resync, and what parked
+// behind it follows.
+TEST_F(ApplyTest, OldFailedUpdateOfADocumentAbsentOnBothSitesClearsWithResync) {
+  const int64_t failed = std::stoll(One(
+      "INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname, update_type, status,"
+      " error, data) VALUES ('hq', 1, 'Note', 'N404', 'Update', 'Failed', 'Update of a document"
+      " missing here: Note \"N404\" is missing here and the producer does not have it (any"
+      " more)', '{\"changed\":{\"title\":\"x\"}}') RETURNING id"));
+  Exec(absl::StrCat("INSERT INTO es_consumer.sync_log (producer, seq, doctype, docname,"
+                    " update_type, status, parked_behind) VALUES ('hq', 2, 'Note', 'N404',"
+                    " 'Delete', 'Parked', ", failed, ")"));
+  auto deps = [&](const std::string&) -> DependencySource* { return &producer_; };
+  auto done = applier_->Resync(conn_.get(), failed, deps);
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->size(), 2u);
+  EXPECT_EQ((*done)[0].status, "Synced");
+  EXPECT_EQ((*done)[1].status, "Synced");
+  EXPECT_NE(One("SELECT note FROM es_consumer.sync_log WHERE seq = 1")
+                .find("the producer no longer has it"),
+            std::string::npos);
+  EXPECT_EQ(One("SELECT count(*) FROM \"tabNote\""), "0");
+}
+
 TEST_F(ApplyTest, CreateOfExistingDocumentLeavesItAlone) {
   Exec("INSERT INTO \"tabNote\" (name, title) VALUES ('N1', 'local')");
   ApplyResult r = Apply({Entry(1, "Note", "N1", v1::UPDATE_TYPE_CREATE, Note1())});
